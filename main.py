@@ -1,0 +1,233 @@
+"""Light Field Network viewer: the command line, its exit codes and its one-line errors.
+
+    python main.py [--ckpt PATH]                       open the viewer
+    python main.py --headless --out view.png           render without a window
+    python main.py --benchmark                         LFN versus the volumetric baseline
+    python main.py --fit-image car.png --pose 30,20 --out car.pt   fit a latent to one photo
+
+Exit codes: 0 success, 2 what argparse rejects before anything loads, 1 every other failure.
+On failure stderr holds exactly one line, `error: …`; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_CKPT = ROOT / "checkpoints" / "cars.pt"
+DEFAULT_VOLUMETRIC = ROOT / "checkpoints" / "cars_volumetric.pt"
+RES_RANGE = (16, 4096)
+
+
+class UsageError(Exception):
+    """A bad value found after parsing (exit 1); the message names the flag."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a rejected command line as one `error: …` line and exit code 2."""
+
+    def error(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def resolution(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not RES_RANGE[0] <= value <= RES_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"{value} is outside {RES_RANGE[0]}..{RES_RANGE[1]}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def pose(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not AZ,EL or AZ,EL,R in numbers") from None
+    if len(values) not in (2, 3) or (len(values) == 3 and values[2] <= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not AZ,EL or AZ,EL,R with R > 0")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="main.py",
+        description="Real-time viewer for Light Field Networks: one network evaluation per ray.",
+    )
+    common = p.add_argument_group("common")
+    common.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                        help="LFN checkpoint (.pt, weights only); default: checkpoints/cars.pt")
+    common.add_argument("--instance", type=int, default=0,
+                        help="which object's latent code to show; negative counts from the end")
+    common.add_argument("--res", type=resolution, nargs="+", default=None, metavar="N",
+                        help="square render resolution, 16..4096 (default 256; the benchmark "
+                        "takes several, default 128 256 512 on a GPU, 64 128 on a CPU)")
+    common.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                        help="where the network runs; auto picks CUDA when present")
+    common.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="network precision; auto is fp16 on CUDA and fp32 on the CPU")
+    common.add_argument("--backend", choices=("torchscript", "eager", "compile"),
+                        default="torchscript", help="how the per-ray network runs (default: "
+                        "the traced TorchScript function)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and warnings")
+
+    viewer = p.add_argument_group("viewer (the default mode)")
+    viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit")
+    viewer.add_argument("--exit-after", type=float, metavar="SECONDS",
+                        help="close the window cleanly after this many seconds")
+
+    headless = p.add_argument_group("headless rendering")
+    headless.add_argument("--headless", action="store_true", help="render to a file, no window")
+    headless.add_argument("--out", type=Path, help="output file: .png or .gif (headless), "
+                          ".pt (--fit-image)")
+    headless.add_argument("--mode", choices=("rgb", "depth", "normals"), default="rgb",
+                          help="what to render: colors, gradient depth or normals")
+    headless.add_argument("--azimuth", type=float, default=None, help="degrees from +x toward +y")
+    headless.add_argument("--elevation", type=float, default=None,
+                          help="degrees above the ground plane")
+    headless.add_argument("--radius", type=float, default=None, help="distance to the target")
+    headless.add_argument("--frames", type=positive_int, default=None,
+                          help="GIF turntable frames, or timed benchmark frames")
+    headless.add_argument("--ply", type=Path, help="also write a colored point cloud (.ply)")
+
+    bench = p.add_argument_group("benchmark")
+    bench.add_argument("--benchmark", action="store_true",
+                       help="time LFN and volumetric rendering in one run")
+    bench.add_argument("--json", type=Path, help="write the benchmark results as JSON")
+    bench.add_argument("--plot", type=Path, help="write a PNG chart of FPS per method")
+    bench.add_argument("--volumetric", type=Path, default=DEFAULT_VOLUMETRIC,
+                       help="volumetric baseline checkpoint (default checkpoints/cars_volumetric.pt)")
+
+    fit = p.add_argument_group("fit a latent to one image")
+    fit.add_argument("--fit-image", type=Path, metavar="FILE.png",
+                     help="photo of a car on a white background")
+    fit.add_argument("--pose", type=pose, metavar="AZ,EL[,R]",
+                     help="camera of the photo in the orbit convention (R defaults to 3.0)")
+    fit.add_argument("--steps", type=positive_int, default=300, help="optimization steps")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    modes = [m for m in ("headless", "benchmark") if getattr(args, m)] + (
+        ["fit_image"] if args.fit_image else []
+    )
+    if len(modes) > 1:
+        parser.error(f"choose one mode, not {' and '.join('--' + m.replace('_', '-') for m in modes)}")
+    args.mode_name = modes[0] if modes else "viewer"
+    if args.res is None:
+        args.res = [] if args.benchmark else [256]
+    elif len(args.res) > 1 and not args.benchmark:
+        parser.error("argument --res: takes one value outside --benchmark")
+    if args.headless and args.out is None:
+        parser.error("argument --out: required with --headless")
+    if args.fit_image and (args.pose is None or args.out is None):
+        parser.error("--fit-image needs --pose AZ,EL[,R] and --out FILE.pt")
+    return args
+
+
+def resolve_device(choice: str):
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available on this machine")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def resolve_precision(choice: str, device) -> str:
+    if choice == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return choice
+
+
+def check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {path}: expected a {' or '.join(suffixes)} file")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{flag} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{flag} {path}: not writable")
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.checkpoint import load_checkpoint
+
+    device = resolve_device(args.device)
+    args.device_obj = device
+    args.precision = resolve_precision(args.precision, device)
+    for flag, path, suffixes in (
+        ("--out", args.out, (".pt",) if args.fit_image else (".png", ".gif")),
+        ("--ply", args.ply, (".ply",)),
+        ("--json", args.json, (".json",)),
+        ("--plot", args.plot, (".png",)),
+        ("--stats", args.stats, (".json",)),
+    ):
+        if path is not None:
+            check_writable(path, flag, suffixes)
+    ckpt = load_checkpoint(args.ckpt)
+    if ckpt.model.kind != "lfn":
+        raise UsageError(f"--ckpt {args.ckpt}: is a {ckpt.model.kind} checkpoint, not an LFN")
+    try:
+        args.instance = ckpt.resolve_instance(args.instance)
+    except IndexError as e:
+        raise UsageError(str(e)) from None
+
+    if args.mode_name == "headless":
+        from viewer.headless import run_headless
+
+        return run_headless(args, ckpt)
+    if args.mode_name == "benchmark":
+        from bench.benchmark import run_benchmark
+
+        return run_benchmark(args, ckpt)
+    if args.mode_name == "fit_image":
+        from tools.fit_image import run_fit_image
+
+        return run_fit_image(args, ckpt)
+    from viewer.app import run_viewer
+
+    return run_viewer(args, ckpt)
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if text.startswith("error: ") else f"error: {text}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.debug:
+        warnings.simplefilter("ignore")
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the one place where failures become exit codes
+        if args.debug:
+            raise
+        print(one_line(error), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

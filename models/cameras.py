@@ -1,0 +1,106 @@
+"""The product's one camera convention, used by the data set, viewer, headless renders and fitting.
+
+World: z is up, a car's length lies along x, the orbit target is the origin.
+Orbit: azimuth in degrees from +x toward +y, elevation in degrees above the xy-plane,
+radius = distance from the camera center to the target.
+Cameras: pinhole, cam2world (4, 4) in the OpenCV convention (x right, y down, z forward),
+pixel (i, j) = (column, row) has its center at (i + 0.5, j + 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_RADIUS = 3.0
+DEFAULT_FOV_DEG = 40.0
+DEFAULT_AZIMUTH = 30.0
+DEFAULT_ELEVATION = 20.0
+WORLD_UP = (0.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Orbit:
+    """A camera on a sphere around `target`, looking at it; angles in degrees."""
+
+    azimuth: float = DEFAULT_AZIMUTH
+    elevation: float = DEFAULT_ELEVATION
+    radius: float = DEFAULT_RADIUS
+    target: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def cam2world(self) -> torch.Tensor:
+        return orbit_pose(self.azimuth, self.elevation, self.radius, self.target)
+
+
+def intrinsics(width: int, height: int, fov_y_deg: float = DEFAULT_FOV_DEG) -> torch.Tensor:
+    """(3, 3) pinhole intrinsics in pixels for a vertical field of view, square pixels."""
+    focal = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
+    return torch.tensor(
+        [[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]], dtype=torch.float32
+    )
+
+
+def orbit_position(azimuth: float, elevation: float, radius: float) -> torch.Tensor:
+    """Camera center relative to the target, (3,)."""
+    az, el = math.radians(azimuth), math.radians(elevation)
+    return radius * torch.tensor(
+        [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)], dtype=torch.float32
+    )
+
+
+def look_at(eye: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(4, 4) OpenCV cam2world for a camera at `eye` looking at `target`, world z up in image -y."""
+    forward = torch.nn.functional.normalize(target - eye, dim=0)
+    up = torch.tensor(WORLD_UP, dtype=eye.dtype)
+    right = torch.linalg.cross(forward, up)
+    if right.norm() < 1e-6:  # looking straight up or down: any right vector perpendicular to forward
+        right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0], dtype=eye.dtype))
+    right = torch.nn.functional.normalize(right, dim=0)
+    down = torch.linalg.cross(forward, right)
+    pose = torch.eye(4, dtype=eye.dtype)
+    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, eye
+    return pose
+
+
+def orbit_pose(
+    azimuth: float,
+    elevation: float,
+    radius: float = DEFAULT_RADIUS,
+    target: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> torch.Tensor:
+    """(4, 4) cam2world of an orbit camera (OpenCV axes)."""
+    center = torch.tensor(target, dtype=torch.float32)
+    return look_at(center + orbit_position(azimuth, elevation, radius), center)
+
+
+def rays_through_pixels(
+    cam2world: torch.Tensor, intrinsics: torch.Tensor, cols: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-space rays through pixel centers (cols + 0.5, rows + 0.5).
+
+    cam2world (..., 4, 4) broadcasts against cols and rows (...); returns origins and unit
+    directions, each (..., 3), in the dtype and on the device of `cam2world`.
+    """
+    k = intrinsics.to(device=cam2world.device, dtype=cam2world.dtype)
+    cam_dirs = torch.stack(
+        [(cols + 0.5 - k[0, 2]) / k[0, 0], (rows + 0.5 - k[1, 2]) / k[1, 1], torch.ones_like(cols)],
+        dim=-1,
+    )
+    dirs = torch.einsum("...ij,...j->...i", cam2world[..., :3, :3], cam_dirs)
+    origins = cam2world[..., :3, 3].expand_as(dirs)
+    return origins, torch.nn.functional.normalize(dirs, dim=-1)
+
+
+def pixel_rays(
+    cam2world: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays through every pixel center of one camera: origins and unit directions, each (H, W, 3)."""
+    device, dtype = cam2world.device, cam2world.dtype
+    rows, cols = torch.meshgrid(
+        torch.arange(height, device=device, dtype=dtype),
+        torch.arange(width, device=device, dtype=dtype),
+        indexing="ij",
+    )
+    return rays_through_pixels(cam2world, intrinsics, cols, rows)

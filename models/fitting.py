@@ -1,0 +1,79 @@
+"""Single-image inference: fit a fresh latent to posed views with the network frozen.
+
+The learned prior over the class is the latent table: fitting starts at its mean and a penalty
+keeps the code near the table's scale, so one view determines a plausible whole light field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from models.sampling import sample_rays
+
+
+@dataclass
+class FitStep:
+    step: int
+    loss: float
+    psnr: float
+    latent: torch.Tensor
+
+
+def psnr_from_mse(mse: float) -> float:
+    return float(-10.0 * torch.log10(torch.tensor(max(mse, 1e-10))))
+
+
+def fit_latent_steps(
+    model, rgb: torch.Tensor, cam2world: torch.Tensor, intrinsics: torch.Tensor,
+    rays_per_step: int = 4096, lr: float = 1e-2, latent_weight: float = 1e-3,
+    init: torch.Tensor | None = None, seed: int = 0,
+) -> Iterator[FitStep]:
+    """Yield one FitStep per optimization step, forever; the caller decides when to stop.
+
+    rgb (V, H, W, 3) uint8 and cam2world (V, 4, 4) are the observed views (usually V = 1).
+    Works for any model called as `model(origins, dirs, latents)` and a `latents` table.
+    """
+    device = next(model.parameters()).device
+    table = model.latents.weight.detach()
+    latent = (table.mean(0) if init is None else init.to(device)).clone().requires_grad_(True)
+    scale = table.pow(2).sum(1).mean().clamp(min=1e-6)
+    optimizer = torch.optim.Adam([latent], lr=lr)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    rgb, cam2world = rgb.to(device)[None], cam2world.to(device)[None]
+    views = torch.arange(rgb.shape[1], device=device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    step = 0
+    try:
+        while True:
+            origins, dirs, target = sample_rays(
+                rgb, cam2world, intrinsics, views, rays_per_step, generator
+            )
+            color = model(origins, dirs, latent[None])
+            mse = torch.nn.functional.mse_loss(color, target)
+            loss = mse + latent_weight * latent.pow(2).sum() / scale
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            yield FitStep(step, loss.item(), psnr_from_mse(mse.item()), latent.detach().clone())
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+def fit_latent(
+    model, rgb: torch.Tensor, cam2world: torch.Tensor, intrinsics: torch.Tensor, steps: int,
+    on_step: Callable[[FitStep], None] | None = None, **options,
+) -> FitStep:
+    """Run `steps` steps of fit_latent_steps and return the last."""
+    last = None
+    for last in fit_latent_steps(model, rgb, cam2world, intrinsics, **options):
+        if on_step is not None:
+            on_step(last)
+        if last.step >= steps:
+            break
+    return last

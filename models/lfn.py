@@ -1,0 +1,117 @@
+"""The auto-decoded, FiLM-conditioned Light Field Network.
+
+A latent code per object (the table is learned jointly with the network) goes through a small
+conditioning network that outputs a scale and shift for every hidden layer of a per-ray MLP.
+The MLP maps a ray's 6-D Plücker coordinates to an RGB color: one evaluation per ray.
+
+FiLM was chosen over the paper's hypernetwork because the full hypernetwork (~100 M parameters)
+cannot fit the 16 MiB checkpoint limit, and because a FiLM-conditioned layer folds into plain
+weights (models/mlp.py), so the specialized per-ray network is a plain MLP that fast kernels run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from models.mlp import mlp_forward
+from models.plucker import plucker
+
+
+@dataclass
+class LFNConfig:
+    num_instances: int
+    latent_dim: int = 256
+    width: int = 256
+    hidden_layers: int = 6
+    cond_width: int = 256
+    in_dim: int = 6
+    out_dim: int = 3
+
+
+class FiLMNetwork(nn.Module):
+    """A latent-conditioned MLP: `hidden_layers` FiLM-modulated ReLU layers and a linear head.
+
+    Shared by the LFN (6-D rays → RGB) and the volumetric baseline (encoded points → density, RGB),
+    so that both have the same width and depth.
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, latent_dim: int, width: int, hidden_layers: int,
+        cond_width: int,
+    ):
+        super().__init__()
+        self.width, self.hidden_layers = width, hidden_layers
+        self.layers = nn.ModuleList(
+            [nn.Linear(in_dim, width)] + [nn.Linear(width, width) for _ in range(hidden_layers - 1)]
+        )
+        self.head = nn.Linear(width, out_dim)
+        self.conditioning = nn.Sequential(
+            nn.Linear(latent_dim, cond_width), nn.ReLU(), nn.Linear(cond_width, 2 * hidden_layers * width)
+        )
+        # Start as the identity modulation (gamma = 1, beta = 0) so training begins from a plain MLP.
+        nn.init.zeros_(self.conditioning[-1].weight)
+        with torch.no_grad():
+            self.conditioning[-1].bias.copy_(
+                torch.cat([torch.ones(hidden_layers * width), torch.zeros(hidden_layers * width)])
+            )
+
+    def film(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, latent_dim) → gamma, beta, each (B, hidden_layers, width)."""
+        out = self.conditioning(latents).view(-1, 2, self.hidden_layers, self.width)
+        return out[:, 0], out[:, 1]
+
+    def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """x (B, N, in_dim), latents (B, latent_dim) → (B, N, out_dim)."""
+        gamma, beta = self.film(latents)
+        h = x
+        for i, layer in enumerate(self.layers):
+            h = torch.relu(gamma[:, None, i] * layer(h) + beta[:, None, i])
+        return self.head(h)
+
+    def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Fold one latent (latent_dim,) into plain MLP tensors for models.mlp.mlp_forward."""
+        gamma, beta = (t[0] for t in self.film(latent[None]))
+        w = [layer.weight * gamma[i, :, None] for i, layer in enumerate(self.layers)]
+        b = [layer.bias * gamma[i] + beta[i] for i, layer in enumerate(self.layers)]
+        return (
+            w[0], b[0], torch.stack(w[1:]), torch.stack(b[1:]), self.head.weight, self.head.bias
+        )
+
+
+class LightFieldNetwork(nn.Module):
+    """Latent table + FiLM network; colors in [0, 1] through a sigmoid."""
+
+    kind = "lfn"
+    evals_per_ray = 1
+
+    def __init__(self, config: LFNConfig):
+        super().__init__()
+        self.config = config
+        self.latents = nn.Embedding(config.num_instances, config.latent_dim)
+        nn.init.normal_(self.latents.weight, std=0.01)
+        self.net = FiLMNetwork(
+            config.in_dim, config.out_dim, config.latent_dim, config.width, config.hidden_layers,
+            config.cond_width,
+        )
+
+    def forward(
+        self, origins: torch.Tensor, dirs: torch.Tensor, latents: torch.Tensor
+    ) -> torch.Tensor:
+        """The interface training and fitting share with the volumetric model:
+        origins, dirs (B, N, 3), latents (B, latent_dim) → colors (B, N, 3)."""
+        return self.plucker_colors(plucker(origins, dirs), latents)
+
+    def plucker_colors(self, rays: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """rays (B, N, 6) Plücker, latents (B, latent_dim) → colors (B, N, 3)."""
+        return torch.sigmoid(self.net(rays, latents))
+
+    def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.net.specialize(latent)
+
+
+def ray_colors(plucker_rays: torch.Tensor, *mlp_tensors: torch.Tensor) -> torch.Tensor:
+    """The specialized per-ray function: (N, 6) Plücker → (N, 3) colors. This is what is traced."""
+    return torch.sigmoid(mlp_forward(plucker_rays, *mlp_tensors))

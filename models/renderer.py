@@ -1,0 +1,142 @@
+"""One renderer interface for both models: set a latent, then render a camera into an image.
+
+    renderer.set_latent(latent)                  # folds the latent into plain MLP tensors
+    image = renderer.render(cam2world, res)      # (res, res, 3) colors in [0, 1], on the device
+
+The LFN's per-ray function is traced once with torch.jit.trace; the folded weights are inputs of
+the trace, so swapping or interpolating latents never re-traces.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from models.cameras import intrinsics, pixel_rays
+from models.lfn import LightFieldNetwork, ray_colors
+from models.mlp import mlp_forward
+from models.plucker import plucker
+from models.volumetric import VolumetricField, render_specialized
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("torchscript", "eager", "compile")
+
+
+def trace_ray_function(example_rays: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...]):
+    """TorchScript of models.lfn.ray_colors, specialized to no latent: weights are its inputs."""
+    with torch.no_grad():
+        return torch.jit.trace(ray_colors, (example_rays, *mlp_tensors), check_trace=False)
+
+
+def frame_rays(cam2world: torch.Tensor, res: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Origins and unit directions (res*res, 3) for a square frame with the default field of view."""
+    origins, dirs = pixel_rays(cam2world.to(device), intrinsics(res, res), res, res)
+    return origins.reshape(-1, 3), dirs.reshape(-1, 3)
+
+
+class LFNRenderer:
+    """Renders an LFN: one network evaluation per pixel ray."""
+
+    def __init__(
+        self, model: LightFieldNetwork, device: torch.device | str = "cpu",
+        precision: str = "fp32", backend: str = "torchscript",
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.dtype = PRECISIONS[precision]
+        self.precision, self.backend = precision, backend
+        self.evals_per_ray = model.evals_per_ray
+        self.mlp_tensors: tuple[torch.Tensor, ...] = ()
+        self.set_latent(model.latents.weight[0])
+        self._function = self._build_function()
+
+    def _build_function(self):
+        if self.backend == "torchscript":
+            example = torch.randn(64, 6, device=self.device, dtype=self.dtype)
+            return trace_ray_function(example, self.mlp_tensors)
+        if self.backend == "compile":
+            return torch.compile(ray_colors, dynamic=False)
+        return ray_colors
+
+    def set_latent(self, latent: torch.Tensor) -> None:
+        with torch.no_grad():
+            folded = self.model.specialize(latent.to(self.device, torch.float32))
+        self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
+
+    def colors(self, plucker_rays: torch.Tensor) -> torch.Tensor:
+        """(N, 6) Plücker coordinates → (N, 3) colors, with the current latent."""
+        return self._function(plucker_rays.to(self.dtype), *self.mlp_tensors)
+
+    @torch.no_grad()
+    def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+        origins, dirs = frame_rays(cam2world, res, self.device)
+        return self.colors(plucker(origins, dirs)).view(res, res, 3)
+
+
+class VolumetricRenderer:
+    """Renders the volumetric baseline: SAMPLES_PER_RAY network evaluations per ray, chunked.
+
+    The chunk size starts at `max_samples` per pass and halves on out-of-memory, so a resolution
+    too large for the memory at hand renders in more passes instead of failing.
+    """
+
+    def __init__(
+        self, model: VolumetricField, device: torch.device | str = "cpu",
+        precision: str = "fp32", max_samples: int = 1 << 26,
+    ):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.dtype = PRECISIONS[precision]
+        self.precision, self.backend = precision, "eager"
+        self.evals_per_ray = model.evals_per_ray
+        self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
+        self.chunks_last_frame = 1
+        self.set_latent(model.latents.weight[0])
+
+    def set_latent(self, latent: torch.Tensor) -> None:
+        with torch.no_grad():
+            folded = self.model.specialize(latent.to(self.device, torch.float32))
+        self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
+
+    def _render_rays(self, origins: torch.Tensor, dirs: torch.Tensor):
+        cfg = self.model.config
+        return render_specialized(
+            origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
+            cfg.samples_per_ray, cfg.frequencies,
+        )
+
+    @torch.no_grad()
+    def render_with_depth(self, cam2world: torch.Tensor, res: int) -> tuple[torch.Tensor, ...]:
+        """Color (res, res, 3), expected depth (res, res) and opacity (res, res)."""
+        origins, dirs = frame_rays(cam2world, res, self.device)
+        while True:
+            try:
+                parts = [
+                    self._render_rays(origins[i : i + self.rays_per_chunk], dirs[i : i + self.rays_per_chunk])
+                    for i in range(0, origins.shape[0], self.rays_per_chunk)
+                ]
+                break
+            except torch.OutOfMemoryError:
+                if self.rays_per_chunk == 1:
+                    raise
+                self.rays_per_chunk //= 2
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        self.chunks_last_frame = len(parts)
+        color, depth, opacity = zip(*parts, strict=True)
+        return (torch.cat(color).view(res, res, 3), torch.cat(depth).view(res, res),
+                torch.cat(opacity).view(res, res))
+
+    def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+        return self.render_with_depth(cam2world, res)[0]
+
+
+def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript"):
+    """The renderer for a loaded model of either kind."""
+    if isinstance(model, LightFieldNetwork):
+        return LFNRenderer(model, device, precision, backend)
+    return VolumetricRenderer(model, device, precision)
+
+
+__all__ = ["LFNRenderer", "VolumetricRenderer", "make_renderer", "mlp_forward", "trace_ray_function"]

@@ -1,0 +1,42 @@
+import math
+
+import torch
+
+from models.cameras import intrinsics, orbit_pose, pixel_rays
+from models.plucker import plucker
+
+
+def test_plucker_is_invariant_to_the_origin_along_the_ray():
+    origins, dirs = torch.randn(100, 3), torch.randn(100, 3)
+    shifted = origins + torch.randn(100, 1) * 5 * torch.nn.functional.normalize(dirs, dim=-1)
+    assert torch.allclose(plucker(origins, dirs), plucker(shifted, dirs), atol=1e-5)
+    assert torch.allclose(plucker(origins, dirs)[:, :3].norm(dim=-1), torch.ones(100))
+
+
+def test_pixel_ray_direction_matches_a_hand_computation():
+    # 4x4 image, fov 90: focal = 2, center 2. Pixel (col 3, row 0) has center (3.5, 0.5).
+    pose = torch.eye(4)
+    origins, dirs = pixel_rays(pose, intrinsics(4, 4, fov_y_deg=90.0), 4, 4)
+    expected = torch.tensor([(3.5 - 2) / 2, (0.5 - 2) / 2, 1.0])
+    assert torch.allclose(dirs[0, 3], expected / expected.norm(), atol=1e-6)
+    assert torch.equal(origins[0, 3], torch.zeros(3))
+
+
+def test_orbit_zero_looks_from_plus_x_with_z_up_in_image_minus_y():
+    pose = orbit_pose(0.0, 0.0, 3.0)
+    right, down, forward, eye = pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3]
+    assert torch.allclose(eye, torch.tensor([3.0, 0, 0]), atol=1e-6)
+    assert torch.allclose(forward, torch.tensor([-1.0, 0, 0]), atol=1e-6)
+    assert torch.allclose(down, torch.tensor([0, 0, -1.0]), atol=1e-6)  # world z up = image -y
+    assert torch.allclose(right, torch.tensor([0, 1.0, 0]), atol=1e-6)
+    # The top-center pixel's ray points upward (positive z).
+    _, dirs = pixel_rays(pose, intrinsics(8, 8), 8, 8)
+    assert dirs[0, 4, 2] > 0 and dirs[7, 4, 2] < 0
+
+
+def test_orbit_azimuth_and_elevation_follow_the_convention():
+    eye = orbit_pose(90.0, 30.0, 2.0)[:3, 3]
+    expected = 2.0 * torch.tensor([0.0, math.cos(math.radians(30)), math.sin(math.radians(30))])
+    assert torch.allclose(eye, expected, atol=1e-6)
+    pose = orbit_pose(45.0, 89.9)
+    assert torch.allclose(pose[:3, :3] @ pose[:3, :3].T, torch.eye(3), atol=1e-5)

@@ -1,0 +1,104 @@
+import os
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+from models.checkpoint import CheckpointError, checkpoint_dict, load_checkpoint, save_checkpoint
+from tests.conftest import names, tiny_lfn, tiny_volumetric
+
+META = {"steps": 5, "dataset": "d", "metrics": {"psnr_heldout_views": 1.0}}
+
+
+def test_round_trip_keeps_weights_latents_names_and_meta(tmp_path):
+    model = tiny_lfn()
+    save_checkpoint(model, names(3), META, tmp_path / "a.pt")
+    ckpt = load_checkpoint(tmp_path / "a.pt")
+    assert ckpt.instance_names == names(3) and ckpt.meta == META
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), ckpt.model.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2)
+    assert ckpt.resolve_instance(-1) == 2
+    with pytest.raises(IndexError):
+        ckpt.resolve_instance(3)
+
+
+def test_volumetric_round_trip(tmp_path):
+    save_checkpoint(tiny_volumetric(), names(3), META, tmp_path / "v.pt")
+    assert load_checkpoint(tmp_path / "v.pt").model.kind == "volumetric"
+
+
+def write(tmp_path, name, obj):
+    path = tmp_path / name
+    torch.save(obj, path)
+    return path
+
+
+def good_dict():
+    return checkpoint_dict(tiny_lfn(), names(3), META)
+
+
+class Payload:
+    """Unpickling this calls os.system: a checkpoint that tries to run code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "no such file"),
+    ("directory", "is a directory"),
+    ("empty", "is empty"),
+    ("random", "not a"),
+    ("truncated", "truncated or corrupt"),
+    ("wrong_content", "not an LFN viewer checkpoint"),
+    ("wrong_version", "format version 99"),
+    ("wrong_shapes", "latent table has shape"),
+    ("wrong_weights", "weights do not match"),
+])
+def test_bad_checkpoints_give_one_clear_error(tmp_path, case, expected):
+    if case == "missing":
+        path = tmp_path / "nope.pt"
+    elif case == "directory":
+        path = tmp_path
+    elif case == "empty":
+        path = tmp_path / "empty.pt"
+        path.write_bytes(b"")
+    elif case == "random":
+        path = tmp_path / "random.pt"
+        path.write_bytes(os.urandom(4096))
+    elif case == "truncated":
+        full = write(tmp_path, "full.pt", good_dict())
+        path = tmp_path / "truncated.pt"
+        path.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    elif case == "wrong_content":
+        path = write(tmp_path, "w.pt", {"weights": torch.zeros(3)})
+    elif case == "wrong_version":
+        path = write(tmp_path, "v.pt", dict(good_dict(), version=99))
+    elif case == "wrong_shapes":
+        path = write(tmp_path, "s.pt", dict(good_dict(), latents=torch.zeros(3, 5)))
+    else:
+        bad = good_dict()
+        bad["state_dict"]["net.head.weight"] = torch.zeros(7, 7)
+        path = write(tmp_path, "ws.pt", bad)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert expected in message and str(path) in message and "\n" not in message
+
+
+def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "payload_ran"
+    path = write(tmp_path, "evil.pt", dict(good_dict(), meta=Payload(marker)))
+    # The payload works when unpickled without weights_only: the test's trap is real.
+    with zipfile.ZipFile(path) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    assert b"system" in data
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.exists()

@@ -1,0 +1,1 @@
+"""Data-set tools: car meshes (TORCS AC3D files, procedural cars), offscreen rendering, export."""

@@ -1,0 +1,306 @@
+"""Train an auto-decoded LFN (or the volumetric baseline) on the car data set.
+
+    python -m tools.train --data data/cars --out runs/lfn [--model volumetric] [--minutes 20]
+    torchrun --nproc-per-node 2 -m tools.train ...      # DistributedDataParallel, one GPU a process
+
+Each step draws `objects_per_step` training cars and `rays_per_object` random pixels of their
+training views; the loss is image-space MSE plus a latent-norm penalty. Latent codes live in the
+model's embedding table, replicated on every rank: DDP all-reduces their gradients like any other
+weight, so every rank holds the same table after every step (no stale codes). The learning rate
+is per-GPU-batch; with N GPUs the global batch grows N× and the rate is kept (documented in
+TRAINING.md).
+
+The training state (weights, optimizer, RNG, step, elapsed time) is written atomically every
+`save_every` steps; --resume continues from the newest state that loads, skipping a corrupt one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from models.checkpoint import atomic_save, save_checkpoint
+from models.fitting import psnr_from_mse
+from models.lfn import LFNConfig, LightFieldNetwork
+from models.sampling import sample_rays
+from models.volumetric import VolumetricConfig, VolumetricField
+from tools.cardata import CarViews, load_cars
+
+STATE_GLOB = "state_*.pt"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    data: str
+    out: str
+    model: str = "lfn"
+    steps: int = 200_000
+    minutes: float | None = None
+    objects_per_step: int = 64
+    rays_per_object: int = 1024
+    lr: float = 5e-4
+    latent_lr: float = 1e-3
+    final_lr_fraction: float = 0.1
+    latent_weight: float = 1e-4
+    latent_dim: int = 256
+    width: int = 256
+    hidden_layers: int = 6
+    save_every: int = 1000
+    eval_every: int = 1000
+    eval_cars: int = 8
+    eval_views: int = 25
+    log_every: int = 50
+    keep_states: int = 2
+    seed: int = 0
+    resume: bool = False
+    max_cars: int | None = None
+    device: str = "auto"
+
+
+# ---------------------------------------------------------------- distributed set-up
+
+
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_choice: str) -> Dist:
+    """One process per GPU under torchrun (env WORLD_SIZE); gloo on CPUs, NCCL on GPUs."""
+    use_cuda = torch.cuda.is_available() and device_choice != "cpu"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(device=torch.device("cuda" if use_cuda else "cpu"))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Dist(rank, world, torch.device(f"cuda:{local}" if use_cuda else "cpu"))
+
+
+# ---------------------------------------------------------------- model and state
+
+
+def build_model(cfg: TrainConfig, num_instances: int) -> LightFieldNetwork | VolumetricField:
+    arch = dict(latent_dim=cfg.latent_dim, width=cfg.width, hidden_layers=cfg.hidden_layers)
+    if cfg.model == "lfn":
+        return LightFieldNetwork(LFNConfig(num_instances=num_instances, **arch))
+    if cfg.model == "volumetric":
+        return VolumetricField(VolumetricConfig(num_instances=num_instances, **arch))
+    raise ValueError(f"--model {cfg.model!r}: choose lfn or volumetric")
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    latents = [model.latents.weight]
+    network = [p for n, p in model.named_parameters() if not n.startswith("latents")]
+    return torch.optim.Adam(
+        [{"params": network, "lr": cfg.lr}, {"params": latents, "lr": cfg.latent_lr}]
+    )
+
+
+def state_files(out: Path) -> list[Path]:
+    """Saved training states, newest first."""
+    return sorted(out.glob(STATE_GLOB), reverse=True)
+
+
+def load_latest_state(out: Path) -> dict | None:
+    """The newest state that loads; a corrupt newest file is reported and skipped."""
+    for path in state_files(out):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "step" in state:
+                return state
+            print(f"skipping {path}: not a training state")
+        except Exception as e:  # a torn or corrupt file: fall back to the previous one
+            print(f"skipping corrupt state {path}: {' '.join(str(e).split())[:120]}")
+    return None
+
+
+def save_state(out: Path, step: int, model, optimizer, seconds: float, cfg: TrainConfig,
+               names: list[str]) -> None:
+    state = {
+        "step": step,
+        "seconds": seconds,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "train_config": dataclasses.asdict(cfg),
+        "instance_names": names,
+    }
+    atomic_save(state, out / f"state_{step:09d}.pt")
+    for old in state_files(out)[cfg.keep_states:]:
+        old.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- evaluation during training
+
+
+@torch.no_grad()
+def heldout_psnr(model, cars: CarViews, first: int, count: int, views: int) -> float:
+    """Mean PSNR over held-out (test) views of `count` training cars, whole images."""
+    test_views = torch.nonzero(~cars.train_view).flatten()[:views]
+    res = cars.resolution
+    rows, cols = torch.meshgrid(
+        torch.arange(res, device=cars.rgb.device), torch.arange(res, device=cars.rgb.device),
+        indexing="ij",
+    )
+    from models.cameras import rays_through_pixels
+
+    was_training = model.training
+    model.eval()
+    scores = []
+    for car in range(first, min(first + count, cars.rgb.shape[0])):
+        latent = model.latents.weight[car][None]
+        for view in test_views:
+            o, d = rays_through_pixels(cars.cam2world[car, view], cars.intrinsics,
+                                       cols.float(), rows.float())
+            color = torch.cat([
+                model(o.reshape(1, -1, 3)[:, i:i + 8192],
+                                 d.reshape(1, -1, 3)[:, i:i + 8192], latent)
+                for i in range(0, res * res, 8192)
+            ], dim=1).view(res, res, 3)
+            target = cars.rgb[car, view].float() / 255
+            scores.append(psnr_from_mse(float(((color.float() - target) ** 2).mean())))
+    model.train(was_training)
+    return sum(scores) / len(scores)
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def learning_rate_scale(cfg: TrainConfig, step: int, seconds: float) -> float:
+    """Exponential decay from 1 to final_lr_fraction over the step or time budget."""
+    progress = step / cfg.steps
+    if cfg.minutes:
+        progress = max(progress, seconds / (60 * cfg.minutes))
+    return cfg.final_lr_fraction ** min(progress, 1.0)
+
+
+def train(cfg: TrainConfig) -> Path:
+    env = setup_distributed(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cars = load_cars(cfg.data, "train", limit=cfg.max_cars).to(env.device)
+    num_cars = cars.rgb.shape[0]
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, num_cars).to(env.device)
+    optimizer = make_optimizer(model, cfg)
+    step, seconds = 0, 0.0
+    if cfg.resume and (state := load_latest_state(out)) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, seconds = state["step"], state["seconds"]
+        if env.main:
+            print(f"resumed from step {step} ({seconds / 60:.1f} min trained)")
+    ddp = (
+        torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
+        if env.world > 1 else model
+    )
+    train_views = torch.nonzero(cars.train_view).flatten().to(env.device)
+    generator = torch.Generator(device=env.device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=env.device.type == "cuda")
+    log = (out / "log.jsonl").open("a") if env.main else None
+    bar = tqdm(total=cfg.steps, initial=step, disable=not env.main, dynamic_ncols=True)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    rays_per_step = cfg.objects_per_step * cfg.rays_per_object * env.world
+    window_start, window_steps = time.perf_counter(), 0
+
+    def out_of_budget() -> bool:
+        return step >= cfg.steps or bool(cfg.minutes and seconds >= 60 * cfg.minutes)
+
+    while not out_of_budget():
+        tick = time.perf_counter()
+        # Re-seeding from (seed, rank, step) makes the ray draws identical after a resume.
+        generator.manual_seed(cfg.seed * 1_000_003 + env.rank * 7_919 + step)
+        objects = torch.randint(num_cars, (cfg.objects_per_step,), device=env.device,
+                                generator=generator)
+        origins, dirs, target = sample_rays(
+            cars.rgb[objects], cars.cam2world[objects], cars.intrinsics, train_views,
+            cfg.rays_per_object, generator,
+        )
+        scale = learning_rate_scale(cfg, step, seconds)
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * scale
+        with autocast:
+            latents = model.latents(objects)
+            color = ddp(origins, dirs, latents)
+        mse = torch.nn.functional.mse_loss(color.float(), target)
+        loss = mse + cfg.latent_weight * latents.float().pow(2).sum(-1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step += 1
+        window_steps += 1
+        if env.device.type == "cuda" and step % cfg.log_every == 0:
+            torch.cuda.synchronize(env.device)
+        seconds += time.perf_counter() - tick
+        if step % cfg.log_every == 0 and env.main:
+            now = time.perf_counter()
+            rate = window_steps * rays_per_step / (now - window_start)
+            window_start, window_steps = now, 0
+            record = {"step": step, "seconds": round(seconds, 2), "loss": loss.item(),
+                      "psnr": psnr_from_mse(mse.item()), "rays_per_s": round(rate),
+                      "lr_scale": round(scale, 4), "world": env.world}
+            bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}")
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        bar.update(1)
+        if step % cfg.eval_every == 0 and env.main:
+            psnr = heldout_psnr(model, cars, 0, cfg.eval_cars, cfg.eval_views)
+            log.write(json.dumps({"step": step, "seconds": round(seconds, 2),
+                                  "heldout_psnr": psnr}) + "\n")
+            log.flush()
+            tqdm.write(f"step {step}: held-out-view PSNR {psnr:.2f} dB")
+        if (step % cfg.save_every == 0 or out_of_budget()) and env.main:
+            save_state(out, step, model, optimizer, seconds, cfg, cars.ids)
+    bar.close()
+    final = out / "model.pt"
+    if env.main:
+        meta = {"steps": step, "dataset": str(cfg.data), "train_seconds": round(seconds, 1),
+                "world_size": env.world, "date": dt.date.today().isoformat(),
+                "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda"
+                else "cpu", "train_config": dataclasses.asdict(cfg), "metrics": {}}
+        save_checkpoint(model, cars.ids, meta, final)
+        print(f"wrote {final} after {step} steps, {seconds / 60:.1f} min")
+    if env.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type == "bool":
+            p.add_argument(flag, action="store_true")
+        elif field.default is dataclasses.MISSING:
+            p.add_argument(flag, required=True)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(
+                str(field.type).split(" |")[0], float
+            )
+            p.add_argument(flag, type=kind, default=field.default)
+    return TrainConfig(**vars(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    train(parse_args())

@@ -1,0 +1,1 @@
+"""The interactive viewer and the headless renderer (GL, ImGui). Uses models/, never trains."""
