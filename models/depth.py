@@ -1,0 +1,167 @@
+"""Depth from light-field gradients, and what follows from depth: normals and point clouds.
+
+Derivation (see DEPTH.md for the figure in words). Take a pixel's ray with origin o (the camera
+center), unit direction d, and a unit vector u perpendicular to d. In a local two-plane
+parameterization (plane 1 through o, plane 2 a distance D further along d, offsets s and t along
+u) the ray through (s, t) starts at o + s·u with direction D·d + (t − s)·u. A surface point at
+distance z along the ray is seen by exactly the rays with s·(D − z) + t·z = 0, a line in the
+(s, t) epipolar-plane image along which the color is constant (Lambertian surface), so
+
+    z = D · (∂c/∂t) / (∂c/∂s + ∂c/∂t).
+
+Here ∂c/∂s + ∂c/∂t is the derivative for a lateral *shift* of the ray along u (direction kept)
+and D·∂c/∂t the derivative for a *rotation* of the ray about the camera center toward u, so D
+cancels: z = (∂c/∂θ) / (∂c/∂x). Both derivatives are exact forward-mode derivatives of the
+network (one pass carrying 4 tangents: shift and rotation along the image's right and down
+vectors). Units: z is a distance in world units along the ray from the camera center, positive
+in front of the camera, the same quantity as the data set's ground-truth `depth`.
+
+Every color channel and both image axes give one equation a·z = b; they are solved by least
+squares, z = Σ a·b / Σ a², i.e. weighted by the squared shift-gradient, and pooled over a small
+window whose neighbours are weighted by color similarity (edge-aware), since a pixel and its
+same-surface neighbours share (almost) the same depth. Σ a² is the confidence: where the color is
+flat there is nothing to measure, and the pixel is marked invalid instead of guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from models.renderer import frame_rays
+from models.plucker import plucker
+
+
+@dataclass
+class DepthResult:
+    depth: torch.Tensor  # (H, W) distance along the ray from the camera center; 0 where invalid
+    valid: torch.Tensor  # (H, W) bool
+    confidence: torch.Tensor  # (H, W) pooled Σ a² (gradient energy)
+    color: torch.Tensor  # (H, W, 3) the frame's colors, from the same pass
+
+
+def mlp_forward_with_tangents(
+    x: torch.Tensor, tangents: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor,
+    w_hidden: torch.Tensor, b_hidden: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """models.mlp.mlp_forward plus its exact directional derivatives (forward mode).
+
+    x (N, in), tangents (T, N, in) → output (N, out), output tangents (T, N, out). Primal and
+    tangents share each layer's matrix product (one (T+1)·N-row product per layer).
+    """
+    t_count = tangents.shape[0]
+
+    def layer(h: torch.Tensor, dh: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool):
+        both = torch.cat([h[None], dh]).flatten(0, 1) @ w.t()
+        z, dz = both[: h.shape[0]] + b, both[h.shape[0]:].view(t_count, h.shape[0], -1)
+        if not relu:
+            return z, dz
+        active = z > 0
+        return torch.where(active, z, 0), torch.where(active, dz, 0)
+
+    h, dh = layer(x, tangents, w_in, b_in, True)
+    for i in range(w_hidden.shape[0]):
+        h, dh = layer(h, dh, w_hidden[i], b_hidden[i], True)
+    return layer(h, dh, w_out, b_out, False)
+
+
+def ray_tangents(origins: torch.Tensor, dirs: torch.Tensor, right: torch.Tensor,
+                 down: torch.Tensor) -> torch.Tensor:
+    """Plücker-space tangents (4, N, 6): shift along right, rotate toward right, same for down.
+
+    For P = (d, o × d): shifting o by u gives dP = (0, u × d); rotating d toward a unit u ⊥ d
+    about o gives dP = (u, o × u).
+    """
+    tangents = []
+    for axis in (right, down):
+        u = F.normalize(axis - (axis * dirs).sum(-1, keepdim=True) * dirs, dim=-1)
+        zero = torch.zeros_like(u)
+        tangents.append(torch.cat([zero, torch.linalg.cross(u, dirs, dim=-1)], -1))
+        tangents.append(torch.cat([u, torch.linalg.cross(origins, u, dim=-1)], -1))
+    return torch.stack(tangents)
+
+
+def color_derivatives(renderer, cam2world: torch.Tensor, res: int):
+    """Colors (N, 3) and derivatives (4, N, 3) of one frame's rays, in the renderer's precision."""
+    origins, dirs = frame_rays(cam2world, res, renderer.device)
+    rays = plucker(origins, dirs)
+    pose = cam2world.to(renderer.device, torch.float32)
+    right, down = pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs)
+    tangents = ray_tangents(origins, dirs, right, down)
+    logits, dlogits = mlp_forward_with_tangents(
+        rays.to(renderer.dtype), tangents.to(renderer.dtype), *renderer.mlp_tensors
+    )
+    color = torch.sigmoid(logits.float())
+    return color, (color * (1 - color))[None] * dlogits.float()
+
+
+def box_pool(x: torch.Tensor, window: int) -> torch.Tensor:
+    """Sum over a window × window neighbourhood; x (C, H, W)."""
+    return F.avg_pool2d(x[None], window, stride=1, padding=window // 2,
+                        count_include_pad=False)[0] * window * window
+
+
+def solve_depth(color: torch.Tensor, derivatives: torch.Tensor, res: int, window: int = 5,
+                color_sigma: float = 0.1, min_confidence: float = 1e-3) -> DepthResult:
+    """Least-squares depth from the shift (a) and rotation (b) derivatives, pooled edge-aware.
+
+    color (N, 3), derivatives (4, N, 3) ordered shift-right, rotate-right, shift-down, rotate-down.
+    """
+    a = derivatives[0::2].permute(1, 0, 2).reshape(res * res, -1)  # (N, 6) shift derivatives
+    b = derivatives[1::2].permute(1, 0, 2).reshape(res * res, -1)
+    ab = (a * b).sum(-1).view(1, res, res)
+    aa = (a * a).sum(-1).view(1, res, res)
+    image = color.view(res, res, 3).permute(2, 0, 1)
+    if window > 1:
+        # Edge-aware pooling: each neighbour's equations count by its color similarity.
+        pad = window // 2
+        padded = F.pad(torch.cat([image, ab, aa]), (pad, pad, pad, pad), mode="replicate")
+        patches = padded.unfold(1, window, 1).unfold(2, window, 1)  # (5, H, W, k, k)
+        similarity = torch.exp(
+            -((patches[:3] - image[..., None, None]) ** 2).sum(0) / (2 * color_sigma**2)
+        )
+        ab = (patches[3] * similarity).sum((-1, -2))[None]
+        aa = (patches[4] * similarity).sum((-1, -2))[None]
+    depth = (ab / aa.clamp(min=1e-12))[0]
+    confidence = aa[0]
+    valid = (confidence > min_confidence) & (depth > 0) & torch.isfinite(depth)
+    return DepthResult(torch.where(valid, depth, 0.0), valid, confidence, color.view(res, res, 3))
+
+
+@torch.no_grad()
+def gradient_depth(renderer, cam2world: torch.Tensor, res: int, window: int = 5,
+                   min_confidence: float = 1e-3) -> DepthResult:
+    """Depth of every pixel of a frame from the LFN alone (its current latent)."""
+    color, derivatives = color_derivatives(renderer, cam2world, res)
+    return solve_depth(color, derivatives, res, window=window, min_confidence=min_confidence)
+
+
+def depth_to_points(depth: torch.Tensor, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+    """(H, W) distances along the pixel rays → world points (H, W, 3)."""
+    origins, dirs = frame_rays(cam2world, res, depth.device)
+    return (origins + depth.reshape(-1, 1) * dirs).view(res, res, 3)
+
+
+def normals_from_depth(depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor,
+                       res: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """World-space unit normals (H, W, 3) facing the camera, and where they are defined (H, W).
+
+    Central differences of the back-projected points; a normal needs its 4 neighbours valid.
+    """
+    points = depth_to_points(depth.float(), cam2world.float(), res)
+    du = torch.zeros_like(points)
+    dv = torch.zeros_like(points)
+    du[:, 1:-1] = points[:, 2:] - points[:, :-2]
+    dv[1:-1] = points[2:] - points[:-2]
+    normals = F.normalize(torch.linalg.cross(dv, du, dim=-1), dim=-1)
+    to_camera = cam2world[:3, 3].to(points) - points
+    flip = (normals * to_camera).sum(-1, keepdim=True) < 0
+    normals = torch.where(flip, -normals, normals)
+    ok = valid.clone()
+    ok[:, 1:-1] &= valid[:, 2:] & valid[:, :-2]
+    ok[1:-1] &= valid[2:] & valid[:-2]
+    ok[[0, -1]] = False
+    ok[:, [0, -1]] = False
+    return torch.where(ok[..., None], normals, 0.0), ok

@@ -1,0 +1,88 @@
+"""Depth from light-field gradients against analytic light fields with known depth."""
+
+import pytest
+import torch
+
+from models.cameras import orbit_pose
+from models.depth import (
+    gradient_depth,
+    mlp_forward_with_tangents,
+    normals_from_depth,
+    ray_tangents,
+    solve_depth,
+)
+from models.mlp import mlp_forward
+from models.plucker import plucker
+from models.renderer import LFNRenderer, frame_rays
+from tests.conftest import tiny_lfn
+
+RADIUS = 0.8
+
+
+def textured_sphere(rays: torch.Tensor) -> torch.Tensor:
+    """A light field written as a function of Plücker coordinates: a sphere of radius 0.8 at the
+    origin with a smooth color texture, white where the ray misses it."""
+    d, m = rays[:, :3], rays[:, 3:]
+    closest = torch.linalg.cross(d, m, dim=-1)  # the ray's point nearest the origin
+    inside = (RADIUS**2 - (closest**2).sum(-1)).clamp(min=1e-9)
+    x = closest - torch.sqrt(inside)[:, None] * d
+    texture = torch.stack([torch.sin(7 * x[:, 0] + 3 * x[:, 2]), torch.cos(5 * x[:, 1] - 4 * x[:, 2]),
+                           torch.sin(6 * x[:, 2] + 2 * x[:, 0])], -1)
+    return 0.5 + 0.4 * texture
+
+
+def true_sphere_depth(origins, dirs):
+    b = (origins * dirs).sum(-1)
+    disc = b**2 - ((origins**2).sum(-1) - RADIUS**2)
+    return torch.where(disc > 0, -b - torch.sqrt(disc.clamp(min=0)), torch.inf)
+
+
+@pytest.mark.parametrize("azimuth, elevation", [(30.0, 20.0), (200.0, 50.0)])
+def test_gradient_depth_of_an_analytic_sphere_is_within_one_percent(azimuth, elevation):
+    res = 48
+    pose = orbit_pose(azimuth, elevation).double()
+    origins, dirs = frame_rays(pose, res, "cpu")
+    rays = plucker(origins, dirs)
+    tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
+    color = textured_sphere(rays)
+    derivatives = torch.stack([torch.func.jvp(textured_sphere, (rays,), (t,))[1] for t in tangents])
+    result = solve_depth(color, derivatives, res, window=1)
+    truth = true_sphere_depth(origins, dirs).view(res, res)
+    on_sphere = torch.isfinite(truth)
+    # stay off the silhouette, where the sphere's texture is compressed to nothing
+    interior = on_sphere & (truth < truth[on_sphere].min() + 0.5)
+    assert result.valid[interior].float().mean() > 0.95
+    error = ((result.depth - truth).abs() / truth)[interior & result.valid]
+    assert error.median() < 0.01 and error.quantile(0.9) < 0.02
+
+
+def test_forward_mode_tangents_equal_autodiff():
+    model = tiny_lfn()
+    tensors = model.specialize(model.latents.weight[1])
+    x, tangents = torch.randn(40, 6), torch.randn(4, 40, 6)
+    out, dout = mlp_forward_with_tangents(x, tangents, *tensors)
+    assert torch.allclose(out, mlp_forward(x, *tensors), atol=1e-5)
+    for t, d in zip(tangents, dout, strict=True):
+        expected = torch.func.jvp(lambda v: mlp_forward(v, *tensors), (x,), (t,))[1]
+        assert torch.allclose(d, expected, atol=1e-5)
+
+
+def test_depth_of_a_tiny_model_is_finite_where_valid_and_flat_regions_are_invalid():
+    model = tiny_lfn()
+    renderer = LFNRenderer(model)
+    result = gradient_depth(renderer, orbit_pose(30, 20), 24)
+    assert torch.isfinite(result.depth).all() and (result.depth[result.valid] > 0).all()
+    flat = torch.zeros(24 * 24, 3) + 0.5
+    assert not solve_depth(flat, torch.zeros(4, 24 * 24, 3), 24).valid.any()
+
+
+def test_normals_of_a_plane_are_its_normal():
+    res = 32
+    pose = orbit_pose(0.0, 30.0)
+    origins, dirs = frame_rays(pose, res, "cpu")
+    # the ground plane z = 0, seen from above
+    depth = (-origins[:, 2] / dirs[:, 2]).view(res, res)
+    valid = depth > 0
+    normals, ok = normals_from_depth(depth, valid, pose, res)
+    assert ok.sum() > 0.8 * res * res
+    assert torch.allclose(normals[ok], torch.tensor([0.0, 0.0, 1.0]).expand_as(normals[ok]), atol=1e-3)
