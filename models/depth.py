@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.renderer import frame_rays
 from models.plucker import plucker
+from models.renderer import frame_rays
 
 
 @dataclass

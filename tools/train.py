@@ -275,6 +275,7 @@ def train(cfg: TrainConfig) -> Path:
     final = out / "model.pt"
     if env.main:
         meta = {"steps": step, "dataset": str(cfg.data), "train_seconds": round(seconds, 1),
+                "resolution": cars.resolution,
                 "world_size": env.world, "date": dt.date.today().isoformat(),
                 "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda"
                 else "cpu", "train_config": dataclasses.asdict(cfg), "metrics": {}}

@@ -1,0 +1,19 @@
+"""Editing a checkpoint's instance table: append a fitted latent as a new, named instance."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from models.checkpoint import MODEL_KINDS, Checkpoint
+
+
+def with_instance(ckpt: Checkpoint, latent: torch.Tensor, name: str, meta: dict) -> Checkpoint:
+    """A copy of the checkpoint with `latent` appended as its last instance."""
+    config = dataclasses.replace(ckpt.model.config, num_instances=ckpt.model.config.num_instances + 1)
+    model = MODEL_KINDS[ckpt.model.kind][1](config)
+    state = ckpt.model.state_dict()
+    state["latents.weight"] = torch.cat([state["latents.weight"], latent.detach().cpu()[None]])
+    model.load_state_dict(state)
+    return Checkpoint(model.eval(), [*ckpt.instance_names, name], {**ckpt.meta, **meta})
