@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="time LFN and volumetric rendering in one run")
     bench.add_argument("--json", type=Path, help="write the benchmark results as JSON")
     bench.add_argument("--plot", type=Path, help="write a PNG chart of FPS per method")
-    bench.add_argument("--volumetric", type=Path, default=DEFAULT_VOLUMETRIC,
+    bench.add_argument("--volumetric", type=Path, default=None,
                        help="volumetric baseline checkpoint (default checkpoints/cars_volumetric.pt)")
 
     fit = p.add_argument_group("fit a latent to one image")
@@ -132,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(modes) > 1:
         parser.error(f"choose one mode, not {' and '.join('--' + m.replace('_', '-') for m in modes)}")
     args.mode_name = modes[0] if modes else "viewer"
+    args.volumetric_explicit = args.volumetric is not None  # a missing default is only a note
+    args.volumetric = args.volumetric or DEFAULT_VOLUMETRIC
     if args.res is None:
         args.res = [] if args.benchmark else [256]
     elif len(args.res) > 1 and not args.benchmark:

@@ -83,13 +83,15 @@ class VolumetricRenderer:
 
     def __init__(
         self, model: VolumetricField, device: torch.device | str = "cpu",
-        precision: str = "fp32", max_samples: int = 1 << 26,
+        precision: str = "fp32", max_samples: int | None = None,
     ):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]
         self.precision, self.backend = precision, "eager"
         self.evals_per_ray = model.evals_per_ray
+        if max_samples is None:  # a CPU has no out-of-memory signal to halve on: stay small there
+            max_samples = 1 << 26 if self.device.type == "cuda" else 1 << 21
         self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
         self.chunks_last_frame = 1
         self.set_latent(model.latents.weight[0])

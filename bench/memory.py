@@ -1,0 +1,69 @@
+"""Peak memory a render adds: the CUDA allocator's peak on a GPU, resident-set growth on the CPU.
+
+On the CPU a background thread samples RSS from /proc/self/statm (Linux) about every millisecond,
+plus once at the end, since a frame may be shorter than a sampling interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+
+import torch
+
+SAMPLE_INTERVAL_S = 0.001
+MB = 1024.0 * 1024.0
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE_BYTES
+
+
+def trim_heap() -> None:
+    """Hand freed heap pages back to the OS, so growth counts the pages this render touches
+    rather than hiding them in what earlier renders left cached (glibc only; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """`with PeakMemory(device) as peak: render…` then `peak.mb`: the most memory above the start."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.mb = 0.0
+        self._base = self._peak = 0
+        self._stop, self._ready = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+            self._thread.start()
+            self._ready.wait()  # the sampler's own stack and state belong to the baseline
+            trim_heap()
+            self._base = rss_bytes()
+        return self
+
+    def _sample(self) -> None:
+        self._ready.set()
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            self._peak = max(self._peak, rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, rss_bytes())
+        self.mb = max(0, peak - self._base) / MB

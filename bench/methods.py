@@ -1,0 +1,152 @@
+"""What one timed frame is for each benchmark method, built around the project's renderers.
+
+    lfn, lfn:<backend>   LFN colors, one network evaluation per ray ("lfn" is TorchScript)
+    lfn_depth            gradient depth from models/depth.py
+    volumetric           the baseline's colors, samples_per_ray evaluations per ray, chunked
+    lfn_frame            the viewer's frame: LFN colors written into a GL texture, GL finished
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from models.checkpoint import Checkpoint
+from models.renderer import BACKENDS, make_renderer
+
+CPU_BACKENDS = ("torchscript", "eager")  # torch.compile is benchmarked on CUDA only
+
+
+@dataclass
+class Method:
+    name: str
+    backend: str
+    evals_per_ray: int
+    frame: Callable[[torch.Tensor, int], object]  # (cam2world, res) → one whole frame
+    optional: bool = True  # a failure skips it with a note instead of ending the benchmark
+    max_frames: int | None = None  # fewer timed frames than the others (the slow CPU volumetric)
+    warmup: int | None = None  # its own warm-up count; None: the run's
+    wall_clock: bool = False  # perf_counter even on a GPU: part of the frame is GL work
+    details: Callable[[], dict] = dict  # extra result keys, read after timing
+    close: Callable[[], None] = lambda: None
+
+
+def available_backends(device: torch.device) -> list[str]:
+    return list(BACKENDS if device.type == "cuda" else CPU_BACKENDS)
+
+
+def method_name(backend: str) -> str:
+    return "lfn" if backend == "torchscript" else f"lfn:{backend}"
+
+
+def renderer_for(ckpt: Checkpoint, instance: int, device: torch.device, precision: str, backend: str):
+    renderer = make_renderer(ckpt.model, device, precision, backend)
+    renderer.set_latent(ckpt.latents[instance])
+    return renderer
+
+
+def lfn_method(renderer, optional: bool) -> Method:
+    return Method(method_name(renderer.backend), renderer.backend, renderer.evals_per_ray,
+                  renderer.render, optional=optional)
+
+
+def depth_method(renderer) -> Method | None:
+    """Gradient depth of the viewer renderer's latent, or None while models/depth.py is missing."""
+    try:
+        from models.depth import gradient_depth
+    except ImportError:
+        return None
+    # One forward-mode pass per ray (colors plus 4 tangents) in models/depth.py's own eager MLP:
+    # the renderer lends its folded weights, not its backend.
+    return Method("lfn_depth", "eager", renderer.evals_per_ray,
+                  lambda cam2world, res: gradient_depth(renderer, cam2world, res))
+
+
+def volumetric_method(renderer, max_frames: int | None, warmup: int | None) -> Method:
+    return Method(
+        "volumetric", renderer.backend, renderer.evals_per_ray, renderer.render, optional=False,
+        max_frames=max_frames, warmup=warmup,
+        details=lambda: {"rays_per_chunk": renderer.rays_per_chunk,
+                         "chunks_per_frame": renderer.chunks_last_frame},
+    )
+
+
+def frame_method(renderer) -> Method:
+    """Render and upload through viewer/texture.py's active path in an offscreen EGL context.
+
+    Raises when GL cannot be created here. The context becomes current on the calling thread, so a
+    caller with a window should run the benchmark on another thread.
+    """
+    import moderngl
+
+    from viewer.texture import FrameTexture
+
+    ctx = moderngl.create_standalone_context(backend="egl")
+    texture = FrameTexture(ctx)
+
+    def frame(cam2world: torch.Tensor, res: int) -> None:
+        texture.upload(renderer.render(cam2world, res))
+        ctx.finish()
+
+    def details() -> dict:
+        extra = {"texture_path": texture.texture_path}
+        if renderer.device.type == "cuda" and texture.fallback_reason:
+            extra["interop_fallback"] = texture.fallback_reason
+        return extra
+
+    def close() -> None:
+        texture.release()
+        ctx.release()
+
+    return Method("lfn_frame", renderer.backend, renderer.evals_per_ray, frame,
+                  wall_clock=True, details=details, close=close)
+
+
+@dataclass
+class MethodSet:
+    """The methods of one benchmark run, in table order, and why any are missing."""
+
+    methods: list[Method] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        for method in self.methods:
+            method.close()
+
+
+def build_methods(
+    lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint | None, device: torch.device, precision: str,
+    instance: int, volumetric_instance: int, backends: list[str], volumetric_frames: int | None,
+    volumetric_warmup: int | None,
+) -> MethodSet:
+    """backends[0] is the viewer's backend: it is required, and lfn_depth and lfn_frame use it."""
+    found = MethodSet()
+    viewer_renderer = None
+    for backend in backends:
+        try:
+            renderer = renderer_for(lfn_ckpt, instance, device, precision, backend)
+        except Exception as error:  # e.g. a backend this torch build lacks; the first one must work
+            if viewer_renderer is None:
+                raise
+            found.notes.append(f"{method_name(backend)} skipped: {type(error).__name__}: {error}")
+            continue
+        viewer_renderer = viewer_renderer or renderer
+        found.methods.append(lfn_method(renderer, optional=renderer is not viewer_renderer))
+
+    depth = depth_method(viewer_renderer)
+    if depth is None:
+        found.notes.append("lfn_depth skipped: models/depth.py is not in this build")
+    else:
+        found.methods.append(depth)
+
+    if volumetric_ckpt is not None:
+        volumetric = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")
+        found.methods.append(volumetric_method(volumetric, volumetric_frames, volumetric_warmup))
+
+    try:
+        found.methods.append(frame_method(viewer_renderer))
+    except Exception as error:  # no EGL or no moderngl here: the other methods still mean something
+        found.notes.append(f"lfn_frame unavailable: offscreen GL failed ({type(error).__name__}: {error})")
+    return found

@@ -1,0 +1,85 @@
+"""A benchmark result as a stdout table and as a PNG chart of FPS per method and resolution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = ("method", "res", "backend", "ms median", "ms p90", "FPS", "evals/ray", "peak MB", "frames",
+           "details")
+
+
+def details(row: dict) -> str:
+    if "chunks_per_frame" in row:
+        return f"{row['chunks_per_frame']} chunk(s) of ≤{row['rays_per_chunk']:,} rays"
+    if "texture_path" in row:
+        return row["texture_path"] + (" (interop failed)" if "interop_fallback" in row else "")
+    return ""
+
+
+def format_table(result: dict) -> str:
+    """Header, one row per method and resolution, the speedup line and the notes."""
+    head = (f"LFN benchmark: {result['device']} ({result['device_name']}), torch {result['torch']}, "
+            f"{result['precision']}, instance {result['instance']} ({result['instance_name']})\n"
+            f"orbit: elevation {result['orbit']['elevation']:g}°, radius {result['orbit']['radius']:g}, "
+            f"{result['orbit']['azimuth_step']:g}° per frame; {result['warmup']} warm-up frames")
+    rows = [COLUMNS] + [
+        (r["method"], str(r["resolution"]), r["backend"], f"{r['ms_median']:.2f}", f"{r['ms_p90']:.2f}",
+         f"{r['fps']:.1f}", str(r["evals_per_ray"]), f"{r['peak_mem_mb']:.2f}", str(r["frames"]), details(r))
+        for r in result["results"]
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    left = {0, 2, 9}  # text columns; numbers align right
+    lines = ["  ".join(cell.ljust(w) if i in left else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in rows]
+    lines.insert(1, "-" * len(max(lines, key=len)))
+    if result["speedup"]:
+        lines.append(f"\nspeedup of {result['speedup_reference']} over volumetric (ms ratio): " + ", ".join(
+            f"{res}²: {x:.1f}x" for res, x in result["speedup"].items()))
+    lines += [f"note: {note}" for note in result["notes"]]
+    return head + "\n\n" + "\n".join(lines)
+
+
+def fps_grid(result: dict) -> tuple[list[str], list[int], np.ndarray]:
+    """Methods (table order), resolutions and their FPS (methods × resolutions, NaN where missing):
+    the chart's data, also what the viewer's ImPlot bar chart draws."""
+    methods = list(dict.fromkeys(r["method"] for r in result["results"]))
+    resolutions = sorted({r["resolution"] for r in result["results"]})
+    fps = np.full((len(methods), len(resolutions)), np.nan)
+    for r in result["results"]:
+        fps[methods.index(r["method"]), resolutions.index(r["resolution"])] = r["fps"]
+    return methods, resolutions, fps
+
+
+def fps_label(fps: float) -> str:
+    return "" if np.isnan(fps) else f"{fps:.0f}" if fps >= 100 else f"{fps:.3g}"
+
+
+def plot(result: dict, path: str | Path) -> None:
+    """Grouped bars, one group per resolution, one bar per method; log FPS axis, values on the bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg on its own: no global backend
+    from matplotlib.figure import Figure
+
+    methods, resolutions, fps = fps_grid(result)
+    fig = Figure(figsize=(max(6.0, 2.5 + 0.55 * len(methods) * len(resolutions)), 4.5), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(methods), 1)
+    x = np.arange(len(resolutions))
+    for i, method in enumerate(methods):
+        bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, fps[i], width, label=method)
+        ax.bar_label(bars, labels=[fps_label(v) for v in fps[i]], fontsize=7,
+                     padding=2)
+    ax.set_yscale("log")
+    ax.set_xticks(x, [f"{res}×{res}" for res in resolutions])
+    ax.set_xlabel("resolution")
+    ax.set_ylabel("frames per second (log scale)")
+    ax.set_title(f"FPS per method: {result['device']} ({result['device_name']}), {result['precision']}, "
+                 f"torch {result['torch']}", fontsize=9)
+    ax.margins(y=0.15)
+    ax.grid(axis="y", which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: bars stay clear
+    fig.tight_layout()
+    fig.savefig(path)

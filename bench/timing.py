@@ -1,0 +1,52 @@
+"""Per-frame milliseconds: CUDA events on a GPU, synchronized perf_counter on the CPU."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _event_ms(frame: Callable[[], object]) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    frame()
+    end.record()
+    end.synchronize()  # one frame at a time, as the viewer renders them
+    return start.elapsed_time(end)
+
+
+def _wall_ms(frame: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    frame()
+    synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def timer_name(device: torch.device, wall_clock: bool) -> str:
+    return "cuda-events" if device.type == "cuda" and not wall_clock else "perf_counter"
+
+
+def time_frames(
+    frame: Callable[[torch.Tensor], object], poses: Sequence[torch.Tensor], device: torch.device,
+    wall_clock: bool = False,
+) -> list[float]:
+    """Milliseconds of `frame(pose)` for each pose.
+
+    `wall_clock` forces perf_counter on a GPU too, for frames with work outside CUDA's streams (GL).
+    """
+    if timer_name(device, wall_clock) == "cuda-events":
+        return [_event_ms(lambda p=pose: frame(p)) for pose in poses]
+    return [_wall_ms(lambda p=pose: frame(p), device) for pose in poses]
+
+
+def median_p90(ms: Sequence[float]) -> tuple[float, float]:
+    return float(np.median(ms)), float(np.percentile(ms, 90))

@@ -1,0 +1,125 @@
+"""Benchmark mode on the CPU with tiny checkpoints: the result's shape, the table, the chart, the CLI."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.benchmark import benchmark, format_table, load_volumetric, plot
+from bench.memory import PeakMemory
+from models.checkpoint import load_checkpoint
+
+MAIN = Path(__file__).resolve().parents[1] / "main.py"
+TOP_KEYS = {"device": str, "torch": str, "precision": str, "date": str, "results": list, "speedup": dict}
+ROW_KEYS = {"method": str, "resolution": int, "backend": str, "precision": str, "ms_median": float,
+            "ms_p90": float, "fps": float, "evals_per_ray": int, "peak_mem_mb": float}
+METHODS = {"lfn", "lfn_depth", "volumetric", "lfn_frame"}
+
+
+@pytest.fixture
+def checkpoints(tiny_ckpt, tiny_volumetric_ckpt):
+    lfn, volumetric = load_checkpoint(tiny_ckpt), load_checkpoint(tiny_volumetric_ckpt)
+    assert volumetric.model.config.samples_per_ray == 196
+    return lfn, volumetric
+
+
+def check_shape(result: dict) -> None:
+    json.dumps(result, allow_nan=False)  # plain JSON, every number finite
+    for key, kind in TOP_KEYS.items():
+        assert isinstance(result[key], kind), key
+    for row in result["results"]:
+        for key, kind in ROW_KEYS.items():
+            assert isinstance(row[key], kind), (row["method"], key)
+        assert row["method"] in METHODS or row["method"].startswith("lfn:")
+        for key in ("ms_median", "ms_p90", "fps", "resolution", "evals_per_ray"):
+            assert math.isfinite(row[key]) and row[key] > 0, (row["method"], key)
+        # A render may touch no new pages (its memory already resident): growth is then 0, not less.
+        assert math.isfinite(row["peak_mem_mb"]) and row["peak_mem_mb"] >= 0
+        assert row["ms_p90"] >= row["ms_median"]
+        assert row["fps"] == pytest.approx(1000.0 / row["ms_median"])
+    for res, speedup in result["speedup"].items():
+        assert int(res) in {row["resolution"] for row in result["results"]}
+        assert math.isfinite(speedup) and speedup > 0
+
+
+def test_benchmark_result_table_and_chart(checkpoints, tmp_path):
+    result = benchmark(*checkpoints, "cpu", "fp32", resolutions=[16, 24], frames=4, instance=-1)
+    check_shape(result)
+    methods = {row["method"] for row in result["results"]}
+    assert {"lfn", "lfn:eager", "volumetric"} <= methods
+    for row in result["results"]:
+        assert row["evals_per_ray"] == (196 if row["method"] == "volumetric" else 1)
+        # The CPU volumetric baseline gets fewer frames and one warm-up.
+        assert (row["frames"], row["warmup"]) == ((3, 1) if row["method"] == "volumetric" else (4, 2))
+    volumetric = [row for row in result["results"] if row["method"] == "volumetric"]
+    assert all(row["chunks_per_frame"] >= 1 and row["rays_per_chunk"] >= 1 for row in volumetric)
+    assert set(result["speedup"]) == {"16", "24"}
+    assert result["instance"] == 2
+
+    table = format_table(result)
+    print(table)
+    for method in methods:
+        assert method in table
+    assert "speedup" in table and "volumetric times 3 frame(s) after 1 warm-up" in table
+
+    plot(result, tmp_path / "fps.png")
+    assert (tmp_path / "fps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_gl_and_depth_are_notes_not_failures(checkpoints, monkeypatch):
+    import moderngl
+
+    def no_gl(**kwargs):
+        raise RuntimeError("no EGL display")
+
+    monkeypatch.setattr(moderngl, "create_standalone_context", no_gl)
+    monkeypatch.setitem(sys.modules, "models.depth", None)  # import now raises ImportError
+    result = benchmark(checkpoints[0], None, "cpu", "fp32", resolutions=[16], frames=2, backends=["eager"])
+    check_shape(result)
+    assert [row["method"] for row in result["results"]] == ["lfn:eager"]
+    assert result["speedup"] == {}
+    notes = " ".join(result["notes"])
+    assert "lfn_frame unavailable" in notes and "no EGL display" in notes and "lfn_depth skipped" in notes
+
+
+def test_volumetric_checkpoint_missing(tmp_path, capsys):
+    missing = tmp_path / "none.pt"
+    assert load_volumetric(missing, explicit=False) is None
+    assert "LFN alone" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match=f"--volumetric {missing}"):
+        load_volumetric(missing, explicit=True)
+
+
+def test_cpu_peak_memory_sees_a_large_allocation():
+    with PeakMemory(torch.device("cpu")) as peak:
+        block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MB, every page written
+        del block
+    assert 50 < peak.mb < 200
+
+
+def test_cli_benchmark_writes_json_and_png(tiny_ckpt, tiny_volumetric_ckpt, tmp_path):
+    out_json, out_png = tmp_path / "out.json", tmp_path / "out.png"
+    result = subprocess.run(
+        [sys.executable, str(MAIN), "--benchmark", "--ckpt", str(tiny_ckpt), "--volumetric",
+         str(tiny_volumetric_ckpt), "--res", "16", "--frames", "2", "--json", str(out_json),
+         "--plot", str(out_png)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "speedup" in result.stdout
+    check_shape(json.loads(out_json.read_text()))
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_explicit_missing_volumetric_is_one_line_error(tiny_ckpt, tmp_path):
+    missing = tmp_path / "none.pt"
+    result = subprocess.run(
+        [sys.executable, str(MAIN), "--benchmark", "--ckpt", str(tiny_ckpt), "--volumetric", str(missing)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: --volumetric {missing}: no such file"
