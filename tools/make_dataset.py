@@ -1,0 +1,183 @@
+"""Render the car data set: DIR/manifest.json and one DIR/<id>.npz per car.
+
+    python -m tools.make_dataset --out data/cars --torcs /path/to/torcs-data --workers 16
+    python -m tools.make_dataset --out /tmp/tiny --source procedural --cars 4 --res 32
+    python -m tools.make_dataset --pack-torcs /path/to/torcs-data data/torcs-pack
+
+Each .npz: rgb uint8 (V, H, W, 3), depth float32 (V, H, W) (distance along each pixel's ray,
+inf on background), mask bool (V, H, W), cam2world float32 (V, 4, 4) OpenCV, intrinsics float32
+(3, 3), split (V,) 'train' / 'test'; V = views + test views, training views first.
+A rerun with the same settings keeps the cars already written (commands may be cut off).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from models.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
+from tools.car_set import Instance, build, interleave, procedural_instances, torcs_instances
+from tools.scene_render import SceneRenderer
+from tools.torcs_cars import find_torcs_root
+from tools.views import poses, test_directions, train_directions
+
+
+@dataclass(frozen=True)
+class Settings:
+    res: int
+    views: int
+    test_views: int
+    fov_deg: float
+    radius: float
+    seed: int
+    supersample: int
+
+
+def render_car(instance: Instance, settings: Settings, torcs_root: Path | None,
+               renderer: SceneRenderer) -> dict[str, np.ndarray]:
+    """All views of one car as the arrays its .npz holds."""
+    rng = np.random.default_rng([settings.seed, zlib.crc32(instance.id.encode())])
+    train = poses(*train_directions(settings.views, rng), settings.radius)
+    test = poses(*test_directions(settings.test_views, rng), settings.radius)
+    cam2world = np.concatenate([train, test]).astype(np.float32)
+    mesh, images = build(instance, torcs_root)
+    renderer.set_mesh(mesh, images)
+    views = [renderer.render(pose) for pose in cam2world]
+    return {
+        "rgb": np.stack([v.rgb for v in views]),
+        "depth": np.stack([v.depth for v in views]),
+        "mask": np.stack([v.mask for v in views]),
+        "cam2world": cam2world,
+        "intrinsics": renderer.intrinsics.astype(np.float32),
+        "split": np.array(["train"] * settings.views + ["test"] * settings.test_views),
+    }
+
+
+_worker: dict = {}
+
+
+def _init_worker(settings: Settings, torcs_root: Path | None, threads: int) -> None:
+    # llvmpipe (CPU GL) starts a thread per core in every process: share the cores instead
+    os.environ.setdefault("LP_NUM_THREADS", str(threads))
+    torch.set_num_threads(1)
+    _worker.update(settings=settings, torcs_root=torcs_root,
+                   renderer=SceneRenderer(settings.res, settings.fov_deg, settings.supersample))
+
+
+def _write_car(instance: Instance, out: Path) -> str:
+    arrays = render_car(instance, _worker["settings"], _worker["torcs_root"], _worker["renderer"])
+    partial = out / f"{instance.id}.partial.npz"
+    np.savez_compressed(partial, **arrays)
+    partial.replace(out / f"{instance.id}.npz")  # whole files only, even when cut off
+    return instance.id
+
+
+def _write_car_star(job: tuple[Instance, Path]) -> str:
+    return _write_car(*job)
+
+
+def plan(args: argparse.Namespace, torcs_root: Path | None) -> list[Instance]:
+    instances = []
+    if args.source in ("all", "torcs") and torcs_root is not None:
+        instances += torcs_instances(torcs_root, args.paints, args.seed)
+    if args.source in ("all", "procedural"):
+        instances += procedural_instances(args.procedural, args.test_procedural, args.seed)
+    ordered = interleave(instances)[: args.cars]
+    return sorted(ordered, key=instances.index)  # a limit picks a mix; output keeps plan order
+
+
+def make_dataset(args: argparse.Namespace) -> None:
+    torcs_root = find_torcs_root(args.torcs) if args.torcs else None
+    if torcs_root is None and args.source == "torcs":
+        raise SystemExit("error: --source torcs needs --torcs DIR")
+    if torcs_root is None and args.source == "all":
+        print("no --torcs given: procedural cars only")
+    settings = Settings(args.res, args.views, args.test_views, DEFAULT_FOV_DEG, DEFAULT_RADIUS,
+                        args.seed, args.supersample)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings_file = out / "settings.json"
+    if settings_file.is_file() and json.loads(settings_file.read_text()) != asdict(settings):
+        if not args.overwrite:
+            raise SystemExit(f"error: {out} holds a data set with other settings (--overwrite)")
+        for old in out.glob("*.npz"):
+            old.unlink()
+    settings_file.write_text(json.dumps(asdict(settings)))
+    instances = plan(args, torcs_root)
+    todo = [i for i in instances if args.overwrite or not (out / f"{i.id}.npz").is_file()]
+    print(f"{len(instances)} cars ({sum(i.split == 'test' for i in instances)} held out), "
+          f"{len(todo)} to render, {args.views}+{args.test_views} views at {args.res}², "
+          f"{args.workers} workers")
+    start = time.time()
+    workers = max(1, min(args.workers, len(todo)))
+    init = (settings, torcs_root, max(1, (os.cpu_count() or 1) // workers))
+    if workers == 1:
+        if todo:
+            _init_worker(*init)
+        for instance in tqdm(todo, unit="car"):
+            _write_car(instance, out)
+    else:
+        # spawn: GL contexts and torch threads do not survive fork
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init_worker, initargs=init) as pool:
+            jobs = [(i, out) for i in todo]
+            for _ in tqdm(pool.imap_unordered(_write_car_star, jobs), total=len(jobs), unit="car"):
+                pass
+    manifest = {"cars": [i.manifest_entry() for i in instances], **{
+        k: v for k, v in asdict(settings).items() if k in ("res", "views", "test_views",
+                                                             "fov_deg", "radius")}}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    print(f"wrote {len(todo)} cars in {time.time() - start:.1f} s to {out}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", help="output folder")
+    parser.add_argument("--source", choices=("all", "torcs", "procedural"), default="all")
+    parser.add_argument("--torcs", help="extracted torcs-data (the folder holding cars/, or the "
+                                        "root of a dpkg -x extraction, or a --pack-torcs pack)")
+    parser.add_argument("--cars", type=int, default=None, help="at most this many cars")
+    parser.add_argument("--views", type=int, default=50, help="training views per car")
+    parser.add_argument("--test-views", type=int, default=25, help="held-out views per car")
+    parser.add_argument("--res", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--procedural", type=int, default=220, help="procedural cars")
+    parser.add_argument("--test-procedural", type=int, default=30,
+                        help="of them, held out (split test)")
+    parser.add_argument("--paints", type=int, default=8,
+                        help="instances per TORCS model: skins, then hue-shifted paints")
+    parser.add_argument("--supersample", type=int, default=3, help="odd anti-aliasing factor")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--overwrite", action="store_true", help="re-render existing cars")
+    parser.add_argument("--pack-torcs", nargs=2, metavar=("SRC", "DST"),
+                        help="copy just the TORCS files the data set needs, textures as PNG")
+    args = parser.parse_args(argv)
+    if not args.pack_torcs and not args.out:
+        parser.error("--out is required")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.pack_torcs:
+        from tools.torcs_pack import pack_torcs
+
+        size = pack_torcs(find_torcs_root(args.pack_torcs[0]), Path(args.pack_torcs[1]))
+        print(f"packed {size / 1e6:.1f} MB into {args.pack_torcs[1]}")
+        return
+    make_dataset(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,112 @@
+"""The triangle mesh every car source produces and the renderer consumes.
+
+A triangle soup: vertex k of triangle t is row 3 t + k of every per-vertex array, so each corner
+keeps its own normal, uv and color (flat parts, texture seams and hard color edges need no
+index bookkeeping).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Mesh:
+    positions: np.ndarray  # (N, 3) float32, N = 3 T
+    normals: np.ndarray  # (N, 3) float32, unit length
+    uvs: np.ndarray  # (N, 2) float32, OpenGL convention: v = 0 at the image's bottom row
+    colors: np.ndarray  # (N, 3) float32 in [0, 1]; multiplies the texture where there is one
+    tri_texture: np.ndarray  # (T,) int32 index into `textures`, -1 = untextured
+    textures: list[str] = field(default_factory=list)
+
+    @property
+    def num_triangles(self) -> int:
+        return len(self.positions) // 3
+
+    def triangles(self) -> np.ndarray:
+        """(T, 3, 3) corner positions."""
+        return self.positions.reshape(-1, 3, 3)
+
+
+def face_normals(positions: np.ndarray) -> np.ndarray:
+    """(T, 3) unit normals of a triangle soup's faces (zero for degenerate faces)."""
+    tri = positions.reshape(-1, 3, 3)
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(n, axis=1, keepdims=True)
+    return (n / np.maximum(length, 1e-20)).astype(np.float32)
+
+
+def make_mesh(
+    positions: np.ndarray,
+    colors: np.ndarray,
+    normals: np.ndarray | None = None,
+    uvs: np.ndarray | None = None,
+    tri_texture: np.ndarray | None = None,
+    textures: list[str] | None = None,
+) -> Mesh:
+    """A Mesh with defaults: flat normals, zero uvs, untextured."""
+    positions = np.asarray(positions, np.float32).reshape(-1, 3)
+    count = len(positions)
+    if normals is None:
+        normals = np.repeat(face_normals(positions), 3, axis=0)
+    colors = np.broadcast_to(np.asarray(colors, np.float32), (count, 3))
+    return Mesh(
+        positions=positions,
+        normals=np.asarray(normals, np.float32).reshape(-1, 3),
+        uvs=np.zeros((count, 2), np.float32) if uvs is None else np.asarray(uvs, np.float32),
+        colors=np.ascontiguousarray(colors),
+        tri_texture=(
+            np.full(count // 3, -1, np.int32)
+            if tri_texture is None
+            else np.asarray(tri_texture, np.int32)
+        ),
+        textures=list(textures or []),
+    )
+
+
+def concat(meshes: list[Mesh]) -> Mesh:
+    """One mesh holding all parts; texture lists are merged by name."""
+    names: list[str] = []
+    remapped = []
+    for mesh in meshes:
+        for name in mesh.textures:
+            if name not in names:
+                names.append(name)
+        lookup = np.array([names.index(n) for n in mesh.textures] + [-1], np.int32)
+        remapped.append(lookup[mesh.tri_texture])  # index -1 picks the trailing -1
+    return Mesh(
+        positions=np.concatenate([m.positions for m in meshes]),
+        normals=np.concatenate([m.normals for m in meshes]),
+        uvs=np.concatenate([m.uvs for m in meshes]),
+        colors=np.concatenate([m.colors for m in meshes]),
+        tri_texture=np.concatenate(remapped),
+        textures=names,
+    )
+
+
+def transformed(mesh: Mesh, linear: np.ndarray, offset: np.ndarray | None = None) -> Mesh:
+    """The mesh under x -> linear @ x + offset; normals use the inverse transpose."""
+    linear = np.asarray(linear, np.float64)
+    positions = mesh.positions @ linear.T
+    if offset is not None:
+        positions = positions + np.asarray(offset, np.float64)
+    normals = mesh.normals @ np.linalg.inv(linear)  # rows times (L^-1): (L^-T n) for each n
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
+    if np.linalg.det(linear) < 0:  # a mirror flips the winding: keep faces front-facing
+        order = np.arange(len(positions)).reshape(-1, 3)[:, [0, 2, 1]].ravel()
+        positions, normals = positions[order], normals[order]
+        return Mesh(positions.astype(np.float32), normals.astype(np.float32), mesh.uvs[order],
+                    mesh.colors[order], mesh.tri_texture, list(mesh.textures))
+    return Mesh(positions.astype(np.float32), normals.astype(np.float32), mesh.uvs,
+                mesh.colors, mesh.tri_texture, list(mesh.textures))
+
+
+def normalize_to_unit_sphere(mesh: Mesh, radius: float = 0.95) -> Mesh:
+    """Center the bounding box at the origin and scale so every vertex lies within `radius`."""
+    lo, hi = mesh.positions.min(axis=0), mesh.positions.max(axis=0)
+    centered = mesh.positions - (lo + hi) / 2
+    scale = radius / np.linalg.norm(centered, axis=1).max()
+    return Mesh((centered * scale).astype(np.float32), mesh.normals, mesh.uvs, mesh.colors,
+                mesh.tri_texture, list(mesh.textures))
