@@ -82,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the network runs; auto picks CUDA when present")
     common.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="network precision; auto is fp16 on CUDA and fp32 on the CPU")
-    common.add_argument("--backend", choices=("torchscript", "eager", "compile"),
-                        default="torchscript", help="how the per-ray network runs (default: "
-                        "the traced TorchScript function)")
+    common.add_argument("--backend", choices=("torchscript", "eager", "compile", "triton"),
+                        default="torchscript", help="how the per-ray network runs: the traced "
+                        "TorchScript function (default), eager torch, torch.compile (CUDA), or one "
+                        "fused Triton kernel (CUDA)")
     common.add_argument("--debug", action="store_true", help="show tracebacks and warnings")
 
     viewer = p.add_argument_group("viewer (the default mode)")
@@ -186,6 +187,10 @@ def run(args: argparse.Namespace) -> int:
     ):
         if path is not None:
             check_writable(path, flag, suffixes)
+    from models.renderer import backend_unavailable
+
+    if (reason := backend_unavailable(args.backend, device)) is not None:
+        raise UsageError(f"--backend {args.backend}: {reason}")
     ckpt = load_checkpoint(args.ckpt)
     if ckpt.model.kind != "lfn":
         raise UsageError(f"--ckpt {args.ckpt}: is a {ckpt.model.kind} checkpoint, not an LFN")

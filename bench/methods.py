@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from models.checkpoint import Checkpoint
-from models.renderer import BACKENDS, make_renderer
-
-CPU_BACKENDS = ("torchscript", "eager")  # torch.compile is benchmarked on CUDA only
+from models.renderer import BACKENDS, backend_unavailable, make_renderer
 
 
 @dataclass
@@ -34,7 +32,7 @@ class Method:
 
 
 def available_backends(device: torch.device) -> list[str]:
-    return list(BACKENDS if device.type == "cuda" else CPU_BACKENDS)
+    return [b for b in BACKENDS if backend_unavailable(b, device) is None]
 
 
 def method_name(backend: str) -> str:

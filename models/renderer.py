@@ -18,7 +18,22 @@ from models.plucker import plucker
 from models.volumetric import VolumetricField, render_specialized
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-BACKENDS = ("torchscript", "eager", "compile")
+BACKENDS = ("torchscript", "eager", "compile", "triton")
+
+
+def backend_unavailable(backend: str, device: torch.device) -> str | None:
+    """Why `backend` cannot run on `device`, or None when it can."""
+    if backend == "compile" and device.type != "cuda":
+        return "torch.compile is used on CUDA only here (its CPU path needs a C++ toolchain)"
+    if backend == "triton":
+        from models.triton_lfn import triton_available
+
+        ok, reason = triton_available()
+        if not ok:
+            return reason
+        if device.type != "cuda":
+            return "the fused Triton kernel runs on CUDA devices only"
+    return None
 
 
 def trace_ray_function(example_rays: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...]):
@@ -48,10 +63,16 @@ class LFNRenderer:
         self.precision, self.backend = precision, backend
         self.evals_per_ray = model.evals_per_ray
         self.mlp_tensors: tuple[torch.Tensor, ...] = ()
+        self._fused = None
         self.set_latent(model.latents.weight[0])
         self._function = self._build_function()
 
     def _build_function(self):
+        if self.backend == "triton":
+            from models.triton_lfn import TritonLFN
+
+            self._fused = TritonLFN(self.mlp_tensors, self.dtype)
+            return self._fused.colors
         if self.backend == "torchscript":
             example = torch.randn(64, 6, device=self.device, dtype=self.dtype)
             return trace_ray_function(example, self.mlp_tensors)
@@ -63,13 +84,19 @@ class LFNRenderer:
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
         self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
+        if self._fused is not None:
+            self._fused.set_mlp_tensors(self.mlp_tensors)
 
     def colors(self, plucker_rays: torch.Tensor) -> torch.Tensor:
         """(N, 6) Plücker coordinates → (N, 3) colors, with the current latent."""
+        if self._fused is not None:
+            return self._fused.colors(plucker_rays)
         return self._function(plucker_rays.to(self.dtype), *self.mlp_tensors)
 
     @torch.no_grad()
     def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+        if self._fused is not None:  # ray generation is fused into the kernel
+            return self._fused.render(cam2world.to(self.device), res)
         origins, dirs = frame_rays(cam2world, res, self.device)
         return self.colors(plucker(origins, dirs)).view(res, res, 3)
 
