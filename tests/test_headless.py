@@ -1,0 +1,105 @@
+"""Headless export: PNG and GIF through the display shaders (EGL), depth modes, point clouds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import main
+from models.cameras import Orbit
+from models.checkpoint import load_checkpoint
+from models.renderer import make_renderer
+from viewer import headless
+from viewer.frame import depth_module
+
+
+def export(capsys, ckpt, out, *args: str) -> tuple[int, str, str]:
+    code = main.main(["--ckpt", str(ckpt), "--headless", "--out", str(out), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def renderer_image(ckpt, instance: int, orbit: Orbit, res: int) -> np.ndarray:
+    """What the CPU renderer itself gives, in 8 bits (compare with --device cpu exports)."""
+    loaded = load_checkpoint(ckpt)
+    renderer = make_renderer(loaded.model)
+    renderer.set_latent(loaded.latents[instance])
+    return headless.to_uint8(renderer.render(orbit.cam2world(), res)).astype(np.int16)
+
+
+def test_png_is_the_renderers_image_through_the_display_shader(capsys, tiny_ckpt, tmp_path):
+    out = tmp_path / "view.png"
+    code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "48", "--instance", "1",
+                                  "--device", "cpu",
+                                  "--azimuth", "75", "--elevation", "10", "--radius", "2.5")
+    assert (code, stderr) == (0, "") and f"wrote {out}" in stdout
+    image = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
+    assert image.shape == (48, 48, 3) and image.std() > 1.0
+    expected = renderer_image(tiny_ckpt, 1, Orbit(azimuth=75, elevation=10, radius=2.5), 48)
+    assert np.abs(image - expected).max() <= 1
+
+
+def test_gif_is_an_azimuth_turntable(capsys, tiny_ckpt, tmp_path):
+    out = tmp_path / "turntable.gif"
+    code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "32", "--frames", "4",
+                             "--device", "cpu")
+    assert (code, stderr) == (0, "")
+    gif = Image.open(out)
+    assert gif.n_frames == 4 and gif.size == (32, 32)
+    frames = []
+    for i in range(4):
+        gif.seek(i)
+        frames.append(np.asarray(gif.convert("RGB")).astype(np.int16))
+    quarter = renderer_image(tiny_ckpt, 0, Orbit(azimuth=Orbit().azimuth + 90.0), 32)
+    assert np.abs(frames[1] - quarter).max() <= 8  # GIF palettes quantize a little
+    assert any(np.abs(frames[0] - f).max() > 0 for f in frames[1:])
+
+
+@pytest.mark.parametrize("mode", ["depth", "normals"])
+def test_depth_modes(capsys, tiny_ckpt, tmp_path, mode):
+    out = tmp_path / f"{mode}.png"
+    code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "32", "--mode", mode)
+    if depth_module() is None:
+        assert code == 1 and stderr.count("\n") == 1 and "models/depth.py" in stderr
+        return
+    assert (code, stderr) == (0, "")
+    assert np.asarray(Image.open(out)).shape == (32, 32, 3)
+
+
+def test_point_cloud(capsys, tiny_ckpt, tmp_path):
+    ply = tmp_path / "car.ply"
+    code, stdout, stderr = export(capsys, tiny_ckpt, tmp_path / "v.png", "--res", "24",
+                                  "--ply", str(ply))
+    if depth_module() is None:
+        assert code == 1 and "models/depth.py" in stderr
+        return
+    assert (code, stderr) == (0, "")
+    data = ply.read_bytes()
+    header, body = data.split(b"end_header\n")
+    count = int(header.split(b"element vertex ")[1].split(b"\n")[0])
+    assert len(body) == count * 15 and f"({count} points)" in stdout
+
+
+def test_without_egl_the_tensor_is_written_directly(capsys, tiny_ckpt, tmp_path, monkeypatch):
+    def no_egl(**_):
+        raise RuntimeError("no EGL here")
+
+    monkeypatch.setattr(headless.moderngl, "create_standalone_context", no_egl)
+    out = tmp_path / "direct.png"
+    code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "24", "--device", "cpu")
+    assert (code, stderr) == (0, "") and "no EGL here" in stdout
+    image = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
+    assert np.array_equal(image, renderer_image(tiny_ckpt, 0, Orbit(), 24))
+
+
+def test_direct_depth_image_is_gray_and_black_where_invalid():
+    from viewer.frame import Frame, FrameRequest
+
+    depth = torch.tensor([[2.0, 4.0], [3.0, 3.0]])
+    valid = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
+    frame = Frame(FrameRequest(Orbit(), 2, "depth", ("instance", 0)),
+                  torch.stack([depth, valid, valid], -1), depth_range=(2.0, 4.0))
+    gray = headless.direct_image(frame)[..., 0]
+    assert gray.tolist() == [[255, 0], [128, 0]]

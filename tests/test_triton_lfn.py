@@ -1,0 +1,150 @@
+"""The fused Triton LFN kernel, run by Triton's CPU interpreter at small widths.
+
+Skipped where triton is not installed (CI); on a GPU machine bench/gpu_check.py checks the
+compiled kernel at the product's size. The interpreter needs every tl.dot dimension ≥ 16, so
+the widths here are 32 and 64 and tiles are 16 rays.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+# Triton picks the interpreter when it is imported (its own tl.sum etc. are decorated then), so
+# the switch is set around the first import only; the fixture below sets it again for our kernel.
+NO_TRITON = "triton is not installed: these tests need its CPU interpreter"
+if "triton" not in sys.modules:
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        pytest.importorskip("triton", reason=NO_TRITON)
+    finally:
+        del os.environ["TRITON_INTERPRET"]
+triton = pytest.importorskip("triton", reason=NO_TRITON)
+if type(triton.language.standard.sum).__name__ != "InterpretedFunction":
+    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run this file on its own",
+                allow_module_level=True)
+
+from models.cameras import orbit_pose  # noqa: E402 - after the skips
+from models.lfn import LFNConfig, LightFieldNetwork, ray_colors  # noqa: E402
+from models.plucker import plucker  # noqa: E402
+from models.renderer import LFNRenderer  # noqa: E402
+from models.triton_lfn import INTERPRETER_META, TritonLFN, triton_available  # noqa: E402
+
+TOLERANCE = 1e-2
+POISON = -7.0  # colors and alpha are never negative
+
+
+@pytest.fixture(autouse=True)
+def interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+def random_lfn(width: int, seed: int = 0) -> LightFieldNetwork:
+    """A small LFN whose latents, FiLM modulation and head all matter (colors not all ≈ 0.5)."""
+    torch.manual_seed(seed)
+    model = LightFieldNetwork(
+        LFNConfig(num_instances=3, latent_dim=16, width=width, hidden_layers=3, cond_width=32)
+    )
+    with torch.no_grad():
+        for layer in model.net.layers:
+            torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        model.net.conditioning[-1].weight.normal_(std=0.1)
+        model.net.head.weight.mul_(4.0)
+        model.latents.weight.normal_()
+    return model.eval()
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.float() - ref).norm() / ref.norm())
+
+
+def random_rays(n: int, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return plucker(torch.randn(n, 3, generator=gen) * 3.0, torch.randn(n, 3, generator=gen))
+
+
+# bfloat16 operands are checked on the GPU only (bench/gpu_check.py): Triton 3.6's interpreter
+# multiplies bf16 tl.dot operands as raw integers.
+@pytest.mark.parametrize(("width", "chunks"), [(32, 2), (64, 2), (64, 4)])
+def test_colors_match_the_fp32_network_on_random_rays(monkeypatch, width, chunks):
+    monkeypatch.setitem(INTERPRETER_META, "CHUNKS", chunks)
+    model = random_lfn(width)
+    fused = None
+    for seed in range(3):
+        tensors = model.specialize(torch.randn(model.config.latent_dim))
+        if fused is None:
+            fused = TritonLFN(tensors)
+        fused.set_mlp_tensors(tensors)
+        rays = random_rays(53, seed)  # not a multiple of the 16-ray tile
+        with torch.no_grad():
+            ref = ray_colors(rays, *tensors)
+        out = fused.colors(rays)
+        assert out.shape == (53, 3) and out.dtype == torch.float16
+        assert not out.isnan().any()
+        assert rel_err(out, ref) <= TOLERANCE
+
+
+@pytest.mark.parametrize("out_dtype", [torch.float16, torch.float32])
+def test_fused_frame_matches_the_eager_renderer_and_writes_every_pixel(out_dtype):
+    model = random_lfn(32)
+    eager = LFNRenderer(model, backend="eager")
+    fused = TritonLFN(eager.mlp_tensors)
+    res = 13  # 169 rays: the last tile is partial
+    for instance, (azimuth, elevation) in enumerate([(30, 20), (200, -5), (95, 60)]):
+        eager.set_latent(model.latents.weight[instance])
+        fused.set_mlp_tensors(eager.mlp_tensors)
+        pose = orbit_pose(azimuth, elevation, 2.8)
+        out = torch.full((res * res, 4), POISON, dtype=out_dtype)
+        result = fused.render_rgba(pose, res, out=out)
+        assert result.data_ptr() == out.data_ptr()
+        assert not (out == POISON).any() and not out.isnan().any()
+        assert (out[:, 3] == 1).all()
+        assert rel_err(out[:, :3], eager.render(pose, res).view(-1, 3)) <= TOLERANCE
+
+
+def test_render_gives_the_renderer_interface():
+    model = random_lfn(32)
+    eager = LFNRenderer(model, backend="eager")
+    fused = TritonLFN(eager.mlp_tensors)
+    pose = orbit_pose(30, 20)
+    image = fused.render(pose, 10)
+    assert image.shape == (10, 10, 3) and image.dtype == torch.float16
+    assert rel_err(image, eager.render(pose, 10)) <= TOLERANCE
+    assert rel_err(fused.render_rgba(pose, 10).view(10, 10, 4)[..., :3], eager.render(pose, 10)) <= TOLERANCE
+
+
+def test_a_new_latent_reuses_the_weight_buffers():
+    model = random_lfn(32)
+    eager = LFNRenderer(model, backend="eager")
+    fused = TritonLFN(eager.mlp_tensors)
+    buffers = [t.data_ptr() for t in vars(fused).values() if isinstance(t, torch.Tensor)]
+    pose = orbit_pose(30, 20)
+    first = fused.render(pose, 8)
+    eager.set_latent(model.latents.weight[2])
+    fused.set_mlp_tensors(eager.mlp_tensors)
+    assert [t.data_ptr() for t in vars(fused).values() if isinstance(t, torch.Tensor)] == buffers
+    second = fused.render(pose, 8)
+    assert (second.float() - first.float()).abs().max() > 1e-2
+    assert rel_err(second, eager.render(pose, 8)) <= TOLERANCE
+
+
+def test_shapes_the_kernel_cannot_run_are_refused():
+    tensors = random_lfn(32).specialize(torch.zeros(16))
+    w_in, b_in, w_hidden, b_hidden, w_out, b_out = tensors
+    with pytest.raises(ValueError, match="power-of-two width"):
+        TritonLFN((w_in[:24], b_in[:24], w_hidden[:, :24, :24], b_hidden[:, :24], w_out[:, :24], b_out))
+    with pytest.raises(ValueError, match="float16 or bfloat16"):
+        TritonLFN(tensors, dtype=torch.float32)
+    fused = TritonLFN(tensors)
+    with pytest.raises(ValueError, match="hidden weights"):
+        fused.set_mlp_tensors((w_in, b_in, w_hidden[:1], b_hidden[:1], w_out, b_out))
+    with pytest.raises(ValueError, match="contiguous float16/float32"):
+        fused.render_rgba(orbit_pose(30, 20), 8, out=torch.empty(8 * 8, 3))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
+def test_triton_available_says_why_not_on_a_cpu_machine():
+    assert triton_available() == (False, "no CUDA device")

@@ -1,0 +1,146 @@
+"""The viewer's window-free parts: orbit camera, quality policy, latents, state, layout, stats."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from models.cameras import DEFAULT_FOV_DEG, Orbit, orbit_pose
+from viewer.latents import LatentBank, LatentGaussian, cholesky_with_jitter
+from viewer.layout import PANEL_WIDTH, Layout
+from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE, OrbitCamera
+from viewer.quality import QualityPolicy
+from viewer.state import ViewerState
+from viewer.stats import FrameStats
+
+
+def test_rotation_clamps_elevation_and_wraps_azimuth():
+    camera = OrbitCamera(Orbit(azimuth=10.0, elevation=0.0))
+    camera.rotate(100.0, 1e4)
+    assert camera.orbit.elevation == ELEVATION_LIMIT
+    assert 0.0 <= camera.orbit.azimuth < 360.0 and camera.orbit.azimuth != 10.0
+    camera.rotate(0.0, -1e5)
+    assert camera.orbit.elevation == -ELEVATION_LIMIT
+    assert torch.isfinite(camera.orbit.cam2world()).all()
+
+
+def test_zoom_clamps_radius_and_reset_goes_home():
+    home = Orbit()
+    camera = OrbitCamera(home)
+    camera.zoom(100)
+    assert camera.orbit.radius == RADIUS_RANGE[0]
+    camera.zoom(-1000)
+    assert camera.orbit.radius == RADIUS_RANGE[1]
+    camera.pan(10, 10, 100)
+    camera.reset()
+    assert camera.orbit == home
+
+
+def test_pan_moves_the_target_across_the_view_by_what_the_view_shows():
+    camera = OrbitCamera(Orbit())
+    forward = orbit_pose(camera.orbit.azimuth, camera.orbit.elevation)[:3, 2]
+    view_height = 500.0
+    camera.pan(view_height, 0.0, view_height)  # drag across the whole view height, sideways
+    shift = torch.tensor(camera.orbit.target)
+    visible = 2 * camera.orbit.radius * math.tan(math.radians(DEFAULT_FOV_DEG) / 2)
+    assert float(shift.norm()) == pytest.approx(visible, rel=1e-5)
+    assert abs(float(shift @ forward)) < 1e-5  # in the image plane: the distance is unchanged
+
+
+def test_quality_is_coarse_while_moving_and_full_at_rest():
+    policy = QualityPolicy(moving_res=64, rest_delay_s=0.25)
+    policy.changed(10.0)
+    assert policy.resolution(256, 10.1) == 64
+    assert policy.resolution(32, 10.1) == 32  # never above the request
+    assert policy.resolution(256, 10.3) == 256
+
+
+def test_quality_adapts_the_moving_resolution_to_the_budget():
+    policy = QualityPolicy(moving_res=64, min_res=16, budget_ms=50.0)
+    policy.observe(64, 500.0, 256)  # the first frame of a size (tracing) says nothing
+    assert policy.moving_res == 64
+    policy.observe(64, 500.0, 256)
+    assert policy.moving_res == 32
+    policy.observe(256, 1.0, 256)  # a rest frame of another size: ignored
+    assert policy.moving_res == 32
+    policy.observe(32, 1.0, 256)
+    policy.observe(32, 1.0, 256)
+    assert policy.moving_res == 64
+    for _ in range(10):
+        policy.observe(policy.moving_res, 1.0, 128)
+    assert policy.moving_res == 128  # fast enough: full resolution even while moving
+
+
+def test_cholesky_jitter_handles_a_singular_covariance():
+    table = torch.randn(3, 8, dtype=torch.float64)  # 3 codes in 8-D: rank 2
+    centered = table - table.mean(0)
+    cov = centered.T @ centered / 2
+    factor = cholesky_with_jitter(cov)
+    assert torch.allclose(factor @ factor.T, cov, atol=1e-4)
+
+
+def test_gaussian_matches_the_table_and_is_seeded():
+    torch.manual_seed(0)
+    mixing = torch.tensor([[1.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.0, -1.0, 0.5]])
+    table = torch.randn(4000, 3) @ mixing.T + torch.tensor([1.0, -2.0, 0.5])
+    gaussian = LatentGaussian(table)
+    assert torch.equal(gaussian.sample(7), gaussian.sample(7))
+    samples = torch.stack([gaussian.sample(seed) for seed in range(3000)]).double()
+    assert torch.allclose(samples.mean(0), table.double().mean(0), atol=0.15)
+    assert torch.allclose(samples.T.cov(), table.double().T.cov(), atol=0.3)
+
+
+def test_latent_bank_blends_between_instances():
+    table = torch.randn(3, 5)
+    bank = LatentBank(table, ["a", "b", "c"])
+    assert torch.equal(bank.latent(("instance", 2)), table[2])
+    assert torch.allclose(bank.latent(("mix", 0, 1, 0.0)), table[0])
+    assert torch.allclose(bank.latent(("mix", 0, 1, 1.0)), table[1])
+    assert torch.allclose(bank.latent(("mix", 0, 1, 0.5)), (table[0] + table[1]) / 2)
+    assert bank.latent(("random", 3)).shape == (5,)
+    assert bank.label(("mix", 0, 2, 0.25)) == "a->c t=0.25"
+
+
+def test_state_keys_and_instance_steps():
+    state = ViewerState(num_instances=3)
+    assert state.latent_key() == ("instance", 0)
+    state.step_instance(-1)
+    assert state.latent_key() == ("instance", 2)
+    state.latent_source, state.mix_a, state.mix_b, state.mix_t = "mix", 0, 1, 0.3
+    assert state.latent_key() == ("mix", 0, 1, 0.3)
+    state.step_instance(1)
+    assert state.latent_key() == ("instance", 0)
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (300, 1000), (192, 128), (3, 1)])
+def test_layout_keeps_the_panel_to_a_third_and_squares_in_the_view(size):
+    layout = Layout(*size, (1.0, 1.0))
+    assert layout.panel <= min(PANEL_WIDTH, size[0] / 3)
+    for count in (1, 3):
+        squares = layout.squares(count)
+        assert len(squares) == count
+        for x, y, w, h in squares:
+            assert w == h >= 0 and x >= layout.panel and x + w <= size[0] and y + h <= size[1]
+
+
+def test_layout_viewport_is_in_framebuffer_pixels_from_the_bottom():
+    layout = Layout(400, 300, (2.0, 2.0))  # HiDPI: 2 framebuffer pixels per window unit
+    assert layout.gl_viewport((100, 0, 50, 50)) == (200, 500, 100, 100)
+
+
+def test_stats_summary_has_the_documented_fields(tmp_path):
+    stats = FrameStats()
+    for ms in (16.0, 17.0, 15.0):
+        stats.ui_frame(ms)
+    stats.rendered(64, 5.0)
+    stats.rendered(256, 40.0)
+    path = tmp_path / "stats.json"
+    stats.write(path, texture_path="cpu-copy")
+    summary = json.loads(path.read_text())
+    assert summary["frames"] == 3 and summary["render_ms_median"] == 22.5
+    assert (summary["render_res_min"], summary["render_res_max"]) == (64, 256)
+    assert summary["texture_path"] == "cpu-copy" and summary["ui_fps"] > 0
+    assert stats.fps() == pytest.approx(1000 / 16)

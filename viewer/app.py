@@ -1,0 +1,356 @@
+"""The viewer window. Its frame function runs, in order:
+
+    input → orbit camera → frame request → (render thread: network) → texture → display shader → panel
+
+The network runs on a render thread (viewer/worker.py) and only when the request changes. The UI
+redraws the last texture at ACTIVE_FPS while the view changes and at IDLE_FPS otherwise, which
+leaves a 2-core CPU to the network; input and finished frames wake an idle loop at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from pathlib import Path
+
+import glfw  # imported before imgui_bundle (desktop.md), as the sorted order has it anyway
+import moderngl
+import torch
+from imgui_bundle import imgui, implot
+from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
+from PIL import Image
+
+from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from models.renderer import VolumetricRenderer, make_renderer
+from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
+from viewer.frame import (
+    DepthUnavailable,
+    Frame,
+    FrameRenderer,
+    FrameRequest,
+    depth_module,
+    home_orbit,
+)
+from viewer.latents import LatentBank
+from viewer.layout import Layout, Rect
+from viewer.orbit import OrbitCamera
+from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
+from viewer.quality import QualityPolicy
+from viewer.state import MODE_LABELS, ViewerState
+from viewer.stats import FrameStats
+from viewer.texture import FrameTexture
+from viewer.worker import RenderWorker
+
+NO_DISPLAY = "error: no display available; use --headless or --benchmark"
+WINDOW_SIZE = (1280, 800)
+ACTIVE_FPS = 60.0  # more only burns the cores the network needs
+IDLE_FPS = 20.0
+COMPARE_RES_CPU = 64  # the volumetric baseline costs ~196 network evaluations per ray
+BACKGROUND = (0.11, 0.11, 0.12)
+TEXT = imgui.IM_COL32(235, 235, 235, 255)
+TEXT_BOX = imgui.IM_COL32(0, 0, 0, 160)
+
+
+class NoDisplayError(RuntimeError):
+    """No window can be opened here (no X display)."""
+
+
+def open_window(width: int, height: int, title: str) -> glfw._GLFWwindow:
+    """A GLFW window with a current OpenGL 3.3 core, forward-compatible context."""
+    glfw.ERROR_REPORTING = "ignore"  # GLFW would warn on stderr; the caller reports one line
+    if not glfw.init():
+        raise NoDisplayError(NO_DISPLAY)
+    glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
+    glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)
+    glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
+    glfw.window_hint(glfw.OPENGL_FORWARD_COMPAT, True)
+    window = glfw.create_window(width, height, title, None, None)
+    if not window:
+        _, reason = glfw.get_error()
+        glfw.terminate()
+        raise RuntimeError(f"could not open an OpenGL 3.3 window: {(reason or b'').decode()}")
+    glfw.make_context_current(window)
+    glfw.swap_interval(0)
+    return window
+
+
+def overlay_text(x: float, y: float, text: str) -> None:
+    """Text over the picture, on a dark box so it reads on any colors."""
+    size = imgui.calc_text_size(text)
+    draw_list = imgui.get_background_draw_list()
+    draw_list.add_rect_filled((x - 3, y - 2), (x + size.x + 3, y + size.y + 2), TEXT_BOX)
+    draw_list.add_text((x, y), TEXT, text)
+
+
+def load_volumetric(
+    path: Path | None, ckpt: Checkpoint, device: torch.device, precision: str
+) -> tuple[VolumetricRenderer | None, LatentBank | None, str | None]:
+    """The volumetric baseline's renderer and latents, or why the comparison is off."""
+    if path is None or not path.exists():
+        return None, None, f"no checkpoint at {path}"
+    try:
+        baseline = load_checkpoint(path)
+    except CheckpointError as error:
+        return None, None, str(error)
+    if baseline.model.kind != "volumetric":
+        return None, None, f"{path} is a {baseline.model.kind} checkpoint"
+    if baseline.instance_names != ckpt.instance_names:
+        return None, None, f"{path} holds other instances than the LFN"
+    renderer = make_renderer(baseline.model, device, precision)
+    return renderer, LatentBank(baseline.latents, baseline.instance_names), None
+
+
+def free_screenshot_path(folder: Path) -> Path:
+    index = 1
+    while (folder / f"lfn-screenshot-{index:03d}.png").exists():
+        index += 1
+    return folder / f"lfn-screenshot-{index:03d}.png"
+
+
+class ViewerApp:
+    def __init__(self, args: argparse.Namespace, ckpt: Checkpoint):
+        self.args = args
+        self.window = open_window(*WINDOW_SIZE, "LFN viewer")
+        self.ctx = moderngl.create_context()
+        imgui.create_context()
+        implot.create_context()
+        imgui.get_io().set_ini_filename(None)  # no imgui.ini left in the working folder
+        self.impl = GlfwRenderer(self.window)
+        # The backend asks X for the pointer instead of using the event's position, which loses
+        # the start of fast drags (desktop.md); forward the event's own coordinates.
+        glfw.set_cursor_pos_callback(
+            self.window, lambda _w, x, y: imgui.get_io().add_mouse_pos_event(x, y)
+        )
+        self.display = Display(self.ctx)
+        self.image_texture = FrameTexture(self.ctx)
+        self.reference_texture = FrameTexture(self.ctx)
+
+        self.renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
+        self.latents = LatentBank(ckpt.latents, ckpt.instance_names)
+        self.volumetric, volumetric_latents, self.volumetric_note = load_volumetric(
+            args.volumetric, ckpt, args.device_obj, args.precision
+        )
+        self.worker = RenderWorker(
+            FrameRenderer(self.renderer, self.latents, self.volumetric, volumetric_latents),
+            on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
+        )
+        n = len(ckpt.instance_names)
+        self.state = ViewerState(
+            num_instances=n, instance=args.instance, mix_a=args.instance,
+            mix_b=(args.instance + 1) % n, res=args.res[0],
+        )
+        self.panel = ControlPanel(ckpt.instance_names, args.res[0])
+        self.orbit = OrbitCamera(home_orbit(args))
+        self.quality = QualityPolicy()
+        self.stats = FrameStats()
+        self.depth_available = depth_module() is not None
+
+        self.view_key: tuple | None = None
+        self.submitted: FrameRequest | None = None
+        self.shown: Frame | None = None
+        self.shown_textures: tuple[moderngl.Texture, moderngl.Texture | None] | None = None
+        self.problem: str | None = None  # why the view shows no picture
+        self.message: str | None = None
+        self.title = ""
+        self._previous_sigterm = signal.signal(
+            signal.SIGTERM, lambda *_: glfw.set_window_should_close(self.window, True)
+        )
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        exit_after = self.args.exit_after
+        last = time.perf_counter()
+        while not glfw.window_should_close(self.window):
+            now = time.perf_counter()
+            if exit_after is not None and now - self.stats.started_s >= exit_after:
+                break
+            self.frame(now, now - last)
+            self.stats.ui_frame((now - last) * 1000.0)
+            last = now
+            self.pace(now)
+
+    def pace(self, frame_start: float) -> None:
+        """Hold the frame rate at ACTIVE_FPS at most, and at IDLE_FPS while the view rests."""
+        spent = time.perf_counter() - frame_start
+        if spent < 1.0 / ACTIVE_FPS:
+            time.sleep(1.0 / ACTIVE_FPS - spent)
+        if not self.quality.moving(frame_start):
+            rest = 1.0 / IDLE_FPS - (time.perf_counter() - frame_start)
+            if rest > 0:
+                glfw.wait_events_timeout(rest)  # returns at once on input or a finished frame
+
+    def frame(self, now: float, dt: float) -> None:
+        glfw.poll_events()
+        fb_w, fb_h = glfw.get_framebuffer_size(self.window)
+        win_w, win_h = glfw.get_window_size(self.window)
+        if min(fb_w, fb_h, win_w, win_h) <= 0:
+            return  # minimized: nothing to draw into
+        layout = Layout(win_w, win_h, (fb_w / win_w, fb_h / win_h))
+        self.impl.process_inputs()
+        imgui.new_frame()
+        self.orbit.handle_input(layout.view, dt)
+        handle_shortcuts(self.state)
+        self.panel.draw(self.state, self.panel_info(), layout.panel, win_h)
+        self.update_frame(now)
+        self.draw(layout, (fb_w, fb_h))
+        imgui.render()
+        self.impl.render(imgui.get_draw_data())
+        glfw.swap_buffers(self.window)
+        self.update_title()
+        if self.state.screenshot_requested:
+            self.state.screenshot_requested = False
+            self.save_screenshot()
+
+    # ---- frame requests and results ---------------------------------------------------------------
+
+    def next_request(self, now: float) -> FrameRequest:
+        state = self.state
+        key = (self.orbit.orbit, state.latent_key(), state.mode, state.res)
+        if key != self.view_key:
+            self.view_key = key
+            self.quality.changed(now)
+        res = self.quality.resolution(state.res, now)
+        if state.mode == "compare" and self.renderer.device.type == "cpu":
+            res = min(res, COMPARE_RES_CPU)
+        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_key())
+
+    def update_frame(self, now: float) -> None:
+        request = self.next_request(now)
+        if request != self.submitted:
+            self.worker.submit(request)
+            self.submitted = request
+        done = self.worker.take()
+        if isinstance(done, DepthUnavailable):
+            self.problem = f"{done}\n(select RGB, or LFN vs volumetric)"
+        elif isinstance(done, Exception):
+            if self.args.debug:
+                raise done
+            self.problem = f"render failed: {type(done).__name__}: {done}"
+        elif done is not None:
+            self.show(done)
+
+    def show(self, frame: Frame) -> None:
+        request = frame.request
+        self.stats.rendered(request.res, frame.render_ms + frame.reference_ms)
+        if request.mode != "compare":
+            self.quality.observe(request.res, frame.render_ms, self.state.res)
+        image = self.image_texture.upload(frame.image)
+        reference = None
+        if frame.reference is not None:
+            reference = self.reference_texture.upload(frame.reference)
+        self.shown, self.shown_textures, self.problem = frame, (image, reference), None
+
+    def panes(self) -> list[Pane]:
+        frame, (image, reference) = self.shown, self.shown_textures
+        near_far = (
+            frame.depth_range if self.state.auto_depth_range else (self.state.near, self.state.far)
+        )
+        return frame_panes(frame.request.mode, image, reference, near_far)
+
+    # ---- drawing ----------------------------------------------------------------------------------
+
+    def draw(self, layout: Layout, framebuffer: tuple[int, int]) -> None:
+        self.ctx.screen.use()
+        self.ctx.viewport = (0, 0, *framebuffer)
+        self.ctx.clear(*BACKGROUND)
+        if self.problem or self.shown is None:
+            overlay_text(layout.panel + 16, layout.height / 2, self.problem or "rendering…")
+            return
+        panes = self.panes()
+        rects = layout.squares(len(panes))
+        if rects[0][2] <= 0:
+            return
+        for pane, rect in zip(panes, rects, strict=True):
+            self.display.draw(pane, layout.gl_viewport(rect))
+        if len(panes) > 1:
+            self.label_panes(rects)
+
+    def label_panes(self, rects: list[Rect]) -> None:
+        frame = self.shown
+        labels = (
+            f"LFN: {self.renderer.evals_per_ray} eval/ray, {frame.render_ms:.0f} ms",
+            f"volumetric: {self.volumetric.evals_per_ray} evals/ray, "
+            f"{frame.reference_ms:.0f} ms",
+            f"|LFN - volumetric| x{DIFFERENCE_GAIN:g} (turbo)",
+        )
+        for (x, y, _, _), label in zip(rects, labels, strict=True):
+            overlay_text(x + 6, y + 4, label)
+
+    def update_title(self) -> None:
+        if self.shown is None:
+            return
+        request = self.shown.request
+        label = self.latents.label(request.latent_key)
+        title = f"LFN viewer - {label} - {MODE_LABELS[request.mode]} - {request.res}px"
+        if title != self.title:  # tests wait on this title to know which frame is on screen
+            glfw.set_window_title(self.window, title)
+            self.title = title
+
+    def save_screenshot(self) -> None:
+        if self.shown is None or self.problem:
+            self.message = "nothing to save yet"
+            return
+        image = self.display.read_image(self.panes(), self.shown.request.res)
+        path = free_screenshot_path(Path.cwd())
+        Image.fromarray(image).save(path)
+        self.message = f"saved {path}"
+        print(self.message, flush=True)
+
+    def panel_info(self) -> PanelInfo:
+        frame = self.shown
+        return PanelInfo(
+            device=str(self.renderer.device),
+            precision=self.renderer.precision,
+            backend=self.renderer.backend,
+            evals_per_ray=self.renderer.evals_per_ray,
+            texture_path=self.image_texture.texture_path,
+            texture_note=self.image_texture.fallback_reason,
+            fps=self.stats.fps(),
+            frame_ms=self.stats.plot_values(),
+            shown_res=frame.request.res if frame else None,
+            render_ms=frame.render_ms if frame else None,
+            reference_ms=frame.reference_ms if frame else None,
+            moving_res=self.quality.moving_res,
+            depth_range=frame.depth_range if frame else (self.state.near, self.state.far),
+            depth_available=self.depth_available,
+            volumetric_note=self.volumetric_note,
+            message=self.message,
+        )
+
+    # ---- shutdown ---------------------------------------------------------------------------------
+
+    def write_stats(self, path: Path) -> None:
+        self.stats.write(
+            path,
+            texture_path=self.image_texture.texture_path,
+            requested_res=self.state.res,
+            moving_res=self.quality.moving_res,
+            device=str(self.renderer.device),
+            precision=self.renderer.precision,
+            backend=self.renderer.backend,
+        )
+
+    def close(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous_sigterm)
+        glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
+        self.worker.close()
+        self.image_texture.release()
+        self.reference_texture.release()
+        _ = self.ctx.error  # a stale GL error would make PyOpenGL raise in shutdown()
+        self.impl.shutdown()
+        implot.destroy_context()
+        imgui.destroy_context()
+        glfw.terminate()
+
+
+def run_viewer(args: argparse.Namespace, ckpt: Checkpoint) -> int:
+    app = ViewerApp(args, ckpt)
+    try:
+        app.run()
+    finally:
+        app.close()
+    if args.stats is not None:
+        app.write_stats(args.stats)
+    return 0

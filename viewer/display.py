@@ -1,0 +1,91 @@
+"""The display shaders: a rendered frame's textures → colors, in a window or an offscreen framebuffer.
+
+The window and the headless export both draw through `Display.draw`, so a PNG written without a
+window shows exactly what the window shows for the same frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import moderngl
+import numpy as np
+
+from viewer.layout import Viewport
+
+SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
+SHADER_MODES = {"rgb": 0, "depth": 1, "normals": 2, "difference": 3}
+DIFFERENCE_GAIN = 4.0  # a mean absolute difference of 0.25 reaches the top of the heatmap
+
+
+@dataclass
+class Pane:
+    """One square picture: a texture and how the display shader reads it."""
+
+    texture: moderngl.Texture
+    mode: str = "rgb"
+    near: float = 0.0
+    far: float = 1.0
+    reference: moderngl.Texture | None = None  # the second image of a "difference" pane
+
+
+class Display:
+    """The display program and its full-screen quad, built in any moderngl context."""
+
+    def __init__(self, ctx: moderngl.Context):
+        self.ctx = ctx
+        self.program = ctx.program(
+            vertex_shader=(SHADER_DIR / "quad.vert").read_text(),
+            fragment_shader=(SHADER_DIR / "display.frag").read_text(),
+        )
+        self.quad = ctx.vertex_array(self.program, [])
+
+    def _set(self, name: str, value) -> None:
+        if name in self.program:  # the GLSL compiler drops uniforms a build does not use
+            self.program[name].value = value
+
+    def draw(self, pane: Pane, viewport: Viewport) -> None:
+        """Draw one pane into the bound framebuffer's `viewport`."""
+        self.ctx.viewport = viewport
+        pane.texture.use(0)
+        self._set("image", 0)
+        if pane.reference is not None:
+            pane.reference.use(1)
+            self._set("reference", 1)
+        self._set("mode", SHADER_MODES[pane.mode])
+        self._set("near", pane.near)
+        self._set("far", pane.far)
+        self._set("gain", DIFFERENCE_GAIN)
+        self.quad.render(moderngl.TRIANGLE_STRIP, vertices=4)
+
+    def read_image(self, panes: list[Pane], res: int) -> np.ndarray:
+        """Draw panes side by side, each res × res, offscreen; (res, res * len(panes), 3) uint8."""
+        fbo = self.ctx.simple_framebuffer((res * len(panes), res), components=4)
+        try:
+            fbo.use()
+            fbo.clear(0.0, 0.0, 0.0, 1.0)
+            for i, pane in enumerate(panes):
+                self.draw(pane, (i * res, 0, res, res))
+            data = fbo.read(components=3, alignment=1)
+        finally:
+            if self.ctx.screen is not None:  # a window's context: draw on screen again
+                self.ctx.screen.use()
+            fbo.release()
+        _ = self.ctx.error  # moderngl leaves GL_INVALID_OPERATION pending after a read (desktop.md)
+        image = np.frombuffer(data, np.uint8).reshape(res, res * len(panes), 3)
+        return np.ascontiguousarray(image[::-1])  # GL rows run bottom-up
+
+
+def frame_panes(
+    mode: str,
+    image: moderngl.Texture,
+    reference: moderngl.Texture | None = None,
+    depth_range: tuple[float, float] = (0.0, 1.0),
+) -> list[Pane]:
+    """How a frame of a display mode is shown: one pane, or LFN | volumetric | difference."""
+    if mode == "compare":
+        if reference is None:
+            return [Pane(image)]
+        return [Pane(image), Pane(reference), Pane(image, "difference", reference=reference)]
+    return [Pane(image, mode, *depth_range)]

@@ -1,0 +1,142 @@
+"""One frame request (camera, latent, mode, resolution) → the tensors the display shader reads.
+
+Shared by the window (on its render thread) and the headless export, so both show the same thing.
+Depth and normals come from models/depth.py; until that module exists those modes raise
+DepthUnavailable, which the window shows as a message and the headless export as its error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TypeVar
+
+import torch
+
+from models.cameras import Orbit
+from models.renderer import LFNRenderer, VolumetricRenderer
+from viewer.latents import LatentBank, LatentKey
+
+T = TypeVar("T")
+
+DEPTH_QUANTILES = (0.02, 0.98)  # the automatic depth range ignores the extreme 2 % at each end
+QUANTILE_SAMPLES = 1 << 16
+
+
+class DepthUnavailable(RuntimeError):
+    """Gradient depth is not in this build (models/depth.py is missing or incomplete)."""
+
+
+def depth_module() -> ModuleType | None:
+    """models.depth when it provides gradient_depth and normals_from_depth, else None."""
+    try:
+        import models.depth as depth
+    except ImportError:
+        return None
+    if hasattr(depth, "gradient_depth") and hasattr(depth, "normals_from_depth"):
+        return depth
+    return None
+
+
+def require_depth_module() -> ModuleType:
+    depth = depth_module()
+    if depth is None:
+        raise DepthUnavailable("gradient depth is not available: models/depth.py is not in this build")
+    return depth
+
+
+def home_orbit(args: argparse.Namespace) -> Orbit:
+    """The camera the command line asks for; --azimuth, --elevation, --radius of None keep defaults."""
+    chosen = {k: getattr(args, k) for k in ("azimuth", "elevation", "radius")}
+    return Orbit(**{k: v for k, v in chosen.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    orbit: Orbit
+    res: int
+    mode: str  # rgb | depth | normals | compare
+    latent_key: LatentKey
+
+
+@dataclass
+class Frame:
+    request: FrameRequest
+    image: torch.Tensor  # (res, res, C ≤ 4), laid out for the display shader's mode
+    reference: torch.Tensor | None = None  # the volumetric colors of a compare frame
+    depth_range: tuple[float, float] = (0.0, 1.0)  # near, far of the valid depths
+    render_ms: float = 0.0
+    reference_ms: float = 0.0
+
+
+def depth_range(depth: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:
+    """Near and far of the valid depths, robust to a few stray pixels."""
+    values = depth[valid].float()
+    if values.numel() == 0:
+        return (0.0, 1.0)
+    values = values[:: max(1, values.numel() // QUANTILE_SAMPLES)]
+    near, far = torch.quantile(values, torch.tensor(DEPTH_QUANTILES, device=values.device)).tolist()
+    return (near, far) if far > near else (near - 0.5, near + 0.5)
+
+
+def timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
+    """Run `function`, wait for the device, return (its result, milliseconds)."""
+    start = time.perf_counter()
+    result = function()
+    if device.type == "cuda":  # also makes the result safe to copy from the GL thread
+        torch.cuda.synchronize(device)
+    return result, (time.perf_counter() - start) * 1000.0
+
+
+class FrameRenderer:
+    """Renders FrameRequests with an LFN renderer and, for compare frames, a volumetric one."""
+
+    def __init__(
+        self, renderer: LFNRenderer, latents: LatentBank,
+        volumetric: VolumetricRenderer | None = None, volumetric_latents: LatentBank | None = None,
+    ):
+        self.renderer, self.latents = renderer, latents
+        self.volumetric, self.volumetric_latents = volumetric, volumetric_latents
+        self._keys: dict[int, LatentKey] = {}
+
+    def _use_latent(
+        self, renderer: LFNRenderer | VolumetricRenderer, bank: LatentBank, key: LatentKey
+    ) -> None:
+        if self._keys.get(id(renderer)) != key:  # set_latent folds weights; it never re-traces
+            renderer.set_latent(bank.latent(key))
+            self._keys[id(renderer)] = key
+
+    def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
+        depth = require_depth_module()
+        result = depth.gradient_depth(self.renderer, cam2world, request.res)
+        valid = result.valid.float()
+        if request.mode == "normals":
+            normals = depth.normals_from_depth(result.depth, result.valid, cam2world, request.res)
+            if isinstance(normals, tuple):  # (normals, where defined): a tighter mask than depth's
+                normals, valid = normals[0], normals[1].float()
+            return torch.cat([normals.float(), valid[..., None]], dim=-1), (0.0, 1.0)
+        image = torch.stack([result.depth.float(), valid, result.confidence.float()], dim=-1)
+        return image, depth_range(result.depth, result.valid)
+
+    def render(self, request: FrameRequest) -> Frame:
+        self._use_latent(self.renderer, self.latents, request.latent_key)
+        cam2world = request.orbit.cam2world()
+        device = self.renderer.device
+        if request.mode in ("depth", "normals"):
+            (image, near_far), ms = timed(lambda: self._depth_image(cam2world, request), device)
+            return Frame(request, image, depth_range=near_far, render_ms=ms)
+        image, ms = timed(lambda: self.renderer.render(cam2world, request.res), device)
+        frame = Frame(request, image, render_ms=ms)
+        if request.mode == "compare" and self.has_reference(request.latent_key):
+            self._use_latent(self.volumetric, self.volumetric_latents, request.latent_key)
+            frame.reference, frame.reference_ms = timed(
+                lambda: self.volumetric.render(cam2world, request.res), self.volumetric.device
+            )
+        return frame
+
+    def has_reference(self, key: LatentKey) -> bool:
+        """Whether a compare frame can show the volumetric model: a random code has no twin there."""
+        return self.volumetric is not None and key[0] != "random"

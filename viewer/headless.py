@@ -1,0 +1,106 @@
+"""Headless rendering: one camera → PNG, or an azimuth turntable → GIF, with no window.
+
+Frames go through the window's own path (viewer/frame.py → texture → shaders/ display program),
+drawn offscreen in an EGL context at res × res, so a PNG matches the window for the same camera.
+Without EGL the renderer's tensor is written directly (said once on stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import moderngl
+import numpy as np
+import torch
+from PIL import Image
+
+from models.checkpoint import Checkpoint
+from models.renderer import make_renderer
+from viewer.display import Display, frame_panes
+from viewer.frame import Frame, FrameRenderer, FrameRequest, home_orbit, require_depth_module
+from viewer.latents import LatentBank
+from viewer.pointcloud import view_points, write_ply
+from viewer.texture import FrameTexture
+
+TURNTABLE_FRAMES = 36
+TURNTABLE_FRAME_MS = 80
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.float().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def direct_image(frame: Frame) -> np.ndarray:
+    """The frame without the display shader: colors as they are, normals mapped to [0, 1],
+    depth as gray (near bright, invalid black)."""
+    image = frame.image.float()
+    if frame.request.mode == "normals":
+        return to_uint8(image[..., :3] * 0.5 + 0.5)
+    if frame.request.mode == "depth":
+        near, far = frame.depth_range
+        gray = (1 - (image[..., 0] - near) / max(far - near, 1e-6)) * image[..., 1]
+        return to_uint8(gray[..., None].expand(-1, -1, 3))
+    return to_uint8(image[..., :3])
+
+
+class OffscreenDisplay:
+    """The display program in a standalone EGL context and a texture to feed it."""
+
+    def __init__(self):
+        self.ctx = moderngl.create_standalone_context(backend="egl")
+        self.display = Display(self.ctx)
+        self.texture = FrameTexture(self.ctx)
+
+    def image(self, frame: Frame) -> np.ndarray:
+        texture = self.texture.upload(frame.image)
+        panes = frame_panes(frame.request.mode, texture, depth_range=frame.depth_range)
+        return self.display.read_image(panes, frame.request.res)
+
+    def release(self) -> None:
+        self.texture.release()
+        self.ctx.release()
+
+
+def open_offscreen() -> OffscreenDisplay | None:
+    try:
+        return OffscreenDisplay()
+    except Exception as error:  # no EGL here: the tensor itself is still a faithful picture
+        print(f"offscreen GL unavailable ({type(error).__name__}: {error}); "
+              "writing the renderer's output without the display shader")
+        return None
+
+
+def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
+    if args.mode != "rgb" or args.ply is not None:
+        require_depth_module()  # fail before any rendering
+    renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
+    frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
+    home = home_orbit(args)
+    count = (args.frames or TURNTABLE_FRAMES) if args.out.suffix.lower() == ".gif" else 1
+    orbits = [replace(home, azimuth=(home.azimuth + 360.0 * k / count) % 360.0) for k in range(count)]
+    res, key = args.res[0], ("instance", args.instance)
+
+    offscreen = open_offscreen()
+    try:
+        images = []
+        for orbit in orbits:
+            frame = frames.render(FrameRequest(orbit, res, args.mode, key))
+            images.append(offscreen.image(frame) if offscreen else direct_image(frame))
+    finally:
+        if offscreen:
+            offscreen.release()
+
+    pictures = [Image.fromarray(image) for image in images]
+    if count == 1:
+        pictures[0].save(args.out)
+    else:
+        pictures[0].save(
+            args.out, save_all=True, append_images=pictures[1:], duration=TURNTABLE_FRAME_MS, loop=0
+        )
+    print(f"wrote {args.out}")
+    if args.ply is not None:  # the renderer still holds this instance's latent
+        points, colors = view_points(renderer, home.cam2world(), res)
+        write_ply(args.ply, points, colors)
+        print(f"wrote {args.ply} ({len(points)} points)")
+    return 0

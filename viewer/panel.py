@@ -1,0 +1,166 @@
+"""The ImGui control panel, docked on the left: it reads and writes one ViewerState.
+
+Also the keyboard shortcuts that edit the state: [ ] or PageUp/PageDown step through instances,
+1-4 pick the display mode, S saves a screenshot (R and the arrows belong to the orbit camera).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from viewer.state import DISPLAY_MODES, MODE_LABELS, ViewerState
+
+RES_CHOICES = (32, 64, 128, 256, 512, 1024)
+WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
+KEYS_HELP = (
+    "left drag, arrows    orbit\n"
+    "right/middle drag    pan\n"
+    "scroll               zoom\n"
+    "R, double-click      reset camera\n"
+    "[ ]  PgUp PgDn       instance\n"
+    "1 2 3 4              display mode\n"
+    "S                    screenshot"
+)
+
+
+@dataclass
+class PanelInfo:
+    """What the panel reports but does not edit."""
+
+    device: str
+    precision: str
+    backend: str
+    evals_per_ray: int
+    texture_path: str
+    texture_note: str | None
+    fps: float
+    frame_ms: np.ndarray
+    shown_res: int | None
+    render_ms: float | None
+    reference_ms: float | None
+    moving_res: int
+    depth_range: tuple[float, float]
+    depth_available: bool
+    volumetric_note: str | None  # why the volumetric comparison is off; None when it is loaded
+    message: str | None
+
+
+def handle_shortcuts(state: ViewerState) -> None:
+    """Keys that edit the state; call after imgui.new_frame()."""
+    if imgui.get_io().want_capture_keyboard:
+        return
+    keys = imgui.Key
+    if imgui.is_key_pressed(keys.left_bracket) or imgui.is_key_pressed(keys.page_up):
+        state.step_instance(-1)
+    if imgui.is_key_pressed(keys.right_bracket) or imgui.is_key_pressed(keys.page_down):
+        state.step_instance(1)
+    for key, mode in zip((keys._1, keys._2, keys._3, keys._4), DISPLAY_MODES, strict=True):
+        if imgui.is_key_pressed(key, repeat=False):
+            state.mode = mode
+    if imgui.is_key_pressed(keys.s, repeat=False):
+        state.screenshot_requested = True
+
+
+class ControlPanel:
+    def __init__(self, names: list[str], requested_res: int):
+        self.names = names
+        self.res_choices = sorted({*RES_CHOICES, requested_res})
+
+    def draw(self, state: ViewerState, info: PanelInfo, width: float, height: float) -> None:
+        imgui.set_next_window_pos((0, 0))
+        imgui.set_next_window_size((width, height))
+        flags = (
+            imgui.WindowFlags_.no_move | imgui.WindowFlags_.no_resize
+            | imgui.WindowFlags_.no_collapse | imgui.WindowFlags_.no_saved_settings
+        )
+        imgui.begin("Light Field Network", flags=flags)
+        imgui.push_item_width(-90)  # leave room for the labels right of the widgets
+        self._latent(state)
+        self._display(state, info)
+        self._render(state, info)
+        self._performance(info)
+        imgui.separator_text("Output")
+        if imgui.button("Save screenshot (S)"):
+            state.screenshot_requested = True
+        if info.message:
+            imgui.text_wrapped(info.message)
+        imgui.separator_text("Controls")
+        imgui.text(KEYS_HELP)
+        imgui.pop_item_width()
+        imgui.end()
+
+    def _latent(self, state: ViewerState) -> None:
+        imgui.separator_text("Object")
+        last = len(self.names) - 1
+        for source, label in (("instance", "one"), ("mix", "blend two"), ("random", "random")):
+            if imgui.radio_button(label, state.latent_source == source):
+                state.latent_source = source
+            imgui.same_line()
+        imgui.new_line()
+        if state.latent_source == "instance":
+            _, state.instance = imgui.slider_int("instance", state.instance, 0, last)
+            imgui.text(self.names[state.instance])
+        elif state.latent_source == "mix":
+            _, state.mix_a = imgui.slider_int("from", state.mix_a, 0, last)
+            _, state.mix_b = imgui.slider_int("to", state.mix_b, 0, last)
+            _, state.mix_t = imgui.slider_float("t", state.mix_t, 0.0, 1.0)
+            imgui.text(f"{self.names[state.mix_a]} → {self.names[state.mix_b]}")
+        else:
+            if imgui.button("Draw another"):
+                state.random_seed += 1
+            imgui.same_line()
+            imgui.text_wrapped(f"sample #{state.random_seed} of N(mean, cov) of the latent table")
+
+    def _display(self, state: ViewerState, info: PanelInfo) -> None:
+        imgui.separator_text("Display")
+        for mode in DISPLAY_MODES:
+            imgui.begin_disabled(mode == "compare" and info.volumetric_note is not None)
+            if imgui.radio_button(MODE_LABELS[mode], state.mode == mode):
+                state.mode = mode
+            imgui.end_disabled()
+        if state.mode in ("depth", "normals") and not info.depth_available:
+            imgui.text_colored(WARNING, "Not available: models/depth.py is not in this build.")
+        if state.mode == "compare" and state.latent_source == "random":
+            imgui.text_colored(WARNING, "A random latent has no volumetric twin.")
+        if info.volumetric_note:
+            imgui.text_wrapped(f"Volumetric comparison off: {info.volumetric_note}")
+        if state.mode == "depth":
+            _, state.auto_depth_range = imgui.checkbox("auto range", state.auto_depth_range)
+            if state.auto_depth_range:
+                state.near, state.far = info.depth_range
+            imgui.begin_disabled(state.auto_depth_range)
+            _, state.near = imgui.slider_float("near", state.near, 0.0, 10.0)
+            _, state.far = imgui.slider_float("far", state.far, 0.0, 10.0)
+            imgui.end_disabled()
+
+    def _render(self, state: ViewerState, info: PanelInfo) -> None:
+        imgui.separator_text("Rendering")
+        labels = [f"{r} x {r}" for r in self.res_choices]
+        index = self.res_choices.index(state.res) if state.res in self.res_choices else 0
+        changed, index = imgui.combo("resolution", index, labels)
+        if changed:
+            state.res = self.res_choices[index]
+        shown = f"{info.shown_res} x {info.shown_res}" if info.shown_res else "-"
+        imgui.text(f"shown: {shown}, while moving: {min(info.moving_res, state.res)}")
+        if info.render_ms is not None:
+            imgui.text(f"frame: {info.render_ms:.1f} ms ({info.evals_per_ray} eval/ray)")
+        if info.reference_ms:
+            imgui.text(f"volumetric: {info.reference_ms:.1f} ms")
+        imgui.text(f"device {info.device}, {info.precision}, {info.backend}")
+        imgui.text(f"texture: {info.texture_path}")
+        if info.texture_note:
+            imgui.text_wrapped(f"interop off: {info.texture_note}")
+
+    def _performance(self, info: PanelInfo) -> None:
+        imgui.separator_text("Performance")
+        imgui.text(f"UI: {info.fps:.0f} FPS")
+        flags = implot.Flags_.no_legend | implot.Flags_.no_menus | implot.Flags_.no_mouse_text
+        if implot.begin_plot("##frame times", (-1, 110), flags):
+            implot.setup_axes("", "ms", implot.AxisFlags_.no_tick_labels, implot.AxisFlags_.auto_fit)
+            implot.setup_axis_limits(implot.ImAxis_.x1, 0, len(info.frame_ms), implot.Cond_.always)
+            if len(info.frame_ms):
+                implot.plot_line("UI frame", info.frame_ms)
+            implot.end_plot()

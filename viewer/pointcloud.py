@@ -1,0 +1,39 @@
+"""A colored point cloud from one view: gradient depth along each pixel ray → a binary PLY file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.cameras import intrinsics, pixel_rays
+from models.renderer import LFNRenderer
+from viewer.frame import require_depth_module
+
+
+def view_points(renderer: LFNRenderer, cam2world: torch.Tensor, res: int) -> tuple[np.ndarray, np.ndarray]:
+    """World points (N, 3) float32 and colors (N, 3) uint8 of the pixels with a valid depth,
+    for the latent the renderer holds."""
+    depth = require_depth_module().gradient_depth(renderer, cam2world, res)
+    colors = renderer.render(cam2world, res).float().clamp(0, 1)
+    origins, dirs = pixel_rays(cam2world.to(renderer.device), intrinsics(res, res), res, res)
+    points = origins + dirs * depth.depth.to(dirs)[..., None]  # depth is distance along the ray
+    valid = depth.valid.to(points.device)
+    rgb = (colors[valid] * 255 + 0.5).to(torch.uint8)
+    return points[valid].cpu().numpy().astype(np.float32), rgb.cpu().numpy()
+
+
+def write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(points)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    vertex = np.dtype([("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    rows = np.empty(len(points), dtype=vertex)
+    rows["xyz"], rows["rgb"] = points, colors
+    with open(path, "wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(rows.tobytes())

@@ -1,0 +1,57 @@
+"""UI frame times and render times: the live FPS and plot in the panel, and the --stats JSON."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+PLOT_FRAMES = 240  # about four seconds of UI frames at 60 FPS
+
+
+class FrameStats:
+    def __init__(self):
+        self.started_s = time.perf_counter()
+        self.ui_frame_ms: list[float] = []
+        self.recent_ms: deque[float] = deque(maxlen=PLOT_FRAMES)
+        self.render_ms: list[float] = []
+        self.render_res: list[int] = []
+
+    def ui_frame(self, frame_ms: float) -> None:
+        self.ui_frame_ms.append(frame_ms)
+        self.recent_ms.append(frame_ms)
+
+    def rendered(self, res: int, render_ms: float) -> None:
+        self.render_ms.append(render_ms)
+        self.render_res.append(res)
+
+    def fps(self) -> float:
+        """UI frames per second over the plotted window."""
+        return 1000.0 * len(self.recent_ms) / sum(self.recent_ms) if self.recent_ms else 0.0
+
+    def plot_values(self) -> np.ndarray:
+        return np.asarray(self.recent_ms, dtype=np.float32)
+
+    def summary(self, **extra) -> dict:
+        elapsed = time.perf_counter() - self.started_s
+        frames = len(self.ui_frame_ms)
+        return {
+            "ui_fps": frames / elapsed if elapsed > 0 else 0.0,
+            "frames": frames,
+            "seconds": elapsed,
+            # the average hides stalls; the slowest UI frames show whether the window ever froze
+            "ui_frame_ms_p95": float(np.percentile(self.ui_frame_ms, 95)) if frames else None,
+            "ui_frame_ms_max": max(self.ui_frame_ms, default=None),
+            "renders": len(self.render_ms),
+            "render_ms_median": statistics.median(self.render_ms) if self.render_ms else None,
+            "render_res_min": min(self.render_res, default=None),
+            "render_res_max": max(self.render_res, default=None),
+            **extra,
+        }
+
+    def write(self, path: Path, **extra) -> None:
+        path.write_text(json.dumps(self.summary(**extra), indent=2) + "\n")

@@ -1,0 +1,133 @@
+"""Tensor → GL texture: CUDA-GL interop on a GPU (no trip through host memory), else a CPU copy.
+
+Every frame lands in an RGBA32F texture: the display shader reads colors, depth and signed normals
+from the same format, and a CUDA tensor can be copied into it byte for byte.
+"""
+
+from __future__ import annotations
+
+import moderngl
+import torch
+
+GL_TEXTURE_2D = 0x0DE1
+
+
+def to_rgba32f(image: torch.Tensor) -> torch.Tensor:
+    """(H, W, C ≤ 4) of any float dtype → contiguous (H, W, 4) float32 on the same device, alpha 1."""
+    image = image.float()
+    if image.shape[-1] < 4:
+        image = torch.nn.functional.pad(image, (0, 4 - image.shape[-1]), value=1.0)
+    return image.contiguous()
+
+
+class CudaGLInterop:
+    """Copies CUDA tensors into GL textures through cuda-python's graphics interop.
+
+    Each texture is registered once (write-discard: CUDA overwrites it whole); a copy maps it, copies
+    device to device into its array and unmaps it, all on the tensor's current stream.
+    """
+
+    def __init__(self):
+        from cuda.bindings import runtime as cudart  # only on GPU machines; ImportError → CPU copy
+
+        self.cudart = cudart
+        self.resources: dict[int, object] = {}
+
+    def _check(self, result: tuple, call: str) -> tuple:
+        error, *values = result
+        if error != self.cudart.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"{call} failed: {error}")
+        return tuple(values)
+
+    def _resource(self, texture: moderngl.Texture):
+        if texture.glo not in self.resources:
+            flags = self.cudart.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard
+            (resource,) = self._check(
+                self.cudart.cudaGraphicsGLRegisterImage(texture.glo, GL_TEXTURE_2D, flags),
+                "cudaGraphicsGLRegisterImage",
+            )
+            self.resources[texture.glo] = resource
+        return self.resources[texture.glo]
+
+    def copy(self, rgba: torch.Tensor, texture: moderngl.Texture) -> None:
+        """Copy a contiguous (H, W, 4) float32 CUDA tensor into an RGBA32F texture of that size."""
+        cudart, resource = self.cudart, self._resource(texture)
+        stream = torch.cuda.current_stream(rgba.device).cuda_stream
+        height, width = rgba.shape[:2]
+        row_bytes = width * 4 * rgba.element_size()
+        self._check(cudart.cudaGraphicsMapResources(1, resource, stream), "cudaGraphicsMapResources")
+        try:
+            (array,) = self._check(
+                cudart.cudaGraphicsSubResourceGetMappedArray(resource, 0, 0),
+                "cudaGraphicsSubResourceGetMappedArray",
+            )
+            self._check(
+                cudart.cudaMemcpy2DToArrayAsync(
+                    array, 0, 0, rgba.data_ptr(), row_bytes, row_bytes, height,
+                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream,
+                ),
+                "cudaMemcpy2DToArrayAsync",
+            )
+        finally:
+            self._check(
+                cudart.cudaGraphicsUnmapResources(1, resource, stream), "cudaGraphicsUnmapResources"
+            )
+
+    def forget(self, texture: moderngl.Texture) -> None:
+        resource = self.resources.pop(texture.glo, None)
+        if resource is not None:
+            self.cudart.cudaGraphicsUnregisterResource(resource)
+
+
+class FrameTexture:
+    """The texture a frame is shown from, one GL texture per frame size (sizes are few and reused).
+
+    `texture_path` says how the last frame arrived: "cuda-gl-interop" or "cpu-copy". Once interop
+    fails, `fallback_reason` keeps the first error and every later frame takes the CPU copy.
+    """
+
+    def __init__(self, ctx: moderngl.Context):
+        self.ctx = ctx
+        self.textures: dict[tuple[int, int], moderngl.Texture] = {}
+        self.texture_path = "cpu-copy"
+        self.fallback_reason: str | None = None
+        self._interop: CudaGLInterop | None = None
+
+    def _texture(self, width: int, height: int) -> moderngl.Texture:
+        if (width, height) not in self.textures:
+            texture = self.ctx.texture((width, height), 4, dtype="f4")
+            texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            texture.repeat_x = texture.repeat_y = False
+            self.textures[(width, height)] = texture
+        return self.textures[(width, height)]
+
+    def _copy_with_interop(self, rgba: torch.Tensor, texture: moderngl.Texture) -> bool:
+        if self.fallback_reason is not None:
+            return False
+        try:
+            if self._interop is None:
+                self._interop = CudaGLInterop()
+            self._interop.copy(rgba, texture)
+        except Exception as error:  # any failure: remember why and use the CPU copy from now on
+            self.fallback_reason = f"{type(error).__name__}: {error}"
+            return False
+        return True
+
+    def upload(self, image: torch.Tensor) -> moderngl.Texture:
+        """Write an (H, W, C ≤ 4) tensor into the texture of its size and return that texture."""
+        rgba = to_rgba32f(image)
+        height, width = rgba.shape[:2]
+        texture = self._texture(width, height)
+        if rgba.is_cuda and self._copy_with_interop(rgba, texture):
+            self.texture_path = "cuda-gl-interop"
+        else:
+            texture.write(rgba.cpu().numpy())
+            self.texture_path = "cpu-copy"
+        return texture
+
+    def release(self) -> None:
+        for texture in self.textures.values():
+            if self._interop is not None:
+                self._interop.forget(texture)
+            texture.release()
+        self.textures.clear()

@@ -1,0 +1,65 @@
+"""A render thread: the network runs beside the UI loop, so the window never waits for a frame.
+
+The UI submits the newest FrameRequest (an unstarted older one is dropped) and picks up finished
+Frames. Torch releases the GIL inside its kernels, so the UI keeps its frame rate while a slow
+frame (a full-resolution CPU render, the volumetric baseline) is in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from viewer.frame import Frame, FrameRenderer, FrameRequest
+
+
+class RenderWorker:
+    def __init__(self, frames: FrameRenderer, on_done: Callable[[], None] = lambda: None):
+        """`on_done` runs on the render thread after each frame (the window wakes its loop)."""
+        self.frames = frames
+        self.on_done = on_done
+        self._cond = threading.Condition()
+        self._pending: FrameRequest | None = None
+        self._done: Frame | BaseException | None = None
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="lfn-render", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: FrameRequest) -> None:
+        with self._cond:
+            self._pending = request
+            self._cond.notify()
+
+    @property
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._busy and self._pending is None
+
+    def take(self) -> Frame | BaseException | None:
+        """The newest finished frame (or the error that ended it) since the last call, if any."""
+        with self._cond:
+            done, self._done = self._done, None
+            return done
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                request, self._pending, self._busy = self._pending, None, True
+            try:
+                done: Frame | BaseException = self.frames.render(request)
+            except Exception as error:  # handed to the UI thread, which decides what it means
+                done = error
+            with self._cond:
+                self._done, self._busy = done, False
+            self.on_done()
