@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
             check_writable(path, flag, suffixes)
     from models.renderer import backend_unavailable
 
-    if (reason := backend_unavailable(args.backend, device)) is not None:
+    if (reason := backend_unavailable(args.backend, device, args.precision)) is not None:
         raise UsageError(f"--backend {args.backend}: {reason}")
     ckpt = load_checkpoint(args.ckpt)
     if ckpt.model.kind != "lfn":

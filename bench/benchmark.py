@@ -105,7 +105,7 @@ def benchmark(
     default_res, default_frames, warmup = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
     resolutions = list(resolutions or default_res)
     frames = frames or default_frames
-    backends = list(backends or available_backends(device))
+    backends = list(backends or available_backends(device, precision))
     instance = lfn_ckpt.resolve_instance(instance)
     on_cpu = device.type == "cpu"
     volumetric_frames = min(frames, CPU_VOLUMETRIC_FRAMES) if on_cpu else None
@@ -168,7 +168,7 @@ def run_benchmark(args: argparse.Namespace, ckpt: Checkpoint) -> int:
     """The CLI's --benchmark: table on stdout, optional --json and --plot files."""
     volumetric = load_volumetric(args.volumetric, explicit=args.volumetric_explicit)
     device = args.device_obj
-    backends = [args.backend] + [b for b in available_backends(device) if b != args.backend]
+    backends = [args.backend] + [b for b in available_backends(device, args.precision) if b != args.backend]
     result = benchmark(ckpt, volumetric, device, args.precision, args.res, args.frames, args.instance,
                        backends, progress=lambda line: print(line, flush=True))
     print()

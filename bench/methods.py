@@ -31,8 +31,8 @@ class Method:
     close: Callable[[], None] = lambda: None
 
 
-def available_backends(device: torch.device) -> list[str]:
-    return [b for b in BACKENDS if backend_unavailable(b, device) is None]
+def available_backends(device: torch.device, precision: str) -> list[str]:
+    return [b for b in BACKENDS if backend_unavailable(b, device, precision) is None]
 
 
 def method_name(backend: str) -> str:

@@ -21,8 +21,8 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 BACKENDS = ("torchscript", "eager", "compile", "triton")
 
 
-def backend_unavailable(backend: str, device: torch.device) -> str | None:
-    """Why `backend` cannot run on `device`, or None when it can."""
+def backend_unavailable(backend: str, device: torch.device, precision: str = "fp16") -> str | None:
+    """Why `backend` cannot run on `device` in `precision`, or None when it can."""
     if backend == "compile" and device.type != "cuda":
         return "torch.compile is used on CUDA only here (its CPU path needs a C++ toolchain)"
     if backend == "triton":
@@ -33,6 +33,8 @@ def backend_unavailable(backend: str, device: torch.device) -> str | None:
             return reason
         if device.type != "cuda":
             return "the fused Triton kernel runs on CUDA devices only"
+        if precision == "fp32":
+            return "the fused Triton kernel computes in fp16 or bf16 (use --precision fp16)"
     return None
 
 
