@@ -83,9 +83,12 @@ def frame_method(renderer) -> Method:
 
     ctx = moderngl.create_standalone_context(backend="egl")
     texture = FrameTexture(ctx)
+    buffers: dict[int, torch.Tensor] = {}  # one RGBA frame per resolution, reused: no per-frame allocation
 
     def frame(cam2world: torch.Tensor, res: int) -> None:
-        texture.upload(renderer.render(cam2world, res))
+        if res not in buffers:
+            buffers[res] = torch.empty(res, res, 4, device=renderer.device)
+        texture.upload(renderer.render_rgba(cam2world, res, buffers[res]))
         ctx.finish()
 
     def details() -> dict:

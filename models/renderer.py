@@ -96,6 +96,20 @@ class LFNRenderer:
         return self._function(plucker_rays.to(self.dtype), *self.mlp_tensors)
 
     @torch.no_grad()
+    def render_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(res, res, 4) float32 RGBA with alpha 1, the layout a GL texture takes byte for byte.
+
+        With `out` (a preallocated (res, res, 4) float32 tensor) the fused kernel writes the frame
+        there directly, so a frame allocates nothing.
+        """
+        if self._fused is not None:
+            flat = None if out is None else out.view(res * res, 4)
+            rgba = self._fused.render_rgba(cam2world.to(self.device), res, flat, torch.float32)
+            return rgba.view(res, res, 4)
+        rgba = torch.nn.functional.pad(self.render(cam2world, res).float(), (0, 1), value=1.0)
+        return rgba if out is None else out.copy_(rgba)
+
+    @torch.no_grad()
     def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
         if self._fused is not None:  # ray generation is fused into the kernel
             return self._fused.render(cam2world.to(self.device), res)

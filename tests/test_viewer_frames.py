@@ -46,7 +46,8 @@ def test_rgb_frame_is_the_renderers_image(frames):
     frame = frames.render(request())
     frames.renderer.set_latent(frames.latents.table[1])
     expected = frames.renderer.render(Orbit(azimuth=50.0).cam2world(), 16)
-    assert frame.image.shape == (16, 16, 3) and torch.equal(frame.image, expected)
+    assert frame.image.shape == (16, 16, 4) and torch.equal(frame.image[..., :3], expected)
+    assert (frame.image[..., 3] == 1).all()  # RGBA, the texture's own layout
     assert frame.reference is None and frame.render_ms > 0
 
 

@@ -114,10 +114,9 @@ class FrameRenderer:
         result = depth.gradient_depth(self.renderer, cam2world, request.res)
         valid = result.valid.float()
         if request.mode == "normals":
-            normals = depth.normals_from_depth(result.depth, result.valid, cam2world, request.res)
-            if isinstance(normals, tuple):  # (normals, where defined): a tighter mask than depth's
-                normals, valid = normals[0], normals[1].float()
-            return torch.cat([normals.float(), valid[..., None]], dim=-1), (0.0, 1.0)
+            # normals are defined where a pixel and its 4 neighbours have depth: a tighter mask
+            normals, defined = depth.normals_from_depth(result.depth, result.valid, cam2world, request.res)
+            return torch.cat([normals.float(), defined.float()[..., None]], dim=-1), (0.0, 1.0)
         image = torch.stack([result.depth.float(), valid, result.confidence.float()], dim=-1)
         return image, depth_range(result.depth, result.valid)
 
@@ -128,7 +127,7 @@ class FrameRenderer:
         if request.mode in ("depth", "normals"):
             (image, near_far), ms = timed(lambda: self._depth_image(cam2world, request), device)
             return Frame(request, image, depth_range=near_far, render_ms=ms)
-        image, ms = timed(lambda: self.renderer.render(cam2world, request.res), device)
+        image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res), device)
         frame = Frame(request, image, render_ms=ms)
         if request.mode == "compare" and self.has_reference(request.latent_key):
             self._use_latent(self.volumetric, self.volumetric_latents, request.latent_key)
