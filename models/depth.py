@@ -144,24 +144,30 @@ def depth_to_points(depth: torch.Tensor, cam2world: torch.Tensor, res: int) -> t
     return (origins + depth.reshape(-1, 1) * dirs).view(res, res, 3)
 
 
-def normals_from_depth(depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor,
-                       res: int) -> tuple[torch.Tensor, torch.Tensor]:
+def normals_from_depth(depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor, res: int,
+                       smoothing: int = 5, step: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space unit normals (H, W, 3) facing the camera, and where they are defined (H, W).
 
-    Central differences of the back-projected points; a normal needs its 4 neighbours valid.
+    Differences of the back-projected points `step` pixels apart on each side, after averaging the
+    points over the valid pixels of a smoothing window: per-pixel gradient depth is noisy, and a
+    normal differentiates it once more (an average of points on a plane stays on that plane, so
+    flat surfaces keep exact normals). A normal needs its 4 neighbours valid.
     """
-    points = depth_to_points(depth.float(), cam2world.float(), res)
+    weight = valid.float()[None]
+    raw = depth_to_points(torch.where(valid, depth.float(), 0.0), cam2world.float(), res)
+    points = (box_pool(raw.permute(2, 0, 1) * weight, smoothing)
+              / box_pool(weight, smoothing).clamp(min=1e-6)).permute(1, 2, 0)
     du = torch.zeros_like(points)
     dv = torch.zeros_like(points)
-    du[:, 1:-1] = points[:, 2:] - points[:, :-2]
-    dv[1:-1] = points[2:] - points[:-2]
+    du[:, step:-step] = points[:, 2 * step:] - points[:, :-2 * step]
+    dv[step:-step] = points[2 * step:] - points[:-2 * step]
     normals = F.normalize(torch.linalg.cross(dv, du, dim=-1), dim=-1)
     to_camera = cam2world[:3, 3].to(points) - points
     flip = (normals * to_camera).sum(-1, keepdim=True) < 0
     normals = torch.where(flip, -normals, normals)
     ok = valid.clone()
-    ok[:, 1:-1] &= valid[:, 2:] & valid[:, :-2]
-    ok[1:-1] &= valid[2:] & valid[:-2]
-    ok[[0, -1]] = False
-    ok[:, [0, -1]] = False
+    ok[:, step:-step] &= valid[:, 2 * step:] & valid[:, :-2 * step]
+    ok[step:-step] &= valid[2 * step:] & valid[:-2 * step]
+    ok[:step] = ok[-step:] = False
+    ok[:, :step] = ok[:, -step:] = False
     return torch.where(ok[..., None], normals, 0.0), ok

@@ -77,7 +77,7 @@ def test_depth_of_a_tiny_model_is_finite_where_valid_and_flat_regions_are_invali
 
 
 def test_normals_of_a_plane_are_its_normal():
-    res = 32
+    res = 48
     pose = orbit_pose(0.0, 30.0)
     origins, dirs = frame_rays(pose, res, "cpu")
     # the ground plane z = 0, seen from above

@@ -44,6 +44,12 @@ def direct_image(frame: Frame) -> np.ndarray:
     return to_uint8(image[..., :3])
 
 
+def depth_values(frame: Frame) -> np.ndarray:
+    """(H, W) float32 depth of a depth frame, NaN where the light field says nothing."""
+    depth, valid = frame.image[..., 0].float(), frame.image[..., 1] > 0.5
+    return torch.where(valid, depth, torch.nan).cpu().numpy().astype(np.float32)
+
+
 class OffscreenDisplay:
     """The display program in a standalone EGL context and a texture to feed it."""
 
@@ -94,6 +100,10 @@ def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
     pictures = [Image.fromarray(image) for image in images]
     if count == 1:
         pictures[0].save(args.out)
+        if args.mode == "depth":  # the numbers behind the colormap: world units along each ray
+            depth_file = args.out.with_suffix(".npy")
+            np.save(depth_file, depth_values(frame))
+            print(f"wrote {depth_file} (float32 distance along each ray, NaN where invalid)")
     else:
         pictures[0].save(
             args.out, save_all=True, append_images=pictures[1:], duration=TURNTABLE_FRAME_MS, loop=0
