@@ -53,6 +53,7 @@ class Payload:
     ("directory", "is a directory"),
     ("empty", "is empty"),
     ("random", "not a"),
+    ("four_bytes", "truncated or corrupt"),
     ("truncated", "truncated or corrupt"),
     ("wrong_content", "not an LFN viewer checkpoint"),
     ("wrong_version", "format version 99"),
@@ -70,6 +71,9 @@ def test_bad_checkpoints_give_one_clear_error(tmp_path, case, expected):
     elif case == "random":
         path = tmp_path / "random.pt"
         path.write_bytes(os.urandom(4096))
+    elif case == "four_bytes":
+        path = tmp_path / "tiny.pt"
+        path.write_bytes(b"junk")
     elif case == "truncated":
         full = write(tmp_path, "full.pt", good_dict())
         path = tmp_path / "truncated.pt"
