@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -167,9 +168,15 @@ def check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
         raise UsageError(f"{flag} {path}: expected a {' or '.join(suffixes)} file")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise UsageError(f"{flag} {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: folder {folder} {problem}")
+    if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"{flag} {path}: not writable")
+    try:  # os.access trusts permission bits, which root bypasses (and /proc, /sys refuse anyway)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UsageError(f"{flag} {path}: not writable ({error.strerror})") from None
 
 
 def run(args: argparse.Namespace) -> int:
