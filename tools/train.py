@@ -195,6 +195,9 @@ def train(cfg: TrainConfig) -> Path:
     env = setup_distributed(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if env.main:  # a kill during a save leaves its temp file behind; it was never a state
+        for stale in out.glob(".state_*.tmp"):
+            stale.unlink(missing_ok=True)
     cars = load_cars(cfg.data, "train", limit=cfg.max_cars).to(env.device)
     num_cars = cars.rgb.shape[0]
     torch.manual_seed(cfg.seed)
