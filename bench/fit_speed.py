@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +65,7 @@ def score(renderer, latent: torch.Tensor, rgb: torch.Tensor, poses: torch.Tensor
 
 def run(ckpt_path: Path, data: Path, device: torch.device, cars: int, views: int | None,
         options: dict) -> dict:
+    load_before = os.getloadavg()[0]  # these CPUs are shared: other jobs slow the fit down
     ckpt = load_checkpoint(ckpt_path)
     model = ckpt.model.to(device)
     renderer = make_renderer(model, device, "fp32")
@@ -99,6 +101,7 @@ def run(ckpt_path: Path, data: Path, device: torch.device, cars: int, views: int
         "input_view": INPUT_VIEW,
         "test_views_scored": len(test_views),
         "options": options,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cars": rows,
         "mean_psnr": {b: sum(r["psnr"][b] for r in rows) / len(rows) for b in budgets},
     }
@@ -118,7 +121,8 @@ def format_table(result: dict) -> str:
     lines.insert(-1, "-" * len(lines[0]))
     options = ", ".join(f"{k}={v}" for k, v in result["options"].items())
     return (f"novel-view PSNR (dB) after fitting for N seconds; {result['device_name']}, "
-            f"{result['resolution']}² px, {result['test_views_scored']} test views per car, {options}\n"
+            f"{result['resolution']}² px, {result['test_views_scored']} test views per car, {options}; "
+            f"load average {' -> '.join(map(str, result['load_average_1min']))}\n"
             + "\n".join(lines))
 
 

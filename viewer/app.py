@@ -24,10 +24,10 @@ from PIL import Image
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from models.renderer import VolumetricRenderer, make_renderer
 from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
+from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
 from viewer.frame import (
     DepthUnavailable,
     Frame,
-    FrameRenderer,
     FrameRequest,
     depth_module,
     home_orbit,
@@ -37,6 +37,7 @@ from viewer.layout import Layout, Rect
 from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
 from viewer.quality import QualityPolicy
+from viewer.reconstruct_panel import Reconstruction, ReconstructPanel
 from viewer.state import MODE_LABELS, ViewerState
 from viewer.stats import FrameStats
 from viewer.texture import FrameTexture
@@ -47,6 +48,9 @@ WINDOW_SIZE = (1280, 800)
 ACTIVE_FPS = 60.0  # more only burns the cores the network needs
 IDLE_FPS = 20.0
 COMPARE_RES_CPU = 64  # the volumetric baseline costs ~196 network evaluations per ray
+# A running fit slows every frame, so the moving resolution adapts down to 16-32² on a CPU, where
+# the car being fitted is a blur; its preview frames stay at least this sharp.
+FIT_PREVIEW_RES = 64
 BACKGROUND = (0.11, 0.11, 0.12)
 TEXT = imgui.IM_COL32(235, 235, 235, 255)
 TEXT_BOX = imgui.IM_COL32(0, 0, 0, 160)
@@ -127,12 +131,12 @@ class ViewerApp:
         self.reference_texture = FrameTexture(self.ctx)
 
         self.renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
-        self.latents = LatentBank(ckpt.latents, ckpt.instance_names)
+        self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
         self.volumetric, volumetric_latents, self.volumetric_note = load_volumetric(
             args.volumetric, ckpt, args.device_obj, args.precision
         )
         self.worker = RenderWorker(
-            FrameRenderer(self.renderer, self.latents, self.volumetric, volumetric_latents),
+            FittedFrameRenderer(self.renderer, self.latents, self.volumetric, volumetric_latents),
             on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
         )
         n = len(ckpt.instance_names)
@@ -141,6 +145,8 @@ class ViewerApp:
             mix_b=(args.instance + 1) % n, res=args.res[0],
         )
         self.panel = ControlPanel(ckpt.instance_names, args.res[0])
+        self.reconstruction = Reconstruction(ckpt, args.ckpt, self.latents)
+        self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
         self.orbit = OrbitCamera(home_orbit(args))
         self.quality = QualityPolicy()
         self.stats = FrameStats()
@@ -176,7 +182,10 @@ class ViewerApp:
         spent = time.perf_counter() - frame_start
         if spent < 1.0 / ACTIVE_FPS:
             time.sleep(1.0 / ACTIVE_FPS - spent)
-        if not self.quality.moving(frame_start):
+        # A running fit alone gets idle pacing too: UI redraws at 60 FPS cost a 2-core CPU's fit
+        # ~25 % of its steps (measured 11-12 vs 15 steps/s); input and finished frames still wake
+        # the loop at once, so orbiting during a fit stays responsive.
+        if not self.quality.moving(frame_start) or self.reconstruction.running:
             rest = 1.0 / IDLE_FPS - (time.perf_counter() - frame_start)
             if rest > 0:
                 glfw.wait_events_timeout(rest)  # returns at once on input or a finished frame
@@ -192,7 +201,9 @@ class ViewerApp:
         imgui.new_frame()
         self.orbit.handle_input(layout.view, dt)
         handle_shortcuts(self.state)
-        self.panel.draw(self.state, self.panel_info(), layout.panel, win_h)
+        self.reconstruction.update(self.state, now)
+        self.panel.draw(self.state, self.panel_info(), layout.panel, win_h,
+                        lambda: self.reconstruct_panel.draw(self.state, self.orbit.orbit))
         self.update_frame(now)
         self.draw(layout, (fb_w, fb_h))
         imgui.render()
@@ -208,10 +219,13 @@ class ViewerApp:
     def next_request(self, now: float) -> FrameRequest:
         state = self.state
         key = (self.orbit.orbit, state.latent_key(), state.mode, state.res)
-        if key != self.view_key:
+        fitting = self.reconstruction.running and state.latent_source == "fitted"
+        if key != self.view_key or fitting:  # the latent being fitted keeps moving
             self.view_key = key
             self.quality.changed(now)
         res = self.quality.resolution(state.res, now)
+        if fitting:
+            res = max(res, min(FIT_PREVIEW_RES, state.res))
         if state.mode == "compare" and self.renderer.device.type == "cpu":
             res = min(res, COMPARE_RES_CPU)
         return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_key())
@@ -330,12 +344,15 @@ class ViewerApp:
             device=str(self.renderer.device),
             precision=self.renderer.precision,
             backend=self.renderer.backend,
+            **self.reconstruction.stats(),
         )
 
     def close(self) -> None:
         signal.signal(signal.SIGTERM, self._previous_sigterm)
         glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
+        self.reconstruction.close()
         self.worker.close()
+        self.reconstruct_panel.release()
         self.image_texture.release()
         self.reference_texture.release()
         _ = self.ctx.error  # a stale GL error would make PyOpenGL raise in shutdown()

@@ -6,6 +6,7 @@ Also the keyboard shortcuts that edit the state: [ ] or PageUp/PageDown step thr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +70,11 @@ class ControlPanel:
         self.names = names
         self.res_choices = sorted({*RES_CHOICES, requested_res})
 
-    def draw(self, state: ViewerState, info: PanelInfo, width: float, height: float) -> None:
+    def draw(
+        self, state: ViewerState, info: PanelInfo, width: float, height: float,
+        after_object: Callable[[], None] = lambda: None,
+    ) -> None:
+        """The panel; `after_object` draws more sections below the Object one (reconstruction)."""
         imgui.set_next_window_pos((0, 0))
         imgui.set_next_window_size((width, height))
         flags = (
@@ -79,6 +84,7 @@ class ControlPanel:
         imgui.begin("Light Field Network", flags=flags)
         imgui.push_item_width(-90)  # leave room for the labels right of the widgets
         self._latent(state)
+        after_object()
         self._display(state, info)
         self._render(state, info)
         self._performance(info)
@@ -95,7 +101,10 @@ class ControlPanel:
     def _latent(self, state: ViewerState) -> None:
         imgui.separator_text("Object")
         last = len(self.names) - 1
-        for source, label in (("instance", "one"), ("mix", "blend two"), ("random", "random")):
+        sources = [("instance", "one"), ("mix", "blend two"), ("random", "random")]
+        if state.fitted_serial:  # a reconstruction has published a code
+            sources.append(("fitted", "fitted"))
+        for source, label in sources:
             if imgui.radio_button(label, state.latent_source == source):
                 state.latent_source = source
             imgui.same_line()
@@ -108,6 +117,8 @@ class ControlPanel:
             _, state.mix_b = imgui.slider_int("to", state.mix_b, 0, last)
             _, state.mix_t = imgui.slider_float("t", state.mix_t, 0.0, 1.0)
             imgui.text(f"{self.names[state.mix_a]} → {self.names[state.mix_b]}")
+        elif state.latent_source == "fitted":
+            imgui.text(state.fitted_label)
         else:
             if imgui.button("Draw another"):
                 state.random_seed += 1
@@ -123,8 +134,8 @@ class ControlPanel:
             imgui.end_disabled()
         if state.mode in ("depth", "normals") and not info.depth_available:
             imgui.text_colored(WARNING, "Not available: models/depth.py is not in this build.")
-        if state.mode == "compare" and state.latent_source == "random":
-            imgui.text_colored(WARNING, "A random latent has no volumetric twin.")
+        if state.mode == "compare" and state.latent_source in ("random", "fitted"):
+            imgui.text_colored(WARNING, f"A {state.latent_source} latent has no volumetric twin.")
         if info.volumetric_note:
             imgui.text_wrapped(f"Volumetric comparison off: {info.volumetric_note}")
         if state.mode == "depth":

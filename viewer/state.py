@@ -13,7 +13,7 @@ MODE_LABELS = {
     "normals": "normals",
     "compare": "LFN vs volumetric",
 }
-LATENT_SOURCES = ("instance", "mix", "random")
+LATENT_SOURCES = ("instance", "mix", "random", "fitted")
 
 
 @dataclass
@@ -25,6 +25,10 @@ class ViewerState:
     mix_b: int = 0
     mix_t: float = 0.5
     random_seed: int = 0
+    fitted_serial: int = 0  # grows with each code a fit publishes (viewer/fitted_latents.py)
+    fitted_label: str = ""
+    fit_target: int = 0  # the fitted code blends toward this instance by fit_t
+    fit_t: float = 0.0
     mode: str = "rgb"
     res: int = 256
     auto_depth_range: bool = True
@@ -37,6 +41,8 @@ class ViewerState:
             return ("mix", self.mix_a, self.mix_b, round(self.mix_t, 4))
         if self.latent_source == "random":
             return ("random", self.random_seed)
+        if self.latent_source == "fitted":
+            return ("fitted", self.fitted_serial, self.fitted_label, self.fit_target, round(self.fit_t, 4))
         return ("instance", self.instance)
 
     def step_instance(self, step: int) -> None:
