@@ -23,6 +23,7 @@ from PIL import Image
 
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from models.renderer import VolumetricRenderer, make_renderer
+from viewer.benchmark_panel import BenchmarkPanel
 from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
 from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
 from viewer.frame import (
@@ -147,6 +148,9 @@ class ViewerApp:
         self.panel = ControlPanel(ckpt.instance_names, args.res[0])
         self.reconstruction = Reconstruction(ckpt, args.ckpt, self.latents)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
+        self.benchmark_panel = BenchmarkPanel(
+            ckpt, args.volumetric, args.device_obj, args.precision, args.backend
+        )
         self.orbit = OrbitCamera(home_orbit(args))
         self.quality = QualityPolicy()
         self.stats = FrameStats()
@@ -203,7 +207,8 @@ class ViewerApp:
         handle_shortcuts(self.state)
         self.reconstruction.update(self.state, now)
         self.panel.draw(self.state, self.panel_info(), layout.panel, win_h,
-                        lambda: self.reconstruct_panel.draw(self.state, self.orbit.orbit))
+                        lambda: self.reconstruct_panel.draw(self.state, self.orbit.orbit),
+                        lambda: self.benchmark_panel.draw(self.state.instance))
         self.update_frame(now)
         self.draw(layout, (fb_w, fb_h))
         imgui.render()

@@ -54,6 +54,7 @@ class BenchmarkPanel:
         self.status = line
 
     def draw(self, instance: int) -> None:
+        imgui.separator_text("Benchmark")
         imgui.begin_disabled(self.running)
         if imgui.button("Run benchmark"):
             self.start(instance)

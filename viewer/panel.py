@@ -73,8 +73,10 @@ class ControlPanel:
     def draw(
         self, state: ViewerState, info: PanelInfo, width: float, height: float,
         after_object: Callable[[], None] = lambda: None,
+        after_performance: Callable[[], None] = lambda: None,
     ) -> None:
-        """The panel; `after_object` draws more sections below the Object one (reconstruction)."""
+        """The panel; `after_object` draws more sections below the Object one (reconstruction),
+        `after_performance` below the Performance one (the benchmark)."""
         imgui.set_next_window_pos((0, 0))
         imgui.set_next_window_size((width, height))
         flags = (
@@ -88,6 +90,7 @@ class ControlPanel:
         self._display(state, info)
         self._render(state, info)
         self._performance(info)
+        after_performance()
         imgui.separator_text("Output")
         if imgui.button("Save screenshot (S)"):
             state.screenshot_requested = True
