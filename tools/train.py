@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from models.cameras import rays_through_pixels
 from models.checkpoint import atomic_save, save_checkpoint
 from models.fitting import psnr_from_mse
 from models.lfn import LFNConfig, LightFieldNetwork
@@ -159,8 +160,6 @@ def heldout_psnr(model, cars: CarViews, first: int, count: int, views: int) -> f
         torch.arange(res, device=cars.rgb.device), torch.arange(res, device=cars.rgb.device),
         indexing="ij",
     )
-    from models.cameras import rays_through_pixels
-
     was_training = model.training
     model.eval()
     scores = []
