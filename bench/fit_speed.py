@@ -28,10 +28,10 @@ from models.checkpoint import load_checkpoint
 from models.fitting import fit_latent_steps
 from models.renderer import make_renderer
 from tools.cardata import load_cars
+from tools.evaluate import INPUT_VIEW
 from tools.metrics import psnr
 
 BUDGETS_S = (1.0, 2.0, 5.0, 10.0)
-INPUT_VIEW = 0
 WARMUP_STEPS = 3  # one-off allocator and thread-pool start-up; a viewer has paid it already
 
 

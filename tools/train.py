@@ -35,6 +35,7 @@ from models.lfn import LFNConfig, LightFieldNetwork
 from models.sampling import sample_rays
 from models.volumetric import VolumetricConfig, VolumetricField
 from tools.cardata import CarViews, load_cars
+from tools.metrics import psnr
 
 STATE_GLOB = "state_*.pt"
 
@@ -174,7 +175,7 @@ def heldout_psnr(model, cars: CarViews, first: int, count: int, views: int) -> f
                 for i in range(0, res * res, 8192)
             ], dim=1).view(res, res, 3)
             target = cars.rgb[car, view].float() / 255
-            scores.append(psnr_from_mse(float(((color.float() - target) ** 2).mean())))
+            scores.append(psnr(color, target))
     model.train(was_training)
     return sum(scores) / len(scores)
 
