@@ -4,11 +4,14 @@
 
 A random LFN of the default size (non-trivial latents and FiLM weights) renders orbit cameras
 through: fp32 eager (the reference), TorchScript fp16, torch.compile fp16 and the fused Triton
-kernel (models/triton_lfn.py). Checks: relative error ‖out − ref‖/‖ref‖ ≤ 1e-2, no NaN, every
-output element written (the output is poisoned first). Timings: CUDA events, one synchronized
-frame at a time as the viewer renders, median and p90; plus the arithmetic floor (network FLOPs
-at a measured fp16 matmul rate) and the memory floor (the fp16 RGBA output at a measured copy
-bandwidth). Each variant is guarded: a failure prints its error line and the others go on.
+kernel (models/triton_lfn.py), and gradient depth's per-pixel equations (Σ a·b, Σ a² of
+models/depth.py) through the eager forward-mode pass in fp16 and the kernel. Checks: relative error
+‖out − ref‖/‖ref‖ ≤ 1e-2 (2e-2 for the depth equations: products of two derivatives, so twice a
+derivative's relative error), no NaN, every output element written (the output is poisoned
+first). Timings: CUDA events, one synchronized frame at a time as the viewer renders, median
+and p90; plus the arithmetic floor (network FLOPs at a measured fp16 matmul rate) and the memory
+floor (the fp16 RGBA output at a measured copy bandwidth). Each variant is guarded: a failure
+prints its error line and the others go on.
 Triton runs last so that a kernel fault, which ends the CUDA context, loses only its own rows.
 """
 
@@ -30,12 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/gp
 
 from bench.timing import median_p90, time_frames
 from models.cameras import intrinsics, orbit_pose, rays_through_pixels
+from models.depth import color_derivatives, gradient_depth, pixel_equations
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
 from models.renderer import LFNRenderer
 from models.triton_lfn import TritonLFN, triton_available
 
 TOLERANCE = 1e-2
+EQUATION_TOLERANCE = 2e-2
 POISON = -7.0  # no color or alpha can be negative: any left after a frame was never written
 LATENTS = 3
 DEVICE = torch.device("cuda")
@@ -75,6 +80,22 @@ def compare(out: torch.Tensor, ref: torch.Tensor) -> dict:
     row["ok"] = (row["rel_err"] <= TOLERANCE and row["nan"] == 0 and unwritten == 0
                  and row.get("alpha_ok", True))
     return row
+
+
+def compare_equations(out: torch.Tensor, ref: tuple[torch.Tensor, ...]) -> dict:
+    """Errors of (N, 5) colors and depth equations against the fp32 (colors, Σ a·b, Σ a²)."""
+    color, ab, aa = ref
+    errors = [float((out[:, i] - r).norm() / r.norm()) for i, r in ((3, ab), (4, aa))]
+    row = {**compare(out[:, :3], color), "rel_err_ab": errors[0], "rel_err_aa": errors[1]}
+    row["ok"] = row["ok"] and max(errors) <= EQUATION_TOLERANCE
+    return row
+
+
+@torch.no_grad()
+def eager_equations(renderer: LFNRenderer, pose: torch.Tensor, res: int) -> torch.Tensor:
+    """models/depth.py's eager pass in the renderer's precision, laid out like the kernel's output."""
+    color, derivatives = color_derivatives(renderer, pose, res)
+    return torch.cat([color, torch.stack(pixel_equations(derivatives), -1)], -1)
 
 
 def short(dtype: torch.dtype) -> str:
@@ -178,13 +199,13 @@ def check_latent(
         kernel.set_mlp_tensors(eager.mlp_tensors)
     rows = []
 
-    def add(name: str, res: int | None, ref: torch.Tensor, frame: Callable[[], torch.Tensor]) -> None:
+    def add(name: str, res: int | None, ref, frame: Callable[[], torch.Tensor], check=compare) -> None:
         started = time.perf_counter()
         out = attempt(f"{name} @ {res}", errors, frame)
         if out is not None:
             torch.cuda.synchronize()
             seconds = time.perf_counter() - started  # the first latent's include compiles and autotuning
-            rows.append({"variant": name, "latent": index, "res": res, **compare(out, ref),
+            rows.append({"variant": name, "latent": index, "res": res, **check(out, ref),
                          "wall_s": seconds})
 
     for res in resolutions:
@@ -198,6 +219,15 @@ def check_latent(
                 out = torch.full((res * res, 4), POISON, device=DEVICE, dtype=dtype)
                 name = f"triton {short(kernel.dtype)} → rgba {short(dtype)}"
                 add(name, res, ref, lambda k=kernel, o=out, p=pose, n=res: k.render_rgba(p, n, out=o))
+        with torch.no_grad():
+            color, derivatives = color_derivatives(eager, pose, res)
+        equations = (color, *pixel_equations(derivatives))
+        if "torchscript fp16" in renderers:  # its depth runs models/depth.py's eager pass in fp16
+            add("depth equations eager fp16", res, equations, check=compare_equations,
+                frame=lambda p=pose, n=res: eager_equations(renderers["torchscript fp16"], p, n))
+        if fused is not None:
+            add("depth equations triton fp16", res, equations, check=compare_equations,
+                frame=lambda p=pose, n=res: fused.depth_equations(p, n))
     if fused is not None:
         origins = torch.randn(4099, 3, generator=gen).to(DEVICE) * 3.0  # 4099: a partial last tile
         rays = plucker(origins, torch.randn(4099, 3, generator=gen).to(DEVICE))
@@ -216,6 +246,7 @@ def frame_variants(
     if "torchscript fp16" in renderers:
         ts = renderers["torchscript fp16"]
         variants["torchscript fp16"] = lambda: lambda pose: ts.render(pose, res)
+        variants["depth eager fp16"] = lambda: lambda pose: gradient_depth(ts, pose, res)
         variants["torchscript fp16 graph"] = lambda: graphed(
             torchscript_step(ts, static_pose, res), static_pose
         )
@@ -227,7 +258,16 @@ def frame_variants(
         variants["triton fused graph"] = lambda: graphed(
             lambda: fused.render_rgba(static_pose, res, out=out), static_pose
         )
+        variants["depth equations triton"] = lambda: lambda pose: fused.depth_equations(pose, res)
+        variants["depth triton"] = lambda: lambda pose: gradient_depth(triton_renderer(eager), pose, res)
     return variants
+
+
+def triton_renderer(eager: LFNRenderer) -> LFNRenderer:
+    """An fp16 triton-backend renderer with the eager one's latent: gradient_depth's fused path."""
+    renderer = LFNRenderer(eager.model, DEVICE, "fp16", "triton")
+    renderer.fused_kernel.set_mlp_tensors(eager.mlp_tensors)
+    return renderer
 
 
 def time_variant(make: Callable[[], Callable[[torch.Tensor], object]], poses: list[torch.Tensor],

@@ -56,9 +56,10 @@ def depth_method(renderer) -> Method | None:
         from models.depth import gradient_depth
     except ImportError:
         return None
-    # One forward-mode pass per ray (colors plus 4 tangents) in models/depth.py's own eager MLP:
-    # the renderer lends its folded weights, not its backend.
-    return Method("lfn_depth", "eager", renderer.evals_per_ray,
+    # One forward-mode pass per ray (colors plus 4 tangents): the fused kernel's when the renderer
+    # has one, else models/depth.py's own eager MLP with the renderer's folded weights.
+    backend = renderer.backend if renderer.fused_kernel is not None else "eager"
+    return Method("lfn_depth", backend, renderer.evals_per_ray,
                   lambda cam2world, res: gradient_depth(renderer, cam2world, res))
 
 

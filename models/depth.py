@@ -103,17 +103,23 @@ def box_pool(x: torch.Tensor, window: int) -> torch.Tensor:
                         count_include_pad=False)[0] * window * window
 
 
-def solve_depth(color: torch.Tensor, derivatives: torch.Tensor, res: int, window: int = 5,
-                color_sigma: float = 0.1, min_confidence: float = 1e-3) -> DepthResult:
-    """Least-squares depth from the shift (a) and rotation (b) derivatives, pooled edge-aware.
+def pixel_equations(derivatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each pixel's equations a·z = b summed over channels and both axes: (Σ a·b, Σ a²), (N,) each.
 
-    color (N, 3), derivatives (4, N, 3) ordered shift-right, rotate-right, shift-down, rotate-down.
+    derivatives (4, N, 3) ordered shift-right, rotate-right, shift-down, rotate-down.
     """
-    a = derivatives[0::2].permute(1, 0, 2).reshape(res * res, -1)  # (N, 6) shift derivatives
-    b = derivatives[1::2].permute(1, 0, 2).reshape(res * res, -1)
-    ab = (a * b).sum(-1).view(1, res, res)
-    aa = (a * a).sum(-1).view(1, res, res)
-    image = color.view(res, res, 3).permute(2, 0, 1)
+    a, b = derivatives[0::2], derivatives[1::2]
+    return (a * b).sum((0, 2)), (a * a).sum((0, 2))
+
+
+def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: int, window: int = 5,
+                color_sigma: float = 0.1, min_confidence: float = 1e-3) -> DepthResult:
+    """Least-squares depth z = Σ a·b / Σ a² of pixel_equations, pooled edge-aware over a window.
+
+    color (N, 3), ab and aa (N,), for a res×res frame.
+    """
+    image = color.float().view(res, res, 3).permute(2, 0, 1)
+    ab, aa = ab.float().view(1, res, res), aa.float().view(1, res, res)
     if window > 1:
         # Edge-aware pooling: each neighbour's equations count by its color similarity.
         pad = window // 2
@@ -130,12 +136,22 @@ def solve_depth(color: torch.Tensor, derivatives: torch.Tensor, res: int, window
     return DepthResult(torch.where(valid, depth, 0.0), valid, confidence, color.view(res, res, 3))
 
 
+def depth_equations(renderer, cam2world: torch.Tensor, res: int):
+    """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the fused Triton kernel
+    when the renderer has one (one launch), else from the eager forward-mode pass."""
+    if renderer.fused_kernel is not None:
+        out = renderer.fused_kernel.depth_equations(cam2world.to(renderer.device), res)
+        return out[:, :3], out[:, 3], out[:, 4]
+    color, derivatives = color_derivatives(renderer, cam2world, res)
+    return (color, *pixel_equations(derivatives))
+
+
 @torch.no_grad()
 def gradient_depth(renderer, cam2world: torch.Tensor, res: int, window: int = 5,
                    min_confidence: float = 1e-3) -> DepthResult:
     """Depth of every pixel of a frame from the LFN alone (its current latent)."""
-    color, derivatives = color_derivatives(renderer, cam2world, res)
-    return solve_depth(color, derivatives, res, window=window, min_confidence=min_confidence)
+    color, ab, aa = depth_equations(renderer, cam2world, res)
+    return solve_depth(color, ab, aa, res, window=window, min_confidence=min_confidence)
 
 
 def depth_to_points(depth: torch.Tensor, cam2world: torch.Tensor, res: int) -> torch.Tensor:

@@ -91,7 +91,7 @@ class LFNRenderer:
         # fp32, so a 4096² frame in one pass would need ~35 GB.
         self.rays_per_chunk = max_rays or (1 << 24 if self.device.type == "cuda" else 1 << 18)
         self.mlp_tensors: tuple[torch.Tensor, ...] = ()
-        self._fused = None
+        self.fused_kernel = None  # the Triton kernel (models/triton_lfn.py) of the triton backend
         self.set_latent(model.latents.weight[0])
         self._function = self._build_function()
 
@@ -99,8 +99,8 @@ class LFNRenderer:
         if self.backend == "triton":
             from models.triton_lfn import TritonLFN
 
-            self._fused = TritonLFN(self.mlp_tensors, self.dtype)
-            return self._fused.colors
+            self.fused_kernel = TritonLFN(self.mlp_tensors, self.dtype)
+            return self.fused_kernel.colors
         if self.backend == "torchscript":
             example = torch.randn(64, 6, device=self.device, dtype=self.dtype)
             return trace_ray_function(example, self.mlp_tensors)
@@ -112,13 +112,13 @@ class LFNRenderer:
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
         self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
-        if self._fused is not None:
-            self._fused.set_mlp_tensors(self.mlp_tensors)
+        if self.fused_kernel is not None:
+            self.fused_kernel.set_mlp_tensors(self.mlp_tensors)
 
     def colors(self, plucker_rays: torch.Tensor) -> torch.Tensor:
         """(N, 6) Plücker coordinates → (N, 3) colors, with the current latent."""
-        if self._fused is not None:
-            return self._fused.colors(plucker_rays)
+        if self.fused_kernel is not None:
+            return self.fused_kernel.colors(plucker_rays)
         return self._function(plucker_rays.to(self.dtype), *self.mlp_tensors)
 
     @torch.no_grad()
@@ -128,17 +128,17 @@ class LFNRenderer:
         With `out` (a preallocated (res, res, 4) float32 tensor) the fused kernel writes the frame
         there directly, so a frame allocates nothing.
         """
-        if self._fused is not None:
+        if self.fused_kernel is not None:
             flat = None if out is None else out.view(res * res, 4)
-            rgba = self._fused.render_rgba(cam2world.to(self.device), res, flat, torch.float32)
+            rgba = self.fused_kernel.render_rgba(cam2world.to(self.device), res, flat, torch.float32)
             return rgba.view(res, res, 4)
         rgba = torch.nn.functional.pad(self.render(cam2world, res).float(), (0, 1), value=1.0)
         return rgba if out is None else out.copy_(rgba)
 
     @torch.no_grad()
     def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
-        if self._fused is not None:  # ray generation is fused into the kernel
-            return self._fused.render(cam2world.to(self.device), res)
+        if self.fused_kernel is not None:  # ray generation is fused into the kernel
+            return self.fused_kernel.render(cam2world.to(self.device), res)
         origins, dirs = frame_rays(cam2world, res, self.device)
         rays = plucker(origins, dirs)
         parts = render_in_chunks(self, rays.shape[0], lambda i, j: self.colors(rays[i:j]))

@@ -8,6 +8,7 @@ from models.depth import (
     gradient_depth,
     mlp_forward_with_tangents,
     normals_from_depth,
+    pixel_equations,
     ray_tangents,
     solve_depth,
 )
@@ -46,7 +47,7 @@ def test_gradient_depth_of_an_analytic_sphere_is_within_one_percent(azimuth, ele
     tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
     color = textured_sphere(rays)
     derivatives = torch.stack([torch.func.jvp(textured_sphere, (rays,), (t,))[1] for t in tangents])
-    result = solve_depth(color, derivatives, res, window=1)
+    result = solve_depth(color, *pixel_equations(derivatives), res, window=1)
     truth = true_sphere_depth(origins, dirs).view(res, res)
     on_sphere = torch.isfinite(truth)
     # stay off the silhouette, where the sphere's texture is compressed to nothing
@@ -73,7 +74,8 @@ def test_depth_of_a_tiny_model_is_finite_where_valid_and_flat_regions_are_invali
     result = gradient_depth(renderer, orbit_pose(30, 20), 24)
     assert torch.isfinite(result.depth).all() and (result.depth[result.valid] > 0).all()
     flat = torch.zeros(24 * 24, 3) + 0.5
-    assert not solve_depth(flat, torch.zeros(4, 24 * 24, 3), 24).valid.any()
+    zeros = torch.zeros(24 * 24)
+    assert not solve_depth(flat, zeros, zeros, 24).valid.any()
 
 
 def test_normals_of_a_plane_are_its_normal():

@@ -28,6 +28,7 @@ if type(triton.language.standard.sum).__name__ != "InterpretedFunction":
                 allow_module_level=True)
 
 from models.cameras import orbit_pose  # noqa: E402 - after the skips
+from models.depth import color_derivatives, gradient_depth, pixel_equations  # noqa: E402
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors  # noqa: E402
 from models.plucker import plucker  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
@@ -148,3 +149,35 @@ def test_shapes_the_kernel_cannot_run_are_refused():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
 def test_triton_available_says_why_not_on_a_cpu_machine():
     assert triton_available() == (False, "no CUDA device")
+
+
+@pytest.mark.parametrize(("width", "chunks"), [(32, 2), (64, 4)])
+def test_depth_equations_match_the_eager_forward_mode_pass(monkeypatch, width, chunks):
+    monkeypatch.setitem(INTERPRETER_META, "CHUNKS", chunks)
+    model = random_lfn(width)
+    eager = LFNRenderer(model, backend="eager")
+    fused = TritonLFN(eager.mlp_tensors)
+    res = 11  # 121 rays: the last tile is partial
+    for instance, (azimuth, elevation) in enumerate([(30, 20), (250, 45)]):
+        eager.set_latent(model.latents.weight[instance])
+        fused.set_mlp_tensors(eager.mlp_tensors)
+        pose = orbit_pose(azimuth, elevation, 2.8)
+        with torch.no_grad():
+            color, derivatives = color_derivatives(eager, pose, res)
+        ab, aa = pixel_equations(derivatives)
+        out = fused.depth_equations(pose, res)
+        assert out.shape == (res * res, 5) and not out.isnan().any()
+        assert rel_err(out[:, :3], color) <= TOLERANCE
+        assert rel_err(out[:, 3], ab) <= 2 * TOLERANCE
+        assert rel_err(out[:, 4], aa) <= 2 * TOLERANCE
+
+
+def test_gradient_depth_through_the_triton_backend_matches_the_eager_one():
+    model = random_lfn(32)
+    fused = LFNRenderer(model, precision="fp16", backend="triton")
+    eager = LFNRenderer(model, backend="eager")
+    pose = orbit_pose(60, 25, 2.8)
+    fast, reference = gradient_depth(fused, pose, 16), gradient_depth(eager, pose, 16)
+    both = fast.valid & reference.valid
+    assert both.float().mean() >= 0.9 * reference.valid.float().mean()
+    assert rel_err(fast.depth[both], reference.depth[both]) <= 2 * TOLERANCE
