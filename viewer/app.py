@@ -22,7 +22,8 @@ from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 from PIL import Image
 
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from models.renderer import VolumetricRenderer, make_renderer
+from models.renderer import LFNRenderer, VolumetricRenderer, make_renderer
+from viewer.backend_switch import BackendSwitch
 from viewer.benchmark_panel import BenchmarkPanel
 from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
 from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
@@ -131,15 +132,16 @@ class ViewerApp:
         self.image_texture = FrameTexture(self.ctx)
         self.reference_texture = FrameTexture(self.ctx)
 
-        self.renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
+        renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
         self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
         self.volumetric, volumetric_latents, self.volumetric_note = load_volumetric(
             args.volumetric, ckpt, args.device_obj, args.precision
         )
         self.worker = RenderWorker(
-            FittedFrameRenderer(self.renderer, self.latents, self.volumetric, volumetric_latents),
+            FittedFrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents),
             on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
         )
+        self.switch = BackendSwitch(self.worker)
         n = len(ckpt.instance_names)
         self.state = ViewerState(
             num_instances=n, instance=args.instance, mix_a=args.instance,
@@ -148,9 +150,7 @@ class ViewerApp:
         self.panel = ControlPanel(ckpt.instance_names, args.res[0])
         self.reconstruction = Reconstruction(ckpt, args.ckpt, self.latents)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
-        self.benchmark_panel = BenchmarkPanel(
-            ckpt, args.volumetric, args.device_obj, args.precision, args.backend
-        )
+        self.benchmark_panel = BenchmarkPanel(ckpt, args.volumetric, args.device_obj)
         self.orbit = OrbitCamera(home_orbit(args))
         self.quality = QualityPolicy()
         self.stats = FrameStats()
@@ -166,6 +166,11 @@ class ViewerApp:
         self._previous_sigterm = signal.signal(
             signal.SIGTERM, lambda *_: glfw.set_window_should_close(self.window, True)
         )
+
+    @property
+    def renderer(self) -> LFNRenderer:
+        """The active LFN renderer; a backend switch replaces it on the render thread."""
+        return self.switch.renderer
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -208,7 +213,11 @@ class ViewerApp:
         self.reconstruction.update(self.state, now)
         self.panel.draw(self.state, self.panel_info(), layout.panel, win_h,
                         lambda: self.reconstruct_panel.draw(self.state, self.orbit.orbit),
-                        lambda: self.benchmark_panel.draw(self.state.instance))
+                        lambda: self.benchmark_panel.draw(
+                            self.state.instance, self.renderer.precision, self.renderer.backend))
+        if self.state.switch_requested:
+            self.switch.start(*self.state.switch_requested)
+            self.state.switch_requested = None
         self.update_frame(now)
         self.draw(layout, (fb_w, fb_h))
         imgui.render()
@@ -336,6 +345,10 @@ class ViewerApp:
             depth_available=self.depth_available,
             volumetric_note=self.volumetric_note,
             message=self.message,
+            backend_reasons=self.switch.backend_reasons(),
+            precision_reasons=self.switch.precision_reasons(),
+            switching=self.switch.switching,
+            switch_error=self.switch.error,
         )
 
     # ---- shutdown ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 from imgui_bundle import imgui, implot
 
 from bench.benchmark import benchmark, load_volumetric
@@ -21,9 +22,8 @@ PANEL_FRAMES = {"cuda": 30, "cpu": 3}
 class BenchmarkPanel:
     """A button that starts one benchmark run, its progress line, and the result as a bar chart."""
 
-    def __init__(self, ckpt: Checkpoint, volumetric_path: Path, device, precision: str, backend: str):
-        self.ckpt, self.volumetric_path = ckpt, volumetric_path
-        self.device, self.precision, self.backend = device, precision, backend
+    def __init__(self, ckpt: Checkpoint, volumetric_path: Path, device: torch.device):
+        self.ckpt, self.volumetric_path, self.device = ckpt, volumetric_path, device
         self.status = ""
         self.result: dict | None = None
         self._thread: threading.Thread | None = None
@@ -32,18 +32,21 @@ class BenchmarkPanel:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, instance: int) -> None:
+    def start(self, instance: int, precision: str, backend: str) -> None:
+        """Benchmark the LFN in the viewer's active precision and backend against the baseline."""
         if not self.running:
-            self._thread = threading.Thread(target=self._run, args=(instance,), daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, args=(instance, precision, backend), daemon=True
+            )
             self._thread.start()
 
-    def _run(self, instance: int) -> None:
+    def _run(self, instance: int, precision: str, backend: str) -> None:
         kind = "cuda" if self.device.type == "cuda" else "cpu"
         try:
             volumetric = load_volumetric(self.volumetric_path, explicit=False)
             self.result = benchmark(
-                self.ckpt, volumetric, self.device, self.precision, PANEL_RESOLUTIONS[kind],
-                PANEL_FRAMES[kind], instance, [self.backend], progress=self._progress,
+                self.ckpt, volumetric, self.device, precision, PANEL_RESOLUTIONS[kind],
+                PANEL_FRAMES[kind], instance, [backend], progress=self._progress,
             )
             speedups = ", ".join(f"{r}²: {x:.0f}x" for r, x in self.result["speedup"].items())
             self.status = f"speedup over volumetric: {speedups}" if speedups else "done (no volumetric)"
@@ -53,11 +56,11 @@ class BenchmarkPanel:
     def _progress(self, line: str) -> None:
         self.status = line
 
-    def draw(self, instance: int) -> None:
+    def draw(self, instance: int, precision: str, backend: str) -> None:
         imgui.separator_text("Benchmark")
         imgui.begin_disabled(self.running)
         if imgui.button("Run benchmark"):
-            self.start(instance)
+            self.start(instance, precision, backend)
         imgui.end_disabled()
         if self.status:
             imgui.text_wrapped(self.status)

@@ -109,6 +109,15 @@ class FrameRenderer:
             renderer.set_latent(bank.latent(key))
             self._keys[id(renderer)] = key
 
+    def replace_renderer(self, renderer: LFNRenderer) -> None:
+        """Render with `renderer` from the next frame on, holding the latent the old one held; call
+        it on the thread that renders."""
+        key = self._keys.pop(id(self.renderer), None)  # ids are reused once the old one is freed
+        if key is not None:
+            renderer.set_latent(self.latents.latent(key))
+            self._keys[id(renderer)] = key
+        self.renderer = renderer
+
     def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
         depth = require_depth_module()
         result = depth.gradient_depth(self.renderer, cam2world, request.res)

@@ -47,6 +47,10 @@ class PanelInfo:
     depth_available: bool
     volumetric_note: str | None  # why the volumetric comparison is off; None when it is loaded
     message: str | None
+    backend_reasons: dict[str, str | None]  # why each backend cannot run here; None where it can
+    precision_reasons: dict[str, str | None]  # the same for each precision of the active backend
+    switching: str | None  # the backend and precision being built, while that runs
+    switch_error: str | None  # why the last switch failed
 
 
 def handle_shortcuts(state: ViewerState) -> None:
@@ -63,6 +67,22 @@ def handle_shortcuts(state: ViewerState) -> None:
             state.mode = mode
     if imgui.is_key_pressed(keys.s, repeat=False):
         state.screenshot_requested = True
+
+
+def choice_combo(label: str, active: str, reasons: dict[str, str | None]) -> str:
+    """A combo of `reasons`' keys showing `active`; an option with a reason is disabled and shows
+    the reason on hover. Returns the option picked this frame, else `active`."""
+    picked = active
+    if imgui.begin_combo(label, active):
+        for option, reason in reasons.items():
+            imgui.begin_disabled(reason is not None)
+            if imgui.selectable(option, option == active)[0]:
+                picked = option
+            imgui.end_disabled()
+            if reason and imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+                imgui.set_tooltip(reason)
+        imgui.end_combo()
+    return picked
 
 
 class ControlPanel:
@@ -167,6 +187,21 @@ class ControlPanel:
         imgui.text(f"texture: {info.texture_path}")
         if info.texture_note:
             imgui.text_wrapped(f"interop off: {info.texture_note}")
+        self._backend(state, info)
+
+    def _backend(self, state: ViewerState, info: PanelInfo) -> None:
+        imgui.begin_disabled(info.switching is not None)
+        backend = choice_combo("backend", info.backend, info.backend_reasons)
+        precision = choice_combo("precision", info.precision, info.precision_reasons)
+        imgui.end_disabled()
+        if (backend, precision) != (info.backend, info.precision):
+            state.switch_requested = (backend, precision)
+        if info.switching:
+            imgui.text(f"switching to {info.switching}...")  # the default font has no "…"
+        elif info.switch_error:
+            imgui.push_style_color(imgui.Col_.text, WARNING)
+            imgui.text_wrapped(f"switch failed: {info.switch_error}")
+            imgui.pop_style_color()
 
     def _performance(self, info: PanelInfo) -> None:
         imgui.separator_text("Performance")

@@ -35,6 +35,7 @@ class ViewerState:
     near: float = 2.0
     far: float = 4.0
     screenshot_requested: bool = False
+    switch_requested: tuple[str, str] | None = None  # (backend, precision) the panel asked for
 
     def latent_key(self) -> LatentKey:
         if self.latent_source == "mix":

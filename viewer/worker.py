@@ -2,7 +2,8 @@
 
 The UI submits the newest FrameRequest (an unstarted older one is dropped) and picks up finished
 Frames. Torch releases the GIL inside its kernels, so the UI keeps its frame rate while a slow
-frame (a full-resolution CPU render, the volumetric baseline) is in flight.
+frame (a full-resolution CPU render, the volumetric baseline) is in flight. A job (swapping the
+renderer for another backend) also runs there, between two frames, so no frame sees half of it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ class RenderWorker:
         self.on_done = on_done
         self._cond = threading.Condition()
         self._pending: FrameRequest | None = None
+        self._job: Callable[[], bool] | None = None
+        self._last: FrameRequest | None = None  # the newest request rendered (render thread only)
         self._done: Frame | BaseException | None = None
         self._busy = False
         self._stop = False
@@ -31,10 +34,17 @@ class RenderWorker:
             self._pending = request
             self._cond.notify()
 
+    def call(self, job: Callable[[], bool]) -> None:
+        """Run `job` on the render thread before the next frame. It returns whether it changed how
+        frames look; then the newest request renders again. `job` reports its own errors."""
+        with self._cond:
+            self._job = job
+            self._cond.notify()
+
     @property
     def idle(self) -> bool:
         with self._cond:
-            return not self._busy and self._pending is None
+            return not self._busy and self._pending is None and self._job is None
 
     def take(self) -> Frame | BaseException | None:
         """The newest finished frame (or the error that ended it) since the last call, if any."""
@@ -51,15 +61,22 @@ class RenderWorker:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._stop:
+                while self._pending is None and self._job is None and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
-                request, self._pending, self._busy = self._pending, None, True
+                job, request = self._job, self._pending
+                self._job, self._pending, self._busy = None, None, True
+            done: Frame | BaseException | None = None
             try:
-                done: Frame | BaseException = self.frames.render(request)
+                changed = job() if job is not None else False
+                if changed and request is None:
+                    request = self._last  # the view on screen, changed by the job; None before any
+                if request is not None:
+                    self._last = request
+                    done = self.frames.render(request)
             except Exception as error:  # handed to the UI thread, which decides what it means
                 done = error
             with self._cond:
-                self._done, self._busy = done, False
+                self._done, self._busy = done or self._done, False
             self.on_done()
