@@ -23,7 +23,7 @@ import torch
 from bench.memory import PeakMemory
 from bench.methods import Method, available_backends, build_methods, method_name
 from bench.report import format_table, plot
-from bench.timing import median_p90, synchronize, time_frames, timer_name
+from bench.timing import median_p90, synchronize, time_frames, time_pipelined, timer_name
 from models.cameras import orbit_pose
 from models.checkpoint import Checkpoint, load_checkpoint
 
@@ -70,14 +70,18 @@ def measure(
         method.frame(poses[k % len(poses)], res)
     synchronize(device)
     timed = poses[: method.max_frames]
+    frames, timer = len(timed), timer_name(device, method.wall_clock)
     with PeakMemory(device) as peak:
-        ms = time_frames(lambda pose: method.frame(pose, res), timed, device, method.wall_clock)
+        if method.finish is not None:  # ms: per frame of each pass over the path
+            ms = time_pipelined(lambda pose: method.frame(pose, res), timed, device, method.finish)
+            frames, timer = frames * len(ms), f"{timer}, {len(ms)} pipelined passes"
+        else:
+            ms = time_frames(lambda pose: method.frame(pose, res), timed, device, method.wall_clock)
     median, p90 = median_p90(ms)
     return {
         "method": method.name, "resolution": res, "backend": method.backend, "precision": precision,
         "ms_median": median, "ms_p90": p90, "fps": 1000.0 / median, "evals_per_ray": method.evals_per_ray,
-        "peak_mem_mb": peak.mb, "frames": len(ms), "warmup": warmup,
-        "timer": timer_name(device, method.wall_clock), **method.details(),
+        "peak_mem_mb": peak.mb, "frames": frames, "warmup": warmup, "timer": timer, **method.details(),
     }
 
 

@@ -4,6 +4,9 @@
     lfn_depth            gradient depth from models/depth.py
     volumetric           the baseline's colors, samples_per_ray evaluations per ray, chunked
     lfn_frame            the viewer's frame: LFN colors written into a GL texture, GL finished
+                         after each frame (the latency until one frame is in the texture)
+    lfn_frame_pipelined  the same frames issued back to back, GL finished once per pass over the
+                         path (the rate a frame loop sustains; every frame still written whole)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Method:
     max_frames: int | None = None  # fewer timed frames than the others (the slow CPU volumetric)
     warmup: int | None = None  # its own warm-up count; None: the run's
     wall_clock: bool = False  # perf_counter even on a GPU: part of the frame is GL work
+    finish: Callable[[], None] | None = None  # set: timed pipelined, finished once per pass
     details: Callable[[], dict] = dict  # extra result keys, read after timing
     close: Callable[[], None] = lambda: None
 
@@ -72,8 +76,9 @@ def volumetric_method(renderer, max_frames: int | None, warmup: int | None) -> M
     )
 
 
-def frame_method(renderer) -> Method:
-    """Render and upload through viewer/texture.py's active path in an offscreen EGL context.
+def frame_methods(renderer) -> list[Method]:
+    """Render and upload through viewer/texture.py's active path in an offscreen EGL context, timed
+    one frame at a time (lfn_frame) and pipelined (lfn_frame_pipelined).
 
     Raises when GL cannot be created here. The context becomes current on the calling thread, so a
     caller with a window should run the benchmark on another thread.
@@ -86,10 +91,13 @@ def frame_method(renderer) -> Method:
     texture = FrameTexture(ctx)
     buffers: dict[int, torch.Tensor] = {}  # one RGBA frame per resolution, reused: no per-frame allocation
 
-    def frame(cam2world: torch.Tensor, res: int) -> None:
+    def upload(cam2world: torch.Tensor, res: int) -> None:
         if res not in buffers:
             buffers[res] = torch.empty(res, res, 4, device=renderer.device)
         texture.upload(renderer.render_rgba(cam2world, res, buffers[res]))
+
+    def finished_frame(cam2world: torch.Tensor, res: int) -> None:
+        upload(cam2world, res)
         ctx.finish()
 
     def details() -> dict:
@@ -102,8 +110,10 @@ def frame_method(renderer) -> Method:
         texture.release()
         ctx.release()
 
-    return Method("lfn_frame", renderer.backend, renderer.evals_per_ray, frame,
-                  wall_clock=True, details=details, close=close)
+    common = {"backend": renderer.backend, "evals_per_ray": renderer.evals_per_ray,
+              "wall_clock": True, "details": details}
+    return [Method("lfn_frame", frame=finished_frame, close=close, **common),
+            Method("lfn_frame_pipelined", frame=upload, finish=ctx.finish, **common)]
 
 
 @dataclass
@@ -148,7 +158,7 @@ def build_methods(
         found.methods.append(volumetric_method(volumetric, volumetric_frames, volumetric_warmup))
 
     try:
-        found.methods.append(frame_method(viewer_renderer))
+        found.methods.extend(frame_methods(viewer_renderer))
     except Exception as error:  # no EGL or no moderngl here: the other methods still mean something
         found.notes.append(f"lfn_frame unavailable: offscreen GL failed ({type(error).__name__}: {error})")
     return found

@@ -48,5 +48,24 @@ def time_frames(
     return [_wall_ms(lambda p=pose: frame(p), device) for pose in poses]
 
 
+def time_pipelined(
+    frame: Callable[[torch.Tensor], object], poses: Sequence[torch.Tensor], device: torch.device,
+    finish: Callable[[], None], passes: int = 5,
+) -> list[float]:
+    """Milliseconds per frame of each of `passes` runs over `poses`, the frames issued back to back
+    and `finish` (e.g. glFinish) called once per run: the rate a pipelined frame loop sustains."""
+    per_frame = []
+    for _ in range(passes):
+        synchronize(device)
+        finish()
+        start = time.perf_counter()
+        for pose in poses:
+            frame(pose)
+        finish()
+        synchronize(device)
+        per_frame.append((time.perf_counter() - start) * 1000.0 / len(poses))
+    return per_frame
+
+
 def median_p90(ms: Sequence[float]) -> tuple[float, float]:
     return float(np.median(ms)), float(np.percentile(ms, 90))

@@ -22,7 +22,7 @@ from PIL import Image
 
 from models.checkpoint import load_checkpoint
 from models.depth import gradient_depth
-from models.renderer import make_renderer
+from models.renderer import BACKENDS, PRECISIONS, make_renderer
 from tools.cardata import load_cars
 
 
@@ -45,7 +45,9 @@ def colorize(depth: np.ndarray, valid: np.ndarray, near: float, far: float) -> n
 
 def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric: Path | None,
                    max_cars: int | None, max_views: int | None, window: int,
-                   images: Path | None) -> dict:
+                   images: Path | None, precision: str = "fp32", backend: str = "eager") -> dict:
+    """Gradient depth of the LFN (in `precision` through `backend`) and, optionally, the volumetric
+    baseline's expected depth (fp32), against the data set's ground truth."""
     cars = load_cars(data, "train", with_depth=True, limit=max_cars)
     views = torch.nonzero(~cars.train_view).flatten()[:max_views].tolist()
     res = cars.resolution
@@ -54,9 +56,12 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
         methods["volumetric_"] = load_checkpoint(volumetric)
     result = {"date": time.strftime("%Y-%m-%d"), "resolution": res, "views_scored": 0,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "window": window}
+              "window": window, "precision": precision, "backend": backend}
     for prefix, ckpt in methods.items():
-        renderer = make_renderer(ckpt.model, device, "fp32", "eager")
+        lfn = ckpt.model.kind == "lfn"
+        renderer = make_renderer(
+            ckpt.model, device, precision if lfn else "fp32", backend if lfn else "eager"
+        )
         index = {name: i for i, name in enumerate(ckpt.instance_names)}
         errors, car_pixels, valid_pixels, scored = [], 0, 0, 0
         for c, car_id in enumerate(cars.ids):
@@ -65,7 +70,7 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
             renderer.set_latent(ckpt.latents[index[car_id]])
             for v in views:
                 pose = cars.cam2world[c, v]
-                if ckpt.model.kind == "lfn":
+                if lfn:
                     estimate = gradient_depth(renderer, pose, res, window=window)
                     depth, valid = estimate.depth.cpu(), estimate.valid.cpu()
                 else:
@@ -108,9 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-views", type=int, default=5)
     p.add_argument("--window", type=int, default=5, help="pooling window of the least squares")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="the LFN's precision")
+    p.add_argument("--backend", choices=BACKENDS, default="eager",
+                   help="the LFN's backend (triton: depth from the fused kernel)")
     args = p.parse_args(argv)
     result = evaluate_depth(args.ckpt, args.data, torch.device(args.device), args.volumetric,
-                            args.max_cars, args.max_views, args.window, args.images)
+                            args.max_cars, args.max_views, args.window, args.images,
+                            args.precision, args.backend)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

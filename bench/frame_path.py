@@ -1,0 +1,137 @@
+"""Where a viewer frame's time goes on a GPU: the render, the CUDA-GL texture write, the GL finish.
+
+    python bench/frame_path.py [--ckpt checkpoints/cars.pt] [--res 256 512 1024] [--json PATH]
+
+The viewer's frame is the fused Triton render of the shipped LFN into a reused RGBA buffer, then the
+CUDA-GL interop copy into a GL texture (viewer/texture.py) in an offscreen EGL context. Measured:
+
+    render                 the kernel alone (CUDA events)
+    interop + finish       the texture write and glFinish alone, no render (wall clock)
+    finish                 an empty glFinish (wall clock)
+    latency                render + write + glFinish, one frame at a time (wall clock): how long
+                           until one frame is in the texture; the benchmark's lfn_frame
+    throughput             FRAMES_PER_RUN frames of render + write back to back, one glFinish at
+                           the end (wall clock ÷ frames): the rate a pipelined loop sustains,
+                           every frame still written whole into the texture
+    "… graph"              the same with the render replayed from a CUDA graph
+
+Each variant: warm-up, then the median over REPEATS runs (throughput) or frames (the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/frame_path.py` from anywhere
+
+from bench.gpu_check import graphed  # noqa: E402
+from bench.timing import median_p90, time_frames  # noqa: E402
+from models.cameras import orbit_pose  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.renderer import LFNRenderer  # noqa: E402
+
+FRAMES_PER_RUN, REPEATS, WARMUP = 200, 7, 20
+DEVICE = torch.device("cuda")
+
+
+def wall_ms_per_frame(step: Callable[[int], None], frames: int, finish: Callable[[], None]) -> float:
+    """Milliseconds per frame of `frames` steps issued back to back, finished once at the end."""
+    torch.cuda.synchronize()
+    finish()
+    start = time.perf_counter()
+    for k in range(frames):
+        step(k)
+    finish()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000.0 / frames
+
+
+def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> list[dict]:
+    import moderngl
+
+    from viewer.texture import FrameTexture
+
+    ctx = moderngl.create_standalone_context(backend="egl")
+    texture = FrameTexture(ctx)
+    buffer = torch.empty(res, res, 4, device=DEVICE)
+    kernel = renderer.fused_kernel
+    flat = buffer.view(res * res, 4)
+    static_pose = poses[0].to(DEVICE).clone()
+    replay = graphed(lambda: kernel.render_rgba(static_pose, res, out=flat), static_pose)
+    renders = {
+        "": lambda pose: renderer.render_rgba(pose, res, buffer),
+        " graph": replay,
+    }
+    rows = []
+
+    def add(name: str, ms: list[float]) -> None:
+        median, p90 = median_p90(ms)
+        rows.append({"variant": name, "res": res, "median_ms": median, "p90_ms": p90,
+                     "fps": 1000.0 / median, "texture_path": texture.texture_path})
+        print(rows[-1], flush=True)
+
+    def per_frame(frame: Callable[[torch.Tensor], object], wall: bool) -> list[float]:
+        for k in range(WARMUP):
+            frame(poses[k % len(poses)])
+        torch.cuda.synchronize()
+        return time_frames(frame, poses, DEVICE, wall_clock=wall)
+
+    def upload_and_finish() -> None:
+        texture.upload(buffer)
+        ctx.finish()
+
+    add("finish", per_frame(lambda pose: ctx.finish(), wall=True))
+    add("interop + finish", per_frame(lambda pose: upload_and_finish(), wall=True))
+    for suffix, render in renders.items():
+        add(f"render{suffix}", per_frame(render, wall=False))
+        add(f"latency{suffix}", per_frame(lambda pose, r=render: (r(pose), upload_and_finish()), wall=True))
+
+        def step(k: int, r=render) -> None:
+            r(poses[k % len(poses)])
+            texture.upload(buffer)
+
+        wall_ms_per_frame(step, WARMUP, ctx.finish)
+        runs = [wall_ms_per_frame(step, FRAMES_PER_RUN, ctx.finish) for _ in range(REPEATS)]
+        add(f"throughput{suffix}", runs)
+    texture.release()
+    ctx.release()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
+    parser.add_argument("--res", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device: this script runs on the GPU machine")
+        return 2
+    ckpt = load_checkpoint(args.ckpt)
+    renderer = LFNRenderer(ckpt.model, DEVICE, "fp16", "triton")
+    renderer.set_latent(ckpt.latents[0])
+    poses = [orbit_pose(360.0 * k / 100, 20.0, 3.0).to(DEVICE) for k in range(100)]
+    rows = [row for res in args.res for row in measure_res(renderer, res, poses)]
+    env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+           "date": time.strftime("%Y-%m-%d")}
+    print(f"\n{env['gpu']}, fp16, Triton backend, ms per frame (median)")
+    variants = list(dict.fromkeys(row["variant"] for row in rows))
+    print(f"{'variant':<22}" + "".join(f"{res:>10}²" for res in args.res))
+    for variant in variants:
+        cells = {row["res"]: row["median_ms"] for row in rows if row["variant"] == variant}
+        print(f"{variant:<22}" + "".join(f"{cells.get(res, float('nan')):>11.3f}" for res in args.res))
+    if args.json:
+        args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
