@@ -136,7 +136,9 @@ def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: in
     return DepthResult(torch.where(valid, depth, 0.0), valid, confidence, color.view(res, res, 3))
 
 
-def depth_equations(renderer, cam2world: torch.Tensor, res: int):
+def depth_equations(
+    renderer, cam2world: torch.Tensor, res: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the fused Triton kernel
     when the renderer has one (one launch), else from the eager forward-mode pass."""
     if renderer.fused_kernel is not None:
