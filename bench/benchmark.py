@@ -12,6 +12,7 @@ first few poses, being two orders of magnitude slower.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 from collections.abc import Callable, Sequence
@@ -66,9 +67,11 @@ def measure(
     method: Method, res: int, poses: list[torch.Tensor], warmup: int, device: torch.device, precision: str
 ) -> dict:
     warmup = warmup if method.warmup is None else method.warmup
-    for k in range(warmup):  # tracing, compilation, allocator growth, chunk-size halving happen here
-        method.frame(poses[k % len(poses)], res)
-    synchronize(device)
+    setup_peak = PeakMemory(device) if method.memory_in_warmup else contextlib.nullcontext()
+    with setup_peak:
+        for k in range(warmup):  # tracing, compilation, graph capture, chunk-size halving happen here
+            method.frame(poses[k % len(poses)], res)
+        synchronize(device)
     timed = poses[: method.max_frames]
     frames, timer = len(timed), timer_name(device, method.wall_clock)
     with PeakMemory(device) as peak:
@@ -78,10 +81,11 @@ def measure(
         else:
             ms = time_frames(lambda pose: method.frame(pose, res), timed, device, method.wall_clock)
     median, p90 = median_p90(ms)
+    peak_mb = max(peak.mb, setup_peak.mb) if method.memory_in_warmup else peak.mb
     return {
         "method": method.name, "resolution": res, "backend": method.backend, "precision": precision,
         "ms_median": median, "ms_p90": p90, "fps": 1000.0 / median, "evals_per_ray": method.evals_per_ray,
-        "peak_mem_mb": peak.mb, "frames": frames, "warmup": warmup, "timer": timer, **method.details(),
+        "peak_mem_mb": peak_mb, "frames": frames, "warmup": warmup, "timer": timer, **method.details(),
     }
 
 

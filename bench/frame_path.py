@@ -31,10 +31,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/frame_path.py` from anywhere
 
-from bench.gpu_check import graphed  # noqa: E402
 from bench.timing import median_p90, time_frames  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
+from models.frame_graphs import FrameGraphs  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
 
 FRAMES_PER_RUN, REPEATS, WARMUP = 200, 7, 20
@@ -63,11 +63,10 @@ def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> l
     buffer = torch.empty(res, res, 4, device=DEVICE)
     kernel = renderer.fused_kernel
     flat = buffer.view(res * res, 4)
-    static_pose = poses[0].to(DEVICE).clone()
-    replay = graphed(lambda: kernel.render_rgba(static_pose, res, out=flat), static_pose)
+    graphs = FrameGraphs(lambda pose, n: lambda: kernel.render_rgba(pose, n, out=flat), DEVICE)
     renders = {
         "": lambda pose: renderer.render_rgba(pose, res, buffer),
-        " graph": replay,
+        " graph": lambda pose: graphs(pose, res),
     }
     rows = []
 

@@ -3,10 +3,12 @@
     python bench/gpu_check.py [--res 512 1024] [--json PATH]
 
 A random LFN of the default size (non-trivial latents and FiLM weights) renders orbit cameras
-through: fp32 eager (the reference), TorchScript fp16, torch.compile fp16 and the fused Triton
-kernel (models/triton_lfn.py), and gradient depth's per-pixel equations (Σ a·b, Σ a² of
-models/depth.py) through the eager forward-mode pass in fp16 and the kernel. Checks: relative error
-‖out − ref‖/‖ref‖ ≤ 1e-2, no NaN, every output element written (the output is poisoned first).
+through: fp32 eager (the reference), TorchScript fp16 launch by launch and replayed from CUDA
+graphs (the renderer's default on CUDA; each latent after the first checks that set_latent reaches
+the captured graphs), torch.compile fp16 and the fused Triton kernel (models/triton_lfn.py), and
+gradient depth's per-pixel equations (Σ a·b, Σ a² of models/depth.py) through the eager
+forward-mode pass in fp16 and the kernel. Checks: relative error ‖out − ref‖/‖ref‖ ≤ 1e-2, no NaN,
+every output element written (the output is poisoned first).
 The depth equations are products of two derivatives of a ReLU network whose gates flip where a
 pre-activation rounds across 0 in fp16, so any fp16 pass is off by a few percent: the eager fp16
 pass's error is recorded, and the kernel's must stay ≤ 2e-2 or ≤ 1.25× that error on the frame.
@@ -34,8 +36,9 @@ os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")  # prints each tuning's ti
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/gpu_check.py` from anywhere
 
 from bench.timing import median_p90, time_frames
-from models.cameras import intrinsics, orbit_pose, rays_through_pixels
+from models.cameras import orbit_pose
 from models.depth import color_derivatives, gradient_depth, pixel_equations
+from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
 from models.renderer import LFNRenderer
@@ -116,42 +119,6 @@ def attempt(name: str, errors: list[str], fn: Callable[[], object]) -> object | 
         print("ERROR", line, flush=True)
         errors.append(line)
         return None
-
-
-def graphed(step: Callable[[], object], static_pose: torch.Tensor) -> Callable[[torch.Tensor], None]:
-    """A frame replayed from a CUDA graph of `step`, which reads its camera from `static_pose`."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture stream (profiling executor, autotune)
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-
-    def frame(pose: torch.Tensor) -> None:
-        static_pose.copy_(pose)
-        graph.replay()
-
-    return frame
-
-
-def torchscript_step(
-    renderer: LFNRenderer, static_pose: torch.Tensor, res: int
-) -> Callable[[], torch.Tensor]:
-    """renderer.render's work with every input already on the device, so it can be captured."""
-    k = intrinsics(res, res).to(DEVICE)
-    rows, cols = torch.meshgrid(
-        torch.arange(res, device=DEVICE, dtype=torch.float32),
-        torch.arange(res, device=DEVICE, dtype=torch.float32), indexing="ij",
-    )
-
-    def step() -> torch.Tensor:
-        origins, dirs = rays_through_pixels(static_pose, k, cols, rows)
-        return renderer.colors(plucker(origins, dirs).view(-1, 6))
-
-    return step
 
 
 def matmul_tflops(dtype: torch.dtype = torch.float16, n: int = 8192, reps: int = 10) -> float:
@@ -249,24 +216,19 @@ def check_latent(
 
 def frame_variants(
     res: int, eager: LFNRenderer, renderers: dict[str, LFNRenderer], fused: TritonLFN | None,
-    static_pose: torch.Tensor,
 ) -> dict[str, Callable[[], Callable[[torch.Tensor], object]]]:
     """Name → a maker of one frame function (cam2world) at `res`; made lazily, inside its guard."""
     variants = {"eager fp32": lambda: lambda pose: eager.render(pose, res)}
+    for name in ("torchscript fp16", "torchscript fp16 graph", "compile fp16"):
+        if name in renderers:
+            variants[name] = lambda r=renderers[name]: lambda pose: r.render(pose, res)
     if "torchscript fp16" in renderers:
-        ts = renderers["torchscript fp16"]
-        variants["torchscript fp16"] = lambda: lambda pose: ts.render(pose, res)
-        variants["depth eager fp16"] = lambda: depth_frame(ts, res)
-        variants["torchscript fp16 graph"] = lambda: graphed(
-            torchscript_step(ts, static_pose, res), static_pose
-        )
-    if "compile fp16" in renderers:
-        variants["compile fp16"] = lambda: lambda pose: renderers["compile fp16"].render(pose, res)
+        variants["depth eager fp16"] = lambda: depth_frame(renderers["torchscript fp16"], res)
     if fused is not None:
         out = torch.empty(res * res, 4, device=DEVICE, dtype=torch.float16)
         variants["triton fused"] = lambda: lambda pose: fused.render_rgba(pose, res, out=out)
-        variants["triton fused graph"] = lambda: graphed(
-            lambda: fused.render_rgba(static_pose, res, out=out), static_pose
+        variants["triton fused graph"] = lambda: graph_frame(
+            FrameGraphs(lambda pose, n: lambda: fused.render_rgba(pose, n, out=out), DEVICE), res
         )
         variants["depth equations triton"] = lambda: lambda pose: fused.depth_equations(pose, res)
         variants["depth triton"] = lambda: depth_frame(triton_renderer(eager), res)
@@ -275,6 +237,10 @@ def frame_variants(
 
 def depth_frame(renderer: LFNRenderer, res: int) -> Callable[[torch.Tensor], object]:
     return lambda pose: gradient_depth(renderer, pose, res)
+
+
+def graph_frame(graphs: FrameGraphs, res: int) -> Callable[[torch.Tensor], object]:
+    return lambda pose: graphs(pose, res)
 
 
 def triton_renderer(eager: LFNRenderer) -> LFNRenderer:
@@ -326,10 +292,13 @@ def main() -> int:
     print(env, flush=True)
     errors: list[str] = [] if ok else [f"triton: skipped: {why}"]
     model = build_model()
-    eager = LFNRenderer(model, DEVICE, "fp32", "eager")
+    eager = LFNRenderer(model, DEVICE, "fp32", "eager", cuda_graphs=False)  # the reference: plain
     renderers = {}
-    for name, backend in (("torchscript fp16", "torchscript"), ("compile fp16", "compile")):
-        renderer = attempt(name, errors, lambda b=backend: LFNRenderer(model, DEVICE, "fp16", b))
+    for name, backend, graphs in (("torchscript fp16", "torchscript", False),
+                                  ("torchscript fp16 graph", "torchscript", True),
+                                  ("compile fp16", "compile", False)):
+        renderer = attempt(name, errors, lambda b=backend, g=graphs: LFNRenderer(
+            model, DEVICE, "fp16", b, cuda_graphs=g))
         if renderer is not None:
             renderers[name] = renderer
     fused = attempt("triton", errors, lambda: TritonLFN(eager.mlp_tensors)) if ok else None
@@ -347,7 +316,7 @@ def main() -> int:
     timings: list[dict] = []
     poses = [orbit_pose(360.0 * i / args.reps, 20.0).to(DEVICE) for i in range(args.reps)]
     for res in args.res:
-        for name, make in frame_variants(res, eager, renderers, fused, poses[0].clone()).items():
+        for name, make in frame_variants(res, eager, renderers, fused).items():
             times = attempt(f"{name} @ {res}", errors, lambda m=make: time_variant(m, poses, args.warmup))
             if times is not None:
                 timings.append({"variant": name, "res": res, "median_ms": times[0], "p90_ms": times[1]})

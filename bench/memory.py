@@ -13,6 +13,8 @@ import threading
 
 import torch
 
+from bench.timing import synchronize
+
 SAMPLE_INTERVAL_S = 0.001
 MB = 1024.0 * 1024.0
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -42,7 +44,7 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            synchronize(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
@@ -60,7 +62,7 @@ class PeakMemory:
 
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+            synchronize(self.device)
             peak = torch.cuda.max_memory_allocated(self.device)
         else:
             self._stop.set()

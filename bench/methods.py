@@ -31,6 +31,9 @@ class Method:
     warmup: int | None = None  # its own warm-up count; None: the run's
     wall_clock: bool = False  # perf_counter even on a GPU: part of the frame is GL work
     finish: Callable[[], None] | None = None  # set: timed pipelined, finished once per pass
+    # A frame replayed from a CUDA graph allocated its memory once, when captured in warm-up: the
+    # peak then counts the warm-up too, or the graph's pool would be missed.
+    memory_in_warmup: bool = False
     details: Callable[[], dict] = dict  # extra result keys, read after timing
     close: Callable[[], None] = lambda: None
 
@@ -51,7 +54,8 @@ def renderer_for(ckpt: Checkpoint, instance: int, device: torch.device, precisio
 
 def lfn_method(renderer, optional: bool) -> Method:
     return Method(method_name(renderer.backend), renderer.backend, renderer.evals_per_ray,
-                  renderer.render, optional=optional)
+                  renderer.render, optional=optional,
+                  memory_in_warmup=getattr(renderer, "frame_graphs", None) is not None)
 
 
 def depth_method(renderer) -> Method | None:

@@ -10,8 +10,10 @@ import torch
 
 
 def synchronize(device: torch.device) -> None:
+    """Wait for the work issued on this thread's stream. Not the whole device: the viewer benchmarks
+    on a thread beside its render thread, whose CUDA graph captures a device-wide synchronize breaks."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        torch.cuda.current_stream(device).synchronize()
 
 
 def _event_ms(frame: Callable[[], object]) -> float:

@@ -4,17 +4,21 @@
     image = renderer.render(cam2world, res)      # (res, res, 3) colors in [0, 1], on the device
 
 The LFN's per-ray function is traced once with torch.jit.trace; the folded weights are inputs of
-the trace, so swapping or interpolating latents never re-traces.
+the trace, so swapping or interpolating latents never re-traces. On CUDA the TorchScript and eager
+backends replay a frame from a CUDA graph captured once per resolution (models/frame_graphs.py);
+set_latent copies a new latent into the same weight tensors, so the graphs stay valid.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
 import torch
 
 from models.cameras import intrinsics, pixel_rays
+from models.frame_graphs import FrameGraphs
 from models.lfn import LightFieldNetwork, ray_colors
 from models.mlp import mlp_forward
 from models.plucker import plucker
@@ -22,6 +26,12 @@ from models.volumetric import VolumetricField, render_specialized
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 BACKENDS = ("torchscript", "eager", "compile", "triton")
+# Backends whose frames are many small launches that a CUDA graph replays as one: torch.compile and
+# the fused Triton kernel (one launch a frame) are left alone.
+GRAPHED_BACKENDS = ("torchscript", "eager")
+# Each captured resolution keeps its graph's memory pool, a one-pass frame's activations (0.5 GB per
+# 256-wide layer output at 1024² in fp16); larger frames render without a graph.
+GRAPH_MAX_RES = 1024
 T = TypeVar("T")
 
 
@@ -74,11 +84,16 @@ class LFNRenderer:
 
     Frames larger than `max_rays` render in chunks, halved on out-of-memory like the volumetric one's;
     up to 512 x 512 on a CPU and 4096 x 4096 on CUDA a frame is one pass.
+
+    `cuda_graphs` (CUDA, TorchScript and eager backends): a one-pass frame of at most GRAPH_MAX_RES²
+    replays from a CUDA graph captured on the first frame at its resolution; False renders every
+    frame launch by launch (e.g. to time the difference). Ignored elsewhere.
     """
 
     def __init__(
         self, model: LightFieldNetwork, device: torch.device | str = "cpu",
         precision: str = "fp32", backend: str = "torchscript", max_rays: int | None = None,
+        cuda_graphs: bool = True,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -92,6 +107,9 @@ class LFNRenderer:
         self.rays_per_chunk = max_rays or (1 << 24 if self.device.type == "cuda" else 1 << 18)
         self.mlp_tensors: tuple[torch.Tensor, ...] = ()
         self.fused_kernel = None  # the Triton kernel (models/triton_lfn.py) of the triton backend
+        self.frame_graphs: FrameGraphs | None = None
+        if cuda_graphs and self.device.type == "cuda" and backend in GRAPHED_BACKENDS:
+            self.frame_graphs = FrameGraphs(self._graph_step, self.device)
         self.set_latent(model.latents.weight[0])
         self._function = self._build_function()
 
@@ -109,11 +127,46 @@ class LFNRenderer:
         return ray_colors
 
     def set_latent(self, latent: torch.Tensor) -> None:
+        """Fold `latent` into self.mlp_tensors, in place: the tensors keep their addresses, so a
+        captured CUDA graph (and anyone holding the tuple) sees the new latent."""
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
-        self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
+            if [(t.shape, self.dtype) for t in folded] == [(t.shape, t.dtype) for t in self.mlp_tensors]:
+                for target, source in zip(self.mlp_tensors, folded, strict=True):
+                    target.copy_(source)
+            else:  # the first latent (or new shapes): new tensors, so graphs of the old ones must go
+                # copy=True: specialize returns the head's own parameters, which must never be
+                # written in place (training or fitting may be using them).
+                self.mlp_tensors = tuple(
+                    t.to(self.dtype, copy=True, memory_format=torch.contiguous_format) for t in folded
+                )
+                if self.frame_graphs is not None:
+                    self.frame_graphs.clear()
         if self.fused_kernel is not None:
             self.fused_kernel.set_mlp_tensors(self.mlp_tensors)
+
+    def _graph_step(self, pose: torch.Tensor, res: int) -> Callable[[], torch.Tensor]:
+        """render's one-pass frame from the camera in the device tensor `pose`: (res*res, 3) colors.
+        The intrinsics go to the device here, so the step reads nothing from the host (capturable)."""
+        k = intrinsics(res, res).to(self.device)
+
+        def step() -> torch.Tensor:
+            origins, dirs = pixel_rays(pose, k, res, res)
+            return self.colors(plucker(origins, dirs).view(-1, 6))
+
+        return step
+
+    def _graphed_colors(self, cam2world: torch.Tensor, res: int) -> torch.Tensor | None:
+        """The frame's (res*res, 3) colors replayed from its CUDA graph, or None where this frame
+        renders without one. The result is the graph's static output: callers copy it."""
+        if self.frame_graphs is None or res > GRAPH_MAX_RES or res * res > self.rays_per_chunk:
+            return None
+        try:
+            return self.frame_graphs(cam2world, res)
+        except RuntimeError as error:  # out of memory for a graph's pool, or a capture that failed
+            warnings.warn(f"CUDA graphs off, frames render launch by launch: {error}", stacklevel=2)
+            self.frame_graphs = None
+            return None
 
     def colors(self, plucker_rays: torch.Tensor) -> torch.Tensor:
         """(N, 6) Plücker coordinates → (N, 3) colors, with the current latent."""
@@ -132,13 +185,20 @@ class LFNRenderer:
             flat = None if out is None else out.view(res * res, 4)
             rgba = self.fused_kernel.render_rgba(cam2world.to(self.device), res, flat, torch.float32)
             return rgba.view(res, res, 4)
-        rgba = torch.nn.functional.pad(self.render(cam2world, res).float(), (0, 1), value=1.0)
+        colors = self._graphed_colors(cam2world, res)
+        if colors is None:
+            colors = self.render(cam2world, res)
+        # pad writes a new tensor: the frame never aliases a graph's output, which the next replays
+        rgba = torch.nn.functional.pad(colors.view(res, res, 3).float(), (0, 1), value=1.0)
         return rgba if out is None else out.copy_(rgba)
 
     @torch.no_grad()
     def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
         if self.fused_kernel is not None:  # ray generation is fused into the kernel
             return self.fused_kernel.render(cam2world.to(self.device), res)
+        colors = self._graphed_colors(cam2world, res)
+        if colors is not None:  # a copy: the caller may keep it while the next frame replays
+            return colors.view(res, res, 3).clone()
         origins, dirs = frame_rays(cam2world, res, self.device)
         rays = plucker(origins, dirs)
         parts = render_in_chunks(self, rays.shape[0], lambda i, j: self.colors(rays[i:j]))

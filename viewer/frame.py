@@ -87,7 +87,9 @@ def timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
     start = time.perf_counter()
     result = function()
     if device.type == "cuda":  # also makes the result safe to copy from the GL thread
-        torch.cuda.synchronize(device)
+        # the frame's stream, not the device: another thread may be capturing a CUDA graph
+        # (models/frame_graphs.py), and a device-wide synchronize would break that capture
+        torch.cuda.current_stream(device).synchronize()
     return result, (time.perf_counter() - start) * 1000.0
 
 
