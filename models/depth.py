@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from models.plucker import plucker
 from models.renderer import frame_rays
+from models.triton_pool import pool_available, pooled_solve
 
 
 @dataclass
@@ -116,24 +117,32 @@ def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: in
                 color_sigma: float = 0.1, min_confidence: float = 1e-3) -> DepthResult:
     """Least-squares depth z = Σ a·b / Σ a² of pixel_equations, pooled edge-aware over a window.
 
-    color (N, 3), ab and aa (N,), for a res×res frame.
+    color (N, 3), ab and aa (N,), for a res×res frame. On CUDA the pooling is one Triton kernel
+    (models/triton_pool.py), elsewhere pool_equations.
     """
-    image = color.float().view(res, res, 3).permute(2, 0, 1)
-    ab, aa = ab.float().view(1, res, res), aa.float().view(1, res, res)
-    if window > 1:
-        # Edge-aware pooling: each neighbour's equations count by its color similarity.
-        pad = window // 2
-        padded = F.pad(torch.cat([image, ab, aa]), (pad, pad, pad, pad), mode="replicate")
-        patches = padded.unfold(1, window, 1).unfold(2, window, 1)  # (5, H, W, k, k)
-        similarity = torch.exp(
-            -((patches[:3] - image[..., None, None]) ** 2).sum(0) / (2 * color_sigma**2)
-        )
-        ab = (patches[3] * similarity).sum((-1, -2))[None]
-        aa = (patches[4] * similarity).sum((-1, -2))[None]
-    depth = (ab / aa.clamp(min=1e-12))[0]
-    confidence = aa[0]
+    if window > 1 and pool_available(color.device):
+        equations = torch.cat([color.float(), ab.float()[:, None], aa.float()[:, None]], 1)
+        depth, confidence = pooled_solve(equations, res, window, color_sigma)
+    else:
+        ab, confidence = pool_equations(color, ab, aa, res, window, color_sigma)
+        depth = ab / confidence.clamp(min=1e-12)
     valid = (confidence > min_confidence) & (depth > 0) & torch.isfinite(depth)
     return DepthResult(torch.where(valid, depth, 0.0), valid, confidence, color.view(res, res, 3))
+
+
+def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: int, window: int,
+                   color_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ a·b and Σ a² (res, res) summed over each pixel's window × window neighbours, every
+    neighbour weighted by its color similarity (edge-aware), the frame's border replicated."""
+    image = color.float().view(res, res, 3).permute(2, 0, 1)
+    ab, aa = ab.float().view(1, res, res), aa.float().view(1, res, res)
+    if window == 1:
+        return ab[0], aa[0]
+    pad = window // 2
+    padded = F.pad(torch.cat([image, ab, aa]), (pad, pad, pad, pad), mode="replicate")
+    patches = padded.unfold(1, window, 1).unfold(2, window, 1)  # (5, H, W, k, k)
+    similarity = torch.exp(-((patches[:3] - image[..., None, None]) ** 2).sum(0) / (2 * color_sigma**2))
+    return (patches[3] * similarity).sum((-1, -2)), (patches[4] * similarity).sum((-1, -2))
 
 
 def depth_equations(

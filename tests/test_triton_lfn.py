@@ -28,11 +28,12 @@ if type(triton.language.standard.sum).__name__ != "InterpretedFunction":
                 allow_module_level=True)
 
 from models.cameras import orbit_pose  # noqa: E402 - after the skips
-from models.depth import color_derivatives, gradient_depth, pixel_equations  # noqa: E402
+from models.depth import color_derivatives, gradient_depth, pixel_equations, pool_equations  # noqa: E402
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors  # noqa: E402
 from models.plucker import plucker  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
 from models.triton_lfn import INTERPRETER_META, TritonLFN, triton_available  # noqa: E402
+from models.triton_pool import pooled_solve  # noqa: E402
 
 TOLERANCE = 1e-2
 POISON = -7.0  # colors and alpha are never negative
@@ -181,3 +182,17 @@ def test_gradient_depth_through_the_triton_backend_matches_the_eager_one():
     both = fast.valid & reference.valid
     assert both.float().mean() >= 0.9 * reference.valid.float().mean()
     assert rel_err(fast.depth[both], reference.depth[both]) <= 2 * TOLERANCE
+
+
+@pytest.mark.parametrize("window", [3, 5])
+def test_pooled_solve_kernel_matches_the_torch_pooling(window):
+    res = 13  # 169 pixels: the last block is partial, and every border is replicated
+    gen = torch.Generator().manual_seed(window)
+    color = torch.rand(res * res, 3, generator=gen)
+    color[: res * res // 2] = 0.5  # a flat region beside a textured one: weights near 1 and near 0
+    ab, aa = torch.randn(res * res, generator=gen), torch.rand(res * res, generator=gen)
+    equations = torch.cat([color, ab[:, None], aa[:, None]], 1)
+    depth, confidence = pooled_solve(equations, res, window, color_sigma=0.1)
+    pooled_ab, pooled_aa = pool_equations(color, ab, aa, res, window, color_sigma=0.1)
+    assert torch.allclose(confidence, pooled_aa, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(depth, pooled_ab / pooled_aa.clamp(min=1e-12), rtol=1e-4, atol=1e-5)
