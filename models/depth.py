@@ -32,7 +32,6 @@ import torch.nn.functional as F
 
 from models.plucker import plucker
 from models.renderer import frame_rays
-from models.triton_pool import pool_available, pooled_solve
 
 
 @dataclass
@@ -120,14 +119,23 @@ def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: in
     color (N, 3), ab and aa (N,), for a res×res frame. On CUDA the pooling is one Triton kernel
     (models/triton_pool.py), elsewhere pool_equations.
     """
-    if window > 1 and pool_available(color.device):
+    if window > 1 and color.is_cuda and (pool := _pool_kernel()) is not None:
         equations = torch.cat([color.float(), ab.float()[:, None], aa.float()[:, None]], 1)
-        depth, confidence = pooled_solve(equations, res, window, color_sigma)
+        depth, confidence = pool(equations, res, window, color_sigma)
     else:
         ab, confidence = pool_equations(color, ab, aa, res, window, color_sigma)
         depth = ab / confidence.clamp(min=1e-12)
     valid = (confidence > min_confidence) & (depth > 0) & torch.isfinite(depth)
     return DepthResult(torch.where(valid, depth, 0.0), valid, confidence, color.view(res, res, 3))
+
+
+def _pool_kernel():
+    """models.triton_pool.pooled_solve where triton is installed, else None. Imported on first use
+    on CUDA only: importing triton costs a second, and CPU runs (and the interpreter tests, which
+    must import it themselves first) never need it."""
+    from models.triton_pool import pool_available, pooled_solve
+
+    return pooled_solve if pool_available() else None
 
 
 def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: int, window: int,
