@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from models.cameras import DEFAULT_FOV_DEG, Orbit, orbit_pose
+from viewer.frame import Frame, FrameRequest, rendering_for
 from viewer.latents import LatentBank, LatentGaussian, cholesky_with_jitter
 from viewer.layout import PANEL_WIDTH, Layout
 from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE, OrbitCamera
@@ -144,3 +145,13 @@ def test_stats_summary_has_the_documented_fields(tmp_path):
     assert (summary["render_res_min"], summary["render_res_max"]) == (64, 256)
     assert summary["texture_path"] == "cpu-copy" and summary["ui_fps"] > 0
     assert stats.fps() == pytest.approx(1000 / 16)
+
+
+def test_rendering_for_counts_while_the_shown_frame_is_an_older_request():
+    older = FrameRequest(Orbit(azimuth=10.0), 64, "rgb", ("instance", 0))
+    newer = FrameRequest(Orbit(azimuth=20.0), 512, "depth", ("instance", 0))
+    shown = Frame(older, torch.zeros(64, 64, 4))
+    assert rendering_for(None, 0.0, None, 5.0) is None  # nothing asked for yet
+    assert rendering_for(newer, 2.0, None, 5.0) == pytest.approx(3.0)  # no frame yet
+    assert rendering_for(newer, 2.0, shown, 5.5) == pytest.approx(3.5)
+    assert rendering_for(older, 2.0, shown, 5.5) is None  # what was asked for is on screen

@@ -33,6 +33,7 @@ from viewer.frame import (
     FrameRequest,
     depth_module,
     home_orbit,
+    rendering_for,
 )
 from viewer.latents import LatentBank
 from viewer.layout import Layout, Rect
@@ -158,6 +159,7 @@ class ViewerApp:
 
         self.view_key: tuple | None = None
         self.submitted: FrameRequest | None = None
+        self.submitted_s = 0.0  # when `submitted` went to the render thread (perf_counter)
         self.shown: Frame | None = None
         self.shown_textures: tuple[moderngl.Texture, moderngl.Texture | None] | None = None
         self.problem: str | None = None  # why the view shows no picture
@@ -248,7 +250,7 @@ class ViewerApp:
         request = self.next_request(now)
         if request != self.submitted:
             self.worker.submit(request)
-            self.submitted = request
+            self.submitted, self.submitted_s = request, now
         done = self.worker.take()
         if isinstance(done, DepthUnavailable):
             self.problem = f"{done}\n(select RGB, or LFN vs volumetric)"
@@ -349,6 +351,9 @@ class ViewerApp:
             precision_reasons=self.switch.precision_reasons(),
             switching=self.switch.switching,
             switch_error=self.switch.error,
+            waiting_s=None if self.problem else rendering_for(
+                self.submitted, self.submitted_s, self.shown, time.perf_counter()
+            ),
         )
 
     # ---- shutdown ---------------------------------------------------------------------------------

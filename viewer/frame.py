@@ -82,6 +82,15 @@ def depth_range(depth: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]
     return (near, far) if far > near else (near - 0.5, near + 0.5)
 
 
+def rendering_for(submitted: FrameRequest | None, submitted_s: float, shown: Frame | None,
+                  now: float) -> float | None:
+    """Seconds the submitted request has been rendering (submitted at `submitted_s`, clock of `now`),
+    or None when nothing was submitted or the shown frame is the submitted one."""
+    if submitted is None or (shown is not None and shown.request == submitted):
+        return None
+    return now - submitted_s
+
+
 def timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
     """Run `function`, wait for the device, return (its result, milliseconds)."""
     start = time.perf_counter()

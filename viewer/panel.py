@@ -16,6 +16,9 @@ from viewer.state import DISPLAY_MODES, MODE_LABELS, ViewerState
 
 RES_CHOICES = (32, 64, 128, 256, 512, 1024)
 WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
+# A frame still rendering after this long gets a line in the panel: a first frame that compiles its
+# kernels (Triton, torch.compile, a CUDA graph) or a CPU volumetric frame takes seconds.
+SLOW_FRAME_S = 1.0
 KEYS_HELP = (
     "left drag, arrows    orbit\n"
     "right/middle drag    pan\n"
@@ -51,6 +54,7 @@ class PanelInfo:
     precision_reasons: dict[str, str | None]  # the same for each precision of the active backend
     switching: str | None  # the backend and precision being built, while that runs
     switch_error: str | None  # why the last switch failed
+    waiting_s: float | None  # how long the requested frame has been rendering; None once shown
 
 
 def handle_shortcuts(state: ViewerState) -> None:
@@ -181,6 +185,10 @@ class ControlPanel:
         imgui.text(f"shown: {shown}, while moving: {min(info.moving_res, state.res)}")
         if info.render_ms is not None:
             imgui.text(f"frame: {info.render_ms:.1f} ms ({info.evals_per_ray} eval/ray)")
+        if info.waiting_s is not None and info.waiting_s >= SLOW_FRAME_S:
+            imgui.text_colored(WARNING, f"rendering the next frame: {info.waiting_s:.0f} s")
+            if info.device.startswith("cuda"):
+                imgui.text_wrapped("(a first frame at a new size or mode compiles its kernels)")
         if info.reference_ms:
             imgui.text(f"volumetric: {info.reference_ms:.1f} ms")
         imgui.text(f"device {info.device}, {info.precision}, {info.backend}")
