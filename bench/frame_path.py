@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/frame_path.py` from anywhere
 
-from bench.timing import median_p90, time_frames  # noqa: E402
+from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.frame_graphs import FrameGraphs  # noqa: E402
@@ -39,18 +39,6 @@ from models.renderer import LFNRenderer  # noqa: E402
 
 FRAMES_PER_RUN, REPEATS, WARMUP = 200, 7, 20
 DEVICE = torch.device("cuda")
-
-
-def wall_ms_per_frame(step: Callable[[int], None], frames: int, finish: Callable[[], None]) -> float:
-    """Milliseconds per frame of `frames` steps issued back to back, finished once at the end."""
-    torch.cuda.synchronize()
-    finish()
-    start = time.perf_counter()
-    for k in range(frames):
-        step(k)
-    finish()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) * 1000.0 / frames
 
 
 def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> list[dict]:
@@ -92,13 +80,13 @@ def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> l
         add(f"render{suffix}", per_frame(render, wall=False))
         add(f"latency{suffix}", per_frame(lambda pose, r=render: (r(pose), upload_and_finish()), wall=True))
 
-        def step(k: int, r=render) -> None:
-            r(poses[k % len(poses)])
+        def step(pose: torch.Tensor, r=render) -> None:
+            r(pose)
             texture.upload(buffer)
 
-        wall_ms_per_frame(step, WARMUP, ctx.finish)
-        runs = [wall_ms_per_frame(step, FRAMES_PER_RUN, ctx.finish) for _ in range(REPEATS)]
-        add(f"throughput{suffix}", runs)
+        path = [poses[k % len(poses)] for k in range(FRAMES_PER_RUN)]
+        time_pipelined(step, path[:WARMUP], DEVICE, ctx.finish, passes=1)
+        add(f"throughput{suffix}", time_pipelined(step, path, DEVICE, ctx.finish, passes=REPEATS))
     texture.release()
     ctx.release()
     return rows
