@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from models.checkpoint import load_checkpoint
+from models.lfn import LFNConfig, LightFieldNetwork
 from tests.synthetic_cars import write_synthetic_dataset
-from tools.train import load_latest_state, parse_args, train
+from tools.train import load_latest_state, parse_args, replica_check, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--objects-per-step", "3", "--rays-per-object", "256", "--width", "32",
@@ -61,17 +64,47 @@ def test_a_corrupt_latest_state_falls_back_to_the_previous(data, tmp_path):
     assert load_latest_state(out)["step"] == 20
 
 
-def test_ddp_with_two_gloo_processes(data, tmp_path):
+def test_ddp_with_two_gloo_processes_stops_together_with_equal_replicas(data, tmp_path):
+    # A time budget: each rank times itself, so without a shared clock the ranks could stop at
+    # different steps (a hang, caught by the timeout) or decay their rates differently.
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
          "--standalone", "-m", "tools.train", "--data", str(data), "--out", str(out),
-         "--steps", "30", "--save-every", "30", "--eval-every", "1000", *TINY_ARGS],
+         "--minutes", "0.05", "--save-every", "1000", "--eval-every", "20", *TINY_ARGS],
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert rows[-1]["world"] == 2
+    assert [r["world"] for r in rows if "loss" in r][-1] == 2
+    checks = [r for r in rows if "replica_max_abs_diff" in r]
+    assert len(checks) >= 2
+    assert all(r["replica_max_abs_diff"] == 0 and r["latent_replica_max_abs_diff"] == 0
+               for r in checks)
     ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt.meta["replicas"] == {k: checks[-1][k] for k in ckpt.meta["replicas"]}
+    assert ckpt.meta["replicas"]["cars_never_drawn"] == 0
     assert torch.isfinite(ckpt.latents).all()
+
+
+def _replica_check_with_one_code_changed(rank: int, store_file: str, results) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=2)
+    torch.manual_seed(0)
+    model = LightFieldNetwork(LFNConfig(num_instances=3, latent_dim=4, width=8, hidden_layers=1))
+    drawn = torch.tensor([True, False, rank == 1])
+    if rank == 1:
+        with torch.no_grad():
+            model.latents.weight[2, 0] += 0.25  # one stale (or drifted) code on one rank
+    results[rank] = replica_check(model, drawn)
+    dist.destroy_process_group()
+
+
+def test_replica_check_finds_a_code_that_differs_between_ranks(tmp_path):
+    results = mp.Manager().dict()
+    mp.spawn(_replica_check_with_one_code_changed, args=(str(tmp_path / "store"), results),
+             nprocs=2)
+    for rank in (0, 1):
+        assert results[rank]["latent_replica_max_abs_diff"] == pytest.approx(0.25)
+        assert results[rank]["replica_max_abs_diff"] == pytest.approx(0.25)
+        assert results[rank]["cars_never_drawn"] == 1

@@ -81,6 +81,14 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
+    def rank0_value(self, value: float) -> float:
+        """Rank 0's `value`, on every rank."""
+        if self.world == 1:
+            return value
+        shared = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.broadcast(shared, src=0)
+        return shared.item()
+
 
 def setup_distributed(device_choice: str) -> Dist:
     """One process per GPU under torchrun (env WORLD_SIZE); gloo on CPUs, NCCL on GPUs."""
@@ -89,10 +97,38 @@ def setup_distributed(device_choice: str) -> Dist:
     if world == 1:
         return Dist(device=torch.device("cuda" if use_cuda else "cpu"))
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
     if use_cuda:
-        torch.cuda.set_device(local)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Dist(rank, world, torch.device(f"cuda:{local}" if use_cuda else "cpu"))
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)  # bound to its GPU from the start
+    else:
+        dist.init_process_group("gloo")
+    return Dist(rank, world, device)
+
+
+def max_diff_from_rank0(values: torch.Tensor) -> float:
+    """The largest |value - rank 0's value| over all ranks."""
+    reference = values.clone()
+    dist.broadcast(reference, src=0)
+    diff = (values - reference).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return diff.item()
+
+
+def replica_check(model, drawn: torch.Tensor) -> dict:
+    """How far each rank's weights are from rank 0's, and how many cars no rank has drawn yet.
+
+    DDP keeps replicas equal by construction; this measures it instead of trusting it, for the
+    whole model and for the latent table alone (a stale code would show up there first).
+    """
+    weights = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+    seen = drawn.to(torch.int32)
+    dist.all_reduce(seen)
+    return {
+        "replica_max_abs_diff": max_diff_from_rank0(weights),
+        "latent_replica_max_abs_diff": max_diff_from_rank0(model.latents.weight.detach().float()),
+        "cars_never_drawn": int((seen == 0).sum()),
+    }
 
 
 # ---------------------------------------------------------------- model and state
@@ -218,6 +254,7 @@ def train(cfg: TrainConfig) -> Path:
         if env.world > 1 else model
     )
     train_views = torch.nonzero(cars.train_view).flatten().to(env.device)
+    drawn = torch.zeros(num_cars, dtype=torch.bool, device=env.device)  # cars this rank has drawn
     generator = torch.Generator(device=env.device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=env.device.type == "cuda")
     log = (out / "log.jsonl").open("a") if env.main else None
@@ -225,6 +262,8 @@ def train(cfg: TrainConfig) -> Path:
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     rays_per_step = cfg.objects_per_step * cfg.rays_per_object * env.world
     window_start, window_steps = time.perf_counter(), 0
+    local_seconds = window_clock = seconds  # this rank's clock; the clock all ranks agreed on
+    replicas: dict = {}  # the latest replica check (several GPUs only)
 
     def out_of_budget() -> bool:
         return step >= cfg.steps or bool(cfg.minutes and seconds >= 60 * cfg.minutes)
@@ -235,11 +274,12 @@ def train(cfg: TrainConfig) -> Path:
         generator.manual_seed(cfg.seed * 1_000_003 + env.rank * 7_919 + step)
         objects = torch.randint(num_cars, (cfg.objects_per_step,), device=env.device,
                                 generator=generator)
+        drawn[objects] = True
         origins, dirs, target = sample_rays(
             cars.rgb[objects], cars.cam2world[objects], cars.intrinsics, train_views,
             cfg.rays_per_object, generator,
         )
-        scale = learning_rate_scale(cfg, step, seconds)
+        scale = learning_rate_scale(cfg, step, window_clock)
         for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
             group["lr"] = base * scale
         with autocast:
@@ -252,28 +292,41 @@ def train(cfg: TrainConfig) -> Path:
         optimizer.step()
         step += 1
         window_steps += 1
-        if env.device.type == "cuda" and step % cfg.log_every == 0:
+        bar.update(1)
+        window_end = step >= cfg.steps or any(
+            step % every == 0 for every in (cfg.log_every, cfg.eval_every, cfg.save_every))
+        if env.device.type == "cuda" and window_end:
             torch.cuda.synchronize(env.device)
-        seconds += time.perf_counter() - tick
-        if step % cfg.log_every == 0 and env.main:
-            now = time.perf_counter()
-            rate = window_steps * rays_per_step / (now - window_start)
-            window_start, window_steps = now, 0
+        local_seconds += time.perf_counter() - tick
+        if not window_end:
+            continue
+        # The lr decay and the time budget read the clock, so every rank must read the same
+        # one: different rates would let the replicas drift and different last steps would hang
+        # the collectives. At each window's end all ranks adopt rank 0's training time.
+        seconds = local_seconds = env.rank0_value(local_seconds)
+        window_clock = seconds
+        if env.main:
+            rate = window_steps * rays_per_step / (time.perf_counter() - window_start)
             record = {"step": step, "seconds": round(seconds, 2), "loss": loss.item(),
                       "psnr": psnr_from_mse(mse.item()), "rays_per_s": round(rate),
                       "lr_scale": round(scale, 4), "world": env.world}
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}")
             log.write(json.dumps(record) + "\n")
             log.flush()
-        bar.update(1)
         if step % cfg.eval_every == 0 and env.main:
             psnr = heldout_psnr(model, cars, 0, cfg.eval_cars, cfg.eval_views)
             log.write(json.dumps({"step": step, "seconds": round(seconds, 2),
                                   "heldout_psnr": psnr}) + "\n")
             log.flush()
             tqdm.write(f"step {step}: held-out-view PSNR {psnr:.2f} dB")
+        if env.world > 1 and (step % cfg.eval_every == 0 or out_of_budget()):
+            replicas = replica_check(model, drawn)  # a collective: every rank takes part
+            if env.main:
+                log.write(json.dumps({"step": step, **replicas}) + "\n")
+                log.flush()
         if (step % cfg.save_every == 0 or out_of_budget()) and env.main:
             save_state(out, step, model, optimizer, seconds, cfg, cars.ids)
+        window_start, window_steps = time.perf_counter(), 0  # evaluation and saving excluded
     bar.close()
     final = out / "model.pt"
     if env.main:
@@ -281,7 +334,8 @@ def train(cfg: TrainConfig) -> Path:
                 "resolution": cars.resolution,
                 "world_size": env.world, "date": dt.date.today().isoformat(),
                 "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda"
-                else "cpu", "train_config": dataclasses.asdict(cfg), "metrics": {}}
+                else "cpu", "train_config": dataclasses.asdict(cfg), "metrics": {},
+                **({"replicas": replicas} if replicas else {})}
         save_checkpoint(model, cars.ids, meta, final)
         print(f"wrote {final} after {step} steps, {seconds / 60:.1f} min")
     if env.world > 1:

@@ -1,0 +1,188 @@
+"""Data-parallel training: the same training on 1 GPU and on N GPUs, back to back in one call.
+
+    python -m bench.ddp_scaling --data data/cars --minutes 3 --gpus 2 --out runs/ddp \\
+        --json results/ddp_scaling.json --chart docs/ddp_scaling.png --views-png docs/ddp_views.png \\
+        [-- more tools.train flags]
+    python -m bench.ddp_scaling --chart docs/ddp_scaling.png --from results/ddp_scaling.json
+
+Both runs are `tools.train` with the same flags (the per-GPU batch and the learning rate are kept;
+TRAINING.md says why): first one process on GPU 0, then `torchrun --nproc-per-node N`. Reported:
+each run's throughput (median rays/s over its logged windows, the first one skipped as warm-up)
+and the scaling efficiency; the loss/PSNR curves against training time; the N-GPU run's replica
+checks (every rank's weights and latent codes against rank 0's); and both final checkpoints, loaded
+back from disk as a user would, scored by tools.evaluate through the viewer's renderer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench.benchmark import device_name
+from models.checkpoint import load_checkpoint
+from models.renderer import make_renderer
+from tools.cardata import load_cars
+from tools.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_command(gpus: int, data: str, out: Path, minutes: float, extra: list[str]) -> list[str]:
+    launcher = [sys.executable, "-m", "tools.train"] if gpus == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc-per-node", str(gpus), "-m", "tools.train"]
+    return [*launcher, "--data", data, "--out", str(out), "--minutes", str(minutes), *extra]
+
+
+def run_training(gpus: int, data: str, out: Path, minutes: float, extra: list[str]) -> float:
+    """Train into `out` (a fresh folder); the wall time of the whole command, start-up included."""
+    if (out / "log.jsonl").exists():
+        raise SystemExit(f"error: {out} holds an earlier run; give a new --out")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(str(i) for i in range(gpus)))
+    start = time.perf_counter()
+    subprocess.run(train_command(gpus, data, out, minutes, extra), cwd=ROOT, env=env, check=True)
+    return time.perf_counter() - start
+
+
+def summarize_log(out: Path) -> dict:
+    """Throughput, curves and replica checks from one run's log.jsonl."""
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    windows = [r for r in rows if "loss" in r]
+    timed = windows[1:] or windows  # the first window holds CUDA and NCCL start-up
+    return {
+        "world": windows[-1]["world"],
+        "steps": windows[-1]["step"],
+        "train_seconds": windows[-1]["seconds"],
+        "rays_per_s_median": statistics.median(r["rays_per_s"] for r in timed),
+        "curve": [{k: r[k] for k in ("step", "seconds", "loss", "psnr")} for r in windows],
+        "heldout": [{k: r[k] for k in ("step", "seconds", "heldout_psnr")}
+                    for r in rows if "heldout_psnr" in r],
+        "replica_checks": [r for r in rows if "replica_max_abs_diff" in r],
+    }
+
+
+def side_by_side(checkpoints: list[Path], data: str, device: torch.device, cars: int,
+                 path: Path) -> None:
+    """Rows of cars, columns: the ground truth of a held-out view, then each checkpoint's render."""
+    seen = load_cars(data, "train", limit=cars)
+    view = int(torch.nonzero(~seen.train_view).flatten()[0])
+    renderers = []
+    for ckpt_path in checkpoints:
+        ckpt = load_checkpoint(ckpt_path)
+        renderers.append((make_renderer(ckpt.model.to(device), device, "fp32", "eager"),
+                          {name: i for i, name in enumerate(ckpt.instance_names)}, ckpt))
+    rows = []
+    for c, car_id in enumerate(seen.ids):
+        tiles = [seen.rgb[c, view].numpy()]
+        for renderer, index, ckpt in renderers:
+            renderer.set_latent(ckpt.latents[index[car_id]])
+            image = renderer.render(seen.cam2world[c, view], seen.resolution).float().clamp(0, 1)
+            tiles.append((image.cpu().numpy() * 255).round().astype(np.uint8))
+        rows.append(np.concatenate(tiles, axis=1))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Training PSNR (per batch) and held-out-view PSNR against training time, one line per run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg on its own: no global backend
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4), dpi=120)
+    FigureCanvasAgg(fig)
+    batch, heldout = fig.subplots(1, 2)
+    for run in result["runs"].values():
+        label = f"{run['world']} GPU{'s' if run['world'] > 1 else ''}: " \
+                f"{run['rays_per_s_median'] / 1e6:.1f} M rays/s"
+        seconds = np.array([r["seconds"] for r in run["curve"]])
+        psnr = np.array([r["psnr"] for r in run["curve"]])
+        smooth = np.convolve(psnr, np.ones(9) / 9, mode="valid") if len(psnr) >= 9 else psnr
+        batch.plot(seconds[len(seconds) - len(smooth):], smooth, label=label)
+        heldout.plot([r["seconds"] for r in run["heldout"]],
+                     [r["heldout_psnr"] for r in run["heldout"]], marker="o", label=label)
+    batch.set(xlabel="training time (s)", ylabel="PSNR of the training batch (dB, 9-window mean)")
+    heldout.set(xlabel="training time (s)", ylabel="PSNR on held-out views (dB)")
+    for ax in (batch, heldout):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{result['gpus']} GPUs vs 1: scaling efficiency "
+                 f"{result['scaling_efficiency']:.0%}, {result['device_name']}, {result['date']}",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def measure(args: argparse.Namespace) -> dict:
+    runs, checkpoints = {}, []
+    for gpus in (1, args.gpus):
+        out = args.out / f"gpus_{gpus}"
+        wall = run_training(gpus, args.data, out, args.minutes, args.train_args)
+        run = summarize_log(out) | {"wall_seconds": round(wall, 1)}
+        ckpt = load_checkpoint(out / "model.pt")  # from disk, as a user loads it
+        run["checkpoint_meta"] = {k: ckpt.meta.get(k) for k in ("steps", "world_size", "replicas")}
+        run["evaluation"] = evaluate(ckpt, Path(args.data), args.device, args.fit_steps,
+                                     args.eval_cars, args.eval_views)
+        runs[str(gpus)] = run
+        checkpoints.append(out / "model.pt")
+    if args.views_png:
+        side_by_side(checkpoints, args.data, args.device, args.eval_cars or 4, args.views_png)
+    single, multi = runs["1"]["rays_per_s_median"], runs[str(args.gpus)]["rays_per_s_median"]
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device_name": device_name(args.device),
+        "torch": torch.__version__,
+        "gpus": args.gpus,
+        "minutes": args.minutes,
+        "train_args": args.train_args,
+        "scaling_efficiency": multi / (args.gpus * single),
+        "runs": runs,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", help="the car data set both runs train on")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time of each run")
+    p.add_argument("--gpus", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("runs/ddp_scaling"))
+    p.add_argument("--json", type=Path)
+    p.add_argument("--chart", type=Path, help="write the curves chart here")
+    p.add_argument("--views-png", type=Path, help="ground truth | 1 GPU | N GPUs, a held-out view")
+    p.add_argument("--from", dest="from_json", type=Path, help="chart an earlier --json, train nothing")
+    p.add_argument("--eval-cars", type=int, default=12)
+    p.add_argument("--eval-views", type=int, default=10)
+    p.add_argument("--fit-steps", type=int, default=300)
+    p.add_argument("--device", type=torch.device,
+                   default=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    p.add_argument("train_args", nargs="*", help="after --: more tools.train flags for both runs")
+    args = p.parse_args(argv)
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+    elif args.data:
+        if args.device.type == "cpu":
+            args.train_args = [*args.train_args, "--device", "cpu"]
+        result = measure(args)
+    else:
+        p.error("give --data to train, or --from to chart an earlier result")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.chart:
+        plot(result, args.chart)
+    runs = result["runs"]
+    print(" | ".join(f"{n} GPU: {r['rays_per_s_median'] / 1e6:.2f} M rays/s, held-out "
+                     f"{r['evaluation']['psnr_heldout_views']:.2f} dB" for n, r in runs.items())
+          + f" | efficiency {result['scaling_efficiency']:.0%}")
+
+
+if __name__ == "__main__":
+    main()
