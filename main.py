@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     headless.add_argument("--headless", action="store_true", help="render to a file, no window")
     headless.add_argument("--out", type=Path, help="output file: .png or .gif (headless), "
                           ".pt (--fit-image)")
+    headless.add_argument("--summed-depth", action="store_true",
+                          help="depth and normals from the channel-summed equations (faster)")
     headless.add_argument("--mode", choices=("rgb", "depth", "normals"), default="rgb",
                           help="what to render: colors, gradient depth or normals")
     headless.add_argument("--azimuth", type=float, default=None, help="degrees from +x toward +y")

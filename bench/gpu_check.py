@@ -99,10 +99,11 @@ def compare_equations(out: torch.Tensor, ref: tuple[torch.Tensor, ...], bound: f
 
 
 @torch.no_grad()
-def eager_equations(renderer: LFNRenderer, pose: torch.Tensor, res: int) -> torch.Tensor:
+def eager_equations(renderer: LFNRenderer, pose: torch.Tensor, res: int,
+                    summed: bool = False) -> torch.Tensor:
     """models/depth.py's eager pass in the renderer's precision, laid out like the kernel's output."""
     color, derivatives = color_derivatives(renderer, pose, res)
-    return torch.cat([color, torch.stack(pixel_equations(derivatives), -1)], -1)
+    return torch.cat([color, torch.stack(pixel_equations(derivatives, summed), -1)], -1)
 
 
 def short(dtype: torch.dtype) -> str:
@@ -192,19 +193,22 @@ def check_latent(
                 add(name, res, ref, lambda k=kernel, o=out, p=pose, n=res: k.render_rgba(p, n, out=o))
         with torch.no_grad():
             color, derivatives = color_derivatives(eager, pose, res)
-        equations = (color, *pixel_equations(derivatives))
-        bound = EQUATION_TOLERANCE
-        if "torchscript fp16" in renderers:  # its depth runs models/depth.py's eager pass in fp16
-            add("depth equations eager fp16", res, equations,
-                check=lambda out, ref: compare_equations(out, ref, math.inf),  # the yardstick
-                frame=lambda p=pose, n=res: eager_equations(renderers["torchscript fp16"], p, n))
-            if rows[-1]["variant"] == "depth equations eager fp16":
-                eager_error = max(rows[-1]["rel_err_ab"], rows[-1]["rel_err_aa"])
-                bound = max(bound, EAGER_FP16_MARGIN * eager_error)
-        if fused is not None:
-            add("depth equations triton fp16", res, equations,
-                check=lambda out, ref, b=bound: compare_equations(out, ref, b),
-                frame=lambda p=pose, n=res: fused.depth_equations(p, n))
+        for summed, kind in ((False, ""), (True, "summed ")):
+            equations = (color, *pixel_equations(derivatives, summed))
+            bound = EQUATION_TOLERANCE
+            if "torchscript fp16" in renderers:  # its depth runs models/depth.py's eager pass
+                add(f"{kind}depth equations eager fp16", res, equations,
+                    check=lambda out, ref: compare_equations(out, ref, math.inf),  # the yardstick
+                    frame=lambda p=pose, n=res, s=summed: eager_equations(
+                        renderers["torchscript fp16"], p, n, s))
+                if rows[-1]["variant"] == f"{kind}depth equations eager fp16":
+                    eager_error = max(rows[-1]["rel_err_ab"], rows[-1]["rel_err_aa"])
+                    bound = max(bound, EAGER_FP16_MARGIN * eager_error)
+            if fused is not None:
+                kernel = fused.summed_depth_equations if summed else fused.depth_equations
+                add(f"{kind}depth equations triton fp16", res, equations,
+                    check=lambda out, ref, b=bound: compare_equations(out, ref, b),
+                    frame=lambda p=pose, n=res, k=kernel: k(p, n))
     if fused is not None:
         origins = torch.randn(4099, 3, generator=gen).to(DEVICE) * 3.0  # 4099: a partial last tile
         rays = plucker(origins, torch.randn(4099, 3, generator=gen).to(DEVICE))
@@ -232,11 +236,14 @@ def frame_variants(
         )
         variants["depth equations triton"] = lambda: lambda pose: fused.depth_equations(pose, res)
         variants["depth triton"] = lambda: depth_frame(triton_renderer(eager), res)
+        variants["summed depth equations triton"] = (
+            lambda: lambda pose: fused.summed_depth_equations(pose, res))
+        variants["summed depth triton"] = lambda: depth_frame(triton_renderer(eager), res, True)
     return variants
 
 
-def depth_frame(renderer: LFNRenderer, res: int) -> Callable[[torch.Tensor], object]:
-    return lambda pose: gradient_depth(renderer, pose, res)
+def depth_frame(renderer: LFNRenderer, res: int, summed: bool = False) -> Callable[[torch.Tensor], object]:
+    return lambda pose: gradient_depth(renderer, pose, res, summed=summed)
 
 
 def graph_frame(graphs: FrameGraphs, res: int) -> Callable[[torch.Tensor], object]:

@@ -2,6 +2,7 @@
 
     lfn, lfn:<backend>   LFN colors, one network evaluation per ray ("lfn" is TorchScript)
     lfn_depth            gradient depth from models/depth.py
+    lfn_depth_summed     the same from the channel-summed equations (on triton: one reverse pass)
     volumetric           the baseline's colors, samples_per_ray evaluations per ray, chunked
     lfn_frame            the viewer's frame: LFN colors written into a GL texture, GL finished
                          after each frame (the latency until one frame is in the texture)
@@ -58,17 +59,19 @@ def lfn_method(renderer, optional: bool) -> Method:
                   memory_in_warmup=getattr(renderer, "frame_graphs", None) is not None)
 
 
-def depth_method(renderer) -> Method | None:
-    """Gradient depth of the viewer renderer's latent, or None while models/depth.py is missing."""
+def depth_method(renderer, summed: bool = False) -> Method | None:
+    """Gradient depth of the viewer renderer's latent, or None while models/depth.py is missing;
+    `summed`: from the channel-summed equations."""
     try:
         from models.depth import gradient_depth
     except ImportError:
         return None
-    # One forward-mode pass per ray (colors plus 4 tangents): the fused kernel's when the renderer
-    # has one, else models/depth.py's own eager MLP with the renderer's folded weights.
+    # The fused kernels' pass when the renderer has them (forward mode with 4 tangents, or summed:
+    # colors then one reverse pass), else models/depth.py's own eager MLP with the renderer's
+    # folded weights.
     backend = renderer.backend if renderer.fused_kernel is not None else "eager"
-    return Method("lfn_depth", backend, renderer.evals_per_ray,
-                  lambda cam2world, res: gradient_depth(renderer, cam2world, res))
+    return Method("lfn_depth_summed" if summed else "lfn_depth", backend, renderer.evals_per_ray,
+                  lambda cam2world, res: gradient_depth(renderer, cam2world, res, summed=summed))
 
 
 def volumetric_method(renderer, max_frames: int | None, warmup: int | None) -> Method:
@@ -151,10 +154,11 @@ def build_methods(
         viewer_renderer = viewer_renderer or renderer
         found.methods.append(lfn_method(renderer, optional=renderer is not viewer_renderer))
 
-    depth = depth_method(viewer_renderer)
-    if depth is None:
-        found.notes.append("lfn_depth skipped: models/depth.py is not in this build")
-    else:
+    for summed in (False, True):
+        depth = depth_method(viewer_renderer, summed)
+        if depth is None:
+            found.notes.append("lfn_depth skipped: models/depth.py is not in this build")
+            break
         found.methods.append(depth)
 
     if volumetric_ckpt is not None:

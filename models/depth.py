@@ -103,11 +103,17 @@ def box_pool(x: torch.Tensor, window: int) -> torch.Tensor:
                         count_include_pad=False)[0] * window * window
 
 
-def pixel_equations(derivatives: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pixel_equations(derivatives: torch.Tensor, summed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Each pixel's equations a·z = b summed over channels and both axes: (Σ a·b, Σ a²), (N,) each.
 
-    derivatives (4, N, 3) ordered shift-right, rotate-right, shift-down, rotate-down.
+    derivatives (4, N, 3) ordered shift-right, rotate-right, shift-down, rotate-down. `summed`
+    first adds the 3 channels' derivatives into one (a sum of valid equations is valid): one
+    equation per axis instead of three, which one reverse-mode pass gives for the whole frame
+    (TritonLFN.summed_depth_equations). Where channels change in opposite directions the sum
+    loses that edge; on the cars the median error rises by ~4 % of itself (DEPTH.md).
     """
+    if summed:
+        derivatives = derivatives.sum(-1, keepdim=True)
     a, b = derivatives[0::2], derivatives[1::2]
     return (a * b).sum((0, 2)), (a * a).sum((0, 2))
 
@@ -154,22 +160,25 @@ def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res:
 
 
 def depth_equations(
-    renderer, cam2world: torch.Tensor, res: int
+    renderer, cam2world: torch.Tensor, res: int, summed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the fused Triton kernel
-    when the renderer has one (one launch), else from the eager forward-mode pass."""
-    if renderer.fused_kernel is not None:
-        out = renderer.fused_kernel.depth_equations(cam2world.to(renderer.device), res)
+    """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the fused Triton
+    kernels when the renderer has them, else from the eager forward-mode pass."""
+    fused = renderer.fused_kernel
+    if fused is not None:
+        pose = cam2world.to(renderer.device)
+        out = fused.summed_depth_equations(pose, res) if summed else fused.depth_equations(pose, res)
         return out[:, :3], out[:, 3], out[:, 4]
     color, derivatives = color_derivatives(renderer, cam2world, res)
-    return (color, *pixel_equations(derivatives))
+    return (color, *pixel_equations(derivatives, summed))
 
 
 @torch.no_grad()
 def gradient_depth(renderer, cam2world: torch.Tensor, res: int, window: int = 5,
-                   min_confidence: float = 1e-3) -> DepthResult:
-    """Depth of every pixel of a frame from the LFN alone (its current latent)."""
-    color, ab, aa = depth_equations(renderer, cam2world, res)
+                   min_confidence: float = 1e-3, summed: bool = False) -> DepthResult:
+    """Depth of every pixel of a frame from the LFN alone (its current latent); `summed` uses
+    the channel-summed equations (pixel_equations)."""
+    color, ab, aa = depth_equations(renderer, cam2world, res, summed)
     return solve_depth(color, ab, aa, res, window=window, min_confidence=min_confidence)
 
 

@@ -47,14 +47,75 @@ def triton_available() -> tuple[bool, str]:
     return True, ""
 
 
+def _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr):
+    """Origin and unit direction of pixel `rows` (col, row of a row-major res×res frame, through
+    its center) of the camera at pose_ptr (3×4 cam2world); the convention of models/cameras.py."""
+    px = ((rows % res).to(tl.float32) + 0.5 - cx) / fx
+    py = ((rows // res).to(tl.float32) + 0.5 - cy) / fy
+    dx = tl.load(pose_ptr + 0) * px + tl.load(pose_ptr + 1) * py + tl.load(pose_ptr + 2)
+    dy = tl.load(pose_ptr + 4) * px + tl.load(pose_ptr + 5) * py + tl.load(pose_ptr + 6)
+    dz = tl.load(pose_ptr + 8) * px + tl.load(pose_ptr + 9) * py + tl.load(pose_ptr + 10)
+    inv_norm = 1.0 / tl.sqrt(dx * dx + dy * dy + dz * dz)
+    origin = (tl.load(pose_ptr + 3), tl.load(pose_ptr + 7), tl.load(pose_ptr + 11))
+    return origin, (dx * inv_norm, dy * inv_norm, dz * inv_norm)
+
+
+def _ray_tangents(origin, direction, pose_ptr, axis: tl.constexpr):
+    """models/depth.py's ray_tangents for image axis `axis` (pose column 0 right, 1 down), made ⊥
+    d: a shift of the ray along u is (0, u × d), a rotation toward u is (u, o × u)."""
+    ox, oy, oz = origin
+    dx, dy, dz = direction
+    ax, ay, az = tl.load(pose_ptr + axis), tl.load(pose_ptr + 4 + axis), tl.load(pose_ptr + 8 + axis)
+    along = ax * dx + ay * dy + az * dz
+    ux, uy, uz = ax - along * dx, ay - along * dy, az - along * dz
+    inv_u = 1.0 / tl.sqrt(ux * ux + uy * uy + uz * uz)
+    ux, uy, uz = ux * inv_u, uy * inv_u, uz * inv_u
+    zero = tl.zeros_like(dx)
+    shift = (zero, zero, zero, uy * dz - uz * dy, uz * dx - ux * dz, ux * dy - uy * dx)
+    rotation = (ux, uy, uz, oy * uz - oz * uy, oz * ux - ox * uz, ox * uy - oy * ux)
+    return shift, rotation
+
+
+def _store_mask(masks_ptr, rows, valid, active, first_unit, units_per_ray, C: tl.constexpr):
+    """Write a (BLOCK_M, C) ReLU mask as C / 32 bit words per ray, at unit `first_unit` of each
+    ray's units_per_ray (every layer's units, input layer first)."""
+    bits = tl.reshape(active.to(tl.int32), (active.shape[0], C // 32, 32))
+    words = tl.sum(bits << tl.arange(0, 32)[None, None, :], axis=2)  # distinct bits: no carries
+    word = tl.arange(0, C // 32)[None, :]
+    first_word = rows[:, None] * (units_per_ray // 32) + first_unit // 32
+    tl.store(masks_ptr + first_word + word, words, mask=valid[:, None])
+
+
+def _load_mask(masks_ptr, rows, valid, first_unit, units_per_ray, C: tl.constexpr):
+    """_store_mask's (BLOCK_M, C) mask read back."""
+    word = tl.arange(0, C // 32)[None, :]
+    first_word = rows[:, None] * (units_per_ray // 32) + first_unit // 32
+    words = tl.load(masks_ptr + first_word + word, mask=valid[:, None], other=0)
+    bits = (words[:, :, None] >> tl.arange(0, 32)[None, None, :]) & 1
+    return tl.reshape(bits, (words.shape[0], C)) != 0
+
+
+# Device functions the kernels call by their global names; _bind_device_functions jits them.
+DEVICE_FUNCTIONS = {f.__name__: f for f in (_pixel_rays, _ray_tangents, _store_mask, _load_mask)}
+
+
+def _bind_device_functions(interpret: bool) -> None:
+    """The compiler resolves a kernel's callees from this module's globals and needs them jitted;
+    the interpreter runs a kernel as Python and calls the plain functions. (One process uses one
+    of the two: tests interpret, a GPU compiles.)"""
+    for name, fn in DEVICE_FUNCTIONS.items():
+        globals()[name] = fn if interpret else triton.jit(fn)
+
+
 def _lfn_kernel(
-    out_ptr, rays_ptr, pose_ptr,
+    out_ptr, rays_ptr, pose_ptr, masks_ptr,
     w_in_ptr, b_in_ptr, w_hid_ptr, b_hid_ptr, w_out_ptr, b_out_ptr,
     n_rays, out_ch, res, fx, fy, cx, cy,
     WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, FUSED_RAYS: tl.constexpr, DEPTH: tl.constexpr,
-    IN_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
+    MASKS: tl.constexpr, IN_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
 ):
     tl.static_assert(FUSED_RAYS or not DEPTH, "depth tangents come from the camera")
+    tl.static_assert(not (DEPTH and MASKS), "MASKS is the forward half of the summed depth")
     # Streams through the MLP: the rays (primal), and with DEPTH four forward-mode tangents
     # (shift, rotation) × (right, down) that share each weight tile and the primal's ReLU mask.
     STREAMS: tl.constexpr = 5 if DEPTH else 1
@@ -63,31 +124,13 @@ def _lfn_kernel(
     k_in = tl.arange(0, IN_PAD)[None, :]
     operand = w_in_ptr.dtype.element_ty
     if FUSED_RAYS:
-        # Pixel (col, row) of a row-major res×res frame, through its center; models/cameras.py.
-        px = ((rows % res).to(tl.float32) + 0.5 - cx) / fx
-        py = ((rows // res).to(tl.float32) + 0.5 - cy) / fy
-        dx = tl.load(pose_ptr + 0) * px + tl.load(pose_ptr + 1) * py + tl.load(pose_ptr + 2)
-        dy = tl.load(pose_ptr + 4) * px + tl.load(pose_ptr + 5) * py + tl.load(pose_ptr + 6)
-        dz = tl.load(pose_ptr + 8) * px + tl.load(pose_ptr + 9) * py + tl.load(pose_ptr + 10)
-        inv_norm = 1.0 / tl.sqrt(dx * dx + dy * dy + dz * dz)
-        dx, dy, dz = dx * inv_norm, dy * inv_norm, dz * inv_norm
-        ox, oy, oz = tl.load(pose_ptr + 3), tl.load(pose_ptr + 7), tl.load(pose_ptr + 11)
-        # Plücker (d, o × d), then per image axis u (made ⊥ d) the tangents of models/depth.py's
-        # ray_tangents: a shift of the ray along u is (0, u × d), a rotation toward u is (u, o × u).
-        columns = ((dx, dy, dz, oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx),)
+        origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
+        ox, oy, oz = origin  # flat unpacking only: Triton's dependency scan rejects nested targets
+        dx, dy, dz = direction
+        columns = ((dx, dy, dz, oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx),)  # (d, o × d)
         if DEPTH:
-            zero = tl.zeros((BLOCK_M,), tl.float32)
-            for axis in tl.static_range(2):  # pose columns 0 (right) and 1 (down)
-                ax = tl.load(pose_ptr + axis)
-                ay, az = tl.load(pose_ptr + 4 + axis), tl.load(pose_ptr + 8 + axis)
-                along = ax * dx + ay * dy + az * dz
-                ux, uy, uz = ax - along * dx, ay - along * dy, az - along * dz
-                inv_u = 1.0 / tl.sqrt(ux * ux + uy * uy + uz * uz)
-                ux, uy, uz = ux * inv_u, uy * inv_u, uz * inv_u
-                columns = columns + (
-                    (zero, zero, zero, uy * dz - uz * dy, uz * dx - ux * dz, ux * dy - uy * dx),
-                    (ux, uy, uz, oy * uz - oz * uy, oz * ux - ox * uz, ox * uy - oy * ux),
-                )
+            for axis in tl.static_range(2):
+                columns = columns + _ray_tangents(origin, direction, pose_ptr, axis)
         # Each stream's 6 values as columns 0..5 of a (BLOCK_M, IN_PAD) tile, zeros after.
         inputs = ()
         for s in tl.static_range(STREAMS):
@@ -112,6 +155,8 @@ def _lfn_kernel(
         w = tl.load(w_in_ptr + tl.arange(0, IN_PAD)[:, None] * WIDTH + j * C + tile_n)
         acc = tl.dot(inputs[0], w, tl.load(b_in_ptr + j * C + tile_n).broadcast_to(BLOCK_M, C))
         h = h + (tl.maximum(acc, 0.0).to(operand),)
+        if MASKS:
+            _store_mask(masks_ptr, rows, valid, acc > 0.0, j * C, WIDTH * (N_HIDDEN + 1), C)
         for s in tl.static_range(1, STREAMS):  # a tangent passes where its primal's ReLU does
             h = h + (tl.where(acc > 0.0, tl.dot(inputs[s], w), 0.0).to(operand),)
     for layer in tl.static_range(N_HIDDEN):
@@ -131,6 +176,9 @@ def _lfn_kernel(
                 if s == 0:
                     active = acc > 0.0
                     new = new + (tl.maximum(acc, 0.0).to(operand),)
+                    if MASKS:
+                        _store_mask(masks_ptr, rows, valid, active, (layer + 1) * WIDTH + j * C,
+                                    WIDTH * (N_HIDDEN + 1), C)
                 else:
                     new = new + (tl.where(active, acc, 0.0).to(operand),)
         h = new
@@ -170,10 +218,74 @@ def _lfn_kernel(
         values = tl.where(c == 4, aa[:, None], values)
     else:
         values = tl.where(c == 3, 1.0, values)  # alpha; dropped by the mask when out_ch is 3
+    written = 3 if MASKS else out_ch  # the summed-depth kernel fills the equations after it
     tl.store(
         out_ptr + rows[:, None] * out_ch + c, values.to(out_ptr.dtype.element_ty),
-        mask=valid[:, None] & (c < out_ch),
+        mask=valid[:, None] & (c < written),
     )
+
+
+def _summed_depth_kernel(
+    out_ptr, pose_ptr, masks_ptr, w_in_ptr, w_hid_ptr, w_out_ptr,
+    n_rays, res, fx, fy, cx, cy,
+    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, IN_PAD: tl.constexpr,
+    BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
+):
+    """The reverse-mode half of the summed depth equations (models/depth.py): after _lfn_kernel
+    with MASKS wrote each pixel's color and ReLU masks, pull the cotangent Σ_c ∂color_c back
+    through the layers to the 6 Plücker inputs, then dot that gradient with the 4 ray tangents
+    and write Σ a·b and Σ a² to columns 3 and 4. One backward stream replaces four forward ones."""
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    valid = rows < n_rays
+    operand = w_in_ptr.dtype.element_ty
+    C: tl.constexpr = WIDTH // CHUNKS
+    UNITS: tl.constexpr = WIDTH * (N_HIDDEN + 1)
+    cols = tl.arange(0, C)
+    tile_rows = tl.arange(0, C)[:, None]
+    tile_cols = tl.arange(0, C)[None, :]
+    # d(Σ_c color_c)/d logit_c = sigmoid' = c (1 − c), through the head into the last layer.
+    g = ()
+    for j in tl.static_range(CHUNKS):
+        acc = tl.zeros((BLOCK_M, C), tl.float32)
+        for ch in tl.static_range(3):
+            color = tl.load(out_ptr + rows * 5 + ch, mask=valid, other=0.0)
+            acc += (color * (1.0 - color))[:, None] * tl.load(w_out_ptr + ch * WIDTH + j * C + cols)[None, :]
+        active = _load_mask(masks_ptr, rows, valid, N_HIDDEN * WIDTH + j * C, UNITS, C)
+        g = g + (tl.where(active, acc, 0.0).to(operand),)
+    for step in tl.static_range(N_HIDDEN):
+        layer = N_HIDDEN - 1 - step
+        weights = w_hid_ptr + layer * WIDTH * WIDTH  # (K, N) = (in, out), N contiguous
+        new = ()
+        for i in tl.static_range(CHUNKS):  # block i of the layer's input
+            acc = tl.zeros((BLOCK_M, C), tl.float32)
+            for j in tl.static_range(CHUNKS):  # times the transposed tile: element [n, k] = W[k, n]
+                w_t = tl.load(weights + (i * C + tile_cols) * WIDTH + j * C + tile_rows)
+                acc = tl.dot(g[j], w_t, acc)
+            active = _load_mask(masks_ptr, rows, valid, layer * WIDTH + i * C, UNITS, C)
+            new = new + (tl.where(active, acc, 0.0).to(operand),)
+        g = new
+    # Through the input layer: 6 row reductions give the gradient w.r.t. (d, o × d).
+    grad = ()
+    for k in tl.static_range(6):
+        total = tl.zeros((BLOCK_M,), tl.float32)
+        for j in tl.static_range(CHUNKS):
+            row = tl.load(w_in_ptr + k * WIDTH + j * C + cols).to(tl.float32)[None, :]
+            total += tl.sum(g[j].to(tl.float32) * row, axis=1)
+        grad = grad + (total,)
+    origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
+    ab = tl.zeros((BLOCK_M,), tl.float32)
+    aa = tl.zeros((BLOCK_M,), tl.float32)
+    for axis in tl.static_range(2):
+        shift, rotation = _ray_tangents(origin, direction, pose_ptr, axis)
+        a = tl.zeros((BLOCK_M,), tl.float32)
+        b = tl.zeros((BLOCK_M,), tl.float32)
+        for k in tl.static_range(6):
+            a += grad[k] * shift[k]
+            b += grad[k] * rotation[k]
+        ab += a * b
+        aa += a * a
+    tl.store(out_ptr + rows * 5 + 3, ab, mask=valid)
+    tl.store(out_ptr + rows * 5 + 4, aa, mask=valid)
 
 
 # (BLOCK_M, num_warps, CHUNKS) tried on a GPU, once per layer shape, ray source, output and
@@ -182,33 +294,58 @@ def _lfn_kernel(
 # from width 32. Depth carries 5 streams, so 5× the activations per ray (512² frame): (32, 8, 1)
 # 3.3 ms with 24 spilled registers; (16, 4, 1) 12.8, (64, 8, 2) 21, (32, 8, 2) 109 ms spill
 # thousands, and a config with 2 or more chunks compiles for 25-70 s. One config: no tuning.
-TUNE_CONFIGS = {False: ((128, 8, 2), (64, 4, 2)), True: ((32, 8, 1),)}
+TUNE_CONFIGS = {
+    "colors": ((128, 8, 2), (64, 4, 2)),
+    "depth": ((32, 8, 1),),
+    # Both passes of the summed depth (colors with masks, and the reverse pass). H100, 512²:
+    # (128, 8, 2) beat (64, 4, 2) for both, 1.24 ms in all with the pooling.
+    "summed": ((128, 8, 2),),
+}
+MASK_WORD = 32  # ReLU mask bits per stored word: a masked pass needs column blocks of ≥ 32
 
 
 def _configs_for(configs: list, named_args: dict, **kwargs) -> list:
-    """The autotuner's pruning hook: only the configs meant for this output (colors or depth)."""
-    wanted = {(bm, warps, chunks) for bm, warps, chunks in TUNE_CONFIGS[bool(kwargs["DEPTH"])]}
-    return [c for c in configs if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) in wanted]
+    """The autotuner's pruning hook: only the configs meant for this pass, and with masks only
+    those whose column blocks fill whole mask words."""
+    masked = "DEPTH" not in kwargs or kwargs["MASKS"]  # a pass of the summed depth
+    mode = "summed" if masked else "depth" if kwargs["DEPTH"] else "colors"
+    wanted = set(TUNE_CONFIGS[mode])
+    return [c for c in configs
+            if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) in wanted
+            and not (mode == "summed" and kwargs["WIDTH"] // c.kwargs["CHUNKS"] < MASK_WORD)]
 
 
-@functools.cache
-def _kernel(interpret: bool):
-    """The launchable kernel and the meta-parameters it is given: autotuned on a GPU,
-    INTERPRETER_META in the interpreter."""
-    jitted = triton.jit(_lfn_kernel, do_not_specialize=["n_rays", "out_ch", "res"])
+def _launchable(fn, interpret: bool, modes: tuple[str, ...], key: list[str], no_specialize: list[str]):
+    """`fn` jitted, and the meta-parameters it is given: autotuned over the configs of `modes`
+    on a GPU, INTERPRETER_META in the interpreter."""
+    _bind_device_functions(interpret)
+    jitted = triton.jit(fn, do_not_specialize=no_specialize)
     if interpret:
         return jitted, INTERPRETER_META
     configs = [
         triton.Config({"BLOCK_M": bm, "CHUNKS": chunks}, num_warps=warps, num_stages=1)
-        for bm, warps, chunks in TUNE_CONFIGS[False] + TUNE_CONFIGS[True]
+        for bm, warps, chunks in dict.fromkeys(c for mode in modes for c in TUNE_CONFIGS[mode])
     ]
     # cache_results: the choice is kept on disk with the compiled kernels, so a later process
     # skips the benchmarking (the first tuning of a key compiles every config: ~10 s each).
-    tuned = triton.autotune(
-        configs, key=["WIDTH", "N_HIDDEN", "FUSED_RAYS", "DEPTH"], cache_results=True,
-        prune_configs_by={"early_config_prune": _configs_for},
-    )
+    tuned = triton.autotune(configs, key=key, cache_results=True,
+                            prune_configs_by={"early_config_prune": _configs_for})
     return tuned(jitted), {}
+
+
+@functools.cache
+def _kernel(interpret: bool):
+    """The MLP kernel (colors, forward-mode depth, or colors with masks) and its meta-parameters."""
+    return _launchable(_lfn_kernel, interpret, ("colors", "depth", "summed"),
+                       ["WIDTH", "N_HIDDEN", "FUSED_RAYS", "DEPTH", "MASKS"],
+                       ["n_rays", "out_ch", "res"])
+
+
+@functools.cache
+def _summed_kernel(interpret: bool):
+    """The reverse pass of the summed depth equations and its meta-parameters."""
+    return _launchable(_summed_depth_kernel, interpret, ("summed",), ["WIDTH", "N_HIDDEN"],
+                       ["n_rays", "res"])
 
 
 def _supported_width(value: int) -> bool:
@@ -243,6 +380,7 @@ class TritonLFN:
         self._w_out = torch.zeros(3, width, dtype=torch.float32, device=device)
         self._b_out = torch.zeros(3, dtype=torch.float32, device=device)
         self._pose = torch.zeros(3, 4, dtype=torch.float32, device=device)
+        self._masks = torch.empty(0, dtype=torch.int32, device=device)  # summed depth's ReLU masks
         self.set_mlp_tensors(mlp_tensors)
 
     @torch.no_grad()
@@ -259,16 +397,19 @@ class TritonLFN:
         self._b_out.copy_(b_out)
 
     def _launch(self, out: torch.Tensor, n_rays: int, out_ch: int, res: int = 1,
-                rays: torch.Tensor | None = None, depth: bool = False) -> None:
+                rays: torch.Tensor | None = None, depth: bool = False,
+                masks: torch.Tensor | None = None) -> None:
         """Rays from the camera in self._pose at `res` when `rays` is None, else from `rays`;
-        `depth` writes colors and depth equations instead of colors."""
+        `depth` writes colors and depth equations instead of colors; `masks` also stores every
+        layer's ReLU mask there (bit words) for _summed_depth_kernel."""
         kernel, fixed = _kernel(bool(triton.knobs.runtime.interpret))
         kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
             out, self._pose if rays is None else rays, self._pose,
+            self._pose if masks is None else masks,
             self._w_in, self._b_in, self._w_hid, self._b_hid, self._w_out, self._b_out,
             n_rays, out_ch, res, *_camera(res),
             WIDTH=self.width, N_HIDDEN=self.hidden, FUSED_RAYS=rays is None, DEPTH=depth,
-            IN_PAD=IN_PAD, **fixed,
+            MASKS=masks is not None, IN_PAD=IN_PAD, **fixed,
         )
 
     @torch.no_grad()
@@ -304,6 +445,25 @@ class TritonLFN:
         out = torch.empty(res * res, 5, dtype=torch.float32, device=self.device)
         self._pose.copy_(cam2world[:3, :4])
         self._launch(out, res * res, 5, res, depth=True)
+        return out
+
+    @torch.no_grad()
+    def summed_depth_equations(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+        """depth_equations' layout, with the channel-summed equations of models/depth.py: one
+        color pass that keeps its ReLU masks, then one reverse pass. Two streams instead of five."""
+        n_rays = res * res
+        out = torch.empty(n_rays, 5, dtype=torch.float32, device=self.device)
+        words = n_rays * self.width * (self.hidden + 1) // MASK_WORD
+        if self._masks.numel() < words:  # grows to the largest frame, then is reused
+            self._masks = torch.empty(words, dtype=torch.int32, device=self.device)
+        self._pose.copy_(cam2world[:3, :4])
+        self._launch(out, n_rays, 5, res, masks=self._masks)
+        kernel, fixed = _summed_kernel(bool(triton.knobs.runtime.interpret))
+        kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
+            out, self._pose, self._masks, self._w_in, self._w_hid, self._w_out,
+            n_rays, res, *_camera(res),
+            WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, **fixed,
+        )
         return out
 
     @torch.no_grad()

@@ -17,7 +17,7 @@ MAIN = Path(__file__).resolve().parents[1] / "main.py"
 TOP_KEYS = {"device": str, "torch": str, "precision": str, "date": str, "results": list, "speedup": dict}
 ROW_KEYS = {"method": str, "resolution": int, "backend": str, "precision": str, "ms_median": float,
             "ms_p90": float, "fps": float, "evals_per_ray": int, "peak_mem_mb": float}
-METHODS = {"lfn", "lfn_depth", "volumetric", "lfn_frame", "lfn_frame_pipelined"}
+METHODS = {"lfn", "lfn_depth", "lfn_depth_summed", "volumetric", "lfn_frame", "lfn_frame_pipelined"}
 
 
 @pytest.fixture

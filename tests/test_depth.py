@@ -38,16 +38,22 @@ def true_sphere_depth(origins, dirs):
     return torch.where(disc > 0, -b - torch.sqrt(disc.clamp(min=0)), torch.inf)
 
 
-@pytest.mark.parametrize("azimuth, elevation", [(30.0, 20.0), (200.0, 50.0)])
-def test_gradient_depth_of_an_analytic_sphere_is_within_one_percent(azimuth, elevation):
-    res = 48
+def sphere_derivatives(light_field, azimuth: float, elevation: float, res: int):
+    """The frame's rays, colors and exact ray-tangent derivatives (4, N, 3) of `light_field`."""
     pose = orbit_pose(azimuth, elevation).double()
     origins, dirs = frame_rays(pose, res, "cpu")
     rays = plucker(origins, dirs)
     tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
-    color = textured_sphere(rays)
-    derivatives = torch.stack([torch.func.jvp(textured_sphere, (rays,), (t,))[1] for t in tangents])
-    result = solve_depth(color, *pixel_equations(derivatives), res, window=1)
+    derivatives = torch.stack([torch.func.jvp(light_field, (rays,), (t,))[1] for t in tangents])
+    return origins, dirs, light_field(rays), derivatives
+
+
+@pytest.mark.parametrize("summed", [False, True])
+@pytest.mark.parametrize("azimuth, elevation", [(30.0, 20.0), (200.0, 50.0)])
+def test_gradient_depth_of_an_analytic_sphere_is_within_one_percent(azimuth, elevation, summed):
+    res = 48
+    origins, dirs, color, derivatives = sphere_derivatives(textured_sphere, azimuth, elevation, res)
+    result = solve_depth(color, *pixel_equations(derivatives, summed), res, window=1)
     truth = true_sphere_depth(origins, dirs).view(res, res)
     on_sphere = torch.isfinite(truth)
     # stay off the silhouette, where the sphere's texture is compressed to nothing
@@ -55,6 +61,22 @@ def test_gradient_depth_of_an_analytic_sphere_is_within_one_percent(azimuth, ele
     assert result.valid[interior].float().mean() > 0.95
     error = ((result.depth - truth).abs() / truth)[interior & result.valid]
     assert error.median() < 0.01 and error.quantile(0.9) < 0.02
+
+
+def test_summed_equations_lose_an_edge_whose_channels_cancel():
+    # Red rises where green falls by as much: the channels' sum is flat, so the summed equations
+    # see nothing there and mark it invalid; the per-channel ones still measure the depth.
+    def opposed(rays):
+        red = textured_sphere(rays)[:, :1]
+        return torch.cat([red, 1.0 - red, torch.full_like(red, 0.5)], -1)
+
+    res = 32
+    origins, dirs, color, derivatives = sphere_derivatives(opposed, 30.0, 20.0, res)
+    per_channel = solve_depth(color, *pixel_equations(derivatives), res, window=1)
+    summed = solve_depth(color, *pixel_equations(derivatives, summed=True), res, window=1)
+    on_sphere = torch.isfinite(true_sphere_depth(origins, dirs)).view(res, res)
+    assert per_channel.valid[on_sphere].float().mean() > 0.9
+    assert not summed.valid.any()
 
 
 def test_forward_mode_tangents_equal_autodiff():

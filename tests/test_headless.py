@@ -57,10 +57,11 @@ def test_gif_is_an_azimuth_turntable(capsys, tiny_ckpt, tmp_path):
     assert any(np.abs(frames[0] - f).max() > 0 for f in frames[1:])
 
 
-@pytest.mark.parametrize("mode", ["depth", "normals"])
-def test_depth_modes(capsys, tiny_ckpt, tmp_path, mode):
+@pytest.mark.parametrize("mode, options", [("depth", []), ("normals", []),
+                                           ("depth", ["--summed-depth"])])
+def test_depth_modes(capsys, tiny_ckpt, tmp_path, mode, options):
     out = tmp_path / f"{mode}.png"
-    code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "32", "--mode", mode)
+    code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "32", "--mode", mode, *options)
     if depth_module() is None:
         assert code == 1 and stderr.count("\n") == 1 and "models/depth.py" in stderr
         return

@@ -173,6 +173,31 @@ def test_depth_equations_match_the_eager_forward_mode_pass(monkeypatch, width, c
         assert rel_err(out[:, 4], aa) <= 2 * TOLERANCE
 
 
+@pytest.mark.parametrize(("width", "chunks"), [(64, 2), (128, 4), (128, 2)])
+def test_summed_depth_equations_match_the_eager_pass(monkeypatch, width, chunks):
+    # The forward pass stores its ReLU masks as bit words, the reverse pass reads them back:
+    # a mask word in the wrong place or order would change Σ a·b and Σ a².
+    monkeypatch.setitem(INTERPRETER_META, "CHUNKS", chunks)
+    model = random_lfn(width)
+    eager = LFNRenderer(model, backend="eager")
+    fused = TritonLFN(eager.mlp_tensors)
+    for instance, (azimuth, elevation, res) in enumerate([(30, 20, 11), (250, 45, 8)]):
+        eager.set_latent(model.latents.weight[instance])
+        fused.set_mlp_tensors(eager.mlp_tensors)
+        pose = orbit_pose(azimuth, elevation, 2.8)
+        with torch.no_grad():
+            color, derivatives = color_derivatives(eager, pose, res)
+        ab, aa = pixel_equations(derivatives, summed=True)
+        out = fused.summed_depth_equations(pose, res)
+        assert out.shape == (res * res, 5) and not out.isnan().any()
+        assert rel_err(out[:, :3], color) <= TOLERANCE
+        # fp16 activations can flip a ReLU gate that sits at ≈ 0 and change that one pixel's
+        # derivative (models/depth.py); wrong mask words would change most pixels.
+        for fast, reference in ((out[:, 3], ab), (out[:, 4], aa)):
+            close = (fast - reference).abs() <= 0.01 * reference.abs() + 1e-4
+            assert close.float().mean() >= 0.95
+
+
 def test_gradient_depth_through_the_triton_backend_matches_the_eager_one():
     model = random_lfn(32)
     fused = LFNRenderer(model, precision="fp16", backend="triton")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import moderngl
@@ -81,6 +82,20 @@ def test_depth_modes(frames, mode, channels):
     assert frame.image.shape == (16, 16, channels) and torch.isfinite(frame.image).all()
     near, far = frame.depth_range
     assert near < far
+
+
+def test_a_summed_depth_request_asks_for_the_summed_equations(frames, monkeypatch):
+    depth = depth_module()
+    if depth is None:
+        pytest.skip("models/depth.py is not in this build")
+    asked = []
+    original = depth.gradient_depth
+    monkeypatch.setattr(depth, "gradient_depth", lambda *a, **k: asked.append(k) or original(*a, **k))
+    plain, summed = request("depth"), dataclasses.replace(request("depth"), summed_depth=True)
+    assert plain != summed  # a toggle in the panel asks for a new frame
+    frames.render(plain)
+    frames.render(summed)
+    assert [k["summed"] for k in asked] == [False, True]
 
 
 def test_worker_renders_the_newest_request_and_reports_errors(frames):

@@ -45,7 +45,8 @@ def colorize(depth: np.ndarray, valid: np.ndarray, near: float, far: float) -> n
 
 def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric: Path | None,
                    max_cars: int | None, max_views: int | None, window: int,
-                   images: Path | None, precision: str = "fp32", backend: str = "eager") -> dict:
+                   images: Path | None, precision: str = "fp32", backend: str = "eager",
+                   summed: bool = False) -> dict:
     """Gradient depth of the LFN (in `precision` through `backend`) and, optionally, the volumetric
     baseline's expected depth (fp32), against the data set's ground truth."""
     cars = load_cars(data, "train", with_depth=True, limit=max_cars)
@@ -56,7 +57,8 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
         methods["volumetric_"] = load_checkpoint(volumetric)
     result = {"date": time.strftime("%Y-%m-%d"), "resolution": res, "views_scored": 0,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "window": window, "precision": precision, "backend": backend}
+              "window": window, "precision": precision, "backend": backend,
+              "equations": "summed" if summed else "per-channel"}
     for prefix, ckpt in methods.items():
         lfn = ckpt.model.kind == "lfn"
         renderer = make_renderer(
@@ -71,7 +73,7 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
             for v in views:
                 pose = cars.cam2world[c, v]
                 if lfn:
-                    estimate = gradient_depth(renderer, pose, res, window=window)
+                    estimate = gradient_depth(renderer, pose, res, window=window, summed=summed)
                     depth, valid = estimate.depth.cpu(), estimate.valid.cpu()
                 else:
                     _, depth, opacity = renderer.render_with_depth(pose, res)
@@ -116,10 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="the LFN's precision")
     p.add_argument("--backend", choices=BACKENDS, default="eager",
                    help="the LFN's backend (triton: depth from the fused kernel)")
+    p.add_argument("--summed", action="store_true",
+                   help="the channel-summed depth equations (on triton: one reverse pass)")
     args = p.parse_args(argv)
     result = evaluate_depth(args.ckpt, args.data, torch.device(args.device), args.volumetric,
                             args.max_cars, args.max_views, args.window, args.images,
-                            args.precision, args.backend)
+                            args.precision, args.backend, args.summed)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -244,7 +244,7 @@ class ViewerApp:
             res = max(res, min(FIT_PREVIEW_RES, state.res))
         if state.mode == "compare" and self.renderer.device.type == "cpu":
             res = min(res, COMPARE_RES_CPU)
-        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_key())
+        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_key(), state.summed_depth)
 
     def update_frame(self, now: float) -> None:
         request = self.next_request(now)

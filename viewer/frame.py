@@ -60,6 +60,7 @@ class FrameRequest:
     res: int
     mode: str  # rgb | depth | normals | compare
     latent_key: LatentKey
+    summed_depth: bool = False  # depth from the channel-summed equations (models/depth.py)
 
 
 @dataclass
@@ -131,7 +132,8 @@ class FrameRenderer:
 
     def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
         depth = require_depth_module()
-        result = depth.gradient_depth(self.renderer, cam2world, request.res)
+        result = depth.gradient_depth(self.renderer, cam2world, request.res,
+                                      summed=request.summed_depth)
         valid = result.valid.float()
         if request.mode == "normals":
             # normals are defined where a pixel and its 4 neighbours have depth: a tighter mask

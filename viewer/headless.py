@@ -91,7 +91,7 @@ def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
     try:
         images = []
         for orbit in orbits:
-            frame = frames.render(FrameRequest(orbit, res, args.mode, key))
+            frame = frames.render(FrameRequest(orbit, res, args.mode, key, args.summed_depth))
             images.append(offscreen.image(frame) if offscreen else direct_image(frame))
     finally:
         if offscreen:
@@ -110,7 +110,7 @@ def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
         )
     print(f"wrote {args.out}")
     if args.ply is not None:  # the renderer still holds this instance's latent
-        points, colors = view_points(renderer, home.cam2world(), res)
+        points, colors = view_points(renderer, home.cam2world(), res, args.summed_depth)
         write_ply(args.ply, points, colors)
         print(f"wrote {args.ply} ({len(points)} points)")
     return 0

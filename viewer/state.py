@@ -32,6 +32,7 @@ class ViewerState:
     mode: str = "rgb"
     res: int = 256
     auto_depth_range: bool = True
+    summed_depth: bool = False  # the faster depth equations (one reverse pass on triton)
     near: float = 2.0
     far: float = 4.0
     screenshot_requested: bool = False
