@@ -205,10 +205,9 @@ def check_latent(
                     eager_error = max(rows[-1]["rel_err_ab"], rows[-1]["rel_err_aa"])
                     bound = max(bound, EAGER_FP16_MARGIN * eager_error)
             if fused is not None:
-                kernel = fused.summed_depth_equations if summed else fused.depth_equations
                 add(f"{kind}depth equations triton fp16", res, equations,
                     check=lambda out, ref, b=bound: compare_equations(out, ref, b),
-                    frame=lambda p=pose, n=res, k=kernel: k(p, n))
+                    frame=lambda p=pose, n=res, s=summed: fused.depth_equations(p, n, s))
     if fused is not None:
         origins = torch.randn(4099, 3, generator=gen).to(DEVICE) * 3.0  # 4099: a partial last tile
         rays = plucker(origins, torch.randn(4099, 3, generator=gen).to(DEVICE))
@@ -237,7 +236,7 @@ def frame_variants(
         variants["depth equations triton"] = lambda: lambda pose: fused.depth_equations(pose, res)
         variants["depth triton"] = lambda: depth_frame(triton_renderer(eager), res)
         variants["summed depth equations triton"] = (
-            lambda: lambda pose: fused.summed_depth_equations(pose, res))
+            lambda: lambda pose: fused.depth_equations(pose, res, summed=True))
         variants["summed depth triton"] = lambda: depth_frame(triton_renderer(eager), res, True)
     return variants
 

@@ -11,9 +11,11 @@ distance z along the ray is seen by exactly the rays with s·(D − z) + t·z = 
 
 Here ∂c/∂s + ∂c/∂t is the derivative for a lateral *shift* of the ray along u (direction kept)
 and D·∂c/∂t the derivative for a *rotation* of the ray about the camera center toward u, so D
-cancels: z = (∂c/∂θ) / (∂c/∂x). Both derivatives are exact forward-mode derivatives of the
-network (one pass carrying 4 tangents: shift and rotation along the image's right and down
-vectors). Units: z is a distance in world units along the ray from the camera center, positive
+cancels: z = (∂c/∂θ) / (∂c/∂x). Both derivatives are exact derivatives of the network along 4
+ray tangents (shift and rotation along the image's right and down vectors): here one forward-mode
+pass carries the 4 tangents; the Triton backend gets the same numbers in reverse mode, pulling
+each color's derivative back to the 6 ray inputs and dotting it with the tangents.
+Units: z is a distance in world units along the ray from the camera center, positive
 in front of the camera, the same quantity as the data set's ground-truth `depth`.
 
 Every color channel and both image axes give one equation a·z = b; they are solved by least
@@ -109,7 +111,7 @@ def pixel_equations(derivatives: torch.Tensor, summed: bool = False) -> tuple[to
     derivatives (4, N, 3) ordered shift-right, rotate-right, shift-down, rotate-down. `summed`
     first adds the 3 channels' derivatives into one (a sum of valid equations is valid): one
     equation per axis instead of three, which one reverse-mode pass gives for the whole frame
-    (TritonLFN.summed_depth_equations). Where channels change in opposite directions the sum
+    (TritonLFN.depth_equations). Where channels change in opposite directions the sum
     loses that edge; on the cars the median error rises by ~4 % of itself (DEPTH.md).
     """
     if summed:
@@ -166,8 +168,7 @@ def depth_equations(
     kernels when the renderer has them, else from the eager forward-mode pass."""
     fused = renderer.fused_kernel
     if fused is not None:
-        pose = cam2world.to(renderer.device)
-        out = fused.summed_depth_equations(pose, res) if summed else fused.depth_equations(pose, res)
+        out = fused.depth_equations(cam2world.to(renderer.device), res, summed)
         return out[:, :3], out[:, 3], out[:, 4]
     color, derivatives = color_derivatives(renderer, cam2world, res)
     return (color, *pixel_equations(derivatives, summed))

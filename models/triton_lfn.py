@@ -4,13 +4,15 @@ One program takes BLOCK_M pixels: it builds their rays from the camera (cam2worl
 intrinsics, the convention of models/cameras.py), turns them into Plücker coordinates, runs every
 layer of the folded per-ray MLP (models/mlp.py) with fp16 or bf16 operands and fp32 accumulation,
 and writes sigmoid colors as RGBA. Activations stay on chip; only the output reaches global memory.
-For gradient depth the same kernel also carries four forward-mode ray tangents through the layers
-and writes each pixel's color with its depth equations (models/depth.py).
+For gradient depth the same kernel also stores every layer's ReLU mask as bits, and a second
+kernel pulls color derivatives back through the layers (reverse mode) to write each pixel's depth
+equations (models/depth.py).
 
     lfn = TritonLFN(renderer.mlp_tensors)          # packs the weights once
     lfn.set_mlp_tensors(other_latent_tensors)      # new latent: copies into the same buffers
     lfn.render_rgba(cam2world, res, out=texture)   # (res*res, 4), nothing allocated per frame
     lfn.depth_equations(cam2world, res)            # (res*res, 5): r, g, b, Σ a·b, Σ a²
+    lfn.depth_equations(cam2world, res, summed=True)  # the channel-summed equations: one pass less
 
 Triton is optional: importing this module never needs it (the kernel is decorated on first use),
 and triton_available() says why the backend can't run. Under TRITON_INTERPRET=1, set before
@@ -111,14 +113,9 @@ def _lfn_kernel(
     out_ptr, rays_ptr, pose_ptr, masks_ptr,
     w_in_ptr, b_in_ptr, w_hid_ptr, b_hid_ptr, w_out_ptr, b_out_ptr,
     n_rays, out_ch, res, fx, fy, cx, cy,
-    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, FUSED_RAYS: tl.constexpr, DEPTH: tl.constexpr,
-    MASKS: tl.constexpr, IN_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
+    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, FUSED_RAYS: tl.constexpr, MASKS: tl.constexpr,
+    IN_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
 ):
-    tl.static_assert(FUSED_RAYS or not DEPTH, "depth tangents come from the camera")
-    tl.static_assert(not (DEPTH and MASKS), "MASKS is the forward half of the summed depth")
-    # Streams through the MLP: the rays (primal), and with DEPTH four forward-mode tangents
-    # (shift, rotation) × (right, down) that share each weight tile and the primal's ReLU mask.
-    STREAMS: tl.constexpr = 5 if DEPTH else 1
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     valid = rows < n_rays
     k_in = tl.arange(0, IN_PAD)[None, :]
@@ -127,114 +124,76 @@ def _lfn_kernel(
         origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
         ox, oy, oz = origin  # flat unpacking only: Triton's dependency scan rejects nested targets
         dx, dy, dz = direction
-        columns = ((dx, dy, dz, oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx),)  # (d, o × d)
-        if DEPTH:
-            for axis in tl.static_range(2):
-                columns = columns + _ray_tangents(origin, direction, pose_ptr, axis)
-        # Each stream's 6 values as columns 0..5 of a (BLOCK_M, IN_PAD) tile, zeros after.
-        inputs = ()
-        for s in tl.static_range(STREAMS):
-            tile = tl.zeros((BLOCK_M, IN_PAD), tl.float32)
-            for k in tl.static_range(6):
-                tile = tl.where(k_in == k, columns[s][k][:, None], tile)
-            inputs = inputs + (tile.to(operand),)
+        # Plücker (d, o × d) as columns 0..5 of a (BLOCK_M, IN_PAD) tile, zeros after.
+        plucker = (dx, dy, dz, oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx)
+        x = tl.zeros((BLOCK_M, IN_PAD), tl.float32)
+        for k in tl.static_range(6):
+            x = tl.where(k_in == k, plucker[k][:, None], x)
     else:
         x = tl.load(rays_ptr + rows[:, None] * 6 + k_in, mask=valid[:, None] & (k_in < 6), other=0.0)
-        inputs = (x.to(operand),)
+    x = x.to(operand)
 
-    # Activations live as a flat tuple of (BLOCK_M, C) column blocks, entry j * STREAMS + s for
-    # block j of stream s: Triton can't slice a register tile, but a layer's K-chunk i is just
-    # block i, and its output block j is a new tuple entry. Each (C, C) weight tile is a tl.dot
-    # operand loaded from L2; only one tile and one fp32 accumulator block are live at a time,
-    # which keeps registers from spilling.
+    # Activations live as a tuple of (BLOCK_M, C) column blocks: Triton can't slice a register
+    # tile, but a layer's K-chunk i is just block i, and its output block j is a new tuple entry.
+    # Each (C, C) weight tile is a tl.dot operand loaded from L2; only one tile and one fp32
+    # accumulator block are live at a time, which keeps registers from spilling. With MASKS every
+    # layer's ReLU mask is stored too, for the reverse passes of the depth equations.
     C: tl.constexpr = WIDTH // CHUNKS
+    UNITS: tl.constexpr = WIDTH * (N_HIDDEN + 1)
     tile_k = tl.arange(0, C)[:, None]
     tile_n = tl.arange(0, C)[None, :]
     h = ()
     for j in tl.static_range(CHUNKS):
         w = tl.load(w_in_ptr + tl.arange(0, IN_PAD)[:, None] * WIDTH + j * C + tile_n)
-        acc = tl.dot(inputs[0], w, tl.load(b_in_ptr + j * C + tile_n).broadcast_to(BLOCK_M, C))
+        acc = tl.dot(x, w, tl.load(b_in_ptr + j * C + tile_n).broadcast_to(BLOCK_M, C))
         h = h + (tl.maximum(acc, 0.0).to(operand),)
         if MASKS:
-            _store_mask(masks_ptr, rows, valid, acc > 0.0, j * C, WIDTH * (N_HIDDEN + 1), C)
-        for s in tl.static_range(1, STREAMS):  # a tangent passes where its primal's ReLU does
-            h = h + (tl.where(acc > 0.0, tl.dot(inputs[s], w), 0.0).to(operand),)
+            _store_mask(masks_ptr, rows, valid, acc > 0.0, j * C, UNITS, C)
     for layer in tl.static_range(N_HIDDEN):
         weights = w_hid_ptr + layer * WIDTH * WIDTH
         new = ()
         for j in tl.static_range(CHUNKS):
-            # One stream at a time (the primal first: its ReLU mask gates the tangents), so only
-            # one fp32 accumulator block is live; the weight tiles come again from L1/L2.
-            for s in tl.static_range(STREAMS):
-                if s == 0:
-                    acc = tl.load(b_hid_ptr + layer * WIDTH + j * C + tile_n).broadcast_to(BLOCK_M, C)
-                else:
-                    acc = tl.zeros((BLOCK_M, C), tl.float32)
-                for i in tl.static_range(CHUNKS):
-                    w = tl.load(weights + (i * C + tile_k) * WIDTH + j * C + tile_n)
-                    acc = tl.dot(h[i * STREAMS + s], w, acc)
-                if s == 0:
-                    active = acc > 0.0
-                    new = new + (tl.maximum(acc, 0.0).to(operand),)
-                    if MASKS:
-                        _store_mask(masks_ptr, rows, valid, active, (layer + 1) * WIDTH + j * C,
-                                    WIDTH * (N_HIDDEN + 1), C)
-                else:
-                    new = new + (tl.where(active, acc, 0.0).to(operand),)
+            acc = tl.load(b_hid_ptr + layer * WIDTH + j * C + tile_n).broadcast_to(BLOCK_M, C)
+            for i in tl.static_range(CHUNKS):
+                w = tl.load(weights + (i * C + tile_k) * WIDTH + j * C + tile_n)
+                acc = tl.dot(h[i], w, acc)
+            new = new + (tl.maximum(acc, 0.0).to(operand),)
+            if MASKS:
+                _store_mask(masks_ptr, rows, valid, acc > 0.0, (layer + 1) * WIDTH + j * C, UNITS, C)
         h = new
 
     # The 3-wide head as fp32 row reductions: a tl.dot would need N padded to 16, and on
     # Triton 3.6 / H100 such a narrow dot after the wide layers faulted (illegal address).
-    # logits[s * 3 + ch]: channel ch of stream s (a tangent's has no bias: it is a derivative).
     cols = tl.arange(0, C)
-    logits = ()
-    for s in tl.static_range(STREAMS):
-        for ch in tl.static_range(3):
-            if s == 0:
-                total = tl.load(b_out_ptr + ch).broadcast_to(BLOCK_M)
-            else:
-                total = tl.zeros((BLOCK_M,), tl.float32)
-            for i in tl.static_range(CHUNKS):
-                row = tl.load(w_out_ptr + ch * WIDTH + i * C + cols)[None, :]
-                total += tl.sum(h[i * STREAMS + s].to(tl.float32) * row, axis=1)
-            logits = logits + (total,)
-    red, green, blue = tl.sigmoid(logits[0]), tl.sigmoid(logits[1]), tl.sigmoid(logits[2])
-    c = tl.arange(0, 8)[None, :]
-    values = tl.where(c == 0, red[:, None], tl.where(c == 1, green[:, None], blue[:, None]))
-    if DEPTH:
-        # models/depth.py's per-pixel equations a·z = b, a the shift and b the rotation derivative
-        # of a color (sigmoid' = c(1 − c)), summed over channels and axes: Σ a·b and Σ a².
-        ab = tl.zeros((BLOCK_M,), tl.float32)
-        aa = tl.zeros((BLOCK_M,), tl.float32)
-        for ch in tl.static_range(3):
-            color = tl.sigmoid(logits[ch])
-            slope = color * (1.0 - color)
-            for axis in tl.static_range(2):
-                a = slope * logits[(1 + 2 * axis) * 3 + ch]
-                b = slope * logits[(2 + 2 * axis) * 3 + ch]
-                ab += a * b
-                aa += a * a
-        values = tl.where(c == 3, ab[:, None], values)
-        values = tl.where(c == 4, aa[:, None], values)
-    else:
-        values = tl.where(c == 3, 1.0, values)  # alpha; dropped by the mask when out_ch is 3
-    written = 3 if MASKS else out_ch  # the summed-depth kernel fills the equations after it
+    colors = ()
+    for ch in tl.static_range(3):
+        total = tl.load(b_out_ptr + ch).broadcast_to(BLOCK_M)
+        for i in tl.static_range(CHUNKS):
+            row = tl.load(w_out_ptr + ch * WIDTH + i * C + cols)[None, :]
+            total += tl.sum(h[i].to(tl.float32) * row, axis=1)
+        colors = colors + (tl.sigmoid(total),)
+    c = tl.arange(0, 4)[None, :]
+    values = tl.where(c == 0, colors[0][:, None], tl.where(c == 1, colors[1][:, None], colors[2][:, None]))
+    values = tl.where(c == 3, 1.0, values)  # alpha; dropped by the mask when out_ch is 3
+    written = 3 if MASKS else out_ch  # with masks, out's columns 3 and 4 are the reverse passes'
     tl.store(
         out_ptr + rows[:, None] * out_ch + c, values.to(out_ptr.dtype.element_ty),
         mask=valid[:, None] & (c < written),
     )
 
 
-def _summed_depth_kernel(
+def _reverse_depth_kernel(
     out_ptr, pose_ptr, masks_ptr, w_in_ptr, w_hid_ptr, w_out_ptr,
     n_rays, res, fx, fy, cx, cy,
-    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, IN_PAD: tl.constexpr,
+    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, IN_PAD: tl.constexpr, CHANNEL: tl.constexpr,
     BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
 ):
-    """The reverse-mode half of the summed depth equations (models/depth.py): after _lfn_kernel
-    with MASKS wrote each pixel's color and ReLU masks, pull the cotangent Σ_c ∂color_c back
-    through the layers to the 6 Plücker inputs, then dot that gradient with the 4 ray tangents
-    and write Σ a·b and Σ a² to columns 3 and 4. One backward stream replaces four forward ones."""
+    """The reverse-mode half of the depth equations (models/depth.py): after _lfn_kernel with
+    MASKS wrote each pixel's color and ReLU masks, pull one color's derivative back through the
+    layers to the 6 Plücker inputs, dot that gradient with the 4 ray tangents, and write Σ a·b and
+    Σ a² to columns 3 and 4. CHANNEL -1 pulls back the channels' sum (the summed equations, one
+    pass); 0, 1, 2 pull back that channel and add its equations to the columns (per-channel
+    equations: three passes, the first of them after zeroing the columns)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     valid = rows < n_rays
     operand = w_in_ptr.dtype.element_ty
@@ -248,8 +207,10 @@ def _summed_depth_kernel(
     for j in tl.static_range(CHUNKS):
         acc = tl.zeros((BLOCK_M, C), tl.float32)
         for ch in tl.static_range(3):
-            color = tl.load(out_ptr + rows * 5 + ch, mask=valid, other=0.0)
-            acc += (color * (1.0 - color))[:, None] * tl.load(w_out_ptr + ch * WIDTH + j * C + cols)[None, :]
+            if CHANNEL < 0 or ch == CHANNEL:
+                color = tl.load(out_ptr + rows * 5 + ch, mask=valid, other=0.0)
+                slope = color * (1.0 - color)
+                acc += slope[:, None] * tl.load(w_out_ptr + ch * WIDTH + j * C + cols)[None, :]
         active = _load_mask(masks_ptr, rows, valid, N_HIDDEN * WIDTH + j * C, UNITS, C)
         g = g + (tl.where(active, acc, 0.0).to(operand),)
     for step in tl.static_range(N_HIDDEN):
@@ -273,8 +234,12 @@ def _summed_depth_kernel(
             total += tl.sum(g[j].to(tl.float32) * row, axis=1)
         grad = grad + (total,)
     origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
-    ab = tl.zeros((BLOCK_M,), tl.float32)
-    aa = tl.zeros((BLOCK_M,), tl.float32)
+    if CHANNEL > 0:  # adds to the equations of the channels before it
+        ab = tl.load(out_ptr + rows * 5 + 3, mask=valid, other=0.0)
+        aa = tl.load(out_ptr + rows * 5 + 4, mask=valid, other=0.0)
+    else:
+        ab = tl.zeros((BLOCK_M,), tl.float32)
+        aa = tl.zeros((BLOCK_M,), tl.float32)
     for axis in tl.static_range(2):
         shift, rotation = _ray_tangents(origin, direction, pose_ptr, axis)
         a = tl.zeros((BLOCK_M,), tl.float32)
@@ -291,28 +256,24 @@ def _summed_depth_kernel(
 # (BLOCK_M, num_warps, CHUNKS) tried on a GPU, once per layer shape, ray source, output and
 # dtypes. Colors, on an H100 at width 256 (1024² frame, kernel alone): (128, 8, 2) 1.46 ms,
 # (64, 4, 2) 1.78, (128, 8, 4) 1.74, (64, 4, 4) 1.96; the two kept are the best with blocks valid
-# from width 32. Depth carries 5 streams, so 5× the activations per ray (512² frame): (32, 8, 1)
-# 3.3 ms with 24 spilled registers; (16, 4, 1) 12.8, (64, 8, 2) 21, (32, 8, 2) 109 ms spill
-# thousands, and a config with 2 or more chunks compiles for 25-70 s. One config: no tuning.
-TUNE_CONFIGS = {
-    "colors": ((128, 8, 2), (64, 4, 2)),
-    "depth": ((32, 8, 1),),
-    # Both passes of the summed depth (colors with masks, and the reverse pass). H100, 512²:
-    # (128, 8, 2) beat (64, 4, 2) for both, 1.24 ms in all with the pooling.
-    "summed": ((128, 8, 2),),
-}
+# from width 32. Depth's passes (colors with masks, and each reverse pass; 512²): (128, 8, 2)
+# beat (64, 4, 2) for both, so only it is compiled, which halves the first depth frame's tuning;
+# (128, 8, 1) is for width 32, where two column blocks would not fill a mask word.
+TUNE_CONFIGS = {"colors": ((128, 8, 2), (64, 4, 2)), "depth": ((128, 8, 2), (128, 8, 1))}
 MASK_WORD = 32  # ReLU mask bits per stored word: a masked pass needs column blocks of ≥ 32
 
 
 def _configs_for(configs: list, named_args: dict, **kwargs) -> list:
-    """The autotuner's pruning hook: only the configs meant for this pass, and with masks only
-    those whose column blocks fill whole mask words."""
-    masked = "DEPTH" not in kwargs or kwargs["MASKS"]  # a pass of the summed depth
-    mode = "summed" if masked else "depth" if kwargs["DEPTH"] else "colors"
-    wanted = set(TUNE_CONFIGS[mode])
-    return [c for c in configs
-            if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) in wanted
-            and not (mode == "summed" and kwargs["WIDTH"] // c.kwargs["CHUNKS"] < MASK_WORD)]
+    """The autotuner's pruning hook: the configs meant for this pass; for depth's passes the
+    first whose column blocks fill whole mask words."""
+    if not kwargs.get("MASKS", True):  # the reverse kernel has no MASKS: it always reads them
+        return [c for c in configs
+                if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) in TUNE_CONFIGS["colors"]]
+    for bm, warps, chunks in TUNE_CONFIGS["depth"]:
+        if kwargs["WIDTH"] // chunks >= MASK_WORD:
+            return [c for c in configs
+                    if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) == (bm, warps, chunks)]
+    raise ValueError(f"width {kwargs['WIDTH']}: depth needs ≥ {MASK_WORD} units per column block")
 
 
 def _launchable(fn, interpret: bool, modes: tuple[str, ...], key: list[str], no_specialize: list[str]):
@@ -335,16 +296,16 @@ def _launchable(fn, interpret: bool, modes: tuple[str, ...], key: list[str], no_
 
 @functools.cache
 def _kernel(interpret: bool):
-    """The MLP kernel (colors, forward-mode depth, or colors with masks) and its meta-parameters."""
-    return _launchable(_lfn_kernel, interpret, ("colors", "depth", "summed"),
-                       ["WIDTH", "N_HIDDEN", "FUSED_RAYS", "DEPTH", "MASKS"],
+    """The MLP kernel (colors, or colors and ReLU masks) and its meta-parameters."""
+    return _launchable(_lfn_kernel, interpret, ("colors", "depth"),
+                       ["WIDTH", "N_HIDDEN", "FUSED_RAYS", "MASKS"],
                        ["n_rays", "out_ch", "res"])
 
 
 @functools.cache
-def _summed_kernel(interpret: bool):
-    """The reverse pass of the summed depth equations and its meta-parameters."""
-    return _launchable(_summed_depth_kernel, interpret, ("summed",), ["WIDTH", "N_HIDDEN"],
+def _reverse_kernel(interpret: bool):
+    """The reverse pass of the depth equations and its meta-parameters."""
+    return _launchable(_reverse_depth_kernel, interpret, ("depth",), ["WIDTH", "N_HIDDEN"],
                        ["n_rays", "res"])
 
 
@@ -397,18 +358,16 @@ class TritonLFN:
         self._b_out.copy_(b_out)
 
     def _launch(self, out: torch.Tensor, n_rays: int, out_ch: int, res: int = 1,
-                rays: torch.Tensor | None = None, depth: bool = False,
-                masks: torch.Tensor | None = None) -> None:
+                rays: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> None:
         """Rays from the camera in self._pose at `res` when `rays` is None, else from `rays`;
-        `depth` writes colors and depth equations instead of colors; `masks` also stores every
-        layer's ReLU mask there (bit words) for _summed_depth_kernel."""
+        `masks` also stores every layer's ReLU mask there (bit words) for _reverse_depth_kernel."""
         kernel, fixed = _kernel(bool(triton.knobs.runtime.interpret))
         kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
             out, self._pose if rays is None else rays, self._pose,
             self._pose if masks is None else masks,
             self._w_in, self._b_in, self._w_hid, self._b_hid, self._w_out, self._b_out,
             n_rays, out_ch, res, *_camera(res),
-            WIDTH=self.width, N_HIDDEN=self.hidden, FUSED_RAYS=rays is None, DEPTH=depth,
+            WIDTH=self.width, N_HIDDEN=self.hidden, FUSED_RAYS=rays is None,
             MASKS=masks is not None, IN_PAD=IN_PAD, **fixed,
         )
 
@@ -439,18 +398,15 @@ class TritonLFN:
         return out
 
     @torch.no_grad()
-    def depth_equations(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+    def depth_equations(self, cam2world: torch.Tensor, res: int, summed: bool = False) -> torch.Tensor:
         """(res*res, 5) float32: each pixel's color and its gradient-depth equations Σ a·b, Σ a²
-        (models/depth.py), from one pass that carries the 4 ray tangents beside the colors."""
-        out = torch.empty(res * res, 5, dtype=torch.float32, device=self.device)
-        self._pose.copy_(cam2world[:3, :4])
-        self._launch(out, res * res, 5, res, depth=True)
-        return out
+        (models/depth.py's pixel_equations, per channel or `summed`).
 
-    @torch.no_grad()
-    def summed_depth_equations(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
-        """depth_equations' layout, with the channel-summed equations of models/depth.py: one
-        color pass that keeps its ReLU masks, then one reverse pass. Two streams instead of five."""
+        One color pass that keeps every ReLU mask, then reverse passes that pull a color's
+        derivative back to the 6 ray inputs: one per channel, or one for the channels' sum.
+        Each pass runs one stream through the layers at the colors kernel's tile size, where
+        carrying the 4 ray tangents forward beside the colors needed 5 streams in small tiles.
+        """
         n_rays = res * res
         out = torch.empty(n_rays, 5, dtype=torch.float32, device=self.device)
         words = n_rays * self.width * (self.hidden + 1) // MASK_WORD
@@ -458,12 +414,13 @@ class TritonLFN:
             self._masks = torch.empty(words, dtype=torch.int32, device=self.device)
         self._pose.copy_(cam2world[:3, :4])
         self._launch(out, n_rays, 5, res, masks=self._masks)
-        kernel, fixed = _summed_kernel(bool(triton.knobs.runtime.interpret))
-        kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
-            out, self._pose, self._masks, self._w_in, self._w_hid, self._w_out,
-            n_rays, res, *_camera(res),
-            WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, **fixed,
-        )
+        kernel, fixed = _reverse_kernel(bool(triton.knobs.runtime.interpret))
+        for channel in (-1,) if summed else (0, 1, 2):
+            kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
+                out, self._pose, self._masks, self._w_in, self._w_hid, self._w_out,
+                n_rays, res, *_camera(res),
+                WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, CHANNEL=channel, **fixed,
+            )
         return out
 
     @torch.no_grad()

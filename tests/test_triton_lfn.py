@@ -152,30 +152,10 @@ def test_triton_available_says_why_not_on_a_cpu_machine():
     assert triton_available() == (False, "no CUDA device")
 
 
-@pytest.mark.parametrize(("width", "chunks"), [(32, 2), (64, 4)])
-def test_depth_equations_match_the_eager_forward_mode_pass(monkeypatch, width, chunks):
-    monkeypatch.setitem(INTERPRETER_META, "CHUNKS", chunks)
-    model = random_lfn(width)
-    eager = LFNRenderer(model, backend="eager")
-    fused = TritonLFN(eager.mlp_tensors)
-    res = 11  # 121 rays: the last tile is partial
-    for instance, (azimuth, elevation) in enumerate([(30, 20), (250, 45)]):
-        eager.set_latent(model.latents.weight[instance])
-        fused.set_mlp_tensors(eager.mlp_tensors)
-        pose = orbit_pose(azimuth, elevation, 2.8)
-        with torch.no_grad():
-            color, derivatives = color_derivatives(eager, pose, res)
-        ab, aa = pixel_equations(derivatives)
-        out = fused.depth_equations(pose, res)
-        assert out.shape == (res * res, 5) and not out.isnan().any()
-        assert rel_err(out[:, :3], color) <= TOLERANCE
-        assert rel_err(out[:, 3], ab) <= 2 * TOLERANCE
-        assert rel_err(out[:, 4], aa) <= 2 * TOLERANCE
-
-
+@pytest.mark.parametrize("summed", [True, False])
 @pytest.mark.parametrize(("width", "chunks"), [(64, 2), (128, 4), (128, 2)])
-def test_summed_depth_equations_match_the_eager_pass(monkeypatch, width, chunks):
-    # The forward pass stores its ReLU masks as bit words, the reverse pass reads them back:
+def test_depth_equations_match_the_eager_forward_mode_pass(monkeypatch, width, chunks, summed):
+    # The color pass stores its ReLU masks as bit words, the reverse passes read them back:
     # a mask word in the wrong place or order would change Σ a·b and Σ a².
     monkeypatch.setitem(INTERPRETER_META, "CHUNKS", chunks)
     model = random_lfn(width)
@@ -187,8 +167,8 @@ def test_summed_depth_equations_match_the_eager_pass(monkeypatch, width, chunks)
         pose = orbit_pose(azimuth, elevation, 2.8)
         with torch.no_grad():
             color, derivatives = color_derivatives(eager, pose, res)
-        ab, aa = pixel_equations(derivatives, summed=True)
-        out = fused.summed_depth_equations(pose, res)
+        ab, aa = pixel_equations(derivatives, summed)
+        out = fused.depth_equations(pose, res, summed)
         assert out.shape == (res * res, 5) and not out.isnan().any()
         assert rel_err(out[:, :3], color) <= TOLERANCE
         # fp16 activations can flip a ReLU gate that sits at ≈ 0 and change that one pixel's
@@ -199,7 +179,7 @@ def test_summed_depth_equations_match_the_eager_pass(monkeypatch, width, chunks)
 
 
 def test_gradient_depth_through_the_triton_backend_matches_the_eager_one():
-    model = random_lfn(32)
+    model = random_lfn(64)  # the interpreter's 2 column blocks of 32: whole mask words
     fused = LFNRenderer(model, precision="fp16", backend="triton")
     eager = LFNRenderer(model, backend="eager")
     pose = orbit_pose(60, 25, 2.8)
