@@ -69,9 +69,12 @@ def depth_method(renderer, summed: bool = False) -> Method | None:
     # The fused kernels' pass when the renderer has them (forward mode with 4 tangents, or summed:
     # colors then one reverse pass), else models/depth.py's own eager MLP with the renderer's
     # folded weights.
-    backend = renderer.backend if renderer.fused_kernel is not None else "eager"
-    return Method("lfn_depth_summed" if summed else "lfn_depth", backend, renderer.evals_per_ray,
-                  lambda cam2world, res: gradient_depth(renderer, cam2world, res, summed=summed))
+    fused = renderer.fused_kernel is not None
+    # The fused path keeps its ReLU-mask buffer from the first (warm-up) frame on: count it.
+    return Method("lfn_depth_summed" if summed else "lfn_depth", renderer.backend if fused else "eager",
+                  renderer.evals_per_ray,
+                  lambda cam2world, res: gradient_depth(renderer, cam2world, res, summed=summed),
+                  memory_in_warmup=fused)
 
 
 def volumetric_method(renderer, max_frames: int | None, warmup: int | None) -> Method:
