@@ -79,22 +79,30 @@ def _ray_tangents(origin, direction, pose_ptr, axis: tl.constexpr):
 
 
 def _store_mask(masks_ptr, rows, valid, active, first_unit, units_per_ray, C: tl.constexpr):
-    """Write a (BLOCK_M, C) ReLU mask as C / 32 bit words per ray, at unit `first_unit` of each
-    ray's units_per_ray (every layer's units, input layer first)."""
-    bits = tl.reshape(active.to(tl.int32), (active.shape[0], C // 32, 32))
-    words = tl.sum(bits << tl.arange(0, 32)[None, None, :], axis=2)  # distinct bits: no carries
-    word = tl.arange(0, C // 32)[None, :]
-    first_word = rows[:, None] * (units_per_ray // 32) + first_unit // 32
-    tl.store(masks_ptr + first_word + word, words, mask=valid[:, None])
+    """Write a (BLOCK_M, C) ReLU mask as C / 8 bytes per ray, bit b of byte j for unit 8j + b, at
+    unit `first_unit` of each ray's units_per_ray (every layer's units, input layer first).
+
+    The bytes come from one small tensor-core product, mask (0/1) × a matrix of powers of two
+    (exact: sums of distinct powers below 256). It works for any column block of ≥ 16 units, so
+    every width has the same tile; 32-bit words packed by reshape and sum needed blocks of ≥ 32
+    and ran at the same speed (H100, PERF.md).
+    """
+    N: tl.constexpr = 16 if C // 8 < 16 else C // 8  # tl.dot's smallest N; extra columns unused
+    unit = tl.arange(0, C)[:, None]
+    byte = tl.arange(0, N)[None, :]
+    powers = tl.where(unit // 8 == byte, (1 << (unit % 8)).to(tl.float16), 0.0)
+    packed = tl.dot(active.to(tl.float16), powers)
+    first_byte = rows[:, None] * (units_per_ray // 8) + first_unit // 8
+    tl.store(masks_ptr + first_byte + byte, packed.to(tl.uint8), mask=valid[:, None] & (byte < C // 8))
 
 
 def _load_mask(masks_ptr, rows, valid, first_unit, units_per_ray, C: tl.constexpr):
     """_store_mask's (BLOCK_M, C) mask read back."""
-    word = tl.arange(0, C // 32)[None, :]
-    first_word = rows[:, None] * (units_per_ray // 32) + first_unit // 32
-    words = tl.load(masks_ptr + first_word + word, mask=valid[:, None], other=0)
-    bits = (words[:, :, None] >> tl.arange(0, 32)[None, None, :]) & 1
-    return tl.reshape(bits, (words.shape[0], C)) != 0
+    byte = tl.arange(0, C // 8)[None, :]
+    first_byte = rows[:, None] * (units_per_ray // 8) + first_unit // 8
+    packed = tl.load(masks_ptr + first_byte + byte, mask=valid[:, None], other=0).to(tl.int32)
+    bits = (packed[:, :, None] >> tl.arange(0, 8)[None, None, :]) & 1
+    return tl.reshape(bits, (packed.shape[0], C)) != 0
 
 
 # Device functions the kernels call by their global names; _bind_device_functions jits them.
@@ -257,23 +265,15 @@ def _reverse_depth_kernel(
 # dtypes. Colors, on an H100 at width 256 (1024² frame, kernel alone): (128, 8, 2) 1.46 ms,
 # (64, 4, 2) 1.78, (128, 8, 4) 1.74, (64, 4, 4) 1.96; the two kept are the best with blocks valid
 # from width 32. Depth's passes (colors with masks, and each reverse pass; 512²): (128, 8, 2)
-# beat (64, 4, 2) for both, so only it is compiled, which halves the first depth frame's tuning;
-# (128, 8, 1) is for width 32, where two column blocks would not fill a mask word.
-TUNE_CONFIGS = {"colors": ((128, 8, 2), (64, 4, 2)), "depth": ((128, 8, 2), (128, 8, 1))}
-MASK_WORD = 32  # ReLU mask bits per stored word: a masked pass needs column blocks of ≥ 32
+# beat (64, 4, 2) for both, so only it is compiled, which halves the first depth frame's tuning.
+TUNE_CONFIGS = {"colors": ((128, 8, 2), (64, 4, 2)), "depth": ((128, 8, 2),)}
 
 
 def _configs_for(configs: list, named_args: dict, **kwargs) -> list:
-    """The autotuner's pruning hook: the configs meant for this pass; for depth's passes the
-    first whose column blocks fill whole mask words."""
-    if not kwargs.get("MASKS", True):  # the reverse kernel has no MASKS: it always reads them
-        return [c for c in configs
-                if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) in TUNE_CONFIGS["colors"]]
-    for bm, warps, chunks in TUNE_CONFIGS["depth"]:
-        if kwargs["WIDTH"] // chunks >= MASK_WORD:
-            return [c for c in configs
-                    if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) == (bm, warps, chunks)]
-    raise ValueError(f"width {kwargs['WIDTH']}: depth needs ≥ {MASK_WORD} units per column block")
+    """The autotuner's pruning hook: only the configs meant for this pass."""
+    depth = kwargs.get("MASKS", True)  # the reverse kernel has no MASKS: it always reads them
+    wanted = TUNE_CONFIGS["depth" if depth else "colors"]
+    return [c for c in configs if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) in wanted]
 
 
 def _launchable(fn, interpret: bool, modes: tuple[str, ...], key: list[str], no_specialize: list[str]):
@@ -341,7 +341,7 @@ class TritonLFN:
         self._w_out = torch.zeros(3, width, dtype=torch.float32, device=device)
         self._b_out = torch.zeros(3, dtype=torch.float32, device=device)
         self._pose = torch.zeros(3, 4, dtype=torch.float32, device=device)
-        self._masks = torch.empty(0, dtype=torch.int32, device=device)  # summed depth's ReLU masks
+        self._masks = torch.empty(0, dtype=torch.uint8, device=device)  # depth's ReLU masks, as bits
         self.set_mlp_tensors(mlp_tensors)
 
     @torch.no_grad()
@@ -360,7 +360,7 @@ class TritonLFN:
     def _launch(self, out: torch.Tensor, n_rays: int, out_ch: int, res: int = 1,
                 rays: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> None:
         """Rays from the camera in self._pose at `res` when `rays` is None, else from `rays`;
-        `masks` also stores every layer's ReLU mask there (bit words) for _reverse_depth_kernel."""
+        `masks` also stores every layer's ReLU mask there (bits) for _reverse_depth_kernel."""
         kernel, fixed = _kernel(bool(triton.knobs.runtime.interpret))
         kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
             out, self._pose if rays is None else rays, self._pose,
@@ -409,9 +409,9 @@ class TritonLFN:
         """
         n_rays = res * res
         out = torch.empty(n_rays, 5, dtype=torch.float32, device=self.device)
-        words = n_rays * self.width * (self.hidden + 1) // MASK_WORD
-        if self._masks.numel() < words:  # grows to the largest frame, then is reused
-            self._masks = torch.empty(words, dtype=torch.int32, device=self.device)
+        mask_bytes = n_rays * self.width * (self.hidden + 1) // 8
+        if self._masks.numel() < mask_bytes:  # grows to the largest frame, then is reused
+            self._masks = torch.empty(mask_bytes, dtype=torch.uint8, device=self.device)
         self._pose.copy_(cam2world[:3, :4])
         self._launch(out, n_rays, 5, res, masks=self._masks)
         kernel, fixed = _reverse_kernel(bool(triton.knobs.runtime.interpret))
