@@ -200,8 +200,8 @@ def _reverse_depth_kernel(
     MASKS wrote each pixel's color and ReLU masks, pull one color's derivative back through the
     layers to the 6 Plücker inputs, dot that gradient with the 4 ray tangents, and write Σ a·b and
     Σ a² to columns 3 and 4. CHANNEL -1 pulls back the channels' sum (the summed equations, one
-    pass); 0, 1, 2 pull back that channel and add its equations to the columns (per-channel
-    equations: three passes, the first of them after zeroing the columns)."""
+    pass); 0, 1, 2 pull back that channel alone (per-channel equations, three passes: channel 0
+    writes the columns, 1 and 2 add their equations to them)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     valid = rows < n_rays
     operand = w_in_ptr.dtype.element_ty
@@ -210,7 +210,8 @@ def _reverse_depth_kernel(
     cols = tl.arange(0, C)
     tile_rows = tl.arange(0, C)[:, None]
     tile_cols = tl.arange(0, C)[None, :]
-    # d(Σ_c color_c)/d logit_c = sigmoid' = c (1 − c), through the head into the last layer.
+    # The cotangent d color_c / d logit_c = sigmoid' = c (1 − c) of the chosen channel (or of
+    # all three, summed), through the head into the last layer.
     g = ()
     for j in tl.static_range(CHUNKS):
         acc = tl.zeros((BLOCK_M, C), tl.float32)
