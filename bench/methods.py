@@ -66,11 +66,11 @@ def depth_method(renderer, summed: bool = False) -> Method | None:
         from models.depth import gradient_depth
     except ImportError:
         return None
-    # The fused kernels' pass when the renderer has them (forward mode with 4 tangents, or summed:
-    # colors then one reverse pass), else models/depth.py's own eager MLP with the renderer's
-    # folded weights.
+    # The Triton kernels when the renderer has them (colors with their ReLU masks, then 3 reverse
+    # passes or 1 when summed; the mask buffer is kept from the first, warm-up, frame on, so the
+    # peak counts the warm-up), else models/depth.py's eager forward-mode pass with the
+    # renderer's folded weights.
     fused = renderer.fused_kernel is not None
-    # The fused path keeps its ReLU-mask buffer from the first (warm-up) frame on: count it.
     return Method("lfn_depth_summed" if summed else "lfn_depth", renderer.backend if fused else "eager",
                   renderer.evals_per_ray,
                   lambda cam2world, res: gradient_depth(renderer, cam2world, res, summed=summed),
