@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
                    default=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     p.add_argument("train_args", nargs="*", help="after --: more tools.train flags for both runs")
     args = p.parse_args(argv)
+    if args.gpus < 2:
+        p.error(f"--gpus {args.gpus}: compare 1 GPU with 2 or more")
     if args.from_json:
         result = json.loads(args.from_json.read_text())
     elif args.data:

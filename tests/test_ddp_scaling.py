@@ -52,7 +52,8 @@ def test_an_earlier_result_is_charted_without_training(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 10_000
 
 
-def test_no_data_and_no_earlier_result_is_a_usage_error():
+@pytest.mark.parametrize("argv", [[], ["--data", "cars", "--gpus", "1"]])
+def test_a_bad_command_line_is_a_usage_error(argv):
     with pytest.raises(SystemExit) as exit_info:
-        main([])
+        main(argv)
     assert exit_info.value.code == 2
