@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/frame_path.py` from anywhere
 
+from bench.report import ms_table  # noqa: E402
 from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
@@ -109,11 +110,7 @@ def main() -> int:
     env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
            "date": time.strftime("%Y-%m-%d")}
     print(f"\n{env['gpu']}, fp16, Triton backend, ms per frame (median)")
-    variants = list(dict.fromkeys(row["variant"] for row in rows))
-    print(f"{'variant':<22}" + "".join(f"{res:>10}²" for res in args.res))
-    for variant in variants:
-        cells = {row["res"]: row["median_ms"] for row in rows if row["variant"] == variant}
-        print(f"{variant:<22}" + "".join(f"{cells.get(res, float('nan')):>11.3f}" for res in args.res))
+    print(ms_table(rows, args.res))
     if args.json:
         args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=1) + "\n")
         print(f"wrote {args.json}")

@@ -53,6 +53,16 @@ def fps_grid(result: dict) -> tuple[list[str], list[int], np.ndarray]:
     return methods, resolutions, fps
 
 
+def ms_table(rows: list[dict], resolutions: list[int]) -> str:
+    """A variant × resolution table of rows' median milliseconds (rows: variant, res, median_ms)."""
+    lines = [f"{'variant':<26}" + "".join(f"{res:>10}²" for res in resolutions)]
+    for variant in dict.fromkeys(row["variant"] for row in rows):
+        cells = {row["res"]: row["median_ms"] for row in rows if row["variant"] == variant}
+        lines.append(f"{variant:<26}" + "".join(f"{cells.get(res, float('nan')):>11.3f}"
+                                                for res in resolutions))
+    return "\n".join(lines)
+
+
 def fps_label(fps: float) -> str:
     return "" if np.isnan(fps) else f"{fps:.0f}" if fps >= 100 else f"{fps:.3g}"
 

@@ -11,6 +11,7 @@ import torch
 
 from bench.benchmark import benchmark, format_table, load_volumetric, plot
 from bench.memory import PeakMemory
+from bench.report import ms_table
 from models.checkpoint import load_checkpoint
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
@@ -125,3 +126,13 @@ def test_cli_explicit_missing_volumetric_is_one_line_error(tiny_ckpt, tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: --volumetric {missing}: no such file"
+
+
+def test_ms_table_has_a_row_per_variant_and_a_column_per_resolution():
+    rows = [{"variant": "render", "res": 256, "median_ms": 0.25},
+            {"variant": "render", "res": 512, "median_ms": 1.5},
+            {"variant": "one frame", "res": 512, "median_ms": 2.125}]
+    header, render, frame = ms_table(rows, [256, 512]).splitlines()
+    assert "256²" in header and "512²" in header
+    assert render.split() == ["render", "0.250", "1.500"]
+    assert frame.split() == ["one", "frame", "nan", "2.125"]  # no 256² row: nan, not a shifted cell

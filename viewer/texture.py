@@ -20,6 +20,16 @@ def to_rgba32f(image: torch.Tensor) -> torch.Tensor:
     return image.contiguous()
 
 
+def cuda_check(result: tuple, call: str) -> tuple:
+    """The values of a cuda-python runtime call's (error, *values) result; raises on an error."""
+    from cuda.bindings import runtime as cudart
+
+    error, *values = result
+    if error != cudart.cudaError_t.cudaSuccess:
+        raise RuntimeError(f"{call} failed: {error}")
+    return tuple(values)
+
+
 class CudaGLInterop:
     """Copies CUDA tensors into GL textures through cuda-python's graphics interop.
 
@@ -33,16 +43,10 @@ class CudaGLInterop:
         self.cudart = cudart
         self.resources: dict[int, object] = {}
 
-    def _check(self, result: tuple, call: str) -> tuple:
-        error, *values = result
-        if error != self.cudart.cudaError_t.cudaSuccess:
-            raise RuntimeError(f"{call} failed: {error}")
-        return tuple(values)
-
     def _resource(self, texture: moderngl.Texture):
         if texture.glo not in self.resources:
             flags = self.cudart.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard
-            (resource,) = self._check(
+            (resource,) = cuda_check(
                 self.cudart.cudaGraphicsGLRegisterImage(texture.glo, GL_TEXTURE_2D, flags),
                 "cudaGraphicsGLRegisterImage",
             )
@@ -55,13 +59,13 @@ class CudaGLInterop:
         stream = torch.cuda.current_stream(rgba.device).cuda_stream
         height, width = rgba.shape[:2]
         row_bytes = width * 4 * rgba.element_size()
-        self._check(cudart.cudaGraphicsMapResources(1, resource, stream), "cudaGraphicsMapResources")
+        cuda_check(cudart.cudaGraphicsMapResources(1, resource, stream), "cudaGraphicsMapResources")
         try:
-            (array,) = self._check(
+            (array,) = cuda_check(
                 cudart.cudaGraphicsSubResourceGetMappedArray(resource, 0, 0),
                 "cudaGraphicsSubResourceGetMappedArray",
             )
-            self._check(
+            cuda_check(
                 cudart.cudaMemcpy2DToArrayAsync(
                     array, 0, 0, rgba.data_ptr(), row_bytes, row_bytes, height,
                     cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, stream,
@@ -69,7 +73,7 @@ class CudaGLInterop:
                 "cudaMemcpy2DToArrayAsync",
             )
         finally:
-            self._check(
+            cuda_check(
                 cudart.cudaGraphicsUnmapResources(1, resource, stream), "cudaGraphicsUnmapResources"
             )
 

@@ -1,0 +1,160 @@
+"""Three ways to get a rendered frame into a GL texture on a GPU, timed in one process.
+
+    python bench/interop_paths.py [--ckpt checkpoints/cars.pt] [--res 256 512 1024] [--json PATH]
+
+    texture     the viewer's path (viewer/texture.py): the fused kernel renders into a tensor, CUDA
+                copies it into the texture's registered image, GL is finished
+    buffer      the kernel renders into a tensor, CUDA copies it into a registered pixel buffer,
+                GL copies the buffer into the texture
+    zero-copy   the kernel renders straight into the mapped pixel buffer, GL copies it into the
+                texture (the viewer would need its render thread to write into GL's memory)
+
+For each: one frame at a time (wall clock until GL has finished, the benchmark's lfn_frame) and
+frames back to back with GL finished once per pass (lfn_frame_pipelined); for the two copying
+paths also the copy alone. An experiment behind PERF.md's choice, not a viewer path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/interop_paths.py` from anywhere
+
+from bench.report import ms_table  # noqa: E402
+from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
+from models.cameras import orbit_pose  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.renderer import LFNRenderer  # noqa: E402
+from viewer.texture import FrameTexture, cuda_check  # noqa: E402
+
+DEVICE = torch.device("cuda")
+WARMUP, PASSES = 20, 5
+
+
+class CudaArray:
+    """A float32 CUDA pointer seen as an array (__cuda_array_interface__), for torch.as_tensor."""
+
+    def __init__(self, pointer: int, shape: tuple[int, ...]):
+        self.__cuda_array_interface__ = {"shape": shape, "typestr": "<f4", "data": (pointer, False),
+                                         "version": 3, "strides": None}
+
+
+class PixelBuffer:
+    """A GL pixel buffer the size of `texture`, registered with CUDA once (write-discard)."""
+
+    def __init__(self, ctx, texture):
+        from cuda.bindings import runtime as cudart
+
+        self.cudart, self.texture = cudart, texture
+        self.shape = (texture.width * texture.height, 4)
+        self.buffer = ctx.buffer(reserve=texture.width * texture.height * 16)
+        flags = cudart.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard
+        (self.resource,) = cuda_check(cudart.cudaGraphicsGLRegisterBuffer(self.buffer.glo, flags),
+                                      "cudaGraphicsGLRegisterBuffer")
+
+    @contextlib.contextmanager
+    def mapped(self) -> Iterator[torch.Tensor]:
+        """The buffer as an (H*W, 4) float32 CUDA tensor; on exit unmapped and copied by GL into
+        the texture."""
+        stream = torch.cuda.current_stream(DEVICE).cuda_stream
+        cuda_check(self.cudart.cudaGraphicsMapResources(1, self.resource, stream), "map")
+        try:
+            pointer, _ = cuda_check(self.cudart.cudaGraphicsResourceGetMappedPointer(self.resource),
+                                    "cudaGraphicsResourceGetMappedPointer")
+            yield torch.as_tensor(CudaArray(int(pointer), self.shape), device=DEVICE)
+        finally:
+            cuda_check(self.cudart.cudaGraphicsUnmapResources(1, self.resource, stream), "unmap")
+        self.texture.write(self.buffer)
+
+    def release(self) -> None:
+        self.cudart.cudaGraphicsUnregisterResource(self.resource)
+        self.buffer.release()
+
+
+def measure_res(kernel, ctx, res: int, poses: list[torch.Tensor]) -> list[dict]:
+    frames = FrameTexture(ctx)
+    rendered = torch.empty(res * res, 4, device=DEVICE)
+    image = rendered.view(res, res, 4)
+    target = ctx.texture((res, res), 4, dtype="f4")
+    pixels = PixelBuffer(ctx, target)
+
+    def buffer_copy() -> None:
+        with pixels.mapped() as mapped:
+            mapped.copy_(rendered)
+
+    def zero_copy(pose: torch.Tensor) -> None:
+        with pixels.mapped() as mapped:
+            kernel.render_rgba(pose, res, out=mapped)
+
+    paths: dict[str, tuple[Callable[[torch.Tensor], None], Callable[[], object] | None]] = {
+        "texture": (lambda pose: (kernel.render_rgba(pose, res, out=rendered), frames.upload(image)),
+                    lambda: frames.upload(image)),
+        "buffer": (lambda pose: (kernel.render_rgba(pose, res, out=rendered), buffer_copy()),
+                   buffer_copy),
+        "zero-copy": (zero_copy, None),
+    }
+    rows = []
+    for name, (frame, copy_only) in paths.items():
+        timings = {}
+        if copy_only is not None:
+            timings["copy + finish"] = time_frames(lambda pose, c=copy_only: (c(), ctx.finish()),
+                                                   poses, DEVICE, wall_clock=True)
+        for pose in poses[:WARMUP]:
+            frame(pose)
+        timings["one frame"] = time_frames(lambda pose, f=frame: (f(pose), ctx.finish()), poses,
+                                           DEVICE, wall_clock=True)
+        timings["pipelined"] = time_pipelined(frame, poses, DEVICE, ctx.finish, passes=PASSES)
+        # what the texture holds after one more frame, against the same render into a tensor
+        frame(poses[0])
+        shown = frames.textures[(res, res)] if name == "texture" else target
+        kernel.render_rgba(poses[0], res, out=rendered)
+        exact = np.array_equal(np.frombuffer(shown.read(), np.float32), rendered.cpu().numpy().ravel())
+        for what, ms in timings.items():
+            median, p90 = median_p90(ms)
+            rows.append({"variant": f"{name}: {what}", "res": res, "median_ms": median,
+                         "p90_ms": p90, "texture_exact": bool(exact)})
+            print(rows[-1], flush=True)
+    pixels.release()
+    target.release()
+    frames.release()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
+    parser.add_argument("--res", type=int, nargs="+", default=[256, 512, 1024])
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device: this script runs on the GPU machine")
+        return 2
+    import moderngl
+
+    ckpt = load_checkpoint(args.ckpt)
+    renderer = LFNRenderer(ckpt.model, DEVICE, "fp16", "triton")
+    renderer.set_latent(ckpt.latents[0])
+    ctx = moderngl.create_standalone_context(backend="egl")
+    poses = [orbit_pose(360.0 * k / 100, 20.0, 3.0).to(DEVICE) for k in range(100)]
+    rows = [row for res in args.res for row in measure_res(renderer.fused_kernel, ctx, res, poses)]
+    print(f"\n{torch.cuda.get_device_name()}, fp16 Triton render, ms per frame (median)")
+    print(ms_table(rows, args.res))
+    if args.json:
+        env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
