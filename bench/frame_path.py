@@ -20,10 +20,7 @@ Each variant: warm-up, then the median over REPEATS runs (throughput) or frames 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,15 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/frame_path.py` from anywhere
 
-from bench.report import ms_table  # noqa: E402
+from bench.frame_scripts import DEVICE, report, setup  # noqa: E402
 from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
-from models.cameras import orbit_pose  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
 from models.frame_graphs import FrameGraphs  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
 
 FRAMES_PER_RUN, REPEATS, WARMUP = 200, 7, 20
-DEVICE = torch.device("cuda")
 
 
 def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> list[dict]:
@@ -94,26 +88,11 @@ def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> l
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
-    parser.add_argument("--res", type=int, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("no CUDA device: this script runs on the GPU machine")
+    found = setup(__doc__)
+    if found is None:
         return 2
-    ckpt = load_checkpoint(args.ckpt)
-    renderer = LFNRenderer(ckpt.model, DEVICE, "fp16", "triton")
-    renderer.set_latent(ckpt.latents[0])
-    poses = [orbit_pose(360.0 * k / 100, 20.0, 3.0).to(DEVICE) for k in range(100)]
-    rows = [row for res in args.res for row in measure_res(renderer, res, poses)]
-    env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-           "date": time.strftime("%Y-%m-%d")}
-    print(f"\n{env['gpu']}, fp16, Triton backend, ms per frame (median)")
-    print(ms_table(rows, args.res))
-    if args.json:
-        args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    args, renderer, poses = found
+    report([row for res in args.res for row in measure_res(renderer, res, poses)], args)
     return 0
 
 

@@ -16,11 +16,8 @@ paths also the copy alone. An experiment behind PERF.md's choice, not a viewer p
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,14 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/interop_paths.py` from anywhere
 
-from bench.report import ms_table  # noqa: E402
+from bench.frame_scripts import DEVICE, report, setup  # noqa: E402
 from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
-from models.cameras import orbit_pose  # noqa: E402
-from models.checkpoint import load_checkpoint  # noqa: E402
-from models.renderer import LFNRenderer  # noqa: E402
 from viewer.texture import FrameTexture, cuda_check  # noqa: E402
 
-DEVICE = torch.device("cuda")
 WARMUP, PASSES = 20, 5
 
 
@@ -130,29 +123,14 @@ def measure_res(kernel, ctx, res: int, poses: list[torch.Tensor]) -> list[dict]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
-    parser.add_argument("--res", type=int, nargs="+", default=[256, 512, 1024])
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("no CUDA device: this script runs on the GPU machine")
+    found = setup(__doc__)
+    if found is None:
         return 2
+    args, renderer, poses = found
     import moderngl
 
-    ckpt = load_checkpoint(args.ckpt)
-    renderer = LFNRenderer(ckpt.model, DEVICE, "fp16", "triton")
-    renderer.set_latent(ckpt.latents[0])
     ctx = moderngl.create_standalone_context(backend="egl")
-    poses = [orbit_pose(360.0 * k / 100, 20.0, 3.0).to(DEVICE) for k in range(100)]
-    rows = [row for res in args.res for row in measure_res(renderer.fused_kernel, ctx, res, poses)]
-    print(f"\n{torch.cuda.get_device_name()}, fp16 Triton render, ms per frame (median)")
-    print(ms_table(rows, args.res))
-    if args.json:
-        env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-        args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    report([row for res in args.res for row in measure_res(renderer.fused_kernel, ctx, res, poses)], args)
     return 0
 
 
