@@ -192,16 +192,17 @@ def _lfn_kernel(
 
 def _reverse_depth_kernel(
     out_ptr, pose_ptr, masks_ptr, w_in_ptr, w_hid_ptr, w_out_ptr,
-    n_rays, res, fx, fy, cx, cy,
-    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, IN_PAD: tl.constexpr, CHANNEL: tl.constexpr,
+    n_rays, res, fx, fy, cx, cy, channel,
+    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, IN_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
 ):
     """The reverse-mode half of the depth equations (models/depth.py): after _lfn_kernel with
     MASKS wrote each pixel's color and ReLU masks, pull one color's derivative back through the
     layers to the 6 Plücker inputs, dot that gradient with the 4 ray tangents, and write Σ a·b and
-    Σ a² to columns 3 and 4. CHANNEL -1 pulls back the channels' sum (the summed equations, one
+    Σ a² to columns 3 and 4. `channel` -1 pulls back the channels' sum (the summed equations, one
     pass); 0, 1, 2 pull back that channel alone (per-channel equations, three passes: channel 0
-    writes the columns, 1 and 2 add their equations to them)."""
+    writes the columns, 1 and 2 add their equations to them). A runtime argument, not a
+    constexpr: one compiled kernel serves all four, so the first depth frame compiles once."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     valid = rows < n_rays
     operand = w_in_ptr.dtype.element_ty
@@ -216,10 +217,10 @@ def _reverse_depth_kernel(
     for j in tl.static_range(CHUNKS):
         acc = tl.zeros((BLOCK_M, C), tl.float32)
         for ch in tl.static_range(3):
-            if CHANNEL < 0 or ch == CHANNEL:
-                color = tl.load(out_ptr + rows * 5 + ch, mask=valid, other=0.0)
-                slope = color * (1.0 - color)
-                acc += slope[:, None] * tl.load(w_out_ptr + ch * WIDTH + j * C + cols)[None, :]
+            chosen = ((channel < 0) | (channel == ch)).to(tl.float32)
+            color = tl.load(out_ptr + rows * 5 + ch, mask=valid, other=0.0)
+            slope = chosen * color * (1.0 - color)
+            acc += slope[:, None] * tl.load(w_out_ptr + ch * WIDTH + j * C + cols)[None, :]
         active = _load_mask(masks_ptr, rows, valid, N_HIDDEN * WIDTH + j * C, UNITS, C)
         g = g + (tl.where(active, acc, 0.0).to(operand),)
     for step in tl.static_range(N_HIDDEN):
@@ -243,12 +244,9 @@ def _reverse_depth_kernel(
             total += tl.sum(g[j].to(tl.float32) * row, axis=1)
         grad = grad + (total,)
     origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
-    if CHANNEL > 0:  # adds to the equations of the channels before it
-        ab = tl.load(out_ptr + rows * 5 + 3, mask=valid, other=0.0)
-        aa = tl.load(out_ptr + rows * 5 + 4, mask=valid, other=0.0)
-    else:
-        ab = tl.zeros((BLOCK_M,), tl.float32)
-        aa = tl.zeros((BLOCK_M,), tl.float32)
+    adds = valid & (channel > 0)  # channels 1 and 2 add to the equations of those before them
+    ab = tl.load(out_ptr + rows * 5 + 3, mask=adds, other=0.0)
+    aa = tl.load(out_ptr + rows * 5 + 4, mask=adds, other=0.0)
     for axis in tl.static_range(2):
         shift, rotation = _ray_tangents(origin, direction, pose_ptr, axis)
         a = tl.zeros((BLOCK_M,), tl.float32)
@@ -307,7 +305,7 @@ def _kernel(interpret: bool):
 def _reverse_kernel(interpret: bool):
     """The reverse pass of the depth equations and its meta-parameters."""
     return _launchable(_reverse_depth_kernel, interpret, ("depth",), ["WIDTH", "N_HIDDEN"],
-                       ["n_rays", "res"])
+                       ["n_rays", "res", "channel"])
 
 
 def _supported_width(value: int) -> bool:
@@ -419,8 +417,8 @@ class TritonLFN:
         for channel in (-1,) if summed else (0, 1, 2):
             kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
                 out, self._pose, self._masks, self._w_in, self._w_hid, self._w_out,
-                n_rays, res, *_camera(res),
-                WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, CHANNEL=channel, **fixed,
+                n_rays, res, *_camera(res), channel,
+                WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, **fixed,
             )
         return out
 
