@@ -26,7 +26,8 @@ from PIL import Image
 import main
 from models.checkpoint import save_checkpoint
 from tests.conftest import names, skip_or_fail, tiny_lfn
-from viewer.app import BACKGROUND, NO_DISPLAY, WINDOW_SIZE
+from viewer import app as viewer_app
+from viewer.app import BACKGROUND, NO_DISPLAY, WINDOW_SIZE, save_screenshot_png, window_sizes
 from viewer.frame import depth_module
 from viewer.layout import Layout
 
@@ -278,3 +279,34 @@ def test_exit_after_closes_cleanly_and_writes_stats(xvfb, tiny_ckpt, tmp_path):
     summary = json.loads(stats.read_text())
     assert summary["frames"] > 0 and summary["ui_fps"] >= 10 and summary["renders"] >= 1
     assert summary["texture_path"] == "cpu-copy" and 1.4 < summary["seconds"] < 10
+
+
+def test_sizes_read_across_a_resize_are_refused(monkeypatch):
+    """A resize between the window and framebuffer queries gave ImGui a 640× font scale in CI,
+    which overflowed its font atlas; such a pair must never reach a frame."""
+    reads = iter([(1, 1), (640, 400), (640, 400)])  # window, framebuffer, window again
+    monkeypatch.setattr(viewer_app.glfw, "get_window_size", lambda _w: next(reads))
+    monkeypatch.setattr(viewer_app.glfw, "get_framebuffer_size", lambda _w: next(reads))
+    assert window_sizes(None) is None
+    reads = iter([(640, 400), (1280, 800), (640, 400)])  # a steady HiDPI window
+    assert window_sizes(None) == ((640, 400), (1280, 800))
+    reads = iter([(0, 0), (0, 0), (0, 0)])  # minimized
+    assert window_sizes(None) is None
+
+
+def test_screenshot_appears_whole(tmp_path, monkeypatch):
+    """A screenshot is written under a hidden name and renamed: a watcher that sees the file sees
+    a whole PNG (CI once read one half written)."""
+    image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    write_png = Image.Image.save
+
+    def save_unseen(picture, path, *args, **kwargs):
+        write_png(picture, path, *args, **kwargs)
+        assert not (tmp_path / "lfn-screenshot-002.png").exists(), "visible before it was whole"
+
+    (tmp_path / "lfn-screenshot-001.png").touch()  # taken: the next free number is used
+    monkeypatch.setattr(Image.Image, "save", save_unseen)
+    assert save_screenshot_png(image, tmp_path) == tmp_path / "lfn-screenshot-002.png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lfn-screenshot-001.png",
+                                                          "lfn-screenshot-002.png"]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "lfn-screenshot-002.png")), image)

@@ -10,12 +10,14 @@ leaves a 2-core CPU to the network; input and finished frames wake an idle loop 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import time
 from pathlib import Path
 
 import glfw  # imported before imgui_bundle (desktop.md), as the sorted order has it anyway
 import moderngl
+import numpy as np
 import torch
 from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
@@ -82,6 +84,21 @@ def open_window(width: int, height: int, title: str) -> glfw._GLFWwindow:
     return window
 
 
+def window_sizes(window: glfw._GLFWwindow) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The window's size and its framebuffer's, or None while minimized or mid-resize.
+
+    On X11 each size query is a round trip to the server, so a resize can land between two of
+    them. A framebuffer scale read across one (640 / 1, say) makes ImGui rasterize its font that
+    many times larger, overflow its font atlas and abort ("Out of texture memory"). The window
+    size read again after the framebuffer's tells whether the pair belongs together.
+    """
+    size = glfw.get_window_size(window)
+    framebuffer = glfw.get_framebuffer_size(window)
+    if glfw.get_window_size(window) != size or min(*size, *framebuffer) <= 0:
+        return None
+    return size, framebuffer
+
+
 def overlay_text(x: float, y: float, text: str) -> None:
     """Text over the picture, on a dark box so it reads on any colors."""
     size = imgui.calc_text_size(text)
@@ -108,11 +125,19 @@ def load_volumetric(
     return renderer, LatentBank(baseline.latents, baseline.instance_names), None
 
 
-def free_screenshot_path(folder: Path) -> Path:
+def save_screenshot_png(image: np.ndarray, folder: Path) -> Path:
+    """Save `image` as the next free lfn-screenshot-NNN.png in `folder`; returns its path.
+
+    Written under a hidden name, then renamed: whoever watches the folder never sees half a PNG.
+    """
     index = 1
     while (folder / f"lfn-screenshot-{index:03d}.png").exists():
         index += 1
-    return folder / f"lfn-screenshot-{index:03d}.png"
+    path = folder / f"lfn-screenshot-{index:03d}.png"
+    partial = folder / f".{path.name}.partial"
+    Image.fromarray(image).save(partial, format="PNG")
+    os.replace(partial, path)
+    return path
 
 
 class ViewerApp:
@@ -203,12 +228,17 @@ class ViewerApp:
 
     def frame(self, now: float, dt: float) -> None:
         glfw.poll_events()
-        fb_w, fb_h = glfw.get_framebuffer_size(self.window)
-        win_w, win_h = glfw.get_window_size(self.window)
-        if min(fb_w, fb_h, win_w, win_h) <= 0:
-            return  # minimized: nothing to draw into
+        sizes = window_sizes(self.window)
+        if sizes is None:
+            return  # minimized or mid-resize: nothing sure to draw into
+        (win_w, win_h), (fb_w, fb_h) = sizes
         layout = Layout(win_w, win_h, (fb_w / win_w, fb_h / win_h))
         self.impl.process_inputs()
+        # The backend reads the two sizes again, separately, and can straddle a resize; ImGui
+        # gets the pair checked above instead.
+        io = imgui.get_io()
+        io.display_size = imgui.ImVec2(win_w, win_h)
+        io.display_framebuffer_scale = imgui.ImVec2(*layout.scale)
         imgui.new_frame()
         self.orbit.handle_input(layout.view, dt)
         handle_shortcuts(self.state)
@@ -323,8 +353,7 @@ class ViewerApp:
             self.message = "nothing to save yet"
             return
         image = self.display.read_image(self.panes(), self.shown.request.res)
-        path = free_screenshot_path(Path.cwd())
-        Image.fromarray(image).save(path)
+        path = save_screenshot_png(image, Path.cwd())
         self.message = f"saved {path}"
         print(self.message, flush=True)
 
