@@ -244,7 +244,9 @@ def _reverse_depth_kernel(
             total += tl.sum(g[j].to(tl.float32) * row, axis=1)
         grad = grad + (total,)
     origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
-    adds = valid & (channel > 0)  # channels 1 and 2 add to the equations of those before them
+    # Channels 1 and 2 add to the equations of those before them. The test is a block, not a
+    # scalar: triton 3.9's interpreter rejects a mask that mixes the two.
+    adds = valid & (tl.full((BLOCK_M,), channel, tl.int32) > 0)
     ab = tl.load(out_ptr + rows * 5 + 3, mask=adds, other=0.0)
     aa = tl.load(out_ptr + rows * 5 + 4, mask=adds, other=0.0)
     for axis in tl.static_range(2):
