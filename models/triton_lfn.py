@@ -105,8 +105,16 @@ def _load_mask(masks_ptr, rows, valid, first_unit, units_per_ray, C: tl.constexp
     return tl.reshape(bits, (packed.shape[0], C)) != 0
 
 
+def _slope(out_ptr, rows, valid, channel, ch: tl.constexpr):
+    """The cotangent d color / d logit = sigmoid' = c (1 − c) of channel `ch` where the reverse
+    pass pulls it back (`channel` is ch, or −1 for all three), else 0; from the stored colors."""
+    chosen = ((channel < 0) | (channel == ch)).to(tl.float32)
+    color = tl.load(out_ptr + rows * 5 + ch, mask=valid, other=0.0)
+    return chosen * color * (1.0 - color)
+
+
 # Device functions the kernels call by their global names; _bind_device_functions jits them.
-DEVICE_FUNCTIONS = {f.__name__: f for f in (_pixel_rays, _ray_tangents, _store_mask, _load_mask)}
+DEVICE_FUNCTIONS = {f.__name__: f for f in (_pixel_rays, _ray_tangents, _store_mask, _load_mask, _slope)}
 
 
 def _bind_device_functions(interpret: bool) -> None:
@@ -212,23 +220,18 @@ def _reverse_depth_kernel(
     cols = tl.arange(0, C)
     tile_rows = tl.arange(0, C)[:, None]
     tile_cols = tl.arange(0, C)[None, :]
-    # The cotangent d color_c / d logit_c = sigmoid' = c (1 − c) of the chosen channel (or of
-    # all three, summed), pulled back through the head into the last layer.
-    slopes = ()
-    for ch in tl.static_range(3):
-        chosen = ((channel < 0) | (channel == ch)).to(tl.float32)
-        color = tl.load(out_ptr + rows * 5 + ch, mask=valid, other=0.0)
-        slopes = slopes + (chosen * color * (1.0 - color),)
     # Where every color of the tile saturated (sigmoid' exactly 0 in fp32: the white background
     # around an object) the pass would pull back exact zeros, so it is not run: its equations are
     # written as zeros, or left as they are when channels 1 and 2 add theirs. The output is the
     # same bit for bit; about 2/3 of a 512² car frame's tiles are such (PERF.md).
-    if tl.max(slopes[0] + slopes[1] + slopes[2]) > 0.0:
+    if tl.max(_slope(out_ptr, rows, valid, channel, 0) + _slope(out_ptr, rows, valid, channel, 1)
+              + _slope(out_ptr, rows, valid, channel, 2)) > 0.0:
         g = ()
         for j in tl.static_range(CHUNKS):
             acc = tl.zeros((BLOCK_M, C), tl.float32)
             for ch in tl.static_range(3):
-                acc += slopes[ch][:, None] * tl.load(w_out_ptr + ch * WIDTH + j * C + cols)[None, :]
+                slope = _slope(out_ptr, rows, valid, channel, ch)
+                acc += slope[:, None] * tl.load(w_out_ptr + ch * WIDTH + j * C + cols)[None, :]
             active = _load_mask(masks_ptr, rows, valid, N_HIDDEN * WIDTH + j * C, UNITS, C)
             g = g + (tl.where(active, acc, 0.0).to(operand),)
         for step in tl.static_range(N_HIDDEN):
