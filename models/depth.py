@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from models.mlp import mlp_forward
 from models.plucker import plucker
 from models.renderer import frame_rays
 
@@ -86,17 +87,27 @@ def ray_tangents(origins: torch.Tensor, dirs: torch.Tensor, right: torch.Tensor,
 
 
 def color_derivatives(renderer, cam2world: torch.Tensor, res: int):
-    """Colors (N, 3) and derivatives (4, N, 3) of one frame's rays, in the renderer's precision."""
+    """Colors (N, 3) and derivatives (4, N, 3) of one frame's rays, in the renderer's precision.
+
+    Where all three colors saturated (sigmoid' exactly 0: an object's white background) the
+    derivatives are exactly 0, so the tangent pass, 4 streams beside the primal, runs on the other
+    rays only: about a quarter of a car frame's (3-4× faster on a CPU, DEPTH.md).
+    """
     origins, dirs = frame_rays(cam2world, res, renderer.device)
-    rays = plucker(origins, dirs)
-    pose = cam2world.to(renderer.device, torch.float32)
-    right, down = pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs)
-    tangents = ray_tangents(origins, dirs, right, down)
-    logits, dlogits = mlp_forward_with_tangents(
-        rays.to(renderer.dtype), tangents.to(renderer.dtype), *renderer.mlp_tensors
-    )
-    color = torch.sigmoid(logits.float())
-    return color, (color * (1 - color))[None] * dlogits.float()
+    rays = plucker(origins, dirs).to(renderer.dtype)
+    color = torch.sigmoid(mlp_forward(rays, *renderer.mlp_tensors).float())
+    slope = color * (1 - color)
+    derivatives = torch.zeros(4, *color.shape, device=color.device)
+    live = (slope > 0).any(1).nonzero()[:, 0]
+    if live.numel():
+        origins, dirs = origins[live], dirs[live]
+        pose = cam2world.to(renderer.device, torch.float32)
+        tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
+        _, dlogits = mlp_forward_with_tangents(
+            rays[live], tangents.to(renderer.dtype), *renderer.mlp_tensors
+        )
+        derivatives[:, live] = slope[live][None] * dlogits.float()
+    return color, derivatives
 
 
 def box_pool(x: torch.Tensor, window: int) -> torch.Tensor:

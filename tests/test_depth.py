@@ -1,10 +1,14 @@
 """Depth from light-field gradients against analytic light fields with known depth."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from models.cameras import orbit_pose
+from models.checkpoint import load_checkpoint
 from models.depth import (
+    color_derivatives,
     gradient_depth,
     mlp_forward_with_tangents,
     normals_from_depth,
@@ -88,6 +92,28 @@ def test_forward_mode_tangents_equal_autodiff():
     for t, d in zip(tangents, dout, strict=True):
         expected = torch.func.jvp(lambda v: mlp_forward(v, *tensors), (x,), (t,))[1]
         assert torch.allclose(d, expected, atol=1e-5)
+
+
+def test_saturated_rays_skip_the_tangent_pass_with_the_same_derivatives():
+    # The shipped car: its white background saturates the sigmoids to exactly 1, where the
+    # derivatives are exactly 0; color_derivatives runs the tangent pass on the other rays only.
+    ckpt = load_checkpoint(Path(__file__).resolve().parents[1] / "checkpoints" / "cars.pt")
+    renderer = LFNRenderer(ckpt.model, backend="eager")
+    renderer.set_latent(ckpt.latents[0])
+    pose, res = orbit_pose(30, 20), 40
+    color, derivatives = color_derivatives(renderer, pose, res)
+
+    origins, dirs = frame_rays(pose, res, "cpu")  # every ray through the tangent pass
+    tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
+    logits, dlogits = mlp_forward_with_tangents(plucker(origins, dirs), tangents, *renderer.mlp_tensors)
+    full_color = torch.sigmoid(logits)
+    full = (full_color * (1 - full_color))[None] * dlogits
+    skipped = (color * (1 - color) == 0).all(1)
+    assert 0.5 < skipped.float().mean() < 0.95, "the view needs background and car"
+    assert (full[:, skipped] == 0).all() and (derivatives[:, skipped] == 0).all()
+    assert ((derivatives != 0) == (full != 0)).all(), "a derivative was lost or made up"
+    assert torch.allclose(color, full_color, atol=1e-6)
+    assert torch.allclose(derivatives, full, rtol=1e-4, atol=1e-4 * full.abs().max())
 
 
 def test_depth_of_a_tiny_model_is_finite_where_valid_and_flat_regions_are_invalid():
