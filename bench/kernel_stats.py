@@ -99,7 +99,7 @@ def fused_kernel_builds() -> list[KernelBuild]:
     signature = {
         "out_ptr": "*fp32", "pose_ptr": "*fp32", "masks_ptr": "*u8", "w_in_ptr": "*fp16",
         "w_hid_ptr": "*fp16", "w_out_ptr": "*fp32", "n_rays": "i32", "res": "i32", **scalars,
-        "channel": "i32",
+        "channel": "i32", "skip_saturated": "i32",
     }
     for block, warps, chunks in triton_lfn.TUNE_CONFIGS["depth"]:
         builds.append(KernelBuild(f"reverse depth {block}x{warps}x{chunks}", reverse, signature,

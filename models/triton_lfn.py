@@ -200,7 +200,7 @@ def _lfn_kernel(
 
 def _reverse_depth_kernel(
     out_ptr, pose_ptr, masks_ptr, w_in_ptr, w_hid_ptr, w_out_ptr,
-    n_rays, res, fx, fy, cx, cy, channel,
+    n_rays, res, fx, fy, cx, cy, channel, skip_saturated,
     WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, IN_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
 ):
@@ -211,7 +211,7 @@ def _reverse_depth_kernel(
     pass); 0, 1, 2 pull back that channel alone (per-channel equations, three passes: channel 0
     writes the columns, 1 and 2 add their equations to them). A runtime argument, not a
     constexpr: one compiled kernel serves all four, so the first depth frame compiles once.
-    A tile whose colors all saturated skips the pass (below)."""
+    A tile whose colors all saturated skips the pass (below) unless `skip_saturated` is 0."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     valid = rows < n_rays
     operand = w_in_ptr.dtype.element_ty
@@ -224,8 +224,9 @@ def _reverse_depth_kernel(
     # around an object) the pass would pull back exact zeros, so it is not run: its equations are
     # written as zeros, or left as they are when channels 1 and 2 add theirs. The output is the
     # same bit for bit; about 2/3 of a 512² car frame's tiles are such (PERF.md).
-    if tl.max(_slope(out_ptr, rows, valid, channel, 0) + _slope(out_ptr, rows, valid, channel, 1)
-              + _slope(out_ptr, rows, valid, channel, 2)) > 0.0:
+    slopes = (_slope(out_ptr, rows, valid, channel, 0) + _slope(out_ptr, rows, valid, channel, 1)
+              + _slope(out_ptr, rows, valid, channel, 2))
+    if (tl.max(slopes) > 0.0) | (skip_saturated == 0):
         g = ()
         for j in tl.static_range(CHUNKS):
             acc = tl.zeros((BLOCK_M, C), tl.float32)
@@ -322,7 +323,7 @@ def _kernel(interpret: bool):
 def _reverse_kernel(interpret: bool):
     """The reverse pass of the depth equations and its meta-parameters."""
     return _launchable(_reverse_depth_kernel, interpret, ("depth",), ["WIDTH", "N_HIDDEN"],
-                       ["n_rays", "res", "channel"])
+                       ["n_rays", "res", "channel", "skip_saturated"])
 
 
 def _supported_width(value: int) -> bool:
@@ -415,10 +416,11 @@ class TritonLFN:
 
     @torch.no_grad()
     def depth_equations(self, cam2world: torch.Tensor, res: int, summed: bool = False,
-                        out: torch.Tensor | None = None) -> torch.Tensor:
+                        out: torch.Tensor | None = None, skip_saturated: bool = True) -> torch.Tensor:
         """(res*res, 5) float32: each pixel's color and its gradient-depth equations Σ a·b, Σ a²
         (models/depth.py's pixel_equations, per channel or `summed`), written into `out` when
-        given (float32, contiguous, that shape).
+        given (float32, contiguous, that shape). `skip_saturated` False runs the reverse passes
+        on every tile, to time what the skip saves (bench/depth_skip.py); the output is the same.
 
         One color pass that keeps every ReLU mask, then reverse passes that pull a color's
         derivative back to the 6 ray inputs: one per channel, or one for the channels' sum.
@@ -439,7 +441,7 @@ class TritonLFN:
         for channel in (-1,) if summed else (0, 1, 2):
             kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
                 out, self._pose, self._masks, self._w_in, self._w_hid, self._w_out,
-                n_rays, res, *_camera(res), channel,
+                n_rays, res, *_camera(res), channel, int(skip_saturated),
                 WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, **fixed,
             )
         return out

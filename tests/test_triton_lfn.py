@@ -185,7 +185,7 @@ def test_depth_equations_match_the_eager_forward_mode_pass(monkeypatch, width, c
 def test_saturated_tiles_skip_the_reverse_passes_with_the_same_equations(summed):
     # The shipped car at 16²: its white background saturates the sigmoids to exactly 1, so whole
     # tiles of rays skip the reverse passes and must write what the passes would have, zero
-    # equations, while tiles with one live ray run them in full.
+    # equations (bit for bit what running them gives), while tiles with one live ray run them.
     ckpt = load_checkpoint(SHIPPED)
     eager = LFNRenderer(ckpt.model, backend="eager")
     eager.set_latent(ckpt.latents[0])
@@ -198,6 +198,7 @@ def test_saturated_tiles_skip_the_reverse_passes_with_the_same_equations(summed)
     out = torch.full((res * res, 5), float("nan"))  # every value must be written
     assert fused.depth_equations(pose, res, summed, out=out).data_ptr() == out.data_ptr()
     assert not out.isnan().any()
+    assert torch.equal(out, fused.depth_equations(pose, res, summed, skip_saturated=False))
     color = out[:, :3]
     dead = ((color * (1 - color)).amax(1).view(-1, tile).amax(1) == 0).repeat_interleave(tile)
     assert 0 < dead.sum() < dead.numel(), "the view needs both kinds of tile"

@@ -1,0 +1,34 @@
+"""The GPU-only bench scripts on a machine without CUDA: they import, say why they stop, and
+their CPU-side helpers work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.depth_skip import TILE, saturated_share
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer without CUDA")
+@pytest.mark.parametrize("script", ["frame_path.py", "interop_paths.py", "depth_skip.py"])
+def test_gpu_scripts_stop_with_one_line_without_cuda(script):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True,
+                            text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2, "no CUDA device: this script runs on the GPU machine\n", "")
+
+
+def test_saturated_share_counts_tiles_whose_colors_all_saturated():
+    color = torch.full((4 * TILE + 5, 3), 1.0)  # white: sigmoid' exactly 0
+    color[TILE + 7, 1] = 0.5  # one live ray makes its tile live
+    color[3 * TILE:4 * TILE, 0] = 0.0  # black saturates too
+    equations = torch.cat([color, torch.zeros(color.shape[0], 2)], 1)
+    assert saturated_share(equations) == pytest.approx(4 / 5)  # the partial fifth tile is white too
+    color[-1, 2] = 0.9
+    assert saturated_share(torch.cat([color, torch.zeros(color.shape[0], 2)], 1)) == pytest.approx(3 / 5)
