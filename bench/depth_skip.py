@@ -10,6 +10,7 @@ every pose's equations must be equal bit for bit. Also reported: the share of ti
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/depth_skip.py` from anywhere
 
-from bench.frame_scripts import report, setup  # noqa: E402
+from bench.frame_scripts import run  # noqa: E402
 from bench.timing import median_p90, time_frames  # noqa: E402
 from models.triton_lfn import TUNE_CONFIGS, TritonLFN  # noqa: E402
 
@@ -61,14 +62,5 @@ def measure_res(kernel: TritonLFN, res: int, poses: list[torch.Tensor]) -> list[
     return rows
 
 
-def main() -> int:
-    found = setup(__doc__)
-    if found is None:
-        return 2
-    args, renderer, poses = found
-    report([row for res in args.res for row in measure_res(renderer.fused_kernel, res, poses)], args)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(__doc__, lambda renderer: functools.partial(measure_res, renderer.fused_kernel)))

@@ -20,6 +20,7 @@ Each variant: warm-up, then the median over REPEATS runs (throughput) or frames 
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/frame_path.py` from anywhere
 
-from bench.frame_scripts import DEVICE, report, setup  # noqa: E402
+from bench.frame_scripts import DEVICE, run  # noqa: E402
 from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
 from models.frame_graphs import FrameGraphs  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
@@ -87,14 +88,5 @@ def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> l
     return rows
 
 
-def main() -> int:
-    found = setup(__doc__)
-    if found is None:
-        return 2
-    args, renderer, poses = found
-    report([row for res in args.res for row in measure_res(renderer, res, poses)], args)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(__doc__, lambda renderer: functools.partial(measure_res, renderer)))

@@ -1,11 +1,12 @@
-"""What the GPU frame-path scripts (frame_path.py, interop_paths.py) share: the command line, the
-renderer they time, and how they report."""
+"""What the GPU frame scripts (frame_path.py, interop_paths.py, depth_skip.py) share: the command
+line, the renderer they time, how they report, and their main."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -45,3 +46,18 @@ def report(rows: list[dict], args: argparse.Namespace) -> None:
     if args.json:
         args.json.write_text(json.dumps({"env": env, "rows": rows}, indent=1) + "\n")
         print(f"wrote {args.json}")
+
+
+Measure = Callable[[int, list[torch.Tensor]], list[dict]]  # (res, poses) → result rows
+
+
+def run(description: str, measurer: Callable[[LFNRenderer], Measure]) -> int:
+    """A frame script's main: setup, then measurer(renderer) at every --res, then report; exit
+    status 2 without a CUDA device."""
+    found = setup(description)
+    if found is None:
+        return 2
+    args, renderer, poses = found
+    measure = measurer(renderer)
+    report([row for res in args.res for row in measure(res, poses)], args)
+    return 0

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/interop_paths.py` from anywhere
 
-from bench.frame_scripts import DEVICE, report, setup  # noqa: E402
+from bench.frame_scripts import DEVICE, run  # noqa: E402
 from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
 from viewer.texture import FrameTexture, cuda_check  # noqa: E402
 
@@ -122,17 +122,13 @@ def measure_res(kernel, ctx, res: int, poses: list[torch.Tensor]) -> list[dict]:
     return rows
 
 
-def main() -> int:
-    found = setup(__doc__)
-    if found is None:
-        return 2
-    args, renderer, poses = found
+def measurer(renderer):
+    """measure_res with one offscreen GL context for every resolution."""
     import moderngl
 
     ctx = moderngl.create_standalone_context(backend="egl")
-    report([row for res in args.res for row in measure_res(renderer.fused_kernel, ctx, res, poses)], args)
-    return 0
+    return lambda res, poses: measure_res(renderer.fused_kernel, ctx, res, poses)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(__doc__, measurer))
