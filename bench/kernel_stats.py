@@ -20,13 +20,14 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-
 from models import triton_lfn, triton_pool
 
-PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+try:
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+except ImportError:  # main() says so in one line
+    triton = None
 # The product's layer shape: the shipped checkpoint's per-ray MLP (models/lfn.py defaults).
 WIDTH, N_HIDDEN = 256, 5
 
@@ -58,11 +59,12 @@ def compile_stats(build: KernelBuild, arch: int = 90) -> KernelStats:
     source = ASTSource(fn=build.fn, signature=signature, constexprs=build.constants, attrs=aligned)
     kernel = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                             options={"num_warps": build.num_warps, "num_stages": 1})
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     with tempfile.TemporaryDirectory() as folder:
         ptx = Path(folder) / "kernel.ptx"
         ptx.write_text(kernel.asm["ptx"])
         report = subprocess.run(
-            [str(PTXAS), f"-arch=sm_{arch}a", "-v", str(ptx), "-o", str(ptx.with_suffix(".cubin"))],
+            [str(ptxas), f"-arch=sm_{arch}a", "-v", str(ptx), "-o", str(ptx.with_suffix(".cubin"))],
             capture_output=True, text=True, check=True,
         ).stderr
 
@@ -116,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 (H100/H200)")
     parser.add_argument("--json", type=Path, help="also write {kernel: stats} here")
     args = parser.parse_args(argv)
+    if triton is None:
+        print("triton is not installed (pip install -r requirements-dev.txt)")
+        return 2
     print(f"{'kernel':<28} {'registers':>9} {'spill stores':>12} {'spill loads':>11}  (sm_{args.arch})")
     results = {}
     for build in fused_kernel_builds():
