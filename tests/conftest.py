@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,28 @@ from models.lfn import LFNConfig, LightFieldNetwork
 from models.volumetric import VolumetricConfig, VolumetricField
 
 REQUIRE_GUI = os.environ.get("LFN_REQUIRE_GUI") == "1"
+
+
+
+def import_triton_interpreted() -> None:
+    """Import triton, if installed and not yet imported, in its CPU interpreter's mode: triton picks
+    the interpreter when it is first imported (TRITON_INTERPRET=1 then decorates its own tl.sum
+    etc.); the tests' kernels then run interpreted wherever the switch is set again."""
+    if "triton" in sys.modules:
+        return
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        import triton  # noqa: F401
+    except ImportError:  # the triton tests skip with their reason
+        pass
+    finally:
+        del os.environ["TRITON_INTERPRET"]
+
+
+# Without CUDA the fused kernels run only interpreted: import triton so before any test module can
+# import it otherwise, whatever the collection order. (With CUDA the other tests compile kernels.)
+if not torch.cuda.is_available():
+    import_triton_interpreted()
 TINY = dict(latent_dim=16, width=32, hidden_layers=3, cond_width=32)
 
 

@@ -7,22 +7,16 @@ the widths here are 32 and 64 and tiles are 16 rays.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-# Triton picks the interpreter when it is imported (its own tl.sum etc. are decorated then), so
-# the switch is set around the first import only; the fixture below sets it again for our kernel.
+from tests.conftest import import_triton_interpreted
+
+# The fixture below sets the interpreter's switch again for each test's kernels.
 NO_TRITON = "triton is not installed: these tests need its CPU interpreter"
-if "triton" not in sys.modules:
-    os.environ["TRITON_INTERPRET"] = "1"
-    try:
-        pytest.importorskip("triton", reason=NO_TRITON)
-    finally:
-        del os.environ["TRITON_INTERPRET"]
+import_triton_interpreted()
 triton = pytest.importorskip("triton", reason=NO_TRITON)
 if type(triton.language.standard.sum).__name__ != "InterpretedFunction":
     pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run this file on its own",
