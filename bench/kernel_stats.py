@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models import triton_lfn, triton_pool
+from models.lfn import LFNConfig
 
 try:
     import triton
@@ -28,8 +29,8 @@ try:
     from triton.compiler import ASTSource
 except ImportError:  # main() says so in one line
     triton = None
-# The product's layer shape: the shipped checkpoint's per-ray MLP (models/lfn.py defaults).
-WIDTH, N_HIDDEN = 256, 5
+# The product's layer shape, the shipped checkpoint's: models/lfn.py's defaults.
+WIDTH, N_HIDDEN = LFNConfig.width, LFNConfig.hidden_layers - 1
 
 
 @dataclass(frozen=True)

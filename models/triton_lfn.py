@@ -224,9 +224,9 @@ def _reverse_depth_kernel(
     # around an object) the pass would pull back exact zeros, so it is not run: its equations are
     # written as zeros, or left as they are when channels 1 and 2 add theirs. The output is the
     # same bit for bit; about 2/3 of a 512² car frame's tiles are such (PERF.md).
-    slopes = (_slope(out_ptr, rows, valid, channel, 0) + _slope(out_ptr, rows, valid, channel, 1)
-              + _slope(out_ptr, rows, valid, channel, 2))
-    if (tl.max(slopes) > 0.0) | (skip_saturated == 0):
+    slope_sum = (_slope(out_ptr, rows, valid, channel, 0) + _slope(out_ptr, rows, valid, channel, 1)
+                 + _slope(out_ptr, rows, valid, channel, 2))
+    if (tl.max(slope_sum) > 0.0) | (skip_saturated == 0):
         g = ()
         for j in tl.static_range(CHUNKS):
             acc = tl.zeros((BLOCK_M, C), tl.float32)
