@@ -29,6 +29,7 @@ try:
     from triton.compiler import ASTSource
 except ImportError:  # main() says so in one line
     triton = None
+
 # The product's layer shape, the shipped checkpoint's: models/lfn.py's defaults.
 WIDTH, N_HIDDEN = LFNConfig.width, LFNConfig.hidden_layers - 1
 
