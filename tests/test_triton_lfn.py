@@ -142,6 +142,10 @@ def test_shapes_the_kernel_cannot_run_are_refused():
         fused.set_mlp_tensors((w_in, b_in, w_hidden[:1], b_hidden[:1], w_out, b_out))
     with pytest.raises(ValueError, match="contiguous float16/float32"):
         fused.render_rgba(orbit_pose(30, 20), 8, out=torch.empty(8 * 8, 3))
+    for wrong in (torch.empty(8 * 8, 4), torch.empty(8 * 8, 5, dtype=torch.float16),
+                  torch.empty(5, 8 * 8).t()):
+        with pytest.raises(ValueError, match=r"contiguous float32 tensor of shape \(64, 5\)"):
+            fused.depth_equations(orbit_pose(30, 20), 8, out=wrong)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
