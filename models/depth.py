@@ -51,23 +51,24 @@ def mlp_forward_with_tangents(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """models.mlp.mlp_forward plus its exact directional derivatives (forward mode).
 
-    x (N, in), tangents (T, N, in) → output (N, out), output tangents (T, N, out). Primal and
-    tangents share each layer's matrix product (one (T+1)·N-row product per layer).
+    x (N, in), tangents (T, N, in) → output (N, out), output tangents (T, N, out). The primal and
+    the tangents stay stacked as one (T+1, N, ·) tensor, so each layer is one matrix product, the
+    bias goes to the primal alone, and the primal's ReLU gate zeroes all T+1 in place.
     """
-    t_count = tangents.shape[0]
+    h = torch.cat([x[None], tangents])
 
-    def layer(h: torch.Tensor, dh: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool):
-        both = torch.cat([h[None], dh]).flatten(0, 1) @ w.t()
-        z, dz = both[: h.shape[0]] + b, both[h.shape[0]:].view(t_count, h.shape[0], -1)
-        if not relu:
-            return z, dz
-        active = z > 0
-        return torch.where(active, z, 0), torch.where(active, dz, 0)
+    def layer(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool) -> torch.Tensor:
+        z = (h.flatten(0, 1) @ w.t()).view(h.shape[0], h.shape[1], -1)
+        z[0] += b
+        if relu:  # masked_fill, not a product with the gate: an overflowed inf times 0 is NaN
+            z.masked_fill_(~(z[0] > 0), 0.0)
+        return z
 
-    h, dh = layer(x, tangents, w_in, b_in, True)
+    h = layer(h, w_in, b_in, True)
     for i in range(w_hidden.shape[0]):
-        h, dh = layer(h, dh, w_hidden[i], b_hidden[i], True)
-    return layer(h, dh, w_out, b_out, False)
+        h = layer(h, w_hidden[i], b_hidden[i], True)
+    out = layer(h, w_out, b_out, False)
+    return out[0], out[1:]
 
 
 def ray_tangents(origins: torch.Tensor, dirs: torch.Tensor, right: torch.Tensor,
@@ -91,7 +92,7 @@ def color_derivatives(renderer, cam2world: torch.Tensor, res: int):
 
     Where all three colors saturated (sigmoid' exactly 0: an object's white background) the
     derivatives are exactly 0, so the tangent pass, 4 streams beside the primal, runs on the other
-    rays only: about a quarter of a car frame's (3-4× faster on a CPU, DEPTH.md).
+    rays only: about a quarter of a car frame's (DEPTH.md has the times).
     """
     origins, dirs = frame_rays(cam2world, res, renderer.device)
     rays = plucker(origins, dirs).to(renderer.dtype)
