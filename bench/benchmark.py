@@ -34,7 +34,8 @@ DEFAULTS = {  # device type → resolutions, timed frames, warm-up frames
     "cpu": ([64, 128], 5, 2),
 }
 # ~2.5 s per 32² frame with the full-size network: keep the CPU volumetric run short. One warm-up
-# frame is enough for it (nothing to trace or compile); TorchScript needs two to optimize its graph.
+# frame is enough for it (nothing to trace or compile); the LFN's methods keep two (tracing, and on
+# CUDA TorchScript's profiling runs).
 CPU_VOLUMETRIC_FRAMES, CPU_VOLUMETRIC_WARMUP = 3, 1
 
 __all__ = ["benchmark", "format_table", "plot", "run_benchmark"]
