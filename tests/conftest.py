@@ -14,7 +14,7 @@ from models.lfn import LFNConfig, LightFieldNetwork
 from models.volumetric import VolumetricConfig, VolumetricField
 
 REQUIRE_GUI = os.environ.get("LFN_REQUIRE_GUI") == "1"
-
+TINY = dict(latent_dim=16, width=32, hidden_layers=3, cond_width=32)
 
 
 def import_triton_interpreted() -> None:
@@ -36,7 +36,6 @@ def import_triton_interpreted() -> None:
 # import it otherwise, whatever the collection order. (With CUDA the other tests compile kernels.)
 if not torch.cuda.is_available():
     import_triton_interpreted()
-TINY = dict(latent_dim=16, width=32, hidden_layers=3, cond_width=32)
 
 
 def skip_or_fail(reason: str) -> None:
