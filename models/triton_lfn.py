@@ -223,7 +223,8 @@ def _reverse_depth_kernel(
     # Where every color of the tile saturated (sigmoid' exactly 0 in fp32: the white background
     # around an object) the pass would pull back exact zeros, so it is not run: its equations are
     # written as zeros, or left as they are when channels 1 and 2 add theirs. The output is the
-    # same bit for bit; about 2/3 of a 512² car frame's tiles are such (PERF.md).
+    # same bit for bit; about 2/3 of a 512² car frame's tiles are such (PERF.md). The branch loads
+    # the slopes again: kept live across it, they spilled 52 bytes a thread (bench/kernel_stats.py).
     slope_sum = (_slope(out_ptr, rows, valid, channel, 0) + _slope(out_ptr, rows, valid, channel, 1)
                  + _slope(out_ptr, rows, valid, channel, 2))
     if (tl.max(slope_sum) > 0.0) | (skip_saturated == 0):
