@@ -12,7 +12,8 @@ every output element written (the output is poisoned first).
 The depth equations are products of two derivatives of a ReLU network whose gates flip where a
 pre-activation rounds across 0 in fp16, so any fp16 pass is off by a few percent: the eager fp16
 pass's error is recorded, and the kernel's must stay ≤ 2e-2 or ≤ 1.25× that error on the frame.
-Timings: CUDA events, one synchronized frame at a time as the viewer renders, median and p90;
+Timings: CUDA events, one synchronized frame at a time as the viewer renders, median and p90
+(also a fresh trace run with and without TorchScript's profiling-executor rewrites);
 plus the arithmetic floor (network FLOPs at a measured fp16 matmul rate) and the memory floor (the
 fp16 RGBA output at a measured copy bandwidth). Each variant is guarded: a failure prints its
 error line and the others go on.
@@ -41,7 +42,7 @@ from models.depth import color_derivatives, gradient_depth, pixel_equations
 from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
-from models.renderer import LFNRenderer
+from models.renderer import LFNRenderer, frame_rays, trace_ray_function, without_jit_optimizer
 from models.triton_lfn import TritonLFN, triton_available
 
 TOLERANCE = 1e-2
@@ -227,6 +228,11 @@ def frame_variants(
             variants[name] = lambda r=renderers[name]: lambda pose: r.render(pose, res)
     if "torchscript fp16" in renderers:
         variants["depth eager fp16"] = lambda: depth_frame(renderers["torchscript fp16"], res)
+        # On a CPU the profiling executor's rewrites cost TorchScript ~20 % (models/renderer.py);
+        # whether to run it without them on CUDA too waits on this pair.
+        for optimizer in (True, False):
+            variants[f"traced fp16, jit optimizer {'on' if optimizer else 'off'}"] = (
+                lambda o=optimizer: traced_frame(renderers["torchscript fp16"], res, o))
     if fused is not None:
         out = torch.empty(res * res, 4, device=DEVICE, dtype=torch.float16)
         variants["triton fused"] = lambda: lambda pose: fused.render_rgba(pose, res, out=out)
@@ -239,6 +245,20 @@ def frame_variants(
             lambda: lambda pose: fused.depth_equations(pose, res, summed=True))
         variants["summed depth triton"] = lambda: depth_frame(triton_renderer(eager), res, True)
     return variants
+
+
+def traced_frame(renderer: LFNRenderer, res: int, optimizer: bool) -> Callable[[torch.Tensor], object]:
+    """The renderer's latent through a fresh trace of the per-ray MLP, launch by launch, with or
+    without TorchScript's profiling executor's rewrites."""
+    traced = trace_ray_function(torch.randn(64, 6, device=renderer.device, dtype=renderer.dtype),
+                                renderer.mlp_tensors)
+    function = traced if optimizer else without_jit_optimizer(traced)
+
+    def frame(pose: torch.Tensor) -> torch.Tensor:
+        origins, dirs = frame_rays(pose, res, renderer.device)
+        return function(plucker(origins, dirs).to(renderer.dtype), *renderer.mlp_tensors)
+
+    return frame
 
 
 def depth_frame(renderer: LFNRenderer, res: int, summed: bool = False) -> Callable[[torch.Tensor], object]:
