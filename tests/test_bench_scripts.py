@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer without CUDA")
-@pytest.mark.parametrize("script", ["frame_path.py", "interop_paths.py", "depth_skip.py"])
+@pytest.mark.parametrize("script", ["frame_path.py", "interop_paths.py", "depth_skip.py", "gpu_check.py"])
 def test_gpu_scripts_stop_with_one_line_without_cuda(script):
     result = subprocess.run([sys.executable, str(ROOT / "bench" / script)], capture_output=True,
                             text=True, timeout=120)
