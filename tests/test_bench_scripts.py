@@ -30,5 +30,5 @@ def test_saturated_share_counts_tiles_whose_colors_all_saturated():
     color[3 * TILE:4 * TILE, 0] = 0.0  # black saturates too
     equations = torch.cat([color, torch.zeros(color.shape[0], 2)], 1)
     assert saturated_share(equations) == pytest.approx(4 / 5)  # the partial fifth tile is white too
-    color[-1, 2] = 0.9
-    assert saturated_share(torch.cat([color, torch.zeros(color.shape[0], 2)], 1)) == pytest.approx(3 / 5)
+    equations[-1, 2] = 0.9
+    assert saturated_share(equations) == pytest.approx(3 / 5)
