@@ -37,12 +37,12 @@ os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")  # prints each tuning's ti
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/gpu_check.py` from anywhere
 
 from bench.timing import median_p90, time_frames
-from models.cameras import orbit_pose
+from models.cameras import intrinsics, orbit_pose, pixel_rays
 from models.depth import color_derivatives, gradient_depth, pixel_equations
 from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
-from models.renderer import LFNRenderer, frame_rays, trace_ray_function, without_jit_optimizer
+from models.renderer import LFNRenderer, trace_ray_function, without_jit_optimizer
 from models.triton_lfn import TritonLFN, triton_available
 
 TOLERANCE = 1e-2
@@ -228,11 +228,14 @@ def frame_variants(
             variants[name] = lambda r=renderers[name]: lambda pose: r.render(pose, res)
     if "torchscript fp16" in renderers:
         variants["depth eager fp16"] = lambda: depth_frame(renderers["torchscript fp16"], res)
-        # On a CPU the profiling executor's rewrites cost TorchScript ~20 % (models/renderer.py);
-        # whether to run it without them on CUDA too waits on this pair.
-        for optimizer in (True, False):
-            variants[f"traced fp16, jit optimizer {'on' if optimizer else 'off'}"] = (
-                lambda o=optimizer: traced_frame(renderers["torchscript fp16"], res, o))
+        # The renderer runs TorchScript without the profiling executor's rewrites (models/renderer.py);
+        # these pairs keep measuring that choice, launch by launch and from a CUDA graph.
+        for graphed in (False, True):
+            for optimizer in (True, False):
+                graph = " graph" if graphed else ""
+                name = f"traced fp16{graph}, jit optimizer {'on' if optimizer else 'off'}"
+                variants[name] = lambda o=optimizer, g=graphed: traced_frame(
+                    renderers["torchscript fp16"], res, o, g)
     if fused is not None:
         out = torch.empty(res * res, 4, device=DEVICE, dtype=torch.float16)
         variants["triton fused"] = lambda: lambda pose: fused.render_rgba(pose, res, out=out)
@@ -247,18 +250,27 @@ def frame_variants(
     return variants
 
 
-def traced_frame(renderer: LFNRenderer, res: int, optimizer: bool) -> Callable[[torch.Tensor], object]:
-    """The renderer's latent through a fresh trace of the per-ray MLP, launch by launch, with or
-    without TorchScript's profiling executor's rewrites."""
+def traced_frame(
+    renderer: LFNRenderer, res: int, optimizer: bool, graphed: bool,
+) -> Callable[[torch.Tensor], object]:
+    """The renderer's latent through a fresh trace of the per-ray MLP, with or without TorchScript's
+    profiling executor's rewrites, launch by launch or replayed from a CUDA graph."""
     traced = trace_ray_function(torch.randn(64, 6, device=renderer.device, dtype=renderer.dtype),
                                 renderer.mlp_tensors)
     function = traced if optimizer else without_jit_optimizer(traced)
 
-    def frame(pose: torch.Tensor) -> torch.Tensor:
-        origins, dirs = frame_rays(pose, res, renderer.device)
-        return function(plucker(origins, dirs).to(renderer.dtype), *renderer.mlp_tensors)
+    def make_step(pose: torch.Tensor, n: int) -> Callable[[], torch.Tensor]:
+        k = intrinsics(n, n).to(renderer.device)  # outside the step: a capture copies nothing from the host
 
-    return frame
+        def step() -> torch.Tensor:
+            origins, dirs = pixel_rays(pose, k, n, n)
+            rays = plucker(origins, dirs).view(-1, 6).to(renderer.dtype)
+            return function(rays, *renderer.mlp_tensors)
+        return step
+
+    if graphed:
+        return graph_frame(FrameGraphs(make_step, renderer.device), res)
+    return lambda pose: make_step(pose, res)()
 
 
 def depth_frame(renderer: LFNRenderer, res: int, summed: bool = False) -> Callable[[torch.Tensor], object]:

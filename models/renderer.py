@@ -59,9 +59,9 @@ def trace_ray_function(example_rays: torch.Tensor, mlp_tensors: tuple[torch.Tens
 
 
 def without_jit_optimizer(traced: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """`traced` run as traced, without TorchScript's profiling executor's rewrites, which on a CPU
-    make the per-ray MLP ~20 % slower (256²: 515 vs 410 ms a frame, 2 cores, torch 2.13) and spend
-    the first frames at every new resolution profiling."""
+    """`traced` run as traced, without TorchScript's profiling executor's rewrites, which make the
+    per-ray MLP slower (CPU, 256², 2 cores, torch 2.13: 515 vs 410 ms a frame; H200, fp16, 512²,
+    torch 2.11: 2.16 vs 1.55 ms) and spend the first frames at every new resolution profiling."""
 
     def run(*args: torch.Tensor) -> torch.Tensor:
         with torch.jit.optimized_execution(False):
@@ -134,7 +134,7 @@ class LFNRenderer:
         if self.backend == "torchscript":
             example = torch.randn(64, 6, device=self.device, dtype=self.dtype)
             traced = trace_ray_function(example, self.mlp_tensors)
-            return traced if self.device.type == "cuda" else without_jit_optimizer(traced)
+            return without_jit_optimizer(traced)
         if self.backend == "compile":
             return torch.compile(ray_colors, dynamic=False)
         return ray_colors
