@@ -43,6 +43,7 @@ from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
 from viewer.quality import QualityPolicy
 from viewer.reconstruct_panel import Reconstruction, ReconstructPanel
+from viewer.shared_frames import shared_frame_pool
 from viewer.state import MODE_LABELS, ViewerState
 from viewer.stats import FrameStats
 from viewer.texture import FrameTexture
@@ -163,8 +164,11 @@ class ViewerApp:
         self.volumetric, volumetric_latents, self.volumetric_note = load_volumetric(
             args.volumetric, ckpt, args.device_obj, args.precision
         )
+        # LFN frames rendered into memory GL imported: no CUDA-GL interop per frame (texture.py)
+        self.shared_frames = shared_frame_pool(self.ctx, args.device_obj)
         self.worker = RenderWorker(
-            FittedFrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents),
+            FittedFrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
+                                self.shared_frames),
             on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
         )
         self.switch = BackendSwitch(self.worker)
@@ -296,7 +300,8 @@ class ViewerApp:
         self.stats.rendered(request.res, frame.render_ms + frame.reference_ms)
         if request.mode != "compare":
             self.quality.observe(request.res, frame.render_ms, self.state.res)
-        image = self.image_texture.upload(frame.image)
+        image = self.image_texture.upload(frame.image, frame.shared)
+        frame.shared = None  # back in its pool: frame.image may be overwritten from now on
         reference = None
         if frame.reference is not None:
             reference = self.reference_texture.upload(frame.reference)
@@ -357,6 +362,15 @@ class ViewerApp:
         self.message = f"saved {path}"
         print(self.message, flush=True)
 
+    def texture_note(self) -> str | None:
+        """Why frames take a slower path to the texture than this machine offers, if they do."""
+        notes = []
+        if self.shared_frames is not None and self.shared_frames.disabled_because:
+            notes.append(f"shared frames off: {self.shared_frames.disabled_because}")
+        if self.image_texture.fallback_reason:
+            notes.append(f"interop off: {self.image_texture.fallback_reason}")
+        return "\n".join(notes) or None
+
     def panel_info(self) -> PanelInfo:
         frame = self.shown
         return PanelInfo(
@@ -365,7 +379,7 @@ class ViewerApp:
             backend=self.renderer.backend,
             evals_per_ray=self.renderer.evals_per_ray,
             texture_path=self.image_texture.texture_path,
-            texture_note=self.image_texture.fallback_reason,
+            texture_note=self.texture_note(),
             fps=self.stats.fps(),
             frame_ms=self.stats.plot_values(),
             shown_res=frame.request.res if frame else None,
@@ -404,6 +418,8 @@ class ViewerApp:
         glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
         self.reconstruction.close()
         self.worker.close()
+        if self.shared_frames is not None:
+            self.shared_frames.release()
         self.reconstruct_panel.release()
         self.image_texture.release()
         self.reference_texture.release()

@@ -19,6 +19,8 @@ import torch
 from models.cameras import Orbit
 from models.renderer import LFNRenderer, VolumetricRenderer
 from viewer.latents import LatentBank, LatentKey
+from viewer.shared_frames import SharedFrame, SharedFramePool
+from viewer.texture import to_rgba32f
 
 T = TypeVar("T")
 
@@ -71,6 +73,14 @@ class Frame:
     depth_range: tuple[float, float] = (0.0, 1.0)  # near, far of the valid depths
     render_ms: float = 0.0
     reference_ms: float = 0.0
+    # The shared frame `image` lives in: valid until uploaded (FrameTexture.upload) or dropped.
+    shared: SharedFrame | None = None
+
+    def drop(self) -> None:
+        """Give the shared frame back unshown (a newer frame replaced this one)."""
+        if self.shared is not None:
+            self.shared.pool.give_back(self.shared)
+            self.shared = None
 
 
 def depth_range(depth: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:
@@ -104,14 +114,20 @@ def timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
 
 
 class FrameRenderer:
-    """Renders FrameRequests with an LFN renderer and, for compare frames, a volumetric one."""
+    """Renders FrameRequests with an LFN renderer and, for compare frames, a volumetric one.
+
+    With `shared_frames` (viewer/shared_frames.py) the LFN image is written into a shared frame when
+    one is free, so the GL thread copies it without the CUDA-GL interop.
+    """
 
     def __init__(
         self, renderer: LFNRenderer, latents: LatentBank,
         volumetric: VolumetricRenderer | None = None, volumetric_latents: LatentBank | None = None,
+        shared_frames: SharedFramePool | None = None,
     ):
         self.renderer, self.latents = renderer, latents
         self.volumetric, self.volumetric_latents = volumetric, volumetric_latents
+        self.shared_frames = shared_frames
         self._keys: dict[int, LatentKey] = {}
 
     def _use_latent(
@@ -144,12 +160,28 @@ class FrameRenderer:
 
     def render(self, request: FrameRequest) -> Frame:
         self._use_latent(self.renderer, self.latents, request.latent_key)
+        shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
+        try:
+            frame = self._render(request, None if shared is None else shared.tensor)
+        except BaseException:
+            if shared is not None:
+                self.shared_frames.give_back(shared)
+            raise
+        frame.shared = shared
+        return frame
+
+    def _render(self, request: FrameRequest, out: torch.Tensor | None) -> Frame:
+        """The frame of `request`, its image written into `out` ((res, res, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
         device = self.renderer.device
         if request.mode in ("depth", "normals"):
-            (image, near_far), ms = timed(lambda: self._depth_image(cam2world, request), device)
+            def depth_image():
+                image, near_far = self._depth_image(cam2world, request)
+                return (image if out is None else out.copy_(to_rgba32f(image))), near_far
+
+            (image, near_far), ms = timed(depth_image, device)
             return Frame(request, image, depth_range=near_far, render_ms=ms)
-        image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res), device)
+        image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res, out), device)
         frame = Frame(request, image, render_ms=ms)
         if request.mode == "compare" and self.has_reference(request.latent_key):
             self._use_latent(self.volumetric, self.volumetric_latents, request.latent_key)

@@ -165,8 +165,9 @@ class ControlPanel:
             _, state.summed_depth = imgui.checkbox("fast: channels summed", state.summed_depth)
             if imgui.is_item_hovered():
                 imgui.set_tooltip("One equation per axis from the sum of the color channels: on the\n"
-                                  "triton backend one reverse pass instead of three, 1.6x faster\n"
-                                  "at 512²; median depth error 1.04 % instead of 0.99 % (DEPTH.md).")
+                                  "triton backend one reverse pass instead of three, 1.3x faster\n"
+                                  "at 512² (H200); median depth error 1.04 % instead of 0.99 %\n"
+                                  "(DEPTH.md).")
         if state.mode == "compare" and state.latent_source in ("random", "fitted"):
             imgui.text_colored(WARNING, f"A {state.latent_source} latent has no volumetric twin.")
         if info.volumetric_note:
@@ -200,7 +201,7 @@ class ControlPanel:
         imgui.text(f"device {info.device}, {info.precision}, {info.backend}")
         imgui.text(f"texture: {info.texture_path}")
         if info.texture_note:
-            imgui.text_wrapped(f"interop off: {info.texture_note}")
+            imgui.text_wrapped(info.texture_note)
         self._backend(state, info)
 
     def _backend(self, state: ViewerState, info: PanelInfo) -> None:

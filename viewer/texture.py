@@ -1,4 +1,8 @@
-"""Tensor → GL texture: CUDA-GL interop on a GPU (no trip through host memory), else a CPU copy.
+"""Tensor → GL texture on a GPU without a trip through host memory, else a CPU copy.
+
+On a GPU a frame arrives one of two ways: from a shared frame (viewer/shared_frames.py: memory CUDA
+wrote and GL imported, copied by GL), or through the CUDA-GL interop (CUDA copies the tensor into
+the texture's registered image).
 
 Every frame lands in an RGBA32F texture: the display shader reads colors, depth and signed normals
 from the same format, and a CUDA tensor can be copied into it byte for byte.
@@ -8,6 +12,8 @@ from __future__ import annotations
 
 import moderngl
 import torch
+
+from viewer.shared_frames import SharedFrame
 
 GL_TEXTURE_2D = 0x0DE1
 
@@ -86,8 +92,10 @@ class CudaGLInterop:
 class FrameTexture:
     """The texture a frame is shown from, one GL texture per frame size (sizes are few and reused).
 
-    `texture_path` says how the last frame arrived: "cuda-gl-interop" or "cpu-copy". Once interop
-    fails, `fallback_reason` keeps the first error and every later frame takes the CPU copy.
+    `texture_path` says how the last frame arrived: "cuda-gl-shared", "cuda-gl-interop" or
+    "cpu-copy". A failed shared copy disables its pool (the reason is kept there) and the frame
+    takes the interop; once interop fails, `fallback_reason` keeps the first error and every later
+    frame takes the CPU copy.
     """
 
     def __init__(self, ctx: moderngl.Context):
@@ -117,12 +125,23 @@ class FrameTexture:
             return False
         return True
 
-    def upload(self, image: torch.Tensor) -> moderngl.Texture:
-        """Write an (H, W, C ≤ 4) tensor into the texture of its size and return that texture."""
+    def _copy_shared(self, shared: SharedFrame, texture: moderngl.Texture) -> bool:
+        try:
+            shared.copy_to(texture)
+        except Exception as error:  # e.g. GL refused the import: the renderer stops taking frames
+            shared.pool.disable(f"{type(error).__name__}: {error}")
+            return False
+        return True
+
+    def upload(self, image: torch.Tensor, shared: SharedFrame | None = None) -> moderngl.Texture:
+        """Write an (H, W, C ≤ 4) tensor into the texture of its size and return that texture.
+        `shared`: the shared frame that `image` is the tensor of (its CUDA writes finished)."""
         rgba = to_rgba32f(image)
         height, width = rgba.shape[:2]
         texture = self._texture(width, height)
-        if rgba.is_cuda and self._copy_with_interop(rgba, texture):
+        if shared is not None and self._copy_shared(shared, texture):
+            self.texture_path = "cuda-gl-shared"
+        elif rgba.is_cuda and self._copy_with_interop(rgba, texture):
             self.texture_path = "cuda-gl-interop"
         else:
             texture.write(rgba.cpu().numpy())

@@ -78,5 +78,8 @@ class RenderWorker:
             except Exception as error:  # handed to the UI thread, which decides what it means
                 done = error
             with self._cond:
+                replaced = self._done if done is not None else None
                 self._done, self._busy = done or self._done, False
+            if isinstance(replaced, Frame):  # never shown: its shared frame is free again
+                replaced.drop()
             self.on_done()
