@@ -1,4 +1,4 @@
-"""Three ways to get a rendered frame into a GL texture on a GPU, timed in one process.
+"""Five ways to get a rendered frame into a GL texture on a GPU, timed in one process.
 
     python bench/interop_paths.py [--ckpt checkpoints/cars.pt] [--res 256 512 1024] [--json PATH]
 
@@ -8,6 +8,10 @@
                 GL copies the buffer into the texture
     zero-copy   the kernel renders straight into the mapped pixel buffer, GL copies it into the
                 texture (the viewer would need its render thread to write into GL's memory)
+    shared      the viewer's path where GL has GL_EXT_memory_object_fd (viewer/shared_frames.py):
+                the kernel renders into CUDA memory that GL imported as a buffer, the CPU waits for
+                the render, GL copies the buffer into the texture (by a compute shader, the viewer's
+                way, or by a pixel-unpack upload) and the CPU waits for that
 
 For each: one frame at a time (wall clock until GL has finished, the benchmark's lfn_frame) and
 frames back to back with GL finished once per pass (lfn_frame_pipelined); for the two copying
@@ -28,17 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/in
 
 from bench.frame_scripts import DEVICE, run  # noqa: E402
 from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
+from viewer.shared_frames import CudaArray, SharedFramePool  # noqa: E402
 from viewer.texture import FrameTexture, cuda_check  # noqa: E402
 
 WARMUP, PASSES = 20, 5
-
-
-class CudaArray:
-    """A float32 CUDA pointer seen as an array (__cuda_array_interface__), for torch.as_tensor."""
-
-    def __init__(self, pointer: int, shape: tuple[int, ...]):
-        self.__cuda_array_interface__ = {"shape": shape, "typestr": "<f4", "data": (pointer, False),
-                                         "version": 3, "strides": None}
 
 
 class PixelBuffer:
@@ -88,12 +85,23 @@ def measure_res(kernel, ctx, res: int, poses: list[torch.Tensor]) -> list[dict]:
         with pixels.mapped() as mapped:
             kernel.render_rgba(pose, res, out=mapped)
 
+    pools = {copy: SharedFramePool(ctx, DEVICE, copy) for copy in ("compute", "unpack")}
+
+    def shared_frame(pose: torch.Tensor, pool: SharedFramePool) -> None:
+        shared = pool.take(res)
+        kernel.render_rgba(pose, res, out=shared.tensor.view(-1, 4))
+        torch.cuda.current_stream(DEVICE).synchronize()  # GL may read it only once CUDA has written it
+        shared.copy_to(target)
+
     paths: dict[str, tuple[Callable[[torch.Tensor], None], Callable[[], object] | None]] = {
         "texture": (lambda pose: (kernel.render_rgba(pose, res, out=rendered), frames.upload(image)),
                     lambda: frames.upload(image)),
         "buffer": (lambda pose: (kernel.render_rgba(pose, res, out=rendered), buffer_copy()),
                    buffer_copy),
         "zero-copy": (zero_copy, None),
+        **{f"shared, {copy}": (lambda pose, p=pool: shared_frame(pose, p),
+                               lambda p=pool: p.take(res).copy_to(target))
+           for copy, pool in pools.items()},
     }
     rows = []
     for name, (frame, copy_only) in paths.items():
@@ -117,6 +125,8 @@ def measure_res(kernel, ctx, res: int, poses: list[torch.Tensor]) -> list[dict]:
                          "p90_ms": p90, "texture_exact": bool(exact)})
             print(rows[-1], flush=True)
     pixels.release()
+    for pool in pools.values():
+        pool.release()
     target.release()
     frames.release()
     return rows

@@ -8,6 +8,9 @@
                          after each frame (the latency until one frame is in the texture)
     lfn_frame_pipelined  the same frames issued back to back, GL finished once per pass over the
                          path (the rate a frame loop sustains; every frame still written whole)
+    lfn_frame:interop, lfn_frame_pipelined:interop
+                         where the viewer's path is a shared frame (viewer/shared_frames.py), the
+                         CUDA-GL interop path it replaced, timed in the same run
 """
 
 from __future__ import annotations
@@ -87,21 +90,49 @@ def volumetric_method(renderer, max_frames: int | None, warmup: int | None) -> M
 
 
 def frame_methods(renderer) -> list[Method]:
-    """Render and upload through viewer/texture.py's active path in an offscreen EGL context, timed
-    one frame at a time (lfn_frame) and pipelined (lfn_frame_pipelined).
+    """Render and upload through the viewer's path (viewer/texture.py) in an offscreen EGL context,
+    timed one frame at a time (lfn_frame) and pipelined (lfn_frame_pipelined); where that path is a
+    shared frame, the interop path too.
 
     Raises when GL cannot be created here. The context becomes current on the calling thread, so a
     caller with a window should run the benchmark on another thread.
     """
     import moderngl
 
-    from viewer.texture import FrameTexture
+    from viewer.shared_frames import shared_frame_pool
 
     ctx = moderngl.create_standalone_context(backend="egl")
+    pool = shared_frame_pool(ctx, renderer.device)
+    methods = upload_methods(renderer, ctx, pool, "")
+    if pool is not None:
+        methods += upload_methods(renderer, ctx, None, ":interop")
+    close_last = methods[-1].close
+
+    def close() -> None:
+        close_last()
+        if pool is not None:
+            pool.release()
+        ctx.release()
+
+    methods[-1].close = close
+    return methods
+
+
+def upload_methods(renderer, ctx, pool, suffix: str) -> list[Method]:
+    """lfn_frame and lfn_frame_pipelined (names ending in `suffix`) through a FrameTexture of `ctx`:
+    into a shared frame of `pool` when there is one, else into a reused tensor, then uploaded."""
+    from viewer.texture import FrameTexture
+
     texture = FrameTexture(ctx)
     buffers: dict[int, torch.Tensor] = {}  # one RGBA frame per resolution, reused: no per-frame allocation
 
     def upload(cam2world: torch.Tensor, res: int) -> None:
+        shared = pool.take(res) if pool is not None else None
+        if shared is not None:
+            renderer.render_rgba(cam2world, res, shared.tensor)
+            torch.cuda.current_stream(renderer.device).synchronize()  # GL reads it once it is written
+            texture.upload(shared.tensor, shared)
+            return
         if res not in buffers:
             buffers[res] = torch.empty(res, res, 4, device=renderer.device)
         texture.upload(renderer.render_rgba(cam2world, res, buffers[res]))
@@ -114,16 +145,14 @@ def frame_methods(renderer) -> list[Method]:
         extra = {"texture_path": texture.texture_path}
         if renderer.device.type == "cuda" and texture.fallback_reason:
             extra["interop_fallback"] = texture.fallback_reason
+        if pool is not None and pool.disabled_because:
+            extra["shared_fallback"] = pool.disabled_because
         return extra
-
-    def close() -> None:
-        texture.release()
-        ctx.release()
 
     common = {"backend": renderer.backend, "evals_per_ray": renderer.evals_per_ray,
               "wall_clock": True, "details": details}
-    return [Method("lfn_frame", frame=finished_frame, close=close, **common),
-            Method("lfn_frame_pipelined", frame=upload, finish=ctx.finish, **common)]
+    return [Method(f"lfn_frame{suffix}", frame=finished_frame, close=texture.release, **common),
+            Method(f"lfn_frame_pipelined{suffix}", frame=upload, finish=ctx.finish, **common)]
 
 
 @dataclass

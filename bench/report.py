@@ -14,7 +14,9 @@ def details(row: dict) -> str:
     if "chunks_per_frame" in row:
         return f"{row['chunks_per_frame']} chunk(s) of ≤{row['rays_per_chunk']:,} rays"
     if "texture_path" in row:
-        return row["texture_path"] + (" (interop failed)" if "interop_fallback" in row else "")
+        paths = (("shared frames", "shared_fallback"), ("interop", "interop_fallback"))
+        failed = [what for what, key in paths if key in row]
+        return row["texture_path"] + (f" ({' and '.join(failed)} failed)" if failed else "")
     return ""
 
 
@@ -69,17 +71,20 @@ def fps_label(fps: float) -> str:
 
 def plot(result: dict, path: str | Path) -> None:
     """Grouped bars, one group per resolution, one bar per method; log FPS axis, values on the bars."""
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg on its own: no global backend
     from matplotlib.figure import Figure
 
     methods, resolutions, fps = fps_grid(result)
-    fig = Figure(figsize=(max(6.0, 2.5 + 0.55 * len(methods) * len(resolutions)), 4.5), dpi=120)
+    colors = colormaps["tab10" if len(methods) <= 10 else "tab20"]  # a color per method, none repeated
+    fig = Figure(figsize=(max(6.0, 2.5 + 0.4 * len(methods) * len(resolutions)), 4.5), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     width = 0.8 / max(len(methods), 1)
     x = np.arange(len(resolutions))
     for i, method in enumerate(methods):
-        bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, fps[i], width, label=method)
+        bars = ax.bar(x + (i - (len(methods) - 1) / 2) * width, fps[i], width, label=method,
+                      color=colors(i))
         ax.bar_label(bars, labels=[fps_label(v) for v in fps[i]], fontsize=7,
                      padding=2)
     ax.set_yscale("log")
