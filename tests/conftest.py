@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny checkpoints built in a temp dir, and the GUI-requirement switch."""
+"""Shared fixtures: tiny checkpoints built in a temp dir, an EGL context, and the GUI-requirement
+switch."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import moderngl
 import pytest
 import torch
 
@@ -43,6 +45,21 @@ def skip_or_fail(reason: str) -> None:
     if REQUIRE_GUI:
         pytest.fail(f"LFN_REQUIRE_GUI=1 but {reason}")
     pytest.skip(reason)
+
+
+def egl_context() -> moderngl.Context:
+    """An offscreen EGL context, or a skip (a failure under LFN_REQUIRE_GUI=1) saying why not."""
+    try:
+        return moderngl.create_standalone_context(backend="egl")
+    except Exception as error:
+        skip_or_fail(f"no EGL context: {error}")
+
+
+@pytest.fixture
+def egl():
+    ctx = egl_context()
+    yield ctx
+    ctx.release()
 
 
 def tiny_lfn(num_instances: int = 3, seed: int = 0) -> LightFieldNetwork:

@@ -27,7 +27,7 @@ import viewer.texture
 from models.cameras import Orbit
 from models.checkpoint import checkpoint_dict, load_checkpoint
 from models.renderer import LFNRenderer, VolumetricRenderer
-from tests.conftest import names, skip_or_fail, tiny_lfn, tiny_volumetric
+from tests.conftest import egl_context, names, tiny_lfn, tiny_volumetric
 from tests.synthetic_cars import write_synthetic_dataset
 from tests.test_train import TINY_ARGS
 from tools.train import state_files
@@ -242,10 +242,7 @@ class FailingInterop:
 
 
 def test_a_failing_interop_falls_back_to_the_cpu_copy_for_good(monkeypatch):
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as error:
-        skip_or_fail(f"no EGL context: {error}")
+    ctx = egl_context()
     to_rgba = viewer.texture.to_rgba32f
     monkeypatch.setattr(viewer.texture, "to_rgba32f", lambda image: to_rgba(image).as_subclass(PretendCuda))
     monkeypatch.setattr(viewer.texture, "CudaGLInterop", FailingInterop)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import moderngl
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import skip_or_fail
+from tests.conftest import egl_context
 from viewer.display import SHADER_MODES, Display, Pane, frame_panes
 from viewer.texture import FrameTexture
 
@@ -18,10 +17,7 @@ TURBO_HOT = np.array([122, 4, 3])  # turbo(1)
 
 @pytest.fixture(scope="module")
 def display():
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as error:
-        skip_or_fail(f"no EGL context: {error}")
+    ctx = egl_context()
     yield Display(ctx)
     ctx.release()
 

@@ -3,10 +3,10 @@ thread giving frames back, and, on the GPU machine, a frame GL copies without th
 
 from __future__ import annotations
 
+import enum
 import os
 import time
 
-import moderngl
 import numpy as np
 import pytest
 import torch
@@ -14,12 +14,11 @@ import torch
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
-from tests.conftest import skip_or_fail
 from viewer import shared_frames
 from viewer.frame import FrameRenderer, FrameRequest, depth_module
 from viewer.latents import LatentBank
 from viewer.shared_frames import FRAMES_PER_RES, SharedFramePool, shared_frame_pool
-from viewer.texture import FrameTexture, to_rgba32f
+from viewer.texture import FrameTexture, cuda_check, to_rgba32f
 from viewer.worker import RenderWorker
 
 
@@ -41,18 +40,18 @@ def pool(monkeypatch) -> SharedFramePool:
     return SharedFramePool(None, torch.device("cpu"))
 
 
-@pytest.fixture
-def egl():
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as error:
-        skip_or_fail(f"no EGL context: {error}")
-    yield ctx
-    ctx.release()
-
-
 def request(mode: str = "rgb", res: int = 16) -> FrameRequest:
     return FrameRequest(Orbit(azimuth=50.0), res, mode, ("instance", 1))
+
+
+def test_cuda_check_returns_values_and_names_any_error():
+    class Result(enum.IntEnum):  # cuda-python's runtime and driver results alike: 0 is success
+        SUCCESS = 0
+        CUDA_ERROR_NOT_SUPPORTED = 801
+
+    assert cuda_check((Result.SUCCESS, 7, 8), "cuMemMap") == (7, 8)
+    with pytest.raises(RuntimeError, match="^cuMemCreate failed: CUDA_ERROR_NOT_SUPPORTED$"):
+        cuda_check((Result.CUDA_ERROR_NOT_SUPPORTED,), "cuMemCreate")
 
 
 def test_no_pool_without_cuda(egl):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import moderngl
 import numpy as np
 import pytest
 import torch
@@ -13,7 +12,6 @@ import torch
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
-from tests.conftest import skip_or_fail
 from viewer.frame import DepthUnavailable, FrameRenderer, FrameRequest, depth_module
 from viewer.latents import LatentBank
 from viewer.texture import FrameTexture, to_rgba32f
@@ -27,16 +25,6 @@ def frames(tiny_ckpt, tiny_volumetric_ckpt) -> FrameRenderer:
         make_renderer(ckpt.model), LatentBank(ckpt.latents, ckpt.instance_names),
         make_renderer(baseline.model), LatentBank(baseline.latents, baseline.instance_names),
     )
-
-
-@pytest.fixture
-def egl():
-    try:
-        ctx = moderngl.create_standalone_context(backend="egl")
-    except Exception as error:
-        skip_or_fail(f"no EGL context: {error}")
-    yield ctx
-    ctx.release()
 
 
 def request(mode: str = "rgb", key=("instance", 1), res: int = 16) -> FrameRequest:

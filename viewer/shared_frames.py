@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from viewer.display import SHADER_DIR
+from viewer.texture import cuda_check
 
 HANDLE_TYPE_OPAQUE_FD = 0x9586  # GL_HANDLE_TYPE_OPAQUE_FD_EXT
 FRAMES_PER_RES = 3  # one being written, one waiting for the GL thread, one being copied
@@ -51,16 +52,6 @@ def opengl():
     return OpenGL.GL
 
 
-def driver_check(result: tuple, call: str) -> tuple:
-    """The values of a cuda-python driver call's (error, *values) result; raises on an error."""
-    from cuda.bindings import driver
-
-    error, *values = result
-    if error != driver.CUresult.CUDA_SUCCESS:
-        raise RuntimeError(f"{call} failed: {error}")
-    return tuple(values)
-
-
 class CudaArray:
     """A float32 CUDA pointer seen as an array (__cuda_array_interface__), for torch.as_tensor."""
 
@@ -83,21 +74,21 @@ class SharedFrame:
         prop.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
         prop.location.id = device.index if device.index is not None else torch.cuda.current_device()
         prop.requestedHandleTypes = fd_type
-        (granularity,) = driver_check(driver.cuMemGetAllocationGranularity(
+        (granularity,) = cuda_check(driver.cuMemGetAllocationGranularity(
             prop, driver.CUmemAllocationGranularity_flags.CU_MEM_ALLOC_GRANULARITY_MINIMUM),
             "cuMemGetAllocationGranularity")
         self.size = -(-res * res * 16 // granularity) * granularity
-        (self.handle,) = driver_check(driver.cuMemCreate(self.size, prop, 0), "cuMemCreate")
-        (self.pointer,) = driver_check(driver.cuMemAddressReserve(self.size, 0, 0, 0),
+        (self.handle,) = cuda_check(driver.cuMemCreate(self.size, prop, 0), "cuMemCreate")
+        (self.pointer,) = cuda_check(driver.cuMemAddressReserve(self.size, 0, 0, 0),
                                        "cuMemAddressReserve")
-        driver_check(driver.cuMemMap(self.pointer, self.size, 0, self.handle, 0), "cuMemMap")
+        cuda_check(driver.cuMemMap(self.pointer, self.size, 0, self.handle, 0), "cuMemMap")
         access = driver.CUmemAccessDesc()
         access.location = prop.location
         access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-        driver_check(driver.cuMemSetAccess(self.pointer, self.size, [access], 1), "cuMemSetAccess")
+        cuda_check(driver.cuMemSetAccess(self.pointer, self.size, [access], 1), "cuMemSetAccess")
         self.tensor = torch.as_tensor(CudaArray(int(self.pointer), (res, res, 4)), device=device)
         # exported here, where the render thread's CUDA context is current; GL takes it on import
-        (fd,) = driver_check(driver.cuMemExportToShareableHandle(self.handle, fd_type, 0),
+        (fd,) = cuda_check(driver.cuMemExportToShareableHandle(self.handle, fd_type, 0),
                              "cuMemExportToShareableHandle")
         self._fd: int | None = int(fd)
         self._memory: int | None = None  # the GL memory object, once imported

@@ -10,10 +10,13 @@ from the same format, and a CUDA tensor can be copied into it byte for byte.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import moderngl
 import torch
 
-from viewer.shared_frames import SharedFrame
+if TYPE_CHECKING:  # shared_frames imports cuda_check from here
+    from viewer.shared_frames import SharedFrame
 
 GL_TEXTURE_2D = 0x0DE1
 
@@ -27,12 +30,11 @@ def to_rgba32f(image: torch.Tensor) -> torch.Tensor:
 
 
 def cuda_check(result: tuple, call: str) -> tuple:
-    """The values of a cuda-python runtime call's (error, *values) result; raises on an error."""
-    from cuda.bindings import runtime as cudart
-
+    """The values of a cuda-python call's (error, *values) result, runtime or driver API (both
+    report success as 0); raises on an error."""
     error, *values = result
-    if error != cudart.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"{call} failed: {error}")
+    if error != 0:
+        raise RuntimeError(f"{call} failed: {getattr(error, 'name', error)}")
     return tuple(values)
 
 
