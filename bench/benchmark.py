@@ -35,7 +35,7 @@ DEFAULTS = {  # device type → resolutions, timed frames, warm-up frames
 }
 # ~2.5 s per 32² frame with the full-size network: keep the CPU volumetric run short. One warm-up
 # frame is enough for it (nothing to trace or compile); the LFN's methods keep two (tracing, and on
-# CUDA TorchScript's profiling runs).
+# CUDA the graph capture).
 CPU_VOLUMETRIC_FRAMES, CPU_VOLUMETRIC_WARMUP = 3, 1
 
 __all__ = ["benchmark", "format_table", "plot", "run_benchmark"]

@@ -37,12 +37,12 @@ os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")  # prints each tuning's ti
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/gpu_check.py` from anywhere
 
 from bench.timing import median_p90, time_frames
-from models.cameras import intrinsics, orbit_pose, pixel_rays
+from models.cameras import orbit_pose
 from models.depth import color_derivatives, gradient_depth, pixel_equations
 from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
-from models.renderer import LFNRenderer, trace_ray_function, without_jit_optimizer
+from models.renderer import LFNRenderer, capturable_frame, trace_ray_function, without_jit_optimizer
 from models.triton_lfn import TritonLFN, triton_available
 
 TOLERANCE = 1e-2
@@ -259,18 +259,15 @@ def traced_frame(
                                 renderer.mlp_tensors)
     function = traced if optimizer else without_jit_optimizer(traced)
 
-    def make_step(pose: torch.Tensor, n: int) -> Callable[[], torch.Tensor]:
-        k = intrinsics(n, n).to(renderer.device)  # outside the step: a capture copies nothing from the host
+    def colors(rays: torch.Tensor) -> torch.Tensor:
+        return function(rays.to(renderer.dtype), *renderer.mlp_tensors)
 
-        def step() -> torch.Tensor:
-            origins, dirs = pixel_rays(pose, k, n, n)
-            rays = plucker(origins, dirs).view(-1, 6).to(renderer.dtype)
-            return function(rays, *renderer.mlp_tensors)
-        return step
+    def make_step(pose: torch.Tensor, n: int) -> Callable[[], torch.Tensor]:
+        return capturable_frame(pose, n, colors)
 
     if graphed:
         return graph_frame(FrameGraphs(make_step, renderer.device), res)
-    return lambda pose: make_step(pose, res)()
+    return lambda pose: make_step(pose.to(renderer.device), res)()
 
 
 def depth_frame(renderer: LFNRenderer, res: int, summed: bool = False) -> Callable[[torch.Tensor], object]:

@@ -19,8 +19,8 @@ from typing import TypeVar
 import torch
 
 T = TypeVar("T")
-# TorchScript's profiling executor profiles and optimizes a new input shape during its first runs;
-# Triton autotunes on its first launch. None of that may happen inside a capture.
+# A traced function compiles its graph on its first run and Triton autotunes on its first launch;
+# neither may happen inside a capture.
 WARMUP_RUNS = 3
 # One capture at a time in this process: torch.cuda.graph synchronizes the device before capturing
 # (and a Triton warm-up's autotuning does too), which CUDA refuses while another stream captures.

@@ -70,6 +70,21 @@ def without_jit_optimizer(traced: Callable[..., torch.Tensor]) -> Callable[..., 
     return run
 
 
+def capturable_frame(
+    pose: torch.Tensor, res: int, colors: Callable[[torch.Tensor], torch.Tensor],
+) -> Callable[[], torch.Tensor]:
+    """A step computing colors(Plücker rays (res*res, 6)) of the square frame seen from the camera in
+    the device tensor `pose`. The intrinsics go to pose's device here, so the step reads nothing
+    from the host: a CUDA graph can capture it (models/frame_graphs.py)."""
+    k = intrinsics(res, res).to(pose.device)
+
+    def step() -> torch.Tensor:
+        origins, dirs = pixel_rays(pose, k, res, res)
+        return colors(plucker(origins, dirs).view(-1, 6))
+
+    return step
+
+
 def render_in_chunks(renderer, count: int, render_rays: Callable[[int, int], T]) -> list[T]:
     """render_rays(start, stop) over [0, count) in slices of renderer.rays_per_chunk; on out-of-memory
     the chunk halves (kept for later frames) and the frame starts over."""
@@ -159,15 +174,8 @@ class LFNRenderer:
             self.fused_kernel.set_mlp_tensors(self.mlp_tensors)
 
     def _graph_step(self, pose: torch.Tensor, res: int) -> Callable[[], torch.Tensor]:
-        """render's one-pass frame from the camera in the device tensor `pose`: (res*res, 3) colors.
-        The intrinsics go to the device here, so the step reads nothing from the host (capturable)."""
-        k = intrinsics(res, res).to(self.device)
-
-        def step() -> torch.Tensor:
-            origins, dirs = pixel_rays(pose, k, res, res)
-            return self.colors(plucker(origins, dirs).view(-1, 6))
-
-        return step
+        """render's one-pass frame from the camera in the device tensor `pose`: (res*res, 3) colors."""
+        return capturable_frame(pose, res, self.colors)
 
     def _graphed_colors(self, cam2world: torch.Tensor, res: int) -> torch.Tensor | None:
         """The frame's (res*res, 3) colors replayed from its CUDA graph, or None where this frame
