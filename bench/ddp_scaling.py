@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.benchmark import device_name
+from engine.benchmark import device_name
+from engine.cardata import load_cars
+from engine.evaluation import evaluate
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
-from tools.cardata import load_cars
-from tools.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/depth_skip.py` from anywhere
 
 from bench.frame_scripts import run  # noqa: E402
-from bench.timing import median_p90, time_frames  # noqa: E402
+from engine.timing import median_p90, time_frames  # noqa: E402
 from models.triton_lfn import TUNE_CONFIGS, TritonLFN  # noqa: E402
 
 WARMUP = 10

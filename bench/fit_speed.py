@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from bench.benchmark import device_name
+from engine.benchmark import device_name
+from engine.cardata import load_cars
+from engine.evaluation import INPUT_VIEW
+from engine.metrics import psnr
 from models.checkpoint import load_checkpoint
 from models.fitting import fit_latent_steps
 from models.renderer import make_renderer
-from tools.cardata import load_cars
-from tools.evaluate import INPUT_VIEW
-from tools.metrics import psnr
 
 BUDGETS_S = (1.0, 2.0, 5.0, 10.0)
 WARMUP_STEPS = 3  # one-off allocator and thread-pool start-up; a viewer has paid it already

@@ -3,7 +3,7 @@
     python bench/frame_path.py [--ckpt checkpoints/cars.pt] [--res 256 512 1024] [--json PATH]
 
 The viewer's frame is the fused Triton render of the shipped LFN into a reused RGBA buffer, then the
-CUDA-GL interop copy into a GL texture (viewer/texture.py) in an offscreen EGL context. Measured:
+CUDA-GL interop copy into a GL texture (engine/texture.py) in an offscreen EGL context. Measured:
 
     render                 the kernel alone (CUDA events)
     interop + finish       the texture write and glFinish alone, no render (wall clock)
@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/frame_path.py` from anywhere
 
 from bench.frame_scripts import DEVICE, run  # noqa: E402
-from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
+from engine.timing import median_p90, time_frames, time_pipelined  # noqa: E402
 from models.frame_graphs import FrameGraphs  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
 
@@ -40,7 +40,7 @@ FRAMES_PER_RUN, REPEATS, WARMUP = 200, 7, 20
 def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> list[dict]:
     import moderngl
 
-    from viewer.texture import FrameTexture
+    from engine.texture import FrameTexture
 
     ctx = moderngl.create_standalone_context(backend="egl")
     texture = FrameTexture(ctx)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from bench.report import ms_table
+from engine.benchmark_report import ms_table
 from models.cameras import orbit_pose
 from models.checkpoint import load_checkpoint
 from models.renderer import LFNRenderer

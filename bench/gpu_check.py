@@ -36,7 +36,7 @@ import torch
 os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")  # prints each tuning's time and chosen config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/gpu_check.py` from anywhere
 
-from bench.timing import median_p90, time_frames
+from engine.timing import median_p90, time_frames
 from models.cameras import orbit_pose
 from models.depth import color_derivatives, gradient_depth, pixel_equations
 from models.frame_graphs import FrameGraphs

@@ -2,13 +2,13 @@
 
     python bench/interop_paths.py [--ckpt checkpoints/cars.pt] [--res 256 512 1024] [--json PATH]
 
-    texture     the viewer's path (viewer/texture.py): the fused kernel renders into a tensor, CUDA
+    texture     the viewer's path (engine/texture.py): the fused kernel renders into a tensor, CUDA
                 copies it into the texture's registered image, GL is finished
     buffer      the kernel renders into a tensor, CUDA copies it into a registered pixel buffer,
                 GL copies the buffer into the texture
     zero-copy   the kernel renders straight into the mapped pixel buffer, GL copies it into the
                 texture (the viewer would need its render thread to write into GL's memory)
-    shared      the viewer's path where GL has GL_EXT_memory_object_fd (viewer/shared_frames.py):
+    shared      the viewer's path where GL has GL_EXT_memory_object_fd (engine/shared_frames.py):
                 the kernel renders into CUDA memory that GL imported as a buffer, the CPU waits for
                 the render, GL copies the buffer into the texture (by a compute shader, the viewer's
                 way, or by a pixel-unpack upload) and the CPU waits for that
@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/interop_paths.py` from anywhere
 
 from bench.frame_scripts import DEVICE, run  # noqa: E402
-from bench.timing import median_p90, time_frames, time_pipelined  # noqa: E402
-from viewer.shared_frames import CudaArray, SharedFramePool  # noqa: E402
-from viewer.texture import FrameTexture, cuda_check  # noqa: E402
+from engine.shared_frames import CudaArray, SharedFramePool  # noqa: E402
+from engine.texture import FrameTexture, cuda_check  # noqa: E402
+from engine.timing import median_p90, time_frames, time_pipelined  # noqa: E402
 
 WARMUP, PASSES = 20, 5
 

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from bench.benchmark import device_name
-from bench.memory import MB, rss_bytes, trim_heap
+from engine.benchmark import device_name
+from engine.frame import FrameRenderer, FrameRequest
+from engine.latents import LatentBank, LatentKey
+from engine.memory import MB, rss_bytes, trim_heap
 from models.cameras import Orbit
 from models.checkpoint import CheckpointError, load_checkpoint
 from models.renderer import make_renderer
-from viewer.frame import FrameRenderer, FrameRequest
-from viewer.latents import LatentBank, LatentKey
 
 GROWTH_LIMIT = 0.02
 WARMUP_FRAMES = 50

@@ -7,13 +7,13 @@ import time
 import pytest
 import torch
 
+from engine.frame import Frame, FrameRenderer, FrameRequest
+from engine.latents import LatentBank
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
 from viewer import backend_switch
 from viewer.backend_switch import BackendSwitch
-from viewer.frame import Frame, FrameRenderer, FrameRequest
-from viewer.latents import LatentBank
 from viewer.worker import RenderWorker
 
 

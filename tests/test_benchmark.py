@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.benchmark import benchmark, format_table, load_volumetric, plot
-from bench.memory import PeakMemory
-from bench.report import ms_table
+from engine.benchmark import benchmark, load_volumetric
+from engine.benchmark_report import format_table, ms_table, plot
+from engine.memory import PeakMemory
 from models.checkpoint import load_checkpoint
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
@@ -35,7 +35,8 @@ def check_shape(result: dict) -> None:
     for row in result["results"]:
         for key, kind in ROW_KEYS.items():
             assert isinstance(row[key], kind), (row["method"], key)
-        # lfn:<backend>, and on a GPU with shared frames the interop path beside them (bench/methods.py)
+        # lfn:<backend>, and on a GPU with shared frames the interop path beside them
+        # (engine/benchmark_methods.py)
         assert row["method"] in METHODS or row["method"].startswith("lfn:") or (
             row["method"].removesuffix(":interop") in {"lfn_frame", "lfn_frame_pipelined"})
         for key in ("ms_median", "ms_p90", "fps", "resolution", "evals_per_ray"):
@@ -91,12 +92,10 @@ def test_missing_gl_and_depth_are_notes_not_failures(checkpoints, monkeypatch):
     assert "lfn_frame unavailable" in notes and "no EGL display" in notes and "lfn_depth skipped" in notes
 
 
-def test_volumetric_checkpoint_missing(tmp_path, capsys):
-    missing = tmp_path / "none.pt"
-    assert load_volumetric(missing, explicit=False) is None
-    assert "LFN alone" in capsys.readouterr().out
-    with pytest.raises(FileNotFoundError, match=f"--volumetric {missing}"):
-        load_volumetric(missing, explicit=True)
+def test_volumetric_checkpoint_missing_or_of_the_wrong_kind(tmp_path, tiny_ckpt):
+    assert load_volumetric(tmp_path / "none.pt") is None
+    with pytest.raises(ValueError, match="is a lfn checkpoint, not a volumetric one"):
+        load_volumetric(tiny_ckpt)
 
 
 def test_cpu_peak_memory_sees_a_large_allocation():

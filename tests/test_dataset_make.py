@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.cardata import load_cars
 from tests.conftest import skip_or_fail
 from tests.test_ac3d import TORCS_DIR
-from tools.cardata import load_cars
 from tools.make_dataset import main
 from tools.torcs_cars import find_torcs_root
 

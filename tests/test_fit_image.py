@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.metrics import psnr
 from models.cameras import intrinsics, orbit_pose
 from models.checkpoint import load_checkpoint
 from models.fitting import fit_latent
 from models.renderer import LFNRenderer
 from tests.conftest import tiny_lfn
-from tools.metrics import psnr
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
 

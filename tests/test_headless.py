@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 
 import main
+from engine.frame import depth_module
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
 from viewer import headless
-from viewer.frame import depth_module
 
 
 def export(capsys, ckpt, out, *args: str) -> tuple[int, str, str]:
@@ -96,7 +96,7 @@ def test_without_egl_the_tensor_is_written_directly(capsys, tiny_ckpt, tmp_path,
 
 
 def test_direct_depth_image_is_gray_and_black_where_invalid():
-    from viewer.frame import Frame, FrameRequest
+    from engine.frame import Frame, FrameRequest
 
     depth = torch.tensor([[2.0, 4.0], [3.0, 3.0]])
     valid = torch.tensor([[1.0, 1.0], [1.0, 0.0]])

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from tools.metrics import psnr, ssim
+from engine.metrics import psnr, ssim
 
 
 def test_psnr_of_a_known_error():

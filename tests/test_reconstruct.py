@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.metrics import psnr
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import LFNRenderer
 from tests.conftest import names, tiny_lfn
 from tests.test_fit_image import photo
-from tools.metrics import psnr
 from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
 from viewer.reconstruct import (
     FitSession,

@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import torch
 
+import engine.texture
 import main
-import viewer.texture
+from engine.texture import FrameTexture
 from models.cameras import Orbit
 from models.checkpoint import checkpoint_dict, load_checkpoint
 from models.renderer import LFNRenderer, VolumetricRenderer
@@ -31,7 +32,6 @@ from tests.conftest import egl_context, names, tiny_lfn, tiny_volumetric
 from tests.synthetic_cars import write_synthetic_dataset
 from tests.test_train import TINY_ARGS
 from tools.train import state_files
-from viewer.texture import FrameTexture
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
@@ -243,9 +243,9 @@ class FailingInterop:
 
 def test_a_failing_interop_falls_back_to_the_cpu_copy_for_good(monkeypatch):
     ctx = egl_context()
-    to_rgba = viewer.texture.to_rgba32f
-    monkeypatch.setattr(viewer.texture, "to_rgba32f", lambda image: to_rgba(image).as_subclass(PretendCuda))
-    monkeypatch.setattr(viewer.texture, "CudaGLInterop", FailingInterop)
+    to_rgba = engine.texture.to_rgba32f
+    monkeypatch.setattr(engine.texture, "to_rgba32f", lambda image: to_rgba(image).as_subclass(PretendCuda))
+    monkeypatch.setattr(engine.texture, "CudaGLInterop", FailingInterop)
     FailingInterop.created = 0
     textures = FrameTexture(ctx)
     for _ in range(3):

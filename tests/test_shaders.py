@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from engine.texture import FrameTexture
 from tests.conftest import egl_context
 from viewer.display import SHADER_MODES, Display, Pane, frame_panes
-from viewer.texture import FrameTexture
 
 RES = 32
 TURBO_COLD = np.array([48, 18, 59])  # turbo(0) in 8 bits, from the reference table

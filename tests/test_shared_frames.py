@@ -1,4 +1,4 @@
-"""Shared frames (viewer/shared_frames.py): the pool's hand-outs, the frame renderer and render
+"""Shared frames (engine/shared_frames.py): the pool's hand-outs, the frame renderer and render
 thread giving frames back, and, on the GPU machine, a frame GL copies without the interop."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
+from engine import shared_frames
+from engine.frame import FrameRenderer, FrameRequest, depth_module
+from engine.latents import LatentBank
+from engine.shared_frames import FRAMES_PER_RES, SharedFramePool, shared_frame_pool
+from engine.texture import FrameTexture, cuda_check, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
-from viewer import shared_frames
-from viewer.frame import FrameRenderer, FrameRequest, depth_module
-from viewer.latents import LatentBank
-from viewer.shared_frames import FRAMES_PER_RES, SharedFramePool, shared_frame_pool
-from viewer.texture import FrameTexture, cuda_check, to_rgba32f
 from viewer.worker import RenderWorker
 
 

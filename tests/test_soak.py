@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from bench import soak
-from viewer.frame import FrameRenderer
+from engine.frame import FrameRenderer
 
 ROOT = Path(__file__).resolve().parents[1]
 

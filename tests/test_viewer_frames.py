@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from engine.frame import DepthUnavailable, FrameRenderer, FrameRequest, depth_module
+from engine.latents import LatentBank
+from engine.texture import FrameTexture, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
-from viewer.frame import DepthUnavailable, FrameRenderer, FrameRequest, depth_module
-from viewer.latents import LatentBank
-from viewer.texture import FrameTexture, to_rgba32f
 from viewer.worker import RenderWorker
 
 

@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
+from engine.frame import Frame, FrameRequest, rendering_for
+from engine.latents import LatentBank, LatentGaussian, cholesky_with_jitter
 from models.cameras import DEFAULT_FOV_DEG, Orbit, orbit_pose
-from viewer.frame import Frame, FrameRequest, rendering_for
-from viewer.latents import LatentBank, LatentGaussian, cholesky_with_jitter
 from viewer.layout import PANEL_WIDTH, Layout
 from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE, OrbitCamera
 from viewer.quality import QualityPolicy

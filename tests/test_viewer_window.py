@@ -24,11 +24,11 @@ import torch
 from PIL import Image
 
 import main
+from engine.frame import depth_module
 from models.checkpoint import save_checkpoint
 from tests.conftest import names, skip_or_fail, tiny_lfn
 from viewer import app as viewer_app
 from viewer.app import BACKGROUND, NO_DISPLAY, WINDOW_SIZE, save_screenshot_png, window_sizes
-from viewer.frame import depth_module
 from viewer.layout import Layout
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"

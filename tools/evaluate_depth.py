@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.cardata import load_cars
 from models.checkpoint import load_checkpoint
 from models.depth import gradient_depth
 from models.renderer import BACKENDS, PRECISIONS, make_renderer
-from tools.cardata import load_cars
 
 
 def score(depth: torch.Tensor, valid: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor):

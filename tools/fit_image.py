@@ -8,48 +8,23 @@ convention (models/cameras.py).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
 from models.cameras import DEFAULT_RADIUS, intrinsics, orbit_pose
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.fitting import fit_latent
 from models.instances import with_instance
 
-DEFAULT_FIT_RES = 128
-
-
-class ImageError(Exception):
-    """A photo that cannot be fitted; the message names the file and the problem."""
-
-
-def load_photo(path: Path, res: int) -> np.ndarray:
-    """(res, res, 3) uint8 on white; raises ImageError for what cannot be used."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            rgba = np.asarray(image.convert("RGBA")).astype(np.float32) / 255
-    except (UnidentifiedImageError, OSError) as e:
-        raise ImageError(f"--fit-image {path}: not a readable image ({type(e).__name__})") from None
-    h, w = rgba.shape[:2]
-    if h != w or h < 16:
-        raise ImageError(f"--fit-image {path}: must be square and at least 16 px, got {w}x{h}")
-    rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])  # composite over white
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
-    if (border.min(-1) > 0.9).mean() < 0.9:
-        raise ImageError(f"--fit-image {path}: needs a white background or an alpha channel "
-                         "(its border is not white)")
-    small = Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).resize((res, res), Image.LANCZOS)
-    return np.asarray(small)
-
 
 def run_fit_image(args: argparse.Namespace, ckpt: Checkpoint) -> int:
     res = int(ckpt.meta.get("resolution", DEFAULT_FIT_RES))
-    photo = torch.from_numpy(load_photo(args.fit_image, res))
+    try:
+        photo = torch.from_numpy(load_photo(args.fit_image, res))
+    except ImageError as error:
+        raise ImageError(f"--fit-image {error}") from None
     azimuth, elevation, *rest = args.pose
     pose = orbit_pose(azimuth, elevation, rest[0] if rest else DEFAULT_RADIUS)
     model = ckpt.model.to(args.device_obj)

@@ -28,14 +28,14 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from engine.cardata import CarViews, load_cars
+from engine.metrics import psnr
 from models.cameras import rays_through_pixels
 from models.checkpoint import atomic_save, save_checkpoint
 from models.fitting import psnr_from_mse
 from models.lfn import LFNConfig, LightFieldNetwork
 from models.sampling import sample_rays
 from models.volumetric import VolumetricConfig, VolumetricField
-from tools.cardata import CarViews, load_cars
-from tools.metrics import psnr
 
 STATE_GLOB = "state_*.pt"
 

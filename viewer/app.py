@@ -23,13 +23,7 @@ from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 from PIL import Image
 
-from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from models.renderer import LFNRenderer, VolumetricRenderer, make_renderer
-from viewer.backend_switch import BackendSwitch
-from viewer.benchmark_panel import BenchmarkPanel
-from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
-from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
-from viewer.frame import (
+from engine.frame import (
     DepthUnavailable,
     Frame,
     FrameRequest,
@@ -37,16 +31,22 @@ from viewer.frame import (
     home_orbit,
     rendering_for,
 )
-from viewer.latents import LatentBank
+from engine.latents import LatentBank
+from engine.shared_frames import shared_frame_pool
+from engine.texture import FrameTexture
+from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from models.renderer import LFNRenderer, VolumetricRenderer, make_renderer
+from viewer.backend_switch import BackendSwitch
+from viewer.benchmark_panel import BenchmarkPanel
+from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
+from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
 from viewer.layout import Layout, Rect
 from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
 from viewer.quality import QualityPolicy
 from viewer.reconstruct_panel import Reconstruction, ReconstructPanel
-from viewer.shared_frames import shared_frame_pool
 from viewer.state import MODE_LABELS, ViewerState
 from viewer.stats import FrameStats
-from viewer.texture import FrameTexture
 from viewer.worker import RenderWorker
 
 NO_DISPLAY = "error: no display available; use --headless or --benchmark"

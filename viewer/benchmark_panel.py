@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from imgui_bundle import imgui, implot
 
-from bench.benchmark import benchmark, load_volumetric
-from bench.report import fps_grid
+from engine.benchmark import benchmark, load_volumetric
+from engine.benchmark_report import fps_grid
 from models.checkpoint import Checkpoint
 
 # Small on a CPU: one volumetric frame at 64² takes ~20 s there with the full-size network.
@@ -43,7 +43,7 @@ class BenchmarkPanel:
     def _run(self, instance: int, precision: str, backend: str) -> None:
         kind = "cuda" if self.device.type == "cuda" else "cpu"
         try:
-            volumetric = load_volumetric(self.volumetric_path, explicit=False)
+            volumetric = load_volumetric(self.volumetric_path)
             self.result = benchmark(
                 self.ckpt, volumetric, self.device, precision, PANEL_RESOLUTIONS[kind],
                 PANEL_FRAMES[kind], instance, [backend], progress=self._progress,

@@ -7,14 +7,13 @@ window shows exactly what the window shows for the same frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import moderngl
 import numpy as np
 
+from engine.texture import SHADER_DIR
 from viewer.layout import Viewport
 
-SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"
 SHADER_MODES = {"rgb": 0, "depth": 1, "normals": 2, "difference": 3}
 DIFFERENCE_GAIN = 4.0  # a mean absolute difference of 0.25 reaches the top of the heatmap
 

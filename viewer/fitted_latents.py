@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from viewer.frame import FrameRenderer
-from viewer.latents import LatentBank, LatentKey
+from engine.frame import FrameRenderer
+from engine.latents import LatentBank, LatentKey
 
 
 class FittedLatentBank(LatentBank):

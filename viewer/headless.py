@@ -1,6 +1,6 @@
 """Headless rendering: one camera → PNG, or an azimuth turntable → GIF, with no window.
 
-Frames go through the window's own path (viewer/frame.py → texture → shaders/ display program),
+Frames go through the window's own path (engine/frame.py → texture → shaders/ display program),
 drawn offscreen in an EGL context at res × res, so a PNG matches the window for the same camera.
 Without EGL the renderer's tensor is written directly (said once on stdout).
 """
@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.frame import Frame, FrameRenderer, FrameRequest, home_orbit, require_depth_module
+from engine.latents import LatentBank
+from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
 from viewer.display import Display, frame_panes
-from viewer.frame import Frame, FrameRenderer, FrameRequest, home_orbit, require_depth_module
-from viewer.latents import LatentBank
 from viewer.pointcloud import view_points, write_ply
-from viewer.texture import FrameTexture
 
 TURNTABLE_FRAMES = 36
 TURNTABLE_FRAME_MS = 80

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.frame import require_depth_module
 from models.cameras import intrinsics, pixel_rays
 from models.renderer import LFNRenderer
-from viewer.frame import require_depth_module
 
 
 def view_points(renderer: LFNRenderer, cam2world: torch.Tensor, res: int,

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
 from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.fitting import FitStep, fit_latent_steps
 from models.instances import with_instance
-from tools.fit_image import DEFAULT_FIT_RES, ImageError, load_photo
 
 STEPS_PER_RUN = 300  # Start or Continue runs this many steps, then pauses: no CPU burnt unasked
 
@@ -70,8 +70,8 @@ def load_input(image: Path, res: int) -> np.ndarray:
         raise ReconstructError(f"{image}: no such file")
     try:
         return load_photo(image, res)
-    except ImageError as error:  # its messages name the CLI flag; the panel has none
-        raise ReconstructError(str(error).removeprefix("--fit-image ")) from None
+    except ImageError as error:
+        raise ReconstructError(str(error)) from None
     except Exception as error:  # e.g. PIL's decompression-bomb guard: a bad file never ends the viewer
         raise ReconstructError(f"{image}: cannot be read ({type(error).__name__})") from None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from viewer.latents import LatentKey
+from engine.latents import LatentKey
 
 DISPLAY_MODES = ("rgb", "depth", "normals", "compare")
 MODE_LABELS = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from viewer.frame import Frame, FrameRenderer, FrameRequest
+from engine.frame import Frame, FrameRenderer, FrameRequest
 
 
 class RenderWorker:

@@ -9,7 +9,7 @@
     lfn_frame_pipelined  the same frames issued back to back, GL finished once per pass over the
                          path (the rate a frame loop sustains; every frame still written whole)
     lfn_frame:interop, lfn_frame_pipelined:interop
-                         where the viewer's path is a shared frame (viewer/shared_frames.py), the
+                         where the viewer's path is a shared frame (engine/shared_frames.py), the
                          CUDA-GL interop path it replaced, timed in the same run
 """
 
@@ -90,7 +90,7 @@ def volumetric_method(renderer, max_frames: int | None, warmup: int | None) -> M
 
 
 def frame_methods(renderer) -> list[Method]:
-    """Render and upload through the viewer's path (viewer/texture.py) in an offscreen EGL context,
+    """Render and upload through the viewer's path (engine/texture.py) in an offscreen EGL context,
     timed one frame at a time (lfn_frame) and pipelined (lfn_frame_pipelined); where that path is a
     shared frame, the interop path too.
 
@@ -99,7 +99,7 @@ def frame_methods(renderer) -> list[Method]:
     """
     import moderngl
 
-    from viewer.shared_frames import shared_frame_pool
+    from engine.shared_frames import shared_frame_pool
 
     ctx = moderngl.create_standalone_context(backend="egl")
     pool = shared_frame_pool(ctx, renderer.device)
@@ -121,7 +121,7 @@ def frame_methods(renderer) -> list[Method]:
 def upload_methods(renderer, ctx, pool, suffix: str) -> list[Method]:
     """lfn_frame and lfn_frame_pipelined (names ending in `suffix`) through a FrameTexture of `ctx`:
     into a shared frame of `pool` when there is one, else into a reused tensor, then uploaded."""
-    from viewer.texture import FrameTexture
+    from engine.texture import FrameTexture
 
     texture = FrameTexture(ctx)
     buffers: dict[int, torch.Tensor] = {}  # one RGBA frame per resolution, reused: no per-frame allocation

@@ -25,8 +25,7 @@ import moderngl
 import numpy as np
 import torch
 
-from viewer.display import SHADER_DIR
-from viewer.texture import cuda_check
+from engine.texture import SHADER_DIR, cuda_check
 
 HANDLE_TYPE_OPAQUE_FD = 0x9586  # GL_HANDLE_TYPE_OPAQUE_FD_EXT
 FRAMES_PER_RES = 3  # one being written, one waiting for the GL thread, one being copied

@@ -13,7 +13,7 @@ import threading
 
 import torch
 
-from bench.timing import synchronize
+from engine.timing import synchronize
 
 SAMPLE_INTERVAL_S = 0.001
 MB = 1024.0 * 1024.0

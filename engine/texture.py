@@ -1,6 +1,6 @@
 """Tensor → GL texture on a GPU without a trip through host memory, else a CPU copy.
 
-On a GPU a frame arrives one of two ways: from a shared frame (viewer/shared_frames.py: memory CUDA
+On a GPU a frame arrives one of two ways: from a shared frame (engine/shared_frames.py: memory CUDA
 wrote and GL imported, copied by GL), or through the CUDA-GL interop (CUDA copies the tensor into
 the texture's registered image).
 
@@ -10,15 +10,18 @@ from the same format, and a CUDA tensor can be copied into it byte for byte.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import moderngl
 import torch
 
 if TYPE_CHECKING:  # shared_frames imports cuda_check from here
-    from viewer.shared_frames import SharedFrame
+    from engine.shared_frames import SharedFrame
 
 GL_TEXTURE_2D = 0x0DE1
+
+SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"  # the GLSL of every GL stage
 
 
 def to_rgba32f(image: torch.Tensor) -> torch.Tensor:

@@ -16,11 +16,11 @@ from typing import TypeVar
 
 import torch
 
+from engine.latents import LatentBank, LatentKey
+from engine.shared_frames import SharedFrame, SharedFramePool
+from engine.texture import to_rgba32f
 from models.cameras import Orbit
 from models.renderer import LFNRenderer, VolumetricRenderer
-from viewer.latents import LatentBank, LatentKey
-from viewer.shared_frames import SharedFrame, SharedFramePool
-from viewer.texture import to_rgba32f
 
 T = TypeVar("T")
 
@@ -116,7 +116,7 @@ def timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
 class FrameRenderer:
     """Renders FrameRequests with an LFN renderer and, for compare frames, a volumetric one.
 
-    With `shared_frames` (viewer/shared_frames.py) the LFN image is written into a shared frame when
+    With `shared_frames` (engine/shared_frames.py) the LFN image is written into a shared frame when
     one is free, so the GL thread copies it without the CUDA-GL interop.
     """
 
