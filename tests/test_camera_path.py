@@ -1,0 +1,106 @@
+"""Camera paths (engine/camera_path.py) and MP4 export (engine/video.py)."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from engine.camera_path import (
+    CameraPath,
+    CameraPathError,
+    Keyframe,
+    camera_path,
+    catmull_rom,
+    read_camera_path,
+)
+from engine.video import VideoError, write_mp4
+from models.cameras import Orbit
+
+
+def test_catmull_rom_passes_through_its_middle_points_and_keeps_a_line_straight():
+    points = [0.0, 1.0, 5.0, 2.0]
+    assert catmull_rom(points, 0.0) == 1.0 and catmull_rom(points, 1.0) == 5.0
+    for u in (0.1, 0.5, 0.9):  # evenly spaced collinear points: exactly linear
+        assert catmull_rom([0.0, 10.0, 20.0, 30.0], u) == pytest.approx(10.0 + 10.0 * u)
+
+
+def test_turntable_turns_once_at_constant_speed_and_keeps_height():
+    frames = camera_path("orbit", Orbit(30.0, 25.0, 2.5), instance=2, num_instances=5).frames(12)
+    assert [f.orbit.azimuth for f in frames] == pytest.approx([30.0 + 30.0 * k for k in range(12)])
+    assert {f.orbit.elevation for f in frames} == {25.0} and {f.orbit.radius for f in frames} == {2.5}
+    assert {f.weights for f in frames} == {((2, 1.0),)}
+
+
+def test_open_path_ends_on_its_last_keyframe_and_blends_codes_linearly(tmp_path):
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"keyframes": [
+        {"azimuth": 0, "elevation": 10, "radius": 2.0, "instance": 0},
+        {"azimuth": 90, "elevation": 40, "instance": 1, "blend_to": 3, "t": 0.25},
+    ]}))
+    frames = read_camera_path(path, default_instance=0, num_instances=4).frames(5)
+    assert (frames[0].orbit.azimuth, frames[0].orbit.elevation) == (0.0, 10.0)
+    assert (frames[-1].orbit.azimuth, frames[-1].orbit.elevation) == (90.0, 40.0)
+    assert {f.orbit.radius for f in frames} == {2.0}  # the radius carries over to later keyframes
+    assert dict(frames[-1].weights) == pytest.approx({1: 0.75, 3: 0.25})
+    middle = dict(frames[2].weights)
+    assert middle == pytest.approx({0: 0.5, 1: 0.375, 3: 0.125})
+    assert all(sum(w for _, w in f.weights) == pytest.approx(1.0) for f in frames)
+
+
+def test_loop_crosses_its_seam_without_jumping_back():
+    weights = ((0, 1.0),)
+    even = tuple(Keyframe(Orbit(a, 20.0, 3.0), weights) for a in (0.0, 90.0, 180.0, 270.0))
+    azimuths = [f.orbit.azimuth for f in CameraPath(even, loop=True).frames(40)]
+    assert azimuths == pytest.approx([9.0 * k for k in range(40)])  # stops one step before its start
+    uneven = tuple(Keyframe(Orbit(a, 20.0, 3.0), weights) for a in (0.0, 100.0, 200.0, 300.0))
+    steps = np.diff([f.orbit.azimuth for f in CameraPath(uneven, loop=True).frames(40)])
+    assert np.all(steps > 0)  # the seam segment 300 -> 360 is shorter, but never turns back
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("{", "not JSON"),
+    ('{"keyframes": []}', "non-empty"),
+    ('{"keyframes": [{"azimuth": 0}]}', 'keyframe 0: \'"elevation" is missing\''),
+    ('{"keyframes": [{"azimuth": 0, "elevation": 95}]}', "|elevation| <= 89"),
+    ('{"keyframes": [{"azimuth": 0, "elevation": 0, "radius": -1}]}', "radius > 0"),
+    ('{"keyframes": [{"azimuth": "a", "elevation": 0}]}', '"azimuth" must be a number'),
+    ('{"keyframes": [{"azimuth": 0, "elevation": 0, "instance": 9}]}', "out of range"),
+    ('{"keyframes": [{"azimuth": 0, "elevation": 0, "t": 0.5}]}', '"blend_to"'),
+    ('{"keyframes": [{"azimuth": 0, "elevation": 0, "zoom": 2}]}', "unknown field(s) zoom"),
+    ('{"keyframes": [{"azimuth": 0, "elevation": 0}], "loop": "yes"}', '"loop"'),
+])
+def test_malformed_path_files_name_the_file_and_the_problem(tmp_path, content, needle):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(CameraPathError) as error:
+        read_camera_path(path, default_instance=0, num_instances=3)
+    assert str(error.value).startswith(str(path)) and needle in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_path_file_is_one_error(tmp_path):
+    with pytest.raises(CameraPathError, match="cannot be read"):
+        camera_path(str(tmp_path / "none.json"), Orbit(), 0, 3)
+
+
+def test_mp4_round_trip_keeps_frame_count_size_and_content(tmp_path):
+    out = tmp_path / "car.mp4"
+    ramp = np.linspace(0, 255, 33, dtype=np.uint8)
+    frames = [np.stack([np.roll(ramp, k)[None, :].repeat(17, 0)] * 3, axis=-1) for k in range(7)]
+    assert write_mp4(out, iter(frames), fps=12) == 7
+    with av.open(str(out)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 7
+    assert decoded[0].shape == (18, 34, 3)  # odd sides padded to even for yuv420p
+    error = np.abs(decoded[3][:17, :33].astype(int) - frames[3].astype(int)).mean()
+    assert error < 6  # lossy, but the picture is there
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_mp4_refuses_frames_of_changing_size_and_leaves_no_file(tmp_path):
+    out = tmp_path / "car.mp4"
+    frames = [np.zeros((16, 16, 3), np.uint8) + 40, np.zeros((32, 16, 3), np.uint8)]
+    with pytest.raises(VideoError, match="frame 1 is 16x32"):
+        write_mp4(out, frames, fps=10)
+    assert list(tmp_path.iterdir()) == []
