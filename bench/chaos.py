@@ -1,0 +1,244 @@
+"""Chaos run of the real viewer window: random input for minutes, then a check that nothing broke.
+
+    python -m bench.chaos --minutes 10 [--ckpt checkpoints/cars.pt] [--seed 0] [--json PATH]
+
+Starts a private Xvfb and `python main.py` on it, as a user would, and sends it random drags,
+scrolls, keys, panel clicks and drags, double-clicks, resizes and unmap/map (Xvfb has no window
+manager, so that stands in for minimize/restore) through xdotool. Panel clicks land anywhere in
+the panel, so over a run they press its buttons (benchmark, reconstruct, stop, backend and
+precision switches, modes) and drag its sliders at random. Resident memory is read every second.
+At the end the window gets SIGTERM, as a desktop closes it, whatever is running then.
+
+Verdict (exit 1 when any fails): the viewer exits 0 within EXIT_TIMEOUT_S of SIGTERM, prints no
+`error:` line and no traceback, its slowest UI frame stays under HANG_MS, and resident memory
+after the first minute grows by less than GROWTH_LIMIT (median of the last 30 s against the
+median of the 30 s after the first minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HANG_MS = 1000.0
+GROWTH_LIMIT = 0.05
+EXIT_TIMEOUT_S = 30.0
+SETTLE_S = 60.0  # memory is judged after this much of the run: tracing and caches settle first
+WINDOW_TIMEOUT_S = 60.0
+PANEL_SHARE = 1 / 3  # the panel takes at most a third of the window's width (viewer/layout.py)
+KEYS = ("bracketleft", "bracketright", "Prior", "Next", "1", "2", "3", "4", "r", "s",
+        "Left", "Right", "Up", "Down", "space", "Return", "a", "BackSpace")
+# Event kinds and how often each is drawn: mostly what a user does most.
+WEIGHTS = {"drag": 20, "pan": 5, "scroll": 10, "key": 20, "panel_click": 25, "panel_drag": 8,
+           "double_click": 2, "resize": 4, "minimize": 2}
+
+
+@dataclass
+class ChaosConfig:
+    ckpt: Path
+    minutes: float
+    seed: int = 0
+    res: int = 128
+
+
+@dataclass
+class ChaosReport:
+    date: str
+    seconds: float
+    events: int
+    event_counts: dict[str, int]
+    exit_code: int | None
+    exit_seconds: float | None
+    stderr_lines: list[str]
+    ui_frame_ms_max: float | None
+    ui_frame_ms_p95: float | None
+    rss_mb_peak: float
+    rss_mb_after_first_minute: float | None
+    rss_mb_end: float | None
+    rss_growth: float | None
+    failures: list[str] = field(default_factory=list)
+
+
+def start_xvfb() -> tuple[subprocess.Popen, str]:
+    """A private X server (it picks a free display number and tells us through -displayfd)."""
+    server = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    number = server.stdout.readline().strip()
+    if not number.isdigit():
+        server.kill()
+        raise RuntimeError("Xvfb did not start")
+    return server, f":{number}"
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            line = next(line for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) / 1024
+
+
+class Driver:
+    """xdotool commands into one window."""
+
+    def __init__(self, env: dict[str, str], window: str, rng: random.Random):
+        self.env, self.window, self.rng = env, window, rng
+        self.size = (1280, 800)
+
+    def run(self, *words: str) -> None:
+        subprocess.run(["xdotool", *words], env=self.env, capture_output=True, timeout=20)
+
+    def point(self, in_panel: bool) -> tuple[int, int]:
+        width, height = self.size
+        split = int(width * PANEL_SHARE)
+        x = self.rng.randrange(0, split) if in_panel else self.rng.randrange(split, width)
+        return x, self.rng.randrange(0, height)
+
+    def drag(self, button: int, in_panel: bool) -> None:
+        (x, y), (x2, y2) = self.point(in_panel), self.point(self.rng.random() < 0.5)
+        words = ["mousemove", "--window", self.window, str(x), str(y), "mousedown", str(button)]
+        for k in range(1, 5):
+            words += ["mousemove", "--window", self.window, str(x + (x2 - x) * k // 4),
+                      str(y + (y2 - y) * k // 4), "sleep", "0.02"]
+        self.run(*words, "mouseup", str(button))
+
+    def send(self, kind: str) -> None:
+        if kind == "drag":
+            self.drag(1, in_panel=False)
+        elif kind == "pan":
+            self.drag(self.rng.choice((2, 3)), in_panel=False)
+        elif kind == "panel_drag":
+            self.drag(1, in_panel=True)
+        elif kind in ("panel_click", "double_click", "scroll"):
+            x, y = self.point(kind == "panel_click" or self.rng.random() < 0.2)
+            button = self.rng.choice(("4", "5")) if kind == "scroll" else "1"
+            repeat = {"double_click": 2, "scroll": self.rng.randint(1, 3)}.get(kind, 1)
+            self.run("mousemove", "--window", self.window, str(x), str(y), "click", "--repeat", str(repeat),
+                     button)
+        elif kind == "key":
+            self.run("key", "--window", self.window, self.rng.choice(KEYS))
+        elif kind == "resize":
+            self.size = (self.rng.randrange(480, 1500), self.rng.randrange(360, 950))
+            self.run("windowsize", self.window, str(self.size[0]), str(self.size[1]))
+        elif kind == "minimize":
+            self.run("windowunmap", self.window, "sleep", str(round(self.rng.uniform(0.1, 1.0), 2)),
+                     "windowmap", self.window)
+
+
+def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
+    for tool in ("Xvfb", "xdotool"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is not installed (apt-get install xvfb xdotool)")
+    rng = random.Random(config.seed)
+    server, display = start_xvfb()
+    env = dict(os.environ, DISPLAY=display)
+    folder = Path(tempfile.mkdtemp(prefix="lfn-chaos-"))  # screenshots and saved fits land here
+    stats_path = folder / "stats.json"
+    viewer = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "--ckpt", str(config.ckpt.resolve()),
+         "--res", str(config.res), "--stats", str(stats_path)],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    memory: list[tuple[float, float]] = []
+    counts: Counter[str] = Counter()
+    failures: list[str] = []
+    started = time.monotonic()
+    exit_code = exit_seconds = None
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^LFN viewer"],
+                               env=env, capture_output=True, text=True, timeout=WINDOW_TIMEOUT_S)
+        driver = Driver(env, found.stdout.split()[0], rng)
+        started = time.monotonic()
+        kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
+        next_reading = 0.0
+        while (elapsed := time.monotonic() - started) < config.minutes * 60 and viewer.poll() is None:
+            if elapsed >= next_reading:
+                if (mb := rss_mb(viewer.pid)) is not None:
+                    memory.append((elapsed, mb))
+                next_reading = elapsed + 1.0
+                if int(elapsed) % 30 == 0:
+                    progress(f"{elapsed:5.0f} s: {sum(counts.values())} events, {memory[-1][1]:.0f} MB")
+            kind = rng.choices(kinds, weights)[0]
+            driver.send(kind)
+            counts[kind] += 1
+            time.sleep(rng.uniform(0.0, 0.02))  # a burst, then a pause now and then
+        if viewer.poll() is not None:
+            failures.append(f"the viewer exited by itself after {elapsed:.0f} s (code {viewer.returncode})")
+        stop = time.monotonic()
+        viewer.send_signal(signal.SIGTERM)
+        _, stderr = viewer.communicate(timeout=EXIT_TIMEOUT_S)
+        exit_code, exit_seconds = viewer.returncode, time.monotonic() - stop
+    except subprocess.TimeoutExpired:
+        failures.append(f"hang: no exit within {EXIT_TIMEOUT_S:.0f} s of SIGTERM (or no window)")
+        viewer.kill()
+        _, stderr = viewer.communicate()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return judge(config, started, counts, memory, stderr, exit_code, exit_seconds, stats_path, failures)
+
+
+def judge(config: ChaosConfig, started: float, counts: Counter, memory: list[tuple[float, float]],
+          stderr: str, exit_code: int | None, exit_seconds: float | None, stats_path: Path,
+          failures: list[str]) -> ChaosReport:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+    if exit_code not in (0, None):
+        failures.append(f"exit code {exit_code}")
+    if any(line.startswith("error:") or "Traceback" in line for line in lines):
+        failures.append("the viewer printed an error or a traceback")
+    if exit_code == 0 and not stats:
+        failures.append("no --stats file after exit")
+    if (stats.get("ui_frame_ms_max") or 0.0) > HANG_MS:
+        failures.append(f"UI frame of {stats['ui_frame_ms_max']:.0f} ms (> {HANG_MS:.0f} ms)")
+    settled = [mb for t, mb in memory if SETTLE_S <= t < SETTLE_S + 30]
+    ending = [mb for t, mb in memory if t >= memory[-1][0] - 30] if memory else []
+    growth = None
+    if settled and ending and memory[-1][0] >= SETTLE_S + 60:  # judged on runs of at least 2 minutes
+        growth = statistics.median(ending) / statistics.median(settled) - 1
+        if growth >= GROWTH_LIMIT:
+            failures.append(f"memory grew {100 * growth:.1f} % after the first minute")
+    return ChaosReport(
+        date=datetime.now().astimezone().isoformat(timespec="seconds"),
+        seconds=memory[-1][0] if memory else 0.0, events=sum(counts.values()), event_counts=dict(counts),
+        exit_code=exit_code, exit_seconds=exit_seconds, stderr_lines=lines[-20:],
+        ui_frame_ms_max=stats.get("ui_frame_ms_max"), ui_frame_ms_p95=stats.get("ui_frame_ms_p95"),
+        rss_mb_peak=max((mb for _, mb in memory), default=0.0),
+        rss_mb_after_first_minute=statistics.median(settled) if settled else None,
+        rss_mb_end=statistics.median(ending) if ending else None, rss_growth=growth, failures=failures,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt")
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--res", type=int, default=128)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    report = chaos_run(ChaosConfig(args.ckpt, args.minutes, args.seed, args.res))
+    text = json.dumps(asdict(report), indent=2)
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The chaos run (bench/chaos.py): a short one against the real window, and its verdict's checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+
+import pytest
+
+from bench.chaos import ChaosConfig, chaos_run, judge
+from tests.conftest import skip_or_fail
+
+
+def test_a_short_chaos_run_finds_nothing_wrong(tiny_ckpt):
+    for tool in ("Xvfb", "xdotool"):
+        if shutil.which(tool) is None:
+            skip_or_fail(f"{tool} is not installed")
+    report = chaos_run(ChaosConfig(tiny_ckpt, minutes=0.3, seed=1, res=64), progress=lambda _: None)
+    assert report.failures == [], report
+    assert report.exit_code == 0 and report.events >= 40
+    assert len(report.event_counts) >= 6  # most kinds of input were sent
+
+
+@pytest.mark.parametrize(("stderr", "exit_code", "stats", "memory", "needle"), [
+    ("", 0, {"ui_frame_ms_max": 1500.0}, [], "UI frame of 1500 ms"),
+    ("error: boom\n", 1, {}, [], "exit code 1"),
+    ("Traceback (most recent call last):\n", 0, {"ui_frame_ms_max": 5.0}, [], "traceback"),
+    ("", 0, {"ui_frame_ms_max": 5.0}, [(float(t), 400.0 + (40.0 if t > 150 else 0.0)) for t in range(200)],
+     "memory grew 10.0 %"),
+])
+def test_the_verdict_fails_on_hangs_errors_and_growth(tmp_path, stderr, exit_code, stats, memory, needle):
+    stats_path = tmp_path / "stats.json"
+    if stats:
+        stats_path.write_text(json.dumps(stats))
+    report = judge(ChaosConfig(tmp_path / "c.pt", 1.0), 0.0, Counter(drag=3), memory, stderr, exit_code,
+                   1.0, stats_path, [])
+    assert any(needle in failure for failure in report.failures), report.failures
+
+
+def test_steady_memory_passes(tmp_path):
+    stats_path = tmp_path / "stats.json"
+    stats_path.write_text(json.dumps({"ui_frame_ms_max": 40.0}))
+    memory = [(float(t), 400.0 + (t % 7)) for t in range(200)]
+    report = judge(ChaosConfig(tmp_path / "c.pt", 1.0), 0.0, Counter(key=5), memory, "", 0, 1.0,
+                   stats_path, [])
+    assert report.failures == [] and report.rss_growth is not None and abs(report.rss_growth) < 0.02
