@@ -130,7 +130,7 @@ def measure(args: argparse.Namespace) -> dict:
         ckpt = load_checkpoint(out / "model.pt")  # from disk, as a user loads it
         run["checkpoint_meta"] = {k: ckpt.meta.get(k) for k in ("steps", "world_size", "replicas")}
         run["evaluation"] = evaluate(ckpt, Path(args.data), args.device, args.fit_steps,
-                                     args.eval_cars, args.eval_views)
+                                     args.eval_cars, args.eval_views).to_json()
         runs[str(gpus)] = run
         checkpoints.append(out / "model.pt")
     if args.views_png:

@@ -1,22 +1,31 @@
 """Scoring a checkpoint on the car data set: novel views of training cars, and single-image
 reconstruction of held-out cars (network frozen, a fresh latent fitted to one view).
+
+Every car of each split is scored unless limited; each car gives one row (CarScore), and the
+summaries (per source: real / procedural, and over all cars) pool those rows' views, so a summary's
+PSNR is the mean over its views. A split the data set lacks leaves its metrics absent, with a note.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from engine.cardata import load_cars
+from engine.cardata import CarSource, CarViews, car_source, load_cars, read_manifest
 from engine.metrics import psnr, ssim
 from models.checkpoint import Checkpoint
 from models.fitting import fit_latent
 from models.renderer import make_renderer
 
 INPUT_VIEW = 0  # the single observed view of a held-out car: its first training view
+# What each split's cars are scored on: training cars on their held-out views (their latents
+# were learned), held-out cars by single-image reconstruction.
+TASK_OF_SPLIT = {"train": "heldout_views", "test": "single_image"}
+ALL = "all"  # the summary over every source
 
 
 def score_views(renderer, latent: torch.Tensor, rgb: torch.Tensor, poses: torch.Tensor,
@@ -36,45 +45,177 @@ def mean(values: list[float]) -> float:
     return sum(values) / max(len(values), 1)
 
 
+@dataclass(frozen=True)
+class CarScore:
+    """One car's row: its mean PSNR and SSIM over the views scored."""
+
+    car_id: str
+    source: CarSource
+    split: str  # "train": held-out views of a training car; "test": single-image reconstruction
+    psnr: float
+    ssim: float
+    views_scored: int
+    input_view_psnr: float | None = None  # single image: the fitted latent on the view it saw
+    fit_seconds: float | None = None
+
+    @property
+    def task(self) -> str:
+        return TASK_OF_SPLIT[self.split]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """PSNR and SSIM pooled over every view of a group of cars."""
+
+    psnr: float
+    ssim: float
+    views: int
+    cars: int
+
+
+def summarize(rows: list[CarScore]) -> Summary | None:
+    views = sum(r.views_scored for r in rows)
+    if views == 0:
+        return None
+    pooled = lambda metric: sum(getattr(r, metric) * r.views_scored for r in rows) / views  # noqa: E731
+    return Summary(pooled("psnr"), pooled("ssim"), views, len(rows))
+
+
+@dataclass
+class Evaluation:
+    cars: list[CarScore]
+    notes: list[str]
+    fit_steps: int
+    max_cars: int | None  # limits of a quick run: the first cars of each split, views of a car
+    max_views: int | None
+    resolution: int | None  # None: no split had cars
+    model: str
+    device: str
+    date: str = field(default_factory=lambda: time.strftime("%Y-%m-%d"))
+    train_steps: int | None = None
+    train_seconds: float | None = None
+
+    @property
+    def sources(self) -> list[CarSource]:
+        """The sources of the cars scored, in CarSource's order."""
+        return [s for s in CarSource if any(r.source == s for r in self.cars)]
+
+    def summary(self, task: str, source: CarSource | str = ALL) -> Summary | None:
+        return summarize([r for r in self.cars if r.task == task
+                          and (source == ALL or r.source == source)])
+
+    def headline(self, source: CarSource | str = ALL) -> dict[str, float]:
+        """The four headline metrics of a source (those its cars have)."""
+        out = {}
+        for task in TASK_OF_SPLIT.values():
+            if (s := self.summary(task, source)) is not None:
+                out |= {f"psnr_{task}": s.psnr, f"ssim_{task}": s.ssim}
+        return out
+
+    def meta_metrics(self) -> dict:
+        """The headline metrics, overall and per source, rounded, as a checkpoint's meta keeps
+        them (plain strings and floats: checkpoints load with weights_only)."""
+        rounded = lambda metrics: {k: round(v, 4) for k, v in metrics.items()}  # noqa: E731
+        return rounded(self.headline()) | {
+            "per_source": {str(s): rounded(self.headline(s)) for s in self.sources}}
+
+    def to_json(self) -> dict:
+        overall = {task: self.summary(task) for task in TASK_OF_SPLIT.values()}
+        fit_seconds = sorted(r.fit_seconds for r in self.cars if r.fit_seconds is not None)
+        return {
+            # the headline over all cars, flat as before (None where the split is absent)
+            **{f"{m}_{task}": getattr(s, m) if s else None
+               for task, s in overall.items() for m in ("psnr", "ssim")},
+            "heldout_views_scored": overall["heldout_views"].views if overall["heldout_views"] else 0,
+            "single_image_cars": overall["single_image"].cars if overall["single_image"] else 0,
+            "single_image_views_scored":
+                overall["single_image"].views if overall["single_image"] else 0,
+            "fit_steps": self.fit_steps,
+            "fit_seconds_median": fit_seconds[len(fit_seconds) // 2] if fit_seconds else None,
+            "per_source": {
+                str(source): {task: asdict(s) if (s := self.summary(task, source)) else None
+                              for task in TASK_OF_SPLIT.values()}
+                for source in [*self.sources, ALL]
+            },
+            "limits": ({"max_cars": self.max_cars, "max_views": self.max_views}
+                       if (self.max_cars, self.max_views) != (None, None) else None),
+            "notes": self.notes,
+            "resolution": self.resolution,
+            "model": self.model,
+            "device": self.device,
+            "date": self.date,
+            "train_steps": self.train_steps,
+            "train_seconds": self.train_seconds,
+            "cars": [asdict(r) for r in self.cars],
+        }
+
+
 def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
-             max_cars: int | None, max_views: int | None) -> dict:
+             max_cars: int | None = None, max_views: int | None = None) -> Evaluation:
+    """Score every car of each split the data set has (at most max_cars per split and max_views
+    views per car where given: the first ones, in manifest order)."""
     model = ckpt.model.to(device)
     renderer = make_renderer(model, device, "fp32", "eager")
+    entries = read_manifest(data)["cars"]
+    source_of = {car["id"]: car_source(car) for car in entries}
+    rows, notes, resolution = [], [], None
+    for split, task in TASK_OF_SPLIT.items():
+        if not any(car["split"] == split for car in entries):
+            notes.append(f"no {split}-split cars in the data set: {task} metrics absent")
+            continue
+        cars = load_cars(data, split, limit=max_cars)
+        resolution = cars.resolution
+        views = torch.nonzero(~cars.train_view).flatten()[:max_views]
+        if not len(views):
+            notes.append(f"the data set has no held-out (test) views: {task} metrics absent")
+            continue
+        if split == "train":
+            rows += score_heldout_views(ckpt, renderer, cars, views, source_of, notes)
+        else:
+            rows += score_single_images(ckpt.model, renderer, cars, views, source_of, fit_steps)
+    return Evaluation(
+        cars=rows, notes=notes, fit_steps=fit_steps, max_cars=max_cars, max_views=max_views,
+        resolution=resolution, model=model.kind,
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        train_steps=ckpt.meta.get("steps"), train_seconds=ckpt.meta.get("train_seconds"),
+    )
+
+
+def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch.Tensor,
+                        source_of: dict[str, CarSource], notes: list[str]) -> list[CarScore]:
+    """Training cars, each with its learned latent, on its held-out views."""
     index = {name: i for i, name in enumerate(ckpt.instance_names)}
-
-    seen = load_cars(data, "train", limit=max_cars)
-    test_views = torch.nonzero(~seen.train_view).flatten()[:max_views]
-    heldout = []
-    for c, car_id in enumerate(tqdm(seen.ids, desc="held-out views", leave=False)):
+    unknown = [car_id for car_id in cars.ids if car_id not in index]
+    if unknown:
+        notes.append(f"{len(unknown)} training cars are not in the checkpoint, not scored "
+                     f"(first: {unknown[0]})")
+    rows = []
+    for c, car_id in enumerate(tqdm(cars.ids, desc="held-out views", leave=False)):
         if car_id in index:
-            heldout += score_views(renderer, ckpt.latents[index[car_id]], seen.rgb[c],
-                                   seen.cam2world[c], test_views)
+            scores = score_views(renderer, ckpt.latents[index[car_id]], cars.rgb[c],
+                                 cars.cam2world[c], views)
+            rows.append(car_row(car_id, source_of[car_id], "train", scores))
+    return rows
 
-    unseen = load_cars(data, "test", limit=max_cars)
-    target_views = torch.nonzero(~unseen.train_view).flatten()[:max_views]
-    single, fit_seconds = [], []
-    for c in tqdm(range(len(unseen.ids)), desc="single-image fits", leave=False):
+
+def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
+                        source_of: dict[str, CarSource], fit_steps: int) -> list[CarScore]:
+    """Held-out cars: a latent fitted to one view (network frozen), scored on the held-out views."""
+    rows = []
+    for c, car_id in enumerate(tqdm(cars.ids, desc="single-image fits", leave=False)):
         start = time.perf_counter()
-        fit = fit_latent(model, unseen.rgb[c, INPUT_VIEW:INPUT_VIEW + 1],
-                         unseen.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1], unseen.intrinsics,
+        fit = fit_latent(model, cars.rgb[c, INPUT_VIEW:INPUT_VIEW + 1],
+                         cars.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1], cars.intrinsics,
                          steps=fit_steps, seed=c)
-        fit_seconds.append(time.perf_counter() - start)
-        single += score_views(renderer, fit.latent, unseen.rgb[c], unseen.cam2world[c],
-                              target_views)
-    return {
-        "psnr_heldout_views": mean([p for p, _ in heldout]),
-        "ssim_heldout_views": mean([s for _, s in heldout]),
-        "psnr_single_image": mean([p for p, _ in single]),
-        "ssim_single_image": mean([s for _, s in single]),
-        "heldout_views_scored": len(heldout),
-        "single_image_cars": len(unseen.ids),
-        "single_image_views_scored": len(single),
-        "fit_steps": fit_steps,
-        "fit_seconds_median": sorted(fit_seconds)[len(fit_seconds) // 2] if fit_seconds else 0.0,
-        "resolution": seen.resolution,
-        "model": model.kind,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "date": time.strftime("%Y-%m-%d"),
-        "train_steps": ckpt.meta.get("steps"),
-        "train_seconds": ckpt.meta.get("train_seconds"),
-    }
+        seconds = time.perf_counter() - start
+        (input_psnr, _), = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c],
+                                       torch.tensor([INPUT_VIEW]))
+        scores = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c], views)
+        rows.append(car_row(car_id, source_of[car_id], "test", scores, input_psnr, seconds))
+    return rows
+
+
+def car_row(car_id: str, source: CarSource, split: str, scores: list[tuple[float, float]],
+            input_view_psnr: float | None = None, fit_seconds: float | None = None) -> CarScore:
+    return CarScore(car_id, source, split, mean([p for p, _ in scores]),
+                    mean([s for _, s in scores]), len(scores), input_view_psnr, fit_seconds)

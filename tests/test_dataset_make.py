@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.cardata import load_cars
+from engine.cardata import CarSource, car_source, load_cars
 from tests.conftest import skip_or_fail
 from tests.test_ac3d import TORCS_DIR
 from tools.make_dataset import main
@@ -38,6 +38,7 @@ def test_procedural_data_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     cars = manifest["cars"]
     assert [c["split"] for c in cars] == ["test", "train", "train"]
     assert all(c["source"].startswith("procedural:") and c["variant_of"] is None for c in cars)
+    assert all(car_source(c) is CarSource.PROCEDURAL for c in cars)
     with np.load(tmp_path / f"{cars[0]['id']}.npz") as z:
         assert z["rgb"].shape == (5, 24, 24, 3) and z["rgb"].dtype == np.uint8
         assert z["depth"].shape == (5, 24, 24) and z["depth"].dtype == np.float32
@@ -59,4 +60,5 @@ def test_torcs_limit_gives_distinct_real_cars(tmp_path: Path) -> None:
     cars = json.loads((tmp_path / "manifest.json").read_text())["cars"]
     assert len(cars) == 2 and len({c["source"] for c in cars}) == 2
     assert all(c["source"].startswith("torcs:") and c["variant_of"] is None for c in cars)
+    assert all(car_source(c) is CarSource.REAL for c in cars)
     assert all((tmp_path / f"{c['id']}.npz").is_file() for c in cars)
