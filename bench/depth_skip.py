@@ -64,4 +64,4 @@ def measure_res(kernel: TritonLFN, res: int, poses: list[torch.Tensor]) -> list[
 
 
 if __name__ == "__main__":
-    sys.exit(run(__doc__, lambda renderer: functools.partial(measure_res, renderer.fused_kernel)))
+    sys.exit(run(__doc__, lambda renderer: functools.partial(measure_res, renderer.ray_backend.kernel)))

@@ -45,7 +45,7 @@ def measure_res(renderer: LFNRenderer, res: int, poses: list[torch.Tensor]) -> l
     ctx = moderngl.create_standalone_context(backend="egl")
     texture = FrameTexture(ctx)
     buffer = torch.empty(res, res, 4, device=DEVICE)
-    kernel = renderer.fused_kernel
+    kernel = renderer.ray_backend.kernel
     flat = buffer.view(res * res, 4)
     graphs = FrameGraphs(lambda pose, n: lambda: kernel.render_rgba(pose, n, out=flat), DEVICE)
     renders = {

@@ -37,12 +37,13 @@ os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")  # prints each tuning's ti
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/gpu_check.py` from anywhere
 
 from engine.timing import median_p90, time_frames
+from models.backends.torchscript import trace_ray_function, without_jit_optimizer
 from models.cameras import orbit_pose
 from models.depth import color_derivatives, gradient_depth, pixel_equations
 from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
-from models.renderer import LFNRenderer, capturable_frame, trace_ray_function, without_jit_optimizer
+from models.renderer import LFNRenderer, capturable_frame
 from models.triton_lfn import TritonLFN, triton_available
 
 TOLERANCE = 1e-2
@@ -169,7 +170,7 @@ def check_latent(
         renderer.set_latent(latent)
     kernels = [k for k in (fused, fused_bf16) if k is not None]
     for kernel in kernels:
-        kernel.set_mlp_tensors(eager.mlp_tensors)
+        kernel.set_mlp_tensors(eager.folded_mlp())
     rows = []
 
     def add(name: str, res: int | None, ref, frame: Callable[[], torch.Tensor], check=compare) -> None:
@@ -213,7 +214,7 @@ def check_latent(
         origins = torch.randn(4099, 3, generator=gen).to(DEVICE) * 3.0  # 4099: a partial last tile
         rays = plucker(origins, torch.randn(4099, 3, generator=gen).to(DEVICE))
         with torch.no_grad():
-            ref = ray_colors(rays, *eager.mlp_tensors)
+            ref = ray_colors(rays, *eager.folded_mlp())
         add("triton fp16 colors(random rays)", None, ref, lambda: fused.colors(rays))
     return rows
 
@@ -256,11 +257,11 @@ def traced_frame(
     """The renderer's latent through a fresh trace of the per-ray MLP, with or without TorchScript's
     profiling executor's rewrites, launch by launch or replayed from a CUDA graph."""
     traced = trace_ray_function(torch.randn(64, 6, device=renderer.device, dtype=renderer.dtype),
-                                renderer.mlp_tensors)
+                                renderer.folded_mlp())
     function = traced if optimizer else without_jit_optimizer(traced)
 
     def colors(rays: torch.Tensor) -> torch.Tensor:
-        return function(rays.to(renderer.dtype), *renderer.mlp_tensors)
+        return function(rays.to(renderer.dtype), *renderer.folded_mlp())
 
     def make_step(pose: torch.Tensor, n: int) -> Callable[[], torch.Tensor]:
         return capturable_frame(pose, n, colors)
@@ -281,7 +282,7 @@ def graph_frame(graphs: FrameGraphs, res: int) -> Callable[[torch.Tensor], objec
 def triton_renderer(eager: LFNRenderer) -> LFNRenderer:
     """An fp16 triton-backend renderer with the eager one's latent: gradient_depth's fused path."""
     renderer = LFNRenderer(eager.model, DEVICE, "fp16", "triton")
-    renderer.fused_kernel.set_mlp_tensors(eager.mlp_tensors)
+    renderer.ray_backend.set_mlp_tensors(eager.folded_mlp())
     return renderer
 
 
@@ -336,8 +337,8 @@ def main() -> int:
             model, DEVICE, "fp16", b, cuda_graphs=g))
         if renderer is not None:
             renderers[name] = renderer
-    fused = attempt("triton", errors, lambda: TritonLFN(eager.mlp_tensors)) if ok else None
-    fused_bf16 = attempt("triton bf16", errors, lambda: TritonLFN(eager.mlp_tensors, torch.bfloat16)) \
+    fused = attempt("triton", errors, lambda: TritonLFN(eager.folded_mlp())) if ok else None
+    fused_bf16 = attempt("triton bf16", errors, lambda: TritonLFN(eager.folded_mlp(), torch.bfloat16)) \
         if ok else None
 
     checks: list[dict] = []

@@ -137,7 +137,7 @@ def measurer(renderer):
     import moderngl
 
     ctx = moderngl.create_standalone_context(backend="egl")
-    return lambda res, poses: measure_res(renderer.fused_kernel, ctx, res, poses)
+    return lambda res, poses: measure_res(renderer.ray_backend.kernel, ctx, res, poses)
 
 
 if __name__ == "__main__":

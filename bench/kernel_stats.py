@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from models import triton_lfn, triton_pool
+from models import triton_depth_kernels, triton_lfn, triton_lfn_kernel, triton_pool
 from models.lfn import LFNConfig
 
 try:
@@ -82,11 +82,11 @@ def compile_stats(build: KernelBuild, arch: int = 90) -> KernelStats:
 
 def fused_kernel_builds() -> list[KernelBuild]:
     """Every kernel and tile configuration the GPU would compile for the product's network in fp16."""
-    triton_lfn._bind_device_functions(interpret=False)
+    triton_lfn.bind_device_functions(interpret=False)
     scalars = {"fx": "fp32", "fy": "fp32", "cx": "fp32", "cy": "fp32"}
-    layers = {"WIDTH": WIDTH, "N_HIDDEN": N_HIDDEN, "IN_PAD": triton_lfn.IN_PAD}
-    mlp = triton.jit(triton_lfn._lfn_kernel)
-    reverse = triton.jit(triton_lfn._reverse_depth_kernel)
+    layers = {"WIDTH": WIDTH, "N_HIDDEN": N_HIDDEN, "IN_PAD": triton_lfn_kernel.IN_PAD}
+    mlp = triton.jit(triton_lfn_kernel._lfn_kernel)
+    reverse = triton.jit(triton_depth_kernels._reverse_depth_kernel)
     builds = []
     for masks, configs in ((False, "colors"), (True, "depth")):
         signature = {

@@ -22,6 +22,7 @@ import torch
 
 from models.checkpoint import Checkpoint
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
+from models.renderer_protocol import GradientDepth
 
 
 @dataclass
@@ -59,7 +60,7 @@ def renderer_for(ckpt: Checkpoint, instance: int, device: torch.device, precisio
 def lfn_method(renderer, optional: bool) -> Method:
     return Method(method_name(renderer.backend), renderer.backend, renderer.evals_per_ray,
                   renderer.render, optional=optional,
-                  memory_in_warmup=getattr(renderer, "frame_graphs", None) is not None)
+                  memory_in_warmup=renderer.capabilities.cuda_graphs)
 
 
 def depth_method(renderer, summed: bool = False) -> Method | None:
@@ -69,11 +70,11 @@ def depth_method(renderer, summed: bool = False) -> Method | None:
         from models.depth import gradient_depth
     except ImportError:
         return None
-    # The Triton kernels when the renderer has them (colors with their ReLU masks, then 3 reverse
-    # passes or 1 when summed; the mask buffer is kept from the first, warm-up, frame on, so the
-    # peak counts the warm-up), else models/depth.py's eager forward-mode pass with the
-    # renderer's folded weights.
-    fused = renderer.fused_kernel is not None
+    # The backend's fused reverse-mode kernels where it has them (the Triton ones: colors with their
+    # ReLU masks, then 3 reverse passes or 1 when summed; the mask buffer is kept from the first,
+    # warm-up, frame on, so the peak counts the warm-up), else models/depth.py's eager forward-mode
+    # pass with the renderer's folded weights.
+    fused = renderer.capabilities.gradient_depth is GradientDepth.FUSED_REVERSE
     return Method("lfn_depth_summed" if summed else "lfn_depth", renderer.backend if fused else "eager",
                   renderer.evals_per_ray,
                   lambda cam2world, res: gradient_depth(renderer, cam2world, res, summed=summed),

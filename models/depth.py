@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from models.mlp import mlp_forward
 from models.plucker import plucker
 from models.renderer import frame_rays
+from models.renderer_protocol import GradientDepth
 
 
 @dataclass
@@ -94,9 +95,10 @@ def color_derivatives(renderer, cam2world: torch.Tensor, res: int):
     derivatives are exactly 0, so the tangent pass, 4 streams beside the primal, runs on the other
     rays only: about a quarter of a car frame's (DEPTH.md has the times).
     """
+    mlp_tensors = renderer.folded_mlp()
     origins, dirs = frame_rays(cam2world, res, renderer.device)
-    rays = plucker(origins, dirs).to(renderer.dtype)
-    color = torch.sigmoid(mlp_forward(rays, *renderer.mlp_tensors).float())
+    rays = plucker(origins, dirs).to(mlp_tensors[0].dtype)
+    color = torch.sigmoid(mlp_forward(rays, *mlp_tensors).float())
     slope = color * (1 - color)
     derivatives = torch.zeros(4, *color.shape, device=color.device)
     live = (slope > 0).any(1).nonzero()[:, 0]
@@ -105,7 +107,7 @@ def color_derivatives(renderer, cam2world: torch.Tensor, res: int):
         pose = cam2world.to(renderer.device, torch.float32)
         tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
         _, dlogits = mlp_forward_with_tangents(
-            rays[live], tangents.to(renderer.dtype), *renderer.mlp_tensors
+            rays[live], tangents.to(rays.dtype), *mlp_tensors
         )
         derivatives[:, live] = slope[live][None] * dlogits.float()
     return color, derivatives
@@ -176,12 +178,11 @@ def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res:
 def depth_equations(
     renderer, cam2world: torch.Tensor, res: int, summed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the fused Triton
-    kernels when the renderer has them, else from the eager forward-mode pass."""
-    fused = renderer.fused_kernel
-    if fused is not None:
-        out = fused.depth_equations(cam2world.to(renderer.device), res, summed)
-        return out[:, :3], out[:, 3], out[:, 4]
+    """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the renderer's fused
+    reverse-mode kernels where its capabilities say so, else from the eager forward-mode pass over
+    its folded MLP."""
+    if renderer.capabilities.gradient_depth is GradientDepth.FUSED_REVERSE:
+        return renderer.fused_depth_equations(cam2world, res, summed)
     color, derivatives = color_derivatives(renderer, cam2world, res)
     return (color, *pixel_equations(derivatives, summed))
 

@@ -1,73 +1,50 @@
-"""One renderer interface for both models: set a latent, then render a camera into an image.
+"""The two renderers of models/renderer_protocol.Renderer: set a latent, then render a camera.
 
+    renderer = make_renderer(model, device, precision, backend)   # either model kind
     renderer.set_latent(latent)                  # folds the latent into plain MLP tensors
     image = renderer.render(cam2world, res)      # (res, res, 3) colors in [0, 1], on the device
 
-The LFN's per-ray function is traced once with torch.jit.trace; the folded weights are inputs of
-the trace, so swapping or interpolating latents never re-traces. On CUDA the TorchScript and eager
-backends replay a frame from a CUDA graph captured once per resolution (models/frame_graphs.py);
-set_latent copies a new latent into the same weight tensors, so the graphs stay valid.
+LFNRenderer folds latents, chunks frames and replays them from CUDA graphs; evaluating the folded
+per-ray MLP is its ray backend's job (models/backends/, by name in BACKENDS). On CUDA the
+backends whose capabilities say cuda_graphs replay a frame from a CUDA graph captured once per
+resolution (models/frame_graphs.py); set_latent copies a new latent into the same weight tensors,
+so the graphs stay valid.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import torch
 
+from models.backends import BACKENDS
 from models.cameras import intrinsics, pixel_rays
 from models.frame_graphs import FrameGraphs
-from models.lfn import LightFieldNetwork, ray_colors
-from models.mlp import mlp_forward
+from models.lfn import LightFieldNetwork
 from models.plucker import plucker
+from models.renderer_protocol import Capabilities, RayBackend, Renderer
 from models.volumetric import VolumetricField, render_specialized
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-BACKENDS = ("torchscript", "eager", "compile", "triton")
-# Backends whose frames are many small launches that a CUDA graph replays as one: torch.compile and
-# the fused Triton kernel (one launch a frame) are left alone.
-GRAPHED_BACKENDS = ("torchscript", "eager")
 # Each captured resolution keeps its graph's memory pool, a one-pass frame's activations (0.5 GB per
 # 256-wide layer output at 1024² in fp16); larger frames render without a graph.
 GRAPH_MAX_RES = 1024
 T = TypeVar("T")
 
 
+def ray_backend(name: str) -> type[RayBackend]:
+    """The ray backend class registered as `name` (models/backends/)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
 def backend_unavailable(backend: str, device: torch.device, precision: str = "fp16") -> str | None:
     """Why `backend` cannot run on `device` in `precision`, or None when it can."""
-    if backend == "compile" and device.type != "cuda":
-        return "torch.compile is used on CUDA only here (its CPU path needs a C++ toolchain)"
-    if backend == "triton":
-        from models.triton_lfn import triton_available
-
-        ok, reason = triton_available()
-        if not ok:
-            return reason
-        if device.type != "cuda":
-            return "the fused Triton kernel runs on CUDA devices only"
-        if precision == "fp32":
-            return "the fused Triton kernel computes in fp16 or bf16 (use --precision fp16)"
-    return None
-
-
-def trace_ray_function(example_rays: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...]):
-    """TorchScript of models.lfn.ray_colors, specialized to no latent: weights are its inputs."""
-    with torch.no_grad():
-        return torch.jit.trace(ray_colors, (example_rays, *mlp_tensors), check_trace=False)
-
-
-def without_jit_optimizer(traced: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """`traced` run as traced, without TorchScript's profiling executor's rewrites, which make the
-    per-ray MLP slower (CPU, 256², 2 cores, torch 2.13: 515 vs 410 ms a frame; H200, fp16, 512²,
-    torch 2.11: 2.16 vs 1.55 ms) and spend the first frames at every new resolution profiling."""
-
-    def run(*args: torch.Tensor) -> torch.Tensor:
-        with torch.jit.optimized_execution(False):
-            return traced(*args)
-
-    return run
+    return ray_backend(backend).unavailable_reason(device, precision)
 
 
 def capturable_frame(
@@ -106,15 +83,26 @@ def frame_rays(cam2world: torch.Tensor, res: int, device: torch.device) -> tuple
     return origins.reshape(-1, 3), dirs.reshape(-1, 3)
 
 
+def rgba_frame(colors: torch.Tensor, res: int, out: torch.Tensor | None) -> torch.Tensor:
+    """(res*res, 3) colors → (res, res, 4) float32 RGBA with alpha 1, copied into `out` if given.
+    pad writes a new tensor: the frame never aliases its source (a CUDA graph's output, which the
+    next replay rewrites)."""
+    rgba = torch.nn.functional.pad(colors.view(res, res, 3).float(), (0, 1), value=1.0)
+    return rgba if out is None else out.copy_(rgba)
+
+
 class LFNRenderer:
     """Renders an LFN: one network evaluation per pixel ray.
+
+    The per-ray MLP runs in the ray backend named `backend` (models/backends/); a backend with
+    fused frames renders them itself, the others get Plücker rays from here.
 
     Frames larger than `max_rays` render in chunks, halved on out-of-memory like the volumetric one's;
     up to 512 x 512 on a CPU and 4096 x 4096 on CUDA a frame is one pass.
 
-    `cuda_graphs` (CUDA, TorchScript and eager backends): a one-pass frame of at most GRAPH_MAX_RES²
-    replays from a CUDA graph captured on the first frame at its resolution; False renders every
-    frame launch by launch (e.g. to time the difference). Ignored elsewhere.
+    `cuda_graphs` (CUDA, backends whose capabilities say cuda_graphs): a one-pass frame of at most
+    GRAPH_MAX_RES² replays from a CUDA graph captured on the first frame at its resolution; False
+    renders every frame launch by launch (e.g. to time the difference). Ignored elsewhere.
     """
 
     def __init__(
@@ -122,8 +110,7 @@ class LFNRenderer:
         precision: str = "fp32", backend: str = "torchscript", max_rays: int | None = None,
         cuda_graphs: bool = True,
     ):
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        backend_class = ray_backend(backend)
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]
@@ -132,46 +119,46 @@ class LFNRenderer:
         # A CPU has no out-of-memory signal (the kernel's OOM killer strikes first): ~2 KB a ray in
         # fp32, so a 4096² frame in one pass would need ~35 GB.
         self.rays_per_chunk = max_rays or (1 << 24 if self.device.type == "cuda" else 1 << 18)
-        self.mlp_tensors: tuple[torch.Tensor, ...] = ()
-        self.fused_kernel = None  # the Triton kernel (models/triton_lfn.py) of the triton backend
+        self._mlp_tensors: tuple[torch.Tensor, ...] = ()
         self.frame_graphs: FrameGraphs | None = None
-        if cuda_graphs and self.device.type == "cuda" and backend in GRAPHED_BACKENDS:
+        if cuda_graphs and self.device.type == "cuda" and backend_class.capabilities.cuda_graphs:
             self.frame_graphs = FrameGraphs(self._graph_step, self.device)
-        self.set_latent(model.latents.weight[0])
-        self._function = self._build_function()
+        self.capabilities = replace(backend_class.capabilities, cuda_graphs=self.frame_graphs is not None)
+        self._fold(model.latents.weight[0])
+        self.ray_backend = backend_class(self._mlp_tensors, self.dtype)
+        # Chosen once, so a frame is one direct call with no per-frame test of the backend.
+        if self.capabilities.fused_frames:
+            backend = self.ray_backend
+            self._render_frame, self._render_rgba_frame = backend.render, backend.render_rgba
+        else:
+            self._render_frame, self._render_rgba_frame = self._render_rays, self._render_rays_rgba
 
-    def _build_function(self):
-        if self.backend == "triton":
-            from models.triton_lfn import TritonLFN
-
-            self.fused_kernel = TritonLFN(self.mlp_tensors, self.dtype)
-            return self.fused_kernel.colors
-        if self.backend == "torchscript":
-            example = torch.randn(64, 6, device=self.device, dtype=self.dtype)
-            traced = trace_ray_function(example, self.mlp_tensors)
-            return without_jit_optimizer(traced)
-        if self.backend == "compile":
-            return torch.compile(ray_colors, dynamic=False)
-        return ray_colors
+    def folded_mlp(self) -> tuple[torch.Tensor, ...]:
+        """The current latent folded into the per-ray MLP (models/mlp.py's w_in, b_in, w_hidden,
+        b_hidden, w_out, b_out) in the renderer's precision. set_latent rewrites these tensors in
+        place: read them, never write them."""
+        return self._mlp_tensors
 
     def set_latent(self, latent: torch.Tensor) -> None:
-        """Fold `latent` into self.mlp_tensors, in place: the tensors keep their addresses, so a
-        captured CUDA graph (and anyone holding the tuple) sees the new latent."""
+        """Fold `latent` into the MLP tensors, in place: the tensors keep their addresses, so a
+        captured CUDA graph (and anyone holding folded_mlp()) sees the new latent."""
+        self._fold(latent)
+        self.ray_backend.set_mlp_tensors(self._mlp_tensors)
+
+    def _fold(self, latent: torch.Tensor) -> None:
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
-            if [(t.shape, self.dtype) for t in folded] == [(t.shape, t.dtype) for t in self.mlp_tensors]:
-                for target, source in zip(self.mlp_tensors, folded, strict=True):
+            if [(t.shape, self.dtype) for t in folded] == [(t.shape, t.dtype) for t in self._mlp_tensors]:
+                for target, source in zip(self._mlp_tensors, folded, strict=True):
                     target.copy_(source)
             else:  # the first latent (or new shapes): new tensors, so graphs of the old ones must go
                 # copy=True: specialize returns the head's own parameters, which must never be
                 # written in place (training or fitting may be using them).
-                self.mlp_tensors = tuple(
+                self._mlp_tensors = tuple(
                     t.to(self.dtype, copy=True, memory_format=torch.contiguous_format) for t in folded
                 )
                 if self.frame_graphs is not None:
                     self.frame_graphs.clear()
-        if self.fused_kernel is not None:
-            self.fused_kernel.set_mlp_tensors(self.mlp_tensors)
 
     def _graph_step(self, pose: torch.Tensor, res: int) -> Callable[[], torch.Tensor]:
         """render's one-pass frame from the camera in the device tensor `pose`: (res*res, 3) colors."""
@@ -187,36 +174,40 @@ class LFNRenderer:
         except RuntimeError as error:  # out of memory for a graph's pool, or a capture that failed
             warnings.warn(f"CUDA graphs off, frames render launch by launch: {error}", stacklevel=2)
             self.frame_graphs = None
+            self.capabilities = replace(self.capabilities, cuda_graphs=False)
             return None
 
     def colors(self, plucker_rays: torch.Tensor) -> torch.Tensor:
         """(N, 6) Plücker coordinates → (N, 3) colors, with the current latent."""
-        if self.fused_kernel is not None:
-            return self.fused_kernel.colors(plucker_rays)
-        return self._function(plucker_rays.to(self.dtype), *self.mlp_tensors)
+        return self.ray_backend.colors(plucker_rays)
+
+    def fused_depth_equations(
+        self, cam2world: torch.Tensor, res: int, summed: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Colors (N, 3) and gradient depth's Σ a·b, Σ a² (N,) from the backend's own kernels;
+        only where capabilities.gradient_depth is FUSED_REVERSE (models/depth.py asks)."""
+        return self.ray_backend.depth_equations(cam2world, res, summed)
 
     @torch.no_grad()
     def render_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """(res, res, 4) float32 RGBA with alpha 1, the layout a GL texture takes byte for byte.
 
-        With `out` (a preallocated (res, res, 4) float32 tensor) the fused kernel writes the frame
-        there directly, so a frame allocates nothing.
+        With `out` (a preallocated (res, res, 4) float32 tensor) a backend with fused frames writes
+        the frame there directly, so a frame allocates nothing.
         """
-        if self.fused_kernel is not None:
-            flat = None if out is None else out.view(res * res, 4)
-            rgba = self.fused_kernel.render_rgba(cam2world.to(self.device), res, flat, torch.float32)
-            return rgba.view(res, res, 4)
-        colors = self._graphed_colors(cam2world, res)
-        if colors is None:
-            colors = self.render(cam2world, res)
-        # pad writes a new tensor: the frame never aliases a graph's output, which the next replays
-        rgba = torch.nn.functional.pad(colors.view(res, res, 3).float(), (0, 1), value=1.0)
-        return rgba if out is None else out.copy_(rgba)
+        return self._render_rgba_frame(cam2world, res, out)
 
     @torch.no_grad()
     def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
-        if self.fused_kernel is not None:  # ray generation is fused into the kernel
-            return self.fused_kernel.render(cam2world.to(self.device), res)
+        """(res, res, 3) colors in [0, 1], in the renderer's precision."""
+        return self._render_frame(cam2world, res)
+
+    def _render_rays_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None) -> torch.Tensor:
+        colors = self._graphed_colors(cam2world, res)
+        return rgba_frame(self._render_rays(cam2world, res) if colors is None else colors, res, out)
+
+    def _render_rays(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+        """Rays made here, colors from the backend: from the frame's CUDA graph, or chunk by chunk."""
         colors = self._graphed_colors(cam2world, res)
         if colors is not None:  # a copy: the caller may keep it while the next frame replays
             return colors.view(res, res, 3).clone()
@@ -240,8 +231,10 @@ class VolumetricRenderer:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]
+        # Its samples run op by op through models.volumetric.render_specialized: eager PyTorch.
         self.precision, self.backend = precision, "eager"
         self.evals_per_ray = model.evals_per_ray
+        self.capabilities = Capabilities(expected_depth=True)
         if max_samples is None:  # a CPU has no out-of-memory signal to halve on: stay small there
             max_samples = 1 << 26 if self.device.type == "cuda" else 1 << 21
         self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
@@ -275,12 +268,16 @@ class VolumetricRenderer:
     def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
         return self.render_with_depth(cam2world, res)[0]
 
+    def render_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        return rgba_frame(self.render(cam2world, res), res, out)
 
-def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript"):
-    """The renderer for a loaded model of either kind."""
+
+def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript") -> Renderer:
+    """The renderer for a loaded model of either kind; `backend` (a BACKENDS name) is the LFN's."""
     if isinstance(model, LightFieldNetwork):
         return LFNRenderer(model, device, precision, backend)
     return VolumetricRenderer(model, device, precision)
 
 
-__all__ = ["LFNRenderer", "VolumetricRenderer", "make_renderer", "mlp_forward", "trace_ray_function"]
+__all__ = ["BACKENDS", "PRECISIONS", "LFNRenderer", "Renderer", "VolumetricRenderer", "backend_unavailable",
+           "make_renderer"]

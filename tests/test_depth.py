@@ -105,7 +105,7 @@ def test_saturated_rays_skip_the_tangent_pass_with_the_same_derivatives():
 
     origins, dirs = frame_rays(pose, res, "cpu")  # every ray through the tangent pass
     tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
-    logits, dlogits = mlp_forward_with_tangents(plucker(origins, dirs), tangents, *renderer.mlp_tensors)
+    logits, dlogits = mlp_forward_with_tangents(plucker(origins, dirs), tangents, *renderer.folded_mlp())
     full_color = torch.sigmoid(logits)
     full = (full_color * (1 - full_color))[None] * dlogits
     skipped = (color * (1 - color) == 0).all(1)

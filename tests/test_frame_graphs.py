@@ -53,14 +53,14 @@ def with_eager_graphs(renderer: LFNRenderer) -> EagerGraphs:
 def test_set_latent_updates_the_same_tensors_and_renders_the_new_latent(backend):
     model = tiny_lfn()
     renderer = LFNRenderer(model, backend=backend)
-    tensors = renderer.mlp_tensors
+    tensors = renderer.folded_mlp()
     pointers = [t.data_ptr() for t in tensors]
     pose = orbit_pose(40, 25)
     first = renderer.render(pose, 12)
     for instance in (1, 2):
         renderer.set_latent(model.latents.weight[instance])
-        assert renderer.mlp_tensors is tensors
-        assert [t.data_ptr() for t in renderer.mlp_tensors] == pointers
+        assert renderer.folded_mlp() is tensors
+        assert [t.data_ptr() for t in renderer.folded_mlp()] == pointers
         fresh = LFNRenderer(model, backend="eager")
         fresh.set_latent(model.latents.weight[instance])
         image = renderer.render(pose, 12)
@@ -78,7 +78,7 @@ def test_set_latent_never_writes_into_the_model():
     renderer.set_latent(model.latents.weight[1])
     renderer.set_latent(model.latents.weight[2])
     assert (head.weight._version, head.bias._version) == versions
-    held = {t.data_ptr() for t in renderer.mlp_tensors}
+    held = {t.data_ptr() for t in renderer.folded_mlp()}
     assert not held & {p.data_ptr() for p in model.parameters()}
 
 
@@ -91,7 +91,7 @@ def test_new_tensor_shapes_rebind_and_drop_the_graphs():
     renderer.model = wider  # no folded tensor fits the old ones
     renderer.set_latent(wider.latents.weight[0])
     assert graphs.cleared == 1
-    assert renderer.mlp_tensors[0].shape == (48, 6)
+    assert renderer.folded_mlp()[0].shape == (48, 6)
     reference = LFNRenderer(wider, backend="eager", cuda_graphs=False)
     pose = orbit_pose(30, 20)
     assert torch.equal(renderer.render(pose, 8), reference.render(pose, 8))

@@ -27,7 +27,7 @@ def project_modules() -> list[tuple[str, Path]]:
     found = [("main", ROOT / "main.py")]
     for folder in LAYER:
         if folder != "main":
-            found += [(folder, path) for path in sorted((ROOT / folder).glob("*.py"))]
+            found += [(folder, path) for path in sorted((ROOT / folder).rglob("*.py"))]
     return found
 
 

@@ -28,6 +28,7 @@ from models.depth import color_derivatives, gradient_depth, pixel_equations, poo
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors  # noqa: E402
 from models.plucker import plucker  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
+from models.renderer_protocol import RayBackend, Renderer  # noqa: E402
 from models.triton_lfn import INTERPRETER_META, TritonLFN, triton_available  # noqa: E402
 from models.triton_pool import pooled_solve  # noqa: E402
 
@@ -90,11 +91,11 @@ def test_colors_match_the_fp32_network_on_random_rays(monkeypatch, width, chunks
 def test_fused_frame_matches_the_eager_renderer_and_writes_every_pixel(out_dtype):
     model = random_lfn(32)
     eager = LFNRenderer(model, backend="eager")
-    fused = TritonLFN(eager.mlp_tensors)
+    fused = TritonLFN(eager.folded_mlp())
     res = 13  # 169 rays: the last tile is partial
     for instance, (azimuth, elevation) in enumerate([(30, 20), (200, -5), (95, 60)]):
         eager.set_latent(model.latents.weight[instance])
-        fused.set_mlp_tensors(eager.mlp_tensors)
+        fused.set_mlp_tensors(eager.folded_mlp())
         pose = orbit_pose(azimuth, elevation, 2.8)
         out = torch.full((res * res, 4), POISON, dtype=out_dtype)
         result = fused.render_rgba(pose, res, out=out)
@@ -107,7 +108,7 @@ def test_fused_frame_matches_the_eager_renderer_and_writes_every_pixel(out_dtype
 def test_render_gives_the_renderer_interface():
     model = random_lfn(32)
     eager = LFNRenderer(model, backend="eager")
-    fused = TritonLFN(eager.mlp_tensors)
+    fused = TritonLFN(eager.folded_mlp())
     pose = orbit_pose(30, 20)
     image = fused.render(pose, 10)
     assert image.shape == (10, 10, 3) and image.dtype == torch.float16
@@ -118,12 +119,12 @@ def test_render_gives_the_renderer_interface():
 def test_a_new_latent_reuses_the_weight_buffers():
     model = random_lfn(32)
     eager = LFNRenderer(model, backend="eager")
-    fused = TritonLFN(eager.mlp_tensors)
+    fused = TritonLFN(eager.folded_mlp())
     buffers = [t.data_ptr() for t in vars(fused).values() if isinstance(t, torch.Tensor)]
     pose = orbit_pose(30, 20)
     first = fused.render(pose, 8)
     eager.set_latent(model.latents.weight[2])
-    fused.set_mlp_tensors(eager.mlp_tensors)
+    fused.set_mlp_tensors(eager.folded_mlp())
     assert [t.data_ptr() for t in vars(fused).values() if isinstance(t, torch.Tensor)] == buffers
     second = fused.render(pose, 8)
     assert (second.float() - first.float()).abs().max() > 1e-2
@@ -161,10 +162,10 @@ def test_depth_equations_match_the_eager_forward_mode_pass(monkeypatch, width, c
     monkeypatch.setitem(INTERPRETER_META, "CHUNKS", chunks)
     model = random_lfn(width)
     eager = LFNRenderer(model, backend="eager")
-    fused = TritonLFN(eager.mlp_tensors)
+    fused = TritonLFN(eager.folded_mlp())
     for instance, (azimuth, elevation, res) in enumerate([(30, 20, 11), (250, 45, 8)]):
         eager.set_latent(model.latents.weight[instance])
-        fused.set_mlp_tensors(eager.mlp_tensors)
+        fused.set_mlp_tensors(eager.folded_mlp())
         pose = orbit_pose(azimuth, elevation, 2.8)
         with torch.no_grad():
             color, derivatives = color_derivatives(eager, pose, res)
@@ -187,7 +188,7 @@ def test_saturated_tiles_skip_the_reverse_passes_with_the_same_equations(summed)
     ckpt = load_checkpoint(SHIPPED)
     eager = LFNRenderer(ckpt.model, backend="eager")
     eager.set_latent(ckpt.latents[0])
-    fused = TritonLFN(eager.mlp_tensors)
+    fused = TritonLFN(eager.folded_mlp())
     res, tile = 16, INTERPRETER_META["BLOCK_M"]
     pose = Orbit().cam2world()
     with torch.no_grad():
@@ -209,6 +210,24 @@ def test_saturated_tiles_skip_the_reverse_passes_with_the_same_equations(summed)
     assert (out[speaks, 4] > 0).all()
     for fast, reference in ((out[speaks, 3], ab[speaks]), (out[speaks, 4], aa[speaks])):
         assert ((fast - reference).abs() / reference.abs()).median() <= 0.01
+
+
+def test_the_triton_backend_renders_the_eager_image_through_the_renderer():
+    model = random_lfn(32)
+    fused = LFNRenderer(model, precision="fp16", backend="triton")
+    eager = LFNRenderer(model, backend="eager")
+    assert isinstance(fused, Renderer) and isinstance(fused.ray_backend, RayBackend)
+    assert fused.capabilities.fused_frames and not fused.capabilities.cuda_graphs
+    res, pose = 11, orbit_pose(120, 15, 2.8)
+    for instance in range(2):
+        fused.set_latent(model.latents.weight[instance])
+        eager.set_latent(model.latents.weight[instance])
+        reference = eager.render(pose, res)
+        image = fused.render(pose, res)
+        assert image.shape == (res, res, 3) and rel_err(image, reference) <= TOLERANCE
+        out = torch.full((res, res, 4), POISON)
+        assert fused.render_rgba(pose, res, out).data_ptr() == out.data_ptr()  # no copy
+        assert rel_err(out[..., :3], reference) <= TOLERANCE and (out[..., 3] == 1).all()
 
 
 def test_gradient_depth_through_the_triton_backend_matches_the_eager_one():

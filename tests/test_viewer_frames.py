@@ -41,7 +41,7 @@ def test_rgb_frame_is_the_renderers_image(frames):
 
 
 def test_latent_swaps_fold_weights_and_never_retrace(frames, monkeypatch):
-    traced = frames.renderer._function
+    traced = frames.renderer.ray_backend.function
     calls = []
     original = frames.renderer.set_latent
     monkeypatch.setattr(frames.renderer, "set_latent", lambda z: (calls.append(z), original(z)))
@@ -49,7 +49,7 @@ def test_latent_swaps_fold_weights_and_never_retrace(frames, monkeypatch):
     frames.render(request(key=("instance", 0)))
     mixed = frames.render(request(key=("mix", 0, 2, 0.5))).image
     assert len(calls) == 2  # only when the latent changes
-    assert frames.renderer._function is traced
+    assert frames.renderer.ray_backend.function is traced
     assert not torch.equal(first, mixed)
 
 

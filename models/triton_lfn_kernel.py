@@ -1,0 +1,131 @@
+"""The fused LFN frame kernel: camera rays → Plücker → every layer of the folded MLP → colors.
+
+One program takes BLOCK_M pixels: it builds their rays from the camera (cam2world and pinhole
+intrinsics, the convention of models/cameras.py), turns them into Plücker coordinates, runs every
+layer of the folded per-ray MLP (models/mlp.py) with fp16 or bf16 operands and fp32 accumulation,
+and writes sigmoid colors as RGBA. Activations stay on chip; only the output reaches global memory.
+With MASKS it also stores every layer's ReLU mask as bits, which the reverse passes of
+models/triton_depth_kernels.py read back. models/triton_lfn.py launches it.
+
+The device functions the kernel calls are plain Python here; models.triton_lfn binds them (jitted
+for the compiler, plain for the interpreter) before the first launch.
+"""
+
+from __future__ import annotations
+
+try:
+    import triton.language as tl
+except ImportError:  # CPU-only installs: models.triton_lfn.triton_available() reports it
+    tl = None
+
+IN_PAD = 16  # the 6 Plücker coordinates padded to tl.dot's smallest K
+
+
+def _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr):
+    """Origin and unit direction of pixel `rows` (col, row of a row-major res×res frame, through
+    its center) of the camera at pose_ptr (3×4 cam2world); the convention of models/cameras.py."""
+    px = ((rows % res).to(tl.float32) + 0.5 - cx) / fx
+    py = ((rows // res).to(tl.float32) + 0.5 - cy) / fy
+    dx = tl.load(pose_ptr + 0) * px + tl.load(pose_ptr + 1) * py + tl.load(pose_ptr + 2)
+    dy = tl.load(pose_ptr + 4) * px + tl.load(pose_ptr + 5) * py + tl.load(pose_ptr + 6)
+    dz = tl.load(pose_ptr + 8) * px + tl.load(pose_ptr + 9) * py + tl.load(pose_ptr + 10)
+    inv_norm = 1.0 / tl.sqrt(dx * dx + dy * dy + dz * dz)
+    origin = (tl.load(pose_ptr + 3), tl.load(pose_ptr + 7), tl.load(pose_ptr + 11))
+    return origin, (dx * inv_norm, dy * inv_norm, dz * inv_norm)
+
+
+
+def _store_mask(masks_ptr, rows, valid, active, first_unit, units_per_ray, C: tl.constexpr):
+    """Write a (BLOCK_M, C) ReLU mask as C / 8 bytes per ray, bit b of byte j for unit 8j + b, at
+    unit `first_unit` of each ray's units_per_ray (every layer's units, input layer first).
+
+    The bytes come from one small tensor-core product, mask (0/1) × a matrix of powers of two
+    (exact: sums of distinct powers below 256). It works for any column block of ≥ 16 units, so
+    every width has the same tile; 32-bit words packed by reshape and sum needed blocks of ≥ 32
+    and ran at the same speed (H100, PERF.md).
+    """
+    N: tl.constexpr = 16 if C // 8 < 16 else C // 8  # tl.dot's smallest N; extra columns unused
+    unit = tl.arange(0, C)[:, None]
+    byte = tl.arange(0, N)[None, :]
+    powers = tl.where(unit // 8 == byte, (1 << (unit % 8)).to(tl.float16), 0.0)
+    packed = tl.dot(active.to(tl.float16), powers)
+    first_byte = rows[:, None] * (units_per_ray // 8) + first_unit // 8
+    tl.store(masks_ptr + first_byte + byte, packed.to(tl.uint8), mask=valid[:, None] & (byte < C // 8))
+
+
+
+def _lfn_kernel(
+    out_ptr, rays_ptr, pose_ptr, masks_ptr,
+    w_in_ptr, b_in_ptr, w_hid_ptr, b_hid_ptr, w_out_ptr, b_out_ptr,
+    n_rays, out_ch, res, fx, fy, cx, cy,
+    WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, FUSED_RAYS: tl.constexpr, MASKS: tl.constexpr,
+    IN_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
+):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    valid = rows < n_rays
+    k_in = tl.arange(0, IN_PAD)[None, :]
+    operand = w_in_ptr.dtype.element_ty
+    if FUSED_RAYS:
+        origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
+        ox, oy, oz = origin  # flat unpacking only: Triton's dependency scan rejects nested targets
+        dx, dy, dz = direction
+        # Plücker (d, o × d) as columns 0..5 of a (BLOCK_M, IN_PAD) tile, zeros after.
+        plucker = (dx, dy, dz, oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx)
+        x = tl.zeros((BLOCK_M, IN_PAD), tl.float32)
+        for k in tl.static_range(6):
+            x = tl.where(k_in == k, plucker[k][:, None], x)
+    else:
+        x = tl.load(rays_ptr + rows[:, None] * 6 + k_in, mask=valid[:, None] & (k_in < 6), other=0.0)
+    x = x.to(operand)
+
+    # Activations live as a tuple of (BLOCK_M, C) column blocks: Triton can't slice a register
+    # tile, but a layer's K-chunk i is just block i, and its output block j is a new tuple entry.
+    # Each (C, C) weight tile is a tl.dot operand loaded from L2; only one tile and one fp32
+    # accumulator block are live at a time, which keeps registers from spilling. With MASKS every
+    # layer's ReLU mask is stored too, for the reverse passes of the depth equations.
+    C: tl.constexpr = WIDTH // CHUNKS
+    UNITS: tl.constexpr = WIDTH * (N_HIDDEN + 1)
+    tile_k = tl.arange(0, C)[:, None]
+    tile_n = tl.arange(0, C)[None, :]
+    h = ()
+    for j in tl.static_range(CHUNKS):
+        w = tl.load(w_in_ptr + tl.arange(0, IN_PAD)[:, None] * WIDTH + j * C + tile_n)
+        acc = tl.dot(x, w, tl.load(b_in_ptr + j * C + tile_n).broadcast_to(BLOCK_M, C))
+        h = h + (tl.maximum(acc, 0.0).to(operand),)
+        if MASKS:
+            _store_mask(masks_ptr, rows, valid, acc > 0.0, j * C, UNITS, C)
+    for layer in tl.static_range(N_HIDDEN):
+        weights = w_hid_ptr + layer * WIDTH * WIDTH
+        new = ()
+        for j in tl.static_range(CHUNKS):
+            acc = tl.load(b_hid_ptr + layer * WIDTH + j * C + tile_n).broadcast_to(BLOCK_M, C)
+            for i in tl.static_range(CHUNKS):
+                w = tl.load(weights + (i * C + tile_k) * WIDTH + j * C + tile_n)
+                acc = tl.dot(h[i], w, acc)
+            new = new + (tl.maximum(acc, 0.0).to(operand),)
+            if MASKS:
+                _store_mask(masks_ptr, rows, valid, acc > 0.0, (layer + 1) * WIDTH + j * C, UNITS, C)
+        h = new
+
+    # The 3-wide head as fp32 row reductions: a tl.dot would need N padded to 16, and on
+    # Triton 3.6 / H100 such a narrow dot after the wide layers faulted (illegal address).
+    cols = tl.arange(0, C)
+    colors = ()
+    for ch in tl.static_range(3):
+        total = tl.load(b_out_ptr + ch).broadcast_to(BLOCK_M)
+        for i in tl.static_range(CHUNKS):
+            row = tl.load(w_out_ptr + ch * WIDTH + i * C + cols)[None, :]
+            total += tl.sum(h[i].to(tl.float32) * row, axis=1)
+        colors = colors + (tl.sigmoid(total),)
+    c = tl.arange(0, 4)[None, :]
+    values = tl.where(c == 0, colors[0][:, None], tl.where(c == 1, colors[1][:, None], colors[2][:, None]))
+    values = tl.where(c == 3, 1.0, values)  # alpha; dropped by the mask when out_ch is 3
+    written = 3 if MASKS else out_ch  # with masks, out's columns 3 and 4 are the reverse passes'
+    tl.store(
+        out_ptr + rows[:, None] * out_ch + c, values.to(out_ptr.dtype.element_ty),
+        mask=valid[:, None] & (c < written),
+    )
+
+
+# The kernel's callees, by the global names it calls them with (models.triton_lfn binds them).
+DEVICE_FUNCTIONS = {f.__name__: f for f in (_pixel_rays, _store_mask)}

@@ -1,0 +1,170 @@
+"""The Renderer protocol, the ray backend registry, and dispatch by capability (models/renderer.py,
+models/renderer_protocol.py, models/backends/). The triton backend's frames are checked in
+Triton's interpreter by tests/test_triton_lfn.py."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+import torch
+
+from engine.benchmark_methods import available_backends, depth_method
+from models.backends import BACKENDS
+from models.backends.ray_function import RayFunctionBackend
+from models.cameras import orbit_pose
+from models.depth import gradient_depth
+from models.lfn import ray_colors
+from models.renderer import LFNRenderer, VolumetricRenderer, backend_unavailable, make_renderer
+from models.renderer_protocol import Capabilities, GradientDepth, RayBackend, Renderer
+from tests.conftest import tiny_lfn, tiny_volumetric
+
+CPU = torch.device("cpu")
+POSE = orbit_pose(40, 20, 2.8)
+RES = 12
+
+
+def cpu_backends() -> list[str]:
+    return [name for name in BACKENDS if backend_unavailable(name, CPU, "fp32") is None]
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_registered_backend_class_declares_the_ray_backend_interface(name):
+    backend = BACKENDS[name]
+    assert backend.name == name
+    assert isinstance(backend.capabilities, Capabilities)
+    reason = backend.unavailable_reason(CPU, "fp32")
+    assert reason is None or (isinstance(reason, str) and reason)
+    for method in ("set_mlp_tensors", "colors"):
+        assert callable(getattr(backend, method))
+    if backend.capabilities.fused_frames:
+        assert callable(backend.render) and callable(backend.render_rgba)
+    if backend.capabilities.gradient_depth is GradientDepth.FUSED_REVERSE:
+        assert callable(backend.depth_equations)
+
+
+def test_the_cpu_backends_are_the_ones_without_a_reason():
+    # torchscript and eager run anywhere; compile and triton say why not on a CPU
+    assert cpu_backends() == ["torchscript", "eager"]
+    assert "CUDA" in backend_unavailable("compile", CPU, "fp32")
+    assert backend_unavailable("triton", CPU, "fp32")
+
+
+@pytest.mark.parametrize("name", cpu_backends())
+def test_each_cpu_backend_renders_the_eager_image(name):
+    model = tiny_lfn()
+    eager = LFNRenderer(model, backend="eager")
+    renderer = LFNRenderer(model, backend=name)
+    assert isinstance(renderer, Renderer) and isinstance(renderer.ray_backend, RayBackend)
+    assert renderer.backend == name and renderer.evals_per_ray == 1
+    for instance in range(2):
+        latent = model.latents.weight[instance]
+        eager.set_latent(latent)
+        renderer.set_latent(latent)
+        image = renderer.render(POSE, RES)
+        assert image.shape == (RES, RES, 3)
+        assert torch.allclose(image, eager.render(POSE, RES), atol=1e-5)
+        out = torch.full((RES, RES, 4), -1.0)
+        assert renderer.render_rgba(POSE, RES, out).data_ptr() == out.data_ptr()
+        assert torch.allclose(out[..., :3], image) and (out[..., 3] == 1).all()
+
+
+def test_the_volumetric_renderer_is_a_renderer_with_expected_depth():
+    renderer = VolumetricRenderer(tiny_volumetric())
+    assert isinstance(renderer, Renderer)
+    assert renderer.backend == "eager" and renderer.evals_per_ray > 1
+    assert renderer.capabilities.expected_depth and renderer.capabilities.gradient_depth is None
+    color, depth, opacity = renderer.render_with_depth(POSE, RES)
+    assert depth.shape == opacity.shape == (RES, RES)
+    rgba = renderer.render_rgba(POSE, RES)
+    assert rgba.shape == (RES, RES, 4) and rgba.dtype == torch.float32
+    assert torch.equal(rgba[..., :3], color) and (rgba[..., 3] == 1).all()
+    lfn = LFNRenderer(tiny_lfn(), backend="eager")
+    assert lfn.capabilities.gradient_depth is GradientDepth.FORWARD_MODE
+    assert not lfn.capabilities.expected_depth
+
+
+class HalfGrey(RayFunctionBackend):
+    """A registered-in-the-test backend: every ray grey at half the eager colors' brightness."""
+
+    name = "half-grey"
+
+    @staticmethod
+    def build_function(mlp_tensors, dtype):
+        return lambda rays, *tensors: 0.5 * ray_colors(rays, *tensors).mean(-1, keepdim=True).expand(-1, 3)
+
+    @classmethod
+    def unavailable_reason(cls, device, precision):
+        return "needs fp32" if precision != "fp32" else None
+
+
+def test_a_registered_backend_is_listed_checked_and_built_without_other_edits(monkeypatch):
+    monkeypatch.setitem(BACKENDS, HalfGrey.name, HalfGrey)
+    assert HalfGrey.name in available_backends(CPU, "fp32")
+    assert HalfGrey.name not in available_backends(CPU, "fp16")
+    assert backend_unavailable(HalfGrey.name, CPU, "fp16") == "needs fp32"
+    model = tiny_lfn()
+    renderer = make_renderer(model, "cpu", "fp32", HalfGrey.name)
+    assert isinstance(renderer.ray_backend, HalfGrey) and renderer.backend == HalfGrey.name
+    image = renderer.render(POSE, RES)
+    reference = LFNRenderer(model, backend="eager").render(POSE, RES)
+    assert torch.allclose(image, 0.5 * reference.mean(-1, keepdim=True).expand(-1, -1, 3), atol=1e-6)
+
+
+def test_an_unknown_backend_is_named_in_the_error():
+    with pytest.raises(ValueError, match="unknown backend 'nope'; choose from torchscript, eager"):
+        backend_unavailable("nope", CPU)
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        LFNRenderer(tiny_lfn(), backend="nope")
+
+
+class FusedConstant:
+    """A backend with fused frames and fused depth: the renderer must hand both to it."""
+
+    name = "fused-constant"
+    capabilities = Capabilities(gradient_depth=GradientDepth.FUSED_REVERSE, fused_frames=True)
+    frames: ClassVar[list[str]] = []
+
+    def __init__(self, mlp_tensors, dtype):
+        self.dtype = dtype
+
+    @classmethod
+    def unavailable_reason(cls, device, precision):
+        return None
+
+    def set_mlp_tensors(self, mlp_tensors):
+        pass
+
+    def colors(self, plucker_rays):
+        return torch.full((plucker_rays.shape[0], 3), 0.25, dtype=self.dtype)
+
+    def render(self, cam2world, res):
+        self.frames.append("render")
+        return torch.full((res, res, 3), 0.25)
+
+    def render_rgba(self, cam2world, res, out=None):
+        self.frames.append("render_rgba")
+        rgba = torch.full((res, res, 4), 0.25) if out is None else out.fill_(0.25)
+        rgba[..., 3] = 1.0
+        return rgba
+
+    def depth_equations(self, cam2world, res, summed):
+        # every pixel's equations say z = 2 (Σ a·b / Σ a² = 2), confidently
+        n = res * res
+        return torch.rand(n, 3), torch.full((n,), 2.0), torch.ones(n)
+
+
+def test_fused_frames_and_fused_depth_are_the_backends(monkeypatch):
+    monkeypatch.setitem(BACKENDS, FusedConstant.name, FusedConstant)
+    monkeypatch.setattr(FusedConstant, "frames", [])
+    renderer = LFNRenderer(tiny_lfn(), backend=FusedConstant.name)
+    assert isinstance(renderer, Renderer) and isinstance(renderer.ray_backend, RayBackend)
+    assert (renderer.render(POSE, RES) == 0.25).all()
+    out = torch.zeros(RES, RES, 4)
+    assert renderer.render_rgba(POSE, RES, out) is out
+    assert FusedConstant.frames == ["render", "render_rgba"]
+    depth = gradient_depth(renderer, POSE, RES, window=1)
+    assert depth.valid.all() and torch.allclose(depth.depth, torch.full((RES, RES), 2.0))
+    # the benchmark labels the depth method by who computes it, from the capabilities alone
+    assert depth_method(renderer).backend == FusedConstant.name
+    assert depth_method(LFNRenderer(tiny_lfn(), backend="torchscript")).backend == "eager"
