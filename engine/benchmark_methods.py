@@ -4,6 +4,12 @@
     lfn_depth            gradient depth from models/depth.py
     lfn_depth_summed     the same from the channel-summed equations (on triton: one reverse pass)
     volumetric           the baseline's colors, samples_per_ray evaluations per ray, chunked
+    volumetric:fused     the same dense samples through torch.compile (CUDA): evaluations per ray
+                         alone against the LFN's fastest paths
+    volumetric:accelerated
+                         occupancy grid + early stopping (models/occupancy.py): the baseline as
+                         interactive renderers run it; its evals_per_ray is the mean over rays that
+                         hit the car, and psnr_vs_dense checks it against the dense image
     lfn_frame            the viewer's frame: LFN colors written into a GL texture, GL finished
                          after each frame (the latency until one frame is in the texture)
     lfn_frame_pipelined  the same frames issued back to back, GL finished once per pass over the
@@ -20,9 +26,19 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.metrics import psnr
 from models.checkpoint import Checkpoint
-from models.renderer import BACKENDS, backend_unavailable, make_renderer
+from models.renderer import (
+    BACKENDS,
+    VOLUMETRIC_SAMPLINGS,
+    VolumetricRenderer,
+    backend_unavailable,
+    make_renderer,
+    volumetric_unavailable,
+)
 from models.renderer_protocol import GradientDepth
+
+PSNR_CAP = 100.0  # dB: identical images have an infinite PSNR, which JSON cannot hold
 
 
 @dataclass
@@ -51,8 +67,9 @@ def method_name(backend: str) -> str:
     return "lfn" if backend == "torchscript" else f"lfn:{backend}"
 
 
-def renderer_for(ckpt: Checkpoint, instance: int, device: torch.device, precision: str, backend: str):
-    renderer = make_renderer(ckpt.model, device, precision, backend)
+def renderer_for(ckpt: Checkpoint, instance: int, device: torch.device, precision: str, backend: str,
+                 sampling: str = "dense"):
+    renderer = make_renderer(ckpt.model, device, precision, backend, sampling)
     renderer.set_latent(ckpt.latents[instance])
     return renderer
 
@@ -81,13 +98,32 @@ def depth_method(renderer, summed: bool = False) -> Method | None:
                   memory_in_warmup=fused)
 
 
-def volumetric_method(renderer, max_frames: int | None, warmup: int | None) -> Method:
-    return Method(
-        "volumetric", renderer.backend, renderer.evals_per_ray, renderer.render, optional=False,
-        max_frames=max_frames, warmup=warmup,
-        details=lambda: {"rays_per_chunk": renderer.rays_per_chunk,
-                         "chunks_per_frame": renderer.chunks_last_frame},
-    )
+def volumetric_method(renderer, max_frames: int | None, warmup: int | None,
+                      dense: VolumetricRenderer | None = None) -> Method:
+    """The baseline's colors in its renderer's sampling; with `dense` (the dense renderer of the same
+    latent) the details compare the last timed frame's image against the dense one (PSNR), so a
+    faster sampling can never hide a worse picture."""
+    name = "volumetric" if renderer.sampling == "dense" else f"volumetric:{renderer.sampling}"
+    last: dict[str, object] = {}
+
+    def frame(cam2world: torch.Tensor, res: int) -> torch.Tensor:
+        last["camera"], last["image"] = (cam2world, res), renderer.render(cam2world, res)
+        return last["image"]
+
+    def details() -> dict:
+        # evals_per_ray of an accelerated renderer is known once it has rendered: read it here
+        extra = {"rays_per_chunk": renderer.rays_per_chunk, "chunks_per_frame": renderer.chunks_last_frame,
+                 "sampling": renderer.sampling, "evals_per_ray": renderer.evals_per_ray,
+                 "evals_per_ray_all_rays": renderer.evals_per_ray_all}
+        if renderer.grid is not None:
+            extra["occupied_share"] = renderer.grid.occupied_share
+        if dense is not None and "image" in last:
+            reference = dense.render(*last["camera"]).float()
+            extra["psnr_vs_dense"] = min(psnr(last["image"].float(), reference), PSNR_CAP)
+        return extra
+
+    return Method(name, renderer.backend, renderer.evals_per_ray, frame, optional=dense is not None,
+                  max_frames=max_frames, warmup=warmup, details=details)
 
 
 def frame_methods(renderer) -> list[Method]:
@@ -195,8 +231,14 @@ def build_methods(
         found.methods.append(depth)
 
     if volumetric_ckpt is not None:
-        volumetric = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")
-        found.methods.append(volumetric_method(volumetric, volumetric_frames, volumetric_warmup))
+        dense = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")
+        found.methods.append(volumetric_method(dense, volumetric_frames, volumetric_warmup))
+        for sampling in VOLUMETRIC_SAMPLINGS[1:]:
+            if (reason := volumetric_unavailable(sampling, device)) is not None:
+                found.notes.append(f"volumetric:{sampling} skipped: {reason}")
+                continue
+            faster = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager", sampling)
+            found.methods.append(volumetric_method(faster, None, None, dense))
 
     try:
         found.methods.extend(frame_methods(viewer_renderer))

@@ -24,6 +24,7 @@ from models.backends import BACKENDS
 from models.cameras import intrinsics, pixel_rays
 from models.frame_graphs import FrameGraphs
 from models.lfn import LightFieldNetwork
+from models.occupancy import OccupancyGrid, build_occupancy, field_density, march
 from models.plucker import plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
 from models.volumetric import VolumetricField, render_specialized
@@ -217,38 +218,76 @@ class LFNRenderer:
         return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(res, res, 3)
 
 
+# How the volumetric baseline places its network evaluations along a ray:
+#   dense        all SAMPLES_PER_RAY samples of every ray, op by op (the paper's comparison)
+#   fused        the same samples through torch.compile (CUDA), so a ratio against the LFN measures
+#                evaluations per ray alone, not the two models' code paths
+#   accelerated  the same sample positions, evaluated only in cells an occupancy grid of the
+#                model's density marks and only until the ray is opaque (models/occupancy.py), as
+#                instant-ngp and nerfacc render interactively
+VOLUMETRIC_SAMPLINGS = ("dense", "fused", "accelerated")
+# Occupancy grid cells per axis: the grid is rebuilt whenever the latent changes (probes cost
+# 24 network evaluations a cell), so the CPU gets a coarser one.
+OCCUPANCY_RES = {"cuda": 64, "cpu": 24}
+
+
+def volumetric_unavailable(sampling: str, device: torch.device) -> str | None:
+    """Why the volumetric `sampling` cannot run on `device`, or None when it can."""
+    if sampling not in VOLUMETRIC_SAMPLINGS:
+        return f"unknown sampling {sampling!r}; choose from {', '.join(VOLUMETRIC_SAMPLINGS)}"
+    if sampling == "fused" and device.type != "cuda":
+        return "torch.compile is used on CUDA only here (its CPU path needs a C++ toolchain)"
+    return None
+
+
 class VolumetricRenderer:
-    """Renders the volumetric baseline: SAMPLES_PER_RAY network evaluations per ray, chunked.
+    """Renders the volumetric baseline with one of VOLUMETRIC_SAMPLINGS, chunked.
 
     The chunk size starts at `max_samples` per pass and halves on out-of-memory, so a resolution
-    too large for the memory at hand renders in more passes instead of failing.
+    too large for the memory at hand renders in more passes instead of failing. `evals_per_ray`
+    is the dense count, or for `accelerated` the mean over the last frame's rays that hit
+    something (opacity > 0.5), which is what such a renderer spends where it matters.
     """
 
     def __init__(
         self, model: VolumetricField, device: torch.device | str = "cpu",
-        precision: str = "fp32", max_samples: int | None = None,
+        precision: str = "fp32", max_samples: int | None = None, sampling: str = "dense",
     ):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
+        if (reason := volumetric_unavailable(sampling, self.device)) is not None:
+            raise ValueError(f"volumetric sampling {sampling}: {reason}")
         self.dtype = PRECISIONS[precision]
+        self.precision, self.sampling = precision, sampling
         # Its samples run op by op through models.volumetric.render_specialized: eager PyTorch.
-        self.precision, self.backend = precision, "eager"
+        self.backend = "compile" if sampling == "fused" else "eager"
         self.evals_per_ray = model.evals_per_ray
+        self.evals_per_ray_all = float(model.evals_per_ray)  # mean over every ray of the last frame
         self.capabilities = Capabilities(expected_depth=True)
         if max_samples is None:  # a CPU has no out-of-memory signal to halve on: stay small there
             max_samples = 1 << 26 if self.device.type == "cuda" else 1 << 21
         self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
         self.chunks_last_frame = 1
+        self.grid: OccupancyGrid | None = None
+        self._dense = torch.compile(render_specialized, dynamic=False) if sampling == "fused" \
+            else render_specialized
         self.set_latent(model.latents.weight[0])
 
     def set_latent(self, latent: torch.Tensor) -> None:
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
         self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
+        if self.sampling == "accelerated":
+            density = field_density(self.mlp_tensors, self.model.config.frequencies)
+            self.grid = build_occupancy(density, OCCUPANCY_RES[self.device.type], self.device)
 
     def _render_rays(self, origins: torch.Tensor, dirs: torch.Tensor):
         cfg = self.model.config
-        return render_specialized(
+        if self.grid is not None:
+            marched = march(origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
+                            cfg.samples_per_ray, cfg.frequencies, self.grid)
+            return marched.color, marched.depth, marched.opacity, marched.evaluations
+        return self._dense(
             origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
             cfg.samples_per_ray, cfg.frequencies,
         )
@@ -261,9 +300,16 @@ class VolumetricRenderer:
             self, origins.shape[0], lambda i, j: self._render_rays(origins[i:j], dirs[i:j])
         )
         self.chunks_last_frame = len(parts)
-        color, depth, opacity = zip(*parts, strict=True)
-        return (torch.cat(color).view(res, res, 3), torch.cat(depth).view(res, res),
-                torch.cat(opacity).view(res, res))
+        color, depth, opacity, *evaluations = zip(*parts, strict=True)
+        opacity = torch.cat(opacity)
+        if evaluations:
+            self._count_evaluations(torch.cat(evaluations[0]), opacity)
+        return (torch.cat(color).view(res, res, 3), torch.cat(depth).view(res, res), opacity.view(res, res))
+
+    def _count_evaluations(self, evaluations: torch.Tensor, opacity: torch.Tensor) -> None:
+        hit = opacity > 0.5
+        self.evals_per_ray_all = float(evaluations.float().mean())
+        self.evals_per_ray = round(float(evaluations[hit].float().mean())) if bool(hit.any()) else 0
 
     def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
         return self.render_with_depth(cam2world, res)[0]
@@ -272,12 +318,14 @@ class VolumetricRenderer:
         return rgba_frame(self.render(cam2world, res), res, out)
 
 
-def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript") -> Renderer:
-    """The renderer for a loaded model of either kind; `backend` (a BACKENDS name) is the LFN's."""
+def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript",
+                  sampling: str = "dense") -> Renderer:
+    """The renderer for a loaded model of either kind; `backend` (a BACKENDS name) is the LFN's,
+    `sampling` (a VOLUMETRIC_SAMPLINGS name) the volumetric baseline's."""
     if isinstance(model, LightFieldNetwork):
         return LFNRenderer(model, device, precision, backend)
-    return VolumetricRenderer(model, device, precision)
+    return VolumetricRenderer(model, device, precision, sampling=sampling)
 
 
 __all__ = ["BACKENDS", "PRECISIONS", "LFNRenderer", "Renderer", "VolumetricRenderer", "backend_unavailable",
-           "make_renderer"]
+           "VOLUMETRIC_SAMPLINGS", "make_renderer", "volumetric_unavailable"]

@@ -18,7 +18,8 @@ MAIN = Path(__file__).resolve().parents[1] / "main.py"
 TOP_KEYS = {"device": str, "torch": str, "precision": str, "date": str, "results": list, "speedup": dict}
 ROW_KEYS = {"method": str, "resolution": int, "backend": str, "precision": str, "ms_median": float,
             "ms_p90": float, "fps": float, "evals_per_ray": int, "peak_mem_mb": float}
-METHODS = {"lfn", "lfn_depth", "lfn_depth_summed", "volumetric", "lfn_frame", "lfn_frame_pipelined"}
+METHODS = {"lfn", "lfn_depth", "lfn_depth_summed", "volumetric", "volumetric:fused", "volumetric:accelerated",
+           "lfn_frame", "lfn_frame_pipelined"}
 
 
 @pytest.fixture
@@ -54,8 +55,14 @@ def test_benchmark_result_table_and_chart(checkpoints, tmp_path):
     result = benchmark(*checkpoints, "cpu", "fp32", resolutions=[16, 24], frames=4, instance=-1)
     check_shape(result)
     methods = {row["method"] for row in result["results"]}
-    assert {"lfn", "lfn:eager", "volumetric", "lfn_frame", "lfn_frame_pipelined"} <= methods
+    required = {"lfn", "lfn:eager", "volumetric", "volumetric:accelerated", "lfn_frame",
+                "lfn_frame_pipelined"}
+    assert required <= methods
     for row in result["results"]:
+        if row["method"] == "volumetric:accelerated":  # mean over rays that hit: at most the dense count
+            assert 0 < row["evals_per_ray"] <= 196 and row["psnr_vs_dense"] >= 40.0
+            assert 0 < row["occupied_share"] <= 1
+            continue
         assert row["evals_per_ray"] == (196 if row["method"] == "volumetric" else 1)
         # The CPU volumetric baseline gets fewer frames and one warm-up; the pipelined frame times
         # 5 passes over the 4-pose path.
@@ -64,6 +71,9 @@ def test_benchmark_result_table_and_chart(checkpoints, tmp_path):
     volumetric = [row for row in result["results"] if row["method"] == "volumetric"]
     assert all(row["chunks_per_frame"] >= 1 and row["rays_per_chunk"] >= 1 for row in volumetric)
     assert set(result["speedup"]) == {"16", "24"}
+    assert set(result["speedup_by_baseline"]) == {"volumetric", "volumetric:accelerated"}
+    assert result["speedup_by_baseline"]["volumetric"] == result["speedup"]
+    assert "volumetric:fused skipped: torch.compile is used on CUDA only" in " ".join(result["notes"])
     assert result["instance"] == 2
 
     table = format_table(result)
