@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from models.checkpoint import Checkpoint
+from models.depth import gradient_depth
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
 
 
@@ -62,13 +63,8 @@ def lfn_method(renderer, optional: bool) -> Method:
                   memory_in_warmup=getattr(renderer, "frame_graphs", None) is not None)
 
 
-def depth_method(renderer, summed: bool = False) -> Method | None:
-    """Gradient depth of the viewer renderer's latent, or None while models/depth.py is missing;
-    `summed`: from the channel-summed equations."""
-    try:
-        from models.depth import gradient_depth
-    except ImportError:
-        return None
+def depth_method(renderer, summed: bool = False) -> Method:
+    """Gradient depth of the viewer renderer's latent; `summed`: from the channel-summed equations."""
     # The Triton kernels when the renderer has them (colors with their ReLU masks, then 3 reverse
     # passes or 1 when summed; the mask buffer is kept from the first, warm-up, frame on, so the
     # peak counts the warm-up), else models/depth.py's eager forward-mode pass with the
@@ -187,11 +183,7 @@ def build_methods(
         found.methods.append(lfn_method(renderer, optional=renderer is not viewer_renderer))
 
     for summed in (False, True):
-        depth = depth_method(viewer_renderer, summed)
-        if depth is None:
-            found.notes.append("lfn_depth skipped: models/depth.py is not in this build")
-            break
-        found.methods.append(depth)
+        found.methods.append(depth_method(viewer_renderer, summed))
 
     if volumetric_ckpt is not None:
         volumetric = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")

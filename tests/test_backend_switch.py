@@ -7,8 +7,9 @@ import time
 import pytest
 import torch
 
+from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
-from engine.latents import LatentBank
+from engine.latents import InstanceLatent, LatentBank
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
@@ -27,7 +28,7 @@ def worker(tiny_ckpt):
 
 
 def request(instance: int) -> FrameRequest:
-    return FrameRequest(Orbit(azimuth=50.0), 16, "rgb", ("instance", instance))
+    return FrameRequest(Orbit(azimuth=50.0), 16, DisplayMode.RGB, InstanceLatent(instance))
 
 
 def settle(worker: RenderWorker, switch: BackendSwitch | None = None) -> None:
@@ -60,7 +61,7 @@ def test_switch_keeps_the_latent_and_renders_the_shown_view_again(worker, backen
     torch.testing.assert_close(after.image, before.image, atol=atol, rtol=0)
     # A renderer starts out holding instance 0; the new one was handed instance 2's latent.
     fresh = make_renderer(old.model, "cpu", precision, backend)
-    fresh.set_latent(worker.frames.latents.latent(("instance", 2)))
+    fresh.set_latent(worker.frames.latents.latent(InstanceLatent(2)))
     assert torch.equal(after.image, fresh.render_rgba(after.request.orbit.cam2world(), 16))
 
 

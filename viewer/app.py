@@ -23,15 +23,9 @@ from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 from PIL import Image
 
-from engine.frame import (
-    DepthUnavailable,
-    Frame,
-    FrameRequest,
-    depth_module,
-    home_orbit,
-    rendering_for,
-)
-from engine.latents import LatentBank
+from engine.display_mode import DisplayMode
+from engine.frame import Frame, FrameRenderer, FrameRequest, home_orbit, rendering_for
+from engine.latents import FittedLatent, LatentBank
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -39,13 +33,13 @@ from models.renderer import LFNRenderer, VolumetricRenderer, make_renderer
 from viewer.backend_switch import BackendSwitch
 from viewer.benchmark_panel import BenchmarkPanel
 from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
-from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
+from viewer.fitted_latents import FittedLatentBank
 from viewer.layout import Layout, Rect
 from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
 from viewer.quality import QualityPolicy
 from viewer.reconstruct_panel import Reconstruction, ReconstructPanel
-from viewer.state import MODE_LABELS, ViewerState
+from viewer.state import ViewerState
 from viewer.stats import FrameStats
 from viewer.worker import RenderWorker
 
@@ -167,8 +161,8 @@ class ViewerApp:
         # LFN frames rendered into memory GL imported: no CUDA-GL interop per frame (texture.py)
         self.shared_frames = shared_frame_pool(self.ctx, args.device_obj)
         self.worker = RenderWorker(
-            FittedFrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
-                                self.shared_frames),
+            FrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
+                          self.shared_frames),
             on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
         )
         self.switch = BackendSwitch(self.worker)
@@ -184,7 +178,6 @@ class ViewerApp:
         self.orbit = OrbitCamera(home_orbit(args))
         self.quality = QualityPolicy()
         self.stats = FrameStats()
-        self.depth_available = depth_module() is not None
 
         self.view_key: tuple | None = None
         self.submitted: FrameRequest | None = None
@@ -268,17 +261,18 @@ class ViewerApp:
 
     def next_request(self, now: float) -> FrameRequest:
         state = self.state
-        key = (self.orbit.orbit, state.latent_key(), state.mode, state.res)
-        fitting = self.reconstruction.running and state.latent_source == "fitted"
+        key = (self.orbit.orbit, state.latent_selection(), state.mode, state.res)
+        fitting = self.reconstruction.running and state.latent_source is FittedLatent
         if key != self.view_key or fitting:  # the latent being fitted keeps moving
             self.view_key = key
             self.quality.changed(now)
         res = self.quality.resolution(state.res, now)
         if fitting:
             res = max(res, min(FIT_PREVIEW_RES, state.res))
-        if state.mode == "compare" and self.renderer.device.type == "cpu":
+        if state.mode is DisplayMode.COMPARE and self.renderer.device.type == "cpu":
             res = min(res, COMPARE_RES_CPU)
-        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_key(), state.summed_depth)
+        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_selection(),
+                            state.summed_depth)
 
     def update_frame(self, now: float) -> None:
         request = self.next_request(now)
@@ -286,9 +280,7 @@ class ViewerApp:
             self.worker.submit(request)
             self.submitted, self.submitted_s = request, now
         done = self.worker.take()
-        if isinstance(done, DepthUnavailable):
-            self.problem = f"{done}\n(select RGB, or LFN vs volumetric)"
-        elif isinstance(done, Exception):
+        if isinstance(done, Exception):
             if self.args.debug:
                 raise done
             self.problem = f"render failed: {type(done).__name__}: {done}"
@@ -298,7 +290,7 @@ class ViewerApp:
     def show(self, frame: Frame) -> None:
         request = frame.request
         self.stats.rendered(request.res, frame.render_ms + frame.reference_ms)
-        if request.mode != "compare":
+        if request.mode is not DisplayMode.COMPARE:
             self.quality.observe(request.res, frame.render_ms, self.state.res)
         image = self.image_texture.upload(frame.image, frame.shared)
         frame.shared = None  # back in its pool: frame.image may be overwritten from now on
@@ -347,8 +339,8 @@ class ViewerApp:
         if self.shown is None:
             return
         request = self.shown.request
-        label = self.latents.label(request.latent_key)
-        title = f"LFN viewer - {label} - {MODE_LABELS[request.mode]} - {request.res}px"
+        label = self.latents.label(request.latent)
+        title = f"LFN viewer - {label} - {request.mode.label} - {request.res}px"
         if title != self.title:  # tests wait on this title to know which frame is on screen
             glfw.set_window_title(self.window, title)
             self.title = title
@@ -387,7 +379,6 @@ class ViewerApp:
             reference_ms=frame.reference_ms if frame else None,
             moving_res=self.quality.moving_res,
             depth_range=frame.depth_range if frame else (self.state.near, self.state.far),
-            depth_available=self.depth_available,
             volumetric_note=self.volumetric_note,
             message=self.message,
             backend_reasons=self.switch.backend_reasons(),
