@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
@@ -24,7 +25,7 @@ from engine.texture import FrameTexture, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
-from viewer.worker import RenderWorker
+from viewer.worker import RenderWorker, join_within
 
 
 @pytest.fixture
@@ -114,7 +115,17 @@ def test_worker_renders_the_newest_request_and_reports_errors(frames):
             time.sleep(0.01)
         assert isinstance(worker.take(), Exception)
     finally:
-        worker.close()
+        assert worker.close()  # the thread ended within the bound
+
+
+def test_join_within_names_a_thread_that_does_not_end(capsys):
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, name="lfn-stuck", daemon=True)
+    thread.start()
+    assert not join_within(thread, 0.05)
+    assert "lfn-stuck did not end" in capsys.readouterr().err
+    release.set()
+    assert join_within(thread, 5.0) and capsys.readouterr().err == ""
 
 
 def test_rgba_padding_keeps_values_and_adds_opaque_alpha():

@@ -5,6 +5,32 @@
 The network runs on a render thread (viewer/worker.py) and only when the request changes. The UI
 redraws the last texture at ACTIVE_FPS while the view changes and at IDLE_FPS otherwise, which
 leaves a 2-core CPU to the network; input and finished frames wake an idle loop at once.
+
+Threads, and who owns what (nothing is shared except through the named hand-overs):
+
+- UI thread (this module's loop): GLFW, the GL context and every GL object in it (textures, the
+  display program, the shared frames' GL side), ImGui/ImPlot, the panels, ViewerState and the
+  shown Frame. All state edits happen here.
+- Render thread (viewer/worker.py RenderWorker): the LFN and volumetric renderers and the
+  FrameRenderer that drives them. The UI hands it the newest FrameRequest and takes finished Frames
+  (or the error that ended one) through the worker's condition-guarded mailboxes (submit/take).
+  Shared frames (engine/shared_frames.py) go from the render thread's CUDA writes to the UI's GL
+  copy through the pool's own lock. A backend switch (viewer/backend_switch.py) is a job on this
+  thread (worker.call), run between two frames; it swaps the renderer reference, which the UI only
+  reads (device, backend, precision). The switch's progress and error travel in a lock-guarded
+  SwitchStatus the UI reads once a frame.
+- Fit thread (viewer/reconstruct.py FitSession): the fitting generator and its optimizer. The UI
+  resumes and pauses it (an Event) and reads its newest step (a reference the fit thread replaces
+  under the session's lock) and its history (under that lock); the UI publishes the newest fitted
+  code into the LatentBank, a single reference swap the render thread reads.
+- Benchmark thread (viewer/benchmark_panel.py): its own renderers and its own offscreen EGL
+  context, built, used and released on that thread alone. It posts progress lines and the result
+  into the panel's locked mailbox, which the UI empties once a frame (poll).
+
+close() stops them in order, each with a bounded wait (viewer/worker.py CLOSE_TIMEOUT_S): the fit,
+then the benchmark (its stop event ends the run before its next frame), then the render thread
+(after the frame or job in flight); only then are GL objects released and GLFW terminated. No
+thread is left to die inside a torch call at interpreter exit.
 """
 
 from __future__ import annotations
@@ -364,7 +390,7 @@ class ViewerApp:
         return "\n".join(notes) or None
 
     def panel_info(self) -> PanelInfo:
-        frame = self.shown
+        frame, switch = self.shown, self.switch.status()
         return PanelInfo(
             device=str(self.renderer.device),
             precision=self.renderer.precision,
@@ -383,8 +409,8 @@ class ViewerApp:
             message=self.message,
             backend_reasons=self.switch.backend_reasons(),
             precision_reasons=self.switch.precision_reasons(),
-            switching=self.switch.switching,
-            switch_error=self.switch.error,
+            switching=switch.switching,
+            switch_error=switch.error,
             waiting_s=None if self.problem else rendering_for(
                 self.submitted, self.submitted_s, self.shown, time.perf_counter()
             ),
@@ -408,6 +434,7 @@ class ViewerApp:
         signal.signal(signal.SIGTERM, self._previous_sigterm)
         glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
         self.reconstruction.close()
+        self.benchmark_panel.close()  # a thread left running would die inside torch at exit: SIGABRT
         self.worker.close()
         if self.shared_frames is not None:
             self.shared_frames.release()

@@ -23,6 +23,7 @@ from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.fitting import FitStep, fit_latent_steps
 from models.instances import with_instance
+from viewer.worker import join_within
 
 STEPS_PER_RUN = 300  # Start or Continue runs this many steps, then pauses: no CPU burnt unasked
 
@@ -133,11 +134,12 @@ class FitSession:
         with self._lock:
             return np.array(self._losses, np.float64), np.array(self._psnrs, np.float64)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Stop after the step in flight; whether the thread ended within CLOSE_TIMEOUT_S."""
         with self._lock:
             self._closed = True
             self._run.set()  # wake the thread so it can see _closed and end
-        self._thread.join()
+        return join_within(self._thread)
 
     def _loop(self) -> None:
         try:
