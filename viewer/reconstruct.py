@@ -157,8 +157,9 @@ class FitSession:
                     if step.step >= self._pause_at and not self._closed:
                         self._run.clear()
         except Exception as error:  # shown in the panel; the viewer keeps running
-            self.error = f"fitting failed: {type(error).__name__}: {error}"
-            self._run.clear()
+            with self._lock:  # with resume()'s check, so a failed fit is never resumed
+                self.error = f"fitting failed: {type(error).__name__}: {error}"
+                self._run.clear()
         finally:
             self._steps.close()  # gives the network its requires_grad back
 
