@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 
 from engine.benchmark import device_name
+from engine.display_mode import DisplayMode
 from engine.frame import FrameRenderer, FrameRequest
-from engine.latents import LatentBank, LatentKey
+from engine.latents import BlendLatent, InstanceLatent, LatentBank, LatentSelection
 from engine.memory import MB, rss_bytes, trim_heap
 from models.cameras import Orbit
 from models.checkpoint import CheckpointError, load_checkpoint
@@ -52,8 +53,10 @@ def soak_request(frame: int, instances: int, res: int) -> FrameRequest:
     orbit = Orbit(azimuth=(AZIMUTH_STEP * frame) % 360.0, elevation=low + (high - low) * swing)
     a, step = divmod(frame, MIX_FRAMES)
     a %= instances
-    key: LatentKey = ("instance", a) if step == 0 else ("mix", a, (a + 1) % instances, step / MIX_FRAMES)
-    return FrameRequest(orbit, res, "rgb", key)
+    latent: LatentSelection = (
+        InstanceLatent(a) if step == 0 else BlendLatent(a, (a + 1) % instances, step / MIX_FRAMES)
+    )
+    return FrameRequest(orbit, res, DisplayMode.RGB, latent)
 
 
 @dataclass

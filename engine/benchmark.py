@@ -7,12 +7,16 @@
 Each (method, resolution) renders warm-up frames, then times one frame per pose of the path
 (azimuth 360°/frames apart, elevation 20°, radius 3); the CPU volumetric baseline times only the
 first few poses, being two orders of magnitude slower.
+
+A caller on another thread (the viewer's panel) passes a `stop` event: the run checks it before
+every frame and ends with BenchmarkCancelled once it is set, its renderers and GL context released.
 """
 
 from __future__ import annotations
 
 import contextlib
 import platform
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +38,19 @@ DEFAULTS = {  # device type → resolutions, timed frames, warm-up frames
 # frame is enough for it (nothing to trace or compile); the LFN's methods keep two (tracing, and on
 # CUDA the graph capture).
 CPU_VOLUMETRIC_FRAMES, CPU_VOLUMETRIC_WARMUP = 3, 1
+
+
+class BenchmarkCancelled(Exception):
+    """The caller set the run's stop event; the run ended before its next frame."""
+
+
+def stop_check(stop: threading.Event | None) -> Callable[[], None]:
+    """A check to call before each frame: raises BenchmarkCancelled once `stop` is set."""
+    def check() -> None:
+        if stop is not None and stop.is_set():
+            raise BenchmarkCancelled("benchmark cancelled")
+    return check
+
 
 def orbit_path(frames: int) -> list[torch.Tensor]:
     return [orbit_pose(360.0 * k / frames, ELEVATION, RADIUS) for k in range(frames)]
@@ -59,22 +76,29 @@ def volumetric_instance(lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint, insta
 
 
 def measure(
-    method: Method, res: int, poses: list[torch.Tensor], warmup: int, device: torch.device, precision: str
+    method: Method, res: int, poses: list[torch.Tensor], warmup: int, device: torch.device, precision: str,
+    check: Callable[[], None] = lambda: None,
 ) -> dict:
+    """Time `method` at `res`; `check` runs before every frame (a cancel raises there: one Event
+    read, nanoseconds against a frame's milliseconds)."""
+    def frame(pose: torch.Tensor) -> object:
+        check()
+        return method.frame(pose, res)
+
     warmup = warmup if method.warmup is None else method.warmup
     setup_peak = PeakMemory(device) if method.memory_in_warmup else contextlib.nullcontext()
     with setup_peak:
         for k in range(warmup):  # tracing, compilation, graph capture, chunk-size halving happen here
-            method.frame(poses[k % len(poses)], res)
+            frame(poses[k % len(poses)])
         synchronize(device)
     timed = poses[: method.max_frames]
     frames, timer = len(timed), timer_name(device, method.wall_clock)
     with PeakMemory(device) as peak:
         if method.finish is not None:  # ms: per frame of each pass over the path
-            ms = time_pipelined(lambda pose: method.frame(pose, res), timed, device, method.finish)
+            ms = time_pipelined(frame, timed, device, method.finish)
             frames, timer = frames * len(ms), f"{timer}, {len(ms)} pipelined passes"
         else:
-            ms = time_frames(lambda pose: method.frame(pose, res), timed, device, method.wall_clock)
+            ms = time_frames(frame, timed, device, method.wall_clock)
     median, p90 = median_p90(ms)
     peak_mb = max(peak.mb, setup_peak.mb) if method.memory_in_warmup else peak.mb
     return {
@@ -98,12 +122,15 @@ def benchmark(
     lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint | None, device: torch.device | str, precision: str,
     resolutions: Sequence[int] | None = None, frames: int | None = None, instance: int = 0,
     backends: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict:
     """Time every method at every resolution; None picks the device's defaults.
 
     backends: LFN backends to time, the viewer's first (lfn_depth and lfn_frame use it); by default
-    every one available on the device. `progress` gets a line before each measurement.
+    every one available on the device. `progress` gets a line before each measurement. Setting
+    `stop` (from another thread) ends the run before its next frame with BenchmarkCancelled.
     """
+    check = stop_check(stop)
     device = torch.device(device)
     default_res, default_frames, warmup = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
     resolutions = list(resolutions or default_res)
@@ -121,13 +148,16 @@ def benchmark(
     poses = orbit_path(frames)
     results, notes = [], list(found.notes)
     try:
+        check()  # building the methods (tracing, a GL context) takes a while
         for res in resolutions:
             for method in found.methods:
                 if progress:
                     progress(f"timing {method.name} at {res}x{res} "
                              f"({len(poses[: method.max_frames])} frames)")
                 try:
-                    results.append(measure(method, res, poses, warmup, device, precision))
+                    results.append(measure(method, res, poses, warmup, device, precision, check))
+                except BenchmarkCancelled:
+                    raise
                 except Exception as error:  # an optional method may fail (compile, OOM): keep the rest
                     if not method.optional:
                         raise

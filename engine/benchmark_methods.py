@@ -28,6 +28,7 @@ import torch
 
 from engine.metrics import psnr
 from models.checkpoint import Checkpoint
+from models.depth import gradient_depth
 from models.renderer import (
     BACKENDS,
     VOLUMETRIC_SAMPLINGS,
@@ -80,13 +81,8 @@ def lfn_method(renderer, optional: bool) -> Method:
                   memory_in_warmup=renderer.capabilities.cuda_graphs)
 
 
-def depth_method(renderer, summed: bool = False) -> Method | None:
-    """Gradient depth of the viewer renderer's latent, or None while models/depth.py is missing;
-    `summed`: from the channel-summed equations."""
-    try:
-        from models.depth import gradient_depth
-    except ImportError:
-        return None
+def depth_method(renderer, summed: bool = False) -> Method:
+    """Gradient depth of the viewer renderer's latent; `summed`: from the channel-summed equations."""
     # The backend's fused reverse-mode kernels where it has them (the Triton ones: colors with their
     # ReLU masks, then 3 reverse passes or 1 when summed; the mask buffer is kept from the first,
     # warm-up, frame on, so the peak counts the warm-up), else models/depth.py's eager forward-mode
@@ -224,11 +220,7 @@ def build_methods(
         found.methods.append(lfn_method(renderer, optional=renderer is not viewer_renderer))
 
     for summed in (False, True):
-        depth = depth_method(viewer_renderer, summed)
-        if depth is None:
-            found.notes.append("lfn_depth skipped: models/depth.py is not in this build")
-            break
-        found.methods.append(depth)
+        found.methods.append(depth_method(viewer_renderer, summed))
 
     if volumetric_ckpt is not None:
         dense = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")

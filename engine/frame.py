@@ -1,8 +1,7 @@
 """One frame request (camera, latent, mode, resolution) → the tensors the display shader reads.
 
 Shared by the window (on its render thread) and the headless export, so both show the same thing.
-Depth and normals come from models/depth.py; until that module exists those modes raise
-DepthUnavailable, which the window shows as a message and the headless export as its error.
+Depth and normals come from models/depth.py.
 """
 
 from __future__ import annotations
@@ -11,43 +10,22 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import TypeVar
 
 import torch
 
-from engine.latents import LatentBank, LatentKey
+from engine.display_mode import DisplayMode
+from engine.latents import LatentBank, LatentSelection, has_volumetric_twin
 from engine.shared_frames import SharedFrame, SharedFramePool
 from engine.texture import to_rgba32f
 from models.cameras import Orbit
+from models.depth import gradient_depth, normals_from_depth
 from models.renderer import LFNRenderer, VolumetricRenderer
 
 T = TypeVar("T")
 
 DEPTH_QUANTILES = (0.02, 0.98)  # the automatic depth range ignores the extreme 2 % at each end
 QUANTILE_SAMPLES = 1 << 16
-
-
-class DepthUnavailable(RuntimeError):
-    """Gradient depth is not in this build (models/depth.py is missing or incomplete)."""
-
-
-def depth_module() -> ModuleType | None:
-    """models.depth when it provides gradient_depth and normals_from_depth, else None."""
-    try:
-        import models.depth as depth
-    except ImportError:
-        return None
-    if hasattr(depth, "gradient_depth") and hasattr(depth, "normals_from_depth"):
-        return depth
-    return None
-
-
-def require_depth_module() -> ModuleType:
-    depth = depth_module()
-    if depth is None:
-        raise DepthUnavailable("gradient depth is not available: models/depth.py is not in this build")
-    return depth
 
 
 def home_orbit(args: argparse.Namespace) -> Orbit:
@@ -60,8 +38,8 @@ def home_orbit(args: argparse.Namespace) -> Orbit:
 class FrameRequest:
     orbit: Orbit
     res: int
-    mode: str  # rgb | depth | normals | compare
-    latent_key: LatentKey
+    mode: DisplayMode
+    latent: LatentSelection
     summed_depth: bool = False  # depth from the channel-summed equations (models/depth.py)
 
 
@@ -128,38 +106,36 @@ class FrameRenderer:
         self.renderer, self.latents = renderer, latents
         self.volumetric, self.volumetric_latents = volumetric, volumetric_latents
         self.shared_frames = shared_frames
-        self._keys: dict[int, LatentKey] = {}
+        self._latents: dict[int, LatentSelection] = {}  # renderer id → the latent it holds
 
     def _use_latent(
-        self, renderer: LFNRenderer | VolumetricRenderer, bank: LatentBank, key: LatentKey
+        self, renderer: LFNRenderer | VolumetricRenderer, bank: LatentBank, latent: LatentSelection
     ) -> None:
-        if self._keys.get(id(renderer)) != key:  # set_latent folds weights; it never re-traces
-            renderer.set_latent(bank.latent(key))
-            self._keys[id(renderer)] = key
+        if self._latents.get(id(renderer)) != latent:  # set_latent folds weights; it never re-traces
+            renderer.set_latent(bank.latent(latent))
+            self._latents[id(renderer)] = latent
 
     def replace_renderer(self, renderer: LFNRenderer) -> None:
         """Render with `renderer` from the next frame on, holding the latent the old one held; call
         it on the thread that renders."""
-        key = self._keys.pop(id(self.renderer), None)  # ids are reused once the old one is freed
-        if key is not None:
-            renderer.set_latent(self.latents.latent(key))
-            self._keys[id(renderer)] = key
+        latent = self._latents.pop(id(self.renderer), None)  # ids are reused once the old one is freed
+        if latent is not None:
+            renderer.set_latent(self.latents.latent(latent))
+            self._latents[id(renderer)] = latent
         self.renderer = renderer
 
     def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
-        depth = require_depth_module()
-        result = depth.gradient_depth(self.renderer, cam2world, request.res,
-                                      summed=request.summed_depth)
+        result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
         valid = result.valid.float()
-        if request.mode == "normals":
+        if request.mode is DisplayMode.NORMALS:
             # normals are defined where a pixel and its 4 neighbours have depth: a tighter mask
-            normals, defined = depth.normals_from_depth(result.depth, result.valid, cam2world, request.res)
+            normals, defined = normals_from_depth(result.depth, result.valid, cam2world, request.res)
             return torch.cat([normals.float(), defined.float()[..., None]], dim=-1), (0.0, 1.0)
         image = torch.stack([result.depth.float(), valid, result.confidence.float()], dim=-1)
         return image, depth_range(result.depth, result.valid)
 
     def render(self, request: FrameRequest) -> Frame:
-        self._use_latent(self.renderer, self.latents, request.latent_key)
+        self._use_latent(self.renderer, self.latents, request.latent)
         shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
         try:
             frame = self._render(request, None if shared is None else shared.tensor)
@@ -174,7 +150,7 @@ class FrameRenderer:
         """The frame of `request`, its image written into `out` ((res, res, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
         device = self.renderer.device
-        if request.mode in ("depth", "normals"):
+        if request.mode.uses_depth:
             def depth_image():
                 image, near_far = self._depth_image(cam2world, request)
                 return (image if out is None else out.copy_(to_rgba32f(image))), near_far
@@ -183,13 +159,14 @@ class FrameRenderer:
             return Frame(request, image, depth_range=near_far, render_ms=ms)
         image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res, out), device)
         frame = Frame(request, image, render_ms=ms)
-        if request.mode == "compare" and self.has_reference(request.latent_key):
-            self._use_latent(self.volumetric, self.volumetric_latents, request.latent_key)
+        if request.mode is DisplayMode.COMPARE and self.has_reference(request.latent):
+            self._use_latent(self.volumetric, self.volumetric_latents, request.latent)
             frame.reference, frame.reference_ms = timed(
                 lambda: self.volumetric.render(cam2world, request.res), self.volumetric.device
             )
         return frame
 
-    def has_reference(self, key: LatentKey) -> bool:
-        """Whether a compare frame can show the volumetric model: a random code has no twin there."""
-        return self.volumetric is not None and key[0] != "random"
+    def has_reference(self, latent: LatentSelection) -> bool:
+        """Whether a compare frame can show the volumetric model: a random or fitted code has no
+        twin there."""
+        return self.volumetric is not None and has_volumetric_twin(latent)

@@ -1,4 +1,7 @@
-"""Which latent code the viewer shows: a table entry, a blend of two, or a random draw.
+"""Which latent code the viewer shows: a table entry, a blend of two, a random draw, or a fitted code.
+
+A selection is a small frozen dataclass: hashable and compared per frame (a frame request holds
+one), resolved to a code and a label by the LatentBank of the checkpoint it names codes of.
 
 A random latent comes from a Gaussian fitted to the latent table (mean and full covariance), so it
 looks like the codes the network was trained on. With fewer instances than latent dimensions the
@@ -7,9 +10,55 @@ covariance is singular; a small diagonal jitter makes its Cholesky factor exist.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-LatentKey = tuple  # ("instance", i) | ("mix", a, b, t) | ("random", seed): hashable, compared per frame
+
+@dataclass(frozen=True)
+class InstanceLatent:
+    """Row `index` of the latent table."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class BlendLatent:
+    """lerp(table[a], table[b], t)."""
+
+    a: int
+    b: int
+    t: float
+
+
+@dataclass(frozen=True)
+class RandomLatent:
+    """Draw `seed` from the Gaussian fitted to the table: the same seed gives the same code."""
+
+    seed: int
+
+
+@dataclass(frozen=True)
+class FittedLatent:
+    """lerp(fitted, table[target], t), where `fitted` is the newest code a fit published.
+
+    `serial` grows with each published code, so every new code is a new selection (and a new frame
+    request); `label` names the fitted photo.
+    """
+
+    serial: int
+    label: str
+    target: int
+    t: float
+
+
+LatentSelection = InstanceLatent | BlendLatent | RandomLatent | FittedLatent
+
+
+def has_volumetric_twin(selection: LatentSelection) -> bool:
+    """Whether the volumetric baseline has this code too: it holds the same table, but no random
+    draw or fitted code of it."""
+    return isinstance(selection, InstanceLatent | BlendLatent)
 
 
 def cholesky_with_jitter(cov: torch.Tensor) -> torch.Tensor:
@@ -42,27 +91,43 @@ class LatentGaussian:
 
 
 class LatentBank:
-    """The latent table of one checkpoint and the codes derived from it, by LatentKey."""
+    """The latent table of one checkpoint and the codes derived from it, by LatentSelection.
+
+    `fitted` is the code a FittedLatent starts from: the table's mean until a fit publishes one.
+    """
 
     def __init__(self, table: torch.Tensor, names: list[str]):
         self.table = table.detach().float().cpu()
         self.names = names
         self.gaussian = LatentGaussian(self.table)
+        self.fitted = self.table.mean(0)  # where every fit starts
 
-    def latent(self, key: LatentKey) -> torch.Tensor:
-        kind = key[0]
-        if kind == "instance":
-            return self.table[key[1]]
-        if kind == "mix":
-            _, a, b, t = key
-            return torch.lerp(self.table[a], self.table[b], t)
-        return self.gaussian.sample(key[1])  # seeded: the same key gives the same code
+    def publish(self, latent: torch.Tensor) -> None:
+        """Make `latent` the fitted code (called by the UI thread while the render thread reads)."""
+        self.fitted = latent.detach().float().cpu()  # one reference swap: safe for the render thread
 
-    def label(self, key: LatentKey) -> str:
-        kind = key[0]
-        if kind == "instance":
-            return self.names[key[1]]
-        if kind == "mix":
-            _, a, b, t = key
-            return f"{self.names[a]}->{self.names[b]} t={t:.2f}"
-        return f"random #{key[1]}"
+    def latent(self, selection: LatentSelection) -> torch.Tensor:
+        match selection:
+            case InstanceLatent(index):
+                return self.table[index]
+            case BlendLatent(a, b, t):
+                return torch.lerp(self.table[a], self.table[b], t)
+            case RandomLatent(seed):
+                return self.gaussian.sample(seed)
+            case FittedLatent(target=target, t=t):
+                # the newest code, whatever the serial: a render that asks for an older one gets
+                # the newest, which is what the user wants
+                return torch.lerp(self.fitted, self.table[target], t)
+        raise TypeError(f"not a latent selection: {selection!r}")
+
+    def label(self, selection: LatentSelection) -> str:
+        match selection:
+            case InstanceLatent(index):
+                return self.names[index]
+            case BlendLatent(a, b, t):
+                return f"{self.names[a]}->{self.names[b]} t={t:.2f}"
+            case RandomLatent(seed):
+                return f"random #{seed}"
+            case FittedLatent(label=label, target=target, t=t):
+                return f"{label}->{self.names[target]} t={t:.2f}" if t > 0 else label
+        raise TypeError(f"not a latent selection: {selection!r}")

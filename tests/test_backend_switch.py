@@ -7,13 +7,14 @@ import time
 import pytest
 import torch
 
+from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
-from engine.latents import LatentBank
+from engine.latents import InstanceLatent, LatentBank
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
 from viewer import backend_switch
-from viewer.backend_switch import BackendSwitch
+from viewer.backend_switch import BackendSwitch, SwitchStatus
 from viewer.worker import RenderWorker
 
 
@@ -27,13 +28,14 @@ def worker(tiny_ckpt):
 
 
 def request(instance: int) -> FrameRequest:
-    return FrameRequest(Orbit(azimuth=50.0), 16, "rgb", ("instance", instance))
+    return FrameRequest(Orbit(azimuth=50.0), 16, DisplayMode.RGB, InstanceLatent(instance))
 
 
 def settle(worker: RenderWorker, switch: BackendSwitch | None = None) -> None:
     """Wait until the render thread is idle and no switch runs."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (worker.idle and (switch is None or not switch.switching)):
+    while time.monotonic() < deadline and not (
+            worker.idle and (switch is None or not switch.status().switching)):
         time.sleep(0.01)
 
 
@@ -53,14 +55,14 @@ def test_switch_keeps_the_latent_and_renders_the_shown_view_again(worker, backen
     switch = BackendSwitch(worker)
     switch.start(backend, precision)
     after = shown(worker, switch)  # no new request: the worker renders the shown one again
-    assert switch.error is None and switch.switching is None
+    assert switch.status() == SwitchStatus()  # no switch running, none failed
     new = worker.frames.renderer
     assert new is not old and (new.backend, new.precision) == (backend, precision)
     assert after.request == before.request
     torch.testing.assert_close(after.image, before.image, atol=atol, rtol=0)
     # A renderer starts out holding instance 0; the new one was handed instance 2's latent.
     fresh = make_renderer(old.model, "cpu", precision, backend)
-    fresh.set_latent(worker.frames.latents.latent(("instance", 2)))
+    fresh.set_latent(worker.frames.latents.latent(InstanceLatent(2)))
     assert torch.equal(after.image, fresh.render_rgba(after.request.orbit.cam2world(), 16))
 
 
@@ -72,8 +74,8 @@ def test_unavailable_backend_is_refused_with_its_reason(worker):
     assert reasons["compile"] and reasons["triton"]  # a CPU renderer
     assert switch.precision_reasons() == {"fp32": None, "fp16": None, "bf16": None}
     switch.start("compile", "fp32")
-    assert switch.switching is None and worker.idle
-    assert switch.error == f"compile fp32: {reasons['compile']}"
+    assert worker.idle
+    assert switch.status() == SwitchStatus(error=f"compile fp32: {reasons['compile']}")
     assert worker.frames.renderer is old
 
 
@@ -90,7 +92,7 @@ def test_a_build_that_fails_on_its_first_frame_keeps_the_old_renderer(worker, mo
     switch = BackendSwitch(worker)
     switch.start("eager", "fp32")
     settle(worker, switch)
-    assert switch.error == "eager fp32: RuntimeError: compile failed"
+    assert switch.status() == SwitchStatus(error="eager fp32: RuntimeError: compile failed")
     assert worker.frames.renderer is old
     assert worker.take() is None  # nothing changed, so nothing rendered again
     worker.submit(request(1))

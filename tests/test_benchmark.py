@@ -4,12 +4,14 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from engine.benchmark import benchmark, load_volumetric
+from engine import benchmark_methods
+from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
 from engine.benchmark_report import format_table, ms_table, plot
 from engine.memory import PeakMemory
 from models.checkpoint import load_checkpoint
@@ -86,20 +88,41 @@ def test_benchmark_result_table_and_chart(checkpoints, tmp_path):
     assert (tmp_path / "fps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_missing_gl_and_depth_are_notes_not_failures(checkpoints, monkeypatch):
+def test_a_set_stop_event_ends_the_run_before_its_next_frame_and_closes_its_methods(
+        checkpoints, monkeypatch):
+    stop, lines, closed = threading.Event(), [], []
+    original = benchmark_methods.MethodSet.close
+    monkeypatch.setattr(benchmark_methods.MethodSet, "close",
+                        lambda found: (closed.append(True), original(found)))
+
+    def progress(line: str) -> None:  # the third measurement is asked to stop from "another thread"
+        lines.append(line)
+        if len(lines) == 3:
+            stop.set()
+
+    with pytest.raises(BenchmarkCancelled):
+        benchmark(checkpoints[0], checkpoints[1], "cpu", "fp32", resolutions=[16, 32], frames=2,
+                  backends=["eager"], progress=progress, stop=stop)
+    assert len(lines) == 3 and closed == [True]  # no measurement after the stop; renderers and GL freed
+    with pytest.raises(BenchmarkCancelled):  # set before the run: not one frame
+        benchmark(checkpoints[0], None, "cpu", "fp32", resolutions=[16], frames=2, backends=["eager"],
+                  progress=lines.append, stop=stop)
+    assert len(lines) == 3
+
+
+def test_missing_gl_is_a_note_not_a_failure(checkpoints, monkeypatch):
     import moderngl
 
     def no_gl(**kwargs):
         raise RuntimeError("no EGL display")
 
     monkeypatch.setattr(moderngl, "create_standalone_context", no_gl)
-    monkeypatch.setitem(sys.modules, "models.depth", None)  # import now raises ImportError
     result = benchmark(checkpoints[0], None, "cpu", "fp32", resolutions=[16], frames=2, backends=["eager"])
     check_shape(result)
-    assert [row["method"] for row in result["results"]] == ["lfn:eager"]
+    assert [row["method"] for row in result["results"]] == ["lfn:eager", "lfn_depth", "lfn_depth_summed"]
     assert result["speedup"] == {}
     notes = " ".join(result["notes"])
-    assert "lfn_frame unavailable" in notes and "no EGL display" in notes and "lfn_depth skipped" in notes
+    assert "lfn_frame unavailable" in notes and "no EGL display" in notes
 
 
 def test_volumetric_checkpoint_missing_or_of_the_wrong_kind(tmp_path, tiny_ckpt):

@@ -13,13 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.frame import FrameRenderer
+from engine.latents import FittedLatent, InstanceLatent
 from engine.metrics import psnr
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import LFNRenderer
 from tests.conftest import names, tiny_lfn
 from tests.test_fit_image import photo
-from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
+from viewer.fitted_latents import FittedLatentBank
 from viewer.reconstruct import (
     FitSession,
     ReconstructError,
@@ -146,26 +148,26 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
     red = photo(tmp_path / "red.png")
     with pytest.raises(ReconstructError):
         rec.start(tmp_path / "missing.png", Orbit(), state)
-    assert rec.session is None and state.latent_source == "instance"
+    assert rec.session is None and state.latent_source is InstanceLatent
     try:
         rec.start(red, Orbit(), state)
-        assert state.latent_source == "fitted" and rec.photo.shape == (128, 128, 3)  # fit resolution
+        assert state.latent_source is FittedLatent and rec.photo.shape == (128, 128, 3)  # fit resolution
         assert (state.fitted_serial, state.fitted_label) == (1, "red fit step 0")
-        assert torch.equal(bank.latent(state.latent_key()), ckpt.latents.detach().mean(0))
+        assert torch.equal(bank.latent(state.latent_selection()), ckpt.latents.detach().mean(0))
         wait_for(lambda: rec.session.steps >= 2)
         rec.update(state, now=100.0)
         assert state.fitted_serial == 2 and state.fitted_label.startswith("red fit step ")
         assert len(rec.nearest) == 3 and rec.nearest[0][1] <= rec.nearest[-1][1]
         assert state.fit_target == rec.nearest[0][0]  # interpolation starts toward the nearest
-        key = state.latent_key()
+        selection = state.latent_selection()
         wait_for(lambda: rec.session.steps > int(state.fitted_label.split()[-1]))
         rec.update(state, now=100.0 + PUBLISH_INTERVAL_S / 2)  # too soon while running
-        assert state.latent_key() == key
+        assert state.latent_selection() == selection
         rec.session.pause()
         settle(rec.session)
         rec.update(state, now=100.0 + PUBLISH_INTERVAL_S / 2)  # paused: the last code at once
         assert state.fitted_label == f"red fit step {rec.session.steps}"
-        assert torch.equal(bank.latent(state.latent_key()), rec.session.latest.latent)
+        assert torch.equal(bank.latent(state.latent_selection()), rec.session.latest.latent)
         message = rec.save(tmp_path / "out.pt")
         assert "instance 3 (red" in message
         assert rec.stats()["fit_steps"] == rec.session.steps
@@ -174,22 +176,22 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
     assert load_checkpoint(tmp_path / "out.pt").instance_names == [*names(3), "red"]
 
 
-def test_fitted_keys_blend_toward_an_instance_and_find_neighbours():
+def test_fitted_selections_blend_toward_an_instance_and_find_neighbours():
     table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [5.0, 5.0]])
     bank = FittedLatentBank(table, ["a", "b", "c", "d"])
     bank.publish(torch.tensor([0.9, 0.2]))
-    state = ViewerState(num_instances=4, latent_source="fitted", fitted_serial=3,
+    state = ViewerState(num_instances=4, latent_source=FittedLatent, fitted_serial=3,
                         fitted_label="car fit step 9", fit_target=2, fit_t=0.5)
-    key = state.latent_key()
-    assert torch.allclose(bank.latent(key), torch.tensor([0.45, 1.6]))
-    assert bank.label(key) == "car fit step 9->c t=0.50"
+    fitted = state.latent_selection()
+    assert fitted == FittedLatent(3, "car fit step 9", 2, 0.5)
+    assert torch.allclose(bank.latent(fitted), torch.tensor([0.45, 1.6]))
+    assert bank.label(fitted) == "car fit step 9->c t=0.50"
     state.fit_t = 0.0
-    assert bank.label(state.latent_key()) == "car fit step 9"
+    assert bank.label(state.latent_selection()) == "car fit step 9"
     assert [i for i, _ in bank.nearest(torch.tensor([0.9, 0.2]), k=3)] == [1, 0, 2]
     assert bank.typical_spacing() == pytest.approx(1.0)
-    frames = FittedFrameRenderer(LFNRenderer(tiny_lfn()), bank, volumetric=object(),
-                                 volumetric_latents=bank)
-    assert not frames.has_reference(key) and frames.has_reference(("instance", 0))
+    frames = FrameRenderer(LFNRenderer(tiny_lfn()), bank, volumetric=object(), volumetric_latents=bank)
+    assert not frames.has_reference(fitted) and frames.has_reference(InstanceLatent(0))
 
 
 def test_png_list_is_of_the_typed_paths_folder(tmp_path, monkeypatch):

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from engine import shared_frames
-from engine.frame import FrameRenderer, FrameRequest, depth_module
-from engine.latents import LatentBank
+from engine.display_mode import DisplayMode
+from engine.frame import FrameRenderer, FrameRequest
+from engine.latents import InstanceLatent, LatentBank
 from engine.shared_frames import FRAMES_PER_RES, SharedFramePool, shared_frame_pool
 from engine.texture import FrameTexture, cuda_check, to_rgba32f
 from models.cameras import Orbit
@@ -40,8 +41,8 @@ def pool(monkeypatch) -> SharedFramePool:
     return SharedFramePool(None, torch.device("cpu"))
 
 
-def request(mode: str = "rgb", res: int = 16) -> FrameRequest:
-    return FrameRequest(Orbit(azimuth=50.0), res, mode, ("instance", 1))
+def request(mode: DisplayMode = DisplayMode.RGB, res: int = 16) -> FrameRequest:
+    return FrameRequest(Orbit(azimuth=50.0), res, mode, InstanceLatent(1))
 
 
 def test_cuda_check_returns_values_and_names_any_error():
@@ -87,10 +88,8 @@ def frames(tiny_ckpt, pool) -> FrameRenderer:
                          shared_frames=pool)
 
 
-@pytest.mark.parametrize("mode", ["rgb", "depth"])
+@pytest.mark.parametrize("mode", [DisplayMode.RGB, DisplayMode.DEPTH])
 def test_frames_are_written_into_a_shared_frame(frames, pool, mode):
-    if mode == "depth" and depth_module() is None:
-        pytest.skip("models/depth.py is not in this build")
     own = FrameRenderer(frames.renderer, frames.latents).render(request(mode))  # no pool
     frame = frames.render(request(mode))
     assert frame.shared is not None and frame.image.data_ptr() == frame.shared.tensor.data_ptr()
@@ -101,7 +100,7 @@ def test_frames_are_written_into_a_shared_frame(frames, pool, mode):
 
 def test_a_failed_render_gives_its_shared_frame_back(frames, pool):
     with pytest.raises(Exception, match="99"):
-        frames.render(FrameRequest(Orbit(), 16, "rgb", ("instance", 99)))  # no such instance
+        frames.render(FrameRequest(Orbit(), 16, DisplayMode.RGB, InstanceLatent(99)))  # no such instance
     assert len([pool.take(16) for _ in range(FRAMES_PER_RES)]) == FRAMES_PER_RES
     assert all(pool.take(16) is None for _ in range(2))
 
@@ -151,7 +150,7 @@ def test_viewer_threads_show_shared_frames_exactly(egl, tiny_ckpt):
     worker, textures = RenderWorker(FrameRenderer(renderer, latents, shared_frames=pool)), FrameTexture(egl)
     try:
         for azimuth in range(0, 360, 15):
-            worker.submit(FrameRequest(Orbit(azimuth=float(azimuth)), 32, "rgb", ("instance", 1)))
+            worker.submit(FrameRequest(Orbit(azimuth=float(azimuth)), 32, DisplayMode.RGB, InstanceLatent(1)))
             deadline, frame = time.monotonic() + 30, None
             while frame is None and time.monotonic() < deadline:
                 frame = worker.take()

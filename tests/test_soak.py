@@ -10,6 +10,7 @@ import torch
 
 from bench import soak
 from engine.frame import FrameRenderer
+from engine.latents import BlendLatent, InstanceLatent
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,11 +19,11 @@ def test_every_frame_moves_the_camera_and_changes_the_latent():
     instances = 3
     requests = [soak.soak_request(k, instances, 32) for k in range(instances * soak.MIX_FRAMES + 1)]
     for before, after in zip(requests, requests[1:], strict=False):
-        assert before.orbit != after.orbit and before.latent_key != after.latent_key
-    keys = [r.latent_key for r in requests]
-    assert {k[1] for k in keys if k[0] == "instance"} == set(range(instances))
-    assert sum(k[0] == "mix" for k in keys) == instances * (soak.MIX_FRAMES - 1)
-    assert keys[-1] == ("instance", 0)  # the cycle wraps to the first instance
+        assert before.orbit != after.orbit and before.latent != after.latent
+    latents = [r.latent for r in requests]
+    assert {s.index for s in latents if isinstance(s, InstanceLatent)} == set(range(instances))
+    assert sum(isinstance(s, BlendLatent) for s in latents) == instances * (soak.MIX_FRAMES - 1)
+    assert latents[-1] == InstanceLatent(0)  # the cycle wraps to the first instance
     elevations = [soak.soak_request(k, 1, 32).orbit.elevation for k in range(soak.ELEVATION_PERIOD)]
     assert min(elevations) == soak.ELEVATION_RANGE[0] and max(elevations) > 0.99 * soak.ELEVATION_RANGE[1]
 

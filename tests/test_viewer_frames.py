@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from engine.frame import DepthUnavailable, FrameRenderer, FrameRequest, depth_module
-from engine.latents import LatentBank
+import engine.frame
+from engine.display_mode import DisplayMode
+from engine.frame import FrameRenderer, FrameRequest
+from engine.latents import (
+    BlendLatent,
+    FittedLatent,
+    InstanceLatent,
+    LatentBank,
+    LatentSelection,
+    RandomLatent,
+)
 from engine.texture import FrameTexture, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
-from viewer.worker import RenderWorker
+from viewer.worker import RenderWorker, join_within
 
 
 @pytest.fixture
@@ -27,8 +37,12 @@ def frames(tiny_ckpt, tiny_volumetric_ckpt) -> FrameRenderer:
     )
 
 
-def request(mode: str = "rgb", key=("instance", 1), res: int = 16) -> FrameRequest:
-    return FrameRequest(Orbit(azimuth=50.0), res, mode, key)
+SHOWN = InstanceLatent(1)
+
+
+def request(mode: DisplayMode = DisplayMode.RGB, latent: LatentSelection = SHOWN,
+            res: int = 16) -> FrameRequest:
+    return FrameRequest(Orbit(azimuth=50.0), res, mode, latent)
 
 
 def test_rgb_frame_is_the_renderers_image(frames):
@@ -45,27 +59,26 @@ def test_latent_swaps_fold_weights_and_never_retrace(frames, monkeypatch):
     calls = []
     original = frames.renderer.set_latent
     monkeypatch.setattr(frames.renderer, "set_latent", lambda z: (calls.append(z), original(z)))
-    first = frames.render(request(key=("instance", 0))).image
-    frames.render(request(key=("instance", 0)))
-    mixed = frames.render(request(key=("mix", 0, 2, 0.5))).image
+    first = frames.render(request(latent=InstanceLatent(0))).image
+    frames.render(request(latent=InstanceLatent(0)))
+    mixed = frames.render(request(latent=BlendLatent(0, 2, 0.5))).image
     assert len(calls) == 2  # only when the latent changes
     assert frames.renderer.ray_backend.function is traced
     assert not torch.equal(first, mixed)
 
 
 def test_compare_frame_renders_the_volumetric_twin(frames):
-    frame = frames.render(request("compare"))
+    frame = frames.render(request(DisplayMode.COMPARE))
     assert frame.reference is not None and frame.reference.shape == (16, 16, 3)
     assert frame.reference_ms > 0
-    assert frames.render(request("compare", key=("random", 1))).reference is None
+    assert frames.render(request(DisplayMode.COMPARE, BlendLatent(0, 2, 0.5))).reference is not None
+    # a random or fitted code has no twin in the volumetric table: the LFN is shown alone
+    assert frames.render(request(DisplayMode.COMPARE, RandomLatent(1))).reference is None
+    assert frames.render(request(DisplayMode.COMPARE, FittedLatent(1, "fit", 0, 0.0))).reference is None
 
 
-@pytest.mark.parametrize("mode, channels", [("depth", 3), ("normals", 4)])
+@pytest.mark.parametrize("mode, channels", [(DisplayMode.DEPTH, 3), (DisplayMode.NORMALS, 4)])
 def test_depth_modes(frames, mode, channels):
-    if depth_module() is None:
-        with pytest.raises(DepthUnavailable, match="models/depth.py"):
-            frames.render(request(mode))
-        return
     frame = frames.render(request(mode))
     assert frame.image.shape == (16, 16, channels) and torch.isfinite(frame.image).all()
     near, far = frame.depth_range
@@ -73,13 +86,11 @@ def test_depth_modes(frames, mode, channels):
 
 
 def test_a_summed_depth_request_asks_for_the_summed_equations(frames, monkeypatch):
-    depth = depth_module()
-    if depth is None:
-        pytest.skip("models/depth.py is not in this build")
     asked = []
-    original = depth.gradient_depth
-    monkeypatch.setattr(depth, "gradient_depth", lambda *a, **k: asked.append(k) or original(*a, **k))
-    plain, summed = request("depth"), dataclasses.replace(request("depth"), summed_depth=True)
+    original = engine.frame.gradient_depth
+    monkeypatch.setattr(engine.frame, "gradient_depth", lambda *a, **k: asked.append(k) or original(*a, **k))
+    plain = request(DisplayMode.DEPTH)
+    summed = dataclasses.replace(plain, summed_depth=True)
     assert plain != summed  # a toggle in the panel asks for a new frame
     frames.render(plain)
     frames.render(summed)
@@ -99,12 +110,22 @@ def test_worker_renders_the_newest_request_and_reports_errors(frames):
                 shown.append(done)
             time.sleep(0.01)
         assert shown and shown[-1].request.res == 12
-        worker.submit(request(key=("instance", 99)))  # no such instance
+        worker.submit(request(latent=InstanceLatent(99)))  # no such instance
         while time.monotonic() < deadline and not worker.idle:
             time.sleep(0.01)
         assert isinstance(worker.take(), Exception)
     finally:
-        worker.close()
+        assert worker.close()  # the thread ended within the bound
+
+
+def test_join_within_names_a_thread_that_does_not_end(capsys):
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, name="lfn-stuck", daemon=True)
+    thread.start()
+    assert not join_within(thread, 0.05)
+    assert "lfn-stuck did not end" in capsys.readouterr().err
+    release.set()
+    assert join_within(thread, 5.0) and capsys.readouterr().err == ""
 
 
 def test_rgba_padding_keeps_values_and_adds_opaque_alpha():

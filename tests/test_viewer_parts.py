@@ -8,8 +8,18 @@ import math
 import pytest
 import torch
 
+from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRequest, rendering_for
-from engine.latents import LatentBank, LatentGaussian, cholesky_with_jitter
+from engine.latents import (
+    BlendLatent,
+    FittedLatent,
+    InstanceLatent,
+    LatentBank,
+    LatentGaussian,
+    RandomLatent,
+    cholesky_with_jitter,
+    has_volumetric_twin,
+)
 from models.cameras import DEFAULT_FOV_DEG, Orbit, orbit_pose
 from viewer.layout import PANEL_WIDTH, Layout
 from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE, OrbitCamera
@@ -94,26 +104,70 @@ def test_gaussian_matches_the_table_and_is_seeded():
     assert torch.allclose(samples.T.cov(), table.double().T.cov(), atol=0.3)
 
 
-def test_latent_bank_blends_between_instances():
+def test_latent_bank_resolves_each_selection():
     table = torch.randn(3, 5)
     bank = LatentBank(table, ["a", "b", "c"])
-    assert torch.equal(bank.latent(("instance", 2)), table[2])
-    assert torch.allclose(bank.latent(("mix", 0, 1, 0.0)), table[0])
-    assert torch.allclose(bank.latent(("mix", 0, 1, 1.0)), table[1])
-    assert torch.allclose(bank.latent(("mix", 0, 1, 0.5)), (table[0] + table[1]) / 2)
-    assert bank.latent(("random", 3)).shape == (5,)
-    assert bank.label(("mix", 0, 2, 0.25)) == "a->c t=0.25"
+    assert torch.equal(bank.latent(InstanceLatent(2)), table[2])
+    assert torch.allclose(bank.latent(BlendLatent(0, 1, 0.0)), table[0])
+    assert torch.allclose(bank.latent(BlendLatent(0, 1, 1.0)), table[1])
+    assert torch.allclose(bank.latent(BlendLatent(0, 1, 0.5)), (table[0] + table[1]) / 2)
+    assert torch.equal(bank.latent(RandomLatent(3)), bank.gaussian.sample(3))
+    assert not torch.equal(bank.latent(RandomLatent(3)), bank.latent(RandomLatent(4)))
+    assert torch.allclose(bank.latent(FittedLatent(1, "fit", 2, 0.0)), table.mean(0))  # before a fit
+    fitted = torch.randn(5)
+    bank.publish(fitted)
+    assert torch.allclose(bank.latent(FittedLatent(2, "fit", 2, 0.0)), fitted)
+    assert torch.allclose(bank.latent(FittedLatent(2, "fit", 2, 0.25)), torch.lerp(fitted, table[2], 0.25))
+    with pytest.raises(TypeError, match="not a latent selection"):
+        bank.latent(("instance", 2))  # the old tuples are not selections
 
 
-def test_state_keys_and_instance_steps():
+def test_latent_labels_name_each_selection():
+    bank = LatentBank(torch.randn(3, 5), ["a", "b", "c"])
+    assert bank.label(InstanceLatent(1)) == "b"
+    assert bank.label(BlendLatent(0, 2, 0.25)) == "a->c t=0.25"
+    assert bank.label(RandomLatent(7)) == "random #7"
+    assert bank.label(FittedLatent(3, "car fit step 9", 1, 0.0)) == "car fit step 9"
+    assert bank.label(FittedLatent(3, "car fit step 9", 1, 0.5)) == "car fit step 9->b t=0.50"
+
+
+def test_equal_selections_are_one_key_and_only_table_codes_have_twins():
+    assert BlendLatent(0, 1, 0.5) == BlendLatent(0, 1, 0.5)
+    assert hash(BlendLatent(0, 1, 0.5)) == hash(BlendLatent(0, 1, 0.5))
+    assert len({InstanceLatent(1), InstanceLatent(1), RandomLatent(1), FittedLatent(1, "x", 0, 0.0)}) == 3
+    assert InstanceLatent(1) != RandomLatent(1)  # same number, another kind of code
+    assert [has_volumetric_twin(s) for s in (InstanceLatent(0), BlendLatent(0, 1, 0.5),
+                                             RandomLatent(0), FittedLatent(1, "x", 0, 0.0))] == \
+        [True, True, False, False]
+
+
+def test_state_selections_and_instance_steps():
     state = ViewerState(num_instances=3)
-    assert state.latent_key() == ("instance", 0)
+    assert state.latent_selection() == InstanceLatent(0)
     state.step_instance(-1)
-    assert state.latent_key() == ("instance", 2)
-    state.latent_source, state.mix_a, state.mix_b, state.mix_t = "mix", 0, 1, 0.3
-    assert state.latent_key() == ("mix", 0, 1, 0.3)
+    assert state.latent_selection() == InstanceLatent(2)
+    state.latent_source, state.mix_a, state.mix_b, state.mix_t = BlendLatent, 0, 1, 0.30001
+    assert state.latent_selection() == BlendLatent(0, 1, 0.3)  # a still slider is one selection
+    state.latent_source, state.random_seed = RandomLatent, 4
+    assert state.latent_selection() == RandomLatent(4)
+    state.latent_source, state.fitted_serial, state.fitted_label = FittedLatent, 2, "fit step 3"
+    state.fit_target, state.fit_t = 1, 0.5
+    assert state.latent_selection() == FittedLatent(2, "fit step 3", 1, 0.5)
     state.step_instance(1)
-    assert state.latent_key() == ("instance", 0)
+    assert state.latent_selection() == InstanceLatent(0)
+
+
+@pytest.mark.parametrize("name", ["rgb", "depth", "normals"])  # main.py's --mode choices
+def test_display_mode_round_trips_from_the_command_line_names(name):
+    mode = DisplayMode(name)
+    assert mode.value == name and DisplayMode(mode.value) is mode
+    assert mode.uses_depth == (name != "rgb")
+
+
+def test_display_modes_have_labels_in_shortcut_order():
+    assert [m.label for m in DisplayMode] == ["RGB", "gradient depth", "normals", "LFN vs volumetric"]
+    with pytest.raises(ValueError):
+        DisplayMode("difference")  # a shader mode of compare's third pane, not a display mode
 
 
 @pytest.mark.parametrize("size", [(1280, 800), (300, 1000), (192, 128), (3, 1)])
@@ -148,8 +202,8 @@ def test_stats_summary_has_the_documented_fields(tmp_path):
 
 
 def test_rendering_for_counts_while_the_shown_frame_is_an_older_request():
-    older = FrameRequest(Orbit(azimuth=10.0), 64, "rgb", ("instance", 0))
-    newer = FrameRequest(Orbit(azimuth=20.0), 512, "depth", ("instance", 0))
+    older = FrameRequest(Orbit(azimuth=10.0), 64, DisplayMode.RGB, InstanceLatent(0))
+    newer = FrameRequest(Orbit(azimuth=20.0), 512, DisplayMode.DEPTH, InstanceLatent(0))
     shown = Frame(older, torch.zeros(64, 64, 4))
     assert rendering_for(None, 0.0, None, 5.0) is None  # nothing asked for yet
     assert rendering_for(newer, 2.0, None, 5.0) == pytest.approx(3.0)  # no frame yet

@@ -5,6 +5,32 @@
 The network runs on a render thread (viewer/worker.py) and only when the request changes. The UI
 redraws the last texture at ACTIVE_FPS while the view changes and at IDLE_FPS otherwise, which
 leaves a 2-core CPU to the network; input and finished frames wake an idle loop at once.
+
+Threads, and who owns what (nothing is shared except through the named hand-overs):
+
+- UI thread (this module's loop): GLFW, the GL context and every GL object in it (textures, the
+  display program, the shared frames' GL side), ImGui/ImPlot, the panels, ViewerState and the
+  shown Frame. All state edits happen here.
+- Render thread (viewer/worker.py RenderWorker): the LFN and volumetric renderers and the
+  FrameRenderer that drives them. The UI hands it the newest FrameRequest and takes finished Frames
+  (or the error that ended one) through the worker's condition-guarded mailboxes (submit/take).
+  Shared frames (engine/shared_frames.py) go from the render thread's CUDA writes to the UI's GL
+  copy through the pool's own lock. A backend switch (viewer/backend_switch.py) is a job on this
+  thread (worker.call), run between two frames; it swaps the renderer reference, which the UI only
+  reads (device, backend, precision). The switch's progress and error travel in a lock-guarded
+  SwitchStatus the UI reads once a frame.
+- Fit thread (viewer/reconstruct.py FitSession): the fitting generator and its optimizer. The UI
+  resumes and pauses it (an Event) and reads its newest step (a reference the fit thread replaces
+  under the session's lock) and its history (under that lock); the UI publishes the newest fitted
+  code into the LatentBank, a single reference swap the render thread reads.
+- Benchmark thread (viewer/benchmark_panel.py): its own renderers and its own offscreen EGL
+  context, built, used and released on that thread alone. It posts progress lines and the result
+  into the panel's locked mailbox, which the UI empties once a frame (poll).
+
+close() stops them in order, each with a bounded wait (viewer/worker.py CLOSE_TIMEOUT_S): the fit,
+then the benchmark (its stop event ends the run before its next frame), then the render thread
+(after the frame or job in flight); only then are GL objects released and GLFW terminated. No
+thread is left to die inside a torch call at interpreter exit.
 """
 
 from __future__ import annotations
@@ -23,15 +49,9 @@ from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 from PIL import Image
 
-from engine.frame import (
-    DepthUnavailable,
-    Frame,
-    FrameRequest,
-    depth_module,
-    home_orbit,
-    rendering_for,
-)
-from engine.latents import LatentBank
+from engine.display_mode import DisplayMode
+from engine.frame import Frame, FrameRenderer, FrameRequest, home_orbit, rendering_for
+from engine.latents import FittedLatent, LatentBank
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -39,13 +59,13 @@ from models.renderer import LFNRenderer, VolumetricRenderer, make_renderer
 from viewer.backend_switch import BackendSwitch
 from viewer.benchmark_panel import BenchmarkPanel
 from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
-from viewer.fitted_latents import FittedFrameRenderer, FittedLatentBank
+from viewer.fitted_latents import FittedLatentBank
 from viewer.layout import Layout, Rect
 from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
 from viewer.quality import QualityPolicy
 from viewer.reconstruct_panel import Reconstruction, ReconstructPanel
-from viewer.state import MODE_LABELS, ViewerState
+from viewer.state import ViewerState
 from viewer.stats import FrameStats
 from viewer.worker import RenderWorker
 
@@ -167,8 +187,8 @@ class ViewerApp:
         # LFN frames rendered into memory GL imported: no CUDA-GL interop per frame (texture.py)
         self.shared_frames = shared_frame_pool(self.ctx, args.device_obj)
         self.worker = RenderWorker(
-            FittedFrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
-                                self.shared_frames),
+            FrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
+                          self.shared_frames),
             on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
         )
         self.switch = BackendSwitch(self.worker)
@@ -184,7 +204,6 @@ class ViewerApp:
         self.orbit = OrbitCamera(home_orbit(args))
         self.quality = QualityPolicy()
         self.stats = FrameStats()
-        self.depth_available = depth_module() is not None
 
         self.view_key: tuple | None = None
         self.submitted: FrameRequest | None = None
@@ -268,17 +287,18 @@ class ViewerApp:
 
     def next_request(self, now: float) -> FrameRequest:
         state = self.state
-        key = (self.orbit.orbit, state.latent_key(), state.mode, state.res)
-        fitting = self.reconstruction.running and state.latent_source == "fitted"
+        key = (self.orbit.orbit, state.latent_selection(), state.mode, state.res)
+        fitting = self.reconstruction.running and state.latent_source is FittedLatent
         if key != self.view_key or fitting:  # the latent being fitted keeps moving
             self.view_key = key
             self.quality.changed(now)
         res = self.quality.resolution(state.res, now)
         if fitting:
             res = max(res, min(FIT_PREVIEW_RES, state.res))
-        if state.mode == "compare" and self.renderer.device.type == "cpu":
+        if state.mode is DisplayMode.COMPARE and self.renderer.device.type == "cpu":
             res = min(res, COMPARE_RES_CPU)
-        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_key(), state.summed_depth)
+        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_selection(),
+                            state.summed_depth)
 
     def update_frame(self, now: float) -> None:
         request = self.next_request(now)
@@ -286,9 +306,7 @@ class ViewerApp:
             self.worker.submit(request)
             self.submitted, self.submitted_s = request, now
         done = self.worker.take()
-        if isinstance(done, DepthUnavailable):
-            self.problem = f"{done}\n(select RGB, or LFN vs volumetric)"
-        elif isinstance(done, Exception):
+        if isinstance(done, Exception):
             if self.args.debug:
                 raise done
             self.problem = f"render failed: {type(done).__name__}: {done}"
@@ -298,7 +316,7 @@ class ViewerApp:
     def show(self, frame: Frame) -> None:
         request = frame.request
         self.stats.rendered(request.res, frame.render_ms + frame.reference_ms)
-        if request.mode != "compare":
+        if request.mode is not DisplayMode.COMPARE:
             self.quality.observe(request.res, frame.render_ms, self.state.res)
         image = self.image_texture.upload(frame.image, frame.shared)
         frame.shared = None  # back in its pool: frame.image may be overwritten from now on
@@ -347,8 +365,8 @@ class ViewerApp:
         if self.shown is None:
             return
         request = self.shown.request
-        label = self.latents.label(request.latent_key)
-        title = f"LFN viewer - {label} - {MODE_LABELS[request.mode]} - {request.res}px"
+        label = self.latents.label(request.latent)
+        title = f"LFN viewer - {label} - {request.mode.label} - {request.res}px"
         if title != self.title:  # tests wait on this title to know which frame is on screen
             glfw.set_window_title(self.window, title)
             self.title = title
@@ -372,7 +390,7 @@ class ViewerApp:
         return "\n".join(notes) or None
 
     def panel_info(self) -> PanelInfo:
-        frame = self.shown
+        frame, switch = self.shown, self.switch.status()
         return PanelInfo(
             device=str(self.renderer.device),
             precision=self.renderer.precision,
@@ -387,13 +405,12 @@ class ViewerApp:
             reference_ms=frame.reference_ms if frame else None,
             moving_res=self.quality.moving_res,
             depth_range=frame.depth_range if frame else (self.state.near, self.state.far),
-            depth_available=self.depth_available,
             volumetric_note=self.volumetric_note,
             message=self.message,
             backend_reasons=self.switch.backend_reasons(),
             precision_reasons=self.switch.precision_reasons(),
-            switching=self.switch.switching,
-            switch_error=self.switch.error,
+            switching=switch.switching,
+            switch_error=switch.error,
             waiting_s=None if self.problem else rendering_for(
                 self.submitted, self.submitted_s, self.shown, time.perf_counter()
             ),
@@ -417,6 +434,7 @@ class ViewerApp:
         signal.signal(signal.SIGTERM, self._previous_sigterm)
         glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
         self.reconstruction.close()
+        self.benchmark_panel.close()  # a thread left running would die inside torch at exit: SIGABRT
         self.worker.close()
         if self.shared_frames is not None:
             self.shared_frames.release()

@@ -1,5 +1,10 @@
 """The panel's benchmark: the same measurement as `main.py --benchmark`, run on a worker thread
-(the UI keeps drawing) and shown as an ImPlot bar chart of FPS per method and resolution."""
+(the UI keeps drawing) and shown as an ImPlot bar chart of FPS per method and resolution.
+
+The benchmark thread builds its own renderers and an offscreen EGL context and owns them alone; it
+posts progress lines and the result into a locked mailbox, which the UI thread empties once per
+frame (poll). close() sets the run's stop event and waits, bounded, for the thread to end.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ import numpy as np
 import torch
 from imgui_bundle import imgui, implot
 
-from engine.benchmark import benchmark, load_volumetric
+from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
 from engine.benchmark_report import fps_grid
 from models.checkpoint import Checkpoint
+from viewer.worker import CLOSE_TIMEOUT_S, join_within
 
 # Small on a CPU: one volumetric frame at 64² takes ~20 s there with the full-size network.
 PANEL_RESOLUTIONS = {"cuda": (128, 256, 512), "cpu": (32, 64)}
@@ -24,8 +30,13 @@ class BenchmarkPanel:
 
     def __init__(self, ckpt: Checkpoint, volumetric_path: Path, device: torch.device):
         self.ckpt, self.volumetric_path, self.device = ckpt, volumetric_path, device
+        # the UI thread's copies, refreshed from the mailbox by poll()
         self.status = ""
         self.result: dict | None = None
+        self._lock = threading.Lock()  # guards the mailbox: what the thread posted since the last poll
+        self._posted_status: str | None = None
+        self._posted_result: dict | None = None
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -34,29 +45,54 @@ class BenchmarkPanel:
 
     def start(self, instance: int, precision: str, backend: str) -> None:
         """Benchmark the LFN in the viewer's active precision and backend against the baseline."""
-        if not self.running:
+        if not self.running and not self._stop.is_set():  # no new run once closed
+            # a daemon: should close() time out, the thread cannot hold the process open
             self._thread = threading.Thread(
-                target=self._run, args=(instance, precision, backend), daemon=True
+                target=self._run, args=(instance, precision, backend), name="lfn-benchmark",
+                daemon=True,
             )
             self._thread.start()
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop a running benchmark before its next frame and wait up to `timeout_s` for its thread
+        (which releases its renderers and GL context); whether it ended."""
+        self._stop.set()
+        return self._thread is None or join_within(self._thread, timeout_s)
+
+    def poll(self) -> None:
+        """Take what the benchmark thread posted since the last call (the UI thread, once a frame)."""
+        with self._lock:
+            status, result = self._posted_status, self._posted_result
+            self._posted_status = self._posted_result = None
+        if status is not None:
+            self.status = status
+        if result is not None:
+            self.result = result
+
+    def _post(self, status: str, result: dict | None = None) -> None:
+        with self._lock:
+            self._posted_status = status
+            if result is not None:
+                self._posted_result = result
 
     def _run(self, instance: int, precision: str, backend: str) -> None:
         kind = "cuda" if self.device.type == "cuda" else "cpu"
         try:
             volumetric = load_volumetric(self.volumetric_path)
-            self.result = benchmark(
+            result = benchmark(
                 self.ckpt, volumetric, self.device, precision, PANEL_RESOLUTIONS[kind],
-                PANEL_FRAMES[kind], instance, [backend], progress=self._progress,
+                PANEL_FRAMES[kind], instance, [backend], progress=self._post, stop=self._stop,
             )
-            speedups = ", ".join(f"{r}²: {x:.0f}x" for r, x in self.result["speedup"].items())
-            self.status = f"speedup over volumetric: {speedups}" if speedups else "done (no volumetric)"
+            speedups = ", ".join(f"{r}²: {x:.0f}x" for r, x in result["speedup"].items())
+            self._post(f"speedup over volumetric: {speedups}" if speedups else "done (no volumetric)",
+                       result)
+        except BenchmarkCancelled:
+            self._post("benchmark cancelled")
         except Exception as error:  # shown in the panel; the viewer keeps running
-            self.status = f"benchmark failed: {type(error).__name__}: {error}"
-
-    def _progress(self, line: str) -> None:
-        self.status = line
+            self._post(f"benchmark failed: {type(error).__name__}: {error}")
 
     def draw(self, instance: int, precision: str, backend: str) -> None:
+        self.poll()
         imgui.separator_text("Benchmark")
         imgui.begin_disabled(self.running)
         if imgui.button("Run benchmark"):

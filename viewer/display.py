@@ -7,14 +7,25 @@ window shows exactly what the window shows for the same frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 import moderngl
 import numpy as np
 
+from engine.display_mode import DisplayMode
 from engine.texture import SHADER_DIR
 from viewer.layout import Viewport
 
-SHADER_MODES = {"rgb": 0, "depth": 1, "normals": 2, "difference": 3}
+
+class ShaderMode(IntEnum):
+    """How shaders/display.frag reads a pane's texture: its `mode` uniform."""
+
+    RGB = 0
+    DEPTH = 1
+    NORMALS = 2
+    DIFFERENCE = 3
+
+
 DIFFERENCE_GAIN = 4.0  # a mean absolute difference of 0.25 reaches the top of the heatmap
 
 
@@ -23,10 +34,10 @@ class Pane:
     """One square picture: a texture and how the display shader reads it."""
 
     texture: moderngl.Texture
-    mode: str = "rgb"
+    mode: ShaderMode = ShaderMode.RGB
     near: float = 0.0
     far: float = 1.0
-    reference: moderngl.Texture | None = None  # the second image of a "difference" pane
+    reference: moderngl.Texture | None = None  # the second image of a DIFFERENCE pane
 
 
 class Display:
@@ -52,7 +63,7 @@ class Display:
         if pane.reference is not None:
             pane.reference.use(1)
             self._set("reference", 1)
-        self._set("mode", SHADER_MODES[pane.mode])
+        self._set("mode", int(pane.mode))
         self._set("near", pane.near)
         self._set("far", pane.far)
         self._set("gain", DIFFERENCE_GAIN)
@@ -76,15 +87,20 @@ class Display:
         return np.ascontiguousarray(image[::-1])  # GL rows run bottom-up
 
 
+# A frame of a single-pane display mode is read as the shader mode of the same name.
+SINGLE_PANE = {DisplayMode.RGB: ShaderMode.RGB, DisplayMode.DEPTH: ShaderMode.DEPTH,
+               DisplayMode.NORMALS: ShaderMode.NORMALS}
+
+
 def frame_panes(
-    mode: str,
+    mode: DisplayMode,
     image: moderngl.Texture,
     reference: moderngl.Texture | None = None,
     depth_range: tuple[float, float] = (0.0, 1.0),
 ) -> list[Pane]:
     """How a frame of a display mode is shown: one pane, or LFN | volumetric | difference."""
-    if mode == "compare":
+    if mode is DisplayMode.COMPARE:
         if reference is None:
             return [Pane(image)]
-        return [Pane(image), Pane(reference), Pane(image, "difference", reference=reference)]
-    return [Pane(image, mode, *depth_range)]
+        return [Pane(image), Pane(reference), Pane(image, ShaderMode.DIFFERENCE, reference=reference)]
+    return [Pane(image, SINGLE_PANE[mode], *depth_range)]

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.frame import Frame, FrameRenderer, FrameRequest, home_orbit, require_depth_module
-from engine.latents import LatentBank
+from engine.display_mode import DisplayMode
+from engine.frame import Frame, FrameRenderer, FrameRequest, home_orbit
+from engine.latents import InstanceLatent, LatentBank
 from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
@@ -35,9 +36,9 @@ def direct_image(frame: Frame) -> np.ndarray:
     """The frame without the display shader: colors as they are, normals mapped to [0, 1],
     depth as gray (near bright, invalid black)."""
     image = frame.image.float()
-    if frame.request.mode == "normals":
+    if frame.request.mode is DisplayMode.NORMALS:
         return to_uint8(image[..., :3] * 0.5 + 0.5)
-    if frame.request.mode == "depth":
+    if frame.request.mode is DisplayMode.DEPTH:
         near, far = frame.depth_range
         gray = (1 - (image[..., 0] - near) / max(far - near, 1e-6)) * image[..., 1]
         return to_uint8(gray[..., None].expand(-1, -1, 3))
@@ -78,20 +79,19 @@ def open_offscreen() -> OffscreenDisplay | None:
 
 
 def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
-    if args.mode != "rgb" or args.ply is not None:
-        require_depth_module()  # fail before any rendering
+    mode = DisplayMode(args.mode)
     renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
     frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
     home = home_orbit(args)
     count = (args.frames or TURNTABLE_FRAMES) if args.out.suffix.lower() == ".gif" else 1
     orbits = [replace(home, azimuth=(home.azimuth + 360.0 * k / count) % 360.0) for k in range(count)]
-    res, key = args.res[0], ("instance", args.instance)
+    res, latent = args.res[0], InstanceLatent(args.instance)
 
     offscreen = open_offscreen()
     try:
         images = []
         for orbit in orbits:
-            frame = frames.render(FrameRequest(orbit, res, args.mode, key, args.summed_depth))
+            frame = frames.render(FrameRequest(orbit, res, mode, latent, args.summed_depth))
             images.append(offscreen.image(frame) if offscreen else direct_image(frame))
     finally:
         if offscreen:
@@ -100,7 +100,7 @@ def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
     pictures = [Image.fromarray(image) for image in images]
     if count == 1:
         pictures[0].save(args.out)
-        if args.mode == "depth":  # the numbers behind the colormap: world units along each ray
+        if mode is DisplayMode.DEPTH:  # the numbers behind the colormap: world units along each ray
             depth_file = args.out.with_suffix(".npy")
             np.save(depth_file, depth_values(frame))
             print(f"wrote {depth_file} (float32 distance along each ray, NaN where invalid)")

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from viewer.state import DISPLAY_MODES, MODE_LABELS, ViewerState
+from engine.display_mode import DisplayMode
+from engine.latents import (
+    BlendLatent,
+    FittedLatent,
+    InstanceLatent,
+    RandomLatent,
+    has_volumetric_twin,
+)
+from viewer.state import ViewerState
 
 RES_CHOICES = (32, 64, 128, 256, 512, 1024)
 WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
@@ -28,6 +36,8 @@ KEYS_HELP = (
     "1 2 3 4              display mode\n"
     "S                    screenshot"
 )
+SOURCE_LABELS = {InstanceLatent: "one", BlendLatent: "blend two", RandomLatent: "random",
+                 FittedLatent: "fitted"}
 
 
 @dataclass
@@ -47,7 +57,6 @@ class PanelInfo:
     reference_ms: float | None
     moving_res: int
     depth_range: tuple[float, float]
-    depth_available: bool
     volumetric_note: str | None  # why the volumetric comparison is off; None when it is loaded
     message: str | None
     backend_reasons: dict[str, str | None]  # why each backend cannot run here; None where it can
@@ -66,7 +75,7 @@ def handle_shortcuts(state: ViewerState) -> None:
         state.step_instance(-1)
     if imgui.is_key_pressed(keys.right_bracket) or imgui.is_key_pressed(keys.page_down):
         state.step_instance(1)
-    for key, mode in zip((keys._1, keys._2, keys._3, keys._4), DISPLAY_MODES, strict=True):
+    for key, mode in zip((keys._1, keys._2, keys._3, keys._4), DisplayMode, strict=True):
         if imgui.is_key_pressed(key, repeat=False):
             state.mode = mode
     if imgui.is_key_pressed(keys.s, repeat=False):
@@ -128,23 +137,22 @@ class ControlPanel:
     def _latent(self, state: ViewerState) -> None:
         imgui.separator_text("Object")
         last = len(self.names) - 1
-        sources = [("instance", "one"), ("mix", "blend two"), ("random", "random")]
-        if state.fitted_serial:  # a reconstruction has published a code
-            sources.append(("fitted", "fitted"))
-        for source, label in sources:
-            if imgui.radio_button(label, state.latent_source == source):
+        for source, label in SOURCE_LABELS.items():
+            if source is FittedLatent and not state.fitted_serial:  # no fit has published a code
+                continue
+            if imgui.radio_button(label, state.latent_source is source):
                 state.latent_source = source
             imgui.same_line()
         imgui.new_line()
-        if state.latent_source == "instance":
+        if state.latent_source is InstanceLatent:
             _, state.instance = imgui.slider_int("instance", state.instance, 0, last)
             imgui.text(self.names[state.instance])
-        elif state.latent_source == "mix":
+        elif state.latent_source is BlendLatent:
             _, state.mix_a = imgui.slider_int("from", state.mix_a, 0, last)
             _, state.mix_b = imgui.slider_int("to", state.mix_b, 0, last)
             _, state.mix_t = imgui.slider_float("t", state.mix_t, 0.0, 1.0)
             imgui.text(f"{self.names[state.mix_a]} → {self.names[state.mix_b]}")
-        elif state.latent_source == "fitted":
+        elif state.latent_source is FittedLatent:
             imgui.text(state.fitted_label)
         else:
             if imgui.button("Draw another"):
@@ -154,25 +162,24 @@ class ControlPanel:
 
     def _display(self, state: ViewerState, info: PanelInfo) -> None:
         imgui.separator_text("Display")
-        for mode in DISPLAY_MODES:
-            imgui.begin_disabled(mode == "compare" and info.volumetric_note is not None)
-            if imgui.radio_button(MODE_LABELS[mode], state.mode == mode):
+        for mode in DisplayMode:
+            imgui.begin_disabled(mode is DisplayMode.COMPARE and info.volumetric_note is not None)
+            if imgui.radio_button(mode.label, state.mode is mode):
                 state.mode = mode
             imgui.end_disabled()
-        if state.mode in ("depth", "normals") and not info.depth_available:
-            imgui.text_colored(WARNING, "Not available: models/depth.py is not in this build.")
-        if state.mode in ("depth", "normals"):
+        if state.mode.uses_depth:
             _, state.summed_depth = imgui.checkbox("fast: channels summed", state.summed_depth)
             if imgui.is_item_hovered():
                 imgui.set_tooltip("One equation per axis from the sum of the color channels: on the\n"
                                   "triton backend one reverse pass instead of three, 1.3x faster\n"
                                   "at 512² (H200); median depth error 1.04 % instead of 0.99 %\n"
                                   "(DEPTH.md).")
-        if state.mode == "compare" and state.latent_source in ("random", "fitted"):
-            imgui.text_colored(WARNING, f"A {state.latent_source} latent has no volumetric twin.")
+        if state.mode is DisplayMode.COMPARE and not has_volumetric_twin(state.latent_selection()):
+            source = SOURCE_LABELS[state.latent_source]
+            imgui.text_colored(WARNING, f"A {source} latent has no volumetric twin.")
         if info.volumetric_note:
             imgui.text_wrapped(f"Volumetric comparison off: {info.volumetric_note}")
-        if state.mode == "depth":
+        if state.mode is DisplayMode.DEPTH:
             _, state.auto_depth_range = imgui.checkbox("auto range", state.auto_depth_range)
             if state.auto_depth_range:
                 state.near, state.far = info.depth_range

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.frame import require_depth_module
 from models.cameras import intrinsics, pixel_rays
+from models.depth import gradient_depth
 from models.renderer import LFNRenderer
 
 
@@ -16,7 +16,7 @@ def view_points(renderer: LFNRenderer, cam2world: torch.Tensor, res: int,
                 summed: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """World points (N, 3) float32 and colors (N, 3) uint8 of the pixels with a valid depth,
     for the latent the renderer holds."""
-    depth = require_depth_module().gradient_depth(renderer, cam2world, res, summed=summed)
+    depth = gradient_depth(renderer, cam2world, res, summed=summed)
     colors = renderer.render(cam2world, res).float().clamp(0, 1)
     origins, dirs = pixel_rays(cam2world.to(renderer.device), intrinsics(res, res), res, res)
     points = origins + dirs * depth.depth.to(dirs)[..., None]  # depth is distance along the ray

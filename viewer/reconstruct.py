@@ -23,6 +23,7 @@ from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.fitting import FitStep, fit_latent_steps
 from models.instances import with_instance
+from viewer.worker import join_within
 
 STEPS_PER_RUN = 300  # Start or Continue runs this many steps, then pauses: no CPU burnt unasked
 
@@ -133,11 +134,12 @@ class FitSession:
         with self._lock:
             return np.array(self._losses, np.float64), np.array(self._psnrs, np.float64)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Stop after the step in flight; whether the thread ended within CLOSE_TIMEOUT_S."""
         with self._lock:
             self._closed = True
             self._run.set()  # wake the thread so it can see _closed and end
-        self._thread.join()
+        return join_within(self._thread)
 
     def _loop(self) -> None:
         try:
@@ -155,8 +157,9 @@ class FitSession:
                     if step.step >= self._pause_at and not self._closed:
                         self._run.clear()
         except Exception as error:  # shown in the panel; the viewer keeps running
-            self.error = f"fitting failed: {type(error).__name__}: {error}"
-            self._run.clear()
+            with self._lock:  # with resume()'s check, so a failed fit is never resumed
+                self.error = f"fitting failed: {type(error).__name__}: {error}"
+                self._run.clear()
         finally:
             self._steps.close()  # gives the network its requires_grad back
 

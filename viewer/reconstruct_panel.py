@@ -15,6 +15,7 @@ import moderngl
 import numpy as np
 from imgui_bundle import imgui, implot
 
+from engine.latents import FittedLatent, InstanceLatent
 from models.cameras import Orbit
 from models.checkpoint import Checkpoint
 from viewer.fitted_latents import FittedLatentBank
@@ -66,7 +67,7 @@ class Reconstruction:
         self.bank.publish(self.bank.table.mean(0))  # where the fit starts, not the last fit's end
         state.fitted_serial += 1
         state.fitted_label = f"{self.name} fit step 0"
-        state.latent_source, state.fit_t = "fitted", 0.0
+        state.latent_source, state.fit_t = FittedLatent, 0.0
 
     def update(self, state: ViewerState, now: float) -> None:
         """Show the newest fitted code: at once when paused, at most every PUBLISH_INTERVAL_S else."""
@@ -270,15 +271,15 @@ class ReconstructPanel:
     def _latent_tools(self, state: ViewerState) -> None:
         imgui.separator_text("Nearest training instances")
         for index, distance in self.rec.nearest:
-            shown = state.latent_source == "instance" and state.instance == index
+            shown = state.latent_source is InstanceLatent and state.instance == index
             if imgui.selectable(f"{distance:7.2f}  {self.names[index]}##near{index}", shown)[0]:
-                state.instance, state.latent_source = index, "instance"
+                state.instance, state.latent_source = index, InstanceLatent
         imgui.text_disabled(f"L2 in latent space; codes lie ~{self._spacing:.2f} apart")
         imgui.separator_text("Interpolate fitted -> instance")
         picked, state.fit_target = imgui.combo("to##fit", state.fit_target, self.names)
         moved, state.fit_t = imgui.slider_float("t##fit", state.fit_t, 0.0, 1.0)
-        if imgui.radio_button("show fitted", state.latent_source == "fitted") or picked or moved:
-            state.latent_source = "fitted"
+        if imgui.radio_button("show fitted", state.latent_source is FittedLatent) or picked or moved:
+            state.latent_source = FittedLatent
 
     def _save(self) -> None:
         imgui.separator_text("Save as a new instance")

@@ -4,14 +4,32 @@ The UI submits the newest FrameRequest (an unstarted older one is dropped) and p
 Frames. Torch releases the GIL inside its kernels, so the UI keeps its frame rate while a slow
 frame (a full-resolution CPU render, the volumetric baseline) is in flight. A job (swapping the
 renderer for another backend) also runs there, between two frames, so no frame sees half of it.
+The render thread owns the renderers and the FrameRenderer; the UI reaches them only through the
+condition-guarded mailboxes below (submit, call, take).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 
 from engine.frame import Frame, FrameRenderer, FrameRequest
+
+# How long close() waits for a worker thread. Each one ends within one unit of its work (a frame, a
+# fit step, a benchmark frame); the slowest, a full-size CPU volumetric frame, takes ~20 s.
+CLOSE_TIMEOUT_S = 30.0
+
+
+def join_within(thread: threading.Thread, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+    """Wait up to `timeout_s` for `thread` to end; whether it did. One still running is named on
+    stderr: it is a daemon, so it cannot keep the process from exiting."""
+    thread.join(timeout_s)
+    if thread.is_alive():
+        print(f"warning: thread {thread.name} did not end within {timeout_s:.0f} s of close",
+              file=sys.stderr)
+        return False
+    return True
 
 
 class RenderWorker:
@@ -52,11 +70,12 @@ class RenderWorker:
             done, self._done = self._done, None
             return done
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop after the frame or job in flight; whether the thread ended within `timeout_s`."""
         with self._cond:
             self._stop = True
             self._cond.notify()
-        self._thread.join()
+        return join_within(self._thread, timeout_s)
 
     def _loop(self) -> None:
         while True:
