@@ -49,13 +49,28 @@ def load_cars(
         raise ValueError(f"{data_dir}: no cars in split {split!r}")
     rgb, poses, depth, mask = [], [], [], []
     for car in cars:
-        with np.load(data_dir / f"{car['id']}.npz") as z:
-            rgb.append(z["rgb"])
-            poses.append(z["cam2world"])
-            if with_depth:
-                depth.append(z["depth"])
-                mask.append(z["mask"])
-            intrinsics, view_split = z["intrinsics"], z["split"]
+        path = data_dir / f"{car['id']}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: car {car['id']!r} of {data_dir / 'manifest.json'} "
+                                    "has no file")
+        try:
+            with np.load(path) as z:
+                rgb.append(z["rgb"])
+                poses.append(z["cam2world"])
+                if with_depth:
+                    depth.append(z["depth"])
+                    mask.append(z["mask"])
+                intrinsics, view_split = z["intrinsics"], z["split"]
+        except KeyError as e:
+            raise ValueError(f"{path}: car file without an array it needs ({e.args[0]})") from e
+        except Exception as e:  # a truncated or corrupt zip raises several types in numpy
+            raise ValueError(f"{path}: unreadable car file (truncated or corrupt?): "
+                             f"{type(e).__name__}: {e}") from e
+        if rgb[-1].shape != rgb[0].shape:  # views × H × W × 3, alike for every car of a set
+            raise ValueError(f"{path}: images of shape {rgb[-1].shape}, but car "
+                             f"{cars[0]['id']!r} of the same data set has {rgb[0].shape}")
+        if not np.isfinite(poses[-1]).all():
+            raise ValueError(f"{path}: camera poses hold NaN or infinite values")
     stack = lambda arrays: torch.from_numpy(np.stack(arrays)) if arrays else None  # noqa: E731
     return CarViews(
         ids=[c["id"] for c in cars],

@@ -43,6 +43,10 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
     index = {name: i for i, name in enumerate(ckpt.instance_names)}
 
     seen = load_cars(data, "train", limit=max_cars)
+    trained_at = ckpt.meta.get("resolution")
+    if trained_at is not None and trained_at != seen.resolution:
+        raise ValueError(f"{data}: {seen.resolution}² px views, but the checkpoint was trained on "
+                         f"{trained_at}² px views (another data set?): its scores would not compare")
     test_views = torch.nonzero(~seen.train_view).flatten()[:max_views]
     heldout = []
     for c, car_id in enumerate(tqdm(seen.ids, desc="held-out views", leave=False)):
