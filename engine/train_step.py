@@ -9,8 +9,8 @@ fp32 rounding (tests/test_train_step.py checks it on every parameter, the latent
                the result back to the host.
     fast       one pixel gather from the resident data set, each car's FiLM folded into its own
                weights (one batched matmul per layer: FiLMNetwork.forward_folded), fused Adam on
-               CUDA that skips a non-finite step on the device (no host round trip), and
-               optionally torch.compile around the forward and loss.
+               CUDA that skips a non-finite step on the device (no host round trip; the
+               multi-tensor Adam on a CPU), and optionally torch.compile around forward and loss.
 
 On CUDA both run the network under bf16 autocast.
 """
@@ -73,12 +73,15 @@ def batch_loss(color: torch.Tensor, latents: torch.Tensor, target: torch.Tensor,
     return mse + latent_weight * latents.float().pow(2).sum(-1).mean(), mse
 
 
-def make_optimizer(model: nn.Module, lr: float, latent_lr: float, fused: bool) -> torch.optim.Adam:
-    """Adam with two groups: the network (lr) and the latent table (latent_lr)."""
+def make_optimizer(model: nn.Module, lr: float, latent_lr: float,
+                   kind: str = "default") -> torch.optim.Adam:
+    """Adam with two groups: the network (lr) and the latent table (latent_lr); `kind` picks
+    torch's default implementation, the multi-tensor one or the fused one."""
     latents = [model.latents.weight]
     network = [p for n, p in model.named_parameters() if not n.startswith("latents")]
+    options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[kind]
     return torch.optim.Adam([{"params": network, "lr": lr}, {"params": latents, "lr": latent_lr}],
-                            **({"fused": True} if fused else {}))
+                            **options)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
@@ -156,6 +159,7 @@ def make_training_step(model: nn.Module, impl: str, lr: float, latent_lr: float,
         forward = wrap(forward)
     if compile_mode != "off":
         forward = torch.compile(forward, mode=None if compile_mode == "default" else compile_mode)
-    optimizer = make_optimizer(model, lr, latent_lr, fused=fast and device.type == "cuda")
+    adam = "default" if not fast else "fused" if device.type == "cuda" else "foreach"
+    optimizer = make_optimizer(model, lr, latent_lr, adam)
     return TrainingStep(forward, model, optimizer, [lr, latent_lr], latent_weight, device,
                         skip_nonfinite)

@@ -161,7 +161,7 @@ def test_a_step_with_non_finite_gradients_changes_nothing_and_is_counted(data, f
     cars = load_cars(data, "train")
     torch.manual_seed(0)
     model = LightFieldNetwork(LFNConfig(num_instances=3, latent_dim=8, width=16, hidden_layers=2))
-    optimizer = make_optimizer(model, 1e-2, 1e-2, fused=fused)
+    optimizer = make_optimizer(model, 1e-2, 1e-2, "fused" if fused else "foreach")
     step = TrainingStep(BatchForward(model, folded=True), model, optimizer, [1e-2, 1e-2], 1e-4,
                         torch.device("cpu"))
     views = torch.nonzero(cars.train_view).flatten()
