@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from engine.train_step import BatchForward, TrainingStep, draw_batch, make_optim
 from models.lfn import LFNConfig, LightFieldNetwork
 from tests.synthetic_cars import write_synthetic_dataset
 from tests.test_train import TINY_ARGS
-from tools.train import load_latest_state, parse_args, state_files, train
+from tools.train import load_latest_state, parse_args, settled, state_files, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1")
@@ -249,3 +250,18 @@ def test_sigterm_writes_a_state_and_the_run_resumes_from_it(data, tmp_path):
     train(parse_args(args(data, out, "--steps", str(stopped + 3), "--save-every", "100000",
                           "--resume")))
     assert load_latest_state(out)[1]["step"] == stopped + 3
+
+
+# ---------------------------------------------------------------- leaving a gloo process group
+
+
+def test_settled_waits_until_no_other_owner_holds_the_tensor():
+    # The autograd graph of `tensor * tensor` holds the tensor outside Python, as a gloo worker
+    # holds a collective's tensor for a moment after the collective returned.
+    tensor = torch.ones(3, requires_grad=True)
+    graph = [tensor * tensor]
+    assert tensor._use_count() > 1
+    threading.Timer(0.05, graph.clear).start()
+    start = time.monotonic()
+    assert settled(tensor) is tensor
+    assert tensor._use_count() == 1 and time.monotonic() - start >= 0.04
