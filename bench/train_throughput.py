@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from datetime import UTC, datetime
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> dict:
         cars = random_cars(args.cars or (304 if on_gpu else 16), args.views or (50 if on_gpu else 8),
                            args.res or (128 if on_gpu else 64), device)
     arch = {"latent_dim": args.latent_dim, "width": args.width, "hidden_layers": args.hidden_layers}
+    load_before = os.getloadavg()[0]  # a shared CPU: other jobs slow the steps down
     variants = [("reference", "off"), ("fast", "off")] + [("fast", m) for m in args.compile]
     rows = []
     for rays in args.rays:
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> dict:
         "architecture": arch, "steps_timed": args.steps, "warmup_steps": args.warmup,
         "autocast": "bf16" if on_gpu else "off (fp32)",
         "timer": "CUDA events, no sync between steps" if on_gpu else "wall clock per step",
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "variants": rows,
     }
 
