@@ -102,30 +102,41 @@ class StepResult:
 class TrainingStep:
     """forward, loss, backward and an Adam update that a non-finite gradient skips.
 
-    `forward` is a BatchForward, maybe wrapped in DDP and torch.compile. A skipped step (NaN or
-    inf anywhere in the gradients, the all-reduced ones under DDP, so every rank skips together)
-    leaves weights and Adam's moments and step count as they were; `skipped` counts them on the
-    device.
+    `forward` is a BatchForward, maybe wrapped in DDP; compile_mode != "off" puts torch.compile
+    around forward and loss. A skipped step (NaN or inf anywhere in the gradients, the
+    all-reduced ones under DDP, so every rank skips together) leaves weights and Adam's moments
+    and step count as they were; `skipped` counts them on the device.
     """
 
     def __init__(self, forward: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
                  base_lrs: list[float], latent_weight: float, device: torch.device,
-                 skip_nonfinite: bool = True):
+                 skip_nonfinite: bool = True, compile_mode: str = "off"):
         self.forward, self.optimizer = forward, optimizer
         self.params = list(model.parameters())
         self.base_lrs, self.latent_weight = base_lrs, latent_weight
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                       enabled=device.type == "cuda")
+        self.device_type = device.type
         self.fused = all(g["fused"] for g in optimizer.param_groups)
         self.skip_nonfinite = skip_nonfinite
         self.skipped = torch.zeros((), dtype=torch.int64, device=device)
+        self.loss = self.forward_and_loss if compile_mode == "off" else torch.compile(
+            self.forward_and_loss, mode=None if compile_mode == "default" else compile_mode)
+        # CUDA graphs reuse their output memory: each step starts a new generation of outputs.
+        self.graphed = compile_mode == "reduce-overhead"
+
+    def forward_and_loss(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
+                         target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, mse); the network under bf16 autocast on CUDA."""
+        with torch.autocast(self.device_type, dtype=torch.bfloat16,
+                            enabled=self.device_type == "cuda"):
+            color, latents = self.forward(objects, origins, dirs)
+        return batch_loss(color, latents, target, self.latent_weight)
 
     def __call__(self, batch: RayBatch, lr_scale: float) -> StepResult:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * lr_scale
-        with self.autocast:
-            color, latents = self.forward(batch.objects, batch.origins, batch.dirs)
-        loss, mse = batch_loss(color, latents, batch.target, self.latent_weight)
+        if self.graphed:
+            torch.compiler.cudagraph_mark_step_begin()
+        loss, mse = self.loss(batch.objects, batch.origins, batch.dirs, batch.target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if not self.skip_nonfinite:
@@ -146,7 +157,7 @@ def make_training_step(model: nn.Module, impl: str, lr: float, latent_lr: float,
                        latent_weight: float, device: torch.device, wrap=None,
                        compile_mode: str = "off", skip_nonfinite: bool = True) -> TrainingStep:
     """The step `impl` ("reference" or "fast") for `model` on `device`. `wrap` (e.g. DDP) wraps
-    the BatchForward; compile_mode != "off" puts torch.compile around it (fast step only)."""
+    the BatchForward; compile_mode != "off" compiles forward and loss (fast step only)."""
     if impl not in STEP_IMPLS:
         raise ValueError(f"step implementation {impl!r}: choose {' or '.join(STEP_IMPLS)}")
     if compile_mode not in COMPILE_MODES:
@@ -157,9 +168,7 @@ def make_training_step(model: nn.Module, impl: str, lr: float, latent_lr: float,
     forward = BatchForward(model, folded=fast)
     if wrap is not None:
         forward = wrap(forward)
-    if compile_mode != "off":
-        forward = torch.compile(forward, mode=None if compile_mode == "default" else compile_mode)
     adam = "default" if not fast else "fused" if device.type == "cuda" else "foreach"
     optimizer = make_optimizer(model, lr, latent_lr, adam)
     return TrainingStep(forward, model, optimizer, [lr, latent_lr], latent_weight, device,
-                        skip_nonfinite)
+                        skip_nonfinite, compile_mode)
