@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.cardata import load_cars
-from engine.train_step import draw_batch, make_training_step
+from engine.train_step import draw_batch, load_optimizer_state, make_optimizer, make_training_step
 from models.lfn import LFNConfig, LightFieldNetwork
 from models.mlp import mlp_forward
 from tests.synthetic_cars import write_synthetic_dataset
@@ -61,3 +61,15 @@ def test_specialize_still_folds_one_latent_into_the_plain_mlp():
     latent = model.latents.weight[1]
     plain = mlp_forward(rays[0], *model.specialize(latent))
     torch.testing.assert_close(plain, model.net(rays, latent[None])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_resumed_optimizer_keeps_this_runs_implementation():
+    model = trained_a_little()
+    saved = make_optimizer(model, 1e-3, 1e-3, "default")
+    model(torch.zeros(1, 4, 3), torch.ones(1, 4, 3), model.latents.weight[:1]).sum().backward()
+    saved.step()
+    resumed = make_optimizer(model, 1e-3, 1e-3, "fused")
+    load_optimizer_state(resumed, saved.state_dict())
+    assert all(g["fused"] for g in resumed.param_groups)
+    assert torch.equal(resumed.state[model.latents.weight]["exp_avg"],
+                       saved.state[model.latents.weight]["exp_avg"])
