@@ -97,14 +97,28 @@ def load_cars(
     required = NPZ_KEYS + NPZ_DEPTH_KEYS if with_depth else NPZ_KEYS
     for car in cars:
         path = data_dir / f"{car['id']}.npz"
-        with np.load(path) as z:
-            require_keys(path, z.files, required)
-            rgb.append(z["rgb"])
-            poses.append(z["cam2world"])
-            if with_depth:
-                depth.append(z["depth"])
-                mask.append(z["mask"])
-            intrinsics, view_split = z["intrinsics"], z["split"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: car {car['id']!r} of {data_dir / 'manifest.json'} "
+                                    "has no file")
+        try:
+            with np.load(path) as z:
+                require_keys(path, z.files, required)
+                rgb.append(z["rgb"])
+                poses.append(z["cam2world"])
+                if with_depth:
+                    depth.append(z["depth"])
+                    mask.append(z["mask"])
+                intrinsics, view_split = z["intrinsics"], z["split"]
+        except ValueError:
+            raise
+        except Exception as e:  # a truncated or corrupt zip raises several types in numpy
+            raise ValueError(f"{path}: unreadable car file (truncated or corrupt?): "
+                             f"{type(e).__name__}: {e}") from e
+        if rgb[-1].shape != rgb[0].shape:  # views × H × W × 3, alike for every car of a set
+            raise ValueError(f"{path}: images of shape {rgb[-1].shape}, but car "
+                             f"{cars[0]['id']!r} of the same data set has {rgb[0].shape}")
+        if not np.isfinite(poses[-1]).all():
+            raise ValueError(f"{path}: camera poses hold NaN or infinite values")
     stack = lambda arrays: torch.from_numpy(np.stack(arrays)) if arrays else None  # noqa: E731
     return CarViews(
         ids=[c["id"] for c in cars],

@@ -165,6 +165,10 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
             continue
         cars = load_cars(data, split, limit=max_cars)
         resolution = cars.resolution
+        trained_at = ckpt.meta.get("resolution")
+        if trained_at is not None and trained_at != resolution:
+            raise ValueError(f"{data}: {resolution}² px views, but the checkpoint was trained on "
+                             f"{trained_at}² px views (another data set?): its scores would not compare")
         views = torch.nonzero(~cars.train_view).flatten()[:max_views]
         if not len(views):
             notes.append(f"the data set has no held-out (test) views: {task} metrics absent")

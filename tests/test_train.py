@@ -47,10 +47,10 @@ def test_resume_continues_from_the_saved_step(data, tmp_path):
     common = ["--data", str(data), "--out", str(out), "--save-every", "20",
               "--eval-every", "1000", *TINY_ARGS]
     train(parse_args([*common, "--steps", "40"]))
-    first = load_latest_state(out)
+    _, first = load_latest_state(out)
     assert first["step"] == 40
     train(parse_args([*common, "--steps", "60", "--resume"]))
-    state = load_latest_state(out)
+    _, state = load_latest_state(out)
     assert state["step"] == 60
     assert state["optimizer"]["state"][0]["step"] == 60  # Adam's own counter continued too
 
@@ -61,7 +61,7 @@ def test_a_corrupt_latest_state_falls_back_to_the_previous(data, tmp_path):
                       "20", "--eval-every", "1000", *TINY_ARGS]))
     newest = sorted(out.glob("state_*.pt"))[-1]
     newest.write_bytes(newest.read_bytes()[:1000])
-    assert load_latest_state(out)["step"] == 20
+    assert load_latest_state(out)[1]["step"] == 20
 
 
 def test_ddp_with_two_gloo_processes_stops_together_with_equal_replicas(data, tmp_path):
