@@ -102,18 +102,17 @@ def load_cars(
                                     "has no file")
         try:
             with np.load(path) as z:
-                require_keys(path, z.files, required)
-                rgb.append(z["rgb"])
-                poses.append(z["cam2world"])
-                if with_depth:
-                    depth.append(z["depth"])
-                    mask.append(z["mask"])
-                intrinsics, view_split = z["intrinsics"], z["split"]
-        except ValueError:
-            raise
+                found = {key: z[key] for key in required if key in z.files}
         except Exception as e:  # a truncated or corrupt zip raises several types in numpy
             raise ValueError(f"{path}: unreadable car file (truncated or corrupt?): "
                              f"{type(e).__name__}: {e}") from e
+        require_keys(path, found, required)
+        rgb.append(found["rgb"])
+        poses.append(found["cam2world"])
+        if with_depth:
+            depth.append(found["depth"])
+            mask.append(found["mask"])
+        intrinsics, view_split = found["intrinsics"], found["split"]
         if rgb[-1].shape != rgb[0].shape:  # views × H × W × 3, alike for every car of a set
             raise ValueError(f"{path}: images of shape {rgb[-1].shape}, but car "
                              f"{cars[0]['id']!r} of the same data set has {rgb[0].shape}")

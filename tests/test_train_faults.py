@@ -106,16 +106,6 @@ def test_a_corrupt_car_file_names_the_file(data, tmp_path):
         load_cars(broken, "train")
 
 
-def test_a_car_file_without_an_array_names_the_file_and_the_array(data, tmp_path):
-    broken = copy_dataset(data, tmp_path / "cars")
-    with np.load(data / "sphere000.npz") as z:
-        arrays = {k: z[k] for k in z.files if k != "cam2world"}
-    np.savez(broken / "sphere000.npz", **arrays)
-    with pytest.raises(ValueError, match=r"sphere000\.npz: car file without an array it needs "
-                                         r"\(cam2world"):
-        load_cars(broken, "train")
-
-
 def test_a_manifest_naming_a_missing_car_names_both(data, tmp_path):
     broken = copy_dataset(data, tmp_path / "cars")
     (broken / "sphere001.npz").unlink()
