@@ -7,7 +7,6 @@ DepthUnavailable, which the window shows as a message and the headless export as
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,12 +47,6 @@ def require_depth_module() -> ModuleType:
     if depth is None:
         raise DepthUnavailable("gradient depth is not available: models/depth.py is not in this build")
     return depth
-
-
-def home_orbit(args: argparse.Namespace) -> Orbit:
-    """The camera the command line asks for; --azimuth, --elevation, --radius of None keep defaults."""
-    chosen = {k: getattr(args, k) for k in ("azimuth", "elevation", "radius")}
-    return Orbit(**{k: v for k, v in chosen.items() if v is not None})
 
 
 @dataclass(frozen=True)

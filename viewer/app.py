@@ -9,7 +9,6 @@ leaves a 2-core CPU to the network; input and finished frames wake an idle loop 
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import time
@@ -23,12 +22,12 @@ from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 from PIL import Image
 
+from engine.config import ViewerConfig
 from engine.frame import (
     DepthUnavailable,
     Frame,
     FrameRequest,
     depth_module,
-    home_orbit,
     rendering_for,
 )
 from engine.latents import LatentBank
@@ -142,8 +141,8 @@ def save_screenshot_png(image: np.ndarray, folder: Path) -> Path:
 
 
 class ViewerApp:
-    def __init__(self, args: argparse.Namespace, ckpt: Checkpoint):
-        self.args = args
+    def __init__(self, config: ViewerConfig, ckpt: Checkpoint):
+        self.config = config
         self.window = open_window(*WINDOW_SIZE, "LFN viewer")
         self.ctx = moderngl.create_context()
         imgui.create_context()
@@ -159,13 +158,14 @@ class ViewerApp:
         self.image_texture = FrameTexture(self.ctx)
         self.reference_texture = FrameTexture(self.ctx)
 
-        renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
+        render = config.render
+        renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
         self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
         self.volumetric, volumetric_latents, self.volumetric_note = load_volumetric(
-            args.volumetric, ckpt, args.device_obj, args.precision
+            config.volumetric.path, ckpt, render.device, render.precision
         )
         # LFN frames rendered into memory GL imported: no CUDA-GL interop per frame (texture.py)
-        self.shared_frames = shared_frame_pool(self.ctx, args.device_obj)
+        self.shared_frames = shared_frame_pool(self.ctx, render.device)
         self.worker = RenderWorker(
             FittedFrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
                                 self.shared_frames),
@@ -174,14 +174,14 @@ class ViewerApp:
         self.switch = BackendSwitch(self.worker)
         n = len(ckpt.instance_names)
         self.state = ViewerState(
-            num_instances=n, instance=args.instance, mix_a=args.instance,
-            mix_b=(args.instance + 1) % n, res=args.res[0],
+            num_instances=n, instance=config.instance, mix_a=config.instance,
+            mix_b=(config.instance + 1) % n, res=config.res,
         )
-        self.panel = ControlPanel(ckpt.instance_names, args.res[0])
-        self.reconstruction = Reconstruction(ckpt, args.ckpt, self.latents)
+        self.panel = ControlPanel(ckpt.instance_names, config.res)
+        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
-        self.benchmark_panel = BenchmarkPanel(ckpt, args.volumetric, args.device_obj)
-        self.orbit = OrbitCamera(home_orbit(args))
+        self.benchmark_panel = BenchmarkPanel(ckpt, config.volumetric.path, render.device)
+        self.orbit = OrbitCamera(config.home)
         self.quality = QualityPolicy()
         self.stats = FrameStats()
         self.depth_available = depth_module() is not None
@@ -206,7 +206,7 @@ class ViewerApp:
     # ---- the loop -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        exit_after = self.args.exit_after
+        exit_after = self.config.exit_after_s
         last = time.perf_counter()
         while not glfw.window_should_close(self.window):
             now = time.perf_counter()
@@ -289,7 +289,7 @@ class ViewerApp:
         if isinstance(done, DepthUnavailable):
             self.problem = f"{done}\n(select RGB, or LFN vs volumetric)"
         elif isinstance(done, Exception):
-            if self.args.debug:
+            if self.config.debug:
                 raise done
             self.problem = f"render failed: {type(done).__name__}: {done}"
         elif done is not None:
@@ -430,12 +430,12 @@ class ViewerApp:
         glfw.terminate()
 
 
-def run_viewer(args: argparse.Namespace, ckpt: Checkpoint) -> int:
-    app = ViewerApp(args, ckpt)
+def run_viewer(config: ViewerConfig, ckpt: Checkpoint) -> int:
+    app = ViewerApp(config, ckpt)
     try:
         app.run()
     finally:
         app.close()
-    if args.stats is not None:
-        app.write_stats(args.stats)
+    if config.stats is not None:
+        app.write_stats(config.stats)
     return 0
