@@ -40,14 +40,14 @@ def one_line(error: BaseException) -> str:
     return text if text.startswith("error: ") else f"error: {text}"
 
 
-def run_entry_point(main_function: Callable[[], int | None], debug: bool) -> int:
-    """Run an entry point's body and turn its outcome into an exit code: its own (None is 0), 1
-    with one `error: …` line for any exception, 130 for Ctrl-C. With `debug`, exceptions propagate
-    with their traceback and warnings are shown."""
+def run_entry_point(main_function: Callable[[], object], debug: bool) -> int:
+    """Run an entry point's body and turn its outcome into an exit code: the int it returns (any
+    other result is 0), 1 with one `error: …` line for any exception, 130 for Ctrl-C. With `debug`,
+    exceptions propagate with their traceback and warnings are shown."""
     if not debug:
         warnings.simplefilter("ignore")
     try:
-        return main_function() or 0
+        status = main_function()
     except KeyboardInterrupt:
         return INTERRUPTED
     except Exception as error:  # the one place where failures become exit codes
@@ -55,3 +55,12 @@ def run_entry_point(main_function: Callable[[], int | None], debug: bool) -> int
             raise
         print(one_line(error), file=sys.stderr)
         return 1
+    return status if isinstance(status, int) else 0
+
+
+def debug_requested(argv: list[str] | None) -> bool:
+    """Whether a command line asks for --debug, for an entry point whose parser hands its result
+    to a settings dataclass that has no place for it."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--debug", action="store_true")
+    return probe.parse_known_args(argv)[0].debug

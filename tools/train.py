@@ -16,11 +16,11 @@ The training state (weights, optimizer, RNG, step, elapsed time) is written atom
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.cardata import CarViews, load_cars
+from engine.cli import OneLineParser, debug_requested, run_entry_point
 from engine.metrics import psnr
 from models.cameras import rays_through_pixels
 from models.checkpoint import atomic_save, save_checkpoint
@@ -345,7 +346,7 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool":
@@ -357,8 +358,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                 str(field.type).split(" |")[0], float
             )
             p.add_argument(flag, type=kind, default=field.default)
-    return TrainConfig(**vars(p.parse_args(argv)))
+    options = vars(p.parse_args(argv))
+    del options["debug"]  # the entry-point contract's flag (main below), not a training setting
+    return TrainConfig(**options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    return run_entry_point(lambda: train(config), debug_requested(argv))
 
 
 if __name__ == "__main__":
-    train(parse_args())
+    sys.exit(main())
