@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -54,14 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procedural", type=int, default=12)
     parser.add_argument("--out", default="docs/contact_sheet.png")
     args = parser.parse_args(argv)
-    return run_entry_point(lambda: write_sheet(args), args.debug)
+    return run_entry_point(lambda: write_sheet(args.torcs, args.procedural, Path(args.out)),
+                           args.debug)
 
 
-def write_sheet(args: argparse.Namespace) -> None:
-    root = find_torcs_root(args.torcs) if args.torcs else None
-    out = Path(args.out)
+def write_sheet(torcs: str | None, procedural: int, out: Path) -> None:
+    root = find_torcs_root(torcs) if torcs else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    contact_sheet(pick(root, args.procedural), root).save(out, optimize=True)
+    contact_sheet(pick(root, procedural), root).save(out, optimize=True)
     print(f"wrote {out}")
 
 

@@ -11,7 +11,6 @@ the same way (valid where its opacity exceeds 0.5).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -123,18 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--summed", action="store_true",
                    help="the channel-summed depth equations (on triton: one reverse pass)")
     args = p.parse_args(argv)
-    return run_entry_point(lambda: report_depth(args), args.debug)
+    return run_entry_point(lambda: report(evaluate_depth(
+        args.ckpt, args.data, torch.device(args.device), args.volumetric, args.max_cars,
+        args.max_views, args.window, args.images, args.precision, args.backend, args.summed),
+        args.json), args.debug)
 
 
-def report_depth(args: argparse.Namespace) -> None:
+def report(result: dict, json_path: Path | None) -> None:
     """The depth scores on stdout and in --json."""
-    result = evaluate_depth(args.ckpt, args.data, torch.device(args.device), args.volumetric,
-                            args.max_cars, args.max_views, args.window, args.images,
-                            args.precision, args.backend, args.summed)
     print(json.dumps(result, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
