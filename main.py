@@ -165,6 +165,8 @@ def resolve_precision(choice: str, device) -> str:
 def check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     if path.suffix.lower() not in suffixes:
         raise UsageError(f"{flag} {path}: expected a {' or '.join(suffixes)} file")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder, not a file")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         problem = "is a file, not a folder" if folder.exists() else "does not exist"

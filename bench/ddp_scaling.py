@@ -194,10 +194,19 @@ def main(argv: list[str] | None = None) -> int:
     return run_entry_point(lambda: report(scaling, args.from_json, args.json, args.chart), args.debug)
 
 
+def read_earlier(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise UsageError(f"--from {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise UsageError(f"--from {path}: not a JSON result ({error})") from None
+
+
 def report(scaling: ScalingRun | None, earlier: Path | None, json_path: Path | None,
            chart: Path | None) -> None:
     """Measure (or read the earlier result), then write --json and --chart and a summary line."""
-    result = measure(scaling) if scaling is not None else json.loads(earlier.read_text())
+    result = measure(scaling) if scaling is not None else read_earlier(earlier)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=1) + "\n")

@@ -62,6 +62,7 @@ BAD_INPUTS = [
     bad("main.py", "--ckpt tiny.pt --headless --out view.txt", 1, "--out"),
     bad("main.py", "--ckpt tiny.pt --headless --out a_folder", 1, "--out"),
     bad("main.py", "--ckpt tiny.pt --headless --out no_folder/view.png", 1, "--out"),
+    bad("main.py", "--ckpt tiny.pt --headless --out folder.png", 1, "--out folder.png"),
     bad("main.py", "--ckpt tiny.pt --instance 9 --headless --out view.png", 1, "--instance"),
     bad("main.py", "--ckpt tiny.pt --benchmark --volumetric missing.pt", 1, "--volumetric"),
     bad("main.py", "--ckpt tiny.pt --benchmark --volumetric corrupt.pt", 1, "corrupt.pt"),
@@ -96,7 +97,8 @@ BAD_INPUTS = [
     bad("bench.fit_speed", "--ckpt tiny.pt --data no_data_set", 1, "no_data_set"),
     bad("bench.fit_speed", "--ckpt corrupt.pt --data no_data_set", 1, "corrupt.pt"),
     bad("bench.ddp_scaling", "--gpus 1 --data x", 2, "--gpus"),
-    bad("bench.ddp_scaling", "--from missing.json", 1, "missing.json"),
+    bad("bench.ddp_scaling", "--from missing.json", 1, "--from missing.json"),
+    bad("bench.ddp_scaling", "--from car.png", 1, "--from car.png"),
     bad("bench/frame_path.py", "--ckpt missing.pt", 1, "missing.pt"),
     bad("bench/interop_paths.py", "--ckpt corrupt.pt", 1, "corrupt.pt"),
     bad("bench/depth_skip.py", "--ckpt a_folder", 1, "a_folder"),
@@ -119,6 +121,7 @@ def write_inputs(folder: Path) -> None:
     (folder / "truncated.pt").write_bytes(tiny[: len(tiny) // 2])
     (folder / "corrupt.pt").write_bytes(random.Random(0).randbytes(4096))
     (folder / "a_folder").mkdir()
+    (folder / "folder.png").mkdir()
     (folder / "no_data_set").mkdir()
     car_image().save(folder / "car.png")
     png = (folder / "car.png").read_bytes()
