@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from engine.cli import INTERRUPTED, run_entry_point
 from engine.photo import load_photo
 from models.checkpoint import save_checkpoint
 from tests.conftest import names, tiny_lfn
@@ -175,6 +176,27 @@ def test_debug_shows_the_traceback(entry, tmp_path):
     args = ("--ckpt", "missing.pt", "--debug") + (("--data", "x") if entry == "tools.evaluate" else ())
     outcome = run_one(BadInput(entry, args, 1, "missing.pt"), tmp_path)
     assert outcome.exit_code == 1 and "Traceback" in outcome.stderr and "missing.pt" in outcome.stderr
+
+
+def raise_(error: BaseException):
+    raise error
+
+
+@pytest.mark.parametrize("body, code, stderr", [
+    (lambda: 3, 3, ""),
+    (lambda: Path("returned, not a status"), 0, ""),
+    (lambda: raise_(ValueError("a.png: not\n  square")), 1, "error: a.png: not square\n"),
+    (lambda: raise_(RuntimeError()), 1, "error: RuntimeError\n"),
+    (lambda: raise_(KeyboardInterrupt()), INTERRUPTED, ""),
+])
+def test_run_entry_point_maps_outcomes_to_exit_codes(body, code, stderr, capsys):
+    assert run_entry_point(body, debug=False) == code
+    assert capsys.readouterr().err == stderr
+
+
+def test_run_entry_point_with_debug_raises():
+    with pytest.raises(ValueError, match="kept"):
+        run_entry_point(lambda: raise_(ValueError("kept")), debug=True)
 
 
 def photo_in_mode(mode: str) -> tuple[Image.Image, np.ndarray]:
