@@ -15,25 +15,23 @@ import argparse
 import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
+
+from engine.cli import OneLineParser, UsageError, run_entry_point
+from engine.config import (
+    BenchmarkConfig,
+    FitImageConfig,
+    HeadlessConfig,
+    RenderSettings,
+    ViewerConfig,
+    VolumetricSource,
+)
+from engine.display_mode import DisplayMode
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CKPT = ROOT / "checkpoints" / "cars.pt"
 DEFAULT_VOLUMETRIC = ROOT / "checkpoints" / "cars_volumetric.pt"
 RES_RANGE = (16, 4096)
-
-
-class UsageError(Exception):
-    """A bad value found after parsing (exit 1); the message names the flag."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a rejected command line as one `error: …` line and exit code 2."""
-
-    def error(self, message: str) -> None:
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def resolution(text: str) -> int:
@@ -87,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
                         default="torchscript", help="how the per-ray network runs: the traced "
                         "TorchScript function (default), eager torch, torch.compile (CUDA), or one "
                         "fused Triton kernel (CUDA)")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and warnings")
 
     viewer = p.add_argument_group("viewer (the default mode)")
     viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit")
@@ -127,17 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def requested_modes(args: argparse.Namespace) -> list[str]:
+    """The mode flags given: --headless, --benchmark, --fit-image (none: the viewer)."""
+    return [flag for flag, given in (("--headless", args.headless), ("--benchmark", args.benchmark),
+                                     ("--fit-image", args.fit_image is not None)) if given]
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    modes = [m for m in ("headless", "benchmark") if getattr(args, m)] + (
-        ["fit_image"] if args.fit_image else []
-    )
+    modes = requested_modes(args)
     if len(modes) > 1:
-        parser.error(f"choose one mode, not {' and '.join('--' + m.replace('_', '-') for m in modes)}")
-    args.mode_name = modes[0] if modes else "viewer"
-    args.volumetric_explicit = args.volumetric is not None  # a missing default is only a note
-    args.volumetric = args.volumetric or DEFAULT_VOLUMETRIC
+        parser.error(f"choose one mode, not {' and '.join(modes)}")
     if args.res is None:
         args.res = [] if args.benchmark else [256]
     elif len(args.res) > 1 and not args.benchmark:
@@ -168,6 +166,8 @@ def resolve_precision(choice: str, device) -> str:
 def check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
     if path.suffix.lower() not in suffixes:
         raise UsageError(f"{flag} {path}: expected a {' or '.join(suffixes)} file")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder, not a file")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         problem = "is a file, not a folder" if folder.exists() else "does not exist"
@@ -182,11 +182,12 @@ def check_writable(path: Path, flag: str, suffixes: tuple[str, ...]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check what the command line names, build the chosen mode's config, run the mode."""
+    from models.cameras import Orbit
     from models.checkpoint import load_checkpoint
 
     device = resolve_device(args.device)
-    args.device_obj = device
-    args.precision = resolve_precision(args.precision, device)
+    render = RenderSettings(device, resolve_precision(args.precision, device), args.backend)
     for flag, path, suffixes in (
         ("--out", args.out, (".pt",) if args.fit_image else (".png", ".gif")),
         ("--ply", args.ply, (".ply",)),
@@ -198,51 +199,45 @@ def run(args: argparse.Namespace) -> int:
             check_writable(path, flag, suffixes)
     from models.renderer import backend_unavailable
 
-    if (reason := backend_unavailable(args.backend, device, args.precision)) is not None:
-        raise UsageError(f"--backend {args.backend}: {reason}")
+    if (reason := backend_unavailable(render.backend, device, render.precision)) is not None:
+        raise UsageError(f"--backend {render.backend}: {reason}")
     ckpt = load_checkpoint(args.ckpt)
     if ckpt.model.kind != "lfn":
         raise UsageError(f"--ckpt {args.ckpt}: is a {ckpt.model.kind} checkpoint, not an LFN")
     try:
-        args.instance = ckpt.resolve_instance(args.instance)
-    except IndexError as e:
-        raise UsageError(str(e)) from None
+        instance = ckpt.resolve_instance(args.instance)
+    except IndexError as error:
+        raise UsageError(f"--instance {error}") from None
+    chosen = {"azimuth": args.azimuth, "elevation": args.elevation, "radius": args.radius}
+    home = Orbit(**{name: value for name, value in chosen.items() if value is not None})
+    volumetric = VolumetricSource(args.volumetric or DEFAULT_VOLUMETRIC, args.volumetric is not None)
 
-    if args.mode_name == "headless":
+    mode = (requested_modes(args) or ["viewer"])[0]
+    if mode == "--headless":
         from viewer.headless import run_headless
 
-        return run_headless(args, ckpt)
-    if args.mode_name == "benchmark":
+        return run_headless(HeadlessConfig(render, instance, args.res[0], home, DisplayMode(args.mode),
+                                           args.summed_depth, args.out, args.frames, args.ply), ckpt)
+    if mode == "--benchmark":
         from bench.benchmark import run_benchmark
 
-        return run_benchmark(args, ckpt)
-    if args.mode_name == "fit_image":
+        return run_benchmark(BenchmarkConfig(render, instance, tuple(args.res), args.frames,
+                                             volumetric, args.json, args.plot), ckpt)
+    if mode == "--fit-image":
         from tools.fit_image import run_fit_image
 
-        return run_fit_image(args, ckpt)
+        azimuth, elevation, *radius = args.pose
+        return run_fit_image(FitImageConfig(render, args.fit_image, Orbit(azimuth, elevation, *radius),
+                                            args.steps, args.out), ckpt)
     from viewer.app import run_viewer
 
-    return run_viewer(args, ckpt)
-
-
-def one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if text.startswith("error: ") else f"error: {text}"
+    return run_viewer(ViewerConfig(render, args.ckpt, instance, args.res[0], home, volumetric,
+                                   args.stats, args.exit_after, args.debug), ckpt)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.debug:
-        warnings.simplefilter("ignore")
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:  # the one place where failures become exit codes
-        if args.debug:
-            raise
-        print(one_line(error), file=sys.stderr)
-        return 1
+    return run_entry_point(lambda: run(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -3,35 +3,38 @@ optional --json and --plot files."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from engine.benchmark import benchmark, load_volumetric
 from engine.benchmark_methods import available_backends
 from engine.benchmark_report import format_table, plot
+from engine.config import BenchmarkConfig
 from models.checkpoint import Checkpoint
 
 
-def run_benchmark(args: argparse.Namespace, ckpt: Checkpoint) -> int:
+def run_benchmark(config: BenchmarkConfig, ckpt: Checkpoint) -> int:
     """The CLI's --benchmark: table on stdout, optional --json and --plot files."""
+    source = config.volumetric
     try:
-        volumetric = load_volumetric(args.volumetric)
+        volumetric = load_volumetric(source.path)
     except ValueError as error:
         raise ValueError(f"--volumetric {error}") from None
     if volumetric is None:
-        if args.volumetric_explicit:
-            raise FileNotFoundError(f"--volumetric {args.volumetric}: no such file")
-        print(f"note: no volumetric checkpoint at {args.volumetric}; benchmarking the LFN alone (no speedup)")
-    device = args.device_obj
-    backends = [args.backend] + [b for b in available_backends(device, args.precision) if b != args.backend]
-    result = benchmark(ckpt, volumetric, device, args.precision, args.res, args.frames, args.instance,
-                       backends, progress=lambda line: print(line, flush=True))
+        if source.named_by_user:
+            raise FileNotFoundError(f"--volumetric {source.path}: no such file")
+        print(f"note: no volumetric checkpoint at {source.path}; benchmarking the LFN alone (no speedup)")
+    render = config.render
+    backends = [render.backend] + [
+        b for b in available_backends(render.device, render.precision) if b != render.backend]
+    result = benchmark(ckpt, volumetric, render.device, render.precision, config.resolutions,
+                       config.frames, config.instance, backends,
+                       progress=lambda line: print(line, flush=True))
     print()
     print(format_table(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    if args.plot is not None:
-        plot(result, args.plot)
-        print(f"wrote {args.plot}")
+    if config.json is not None:
+        config.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {config.json}")
+    if config.plot is not None:
+        plot(result, config.plot)
+        print(f"wrote {config.plot}")
     return 0

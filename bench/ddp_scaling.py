@@ -15,13 +15,13 @@ back from disk as a user would, scored by tools.evaluate through the viewer's re
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from PIL import Image
 
 from engine.benchmark import device_name
 from engine.cardata import load_cars
+from engine.cli import OneLineParser, UsageError, run_entry_point
 from engine.evaluation import evaluate
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
@@ -37,17 +38,17 @@ from models.renderer import make_renderer
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def train_command(gpus: int, data: str, out: Path, minutes: float, extra: list[str]) -> list[str]:
+def train_command(gpus: int, data: str, out: Path, minutes: float, extra: tuple[str, ...]) -> list[str]:
     launcher = [sys.executable, "-m", "tools.train"] if gpus == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         "--nproc-per-node", str(gpus), "-m", "tools.train"]
     return [*launcher, "--data", data, "--out", str(out), "--minutes", str(minutes), *extra]
 
 
-def run_training(gpus: int, data: str, out: Path, minutes: float, extra: list[str]) -> float:
+def run_training(gpus: int, data: str, out: Path, minutes: float, extra: tuple[str, ...]) -> float:
     """Train into `out` (a fresh folder); the wall time of the whole command, start-up included."""
     if (out / "log.jsonl").exists():
-        raise SystemExit(f"error: {out} holds an earlier run; give a new --out")
+        raise UsageError(f"{out} holds an earlier run; give a new --out")
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(str(i) for i in range(gpus)))
     start = time.perf_counter()
     subprocess.run(train_command(gpus, data, out, minutes, extra), cwd=ROOT, env=env, check=True)
@@ -121,35 +122,51 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path)
 
 
-def measure(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class ScalingRun:
+    """What both training runs and their evaluation use."""
+
+    data: str
+    gpus: int
+    minutes: float
+    out: Path  # gpus_1/ and gpus_N/ are written under it
+    train_args: tuple[str, ...]  # more tools.train flags for both runs
+    device: torch.device  # where the trained checkpoints are evaluated
+    fit_steps: int
+    eval_cars: int
+    eval_views: int
+    views_png: Path | None
+
+
+def measure(scaling: ScalingRun) -> dict:
     runs, checkpoints = {}, []
-    for gpus in (1, args.gpus):
-        out = args.out / f"gpus_{gpus}"
-        wall = run_training(gpus, args.data, out, args.minutes, args.train_args)
+    for gpus in (1, scaling.gpus):
+        out = scaling.out / f"gpus_{gpus}"
+        wall = run_training(gpus, scaling.data, out, scaling.minutes, scaling.train_args)
         run = summarize_log(out) | {"wall_seconds": round(wall, 1)}
         ckpt = load_checkpoint(out / "model.pt")  # from disk, as a user loads it
         run["checkpoint_meta"] = {k: ckpt.meta.get(k) for k in ("steps", "world_size", "replicas")}
-        run["evaluation"] = evaluate(ckpt, Path(args.data), args.device, args.fit_steps,
-                                     args.eval_cars, args.eval_views).to_json()
+        run["evaluation"] = evaluate(ckpt, Path(scaling.data), scaling.device, scaling.fit_steps,
+                                     scaling.eval_cars, scaling.eval_views).to_json()
         runs[str(gpus)] = run
         checkpoints.append(out / "model.pt")
-    if args.views_png:
-        side_by_side(checkpoints, args.data, args.device, args.eval_cars or 4, args.views_png)
-    single, multi = runs["1"]["rays_per_s_median"], runs[str(args.gpus)]["rays_per_s_median"]
+    if scaling.views_png:
+        side_by_side(checkpoints, scaling.data, scaling.device, scaling.eval_cars or 4, scaling.views_png)
+    single, multi = runs["1"]["rays_per_s_median"], runs[str(scaling.gpus)]["rays_per_s_median"]
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "device_name": device_name(args.device),
+        "device_name": device_name(scaling.device),
         "torch": torch.__version__,
-        "gpus": args.gpus,
-        "minutes": args.minutes,
-        "train_args": args.train_args,
-        "scaling_efficiency": multi / (args.gpus * single),
+        "gpus": scaling.gpus,
+        "minutes": scaling.minutes,
+        "train_args": list(scaling.train_args),
+        "scaling_efficiency": multi / (scaling.gpus * single),
         "runs": runs,
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", help="the car data set both runs train on")
     p.add_argument("--minutes", type=float, default=3.0, help="training time of each run")
     p.add_argument("--gpus", type=int, default=2)
@@ -167,19 +184,34 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.gpus < 2:
         p.error(f"--gpus {args.gpus}: compare 1 GPU with 2 or more")
-    if args.from_json:
-        result = json.loads(args.from_json.read_text())
-    elif args.data:
-        if args.device.type == "cpu":
-            args.train_args = [*args.train_args, "--device", "cpu"]
-        result = measure(args)
-    else:
+    if not (args.from_json or args.data):
         p.error("give --data to train, or --from to chart an earlier result")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-    if args.chart:
-        plot(result, args.chart)
+    scaling = None
+    if not args.from_json:
+        train_args = (*args.train_args, *(("--device", "cpu") if args.device.type == "cpu" else ()))
+        scaling = ScalingRun(args.data, args.gpus, args.minutes, args.out, train_args, args.device,
+                             args.fit_steps, args.eval_cars, args.eval_views, args.views_png)
+    return run_entry_point(lambda: report(scaling, args.from_json, args.json, args.chart), args.debug)
+
+
+def read_earlier(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise UsageError(f"--from {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise UsageError(f"--from {path}: not a JSON result ({error})") from None
+
+
+def report(scaling: ScalingRun | None, earlier: Path | None, json_path: Path | None,
+           chart: Path | None) -> None:
+    """Measure (or read the earlier result), then write --json and --chart and a summary line."""
+    result = measure(scaling) if scaling is not None else read_earlier(earlier)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
+    if chart:
+        plot(result, chart)
     runs = result["runs"]
     print(" | ".join(f"{n} GPU: {r['rays_per_s_median'] / 1e6:.2f} M rays/s, held-out "
                      f"{r['evaluation']['psnr_heldout_views']:.2f} dB" for n, r in runs.items())
@@ -187,4 +219,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,10 +13,10 @@ of the table).
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import os
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ import torch
 
 from engine.benchmark import device_name
 from engine.cardata import load_cars
+from engine.cli import OneLineParser, run_entry_point
 from engine.evaluation import INPUT_VIEW
 from engine.metrics import psnr
 from models.checkpoint import load_checkpoint
@@ -126,8 +127,8 @@ def format_table(result: dict) -> str:
             + "\n".join(lines))
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
     p.add_argument("--data", type=Path, default=Path("data/cars_small"))
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -140,12 +141,17 @@ def main(argv: list[str] | None = None) -> None:
     defaults = inspect.signature(fit_latent_steps).parameters
     options = {k: defaults[k].default if v is None else v
                for k, v in (("rays_per_step", args.rays), ("lr", args.lr))}
-    result = run(args.ckpt, args.data, torch.device(args.device), args.cars, args.views, options)
+    return run_entry_point(lambda: report(run(args.ckpt, args.data, torch.device(args.device),
+                                              args.cars, args.views, options), args.json),
+                           args.debug)
+
+
+def report(result: dict, json_path: Path | None) -> None:
     print(format_table(result))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

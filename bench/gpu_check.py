@@ -22,7 +22,6 @@ Triton runs last so that a kernel fault, which ends the CUDA context, loses only
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -36,6 +35,7 @@ import torch
 os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")  # prints each tuning's time and chosen config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/gpu_check.py` from anywhere
 
+from engine.cli import OneLineParser, run_entry_point
 from engine.timing import median_p90, time_frames
 from models.backends.torchscript import trace_ray_function, without_jit_optimizer
 from models.cameras import orbit_pose
@@ -309,13 +309,19 @@ def floors_for(config: LFNConfig, resolutions: list[int], errors: list[str]) -> 
     return floors
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--res", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--reps", type=int, default=200)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    return run_entry_point(lambda: check(args.res, args.json, args.warmup, args.reps), args.debug)
+
+
+def check(resolutions: list[int], json_path: Path | None, warmup: int, reps: int) -> int:
+    """Every check and timing, the report, and --json; exit status 0 when every check passed, 2
+    without a CUDA device."""
     if not torch.cuda.is_available():
         print("no CUDA device: this script runs on the GPU machine")
         return 2
@@ -345,28 +351,28 @@ def main() -> int:
     gen = torch.Generator().manual_seed(1)
     for index in range(LATENTS):
         rows = attempt(f"checks latent {index}", errors, lambda i=index: check_latent(
-            i, model, eager, renderers, fused, fused_bf16, args.res, gen, errors))
+            i, model, eager, renderers, fused, fused_bf16, resolutions, gen, errors))
         checks += rows or []
         print(*(rows or []), sep="\n", flush=True)
 
     timings: list[dict] = []
-    poses = [orbit_pose(360.0 * i / args.reps, 20.0).to(DEVICE) for i in range(args.reps)]
-    for res in args.res:
+    poses = [orbit_pose(360.0 * i / reps, 20.0).to(DEVICE) for i in range(reps)]
+    for res in resolutions:
         for name, make in frame_variants(res, eager, renderers, fused).items():
-            times = attempt(f"{name} @ {res}", errors, lambda m=make: time_variant(m, poses, args.warmup))
+            times = attempt(f"{name} @ {res}", errors, lambda m=make: time_variant(m, poses, warmup))
             if times is not None:
                 timings.append({"variant": name, "res": res, "median_ms": times[0], "p90_ms": times[1]})
                 print(timings[-1], flush=True)
 
-    floors = floors_for(model.config, args.res, errors)
-    print_report(env, checks, timings, floors, errors, args.res)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
+    floors = floors_for(model.config, resolutions, errors)
+    print_report(env, checks, timings, floors, errors, resolutions)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({
             "env": env, "checks": checks, "timings": timings, "floors": floors,
             "errors": errors,
         }, indent=1))
-        print(f"wrote {args.json}")
+        print(f"wrote {json_path}")
     return 0 if checks and all(row["ok"] for row in checks) else 1
 
 

@@ -11,7 +11,6 @@ compiler rejects. Speed is measured on the GPU (bench/gpu_check.py, `main.py --b
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -20,6 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.cli import OneLineParser, run_entry_point
 from models import triton_depth_kernels, triton_lfn, triton_lfn_kernel, triton_pool
 from models.lfn import LFNConfig
 
@@ -116,20 +116,26 @@ def fused_kernel_builds() -> list[KernelBuild]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 (H100/H200)")
     parser.add_argument("--json", type=Path, help="also write {kernel: stats} here")
     args = parser.parse_args(argv)
+    return run_entry_point(lambda: report_kernels(args.arch, args.json), args.debug)
+
+
+def report_kernels(arch: int, json_path: Path | None) -> int:
+    """Registers and spills of every fused kernel on stdout (and in json_path); exit status 2
+    without triton."""
     if triton is None:
         print("triton is not installed (pip install -r requirements-dev.txt)")
         return 2
-    print(f"{'kernel':<28} {'registers':>9} {'spill stores':>12} {'spill loads':>11}  (sm_{args.arch})")
+    print(f"{'kernel':<28} {'registers':>9} {'spill stores':>12} {'spill loads':>11}  (sm_{arch})")
     results = {}
     for build in fused_kernel_builds():
-        stats = results[build.name] = compile_stats(build, args.arch)
+        stats = results[build.name] = compile_stats(build, arch)
         print(f"{build.name:<28} {stats.registers:>9} {stats.spill_stores:>12} {stats.spill_loads:>11}")
-    if args.json:
-        args.json.write_text(json.dumps({name: asdict(s) for name, s in results.items()}, indent=1))
+    if json_path:
+        json_path.write_text(json.dumps({name: asdict(s) for name, s in results.items()}, indent=1))
     return 0
 
 

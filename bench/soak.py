@@ -15,7 +15,6 @@ GROWTH_LIMIT or more is a failure: exit 1.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import math
@@ -29,12 +28,13 @@ from pathlib import Path
 import torch
 
 from engine.benchmark import device_name
+from engine.cli import OneLineParser, UsageError, run_entry_point
 from engine.display_mode import DisplayMode
 from engine.frame import FrameRenderer, FrameRequest
 from engine.latents import BlendLatent, InstanceLatent, LatentBank, LatentSelection
 from engine.memory import MB, rss_bytes, trim_heap
 from models.cameras import Orbit
-from models.checkpoint import CheckpointError, load_checkpoint
+from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
 
 GROWTH_LIMIT = 0.02
@@ -132,8 +132,20 @@ def summary(result: dict) -> str:
     )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
+@dataclass(frozen=True)
+class SoakConfig:
+    ckpt: Path
+    device: torch.device
+    res: int
+    frames: int
+    warmup: int
+    quiet: bool  # no progress lines, only the summary
+    json: Path | None
+
+
+def parse_args(argv: list[str] | None) -> tuple[SoakConfig, bool]:
+    """The soak's settings from the command line, and whether --debug was given."""
+    p = OneLineParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"), help="LFN checkpoint")
     p.add_argument("--frames", type=int, default=10_000, help="frames after the warm-up")
     p.add_argument("--warmup", type=int, default=WARMUP_FRAMES, help="frames before the first reading")
@@ -149,31 +161,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--res {args.res} is outside 16..4096")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: CUDA is not available on this machine")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     res = args.res or (256 if device.type == "cuda" else 64)
-    try:
-        ckpt = load_checkpoint(args.ckpt)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    config = SoakConfig(args.ckpt, device, res, args.frames, args.warmup, args.quiet, args.json)
+    return config, args.debug
+
+
+def soak_checkpoint(config: SoakConfig) -> int:
+    """The soak of the checkpoint's LFN, its summary on stdout; exit status 1 when it failed."""
+    ckpt = load_checkpoint(config.ckpt)
     if ckpt.model.kind != "lfn":
-        print(f"error: --ckpt {args.ckpt}: is a {ckpt.model.kind} checkpoint, not an LFN", file=sys.stderr)
-        return 1
+        raise UsageError(f"--ckpt {config.ckpt}: is a {ckpt.model.kind} checkpoint, not an LFN")
+    device = config.device
     renderer = make_renderer(ckpt.model, device, "fp16" if device.type == "cuda" else "fp32")
     frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
-    result = soak(frames, len(ckpt.instance_names), res, args.frames, args.warmup,
-                  None if args.quiet else lambda line: print(line, flush=True))
-    result["checkpoint"] = str(args.ckpt)
+    result = soak(frames, len(ckpt.instance_names), config.res, config.frames, config.warmup,
+                  None if config.quiet else lambda line: print(line, flush=True))
+    result["checkpoint"] = str(config.ckpt)
     print(summary(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if config.json is not None:
+        config.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["passed"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, debug = parse_args(argv)
+    return run_entry_point(lambda: soak_checkpoint(config), debug)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Depth and normals come from models/depth.py.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +27,6 @@ DEPTH_QUANTILES = (0.02, 0.98)  # the automatic depth range ignores the extreme 
 QUANTILE_SAMPLES = 1 << 16
 
 
-def home_orbit(args: argparse.Namespace) -> Orbit:
-    """The camera the command line asks for; --azimuth, --elevation, --radius of None keep defaults."""
-    chosen = {k: getattr(args, k) for k in ("azimuth", "elevation", "radius")}
-    return Orbit(**{k: v for k, v in chosen.items() if v is not None})
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class Checkpoint:
         """Python-style index (negative counts from the end) → 0..n-1, or IndexError."""
         n = len(self.instance_names)
         if not -n <= index < n:
-            raise IndexError(f"--instance {index} is out of range: this checkpoint has {n} instances")
+            raise IndexError(f"{index} is out of range: this checkpoint has {n} instances")
         return index % n
 
 

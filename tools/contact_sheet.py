@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from engine.cli import OneLineParser, run_entry_point
 from models.cameras import orbit_pose
 from tools.car_set import Instance, build, procedural_instances, torcs_instances
 from tools.scene_render import SceneRenderer
@@ -46,18 +47,22 @@ def contact_sheet(instances: list[Instance], torcs_root: Path | None, tile: int 
     return sheet
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("--torcs", help="extracted torcs-data (see tools.make_dataset)")
     parser.add_argument("--procedural", type=int, default=12)
     parser.add_argument("--out", default="docs/contact_sheet.png")
-    args = parser.parse_args()
-    root = find_torcs_root(args.torcs) if args.torcs else None
-    out = Path(args.out)
+    args = parser.parse_args(argv)
+    return run_entry_point(lambda: write_sheet(args.torcs, args.procedural, Path(args.out)),
+                           args.debug)
+
+
+def write_sheet(torcs: str | None, procedural: int, out: Path) -> None:
+    root = find_torcs_root(torcs) if torcs else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    contact_sheet(pick(root, args.procedural), root).save(out, optimize=True)
+    contact_sheet(pick(root, procedural), root).save(out, optimize=True)
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

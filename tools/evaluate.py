@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
+from engine.cli import OneLineParser, run_entry_point
 from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
 from models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -41,8 +43,8 @@ def source_table(result: Evaluation) -> str:
     return "\n".join(lines + [f"note: {note}" for note in result.notes])
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--json", type=Path)
@@ -54,6 +56,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="store the headline metrics, overall and per source, in the "
                         "checkpoint's meta")
     args = p.parse_args(argv)
+    return run_entry_point(lambda: score(args), args.debug)
+
+
+def score(args: argparse.Namespace) -> None:
+    """The scores on stdout, in --json, and with --write-metrics in the checkpoint."""
     ckpt = load_checkpoint(args.ckpt)
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
                       args.max_cars, args.max_views)
@@ -69,4 +76,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

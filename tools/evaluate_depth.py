@@ -11,8 +11,8 @@ the same way (valid where its opacity exceeds 0.5).
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from engine.cardata import load_cars
+from engine.cli import OneLineParser, run_entry_point
 from models.checkpoint import load_checkpoint
 from models.depth import gradient_depth
 from models.renderer import BACKENDS, PRECISIONS, make_renderer
@@ -104,8 +105,8 @@ def save_comparison(folder: Path, name: str, depth, valid, truth, mask) -> None:
     Image.fromarray(np.concatenate([left, right], axis=1)).save(folder / f"{name}.png")
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--json", type=Path)
@@ -121,14 +122,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--summed", action="store_true",
                    help="the channel-summed depth equations (on triton: one reverse pass)")
     args = p.parse_args(argv)
-    result = evaluate_depth(args.ckpt, args.data, torch.device(args.device), args.volumetric,
-                            args.max_cars, args.max_views, args.window, args.images,
-                            args.precision, args.backend, args.summed)
+    return run_entry_point(lambda: report(evaluate_depth(
+        args.ckpt, args.data, torch.device(args.device), args.volumetric, args.max_cars,
+        args.max_views, args.window, args.images, args.precision, args.backend, args.summed),
+        args.json), args.debug)
+
+
+def report(result: dict, json_path: Path | None) -> None:
+    """The depth scores on stdout and in --json."""
     print(json.dumps(result, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,38 +7,35 @@ convention (models/cameras.py).
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from tqdm import tqdm
 
+from engine.config import FitImageConfig
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
-from models.cameras import DEFAULT_RADIUS, intrinsics, orbit_pose
+from models.cameras import intrinsics
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.fitting import fit_latent
 from models.instances import with_instance
 
 
-def run_fit_image(args: argparse.Namespace, ckpt: Checkpoint) -> int:
+def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
     res = int(ckpt.meta.get("resolution", DEFAULT_FIT_RES))
     try:
-        photo = torch.from_numpy(load_photo(args.fit_image, res))
+        photo = torch.from_numpy(load_photo(config.photo, res))
     except ImageError as error:
         raise ImageError(f"--fit-image {error}") from None
-    azimuth, elevation, *rest = args.pose
-    pose = orbit_pose(azimuth, elevation, rest[0] if rest else DEFAULT_RADIUS)
-    model = ckpt.model.to(args.device_obj)
-    with tqdm(total=args.steps, desc="fitting latent", unit="step") as bar:
+    model = ckpt.model.to(config.render.device)
+    with tqdm(total=config.steps, desc="fitting latent", unit="step") as bar:
         def progress(step):
             bar.set_postfix(psnr=f"{step.psnr:.2f} dB")
             bar.update(1)
 
-        fit = fit_latent(model, photo[None], pose[None], intrinsics(res, res), args.steps,
-                         on_step=progress)
-    fitted = with_instance(ckpt, fit.latent, args.fit_image.stem,
-                           {"fitted_from": args.fit_image.name, "fit_steps": args.steps,
+        fit = fit_latent(model, photo[None], config.pose.cam2world()[None], intrinsics(res, res),
+                         config.steps, on_step=progress)
+    fitted = with_instance(ckpt, fit.latent, config.photo.stem,
+                           {"fitted_from": config.photo.name, "fit_steps": config.steps,
                             "fit_psnr": round(fit.psnr, 3)})
-    save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, args.out)
-    print(f"wrote {args.out}: instance {len(fitted.instance_names) - 1} "
-          f"({args.fit_image.stem}), input-view PSNR {fit.psnr:.2f} dB")
+    save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, config.out)
+    print(f"wrote {config.out}: instance {len(fitted.instance_names) - 1} "
+          f"({config.photo.stem}), input-view PSNR {fit.psnr:.2f} dB")
     return 0

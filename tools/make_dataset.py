@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from engine.cli import OneLineParser, UsageError, run_entry_point
 from models.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
 from tools.car_set import Instance, build, interleave, procedural_instances, torcs_instances
 from tools.scene_render import SceneRenderer
@@ -97,10 +98,18 @@ def plan(args: argparse.Namespace, torcs_root: Path | None) -> list[Instance]:
     return sorted(ordered, key=instances.index)  # a limit picks a mix; output keeps plan order
 
 
+def torcs_root_from(flag: str, folder: str) -> Path:
+    """find_torcs_root, its failure naming the flag that gave the folder."""
+    try:
+        return find_torcs_root(folder)
+    except FileNotFoundError as error:
+        raise UsageError(f"{flag} {error}") from None
+
+
 def make_dataset(args: argparse.Namespace) -> None:
-    torcs_root = find_torcs_root(args.torcs) if args.torcs else None
+    torcs_root = torcs_root_from("--torcs", args.torcs) if args.torcs else None
     if torcs_root is None and args.source == "torcs":
-        raise SystemExit("error: --source torcs needs --torcs DIR")
+        raise UsageError("--source torcs needs --torcs DIR")
     if torcs_root is None and args.source == "all":
         print("no --torcs given: procedural cars only")
     settings = Settings(args.res, args.views, args.test_views, DEFAULT_FOV_DEG, DEFAULT_RADIUS,
@@ -110,7 +119,7 @@ def make_dataset(args: argparse.Namespace) -> None:
     settings_file = out / "settings.json"
     if settings_file.is_file() and json.loads(settings_file.read_text()) != asdict(settings):
         if not args.overwrite:
-            raise SystemExit(f"error: {out} holds a data set with other settings (--overwrite)")
+            raise UsageError(f"--out {out} holds a data set with other settings (--overwrite)")
         for old in out.glob("*.npz"):
             old.unlink()
     settings_file.write_text(json.dumps(asdict(settings)))
@@ -142,7 +151,7 @@ def make_dataset(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="output folder")
     parser.add_argument("--source", choices=("all", "torcs", "procedural"), default="all")
     parser.add_argument("--torcs", help="extracted torcs-data (the folder holding cars/, or the "
@@ -168,16 +177,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return run_entry_point(lambda: make_or_pack(args), args.debug)
+
+
+def make_or_pack(args: argparse.Namespace) -> None:
     if args.pack_torcs:
         from tools.torcs_pack import pack_torcs
 
-        size = pack_torcs(find_torcs_root(args.pack_torcs[0]), Path(args.pack_torcs[1]))
+        size = pack_torcs(torcs_root_from("--pack-torcs", args.pack_torcs[0]), Path(args.pack_torcs[1]))
         print(f"packed {size / 1e6:.1f} MB into {args.pack_torcs[1]}")
         return
     make_dataset(args)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

@@ -20,13 +20,13 @@ is skipped and counted (`skipped_steps` in the log and the state).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import errno
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,6 +36,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from engine.cardata import CarViews, load_cars
+from engine.cli import OneLineParser, debug_requested, run_entry_point
 from engine.metrics import psnr
 from engine.train_step import draw_batch, load_optimizer_state, make_training_step
 from models.cameras import rays_through_pixels
@@ -459,7 +460,7 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.type == "bool":
@@ -471,8 +472,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                 str(field.type).split(" |")[0], float
             )
             p.add_argument(flag, type=kind, default=field.default)
-    return TrainConfig(**vars(p.parse_args(argv)))
+    options = vars(p.parse_args(argv))
+    del options["debug"]  # the entry-point contract's flag (main below), not a training setting
+    return TrainConfig(**options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    return run_entry_point(lambda: train(config), debug_requested(argv))
 
 
 if __name__ == "__main__":
-    train(parse_args())
+    sys.exit(main())

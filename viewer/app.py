@@ -35,7 +35,6 @@ thread is left to die inside a torch call at interpreter exit.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import time
@@ -49,8 +48,9 @@ from imgui_bundle import imgui, implot
 from imgui_bundle.python_backends.glfw_backend import GlfwRenderer
 from PIL import Image
 
+from engine.config import ViewerConfig
 from engine.display_mode import DisplayMode
-from engine.frame import Frame, FrameRenderer, FrameRequest, home_orbit, rendering_for
+from engine.frame import Frame, FrameRenderer, FrameRequest, rendering_for
 from engine.latents import FittedLatent, LatentBank
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
@@ -164,8 +164,8 @@ def save_screenshot_png(image: np.ndarray, folder: Path) -> Path:
 
 
 class ViewerApp:
-    def __init__(self, args: argparse.Namespace, ckpt: Checkpoint):
-        self.args = args
+    def __init__(self, config: ViewerConfig, ckpt: Checkpoint):
+        self.config = config
         self.window = open_window(*WINDOW_SIZE, "LFN viewer")
         self.ctx = moderngl.create_context()
         imgui.create_context()
@@ -181,13 +181,14 @@ class ViewerApp:
         self.image_texture = FrameTexture(self.ctx)
         self.reference_texture = FrameTexture(self.ctx)
 
-        renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
+        render = config.render
+        renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
         self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
         self.volumetric, volumetric_latents, self.volumetric_note = load_volumetric(
-            args.volumetric, ckpt, args.device_obj, args.precision
+            config.volumetric.path, ckpt, render.device, render.precision
         )
         # LFN frames rendered into memory GL imported: no CUDA-GL interop per frame (texture.py)
-        self.shared_frames = shared_frame_pool(self.ctx, args.device_obj)
+        self.shared_frames = shared_frame_pool(self.ctx, render.device)
         self.worker = RenderWorker(
             FrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
                           self.shared_frames),
@@ -196,14 +197,14 @@ class ViewerApp:
         self.switch = BackendSwitch(self.worker)
         n = len(ckpt.instance_names)
         self.state = ViewerState(
-            num_instances=n, instance=args.instance, mix_a=args.instance,
-            mix_b=(args.instance + 1) % n, res=args.res[0],
+            num_instances=n, instance=config.instance, mix_a=config.instance,
+            mix_b=(config.instance + 1) % n, res=config.res,
         )
-        self.panel = ControlPanel(ckpt.instance_names, args.res[0])
-        self.reconstruction = Reconstruction(ckpt, args.ckpt, self.latents)
+        self.panel = ControlPanel(ckpt.instance_names, config.res)
+        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
-        self.benchmark_panel = BenchmarkPanel(ckpt, args.volumetric, args.device_obj)
-        self.orbit = OrbitCamera(home_orbit(args))
+        self.benchmark_panel = BenchmarkPanel(ckpt, config.volumetric.path, render.device)
+        self.orbit = OrbitCamera(config.home)
         self.quality = QualityPolicy()
         self.stats = FrameStats()
 
@@ -227,7 +228,7 @@ class ViewerApp:
     # ---- the loop -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        exit_after = self.args.exit_after
+        exit_after = self.config.exit_after_s
         last = time.perf_counter()
         while not glfw.window_should_close(self.window):
             now = time.perf_counter()
@@ -309,7 +310,7 @@ class ViewerApp:
             self.submitted, self.submitted_s = request, now
         done = self.worker.take()
         if isinstance(done, Exception):
-            if self.args.debug:
+            if self.config.debug:
                 raise done
             self.problem = f"render failed: {type(done).__name__}: {done}"
         elif done is not None:
@@ -450,12 +451,12 @@ class ViewerApp:
         glfw.terminate()
 
 
-def run_viewer(args: argparse.Namespace, ckpt: Checkpoint) -> int:
-    app = ViewerApp(args, ckpt)
+def run_viewer(config: ViewerConfig, ckpt: Checkpoint) -> int:
+    app = ViewerApp(config, ckpt)
     try:
         app.run()
     finally:
         app.close()
-    if args.stats is not None:
-        app.write_stats(args.stats)
+    if config.stats is not None:
+        app.write_stats(config.stats)
     return 0

@@ -7,7 +7,6 @@ Without EGL the renderer's tensor is written directly (said once on stdout).
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import replace
 
 import moderngl
@@ -15,8 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from engine.config import HeadlessConfig
 from engine.display_mode import DisplayMode
-from engine.frame import Frame, FrameRenderer, FrameRequest, home_orbit
+from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank
 from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint
@@ -78,20 +78,21 @@ def open_offscreen() -> OffscreenDisplay | None:
         return None
 
 
-def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
-    mode = DisplayMode(args.mode)
-    renderer = make_renderer(ckpt.model, args.device_obj, args.precision, args.backend)
+def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
+    render = config.render
+    renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
     frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
-    home = home_orbit(args)
-    count = (args.frames or TURNTABLE_FRAMES) if args.out.suffix.lower() == ".gif" else 1
+    home = config.home
+    gif = config.out.suffix.lower() == ".gif"
+    count = (config.turntable_frames or TURNTABLE_FRAMES) if gif else 1
     orbits = [replace(home, azimuth=(home.azimuth + 360.0 * k / count) % 360.0) for k in range(count)]
-    res, latent = args.res[0], InstanceLatent(args.instance)
+    res, latent = config.res, InstanceLatent(config.instance)
 
     offscreen = open_offscreen()
     try:
         images = []
         for orbit in orbits:
-            frame = frames.render(FrameRequest(orbit, res, mode, latent, args.summed_depth))
+            frame = frames.render(FrameRequest(orbit, res, config.mode, latent, config.summed_depth))
             images.append(offscreen.image(frame) if offscreen else direct_image(frame))
     finally:
         if offscreen:
@@ -99,18 +100,18 @@ def run_headless(args: argparse.Namespace, ckpt: Checkpoint) -> int:
 
     pictures = [Image.fromarray(image) for image in images]
     if count == 1:
-        pictures[0].save(args.out)
-        if mode is DisplayMode.DEPTH:  # the numbers behind the colormap: world units along each ray
-            depth_file = args.out.with_suffix(".npy")
+        pictures[0].save(config.out)
+        if config.mode is DisplayMode.DEPTH:  # the numbers behind the colormap: world units along each ray
+            depth_file = config.out.with_suffix(".npy")
             np.save(depth_file, depth_values(frame))
             print(f"wrote {depth_file} (float32 distance along each ray, NaN where invalid)")
     else:
         pictures[0].save(
-            args.out, save_all=True, append_images=pictures[1:], duration=TURNTABLE_FRAME_MS, loop=0
+            config.out, save_all=True, append_images=pictures[1:], duration=TURNTABLE_FRAME_MS, loop=0
         )
-    print(f"wrote {args.out}")
-    if args.ply is not None:  # the renderer still holds this instance's latent
-        points, colors = view_points(renderer, home.cam2world(), res, args.summed_depth)
-        write_ply(args.ply, points, colors)
-        print(f"wrote {args.ply} ({len(points)} points)")
+    print(f"wrote {config.out}")
+    if config.ply is not None:  # the renderer still holds this instance's latent
+        points, colors = view_points(renderer, home.cam2world(), res, config.summed_depth)
+        write_ply(config.ply, points, colors)
+        print(f"wrote {config.ply} ({len(points)} points)")
     return 0

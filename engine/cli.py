@@ -1,0 +1,66 @@
+"""The contract every entry point keeps (main.py, tools/, bench/), in one place.
+
+A command line argparse rejects: one `error: …` line on stderr, exit 2. Any other failure: one
+`error: …` line, exit 1. Ctrl-C: exit 130. `--debug` (every OneLineParser has it) shows the
+traceback and warnings instead. Library code raises errors that name the problem; the entry point
+that knows which flag carried the value names the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable
+
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+class UsageError(Exception):
+    """A bad value found after parsing (exit 1); the message names the flag."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a rejected command line as one `error: …` line and exit code 2, and
+    takes --debug."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true",
+                          help="show tracebacks and warnings instead of one error line")
+
+    def error(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def one_line(error: BaseException) -> str:
+    """The `error: …` line for an exception: its message on one line, or its type's name."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if text.startswith("error: ") else f"error: {text}"
+
+
+def run_entry_point(main_function: Callable[[], object], debug: bool) -> int:
+    """Run an entry point's body and turn its outcome into an exit code: the int it returns (any
+    other result is 0), 1 with one `error: …` line for any exception, 130 for Ctrl-C. With `debug`,
+    exceptions propagate with their traceback and warnings are shown."""
+    if not debug:
+        warnings.simplefilter("ignore")
+    try:
+        status = main_function()
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except Exception as error:  # the one place where failures become exit codes
+        if debug:
+            raise
+        print(one_line(error), file=sys.stderr)
+        return 1
+    return status if isinstance(status, int) else 0
+
+
+def debug_requested(argv: list[str] | None) -> bool:
+    """Whether a command line asks for --debug, for an entry point whose parser hands its result
+    to a settings dataclass that has no place for it."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--debug", action="store_true")
+    return probe.parse_known_args(argv)[0].debug

@@ -1,0 +1,82 @@
+"""What main.py's command line asks of each mode, as typed values built once in main.py.
+
+Kept free of heavy imports (torch, GL) so the entry point builds these before it loads a mode; the
+modes take them instead of the argparse namespace, which stops at main.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.display_mode import DisplayMode  # an enum alone: cheap to import
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.cameras import Orbit
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """Where and how the LFN's per-ray network runs."""
+
+    device: torch.device
+    precision: str  # fp32 | fp16 | bf16 (resolved, never auto)
+    backend: str  # torchscript | eager | compile | triton
+
+
+@dataclass(frozen=True)
+class VolumetricSource:
+    """The volumetric baseline's checkpoint; a missing file is an error only when the user named it
+    (the default's absence is a note)."""
+
+    path: Path
+    named_by_user: bool
+
+
+@dataclass(frozen=True)
+class ViewerConfig:
+    render: RenderSettings
+    checkpoint: Path  # the LFN checkpoint's file ("save as new instance" writes beside it)
+    instance: int  # resolved to 0..n-1
+    res: int
+    home: Orbit  # the camera the view starts at and resets to
+    volumetric: VolumetricSource
+    stats: Path | None  # JSON of UI and render timings, written on exit
+    exit_after_s: float | None
+    debug: bool  # a failed frame raises instead of showing its message
+
+
+@dataclass(frozen=True)
+class HeadlessConfig:
+    render: RenderSettings
+    instance: int
+    res: int
+    home: Orbit  # the PNG's camera, or the turntable's first frame
+    mode: DisplayMode  # RGB, DEPTH or NORMALS
+    summed_depth: bool
+    out: Path  # .png (one frame) or .gif (a turntable)
+    turntable_frames: int | None  # None: the default count
+    ply: Path | None
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    render: RenderSettings
+    instance: int
+    resolutions: tuple[int, ...]  # empty: the device's default set
+    frames: int | None  # timed frames per method and resolution; None: the default
+    volumetric: VolumetricSource
+    json: Path | None
+    plot: Path | None
+
+
+@dataclass(frozen=True)
+class FitImageConfig:
+    render: RenderSettings
+    photo: Path
+    pose: Orbit  # the photo's camera
+    steps: int
+    out: Path  # the checkpoint copy with the fitted instance appended
