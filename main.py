@@ -44,6 +44,16 @@ def resolution(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive number")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     headless = p.add_argument_group("headless rendering")
     headless.add_argument("--headless", action="store_true", help="render to a file, no window")
-    headless.add_argument("--out", type=Path, help="output file: .png or .gif (headless), "
+    headless.add_argument("--out", type=Path, help="output file: .png, .gif or .mp4 (headless), "
                           ".pt (--fit-image)")
     headless.add_argument("--summed-depth", action="store_true",
                           help="depth and normals from the channel-summed equations (faster)")
@@ -104,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
                           help="degrees above the ground plane")
     headless.add_argument("--radius", type=float, default=None, help="distance to the target")
     headless.add_argument("--frames", type=positive_int, default=None,
-                          help="GIF turntable frames, or timed benchmark frames")
+                          help="frames of a .gif or .mp4 (default 36 and 120), or timed benchmark frames")
+    headless.add_argument("--path", metavar="orbit|FILE.json", default=None,
+                          help="the camera path of a .gif or .mp4: orbit (one turn from the start "
+                          "camera, the default) or keyframes in a JSON file (README)")
+    headless.add_argument("--fps", type=positive_float, default=None,
+                          help="frames per second of a .gif or .mp4 (default 12.5 and 30)")
     headless.add_argument("--ply", type=Path, help="also write a colored point cloud (.ply)")
 
     bench = p.add_argument_group("benchmark")
@@ -142,6 +157,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("argument --res: takes one value outside --benchmark")
     if args.headless and args.out is None:
         parser.error("argument --out: required with --headless")
+    video = args.out is not None and args.out.suffix.lower() in (".gif", ".mp4")
+    for flag in ("path", "fps"):
+        if getattr(args, flag) is not None and not (args.headless and video):
+            parser.error(f"argument --{flag}: needs --headless --out FILE.gif or FILE.mp4")
     if args.fit_image and (args.pose is None or args.out is None):
         parser.error("--fit-image needs --pose AZ,EL[,R] and --out FILE.pt")
     return args
@@ -189,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     render = RenderSettings(device, resolve_precision(args.precision, device), args.backend)
     for flag, path, suffixes in (
-        ("--out", args.out, (".pt",) if args.fit_image else (".png", ".gif")),
+        ("--out", args.out, (".pt",) if args.fit_image else (".png", ".gif", ".mp4")),
         ("--ply", args.ply, (".ply",)),
         ("--json", args.json, (".json",)),
         ("--plot", args.plot, (".png",)),
@@ -214,10 +233,15 @@ def run(args: argparse.Namespace) -> int:
 
     mode = (requested_modes(args) or ["viewer"])[0]
     if mode == "--headless":
+        from engine.camera_path import CameraPathError
         from viewer.headless import run_headless
 
-        return run_headless(HeadlessConfig(render, instance, args.res[0], home, DisplayMode(args.mode),
-                                           args.summed_depth, args.out, args.frames, args.ply), ckpt)
+        try:
+            return run_headless(HeadlessConfig(render, instance, args.res[0], home, DisplayMode(args.mode),
+                                               args.summed_depth, args.out, args.frames, args.ply,
+                                               args.path, args.fps), ckpt)
+        except CameraPathError as error:
+            raise UsageError(f"--path {error}") from None
     if mode == "--benchmark":
         from bench.benchmark import run_benchmark
 

@@ -57,9 +57,11 @@ class HeadlessConfig:
     home: Orbit  # the PNG's camera, or the turntable's first frame
     mode: DisplayMode  # RGB, DEPTH or NORMALS
     summed_depth: bool
-    out: Path  # .png (one frame) or .gif (a turntable)
-    turntable_frames: int | None  # None: the default count
+    out: Path  # .png (one frame), .gif or .mp4 (a camera path)
+    frames: int | None  # frames of a .gif or .mp4; None: the default count
     ply: Path | None
+    path: str | None = None  # "orbit" (a turntable) or a camera path's JSON file; None: orbit
+    fps: float | None = None  # a .gif's or .mp4's frame rate; None: the default
 
 
 @dataclass(frozen=True)

@@ -52,13 +52,21 @@ class FittedLatent:
     t: float
 
 
-LatentSelection = InstanceLatent | BlendLatent | RandomLatent | FittedLatent
+@dataclass(frozen=True)
+class WeightedLatent:
+    """Σ weight · table[index] over (index, weight) pairs: a camera path's code between keyframes
+    (engine/camera_path.py), which may blend more than two instances."""
+
+    weights: tuple[tuple[int, float], ...]
+
+
+LatentSelection = InstanceLatent | BlendLatent | RandomLatent | FittedLatent | WeightedLatent
 
 
 def has_volumetric_twin(selection: LatentSelection) -> bool:
     """Whether the volumetric baseline has this code too: it holds the same table, but no random
     draw or fitted code of it."""
-    return isinstance(selection, InstanceLatent | BlendLatent)
+    return isinstance(selection, InstanceLatent | BlendLatent | WeightedLatent)
 
 
 def cholesky_with_jitter(cov: torch.Tensor) -> torch.Tensor:
@@ -118,6 +126,8 @@ class LatentBank:
                 # the newest code, whatever the serial: a render that asks for an older one gets
                 # the newest, which is what the user wants
                 return torch.lerp(self.fitted, self.table[target], t)
+            case WeightedLatent(weights):
+                return sum(weight * self.table[index] for index, weight in weights)
         raise TypeError(f"not a latent selection: {selection!r}")
 
     def label(self, selection: LatentSelection) -> str:
@@ -130,4 +140,6 @@ class LatentBank:
                 return f"random #{seed}"
             case FittedLatent(label=label, target=target, t=t):
                 return f"{label}->{self.names[target]} t={t:.2f}" if t > 0 else label
+            case WeightedLatent(weights):
+                return " + ".join(f"{weight:.2f} {self.names[index]}" for index, weight in weights)
         raise TypeError(f"not a latent selection: {selection!r}")

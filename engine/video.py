@@ -7,6 +7,7 @@ row or column of its edge pixels rather than resized (a resize would blur the wh
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def even_sized(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: int) -> int:
+def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     """Encode (H, W, 3) uint8 frames, all one size, to `path`; returns how many were written.
 
     The file appears whole or not at all: frames go to a hidden partial file renamed at the end.
@@ -43,7 +44,7 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: int) -> int:
             for frame in frames:
                 frame = even_sized(frame)
                 if stream is None:
-                    stream = container.add_stream(CODEC, rate=fps)
+                    stream = container.add_stream(CODEC, rate=Fraction(fps).limit_denominator(1001))
                     stream.height, stream.width = frame.shape[:2]
                     stream.pix_fmt = "yuv420p"
                     stream.options = {"crf": CRF}

@@ -104,3 +104,32 @@ def test_mp4_refuses_frames_of_changing_size_and_leaves_no_file(tmp_path):
     with pytest.raises(VideoError, match="frame 1 is 16x32"):
         write_mp4(out, frames, fps=10)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_headless_renders_a_path_file_to_an_mp4_with_the_asked_frame_count(tiny_ckpt, tmp_path):
+    import main
+
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"keyframes": [
+        {"azimuth": 0, "elevation": 20, "instance": 0},
+        {"azimuth": 90, "elevation": 30, "radius": 2.5, "instance": 0, "blend_to": 2, "t": 1.0}]}))
+    out = tmp_path / "car.mp4"
+    assert main.main(["--ckpt", str(tiny_ckpt), "--headless", "--out", str(out), "--res", "32",
+                      "--frames", "6", "--fps", "24", "--path", str(path), "--device", "cpu"]) == 0
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].average_rate == 24
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 6 and decoded[0].shape == (32, 32, 3)
+    assert np.abs(decoded[0].astype(int) - decoded[-1].astype(int)).mean() > 1  # camera and car moved
+
+
+def test_headless_names_the_path_flag_for_a_bad_file(tiny_ckpt, tmp_path, capsys):
+    import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"keyframes": [{"azimuth": 0}]}')
+    code = main.main(["--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "c.mp4"),
+                      "--path", str(bad), "--device", "cpu"])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == f"error: --path {bad}: keyframe 0: '\"elevation\" is missing'"
+    assert not (tmp_path / "c.mp4").exists()

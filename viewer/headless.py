@@ -1,4 +1,5 @@
-"""Headless rendering: one camera → PNG, or an azimuth turntable → GIF, with no window.
+"""Headless rendering: one camera → PNG, or a camera path (a turntable by default, or keyframes
+from a JSON file: engine/camera_path.py) → GIF or MP4, with no window.
 
 Frames go through the window's own path (engine/frame.py → texture → shaders/ display program),
 drawn offscreen in an EGL context at res × res, so a PNG matches the window for the same camera.
@@ -7,25 +8,27 @@ Without EGL the renderer's tensor is written directly (said once on stdout).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import moderngl
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
+from engine.camera_path import TURNTABLE, camera_path
 from engine.config import HeadlessConfig
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
-from engine.latents import InstanceLatent, LatentBank
+from engine.latents import InstanceLatent, LatentBank, LatentSelection, WeightedLatent
 from engine.texture import FrameTexture
+from engine.video import write_mp4
+from models.cameras import Orbit
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
 from viewer.display import Display, frame_panes
 from viewer.pointcloud import view_points, write_ply
 
-TURNTABLE_FRAMES = 36
-TURNTABLE_FRAME_MS = 80
+DEFAULT_FRAMES = {".gif": 36, ".mp4": 120}
+DEFAULT_FPS = {".gif": 12.5, ".mp4": 30.0}  # a GIF's frames last whole milliseconds: 80 ms each
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -82,36 +85,50 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
     render = config.render
     renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
     frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
-    home = config.home
-    gif = config.out.suffix.lower() == ".gif"
-    count = (config.turntable_frames or TURNTABLE_FRAMES) if gif else 1
-    orbits = [replace(home, azimuth=(home.azimuth + 360.0 * k / count) % 360.0) for k in range(count)]
-    res, latent = config.res, InstanceLatent(config.instance)
+    suffix = config.out.suffix.lower()
+    path = None
+    if suffix != ".png":  # read the path before any rendering: a bad file fails at once
+        path = camera_path(config.path or TURNTABLE, config.home, config.instance, len(ckpt.instance_names))
+
+    def render_frame(orbit: Orbit, latent: LatentSelection) -> Frame:
+        return frames.render(FrameRequest(orbit, config.res, config.mode, latent, config.summed_depth))
 
     offscreen = open_offscreen()
     try:
-        images = []
-        for orbit in orbits:
-            frame = frames.render(FrameRequest(orbit, res, config.mode, latent, config.summed_depth))
-            images.append(offscreen.image(frame) if offscreen else direct_image(frame))
+        def picture(frame: Frame) -> np.ndarray:
+            return offscreen.image(frame) if offscreen else direct_image(frame)
+
+        if path is None:
+            frame = render_frame(config.home, InstanceLatent(config.instance))
+            Image.fromarray(picture(frame)).save(config.out)
+            if config.mode is DisplayMode.DEPTH:  # the numbers behind the colormap: world units
+                depth_file = config.out.with_suffix(".npy")
+                np.save(depth_file, depth_values(frame))
+                print(f"wrote {depth_file} (float32 distance along each ray, NaN where invalid)")
+        else:
+            steps = path.frames(config.frames or DEFAULT_FRAMES[suffix])
+            fps = config.fps or DEFAULT_FPS[suffix]
+            pictures = (picture(render_frame(step.orbit, path_latent(step.weights)))
+                        for step in tqdm(steps, desc=f"rendering {config.out.name}", unit="frame"))
+            if suffix == ".mp4":
+                write_mp4(config.out, pictures, fps)  # encoded as rendered: memory stays one frame
+            else:
+                images = [Image.fromarray(image) for image in pictures]
+                images[0].save(config.out, save_all=True, append_images=images[1:],
+                               duration=round(1000.0 / fps), loop=0)
     finally:
         if offscreen:
             offscreen.release()
-
-    pictures = [Image.fromarray(image) for image in images]
-    if count == 1:
-        pictures[0].save(config.out)
-        if config.mode is DisplayMode.DEPTH:  # the numbers behind the colormap: world units along each ray
-            depth_file = config.out.with_suffix(".npy")
-            np.save(depth_file, depth_values(frame))
-            print(f"wrote {depth_file} (float32 distance along each ray, NaN where invalid)")
-    else:
-        pictures[0].save(
-            config.out, save_all=True, append_images=pictures[1:], duration=TURNTABLE_FRAME_MS, loop=0
-        )
     print(f"wrote {config.out}")
     if config.ply is not None:  # the renderer still holds this instance's latent
-        points, colors = view_points(renderer, home.cam2world(), res, config.summed_depth)
+        points, colors = view_points(renderer, config.home.cam2world(), config.res, config.summed_depth)
         write_ply(config.ply, points, colors)
         print(f"wrote {config.ply} ({len(points)} points)")
     return 0
+
+
+def path_latent(weights: tuple[tuple[int, float], ...]) -> LatentSelection:
+    """A path frame's code: a plain instance where it is one (its label and twin stay simple)."""
+    if len(weights) == 1 and weights[0][1] == 1.0:
+        return InstanceLatent(weights[0][0])
+    return WeightedLatent(weights)
