@@ -4,6 +4,7 @@
     python main.py --headless --out view.png           render without a window
     python main.py --benchmark                         LFN versus the volumetric baseline
     python main.py --fit-image car.png --pose 30,20 --out car.pt   fit a latent to one photo
+    python main.py --web [--port 8080] [--host 127.0.0.1]          the viewer in a browser
 
 Exit codes: 0 success, 2 what argparse rejects before anything loads, 1 every other failure.
 On failure stderr holds exactly one line, `error: …`; `--debug` shows the traceback instead.
@@ -56,6 +57,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..65535")
+    return value
+
+
 def pose(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -94,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     viewer.add_argument("--exit-after", type=float, metavar="SECONDS",
                         help="close the window cleanly after this many seconds")
 
+    web = p.add_argument_group("the viewer in a browser (for machines without a display)")
+    web.add_argument("--web", action="store_true", help="serve the viewer as a web page")
+    web.add_argument("--port", type=port, default=8080, help="port of the page (default 8080)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                     "127.0.0.1: this machine only; the page has no authentication)")
+
     headless = p.add_argument_group("headless rendering")
     headless.add_argument("--headless", action="store_true", help="render to a file, no window")
     headless.add_argument("--out", type=Path, help="output file: .png or .gif (headless), "
@@ -130,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    modes = [m for m in ("headless", "benchmark") if getattr(args, m)] + (
+    modes = [m for m in ("headless", "benchmark", "web") if getattr(args, m)] + (
         ["fit_image"] if args.fit_image else []
     )
     if len(modes) > 1:
@@ -220,6 +237,15 @@ def run(args: argparse.Namespace) -> int:
         from tools.fit_image import run_fit_image
 
         return run_fit_image(args, ckpt)
+    if args.mode_name == "web":
+        from engine.frame import home_orbit
+        from viewer.web import WebConfig, run_web
+
+        return run_web(WebConfig(
+            host=args.host, port=args.port, res=args.res[0], instance=args.instance, device=device,
+            precision=args.precision, backend=args.backend, home=home_orbit(args),
+            exit_after=args.exit_after, stats=args.stats,
+        ), ckpt)
     from viewer.app import run_viewer
 
     return run_viewer(args, ckpt)

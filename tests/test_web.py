@@ -1,0 +1,124 @@
+"""`main.py --web` in a real browser (headless Chromium through Selenium), and its parts.
+
+The page test drags the view and changes the instance, and checks that the picture the browser
+shows changes after each and holds still between them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from viser.transforms import SO3
+
+from bench.web_latency import BrowserPage, chromium_paths
+from models.cameras import Orbit
+from models.checkpoint import save_checkpoint
+from tests.conftest import names, skip_or_fail, tiny_lfn
+from viewer.web import fit_aspect, is_loopback, orbit_from_cam2world, viser_cam2world
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = 64  # the page test's resolution: quick to render on a slow CPU
+CHANGED = 5.0  # mean absolute difference (of 255) that says the picture changed
+
+
+@pytest.mark.parametrize("azimuth, elevation, radius, target", [
+    (30.0, 20.0, 3.0, (0.0, 0.0, 0.0)),
+    (-140.0, -35.0, 2.2, (0.3, -0.1, 0.2)),
+    (95.0, 70.0, 4.5, (0.0, 0.5, 0.0)),
+])
+def test_viser_camera_becomes_the_same_orbit(azimuth, elevation, radius, target):
+    """A viser camera (wxyz of our OpenCV cam2world, position, look-at distance) converts back to
+    the orbit it came from, and so to the same cam2world."""
+    pose = Orbit(azimuth, elevation, radius, target).cam2world().double().numpy()
+    cam2world = viser_cam2world(SO3.from_matrix(pose[:3, :3]).wxyz, pose[:3, 3])
+    torch.testing.assert_close(cam2world, torch.from_numpy(pose).float(), atol=1e-5, rtol=0)
+    orbit = orbit_from_cam2world(cam2world, radius)
+    assert orbit.azimuth == pytest.approx(azimuth, abs=1e-3)
+    assert orbit.elevation == pytest.approx(elevation, abs=1e-3)
+    assert orbit.target == pytest.approx(target, abs=1e-5)
+    torch.testing.assert_close(orbit.cam2world(), cam2world, atol=1e-5, rtol=0)
+
+
+def test_fit_aspect_pads_with_edges_and_crops_centered():
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[:, 0], image[:, -1], image[1:3, 1:3] = 10, 20, 99
+    wide = fit_aspect(image, 2.0)
+    assert wide.shape == (4, 8, 3)
+    assert (wide[:, :2] == 10).all() and (wide[:, -2:] == 20).all()  # edge colors continue
+    assert (wide[1:3, 3:5] == 99).all()  # the picture stays centered
+    narrow = fit_aspect(image, 0.5)
+    assert narrow.shape == (4, 2, 3) and (narrow[1:3] == 99).all()
+
+
+def test_loopback_hosts():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+def test_busy_port_is_one_error_line(tiny_ckpt):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "main.py", "--web", "--port", str(port), "--ckpt", str(tiny_ckpt),
+             "--device", "cpu", "--exit-after", "30"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --port {port}: "), result.stderr
+
+
+@pytest.fixture
+def vivid_ckpt(tmp_path: Path) -> Path:
+    """A tiny LFN with large weights: its pictures vary by tens of levels across views and
+    instances (the default tiny one's vary by less than one)."""
+    model = tiny_lfn()
+    with torch.no_grad():
+        for p in model.net.parameters():
+            p.normal_(std=2.0 / p.shape[-1] ** 0.5 if p.dim() > 1 else 0.2)
+    path = tmp_path / "vivid.pt"
+    save_checkpoint(model, names(3), {"steps": 0, "dataset": "none", "metrics": {}}, path)
+    return path
+
+
+def differs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_page_follows_drag_and_instance(vivid_ckpt):
+    if chromium_paths() is None:
+        skip_or_fail("chromium and chromedriver are not installed (apt-get install chromium "
+                     "chromium-driver)")
+    page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"))
+    try:
+        page.dismiss_notifications()
+        status = page.wait_settled(RES, timeout=180)
+        first = page.view()
+        time.sleep(1.5)  # nothing changes: the picture and the frame count hold still
+        assert differs(page.view(), first) == 0.0
+        assert page.status().frames_sent == status.frames_sent
+
+        page.drag(150)
+        status = page.wait_settled(RES, after_frames=status.frames_sent)
+        dragged = page.view()
+        assert differs(dragged, first) > CHANGED
+
+        page.set_instance(2)
+        status = page.wait_settled(RES, after_frames=status.frames_sent)
+        other = page.view()
+        assert differs(other, dragged) > CHANGED
+        assert "car002" in page.driver.page_source  # the panel names the instance shown
+        time.sleep(1.5)
+        assert differs(page.view(), other) == 0.0
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr
