@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
 import select
 import shutil
@@ -156,9 +157,10 @@ class BrowserPage:
         for button in self.driver.find_elements(By.CSS_SELECTOR, ".mantine-Notification-closeButton"):
             button.click()
 
-    def drag(self, dx: int, steps: int = 6, step_ms: int = 30) -> None:
-        """Press the left button at the picture's center and move it `dx` pixels sideways: viser's
-        orbit controls turn the camera about its target."""
+    def drag(self, dx: int, steps: int = 6, step_ms: int = 30, sweeps: int = 1) -> None:
+        """Press the left button at the picture's center and move it `dx` pixels sideways in
+        `steps` moves of `step_ms`, then back, `sweeps` times in all: viser's orbit controls turn
+        the camera about its target."""
         from selenium.webdriver.common.action_chains import ActionChains
         from selenium.webdriver.common.by import By
 
@@ -168,8 +170,9 @@ class BrowserPage:
         chain.move_to_element_with_offset(canvas, (x0 + x1) // 2 - canvas.rect["width"] // 2,
                                           (y0 + y1) // 2 - canvas.rect["height"] // 2)
         chain.click_and_hold()
-        for _ in range(steps):
-            chain.move_by_offset(dx // steps, 0)
+        for sweep in range(sweeps):
+            for _ in range(steps):
+                chain.move_by_offset((dx // steps) * (-1) ** sweep, 0)
         chain.release().perform()
 
     def number_input(self, index: int):
@@ -219,8 +222,8 @@ def measure(ckpt: Path, res: int, seconds: float, dynamic: bool) -> dict:
             before = page.wait_settled(res, timeout=300)
             if not dynamic:
                 page.click_checkbox("coarse while moving")
-            steps = int(seconds * 1000 / 40)
-            page.drag(steps * 4, steps=steps, step_ms=40)
+            # back and forth over 120 px, a move each 40 ms: the camera never rests
+            page.drag(120, steps=10, step_ms=40, sweeps=max(1, round(seconds / 0.4)))
         finally:
             code, stderr = page.close()
         if code != 0:
@@ -243,14 +246,30 @@ def measure(ckpt: Path, res: int, seconds: float, dynamic: bool) -> dict:
     }
 
 
+def screenshot(ckpt: Path, res: int, path: Path) -> None:
+    """The whole page, once the view rests at `res`, as a PNG."""
+    page = BrowserPage(ckpt, ("--res", str(res)))
+    try:
+        page.dismiss_notifications()
+        page.wait_settled(res, timeout=300)
+        page.driver.save_screenshot(str(path))
+    finally:
+        page.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, nargs="+", required=True)
     parser.add_argument("--res", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each drag")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--screenshot", type=Path,
+                        help="only save a screenshot of the page showing the first --ckpt")
     args = parser.parse_args(argv)
-    results = []
+    if args.screenshot is not None:
+        screenshot(args.ckpt[0], args.res, args.screenshot)
+        return 0
+    results, load_before = [], os.getloadavg()
     for ckpt in args.ckpt:
         for dynamic in (False, True):
             result = measure(ckpt, args.res, args.seconds, dynamic)
@@ -259,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   "note": "CPU, 2 cores shared with other engineers' jobs; server and headless "
-                          "Chromium on the same machine", "results": results}
+                          "Chromium (software WebGL) on the same machine",
+                  "load_average_1min": {"before": round(load_before[0], 1),
+                                        "after": round(os.getloadavg()[0], 1)},
+                  "cpu_count": os.cpu_count(), "results": results}
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
