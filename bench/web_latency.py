@@ -152,10 +152,14 @@ class BrowserPage:
 
     def dismiss_notifications(self) -> None:
         """Close viser's notices (software WebGL in headless Chromium) that cover the picture."""
+        for button in self.notifications():
+            button.click()
+
+    def notifications(self) -> list:
+        """The close buttons of viser's notices on the page."""
         from selenium.webdriver.common.by import By
 
-        for button in self.driver.find_elements(By.CSS_SELECTOR, ".mantine-Notification-closeButton"):
-            button.click()
+        return self.driver.find_elements(By.CSS_SELECTOR, ".mantine-Notification-closeButton")
 
     def drag(self, dx: int, steps: int = 6, step_ms: int = 30, sweeps: int = 1) -> None:
         """Press the left button at the picture's center and move it `dx` pixels sideways in
@@ -250,8 +254,9 @@ def screenshot(ckpt: Path, res: int, path: Path) -> None:
     """The whole page, once the view rests at `res`, as a PNG."""
     page = BrowserPage(ckpt, ("--res", str(res)))
     try:
-        page.dismiss_notifications()
         page.wait_settled(res, timeout=300)
+        page.dismiss_notifications()
+        poll(lambda: not page.notifications(), 10.0, "notices closed")
         page.driver.save_screenshot(str(path))
     finally:
         page.close()

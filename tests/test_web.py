@@ -17,7 +17,7 @@ import pytest
 import torch
 from viser.transforms import SO3
 
-from bench.web_latency import BrowserPage, chromium_paths
+from bench.web_latency import BrowserPage, chromium_paths, free_port
 from models.cameras import Orbit
 from models.checkpoint import save_checkpoint
 from tests.conftest import names, skip_or_fail, tiny_lfn
@@ -88,6 +88,19 @@ def vivid_ckpt(tmp_path: Path) -> Path:
     path = tmp_path / "vivid.pt"
     save_checkpoint(model, names(3), {"steps": 0, "dataset": "none", "metrics": {}}, path)
     return path
+
+
+def test_host_beyond_loopback_warns_once(tiny_ckpt):
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "main.py", "--web", "--host", "0.0.0.0", "--port", str(port),
+         "--ckpt", str(tiny_ckpt), "--device", "cpu", "--exit-after", "0.5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "no authentication" in warnings[0]
+    assert f"http://0.0.0.0:{port}" in result.stdout
 
 
 def differs(a: np.ndarray, b: np.ndarray) -> float:

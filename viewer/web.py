@@ -370,10 +370,10 @@ class WebViewer:
     def disconnect(self, client: viser.ClientHandle) -> None:
         with self.lock:
             session = self.sessions.pop(client.client_id, None)
+            if session is not None:  # counted now: the server may stop while its last frame renders
+                self.finished.append(session.stats)
         if session is not None:
             session.close()
-            with self.lock:
-                self.finished.append(session.stats)
 
     def run(self) -> None:
         started = time.perf_counter()
