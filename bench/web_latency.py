@@ -7,7 +7,7 @@ view with the mouse, and reads what the server sent that browser from its --stat
 send times, and per new camera the seconds from the camera message's arrival to its frame leaving
 the server. Each checkpoint is measured twice: at a fixed resolution (the panel's "coarse while
 moving" off: every frame at --res) and with the default dynamic resolution (coarse while moving).
-tests/test_web.py drives the page with the same BrowserPage.
+tests/test_web.py drives the page with the same BrowserPage and Browser.
 """
 
 from __future__ import annotations
@@ -77,41 +77,32 @@ def poll(condition: Callable[[], object], timeout: float, what: str, interval: f
         time.sleep(interval)
 
 
-class BrowserPage:
-    """`main.py --web` on a free port and headless Chromium showing its page."""
+class Browser:
+    """Headless Chromium showing the page at `url`, and what a user does there."""
 
-    def __init__(self, ckpt: Path, extra_args: tuple[str, ...] = (), stats: Path | None = None):
+    def __init__(self, url: str):
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
         paths = chromium_paths()
         if paths is None:
             raise RuntimeError("chromium and chromedriver are not installed")
-        self.port = free_port()
-        command = [sys.executable, str(ROOT / "main.py"), "--web", "--port", str(self.port),
-                   "--ckpt", str(ckpt), "--device", "cpu", *extra_args]
-        if stats is not None:
-            command += ["--stats", str(stats)]
-        self.server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
-        self.driver = None
+        options = webdriver.ChromeOptions()
+        options.binary_location = paths[0]
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        self.profile = tempfile.TemporaryDirectory()
+        options.add_argument(f"--user-data-dir={self.profile.name}")
+        self.driver = webdriver.Chrome(service=Service(paths[1]), options=options)
         try:
-            ready, _, _ = select.select([self.server.stdout], [], [], SERVER_START_S)
-            first = self.server.stdout.readline() if ready else ""
-            if "serving the viewer at" not in first:
-                raise RuntimeError(f"server said {first!r}, not its address: "
-                                   f"{self.server.stderr.read() if self.server.poll() else ''}")
-            options = webdriver.ChromeOptions()
-            options.binary_location = paths[0]
-            for flag in CHROMIUM_FLAGS:
-                options.add_argument(flag)
-            self.profile = tempfile.TemporaryDirectory()
-            options.add_argument(f"--user-data-dir={self.profile.name}")
-            self.driver = webdriver.Chrome(service=Service(paths[1]), options=options)
-            self.driver.get(f"http://127.0.0.1:{self.port}/")
+            self.driver.get(url)
         except BaseException:
-            self.close()
+            self.quit()
             raise
+
+    def quit(self) -> None:
+        self.driver.quit()
+        self.profile.cleanup()
 
     # ---- reading the page ---------------------------------------------------------------------
 
@@ -199,13 +190,34 @@ class BrowserPage:
             By.XPATH, f"//*[normalize-space(text())='{label}']/following::input[@type='checkbox'][1]")
         self.driver.execute_script("arguments[0].click();", box)
 
-    # ---- the end ------------------------------------------------------------------------------
+class BrowserPage:
+    """`main.py --web` on a free port, and the browsers that open its page."""
+
+    def __init__(self, ckpt: Path, extra_args: tuple[str, ...] = (), stats: Path | None = None):
+        self.port = free_port()
+        command = [sys.executable, str(ROOT / "main.py"), "--web", "--port", str(self.port),
+                   "--ckpt", str(ckpt), "--device", "cpu", *extra_args]
+        if stats is not None:
+            command += ["--stats", str(stats)]
+        self.server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+        self.browsers: list[Browser] = []
+        ready, _, _ = select.select([self.server.stdout], [], [], SERVER_START_S)
+        first = self.server.stdout.readline() if ready else ""
+        if "serving the viewer at" not in first:
+            _, stderr = self.close()
+            raise RuntimeError(f"server said {first!r}, not its address: {stderr.strip()[-500:]}")
+
+    def open_browser(self) -> Browser:
+        browser = Browser(f"http://127.0.0.1:{self.port}/")
+        self.browsers.append(browser)
+        return browser
 
     def close(self) -> tuple[int, str]:
-        """Quit the browser, stop the server with SIGTERM; its exit code and stderr."""
-        if self.driver is not None:
-            self.driver.quit()
-            self.driver = None
+        """Quit the browsers, stop the server with SIGTERM; its exit code and stderr."""
+        for browser in self.browsers:
+            browser.quit()
+        self.browsers = []
         if self.server.poll() is None:
             self.server.send_signal(signal.SIGTERM)
         try:
@@ -222,12 +234,13 @@ def measure(ckpt: Path, res: int, seconds: float, dynamic: bool) -> dict:
         stats_path = Path(folder) / "stats.json"
         page = BrowserPage(ckpt, ("--res", str(res)), stats=stats_path)
         try:
-            page.dismiss_notifications()
-            before = page.wait_settled(res, timeout=300)
+            browser = page.open_browser()
+            browser.dismiss_notifications()
+            before = browser.wait_settled(res, timeout=300)
             if not dynamic:
-                page.click_checkbox("coarse while moving")
+                browser.click_checkbox("coarse while moving")
             # back and forth over 120 px, a move each 40 ms: the camera never rests
-            page.drag(120, steps=10, step_ms=40, sweeps=max(1, round(seconds / 0.4)))
+            browser.drag(120, steps=10, step_ms=40, sweeps=max(1, round(seconds / 0.4)))
         finally:
             code, stderr = page.close()
         if code != 0:
@@ -254,10 +267,11 @@ def screenshot(ckpt: Path, res: int, path: Path) -> None:
     """The whole page, once the view rests at `res`, as a PNG."""
     page = BrowserPage(ckpt, ("--res", str(res)))
     try:
-        page.wait_settled(res, timeout=300)
-        page.dismiss_notifications()
-        poll(lambda: not page.notifications(), 10.0, "notices closed")
-        page.driver.save_screenshot(str(path))
+        browser = page.open_browser()
+        browser.wait_settled(res, timeout=300)
+        browser.dismiss_notifications()
+        poll(lambda: not browser.notifications(), 10.0, "notices closed")
+        browser.driver.save_screenshot(str(path))
     finally:
         page.close()
 

@@ -6,6 +6,7 @@ shows changes after each and holds still between them.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -107,31 +108,62 @@ def differs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
-def test_page_follows_drag_and_instance(vivid_ckpt):
+def require_chromium() -> None:
     if chromium_paths() is None:
         skip_or_fail("chromium and chromedriver are not installed (apt-get install chromium "
                      "chromium-driver)")
+
+
+def test_page_follows_drag_and_instance(vivid_ckpt):
+    require_chromium()
     page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"))
     try:
-        page.dismiss_notifications()
-        status = page.wait_settled(RES, timeout=180)
-        first = page.view()
+        browser = page.open_browser()
+        browser.dismiss_notifications()
+        status = browser.wait_settled(RES, timeout=180)
+        first = browser.view()
         time.sleep(1.5)  # nothing changes: the picture and the frame count hold still
-        assert differs(page.view(), first) == 0.0
-        assert page.status().frames_sent == status.frames_sent
+        assert differs(browser.view(), first) == 0.0
+        assert browser.status().frames_sent == status.frames_sent
 
-        page.drag(150)
-        status = page.wait_settled(RES, after_frames=status.frames_sent)
-        dragged = page.view()
+        browser.drag(150)
+        status = browser.wait_settled(RES, after_frames=status.frames_sent)
+        dragged = browser.view()
         assert differs(dragged, first) > CHANGED
 
-        page.set_instance(2)
-        status = page.wait_settled(RES, after_frames=status.frames_sent)
-        other = page.view()
+        browser.set_instance(2)
+        status = browser.wait_settled(RES, after_frames=status.frames_sent)
+        other = browser.view()
         assert differs(other, dragged) > CHANGED
-        assert "car002" in page.driver.page_source  # the panel names the instance shown
+        assert "car002" in browser.driver.page_source  # the panel names the instance shown
         time.sleep(1.5)
-        assert differs(page.view(), other) == 0.0
+        assert differs(browser.view(), other) == 0.0
     finally:
         code, stderr = page.close()
     assert code == 0, stderr
+
+
+def test_each_browser_has_its_own_camera(vivid_ckpt, tmp_path):
+    """A drag in one browser turns only its own view; the server's --stats count each one's frames."""
+    require_chromium()
+    stats = tmp_path / "stats.json"
+    page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"), stats=stats)
+    try:
+        dragging, watching = page.open_browser(), page.open_browser()
+        for browser in (dragging, watching):
+            browser.dismiss_notifications()
+        before = {id(b): b.wait_settled(RES, timeout=180) for b in (dragging, watching)}
+        watched = watching.view()
+
+        dragging.drag(150)
+        dragging.wait_settled(RES, after_frames=before[id(dragging)].frames_sent)
+        time.sleep(1.0)
+        assert watching.status() == before[id(watching)]  # not one frame more
+        assert differs(watching.view(), watched) == 0.0
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr
+    counts = [len(session["sent_s"]) for session in json.loads(stats.read_text())["sessions"]]
+    assert len(counts) == 2 and before[id(watching)].frames_sent in counts
+    counts.remove(before[id(watching)].frames_sent)
+    assert counts[0] > before[id(dragging)].frames_sent

@@ -27,6 +27,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +50,8 @@ WEB_MODES = ("rgb", "depth", "normals")  # compare needs the volumetric baseline
 RESOLUTIONS = (64, 128, 256, 512, 1024)
 JPEG_QUALITY = 90
 TICK_S = 0.02  # how often the serving loop looks for views that came to rest
+SEEN_CAMERAS = 256
+RECENT_FRAMES = 256
 STATUS_PERIOD_S = 0.25  # status-line updates are messages to the page: a few a second is enough
 LOOPBACK_WARNING = ("warning: --host {host} serves the viewer beyond this machine, and the page has no "
                     "authentication; prefer the default and an SSH port forward")
@@ -134,12 +137,19 @@ def fit_aspect(image: np.ndarray, aspect: float) -> np.ndarray:
 @dataclass
 class SessionStats:
     """What one browser was sent, per frame: when, at which size, its render time, and for a frame of
-    a new camera the seconds from that camera's message to the frame leaving the server (else None)."""
+    a new camera the seconds from that camera's message to the frame leaving the server (else None).
+    Kept only for --stats: a server runs for days."""
 
     sent_s: list[float] = field(default_factory=list)
     sent_res: list[int] = field(default_factory=list)
     camera_latency_s: list[float | None] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
+
+    def record(self, sent_s: float, res: int, render_ms: float, camera_latency_s: float | None):
+        self.sent_s.append(sent_s)
+        self.sent_res.append(res)
+        self.render_ms.append(render_ms)
+        self.camera_latency_s.append(camera_latency_s)
 
     def summary(self) -> dict:
         span = self.sent_s[-1] - self.sent_s[0] if len(self.sent_s) > 1 else 0.0
@@ -166,7 +176,10 @@ class WebSession:
                                  mix_b=(config.instance + 1) % n, res=config.res)
         self.quality = QualityPolicy()
         self.dynamic_res = True
-        self.stats = SessionStats()
+        self.stats = SessionStats() if config.stats is not None else None
+        self.frames_sent = 0
+        self.recent_sent_s: deque[float] = deque(maxlen=RECENT_FRAMES)  # for frames/s in the status
+        self.status_text = ""
         renderer = make_renderer(ckpt.model, config.device, config.precision, config.backend)
         self.worker = RenderWorker(FrameRenderer(renderer, latents), on_done=self.frame_done)
         self.switch = BackendSwitch(self.worker)
@@ -252,6 +265,8 @@ class WebSession:
         with self.lock:
             self.orbit = orbit_from_cam2world(cam2world, distance)
             self.camera_seen_s.setdefault(self.orbit, time.perf_counter())
+            if len(self.camera_seen_s) > SEEN_CAMERAS:  # frames failing to render: forget the oldest
+                self.camera_seen_s.pop(next(iter(self.camera_seen_s)))
             self.aspect = camera.aspect if camera.image_height > 0 else 1.0
         if not math.isclose(camera.fov, math.radians(DEFAULT_FOV_DEG), rel_tol=1e-4):
             camera.fov = math.radians(DEFAULT_FOV_DEG)  # the renderer's field of view is fixed
@@ -284,7 +299,7 @@ class WebSession:
             self.problem = f"render failed: {type(done).__name__}: {done}"
         elif done is not None:
             self.send(done)
-        self.update_status(force=done is not None and self.problem is not None)
+        self.update_status(force=isinstance(done, Exception))
 
     def send(self, frame: Frame) -> None:
         request = frame.request
@@ -296,13 +311,12 @@ class WebSession:
         now = time.perf_counter()
         self.problem = None
         with self.lock:
-            stats = self.stats
-            stats.sent_s.append(now)
-            stats.sent_res.append(request.res)
-            stats.render_ms.append(frame.render_ms)
+            self.frames_sent += 1
+            self.recent_sent_s.append(now)
             seen = self.camera_seen_s.get(request.orbit)
-            new_camera = request.orbit != self.shown_orbit and seen is not None
-            stats.camera_latency_s.append(now - seen if new_camera else None)
+            if self.stats is not None:
+                new_camera = request.orbit != self.shown_orbit and seen is not None
+                self.stats.record(now, request.res, frame.render_ms, now - seen if new_camera else None)
             if seen is not None:  # cameras that arrived before this one were passed over for good
                 self.camera_seen_s = {o: s for o, s in self.camera_seen_s.items() if s > seen}
             self.shown_orbit = request.orbit
@@ -316,19 +330,22 @@ class WebSession:
         self.status_s = now
         renderer = self.switch.renderer
         with self.lock:
-            sent = self.stats.sent_s
-            recent = [s for s in sent if s > now - 1.0]
+            per_second = sum(1 for s in self.recent_sent_s if s > now - 1.0)
             lines = [f"**{renderer.backend}** {renderer.precision} on {renderer.device}"]
-            if sent:
-                lines.append(f"{self.shown_res}² in {self.shown_ms:.0f} ms, {len(recent)} frames/s, "
-                             f"{len(sent)} frames sent")
-                self.latent_label.content = self.latent_text
+            if self.frames_sent:
+                lines.append(f"{self.shown_res}² in {self.shown_ms:.0f} ms, {per_second} frames/s, "
+                             f"{self.frames_sent} frames sent")
+            latent_text = self.latent_text
         if self.switch.switching:
             lines.append(f"switching to {self.switch.switching}…")
         for note in (self.switch.error, self.problem):
             if note:
                 lines.append(note)
-        self.status.content = "  \n".join(lines)
+        text = "  \n".join(lines)
+        if text != self.status_text:  # each assignment is a message to the page
+            self.status.content = self.status_text = text
+        if latent_text and latent_text != self.latent_label.content:
+            self.latent_label.content = latent_text
 
     def close(self) -> None:
         self.worker.close()
@@ -370,8 +387,8 @@ class WebViewer:
     def disconnect(self, client: viser.ClientHandle) -> None:
         with self.lock:
             session = self.sessions.pop(client.client_id, None)
-            if session is not None:  # counted now: the server may stop while its last frame renders
-                self.finished.append(session.stats)
+            if session is not None and session.stats is not None:
+                self.finished.append(session.stats)  # now: the server may stop mid-frame
         if session is not None:
             session.close()
 
@@ -394,7 +411,8 @@ class WebViewer:
             sessions, self.sessions = list(self.sessions.values()), {}
         for session in sessions:
             session.close()
-            self.finished.append(session.stats)
+            if session.stats is not None:
+                self.finished.append(session.stats)
         self.server.stop()
 
     def write_stats(self, path: Path) -> None:
