@@ -47,15 +47,15 @@ def test_viser_camera_becomes_the_same_orbit(azimuth, elevation, radius, target)
     torch.testing.assert_close(orbit.cam2world(), cam2world, atol=1e-5, rtol=0)
 
 
-def test_fit_aspect_pads_with_edges_and_crops_centered():
-    image = np.zeros((4, 4, 3), np.uint8)
-    image[:, 0], image[:, -1], image[1:3, 1:3] = 10, 20, 99
+def test_fit_aspect_pads_with_the_side_color_and_crops_centered():
+    image = np.full((4, 4, 3), 200, np.uint8)  # background 200, an object of 99 crossing the left edge
+    image[1:3, 0:3] = 99
     wide = fit_aspect(image, 2.0)
     assert wide.shape == (4, 8, 3)
-    assert (wide[:, :2] == 10).all() and (wide[:, -2:] == 20).all()  # edge colors continue
-    assert (wide[1:3, 3:5] == 99).all()  # the picture stays centered
+    assert (wide[:, :2] == 200).all() and (wide[:, -2:] == 200).all()  # flat background bands
+    assert (wide[:, 2:6] == image).all()  # the picture itself, centered
     narrow = fit_aspect(image, 0.5)
-    assert narrow.shape == (4, 2, 3) and (narrow[1:3] == 99).all()
+    assert narrow.shape == (4, 2, 3) and (narrow == image[:, 1:3]).all()
 
 
 def test_loopback_hosts():

@@ -122,14 +122,21 @@ def orbit_from_cam2world(cam2world: torch.Tensor, distance: float) -> Orbit:
 
 
 def fit_aspect(image: np.ndarray, aspect: float) -> np.ndarray:
-    """`image` (square, vertical field of view DEFAULT_FOV_DEG) widened with its edge colors, or
-    cropped, to width/height = `aspect`: the page stretches its background image over the canvas,
-    whose vertical field of view is the same."""
+    """`image` (square, vertical field of view DEFAULT_FOV_DEG) widened, or cropped, to width/height
+    = `aspect`: the page stretches its background image over the canvas, whose vertical field of
+    view is the same. The sides outside the rendered view get the median color of the picture's
+    side columns (the background, unless the object fills the view): a flat band, where repeating
+    the edge pixels would smear whatever crosses the edge."""
     height, width = image.shape[:2]
     target = max(1, round(height * aspect))
     if target > width:
+        sides = np.concatenate([image[:, 0], image[:, -1]])
+        color = np.median(sides, axis=0).astype(image.dtype)
+        out = np.empty((height, target, image.shape[2]), image.dtype)
+        out[:] = color
         left = (target - width) // 2
-        return np.pad(image, ((0, 0), (left, target - width - left), (0, 0)), mode="edge")
+        out[:, left:left + width] = image
+        return out
     left = (width - target) // 2
     return np.ascontiguousarray(image[:, left:left + target])
 
