@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         return run_web(WebConfig(
             host=args.host, port=args.port, res=args.res[0], instance=args.instance, device=device,
             precision=args.precision, backend=args.backend, home=home_orbit(args),
-            exit_after=args.exit_after, stats=args.stats,
+            volumetric=args.volumetric, exit_after=args.exit_after, stats=args.stats,
         ), ckpt)
     from viewer.app import run_viewer
 

@@ -183,6 +183,28 @@ class Browser:
         field.send_keys(Keys.CONTROL, "a")
         field.send_keys(str(instance), Keys.ENTER)
 
+    def click_button(self, label: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        button = self.driver.find_element(By.XPATH, f"//button[normalize-space(.)='{label}']")
+        self.driver.execute_script("arguments[0].click();", button)  # even while scrolled away
+
+    def open_folder(self, label: str) -> None:
+        """Expand a folder of the panel that starts collapsed."""
+        from selenium.webdriver.common.by import By
+
+        self.driver.find_element(By.XPATH, f"//*[normalize-space(text())='{label}']").click()
+
+    def tables(self) -> list[str]:
+        """The text of every table on the page (rows on lines, cells separated by spaces)."""
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.common.by import By
+
+        try:
+            return [table.text for table in self.driver.find_elements(By.TAG_NAME, "table")]
+        except WebDriverException:  # replaced while being read
+            return []
+
     def click_checkbox(self, label: str) -> None:
         from selenium.webdriver.common.by import By
 

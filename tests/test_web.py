@@ -18,7 +18,7 @@ import pytest
 import torch
 from viser.transforms import SO3
 
-from bench.web_latency import BrowserPage, chromium_paths, free_port
+from bench.web_latency import BrowserPage, chromium_paths, free_port, poll
 from models.cameras import Orbit
 from models.checkpoint import save_checkpoint
 from tests.conftest import names, skip_or_fail, tiny_lfn
@@ -167,3 +167,23 @@ def test_each_browser_has_its_own_camera(vivid_ckpt, tmp_path):
     assert len(counts) == 2 and before[id(watching)].frames_sent in counts
     counts.remove(before[id(watching)].frames_sent)
     assert counts[0] > before[id(dragging)].frames_sent
+
+
+def test_benchmark_button_shows_fps_table(tiny_ckpt, tiny_volumetric_ckpt):
+    require_chromium()
+    page = BrowserPage(tiny_ckpt, ("--res", str(RES), "--volumetric", str(tiny_volumetric_ckpt),
+                                   "--exit-after", "600"))
+    try:
+        browser = page.open_browser()
+        browser.dismiss_notifications()
+        browser.wait_settled(RES, timeout=180)
+        browser.open_folder("Benchmark")
+        browser.click_button("run benchmark")
+        tables = poll(browser.tables, 300, "benchmark table", interval=0.5)
+        rows = {line.split()[0]: line.split()[1:] for line in tables[0].splitlines()}
+        assert {"lfn", "volumetric"} <= rows.keys()
+        assert all(float(cell) > 0 for cell in rows["lfn"] + rows["volumetric"])
+        assert "speedup over volumetric" in browser.driver.page_source
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr

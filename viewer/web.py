@@ -35,12 +35,14 @@ import numpy as np
 import torch
 import viser
 
+from engine.benchmark_report import fps_grid, fps_label
 from engine.frame import DepthUnavailable, Frame, FrameRenderer, FrameRequest
 from engine.latents import LatentBank
 from models.cameras import DEFAULT_FOV_DEG, Orbit
 from models.checkpoint import Checkpoint
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
 from viewer.backend_switch import BackendSwitch
+from viewer.benchmark_panel import BenchmarkPanel
 from viewer.headless import direct_image
 from viewer.quality import QualityPolicy
 from viewer.state import MODE_LABELS, ViewerState
@@ -67,6 +69,7 @@ class WebConfig:
     precision: str
     backend: str
     home: Orbit  # the camera a new browser starts with
+    volumetric: Path | None = None  # the baseline the panel's benchmark compares with
     exit_after: float | None = None
     stats: Path | None = None  # JSON of the frames sent to each browser, written on exit
 
@@ -190,6 +193,8 @@ class WebSession:
         renderer = make_renderer(ckpt.model, config.device, config.precision, config.backend)
         self.worker = RenderWorker(FrameRenderer(renderer, latents), on_done=self.frame_done)
         self.switch = BackendSwitch(self.worker)
+        self.benchmark = BenchmarkPanel(ckpt, config.volumetric, config.device)
+        self.benchmark_text = ""
         self.orbit: Orbit | None = None  # None until the browser's first camera message
         self.aspect = 1.0
         self.camera_seen_s: dict[Orbit, float] = {}  # when each not yet shown camera arrived
@@ -226,6 +231,10 @@ class WebSession:
                 b, self.switch.renderer.device, self.switch.renderer.precision) is None]
             backend = gui.add_dropdown("backend", runnable, initial_value=self.config.backend)
         self.status = gui.add_markdown("connecting…")
+        with gui.add_folder("Benchmark", expand_by_default=False):
+            run_benchmark = gui.add_button("run benchmark", hint="the LFN in this page's backend "
+                                           "against the volumetric baseline, as --benchmark")
+            self.benchmark_result = gui.add_markdown("")
 
         def edit(change):
             def handler(event) -> None:
@@ -258,6 +267,8 @@ class WebSession:
         res.on_update(edit(lambda value: setattr(state, "res", int(value))))
         dynamic.on_update(edit(set_dynamic))
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
+        run_benchmark.on_click(lambda _: self.benchmark.start(
+            state.instance, self.switch.renderer.precision, self.switch.renderer.backend))
 
     def new_random_latent(self) -> None:
         self.state.random_seed += 1
@@ -353,6 +364,21 @@ class WebSession:
             self.status.content = self.status_text = text
         if latent_text and latent_text != self.latent_label.content:
             self.latent_label.content = latent_text
+        benchmark = self.benchmark_markdown()
+        if benchmark != self.benchmark_text:
+            self.benchmark_result.content = self.benchmark_text = benchmark
+
+    def benchmark_markdown(self) -> str:
+        """The benchmark's progress line, then its FPS per method and resolution as a table."""
+        text = self.benchmark.status
+        if self.benchmark.result is not None and not self.benchmark.running:
+            methods, resolutions, fps = fps_grid(self.benchmark.result)
+            rows = ["| FPS | " + " | ".join(f"{r}²" for r in resolutions) + " |",
+                    "|---" * (len(resolutions) + 1) + "|"]
+            rows += [f"| {m} | " + " | ".join(fps_label(f) for f in row) + " |"
+                     for m, row in zip(methods, fps, strict=True)]
+            text += "\n\n" + "\n".join(rows)
+        return text
 
     def close(self) -> None:
         self.worker.close()
