@@ -101,9 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks and warnings")
 
     viewer = p.add_argument_group("viewer (the default mode)")
-    viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit")
+    viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit "
+                        "(with --web: the frames sent to each browser)")
     viewer.add_argument("--exit-after", type=float, metavar="SECONDS",
-                        help="close the window cleanly after this many seconds")
+                        help="close the window (or stop the --web server) cleanly after this many "
+                        "seconds")
 
     web = p.add_argument_group("the viewer in a browser (for machines without a display)")
     web.add_argument("--web", action="store_true", help="serve the viewer as a web page")
