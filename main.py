@@ -246,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
         return run_web(WebConfig(
             host=args.host, port=args.port, res=args.res[0], instance=args.instance, device=device,
             precision=args.precision, backend=args.backend, home=home_orbit(args),
-            volumetric=args.volumetric, exit_after=args.exit_after, stats=args.stats,
+            volumetric=args.volumetric, ckpt_path=args.ckpt, exit_after=args.exit_after,
+            stats=args.stats,
         ), ckpt)
     from viewer.app import run_viewer
 

@@ -205,6 +205,18 @@ class Browser:
         except WebDriverException:  # replaced while being read
             return []
 
+    def upload(self, path: Path) -> None:
+        """Give `path` to the panel's upload button (its hidden file input)."""
+        from selenium.webdriver.common.by import By
+
+        self.driver.find_element(By.CSS_SELECTOR, "input[type='file']").send_keys(str(path))
+
+    def text(self) -> str:
+        """The page's visible text."""
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.TAG_NAME, "body").text
+
     def click_checkbox(self, label: str) -> None:
         from selenium.webdriver.common.by import By
 

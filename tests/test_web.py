@@ -7,6 +7,7 @@ shows changes after each and holds still between them.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from viser.transforms import SO3
 
 from bench.web_latency import BrowserPage, chromium_paths, free_port, poll
@@ -184,6 +186,33 @@ def test_benchmark_button_shows_fps_table(tiny_ckpt, tiny_volumetric_ckpt):
         assert {"lfn", "volumetric"} <= rows.keys()
         assert all(float(cell) > 0 for cell in rows["lfn"] + rows["volumetric"])
         assert "speedup over volumetric" in browser.driver.page_source
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr
+
+
+def test_uploaded_photo_is_fitted_and_shown(vivid_ckpt, tmp_path):
+    """A photo uploaded in the page starts a fit; the page's code becomes the fitted one and the
+    picture follows it."""
+    require_chromium()
+    photo = np.full((64, 64, 3), 255, np.uint8)
+    photo[24:44, 12:52] = (200, 30, 30)  # a red box on white
+    path = tmp_path / "redbox.png"
+    Image.fromarray(photo).save(path)
+    page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"))
+    try:
+        browser = page.open_browser()
+        browser.dismiss_notifications()
+        status = browser.wait_settled(RES, timeout=180)
+        before = browser.view()
+        browser.open_folder("Reconstruct from a photo")
+        browser.upload(path)
+        poll(lambda: re.search(r"step (\d+), PSNR", browser.text()), 180, "fit progress")
+        assert "redbox fit step" in browser.text()  # the view shows the fitted code
+        browser.click_button("stop fitting")
+        poll(lambda: "stopped: step" in browser.text(), 120, "fit stopped")
+        browser.wait_settled(RES, after_frames=status.frames_sent)
+        assert differs(browser.view(), before) > CHANGED
     finally:
         code, stderr = page.close()
     assert code == 0, stderr

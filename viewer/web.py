@@ -25,6 +25,7 @@ import json
 import math
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections import deque
@@ -37,14 +38,16 @@ import viser
 
 from engine.benchmark_report import fps_grid, fps_label
 from engine.frame import DepthUnavailable, Frame, FrameRenderer, FrameRequest
-from engine.latents import LatentBank
 from models.cameras import DEFAULT_FOV_DEG, Orbit
 from models.checkpoint import Checkpoint
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
 from viewer.backend_switch import BackendSwitch
 from viewer.benchmark_panel import BenchmarkPanel
+from viewer.fitted_latents import FittedLatentBank
 from viewer.headless import direct_image
 from viewer.quality import QualityPolicy
+from viewer.reconstruct import ReconstructError
+from viewer.reconstruct_panel import Reconstruction
 from viewer.state import MODE_LABELS, ViewerState
 from viewer.worker import RenderWorker
 
@@ -69,6 +72,7 @@ class WebConfig:
     precision: str
     backend: str
     home: Orbit  # the camera a new browser starts with
+    ckpt_path: Path | None = None  # where the checkpoint came from (a reconstruction's meta)
     volumetric: Path | None = None  # the baseline the panel's benchmark compares with
     exit_after: float | None = None
     stats: Path | None = None  # JSON of the frames sent to each browser, written on exit
@@ -177,8 +181,10 @@ class WebSession:
     """One browser: its camera, its controls, its render thread and the frames it is sent."""
 
     def __init__(self, client: viser.ClientHandle, config: WebConfig, ckpt: Checkpoint,
-                 latents: LatentBank, wake: threading.Event):
-        self.client, self.config, self.latents, self.wake = client, config, latents, wake
+                 wake: threading.Event):
+        self.client, self.config, self.wake = client, config, wake
+        # per browser: the code a reconstruction in this page publishes is this page's alone
+        self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
         self.lock = threading.Lock()  # viser's callback threads, the serving loop, the render thread
         names = ckpt.instance_names
         n = len(names)
@@ -191,10 +197,14 @@ class WebSession:
         self.recent_sent_s: deque[float] = deque(maxlen=RECENT_FRAMES)  # for frames/s in the status
         self.status_text = ""
         renderer = make_renderer(ckpt.model, config.device, config.precision, config.backend)
-        self.worker = RenderWorker(FrameRenderer(renderer, latents), on_done=self.frame_done)
+        self.worker = RenderWorker(FrameRenderer(renderer, self.latents), on_done=self.frame_done)
         self.switch = BackendSwitch(self.worker)
         self.benchmark = BenchmarkPanel(ckpt, config.volumetric, config.device)
         self.benchmark_text = ""
+        self.reconstruction = Reconstruction(ckpt, config.ckpt_path, self.latents)
+        self.uploads = tempfile.TemporaryDirectory(prefix="lfn-web-upload-")
+        self.fit_message = ""
+        self.fit_text = ""
         self.orbit: Orbit | None = None  # None until the browser's first camera message
         self.aspect = 1.0
         self.camera_seen_s: dict[Orbit, float] = {}  # when each not yet shown camera arrived
@@ -231,6 +241,14 @@ class WebSession:
                 b, self.switch.renderer.device, self.switch.renderer.precision) is None]
             backend = gui.add_dropdown("backend", runnable, initial_value=self.config.backend)
         self.status = gui.add_markdown("connecting…")
+        with gui.add_folder("Reconstruct from a photo", expand_by_default=False):
+            photo_azimuth = gui.add_number("photo azimuth", 30.0, step=1.0)
+            photo_elevation = gui.add_number("photo elevation", 20.0, min=-89.0, max=89.0, step=1.0)
+            upload = gui.add_upload_button("upload photo", mime_type="image/*",
+                                           hint="a car on a white background, seen from the "
+                                           "azimuth and elevation above; fitting starts at once")
+            stop = gui.add_button("stop fitting")
+            self.fit_status = gui.add_markdown("")
         with gui.add_folder("Benchmark", expand_by_default=False):
             run_benchmark = gui.add_button("run benchmark", hint="the LFN in this page's backend "
                                            "against the volumetric baseline, as --benchmark")
@@ -267,8 +285,23 @@ class WebSession:
         res.on_update(edit(lambda value: setattr(state, "res", int(value))))
         dynamic.on_update(edit(set_dynamic))
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
+        upload.on_upload(lambda event: self.reconstruct(
+            event.target.value, Orbit(float(photo_azimuth.value), float(photo_elevation.value))))
+        stop.on_click(lambda _: self.reconstruction.session and self.reconstruction.session.pause())
         run_benchmark.on_click(lambda _: self.benchmark.start(
             state.instance, self.switch.renderer.precision, self.switch.renderer.backend))
+
+    def reconstruct(self, upload, pose: Orbit) -> None:
+        """Fit a new code to an uploaded photo (viser's thread pool); the view shows it converge."""
+        path = Path(self.uploads.name) / Path(upload.name).name
+        path.write_bytes(upload.content)
+        with self.lock:
+            try:
+                self.reconstruction.start(path, pose, self.state)
+                self.fit_message = ""
+            except ReconstructError as error:
+                self.fit_message = str(error)
+        self.wake.set()
 
     def new_random_latent(self) -> None:
         self.state.random_seed += 1
@@ -296,6 +329,7 @@ class WebSession:
             if self.orbit is None:
                 return
             state = self.state
+            self.reconstruction.update(state, now)
             key = (self.orbit, state.latent_key(), state.mode, state.res)
             if key != self.view_key:
                 self.view_key = key
@@ -364,9 +398,24 @@ class WebSession:
             self.status.content = self.status_text = text
         if latent_text and latent_text != self.latent_label.content:
             self.latent_label.content = latent_text
+        fit = self.fit_markdown()
+        if fit != self.fit_text:
+            self.fit_status.content = self.fit_text = fit
         benchmark = self.benchmark_markdown()
         if benchmark != self.benchmark_text:
             self.benchmark_result.content = self.benchmark_text = benchmark
+
+    def fit_markdown(self) -> str:
+        session = self.reconstruction.session
+        if session is None or session.latest is None:
+            return session.error if session and session.error else self.fit_message
+        step, state = session.latest, "fitting" if session.running else "stopped"
+        lines = [f"{state}: step {step.step}, PSNR {step.psnr:.1f} dB, "
+                 f"{session.steps_per_second:.1f} steps/s"]
+        nearest = self.reconstruction.nearest
+        if nearest:
+            lines.append("nearest: " + ", ".join(self.latents.names[i] for i, _ in nearest[:3]))
+        return "  \n".join(lines + [note for note in (session.error, self.fit_message) if note])
 
     def benchmark_markdown(self) -> str:
         """The benchmark's progress line, then its FPS per method and resolution as a table."""
@@ -381,7 +430,9 @@ class WebSession:
         return text
 
     def close(self) -> None:
+        self.reconstruction.close()
         self.worker.close()
+        self.uploads.cleanup()
 
 
 class WebViewer:
@@ -389,7 +440,6 @@ class WebViewer:
 
     def __init__(self, config: WebConfig, ckpt: Checkpoint):
         self.config, self.ckpt = config, ckpt
-        self.latents = LatentBank(ckpt.latents, ckpt.instance_names)
         self.sessions: dict[int, WebSession] = {}
         self.finished: list[SessionStats] = []
         self.lock = threading.Lock()
@@ -413,7 +463,7 @@ class WebViewer:
         self.server.on_client_disconnect(self.disconnect)
 
     def connect(self, client: viser.ClientHandle) -> None:
-        session = WebSession(client, self.config, self.ckpt, self.latents, self.wake)
+        session = WebSession(client, self.config, self.ckpt, self.wake)
         with self.lock:
             self.sessions[client.client_id] = session
 
