@@ -287,13 +287,13 @@ class WebSession:
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
         upload.on_upload(lambda event: self.reconstruct(
             event.target.value, Orbit(float(photo_azimuth.value), float(photo_elevation.value))))
-        stop.on_click(lambda _: self.reconstruction.session and self.reconstruction.session.pause())
+        stop.on_click(lambda _: self.stop_fitting())
         run_benchmark.on_click(lambda _: self.benchmark.start(
             state.instance, self.switch.renderer.precision, self.switch.renderer.backend))
 
     def reconstruct(self, upload, pose: Orbit) -> None:
         """Fit a new code to an uploaded photo (viser's thread pool); the view shows it converge."""
-        path = Path(self.uploads.name) / Path(upload.name).name
+        path = Path(self.uploads.name) / (Path(upload.name).name or "photo")  # no folders from names
         path.write_bytes(upload.content)
         with self.lock:
             try:
@@ -302,6 +302,10 @@ class WebSession:
             except ReconstructError as error:
                 self.fit_message = str(error)
         self.wake.set()
+
+    def stop_fitting(self) -> None:
+        if self.reconstruction.session is not None:
+            self.reconstruction.session.pause()
 
     def new_random_latent(self) -> None:
         self.state.random_seed += 1
