@@ -101,8 +101,9 @@ def test_host_beyond_loopback_warns_once(tiny_ckpt):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "no authentication" in warnings[0]
+    warnings = result.stderr.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: --host 0.0.0.0")
+    assert "no authentication" in warnings[0]
     assert f"http://0.0.0.0:{port}" in result.stdout
 
 

@@ -25,6 +25,7 @@ import json
 import math
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -511,7 +512,7 @@ class WebViewer:
 
 def run_web(config: WebConfig, ckpt: Checkpoint) -> int:
     if not is_loopback(config.host):
-        print(LOOPBACK_WARNING.format(host=config.host), flush=True)
+        print(LOOPBACK_WARNING.format(host=config.host), file=sys.stderr, flush=True)
     viewer = WebViewer(config, ckpt)
     previous = signal.signal(signal.SIGTERM, lambda *_: (viewer.stop.set(), viewer.wake.set()))
     print(f"serving the viewer at http://{config.host}:{config.port}", flush=True)
