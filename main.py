@@ -4,6 +4,7 @@
     python main.py --headless --out view.png           render without a window
     python main.py --benchmark                         LFN versus the volumetric baseline
     python main.py --fit-image car.png --pose 30,20 --out car.pt   fit a latent to one photo
+    python main.py --web [--port 8080] [--host 127.0.0.1]          the viewer in a browser
 
 Exit codes: 0 success, 2 what argparse rejects before anything loads, 1 every other failure.
 On failure stderr holds exactly one line, `error: …`; `--debug` shows the traceback instead.
@@ -25,6 +26,7 @@ from engine.config import (
     RenderSettings,
     ViewerConfig,
     VolumetricSource,
+    WebConfig,
 )
 from engine.display_mode import DisplayMode
 
@@ -64,6 +66,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..65535")
+    return value
+
+
 def pose(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -97,9 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "fused Triton kernel (CUDA)")
 
     viewer = p.add_argument_group("viewer (the default mode)")
-    viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit")
+    viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit "
+                        "(with --web: the frames sent to each browser)")
     viewer.add_argument("--exit-after", type=float, metavar="SECONDS",
-                        help="close the window cleanly after this many seconds")
+                        help="close the window (or stop the --web server) cleanly after this many "
+                        "seconds")
+
+    web = p.add_argument_group("the viewer in a browser (for machines without a display)")
+    web.add_argument("--web", action="store_true", help="serve the viewer as a web page")
+    web.add_argument("--port", type=port, default=8080, help="port of the page (default 8080)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                     "127.0.0.1: this machine only; the page has no authentication)")
 
     headless = p.add_argument_group("headless rendering")
     headless.add_argument("--headless", action="store_true", help="render to a file, no window")
@@ -140,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def requested_modes(args: argparse.Namespace) -> list[str]:
-    """The mode flags given: --headless, --benchmark, --fit-image (none: the viewer)."""
+    """The mode flags given: --headless, --benchmark, --fit-image, --web (none: the viewer)."""
     return [flag for flag, given in (("--headless", args.headless), ("--benchmark", args.benchmark),
-                                     ("--fit-image", args.fit_image is not None)) if given]
+                                     ("--fit-image", args.fit_image is not None), ("--web", args.web))
+            if given]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -253,6 +274,11 @@ def run(args: argparse.Namespace) -> int:
         azimuth, elevation, *radius = args.pose
         return run_fit_image(FitImageConfig(render, args.fit_image, Orbit(azimuth, elevation, *radius),
                                             args.steps, args.out), ckpt)
+    if mode == "--web":
+        from viewer.web import run_web
+
+        return run_web(WebConfig(render, args.host, args.port, args.res[0], instance, home, args.ckpt,
+                                 volumetric, args.exit_after, args.stats), ckpt)
     from viewer.app import run_viewer
 
     return run_viewer(ViewerConfig(render, args.ckpt, instance, args.res[0], home, volumetric,

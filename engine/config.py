@@ -82,3 +82,17 @@ class FitImageConfig:
     pose: Orbit  # the photo's camera
     steps: int
     out: Path  # the checkpoint copy with the fitted instance appended
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    render: RenderSettings
+    host: str  # the address the page listens on (loopback unless the user exposes it)
+    port: int
+    res: int
+    instance: int  # where a new browser starts
+    home: Orbit  # the camera a new browser starts with
+    checkpoint: Path  # where the checkpoint came from (a reconstruction's meta)
+    volumetric: VolumetricSource  # the baseline the panel's benchmark compares with
+    exit_after_s: float | None
+    stats: Path | None  # JSON of the frames sent to each browser, written on exit

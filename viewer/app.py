@@ -69,7 +69,7 @@ from viewer.state import ViewerState
 from viewer.stats import FrameStats
 from viewer.worker import RenderWorker
 
-NO_DISPLAY = "error: no display available; use --headless or --benchmark"
+NO_DISPLAY = "error: no display available; use --web, --headless or --benchmark"
 WINDOW_SIZE = (1280, 800)
 ACTIVE_FPS = 60.0  # more only burns the cores the network needs
 IDLE_FPS = 20.0

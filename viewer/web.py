@@ -1,0 +1,514 @@
+"""The viewer in a browser, for machines without a display: `python main.py --web`.
+
+A viser server serves the page; each browser that connects is a WebSession with its own camera
+(viser's orbit controls, world z up), its own controls in the page's panel and its own render
+thread. Per camera update or control change:
+
+    viser camera (wxyz, position) → cam2world → Orbit → FrameRequest → RenderWorker (network)
+    → Frame → RGB bytes padded to the page's aspect → JPEG background image of that browser
+
+One RenderWorker per browser, not one shared: the worker's newest-request-wins slot holds one
+view's request, so a shared one would drop one browser's camera for another's; and the renderer
+holds per-view state (the folded latent, a backend chosen in that page, CUDA graphs per size).
+Two browsers then split the device, which a shared worker would do too, frame by frame.
+
+The page has no authentication: it binds to loopback unless --host says otherwise, and the README
+shows the SSH port forward that keeps it there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import ipaddress
+import json
+import math
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import viser
+
+from engine.benchmark_report import fps_grid, fps_label
+from engine.config import WebConfig
+from engine.display_mode import DisplayMode
+from engine.frame import Frame, FrameRenderer, FrameRequest
+from engine.latents import BlendLatent, InstanceLatent, RandomLatent
+from models.cameras import DEFAULT_FOV_DEG, Orbit
+from models.checkpoint import Checkpoint
+from models.renderer import BACKENDS, backend_unavailable, make_renderer
+from viewer.backend_switch import BackendSwitch
+from viewer.benchmark_panel import BenchmarkPanel
+from viewer.fitted_latents import FittedLatentBank
+from viewer.headless import direct_image
+from viewer.quality import QualityPolicy
+from viewer.reconstruct import ReconstructError
+from viewer.reconstruct_panel import Reconstruction
+from viewer.state import ViewerState
+from viewer.worker import RenderWorker
+
+# compare needs the volumetric baseline and two panes: the window only
+WEB_MODES = (DisplayMode.RGB, DisplayMode.DEPTH, DisplayMode.NORMALS)
+RESOLUTIONS = (64, 128, 256, 512, 1024)
+JPEG_QUALITY = 90
+TICK_S = 0.02  # how often the serving loop looks for views that came to rest
+SEEN_CAMERAS = 256
+RECENT_FRAMES = 256
+STATUS_PERIOD_S = 0.25  # status-line updates are messages to the page: a few a second is enough
+LOOPBACK_WARNING = ("warning: --host {host} serves the viewer beyond this machine, and the page has no "
+                    "authentication; prefer the default and an SSH port forward")
+
+
+@dataclass(frozen=True)
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise `--port N: ...` when (host, port) cannot be bound; viser would quietly take N+1."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise RuntimeError(f"--port {port}: cannot listen on {host}:{port} "
+                               f"({error.strerror or error})") from None
+
+
+def viser_cam2world(wxyz: np.ndarray, position: np.ndarray) -> torch.Tensor:
+    """(4, 4) cam2world of a viser camera. Viser's camera frame is OpenCV's, as ours (x right, y down,
+    z forward), and its wxyz is the R of P_world = R p_camera + position."""
+    w, x, y, z = (float(v) for v in wxyz)
+    rotation = torch.tensor([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ], dtype=torch.float64)
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, :3], pose[:3, 3] = rotation, torch.as_tensor(position, dtype=torch.float64)
+    return pose.float()
+
+
+def orbit_from_cam2world(cam2world: torch.Tensor, distance: float) -> Orbit:
+    """The Orbit whose camera is `cam2world`, with its target `distance` ahead of the camera.
+
+    Exact for a camera without roll, which viser's orbit controls keep with the up direction +z;
+    a rolled camera keeps its position and view direction and loses the roll.
+    """
+    forward = cam2world[:3, 2].double()
+    eye = cam2world[:3, 3].double()
+    target = eye + forward * distance
+    back = -forward  # from the target toward the camera
+    elevation = math.degrees(math.asin(max(-1.0, min(1.0, float(back[2])))))
+    azimuth = math.degrees(math.atan2(float(back[1]), float(back[0])))
+    return Orbit(azimuth, elevation, distance, tuple(float(v) for v in target))
+
+
+def fit_aspect(image: np.ndarray, aspect: float) -> np.ndarray:
+    """`image` (square, vertical field of view DEFAULT_FOV_DEG) widened, or cropped, to width/height
+    = `aspect`: the page stretches its background image over the canvas, whose vertical field of
+    view is the same. The sides outside the rendered view get the median color of the picture's
+    side columns (the background, unless the object fills the view): a flat band, where repeating
+    the edge pixels would smear whatever crosses the edge."""
+    height, width = image.shape[:2]
+    target = max(1, round(height * aspect))
+    if target > width:
+        sides = np.concatenate([image[:, 0], image[:, -1]])
+        color = np.median(sides, axis=0).astype(image.dtype)
+        out = np.empty((height, target, image.shape[2]), image.dtype)
+        out[:] = color
+        left = (target - width) // 2
+        out[:, left:left + width] = image
+        return out
+    left = (width - target) // 2
+    return np.ascontiguousarray(image[:, left:left + target])
+
+
+@dataclass
+class SessionStats:
+    """What one browser was sent, per frame: when, at which size, its render time, and for a frame of
+    a new camera the seconds from that camera's message to the frame leaving the server (else None).
+    Kept only for --stats: a server runs for days."""
+
+    sent_s: list[float] = field(default_factory=list)
+    sent_res: list[int] = field(default_factory=list)
+    camera_latency_s: list[float | None] = field(default_factory=list)
+    render_ms: list[float] = field(default_factory=list)
+
+    def record(self, sent_s: float, res: int, render_ms: float, camera_latency_s: float | None):
+        self.sent_s.append(sent_s)
+        self.sent_res.append(res)
+        self.render_ms.append(render_ms)
+        self.camera_latency_s.append(camera_latency_s)
+
+    def summary(self) -> dict:
+        span = self.sent_s[-1] - self.sent_s[0] if len(self.sent_s) > 1 else 0.0
+        return {
+            "frames": len(self.sent_s),
+            "sent_s": self.sent_s,
+            "sent_res": self.sent_res,
+            "render_ms": self.render_ms,
+            "camera_latency_s": self.camera_latency_s,
+            "mean_fps": (len(self.sent_s) - 1) / span if span > 0 else None,
+        }
+
+
+class WebSession:
+    """One browser: its camera, its controls, its render thread and the frames it is sent."""
+
+    def __init__(self, client: viser.ClientHandle, config: WebConfig, ckpt: Checkpoint,
+                 wake: threading.Event):
+        self.client, self.config, self.wake = client, config, wake
+        # per browser: the code a reconstruction in this page publishes is this page's alone
+        self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
+        self.lock = threading.Lock()  # viser's callback threads, the serving loop, the render thread
+        names = ckpt.instance_names
+        n = len(names)
+        self.state = ViewerState(num_instances=n, instance=config.instance, mix_a=config.instance,
+                                 mix_b=(config.instance + 1) % n, res=config.res)
+        self.quality = QualityPolicy()
+        self.dynamic_res = True
+        self.stats = SessionStats() if config.stats is not None else None
+        self.frames_sent = 0
+        self.recent_sent_s: deque[float] = deque(maxlen=RECENT_FRAMES)  # for frames/s in the status
+        self.status_text = ""
+        render = config.render
+        renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
+        self.worker = RenderWorker(FrameRenderer(renderer, self.latents), on_done=self.frame_done)
+        self.switch = BackendSwitch(self.worker)
+        self.benchmark = BenchmarkPanel(ckpt, config.volumetric.path, config.render.device)
+        self.benchmark_text = ""
+        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents)
+        self.uploads = tempfile.TemporaryDirectory(prefix="lfn-web-upload-")
+        self.fit_message = ""
+        self.fit_text = ""
+        self.orbit: Orbit | None = None  # None until the browser's first camera message
+        self.aspect = 1.0
+        self.camera_seen_s: dict[Orbit, float] = {}  # when each not yet shown camera arrived
+        self.view_key: tuple | None = None
+        self.submitted: FrameRequest | None = None
+        self.shown_orbit: Orbit | None = None
+        self.shown_res, self.shown_ms, self.latent_text = 0, 0.0, ""
+        self.problem: str | None = None
+        self.status_s = 0.0
+        self.build_gui(names)
+        client.camera.on_update(self.camera_moved)
+        self.camera_moved(client.camera)
+
+    # ---- the page's panel ---------------------------------------------------------------------
+
+    def build_gui(self, names: list[str]) -> None:
+        gui, state, n = self.client.gui, self.state, len(names)
+        with gui.add_folder("Latent code"):
+            instance = gui.add_slider("instance", 0, n - 1, 1, state.instance)
+            self.latent_label = gui.add_markdown(self.latents.label(state.latent_selection()))
+            mix_a = gui.add_slider("blend A", 0, n - 1, 1, state.mix_a)
+            mix_b = gui.add_slider("blend B", 0, n - 1, 1, state.mix_b)
+            mix_t = gui.add_slider("blend t", 0.0, 1.0, 0.01, state.mix_t)
+            random = gui.add_button("random latent")
+        with gui.add_folder("View"):
+            mode = gui.add_dropdown("display", [m.label for m in WEB_MODES],
+                                    initial_value=state.mode.label)
+            res_options = sorted({*RESOLUTIONS, state.res})
+            res = gui.add_dropdown("resolution", [str(r) for r in res_options],
+                                   initial_value=str(state.res))
+            dynamic = gui.add_checkbox("coarse while moving", self.dynamic_res,
+                                       hint="render at a lower resolution while the camera moves")
+            runnable = [b for b in BACKENDS if backend_unavailable(
+                b, self.switch.renderer.device, self.switch.renderer.precision) is None]
+            backend = gui.add_dropdown("backend", runnable, initial_value=self.config.render.backend)
+        self.status = gui.add_markdown("connecting…")
+        with gui.add_folder("Reconstruct from a photo", expand_by_default=False):
+            photo_azimuth = gui.add_number("photo azimuth", 30.0, step=1.0)
+            photo_elevation = gui.add_number("photo elevation", 20.0, min=-89.0, max=89.0, step=1.0)
+            upload = gui.add_upload_button("upload photo", mime_type="image/*",
+                                           hint="a car on a white background, seen from the "
+                                           "azimuth and elevation above; fitting starts at once")
+            stop = gui.add_button("stop fitting")
+            self.fit_status = gui.add_markdown("")
+        with gui.add_folder("Benchmark", expand_by_default=False):
+            run_benchmark = gui.add_button("run benchmark", hint="the LFN in this page's backend "
+                                           "against the volumetric baseline, as --benchmark")
+            self.benchmark_result = gui.add_markdown("")
+
+        def edit(change):
+            def handler(event) -> None:
+                with self.lock:
+                    change(event.target.value)
+                self.wake.set()
+            return handler
+
+        def show_instance(value):
+            state.instance, state.latent_source = int(value), InstanceLatent
+
+        def blend(attribute):
+            def set_value(value):
+                setattr(state, attribute, value)
+                state.latent_source = BlendLatent
+            return set_value
+
+        def set_mode(label):
+            state.mode = next(m for m in WEB_MODES if m.label == label)
+
+        def set_dynamic(value):
+            self.dynamic_res = bool(value)
+
+        instance.on_update(edit(show_instance))
+        mix_a.on_update(edit(blend("mix_a")))
+        mix_b.on_update(edit(blend("mix_b")))
+        mix_t.on_update(edit(blend("mix_t")))
+        random.on_click(edit(lambda _: self.new_random_latent()))
+        mode.on_update(edit(set_mode))
+        res.on_update(edit(lambda value: setattr(state, "res", int(value))))
+        dynamic.on_update(edit(set_dynamic))
+        backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
+        upload.on_upload(lambda event: self.reconstruct(
+            event.target.value, Orbit(float(photo_azimuth.value), float(photo_elevation.value))))
+        stop.on_click(lambda _: self.stop_fitting())
+        run_benchmark.on_click(lambda _: self.benchmark.start(
+            state.instance, self.switch.renderer.precision, self.switch.renderer.backend))
+
+    def reconstruct(self, upload, pose: Orbit) -> None:
+        """Fit a new code to an uploaded photo (viser's thread pool); the view shows it converge."""
+        path = Path(self.uploads.name) / (Path(upload.name).name or "photo")  # no folders from names
+        path.write_bytes(upload.content)
+        with self.lock:
+            try:
+                self.reconstruction.start(path, pose, self.state)
+                self.fit_message = ""
+            except ReconstructError as error:
+                self.fit_message = str(error)
+        self.wake.set()
+
+    def stop_fitting(self) -> None:
+        if self.reconstruction.session is not None:
+            self.reconstruction.session.pause()
+
+    def new_random_latent(self) -> None:
+        self.state.random_seed += 1
+        self.state.latent_source = RandomLatent
+
+    # ---- camera and requests ------------------------------------------------------------------
+
+    def camera_moved(self, camera: viser.CameraHandle) -> None:
+        """A camera message from the browser (viser's thread pool)."""
+        cam2world = viser_cam2world(camera.wxyz, camera.position)
+        distance = float(np.linalg.norm(camera.look_at - camera.position)) or 1.0
+        with self.lock:
+            self.orbit = orbit_from_cam2world(cam2world, distance)
+            self.camera_seen_s.setdefault(self.orbit, time.perf_counter())
+            if len(self.camera_seen_s) > SEEN_CAMERAS:  # frames failing to render: forget the oldest
+                self.camera_seen_s.pop(next(iter(self.camera_seen_s)))
+            self.aspect = camera.aspect if camera.image_height > 0 else 1.0
+        if not math.isclose(camera.fov, math.radians(DEFAULT_FOV_DEG), rel_tol=1e-4):
+            camera.fov = math.radians(DEFAULT_FOV_DEG)  # the renderer's field of view is fixed
+        self.wake.set()
+
+    def update(self, now: float) -> None:
+        """Submit the request the view needs now, if it changed (the serving loop, camera events)."""
+        with self.lock:
+            if self.orbit is None:
+                return
+            state = self.state
+            self.reconstruction.update(state, now)
+            key = (self.orbit, state.latent_selection(), state.mode, state.res)
+            if key != self.view_key:
+                self.view_key = key
+                self.quality.changed(now)
+            res = self.quality.resolution(state.res, now) if self.dynamic_res else state.res
+            request = FrameRequest(self.orbit, res, state.mode, state.latent_selection())
+            if request == self.submitted:
+                return
+            self.submitted = request
+        self.worker.submit(request)
+
+    # ---- finished frames (the render thread) --------------------------------------------------
+
+    def frame_done(self) -> None:
+        done = self.worker.take()
+        if isinstance(done, Exception):
+            self.problem = f"render failed: {type(done).__name__}: {done}"
+        elif done is not None:
+            self.send(done)
+        self.update_status(force=isinstance(done, Exception))
+
+    def send(self, frame: Frame) -> None:
+        request = frame.request
+        with self.lock:
+            self.quality.observe(request.res, frame.render_ms, self.state.res)
+            aspect = self.aspect
+        image = fit_aspect(direct_image(frame), aspect)
+        self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=JPEG_QUALITY)
+        now = time.perf_counter()
+        self.problem = None
+        with self.lock:
+            self.frames_sent += 1
+            self.recent_sent_s.append(now)
+            seen = self.camera_seen_s.get(request.orbit)
+            if self.stats is not None:
+                new_camera = request.orbit != self.shown_orbit and seen is not None
+                self.stats.record(now, request.res, frame.render_ms, now - seen if new_camera else None)
+            if seen is not None:  # cameras that arrived before this one were passed over for good
+                self.camera_seen_s = {o: s for o, s in self.camera_seen_s.items() if s > seen}
+            self.shown_orbit = request.orbit
+            self.shown_res, self.shown_ms = request.res, frame.render_ms
+            self.latent_text = self.latents.label(request.latent)
+
+    def update_status(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.status_s < STATUS_PERIOD_S:
+            return
+        self.status_s = now
+        renderer = self.switch.renderer
+        with self.lock:
+            per_second = sum(1 for s in self.recent_sent_s if s > now - 1.0)
+            lines = [f"**{renderer.backend}** {renderer.precision} on {renderer.device}"]
+            if self.frames_sent:
+                lines.append(f"{self.shown_res}² in {self.shown_ms:.0f} ms, {per_second} frames/s, "
+                             f"{self.frames_sent} frames sent")
+            latent_text = self.latent_text
+        if self.switch.switching:
+            lines.append(f"switching to {self.switch.switching}…")
+        for note in (self.switch.error, self.problem):
+            if note:
+                lines.append(note)
+        text = "  \n".join(lines)
+        if text != self.status_text:  # each assignment is a message to the page
+            self.status.content = self.status_text = text
+        if latent_text and latent_text != self.latent_label.content:
+            self.latent_label.content = latent_text
+        fit = self.fit_markdown()
+        if fit != self.fit_text:
+            self.fit_status.content = self.fit_text = fit
+        benchmark = self.benchmark_markdown()
+        if benchmark != self.benchmark_text:
+            self.benchmark_result.content = self.benchmark_text = benchmark
+
+    def fit_markdown(self) -> str:
+        session = self.reconstruction.session
+        if session is None or session.latest is None:
+            return session.error if session and session.error else self.fit_message
+        step, state = session.latest, "fitting" if session.running else "stopped"
+        lines = [f"{state}: step {step.step}, PSNR {step.psnr:.1f} dB, "
+                 f"{session.steps_per_second:.1f} steps/s"]
+        nearest = self.reconstruction.nearest
+        if nearest:
+            lines.append("nearest: " + ", ".join(self.latents.names[i] for i, _ in nearest[:3]))
+        return "  \n".join(lines + [note for note in (session.error, self.fit_message) if note])
+
+    def benchmark_markdown(self) -> str:
+        """The benchmark's progress line, then its FPS per method and resolution as a table."""
+        text = self.benchmark.status
+        if self.benchmark.result is not None and not self.benchmark.running:
+            methods, resolutions, fps = fps_grid(self.benchmark.result)
+            rows = ["| FPS | " + " | ".join(f"{r}²" for r in resolutions) + " |",
+                    "|---" * (len(resolutions) + 1) + "|"]
+            rows += [f"| {m} | " + " | ".join(fps_label(f) for f in row) + " |"
+                     for m, row in zip(methods, fps, strict=True)]
+            text += "\n\n" + "\n".join(rows)
+        return text
+
+    def close(self) -> None:
+        self.reconstruction.close()
+        self.worker.close()
+        self.uploads.cleanup()
+
+
+class WebViewer:
+    """The server: a viser page, a WebSession per connected browser, the serving loop."""
+
+    def __init__(self, config: WebConfig, ckpt: Checkpoint):
+        self.config, self.ckpt = config, ckpt
+        self.sessions: dict[int, WebSession] = {}
+        self.finished: list[SessionStats] = []
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stop = threading.Event()
+        check_port_free(config.host, config.port)
+        with contextlib.redirect_stdout(io.StringIO()):  # viser's banner; run_web prints the address
+            self.server = viser.ViserServer(host=config.host, port=config.port, verbose=False)
+        if self.server.get_port() != config.port:  # taken between the check and the bind
+            self.server.stop()
+            raise RuntimeError(f"--port {config.port}: cannot listen on {config.host}:{config.port}")
+        self.server.gui.configure_theme(show_share_button=False, control_width="medium")
+        self.server.scene.set_up_direction("+z")  # models/cameras.py: world z up
+        home = config.home
+        initial = self.server.initial_camera
+        initial.position = tuple(home.cam2world()[:3, 3].tolist())
+        initial.look_at = home.target
+        initial.up = (0.0, 0.0, 1.0)
+        initial.fov = math.radians(DEFAULT_FOV_DEG)
+        self.server.on_client_connect(self.connect)
+        self.server.on_client_disconnect(self.disconnect)
+
+    def connect(self, client: viser.ClientHandle) -> None:
+        session = WebSession(client, self.config, self.ckpt, self.wake)
+        with self.lock:
+            self.sessions[client.client_id] = session
+
+    def disconnect(self, client: viser.ClientHandle) -> None:
+        with self.lock:
+            session = self.sessions.pop(client.client_id, None)
+            if session is not None and session.stats is not None:
+                self.finished.append(session.stats)  # now: the server may stop mid-frame
+        if session is not None:
+            session.close()
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        while not self.stop.is_set():
+            now = time.perf_counter()
+            if self.config.exit_after_s is not None and now - started >= self.config.exit_after_s:
+                return
+            with self.lock:
+                sessions = list(self.sessions.values())
+            for session in sessions:
+                session.update(now)
+                session.update_status()
+            self.wake.wait(TICK_S)
+            self.wake.clear()
+
+    def close(self) -> None:
+        with self.lock:
+            sessions, self.sessions = list(self.sessions.values()), {}
+        for session in sessions:
+            session.close()
+            if session.stats is not None:
+                self.finished.append(session.stats)
+        self.server.stop()
+
+    def write_stats(self, path: Path) -> None:
+        renderer_note = {"device": str(self.config.render.device), "precision": self.config.render.precision,
+                         "backend": self.config.render.backend}
+        sessions = [s.summary() for s in self.finished]
+        path.write_text(json.dumps({**renderer_note, "sessions": sessions}, indent=1))
+
+
+def run_web(config: WebConfig, ckpt: Checkpoint) -> int:
+    if not is_loopback(config.host):
+        print(LOOPBACK_WARNING.format(host=config.host), file=sys.stderr, flush=True)
+    viewer = WebViewer(config, ckpt)
+    previous = signal.signal(signal.SIGTERM, lambda *_: (viewer.stop.set(), viewer.wake.set()))
+    print(f"serving the viewer at http://{config.host}:{config.port}", flush=True)
+    try:
+        viewer.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        viewer.close()
+    if config.stats is not None:
+        viewer.write_stats(config.stats)
+    return 0
