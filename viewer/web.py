@@ -67,7 +67,6 @@ LOOPBACK_WARNING = ("warning: --host {host} serves the viewer beyond this machin
                     "authentication; prefer the default and an SSH port forward")
 
 
-@dataclass(frozen=True)
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -381,9 +380,10 @@ class WebSession:
                 lines.append(f"{self.shown_res}² in {self.shown_ms:.0f} ms, {per_second} frames/s, "
                              f"{self.frames_sent} frames sent")
             latent_text = self.latent_text
-        if self.switch.switching:
-            lines.append(f"switching to {self.switch.switching}…")
-        for note in (self.switch.error, self.problem):
+        switch = self.switch.status()
+        if switch.switching:
+            lines.append(f"switching to {switch.switching}…")
+        for note in (switch.error, self.problem):
             if note:
                 lines.append(note)
         text = "  \n".join(lines)
@@ -412,6 +412,7 @@ class WebSession:
 
     def benchmark_markdown(self) -> str:
         """The benchmark's progress line, then its FPS per method and resolution as a table."""
+        self.benchmark.poll()  # the worker's latest progress and result into the panel's copies
         text = self.benchmark.status
         if self.benchmark.result is not None and not self.benchmark.running:
             methods, resolutions, fps = fps_grid(self.benchmark.result)
@@ -424,6 +425,7 @@ class WebSession:
 
     def close(self) -> None:
         self.reconstruction.close()
+        self.benchmark.close()  # stopped and joined before the renderers it times go away
         self.worker.close()
         self.uploads.cleanup()
 
