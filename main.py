@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CKPT = ROOT / "checkpoints" / "cars.pt"
 DEFAULT_VOLUMETRIC = ROOT / "checkpoints" / "cars_volumetric.pt"
 RES_RANGE = (16, 4096)
+BACKEND_NAMES = ("torchscript", "eager", "compile", "triton", "export")
 
 
 def resolution(text: str) -> int:
@@ -103,10 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the network runs; auto picks CUDA when present")
     common.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="network precision; auto is fp16 on CUDA and fp32 on the CPU")
-    common.add_argument("--backend", choices=("torchscript", "eager", "compile", "triton"),
+    # models/backends' names, written out so that parsing needs no torch (a test keeps them equal)
+    common.add_argument("--backend", choices=BACKEND_NAMES,
                         default="torchscript", help="how the per-ray network runs: the traced "
-                        "TorchScript function (default), eager torch, torch.compile (CUDA), or one "
-                        "fused Triton kernel (CUDA)")
+                        "TorchScript function (default), eager torch, torch.compile (CUDA), one "
+                        "fused Triton kernel (CUDA), or the torch.export program (TorchScript's "
+                        "successor)")
 
     viewer = p.add_argument_group("viewer (the default mode)")
     viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit "

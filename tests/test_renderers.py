@@ -11,6 +11,7 @@ import torch
 
 from engine.benchmark_methods import available_backends, depth_method
 from models.backends import BACKENDS
+from models.backends.export import export_ray_function, load_ray_program, save_ray_program
 from models.backends.ray_function import RayFunctionBackend
 from models.cameras import orbit_pose
 from models.depth import gradient_depth
@@ -44,8 +45,8 @@ def test_every_registered_backend_class_declares_the_ray_backend_interface(name)
 
 
 def test_the_cpu_backends_are_the_ones_without_a_reason():
-    # torchscript and eager run anywhere; compile and triton say why not on a CPU
-    assert cpu_backends() == ["torchscript", "eager"]
+    # torchscript, eager and export run anywhere; compile and triton say why not on a CPU
+    assert cpu_backends() == ["torchscript", "eager", "export"]
     assert "CUDA" in backend_unavailable("compile", CPU, "fp32")
     assert backend_unavailable("triton", CPU, "fp32")
 
@@ -168,3 +169,19 @@ def test_fused_frames_and_fused_depth_are_the_backends(monkeypatch):
     # the benchmark labels the depth method by who computes it, from the capabilities alone
     assert depth_method(renderer).backend == FusedConstant.name
     assert depth_method(LFNRenderer(tiny_lfn(), backend="torchscript")).backend == "eager"
+
+
+def test_the_command_line_offers_every_registered_backend():
+    import main
+
+    assert list(main.BACKEND_NAMES) == list(BACKENDS)
+
+
+def test_an_exported_ray_program_saves_loads_and_computes_the_same_colors(tmp_path):
+    model = tiny_lfn()
+    tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
+    program = export_ray_function(tensors, torch.float32)
+    save_ray_program(program, tmp_path / "lfn_rays.pt2")
+    loaded = load_ray_program(tmp_path / "lfn_rays.pt2").module()
+    rays = torch.randn(37, 6)  # another ray count than the export's example: the count is symbolic
+    assert torch.allclose(loaded(rays, *tensors), ray_colors(rays, *tensors), atol=1e-6)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from models.backends.compile import CompileBackend
 from models.backends.eager import EagerBackend
+from models.backends.export import ExportBackend
 from models.backends.torchscript import TorchScriptBackend
 from models.backends.triton import TritonBackend
 from models.renderer_protocol import RayBackend
 
 # In the order the viewer lists them; the first is the default.
 BACKENDS: dict[str, type[RayBackend]] = {
-    backend.name: backend for backend in (TorchScriptBackend, EagerBackend, CompileBackend, TritonBackend)
+    backend.name: backend
+    for backend in (TorchScriptBackend, EagerBackend, CompileBackend, TritonBackend, ExportBackend)
 }
