@@ -37,6 +37,8 @@ from models.plucker import plucker
 from models.renderer import frame_rays
 from models.renderer_protocol import GradientDepth
 
+TANGENT_STREAMS = 5  # the primal and the 4 ray tangents, stacked in one pass
+
 
 @dataclass
 class DepthResult:
@@ -93,23 +95,26 @@ def color_derivatives(renderer, cam2world: torch.Tensor, res: int):
 
     Where all three colors saturated (sigmoid' exactly 0: an object's white background) the
     derivatives are exactly 0, so the tangent pass, 4 streams beside the primal, runs on the other
-    rays only: about a quarter of a car frame's (DEPTH.md has the times).
+    rays only: about a quarter of a car frame's (DEPTH.md has the times). Both passes go in slices
+    of the renderer's chunk, the tangent pass's TANGENT_STREAMS times smaller, so a CPU frame keeps
+    to the renderer's working-memory budget.
     """
     mlp_tensors = renderer.folded_mlp()
     origins, dirs = frame_rays(cam2world, res, renderer.device)
     rays = plucker(origins, dirs).to(mlp_tensors[0].dtype)
-    color = torch.sigmoid(mlp_forward(rays, *mlp_tensors).float())
+    step = renderer.rays_per_chunk
+    color = torch.cat([torch.sigmoid(mlp_forward(rays[i:i + step], *mlp_tensors).float())
+                       for i in range(0, rays.shape[0], step)])
     slope = color * (1 - color)
     derivatives = torch.zeros(4, *color.shape, device=color.device)
     live = (slope > 0).any(1).nonzero()[:, 0]
-    if live.numel():
-        origins, dirs = origins[live], dirs[live]
-        pose = cam2world.to(renderer.device, torch.float32)
-        tangents = ray_tangents(origins, dirs, pose[:3, 0].expand_as(dirs), pose[:3, 1].expand_as(dirs))
-        _, dlogits = mlp_forward_with_tangents(
-            rays[live], tangents.to(rays.dtype), *mlp_tensors
-        )
-        derivatives[:, live] = slope[live][None] * dlogits.float()
+    pose = cam2world.to(renderer.device, torch.float32)
+    step = max(1, renderer.rays_per_chunk // TANGENT_STREAMS)
+    for chunk in live.split(step):
+        tangents = ray_tangents(origins[chunk], dirs[chunk], pose[:3, 0].expand(len(chunk), 3),
+                                pose[:3, 1].expand(len(chunk), 3))
+        _, dlogits = mlp_forward_with_tangents(rays[chunk], tangents.to(rays.dtype), *mlp_tensors)
+        derivatives[:, chunk] = slope[chunk][None] * dlogits.float()
     return color, derivatives
 
 

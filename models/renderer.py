@@ -63,6 +63,19 @@ def capturable_frame(
     return step
 
 
+# A CPU has no out-of-memory signal to halve a chunk on (the kernel's OOM killer strikes first), so
+# its frames are chunked to a working-memory budget: one chunk's activations stay under this.
+CPU_WORKING_BYTES = 256 << 20
+LIVE_ACTIVATIONS = 3  # a layer's input, its output and the product's temporary, per evaluation
+
+
+def rays_within_budget(activations_per_ray: int, dtype: torch.dtype, streams: int = 1) -> int:
+    """How many rays' activations (`activations_per_ray` values each, `streams` copies: a tangent
+    pass carries 4 beside the primal) fit CPU_WORKING_BYTES."""
+    per_ray = activations_per_ray * LIVE_ACTIVATIONS * streams * torch.finfo(dtype).bits // 8
+    return max(1, CPU_WORKING_BYTES // per_ray)
+
+
 def render_in_chunks(renderer, count: int, render_rays: Callable[[int, int], T]) -> list[T]:
     """render_rays(start, stop) over [0, count) in slices of renderer.rays_per_chunk; on out-of-memory
     the chunk halves (kept for later frames) and the frame starts over."""
@@ -99,7 +112,7 @@ class LFNRenderer:
     fused frames renders them itself, the others get Plücker rays from here.
 
     Frames larger than `max_rays` render in chunks, halved on out-of-memory like the volumetric one's;
-    up to 512 x 512 on a CPU and 4096 x 4096 on CUDA a frame is one pass.
+    up to 4096 x 4096 on CUDA a frame is one pass, on a CPU as many rays as CPU_WORKING_BYTES holds.
 
     `cuda_graphs` (CUDA, backends whose capabilities say cuda_graphs): a one-pass frame of at most
     GRAPH_MAX_RES² replays from a CUDA graph captured on the first frame at its resolution; False
@@ -117,9 +130,8 @@ class LFNRenderer:
         self.dtype = PRECISIONS[precision]
         self.precision, self.backend = precision, backend
         self.evals_per_ray = model.evals_per_ray
-        # A CPU has no out-of-memory signal (the kernel's OOM killer strikes first): ~2 KB a ray in
-        # fp32, so a 4096² frame in one pass would need ~35 GB.
-        self.rays_per_chunk = max_rays or (1 << 24 if self.device.type == "cuda" else 1 << 18)
+        self.rays_per_chunk = max_rays or (
+            1 << 24 if self.device.type == "cuda" else rays_within_budget(model.config.width, self.dtype))
         self._mlp_tensors: tuple[torch.Tensor, ...] = ()
         self.frame_graphs: FrameGraphs | None = None
         if cuda_graphs and self.device.type == "cuda" and backend_class.capabilities.cuda_graphs:
@@ -264,9 +276,12 @@ class VolumetricRenderer:
         self.evals_per_ray = model.evals_per_ray
         self.evals_per_ray_all = float(model.evals_per_ray)  # mean over every ray of the last frame
         self.capabilities = Capabilities(expected_depth=True)
-        if max_samples is None:  # a CPU has no out-of-memory signal to halve on: stay small there
-            max_samples = 1 << 26 if self.device.type == "cuda" else 1 << 21
-        self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
+        if max_samples is not None:
+            self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
+        elif self.device.type == "cuda":
+            self.rays_per_chunk = max(1, (1 << 26) // model.evals_per_ray)
+        else:
+            self.rays_per_chunk = rays_within_budget(model.config.width * model.evals_per_ray, self.dtype)
         self.chunks_last_frame = 1
         self.grid: OccupancyGrid | None = None
         self._dense = torch.compile(render_specialized, dynamic=False) if sampling == "fused" \

@@ -27,7 +27,10 @@ import main
 from engine.texture import FrameTexture
 from models.cameras import Orbit
 from models.checkpoint import checkpoint_dict, load_checkpoint
-from models.renderer import LFNRenderer, VolumetricRenderer
+from models.depth import gradient_depth
+from models.lfn import LFNConfig, LightFieldNetwork
+from models.renderer import CPU_WORKING_BYTES, LIVE_ACTIVATIONS, LFNRenderer, VolumetricRenderer
+from models.volumetric import VolumetricConfig, VolumetricField
 from tests.conftest import egl_context, names, tiny_lfn, tiny_volumetric
 from tests.synthetic_cars import write_synthetic_dataset
 from tests.test_train import TINY_ARGS
@@ -208,10 +211,28 @@ def test_out_of_memory_even_for_one_ray_is_raised_not_looped(monkeypatch):
     assert renderer.rays_per_chunk == 1
 
 
-def test_cpu_frames_render_in_small_chunks():
-    """No out-of-memory signal on a CPU (the OOM killer comes first): chunks stay small there."""
-    lfn, volumetric = LFNRenderer(tiny_lfn()), VolumetricRenderer(tiny_volumetric())
-    assert lfn.rays_per_chunk <= 512 * 512 and volumetric.rays_per_chunk * volumetric.evals_per_ray <= 1 << 21
+def test_cpu_chunks_keep_to_the_working_memory_budget():
+    """No out-of-memory signal on a CPU (the OOM killer comes first): a chunk's activations stay
+    under CPU_WORKING_BYTES, for the full-size networks too."""
+    full_lfn = LightFieldNetwork(LFNConfig(num_instances=1))
+    full_volumetric = VolumetricField(VolumetricConfig(num_instances=1))
+    cases = ((tiny_lfn(), LFNRenderer), (full_lfn, LFNRenderer),
+             (tiny_volumetric(), VolumetricRenderer), (full_volumetric, VolumetricRenderer))
+    for model, renderer_class in cases:
+        renderer = renderer_class(model)
+        per_ray = model.config.width * model.evals_per_ray * LIVE_ACTIVATIONS * 4
+        assert renderer.rays_per_chunk * per_ray <= CPU_WORKING_BYTES
+        assert renderer.rays_per_chunk * per_ray > CPU_WORKING_BYTES // 2  # and use most of it
+    assert LFNRenderer(full_lfn).rays_per_chunk < 512 * 512  # a 512² frame is more than one chunk
+
+
+def test_depth_in_chunks_equals_depth_in_one_pass():
+    model = tiny_lfn()
+    whole, sliced = LFNRenderer(model, backend="eager"), LFNRenderer(model, backend="eager", max_rays=37)
+    pose = Orbit(40.0, 25.0, 2.6).cam2world()
+    a, b = gradient_depth(whole, pose, 24), gradient_depth(sliced, pose, 24)
+    assert torch.equal(a.valid, b.valid)
+    assert torch.allclose(a.depth, b.depth, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- CUDA-GL interop failing
