@@ -1,0 +1,55 @@
+"""The normal metric of tools.evaluate_depth on geometry with a known answer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.cameras import orbit_pose
+from models.depth import normals_from_depth
+from models.renderer import frame_rays
+from tools.evaluate_depth import angular_error_deg, normal_summary
+
+
+def test_a_tilted_plane_is_off_by_its_tilt() -> None:
+    tilt = math.radians(25.0)
+    up = torch.tensor([0.0, 0.0, 1.0]).expand(40, 40, 3)
+    tilted = torch.tensor([math.sin(tilt), 0.0, math.cos(tilt)]).expand(40, 40, 3)
+    angles = angular_error_deg(2.0 * tilted, up)  # lengths do not matter
+    assert torch.allclose(angles, torch.full_like(angles, 25.0), atol=1e-9)
+    summary = normal_summary(angles.flatten())
+    assert summary["normal_angle_median_deg"] == pytest.approx(25.0)
+    assert summary["normal_within_10deg"] == 0.0 and summary["normal_within_20deg"] == 0.0
+    assert summary["normal_within_30deg"] == 1.0
+    assert angular_error_deg(up, -up).max() == pytest.approx(180.0)  # a flipped normal counts
+
+
+def test_normals_of_an_exact_sphere_depth_score_near_zero() -> None:
+    """Ray-traced depth of a sphere through the project's depth-to-normals operator, against the
+    sphere's radial normals: only the operator's smoothing of a curved surface remains, and a
+    normal rotated by 15° about the view axis's perpendicular scores 15°."""
+    res, radius = 96, 0.8
+    pose = orbit_pose(40.0, 30.0)
+    origins, dirs = frame_rays(pose, res, "cpu")
+    b = (origins * dirs).sum(-1)
+    disc = b**2 - ((origins**2).sum(-1) - radius**2)
+    hit = disc > 0
+    depth = torch.where(hit, -b - torch.sqrt(disc.clamp(min=0)), 0.0).view(res, res)
+    points = (origins + depth.reshape(-1, 1) * dirs).view(res, res, 3)
+    truth = points / radius
+    normals, defined = normals_from_depth(depth, hit.view(res, res), pose, res)
+    # away from the silhouette, where the surface turns edge-on
+    facing = -(truth * dirs.view(res, res, 3)).sum(-1) > 0.5
+    use = defined & facing
+    angles = angular_error_deg(normals[use], truth[use])
+    assert use.sum() > 2000
+    assert angles.median() < 1.0 and (angles < 3.0).all()
+    # rotate the truth by 15° about an axis perpendicular to it: every pixel is off by 15°
+    axis = torch.nn.functional.normalize(torch.linalg.cross(truth[use], torch.ones(3).expand(
+        int(use.sum()), 3), dim=-1), dim=-1)
+    angle = math.radians(15.0)
+    rotated = truth[use] * math.cos(angle) + torch.linalg.cross(axis, truth[use], dim=-1) * math.sin(angle)
+    assert torch.allclose(angular_error_deg(rotated, truth[use]), torch.tensor(15.0).double(),
+                          atol=1e-4)
