@@ -18,11 +18,13 @@ each color's derivative back to the 6 ray inputs and dotting it with the tangent
 Units: z is a distance in world units along the ray from the camera center, positive
 in front of the camera, the same quantity as the data set's ground-truth `depth`.
 
-Every color channel and both image axes give one equation a·z = b; they are solved by least
-squares, z = Σ a·b / Σ a², i.e. weighted by the squared shift-gradient, and pooled over a small
-window whose neighbours are weighted by color similarity (edge-aware), since a pixel and its
-same-surface neighbours share (almost) the same depth. Σ a² is the confidence: where the color is
-flat there is nothing to measure, and the pixel is marked invalid instead of guessed.
+Every color channel and both image axes give one equation a·z = b; a pixel's own least-squares
+depth is Σ a·b / Σ a². Pixels are pooled over a small window whose neighbours are weighted by
+color similarity (edge-aware), since a pixel and its same-surface neighbours share (almost) the
+same depth, and each by its gradient norm |a| = √Σ a² (not Σ a², the plain least squares of the
+pooled equations: the strongest edges, whose depth is the most biased on the trained cars, would
+outvote their window). The pooled |a| is the confidence: where the color is flat there is nothing
+to measure, and the pixel is marked invalid instead of guessed.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from models.renderer import frame_rays
 class DepthResult:
     depth: torch.Tensor  # (H, W) distance along the ray from the camera center; 0 where invalid
     valid: torch.Tensor  # (H, W) bool
-    confidence: torch.Tensor  # (H, W) pooled Σ a² (gradient energy)
+    confidence: torch.Tensor  # (H, W) pooled gradient norm √Σ a²
     color: torch.Tensor  # (H, W, 3) the frame's colors, from the same pass
 
 
@@ -133,14 +135,18 @@ def pixel_equations(derivatives: torch.Tensor, summed: bool = False) -> tuple[to
 
 
 def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: int, window: int = 5,
-                color_sigma: float = 0.1, min_confidence: float = 1e-3) -> DepthResult:
-    """Least-squares depth z = Σ a·b / Σ a² of pixel_equations, pooled edge-aware over a window.
+                color_sigma: float = 0.1, min_confidence: float = 0.03) -> DepthResult:
+    """Depth from pixel_equations: each pixel's Σ a·b / Σ a², averaged edge-aware over a window
+    with weights |a| = √Σ a².
 
-    color (N, 3), ab and aa (N,), for a res×res frame. On CUDA the pooling is one Triton kernel
-    (models/triton_pool.py), elsewhere pool_equations.
+    color (N, 3), ab and aa (N,), for a res×res frame. Weighting by |a| rescales each pixel's
+    equations by 1 / |a| before the pooling, which is then the plain pooled Σ a·b / Σ a²: on CUDA
+    one Triton kernel (models/triton_pool.py), elsewhere pool_equations.
     """
+    norm = aa.float().sqrt()
+    ab, aa = ab.float() / norm.clamp(min=1e-12), norm
     if window > 1 and color.is_cuda and (pool := _pool_kernel()) is not None:
-        equations = torch.cat([color.float(), ab.float()[:, None], aa.float()[:, None]], 1)
+        equations = torch.cat([color.float(), ab[:, None], aa[:, None]], 1)
         depth, confidence = pool(equations, res, window, color_sigma)
     else:
         ab, confidence = pool_equations(color, ab, aa, res, window, color_sigma)
@@ -188,7 +194,7 @@ def depth_equations(
 
 @torch.no_grad()
 def gradient_depth(renderer, cam2world: torch.Tensor, res: int, window: int = 5,
-                   min_confidence: float = 1e-3, summed: bool = False) -> DepthResult:
+                   min_confidence: float = 0.03, summed: bool = False) -> DepthResult:
     """Depth of every pixel of a frame from the LFN alone (its current latent); `summed` uses
     the channel-summed equations (pixel_equations)."""
     color, ab, aa = depth_equations(renderer, cam2world, res, summed)
