@@ -149,5 +149,5 @@ def test_normals_of_a_plane_are_its_normal():
     depth = (-origins[:, 2] / dirs[:, 2]).view(res, res)
     valid = depth > 0
     normals, ok = normals_from_depth(depth, valid, pose, res)
-    assert ok.sum() > 0.8 * res * res
+    assert ok.sum() >= (res - 6) ** 2  # all but the 3-pixel border the differences need
     assert torch.allclose(normals[ok], torch.tensor([0.0, 0.0, 1.0]).expand_as(normals[ok]), atol=1e-3)
