@@ -79,7 +79,8 @@ def colorize(depth: np.ndarray, valid: np.ndarray, near: float, far: float) -> n
 
 class VolumetricCache:
     """The volumetric baseline's depth and opacity per (car, view), in an .npz tied to the
-    checkpoint's bytes and the resolution; a stale file is ignored and rewritten."""
+    checkpoint's bytes and the resolution; a stale file is ignored and rewritten. Written after
+    every new view, so a run cut off keeps what it computed."""
 
     def __init__(self, path: Path | None, ckpt_path: Path, res: int) -> None:
         self.path = path
@@ -89,19 +90,20 @@ class VolumetricCache:
             with np.load(path) as z:
                 if str(z["tag"]) == self.tag:
                     self.entries = {k: z[k] for k in z.files if k != "tag"}
-        self.changed = False
 
     def get(self, key: str, compute) -> tuple[torch.Tensor, torch.Tensor]:
         if key not in self.entries:
             self.entries[key] = np.stack([t.cpu().float().numpy() for t in compute()])
-            self.changed = True
+            self.save()
         depth, opacity = torch.from_numpy(self.entries[key])
         return depth, opacity
 
     def save(self) -> None:
-        if self.path is not None and self.changed:
+        if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(self.path, tag=np.array(self.tag), **self.entries)
+            partial = self.path.with_suffix(".partial.npz")
+            np.savez_compressed(partial, tag=np.array(self.tag), **self.entries)
+            partial.replace(self.path)
 
 
 def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric: Path | None,
@@ -171,8 +173,6 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
                 rows.append(figure_row(cars.rgb[c, v], true_normals, has_truth, normals, use))
             if images is not None and scored <= 4:
                 save_comparison(images, f"lfn_{car_id}_{v}", *depths[""], truth, mask)
-    if cache is not None:
-        cache.save()
     if figure is not None and rows:
         figure.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.concatenate(rows, axis=0)).save(figure)
