@@ -174,8 +174,8 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
             if images is not None and scored <= 4:
                 save_comparison(images, f"lfn_{car_id}_{v}", *depths[""], truth, mask)
     if figure is not None and rows:
-        figure.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.concatenate(rows, axis=0)).save(figure)
+        names = ("LFN normals", "volumetric normals")[: len(prefixes)]
+        save_figure(figure, rows, ["RGB", "mesh normals", *names, "LFN error, 0-45 deg"])
 
     def summary(groups: list[str]) -> dict:
         out = {}
@@ -214,16 +214,30 @@ def normal_image(normals: torch.Tensor, defined: torch.Tensor) -> np.ndarray:
 
 def figure_row(rgb, true_normals, has_truth, normals: dict, use) -> np.ndarray:
     """RGB | true normals | LFN normals | volumetric normals | LFN angular error (0–45°, turbo;
-    gray where not scored)."""
+    gray on car pixels not scored)."""
     from matplotlib import colormaps
 
     angles = torch.zeros(use.shape, dtype=torch.float64)
     angles[use] = angular_error_deg(normals[""][0][use], true_normals[use])
     error = (colormaps["turbo"]((angles / 45).clamp(0, 1).numpy())[..., :3] * 255).astype(np.uint8)
     error[~use.numpy()] = 128
+    error[~has_truth.numpy()] = 255
     panels = [rgb.numpy(), normal_image(true_normals, has_truth)]
     panels += [normal_image(*normals[p]) for p in normals]
     return np.concatenate([*panels, error], axis=1)
+
+
+def save_figure(path: Path, rows: list[np.ndarray], labels: list[str]) -> None:
+    """The rows stacked under a header naming each panel."""
+    from PIL import ImageDraw
+
+    width = rows[0].shape[1] // len(labels)
+    header = Image.new("RGB", (rows[0].shape[1], 16), "white")
+    draw = ImageDraw.Draw(header)
+    for k, label in enumerate(labels):
+        draw.text((k * width + 4, 2), label, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([np.asarray(header), *rows], axis=0)).save(path)
 
 
 def save_comparison(folder: Path, name: str, depth, valid, truth, mask) -> None:
