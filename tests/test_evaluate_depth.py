@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -53,3 +54,17 @@ def test_normals_of_an_exact_sphere_depth_score_near_zero() -> None:
     rotated = truth[use] * math.cos(angle) + torch.linalg.cross(axis, truth[use], dim=-1) * math.sin(angle)
     assert torch.allclose(angular_error_deg(rotated, truth[use]), torch.tensor(15.0).double(),
                           atol=1e-4)
+
+
+@pytest.mark.parametrize("bad", ["data", "ckpt"])
+def test_bad_input_is_one_error_line_and_exit_1(bad, tmp_path, capsys) -> None:
+    from tools.evaluate_depth import main
+
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "cars.pt"
+    args = {"ckpt": tmp_path / "missing.pt" if bad == "ckpt" else ckpt, "data": tmp_path}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ckpt", str(args["ckpt"]), "--data", str(args["data"])])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert ("missing.pt" if bad == "ckpt" else "manifest") in err[0]

@@ -113,11 +113,11 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
     """Gradient depth of the LFN (in `precision` through `backend`) and its normals and,
     optionally, the volumetric baseline's expected depth (fp32) and its normals, against the
     data set's ground truth."""
+    ckpt = load_checkpoint(ckpt_path)
     sources = select_cars(data, per_source)
     cars = load_cars(data, "train", with_depth=True, ids=list(sources))
     views = torch.nonzero(~cars.train_view).flatten()[:max_views].tolist()
     res = cars.resolution
-    ckpt = load_checkpoint(ckpt_path)
     renderer = make_renderer(ckpt.model, device, precision, backend)
     index = {name: i for i, name in enumerate(ckpt.instance_names)}
     vol = cache = None
