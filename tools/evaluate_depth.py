@@ -22,6 +22,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,23 @@ class VolumetricCache:
             partial.replace(self.path)
 
 
+@dataclass
+class Tally:
+    """One method's scores on one source: depth errors and normal angles per view, car pixels
+    and those with a valid estimate (for "shared": car pixels with a true normal, and those
+    every method has a normal for)."""
+
+    errors: list[torch.Tensor] = field(default_factory=list)
+    angles: list[torch.Tensor] = field(default_factory=list)
+    pixels: int = 0
+    kept: int = 0
+
+    @staticmethod
+    def merge(tallies: list[Tally]) -> Tally:
+        return Tally([e for t in tallies for e in t.errors], [a for t in tallies for a in t.angles],
+                     sum(t.pixels for t in tallies), sum(t.kept for t in tallies))
+
+
 def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric: Path | None,
                    per_source: int, max_views: int | None, window: int, images: Path | None,
                    precision: str = "fp32", backend: str = "eager", summed: bool = False,
@@ -127,9 +145,7 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
                {name: i for i, name in enumerate(vol_ckpt.instance_names)}, vol_ckpt.latents)
         cache = VolumetricCache(volumetric_cache, volumetric, res)
     prefixes = ("", "volumetric_") if vol else ("",)
-    # per source, per method: depth errors, angles, car pixels, valid pixels; and normal pixels
-    stats = {s: {p: ([], [], [0], [0]) for p in prefixes} for s in ("torcs", "procedural")}
-    shared = {s: [0, 0] for s in stats}  # car pixels with ground-truth normals, scored pixels
+    stats = {s: {p: Tally() for p in (*prefixes, "shared")} for s in ("torcs", "procedural")}
     torcs_ids = [i for i, s in sources.items() if s == "torcs"]
     figure_ids = {*torcs_ids[:2], *[i for i, s in sources.items() if s == "procedural"][:1]}
     rows, scored = [], 0
@@ -160,14 +176,14 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
                 use &= defined
             group = stats[sources[car_id]]
             for p, (depth, valid) in depths.items():
-                errors, angles, car_pixels, valid_pixels = group[p]
                 on_car = valid & mask
-                errors.append(((depth - truth).abs() / truth)[on_car])
-                angles.append(angular_error_deg(normals[p][0][use], true_normals[use]))
-                car_pixels[0] += int(mask.sum())
-                valid_pixels[0] += int(on_car.sum())
-            shared[sources[car_id]][0] += int(has_truth.sum())
-            shared[sources[car_id]][1] += int(use.sum())
+                group[p].errors.append(((depth - truth).abs() / truth)[on_car])
+                group[p].angles.append(angular_error_deg(normals[p][0][use], true_normals[use]))
+                group[p].pixels += int(mask.sum())
+                group[p].kept += int(on_car.sum())
+            # normals: of the car pixels with a true normal, those every method has one for
+            group["shared"].pixels += int(has_truth.sum())
+            group["shared"].kept += int(use.sum())
             scored += 1
             if figure is not None and v == views[0] and car_id in figure_ids:
                 rows.append(figure_row(cars.rgb[c, v], true_normals, has_truth, normals, use))
@@ -179,17 +195,16 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
 
     def summary(groups: list[str]) -> dict:
         out = {}
-        for p in prefixes:
-            errors = torch.cat([e for g in groups for e in stats[g][p][0]] or [torch.zeros(0)])
-            angles = torch.cat([a for g in groups for a in stats[g][p][1]] or [torch.zeros(0)])
-            car_pixels = sum(stats[g][p][2][0] for g in groups)
+        for p in (*prefixes, "shared"):
+            tally = Tally.merge([stats[g][p] for g in groups])
+            if p == "shared":
+                out["normal_coverage"] = tally.kept / max(tally.pixels, 1)
+                continue
+            errors = torch.cat(tally.errors or [torch.zeros(0)])
             out[f"{p}depth_absrel_median"] = float(errors.median()) if len(errors) else None
             out[f"{p}depth_absrel_mean"] = float(errors.mean()) if len(errors) else None
-            out[f"{p}depth_coverage"] = sum(stats[g][p][3][0] for g in groups) / max(car_pixels, 1)
-            out.update(normal_summary(angles, p))
-        # the share of car pixels (with true normals) that every method gave a normal: scored
-        out["normal_coverage"] = (sum(shared[g][1] for g in groups)
-                                  / max(sum(shared[g][0] for g in groups), 1))
+            out[f"{p}depth_coverage"] = tally.kept / max(tally.pixels, 1)
+            out.update(normal_summary(torch.cat(tally.angles or [torch.zeros(0)]), p))
         return out
 
     return {
