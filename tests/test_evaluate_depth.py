@@ -68,3 +68,20 @@ def test_bad_input_is_one_error_line_and_exit_1(bad, tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert ("missing.pt" if bad == "ckpt" else "manifest") in err[0]
+
+
+def test_cars_are_picked_per_source_models_before_repaints(tmp_path) -> None:
+    import json
+
+    from tools.evaluate_depth import select_cars
+
+    def car(id_, source, variant_of=None, split="train"):
+        return {"id": id_, "source": source, "variant_of": variant_of, "split": split}
+
+    cars = [car("torcs-a", "torcs:a"), car("torcs-a-paint1", "torcs:a", "torcs-a"),
+            car("torcs-b", "torcs:b", split="test"), car("torcs-c", "torcs:c"),
+            car("proc-0", "procedural:0", split="test"), car("proc-1", "procedural:1"),
+            car("proc-2", "procedural:2"), car("proc-3", "procedural:3")]
+    (tmp_path / "manifest.json").write_text(json.dumps({"cars": cars}))
+    assert select_cars(tmp_path, 2) == {"torcs-a": "torcs", "torcs-c": "torcs",
+                                        "proc-1": "procedural", "proc-2": "procedural"}
