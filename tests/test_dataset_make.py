@@ -43,11 +43,26 @@ def test_procedural_data_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert z["rgb"].shape == (5, 24, 24, 3) and z["rgb"].dtype == np.uint8
         assert z["depth"].shape == (5, 24, 24) and z["depth"].dtype == np.float32
         assert z["mask"].dtype == bool and np.array_equal(z["mask"], np.isfinite(z["depth"]))
+        assert z["normal"].shape == (5, 24, 24, 3) and z["normal"].dtype == np.float32
+        length = np.linalg.norm(z["normal"], axis=-1)
+        assert np.allclose(length[z["mask"]], 1, atol=1e-4) and (length[~z["mask"]] == 0).all()
         assert z["cam2world"].shape == (5, 4, 4) and z["intrinsics"].shape == (3, 3)
         assert z["split"].tolist() == ["train"] * 3 + ["test"] * 2
         assert np.allclose(np.linalg.norm(z["cam2world"][:, :3, 3], axis=1), 3.0, atol=1e-5)
     train = load_cars(tmp_path, "train", with_depth=True)
     assert train.rgb.shape == (2, 5, 24, 24, 3) and train.train_view.sum() == 3
+    assert train.normal.shape == (2, 5, 24, 24, 3)
+
+
+def test_a_data_set_without_normals_still_loads(tmp_path: Path) -> None:
+    main(["--out", str(tmp_path), "--cars", "2", "--procedural", "2", "--test-procedural", "1",
+          *TINY])
+    for npz in tmp_path.glob("*.npz"):  # as written before normals were
+        arrays = dict(np.load(npz))
+        del arrays["normal"]
+        np.savez_compressed(npz, **arrays)
+    train = load_cars(tmp_path, "train", with_depth=True)
+    assert train.normal is None and train.depth.shape == (1, 5, 24, 24)
 
 
 def test_torcs_limit_gives_distinct_real_cars(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 from models.cameras import orbit_pose, pixel_rays
 from tests.conftest import skip_or_fail
 from tests.test_ac3d import TORCS_DIR
-from tools.mesh import Mesh
+from tools.mesh import Mesh, make_mesh
 from tools.procedural_cars import procedural_car
 from tools.textures import flatten_alpha
 from tools.torcs_cars import find_torcs_root, load_car
@@ -120,3 +120,34 @@ def test_points_reproject_at_the_other_views_depth(renderer) -> None:
     assert seen.sum() > 50
     assert (np.abs(error) < 0.01 * size).mean() > 0.9
     assert (error < -0.01 * size).mean() < 0.02
+
+
+def cube(half: float) -> Mesh:
+    """An axis-aligned cube, windings mixed and shading normals radial (smooth), so neither
+    the winding nor the shading normal can stand in for the face normal."""
+    corners = np.array([[x, y, z] for x in (-half, half) for y in (-half, half)
+                        for z in (-half, half)])
+    faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    tris = np.array([[a, b, c] if k % 2 else [a, c, b] for k, (a, b, c, d) in enumerate(faces)]
+                    + [[a, c, d] for a, b, c, d in faces])
+    positions = corners[tris].reshape(-1, 3)
+    radial = positions / np.linalg.norm(positions, axis=1, keepdims=True)
+    return make_mesh(positions, [0.6, 0.6, 0.6], normals=radial)
+
+
+def test_normals_of_a_cube_face_are_its_face_normal(renderer) -> None:
+    half = 0.5
+    renderer.set_mesh(cube(half), {})
+    pose = orbit_pose(30.0, 35.0).numpy()  # sees the +x, +y and +z faces
+    view = renderer.render(pose)
+    assert view.normal.shape == (RES, RES, 3) and view.normal.dtype == np.float32
+    assert (view.normal[~view.mask] == 0).all()
+    points = back_project(view.depth, view.mask, pose, renderer.intrinsics)
+    normals = view.normal[view.mask]
+    for axis in range(3):
+        # pixels well inside the face x[axis] = +half: away from its edges
+        on_face = (np.abs(points[:, axis] - half) < 1e-3) & (
+            np.delete(np.abs(points), axis, axis=1) < half - 0.05).all(axis=1)
+        assert on_face.sum() > 100
+        expected = np.eye(3)[axis]
+        assert np.abs(normals[on_face] - expected).max() < 1e-5

@@ -126,6 +126,21 @@ def test_depth_of_a_tiny_model_is_finite_where_valid_and_flat_regions_are_invali
     assert not solve_depth(flat, zeros, zeros, 24).valid.any()
 
 
+def test_pooling_weighs_each_pixel_by_its_gradient_norm():
+    # One uniform-color 5 × 5 window: 24 pixels say depth 2 with |a| = 1, the centre says 3 with
+    # |a| = 10. Weighted by |a| the centre moves its depth to (24·2 + 10·3) / 34 ≈ 2.29; the
+    # plain least squares (weights a², 100) would give (24·2 + 100·3) / 124 ≈ 2.81.
+    res = 5
+    aa = torch.ones(res * res)
+    aa[12] = 100.0
+    depth = torch.full((res * res,), 2.0)
+    depth[12] = 3.0
+    color = torch.full((res * res, 3), 0.5)
+    result = solve_depth(color, depth * aa, aa, res, window=5)
+    assert result.depth[2, 2] == pytest.approx(78 / 34, rel=1e-5)
+    assert result.confidence[2, 2] == pytest.approx(34.0, rel=1e-5)
+
+
 def test_normals_of_a_plane_are_its_normal():
     res = 48
     pose = orbit_pose(0.0, 30.0)
@@ -134,5 +149,5 @@ def test_normals_of_a_plane_are_its_normal():
     depth = (-origins[:, 2] / dirs[:, 2]).view(res, res)
     valid = depth > 0
     normals, ok = normals_from_depth(depth, valid, pose, res)
-    assert ok.sum() > 0.8 * res * res
+    assert ok.sum() >= (res - 6) ** 2  # all but the 3-pixel border the differences need
     assert torch.allclose(normals[ok], torch.tensor([0.0, 0.0, 1.0]).expand_as(normals[ok]), atol=1e-3)

@@ -1,37 +1,71 @@
-"""Validate gradient depth against the data set's ground truth on held-out views.
+"""Validate gradient depth and the normals from it against the data set's ground truth.
 
     python -m tools.evaluate_depth --ckpt checkpoints/cars.pt --data data/cars [--json PATH]
-        [--volumetric checkpoints/cars_volumetric.pt] [--images DIR]
+        [--volumetric checkpoints/cars_volumetric.pt [--volumetric-cache F.npz]]
+        [--cars-per-source N] [--images DIR] [--figure PNG]
 
-Scores car pixels (ground-truth mask) of the held-out (test) views of training cars: the median
-absolute relative error |z − z_gt| / z_gt where the estimate is valid, and the coverage, the
-fraction of car pixels with a valid estimate. The volumetric baseline's expected depth is scored
-the same way (valid where its opacity exceeds 0.5).
+Scores car pixels (ground-truth mask) of the held-out (test) views of training cars, the first
+N training cars of each source (TORCS models before their repaints, procedural cars), overall and
+per source. Depth: the median absolute relative error |z − z_gt| / z_gt where the estimate is
+valid, and the coverage, the fraction of car pixels with a valid estimate. Normals (from depth
+through models.depth.normals_from_depth): the angle to the data set's mesh normals (or, for data
+sets without them, to normals from the ground-truth depth through the same operator), on the car
+pixels where every method scored has a normal, so the methods are compared on the same pixels.
+The volumetric baseline's expected depth is scored the same way (valid where its opacity
+exceeds 0.5); it costs minutes a view on a CPU, so --volumetric-cache keeps it between runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from engine.cardata import load_cars
+from engine.cardata import CarSource, car_source, load_cars, read_manifest
 from engine.cli import OneLineParser, run_entry_point
 from models.checkpoint import load_checkpoint
-from models.depth import gradient_depth
+from models.depth import gradient_depth, normals_from_depth
 from models.renderer import BACKENDS, PRECISIONS, make_renderer
 
+THRESHOLDS_DEG = (10, 20, 30)
 
-def score(depth: torch.Tensor, valid: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor):
-    """Relative errors on valid car pixels, and the number of car pixels and valid car pixels."""
-    use = valid & mask
-    rel = ((depth - truth).abs() / truth)[use]
-    return rel, int(mask.sum()), int(use.sum())
+
+def angular_error_deg(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Angle in degrees between corresponding normals (..., 3) (normalized here; both must
+    face the same side, as camera-facing normals do)."""
+    cos = (torch.nn.functional.normalize(estimate.double(), dim=-1)
+           * torch.nn.functional.normalize(truth.double(), dim=-1)).sum(-1)
+    return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
+
+
+def normal_summary(angles: torch.Tensor, prefix: str = "") -> dict:
+    """Median and mean angle and the shares under each of THRESHOLDS_DEG."""
+    if not len(angles):
+        return {}
+    out = {f"{prefix}normal_angle_median_deg": float(angles.median()),
+           f"{prefix}normal_angle_mean_deg": float(angles.mean())}
+    out.update({f"{prefix}normal_within_{t}deg": float((angles < t).double().mean())
+                for t in THRESHOLDS_DEG})
+    return out
+
+
+def select_cars(data: Path, per_source: int) -> dict[str, str]:
+    """{car id: source} for the first `per_source` training cars of each source (engine.cardata's
+    car_source); real models come before their repaints, so the real cars are distinct shapes."""
+    cars = [c for c in read_manifest(data)["cars"] if c["split"] == "train"]
+    cars.sort(key=lambda c: c.get("variant_of") is not None)  # stable: manifest order otherwise
+    chosen: dict[str, str] = {}
+    for source in (CarSource.REAL, CarSource.PROCEDURAL):
+        ids = [c["id"] for c in cars if car_source(c) is source][:per_source]
+        chosen.update(dict.fromkeys(ids, str(source)))
+    return chosen
 
 
 def colorize(depth: np.ndarray, valid: np.ndarray, near: float, far: float) -> np.ndarray:
@@ -44,56 +78,182 @@ def colorize(depth: np.ndarray, valid: np.ndarray, near: float, far: float) -> n
     return image
 
 
+class VolumetricCache:
+    """The volumetric baseline's depth and opacity per (car, view), in an .npz tied to the
+    checkpoint's bytes and the resolution; a stale file is ignored and rewritten. Written after
+    every new view, so a run cut off keeps what it computed."""
+
+    def __init__(self, path: Path | None, ckpt_path: Path, res: int) -> None:
+        self.path = path
+        self.tag = f"{hashlib.sha256(ckpt_path.read_bytes()).hexdigest()}:{res}"
+        self.entries: dict[str, np.ndarray] = {}
+        if path is not None and path.is_file():
+            with np.load(path) as z:
+                if str(z["tag"]) == self.tag:
+                    self.entries = {k: z[k] for k in z.files if k != "tag"}
+
+    def get(self, key: str, compute) -> tuple[torch.Tensor, torch.Tensor]:
+        if key not in self.entries:
+            self.entries[key] = np.stack([t.cpu().float().numpy() for t in compute()])
+            self.save()
+        depth, opacity = torch.from_numpy(self.entries[key])
+        return depth, opacity
+
+    def save(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(".partial.npz")
+            np.savez_compressed(partial, tag=np.array(self.tag), **self.entries)
+            partial.replace(self.path)
+
+
+@dataclass
+class Tally:
+    """One method's scores on one source: depth errors and normal angles per view, car pixels
+    and those with a valid estimate (for "shared": car pixels with a true normal, and those
+    every method has a normal for)."""
+
+    errors: list[torch.Tensor] = field(default_factory=list)
+    angles: list[torch.Tensor] = field(default_factory=list)
+    pixels: int = 0
+    kept: int = 0
+
+    @staticmethod
+    def merge(tallies: list[Tally]) -> Tally:
+        return Tally([e for t in tallies for e in t.errors], [a for t in tallies for a in t.angles],
+                     sum(t.pixels for t in tallies), sum(t.kept for t in tallies))
+
+
 def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric: Path | None,
-                   max_cars: int | None, max_views: int | None, window: int,
-                   images: Path | None, precision: str = "fp32", backend: str = "eager",
-                   summed: bool = False) -> dict:
-    """Gradient depth of the LFN (in `precision` through `backend`) and, optionally, the volumetric
-    baseline's expected depth (fp32), against the data set's ground truth."""
-    cars = load_cars(data, "train", with_depth=True, limit=max_cars)
+                   per_source: int, max_views: int | None, window: int, images: Path | None,
+                   precision: str = "fp32", backend: str = "eager", summed: bool = False,
+                   volumetric_cache: Path | None = None, figure: Path | None = None) -> dict:
+    """Gradient depth of the LFN (in `precision` through `backend`) and its normals and,
+    optionally, the volumetric baseline's expected depth (fp32) and its normals, against the
+    data set's ground truth."""
+    ckpt = load_checkpoint(ckpt_path)
+    sources = select_cars(data, per_source)
+    cars = load_cars(data, "train", with_depth=True, ids=list(sources))
     views = torch.nonzero(~cars.train_view).flatten()[:max_views].tolist()
     res = cars.resolution
-    methods = {"": load_checkpoint(ckpt_path)}
+    renderer = make_renderer(ckpt.model, device, precision, backend)
+    index = {name: i for i, name in enumerate(ckpt.instance_names)}
+    vol = cache = None
     if volumetric is not None:
-        methods["volumetric_"] = load_checkpoint(volumetric)
-    result = {"date": time.strftime("%Y-%m-%d"), "resolution": res, "views_scored": 0,
-              "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "window": window, "precision": precision, "backend": backend,
-              "equations": "summed" if summed else "per-channel"}
-    for prefix, ckpt in methods.items():
-        lfn = ckpt.model.kind == "lfn"
-        renderer = make_renderer(
-            ckpt.model, device, precision if lfn else "fp32", backend if lfn else "eager"
-        )
-        index = {name: i for i, name in enumerate(ckpt.instance_names)}
-        errors, car_pixels, valid_pixels, scored = [], 0, 0, 0
-        for c, car_id in enumerate(cars.ids):
-            if car_id not in index:
+        vol_ckpt = load_checkpoint(volumetric)
+        vol = (make_renderer(vol_ckpt.model, device, "fp32", "eager"),
+               {name: i for i, name in enumerate(vol_ckpt.instance_names)}, vol_ckpt.latents)
+        cache = VolumetricCache(volumetric_cache, volumetric, res)
+    prefixes = ("", "volumetric_") if vol else ("",)
+    stats = {str(s): {p: Tally() for p in (*prefixes, "shared")}
+             for s in (CarSource.REAL, CarSource.PROCEDURAL)}
+    real_ids = [i for i, s in sources.items() if s == CarSource.REAL]
+    figure_ids = {*real_ids[:2], *[i for i, s in sources.items() if s == CarSource.PROCEDURAL][:1]}
+    rows, scored = [], 0
+    for c, car_id in enumerate(cars.ids):
+        if car_id not in index or (vol and car_id not in vol[1]):
+            continue
+        renderer.set_latent(ckpt.latents[index[car_id]])
+        if vol:
+            vol[0].set_latent(vol[2][vol[1][car_id]])
+        for v in views:
+            pose, truth, mask = cars.cam2world[c, v], cars.depth[c, v], cars.mask[c, v]
+            estimate = gradient_depth(renderer, pose, res, window=window, summed=summed)
+            depths = {"": (estimate.depth.cpu(), estimate.valid.cpu())}
+            if vol:
+                key = f"{car_id}:{v}"
+                depth, opacity = cache.get(key, lambda p=pose: vol[0].render_with_depth(p, res)[1:])
+                depths["volumetric_"] = (depth, opacity > 0.5)
+            if cars.normal is not None:
+                true_normals = cars.normal[c, v]
+                has_truth = mask & (true_normals.norm(dim=-1) > 0.5)
+            else:
+                true_normals, has_truth = normals_from_depth(truth.nan_to_num(posinf=0), mask,
+                                                             pose, res)
+                has_truth &= mask
+            normals = {p: normals_from_depth(d, ok, pose, res) for p, (d, ok) in depths.items()}
+            use = has_truth.clone()
+            for _, defined in normals.values():
+                use &= defined
+            group = stats[sources[car_id]]
+            for p, (depth, valid) in depths.items():
+                on_car = valid & mask
+                group[p].errors.append(((depth - truth).abs() / truth)[on_car])
+                group[p].angles.append(angular_error_deg(normals[p][0][use], true_normals[use]))
+                group[p].pixels += int(mask.sum())
+                group[p].kept += int(on_car.sum())
+            # normals: of the car pixels with a true normal, those every method has one for
+            group["shared"].pixels += int(has_truth.sum())
+            group["shared"].kept += int(use.sum())
+            scored += 1
+            if figure is not None and v == views[0] and car_id in figure_ids:
+                rows.append(figure_row(cars.rgb[c, v], true_normals, has_truth, normals, use))
+            if images is not None and scored <= 4:
+                save_comparison(images, f"lfn_{car_id}_{v}", *depths[""], truth, mask)
+    if figure is not None and rows:
+        names = ("LFN normals", "volumetric normals")[: len(prefixes)]
+        save_figure(figure, rows, ["RGB", "mesh normals", *names, "LFN error, 0-45 deg"])
+
+    def summary(groups: list[str]) -> dict:
+        out = {}
+        for p in (*prefixes, "shared"):
+            tally = Tally.merge([stats[g][p] for g in groups])
+            if p == "shared":
+                out["normal_coverage"] = tally.kept / max(tally.pixels, 1)
                 continue
-            renderer.set_latent(ckpt.latents[index[car_id]])
-            for v in views:
-                pose = cars.cam2world[c, v]
-                if lfn:
-                    estimate = gradient_depth(renderer, pose, res, window=window, summed=summed)
-                    depth, valid = estimate.depth.cpu(), estimate.valid.cpu()
-                else:
-                    _, depth, opacity = renderer.render_with_depth(pose, res)
-                    depth, valid = depth.cpu().float(), (opacity > 0.5).cpu()
-                truth, mask = cars.depth[c, v], cars.mask[c, v]
-                rel, n_car, n_valid = score(depth, valid, truth, mask)
-                errors.append(rel)
-                car_pixels += n_car
-                valid_pixels += n_valid
-                scored += 1
-                if images is not None and scored <= 4:
-                    save_comparison(images, f"{prefix or 'lfn_'}{car_id}_{v}", depth, valid,
-                                    truth, mask)
-        all_errors = torch.cat(errors) if errors else torch.zeros(0)
-        result[f"{prefix}depth_absrel_median"] = float(all_errors.median()) if len(all_errors) else None
-        result[f"{prefix}depth_absrel_mean"] = float(all_errors.mean()) if len(all_errors) else None
-        result[f"{prefix}depth_coverage"] = valid_pixels / max(car_pixels, 1)
-        result["views_scored"] = scored
-    return result
+            errors = torch.cat(tally.errors or [torch.zeros(0)])
+            out[f"{p}depth_absrel_median"] = float(errors.median()) if len(errors) else None
+            out[f"{p}depth_absrel_mean"] = float(errors.mean()) if len(errors) else None
+            out[f"{p}depth_coverage"] = tally.kept / max(tally.pixels, 1)
+            out.update(normal_summary(torch.cat(tally.angles or [torch.zeros(0)]), p))
+        return out
+
+    return {
+        "date": time.strftime("%Y-%m-%d"), "resolution": res, "views_scored": scored,
+        "cars": {s: [i for i, src in sources.items() if src == s] for s in stats},
+        "views": views,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "window": window, "precision": precision, "backend": backend,
+        "equations": "summed" if summed else "per-channel",
+        "normal_truth": "mesh" if cars.normal is not None else "ground-truth depth",
+        **summary(list(stats)),
+        "per_source": {s: summary([s]) for s in stats},
+    }
+
+
+def normal_image(normals: torch.Tensor, defined: torch.Tensor) -> np.ndarray:
+    """World normals → RGB (n + 1) / 2; undefined pixels white."""
+    image = ((normals + 1) * 127.5).clamp(0, 255).byte().numpy()
+    image[~defined.numpy()] = 255
+    return image
+
+
+def figure_row(rgb, true_normals, has_truth, normals: dict, use) -> np.ndarray:
+    """RGB | true normals | LFN normals | volumetric normals | LFN angular error (0–45°, turbo;
+    gray on car pixels not scored)."""
+    from matplotlib import colormaps
+
+    angles = torch.zeros(use.shape, dtype=torch.float64)
+    angles[use] = angular_error_deg(normals[""][0][use], true_normals[use])
+    error = (colormaps["turbo"]((angles / 45).clamp(0, 1).numpy())[..., :3] * 255).astype(np.uint8)
+    error[~use.numpy()] = 128
+    error[~has_truth.numpy()] = 255
+    panels = [rgb.numpy(), normal_image(true_normals, has_truth)]
+    panels += [normal_image(*normals[p]) for p in normals]
+    return np.concatenate([*panels, error], axis=1)
+
+
+def save_figure(path: Path, rows: list[np.ndarray], labels: list[str]) -> None:
+    """The rows stacked under a header naming each panel."""
+    from PIL import ImageDraw
+
+    width = rows[0].shape[1] // len(labels)
+    header = Image.new("RGB", (rows[0].shape[1], 16), "white")
+    draw = ImageDraw.Draw(header)
+    for k, label in enumerate(labels):
+        draw.text((k * width + 4, 2), label, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate([np.asarray(header), *rows], axis=0)).save(path)
 
 
 def save_comparison(folder: Path, name: str, depth, valid, truth, mask) -> None:
@@ -111,8 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--json", type=Path)
     p.add_argument("--volumetric", type=Path)
+    p.add_argument("--volumetric-cache", type=Path,
+                   help="keep the volumetric depth here (.npz), reused while checkpoint and res match")
     p.add_argument("--images", type=Path, help="write depth-vs-ground-truth PNGs here")
-    p.add_argument("--max-cars", type=int, default=20)
+    p.add_argument("--figure", type=Path, help="write RGB | normals (true, LFN, volumetric) | "
+                                               "LFN angular error for 3 views to this PNG")
+    p.add_argument("--cars-per-source", type=int, default=6,
+                   help="training cars scored from each source (TORCS, procedural)")
     p.add_argument("--max-views", type=int, default=5)
     p.add_argument("--window", type=int, default=5, help="pooling window of the least squares")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -123,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the channel-summed depth equations (on triton: one reverse pass)")
     args = p.parse_args(argv)
     return run_entry_point(lambda: report(evaluate_depth(
-        args.ckpt, args.data, torch.device(args.device), args.volumetric, args.max_cars,
-        args.max_views, args.window, args.images, args.precision, args.backend, args.summed),
-        args.json), args.debug)
+        args.ckpt, args.data, torch.device(args.device), args.volumetric, args.cars_per_source,
+        args.max_views, args.window, args.images, args.precision, args.backend, args.summed,
+        args.volumetric_cache, args.figure), args.json), args.debug)
 
 
 def report(result: dict, json_path: Path | None) -> None:

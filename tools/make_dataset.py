@@ -5,8 +5,9 @@
     python -m tools.make_dataset --pack-torcs /path/to/torcs-data data/torcs-pack
 
 Each .npz: rgb uint8 (V, H, W, 3), depth float32 (V, H, W) (distance along each pixel's ray,
-inf on background), mask bool (V, H, W), cam2world float32 (V, 4, 4) OpenCV, intrinsics float32
-(3, 3), split (V,) 'train' / 'test'; V = views + test views, training views first.
+inf on background), mask bool (V, H, W), normal float32 (V, H, W, 3) (world-frame unit normal of
+the visible triangle, facing the camera, zeros on background), cam2world float32 (V, 4, 4) OpenCV,
+intrinsics float32 (3, 3), split (V,) 'train' / 'test'; V = views + test views, training views first.
 A rerun with the same settings keeps the cars already written (commands may be cut off).
 """
 
@@ -59,6 +60,7 @@ def render_car(instance: Instance, settings: Settings, torcs_root: Path | None,
         "rgb": np.stack([v.rgb for v in views]),
         "depth": np.stack([v.depth for v in views]),
         "mask": np.stack([v.mask for v in views]),
+        "normal": np.stack([v.normal for v in views]),
         "cam2world": cam2world,
         "intrinsics": renderer.intrinsics.astype(np.float32),
         "split": np.array(["train"] * settings.views + ["test"] * settings.test_views),

@@ -1,9 +1,12 @@
-"""Offscreen rendering of a Mesh with moderngl (EGL): color, per-pixel ray depth and mask.
+"""Offscreen rendering of a Mesh with moderngl (EGL): color, per-pixel ray depth, mask and normal.
 
 Cameras follow models.cameras (OpenCV cam2world, pinhole intrinsics, pixel centers at +0.5).
 Color is rendered at `supersample` times the resolution and box-averaged (anti-aliasing); the
 supersample factor is odd so one sub-sample of each pixel sits exactly on the pixel center, and
-depth and mask come from that sample alone, never averaged across an edge.
+depth, mask and normal come from that sample alone, never averaged across an edge.
+The normal is the visible triangle's geometric (face) normal, not the interpolated shading normal:
+it is the normal of the surface the depth map measures, which is what depth-derived normals are
+scored against (a smooth-shaded low-poly body's shading normals tilt away from its triangles).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 
 from models.cameras import DEFAULT_FOV_DEG, intrinsics, pixel_rays
-from tools.mesh import Mesh
+from tools.mesh import Mesh, face_normals
 
 # A light fixed in the world (not the camera), so a surface looks the same from every view.
 LIGHT_DIR = np.array([0.35, 0.25, 1.0]) / np.linalg.norm([0.35, 0.25, 1.0])
@@ -27,14 +30,19 @@ _VERTEX = """
 uniform mat4 mvp;
 in vec3 in_pos;
 in vec3 in_normal;
+in vec3 in_face_normal;
 in vec2 in_uv;
 in vec3 in_color;
+out vec3 v_pos;
 out vec3 v_normal;
+out vec3 v_face_normal;
 out vec2 v_uv;
 out vec3 v_color;
 void main() {
     gl_Position = mvp * vec4(in_pos, 1.0);
+    v_pos = in_pos;
     v_normal = in_normal;
+    v_face_normal = in_face_normal;
     v_uv = in_uv;
     v_color = in_color;
 }
@@ -45,15 +53,22 @@ _FRAGMENT = """
 uniform sampler2D tex;
 uniform vec3 light_dir;
 uniform float ambient;
+uniform vec3 eye;
+in vec3 v_pos;
 in vec3 v_normal;
+in vec3 v_face_normal;
 in vec2 v_uv;
 in vec3 v_color;
-out vec4 f_color;
+layout(location = 0) out vec4 f_color;
+layout(location = 1) out vec4 f_normal;
 void main() {
     vec3 albedo = v_color * texture(tex, v_uv).rgb;
     // two-sided: a face lit the same from either side, whatever its winding
     float lambert = abs(dot(normalize(v_normal), light_dir));
     f_color = vec4(albedo * (ambient + (1.0 - ambient) * lambert), 1.0);
+    // windings are not consistent across car parts: face the camera, as estimated normals do
+    vec3 n = normalize(v_face_normal);
+    f_normal = vec4(dot(n, eye - v_pos) < 0.0 ? -n : n, 0.0);
 }
 """
 
@@ -63,6 +78,7 @@ class View:
     rgb: np.ndarray  # (H, W, 3) uint8
     depth: np.ndarray  # (H, W) float32: distance along each pixel's ray, inf on background
     mask: np.ndarray  # (H, W) bool
+    normal: np.ndarray  # (H, W, 3) float32: world-frame unit normal facing the camera, 0 on background
 
 
 def create_context() -> moderngl.Context:
@@ -104,7 +120,8 @@ class SceneRenderer:
                              resolution)
         self._cos = dirs[..., 2].numpy()
         self._fbo = self.ctx.framebuffer(
-            [self.ctx.renderbuffer((size, size), 4)], self.ctx.depth_texture((size, size))
+            [self.ctx.renderbuffer((size, size), 4), self.ctx.renderbuffer((size, size), 4, dtype="f4")],
+            self.ctx.depth_texture((size, size)),
         )
         self._program = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
         self._program["light_dir"].value = tuple(LIGHT_DIR)
@@ -120,10 +137,12 @@ class SceneRenderer:
         self._release_mesh()
         order = np.argsort(mesh.tri_texture, kind="stable")
         corners = (order[:, None] * 3 + np.arange(3)).ravel()
-        data = np.hstack([mesh.positions, mesh.normals, mesh.uvs, mesh.colors])[corners]
+        flat = np.repeat(face_normals(mesh.positions), 3, axis=0)
+        data = np.hstack([mesh.positions, mesh.normals, flat, mesh.uvs, mesh.colors])[corners]
         self._vbo = self.ctx.buffer(np.ascontiguousarray(data, np.float32).tobytes())
         self._vao = self.ctx.vertex_array(
-            self._program, [(self._vbo, "3f 3f 2f 3f", "in_pos", "in_normal", "in_uv", "in_color")]
+            self._program, [(self._vbo, "3f 3f 3f 2f 3f", "in_pos", "in_normal", "in_face_normal",
+                             "in_uv", "in_color")]
         )
         gl_textures = {-1: self._white}
         for index, name in enumerate(mesh.textures):
@@ -149,6 +168,7 @@ class SceneRenderer:
         view = OPENCV_TO_GL @ np.linalg.inv(cam2world)
         mvp = gl_projection(self._k_render, size, size, near, far) @ view
         self._program["mvp"].write(mvp.T.astype(np.float32).tobytes())  # GL is column-major
+        self._program["eye"].value = tuple(cam2world[:3, 3])
         self._fbo.use()
         self._fbo.clear(1.0, 1.0, 1.0, 1.0, depth=1.0)
         self.ctx.enable(moderngl.DEPTH_TEST)
@@ -157,7 +177,9 @@ class SceneRenderer:
             self._vao.render(moderngl.TRIANGLES, vertices=count, first=first)
         color = np.frombuffer(self._fbo.read(components=3), np.uint8).reshape(size, size, 3)
         depth = np.frombuffer(self._fbo.depth_attachment.read(), np.float32).reshape(size, size)
-        color, depth = color[::-1], depth[::-1]  # GL rows run bottom to top
+        normal = np.frombuffer(self._fbo.read(components=3, attachment=1, dtype="f4"),
+                               np.float32).reshape(size, size, 3)
+        color, depth, normal = color[::-1], depth[::-1], normal[::-1]  # GL rows run bottom to top
         s, r = self.supersample, self.resolution
         rgb = color.reshape(r, s, r, s, 3).mean(axis=(1, 3))
         center = depth[s // 2 :: s, s // 2 :: s]
@@ -165,7 +187,9 @@ class SceneRenderer:
         z_ndc = 2.0 * center.astype(np.float64) - 1.0
         z_cam = 2.0 * far * near / ((far + near) - z_ndc * (far - near))
         ray_depth = np.where(mask, z_cam / self._cos, np.inf).astype(np.float32)
-        return View(np.rint(rgb).astype(np.uint8), ray_depth, mask)
+        # the attachment was cleared to white like the color: background normals are zeros
+        normal = np.where(mask[..., None], normal[s // 2 :: s, s // 2 :: s], 0.0).astype(np.float32)
+        return View(np.rint(rgb).astype(np.uint8), ray_depth, mask, normal)
 
     def _release_mesh(self) -> None:
         for obj in (self._vao, self._vbo, *self._textures):
