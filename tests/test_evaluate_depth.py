@@ -62,9 +62,7 @@ def test_bad_input_is_one_error_line_and_exit_1(bad, tmp_path, capsys) -> None:
 
     ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "cars.pt"
     args = {"ckpt": tmp_path / "missing.pt" if bad == "ckpt" else ckpt, "data": tmp_path}
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--ckpt", str(args["ckpt"]), "--data", str(args["data"])])
-    assert exit_info.value.code == 1
+    assert main(["--ckpt", str(args["ckpt"]), "--data", str(args["data"])]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert ("missing.pt" if bad == "ckpt" else "manifest") in err[0]

@@ -8,6 +8,8 @@ Without EGL the renderer's tensor is written directly (said once on stdout).
 
 from __future__ import annotations
 
+import sys
+
 import moderngl
 import numpy as np
 import torch
@@ -109,7 +111,8 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
             steps = path.frames(config.frames or DEFAULT_FRAMES[suffix])
             fps = config.fps or DEFAULT_FPS[suffix]
             pictures = (picture(render_frame(step.orbit, path_latent(step.weights)))
-                        for step in tqdm(steps, desc=f"rendering {config.out.name}", unit="frame"))
+                        for step in tqdm(steps, desc=f"rendering {config.out.name}", unit="frame",
+                                         disable=not sys.stderr.isatty()))  # a bar for people, not logs
             if suffix == ".mp4":
                 write_mp4(config.out, pictures, fps)  # encoded as rendered: memory stays one frame
             else:
