@@ -3,7 +3,7 @@
     python main.py [--ckpt PATH]                       open the viewer
     python main.py --headless --out view.png           render without a window
     python main.py --benchmark                         LFN versus the volumetric baseline
-    python main.py --fit-image car.png --pose 30,20 --out car.pt   fit a latent to one photo
+    python main.py --fit-image car.png [--pose 30,20] --out car.pt   fit a latent to one photo
 
 Exit codes: 0 success, 2 what argparse rejects before anything loads, 1 every other failure.
 On failure stderr holds exactly one line, `error: …`; `--debug` shows the traceback instead.
@@ -122,8 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--fit-image", type=Path, metavar="FILE.png",
                      help="photo of a car on a white background")
     fit.add_argument("--pose", type=pose, metavar="AZ,EL[,R]",
-                     help="camera of the photo in the orbit convention (R defaults to 3.0)")
-    fit.add_argument("--steps", type=positive_int, default=300, help="optimization steps")
+                     help="camera of the photo in the orbit convention (R defaults to 3.0); "
+                     "default: estimated by the checkpoint's encoder (CKPT.encoder.pt)")
+    fit.add_argument("--inference", choices=("encoder", "refine", "autodecode"), default=None,
+                     help="encoder: one pass of the encoder; refine: the encoder, then --steps "
+                     "auto-decoding steps; autodecode: --steps steps from the mean latent "
+                     "(default: refine with an encoder, else autodecode)")
+    fit.add_argument("--steps", type=positive_int, default=None,
+                     help="optimization steps (default 20 for refine, 300 for autodecode)")
     return p
 
 
@@ -144,8 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("argument --res: takes one value outside --benchmark")
     if args.headless and args.out is None:
         parser.error("argument --out: required with --headless")
-    if args.fit_image and (args.pose is None or args.out is None):
-        parser.error("--fit-image needs --pose AZ,EL[,R] and --out FILE.pt")
+    if args.fit_image and args.out is None:
+        parser.error("--fit-image needs --out FILE.pt")
     return args
 
 
