@@ -1,6 +1,7 @@
 """The encoder prior: shapes, azimuth hypotheses, pose math, a tiny training run, the three
 inference modes and the command line without --pose."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from models.inference import InferenceError, InferenceMode, infer, pick_hypothes
 from models.renderer import LFNRenderer
 from tests.conftest import TINY, names, tiny_lfn
 from tests.synthetic_cars import write_synthetic_dataset
+from tools.evaluate_encoder import main as evaluate_encoder_main
 from tools.train_encoder import EncoderTrainConfig, train_encoder
 
 RES = 24
@@ -160,6 +162,15 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     assert last["latent"] < 0.5 * first["latent"]
     assert last["azimuth"] < first["azimuth"] and last["elevation"] < first["elevation"]
     assert find_encoder(ckpt_path, load_checkpoint(ckpt_path).model) is not None
+    summary = evaluate_encoder_main(["--ckpt", str(ckpt_path), "--data", str(data),
+                                     "--cars-per-source", "1", "--novel-views", "2",
+                                     "--refine-steps", "3", "--autodecode-steps", "5", "--res",
+                                     "16", "--device", "cpu", "--json", str(tmp_path / "e.json")])
+    assert summary == 0
+    scores = json.loads((tmp_path / "e.json").read_text())["per_source"]["procedural"]
+    assert scores["cars"] == 1
+    assert 0 <= scores["pose_error_deg_encoder_median"] <= 180
+    assert scores["autodecode_5_input_psnr_median"] > 0
 
 
 def photo_file(path: Path) -> Path:
