@@ -33,12 +33,16 @@ class Method:
 
 
 def methods(refine_steps: int, autodecode_steps: int) -> list[Method]:
-    return [
+    """Encoder, refine and autodecode at equal steps; the long autodecode only when it is longer."""
+    chosen = [
         Method("encoder", InferenceMode.ENCODER, None),
         Method(f"refine_{refine_steps}", InferenceMode.REFINE, refine_steps),
         Method(f"autodecode_{refine_steps}", InferenceMode.AUTODECODE, refine_steps),
-        Method(f"autodecode_{autodecode_steps}", InferenceMode.AUTODECODE, autodecode_steps),
     ]
+    if autodecode_steps > refine_steps:
+        chosen.append(Method(f"autodecode_{autodecode_steps}", InferenceMode.AUTODECODE,
+                             autodecode_steps))
+    return chosen
 
 
 def car_source(manifest_entry: dict) -> str:

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cars-per-source", type=int, default=6)
     p.add_argument("--novel-views", type=int, default=5, help="held-out views scored per car")
     p.add_argument("--refine-steps", type=int, default=20)
-    p.add_argument("--autodecode-steps", type=int, default=300)
+    p.add_argument("--autodecode-steps", type=int, default=300,
+                   help="the long auto-decoding baseline; 0 leaves it out")
     p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path)
