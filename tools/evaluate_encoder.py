@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> dict:
         "encoder_bytes": Path(path).stat().st_size,
         "encoder_parameter_bytes": encoder_size_bytes(encoder),
         "encoder_train": {k: encoder_meta.get(k) for k in ("steps", "train_seconds", "device",
-                                                           "date", "train_config")},
+                                                           "date", "train_config", "history")},
         "encoder_ms_per_image_median": encoder_latency_ms(encoder, args.res),
         **evaluate_inference(model, encoder, args.data, args.cars_per_source, args.novel_views,
                              args.refine_steps, args.autodecode_steps),
