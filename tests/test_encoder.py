@@ -209,6 +209,9 @@ def test_cli_without_pose_or_encoder_says_so_in_one_line(tiny_ckpt, tmp_path, ca
     assert cli_main(["--ckpt", str(tiny_ckpt), "--fit-image", str(photo), "--inference", "refine",
                      "--pose", "30,20", "--out", str(tmp_path / "o.pt")]) == 1
     assert "needs an encoder" in one_error_line(capsys)
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["--ckpt", str(tiny_ckpt), "--fit-image", str(photo)])
+    assert exited.value.code == 2 and "needs --out" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("make, needle", [

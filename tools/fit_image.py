@@ -43,7 +43,8 @@ def run_fit_image(args: argparse.Namespace, ckpt: Checkpoint) -> int:
         check_inputs(mode, encoder, orbit)
     except InferenceError as error:
         raise InferenceError(
-            f"--fit-image: {error}; give --pose AZ,EL or train an encoder "
+            f"--fit-image: {error}; give --pose AZ,EL with --inference autodecode (the default "
+            f"without an encoder), or train an encoder "
             f"(python -m tools.train_encoder --ckpt {args.ckpt}, written to "
             f"{encoder_path(args.ckpt)})") from None
     steps = resolve_steps(mode, args.steps)
