@@ -3,7 +3,7 @@
     python main.py [--ckpt PATH]                       open the viewer
     python main.py --headless --out view.png           render without a window
     python main.py --benchmark                         LFN versus the volumetric baseline
-    python main.py --fit-image car.png --pose 30,20 --out car.pt   fit a latent to one photo
+    python main.py --fit-image car.png [--pose 30,20] --out car.pt   fit a latent to one photo
     python main.py --web [--port 8080] [--host 127.0.0.1]          the viewer in a browser
 
 Exit codes: 0 success, 2 what argparse rejects before anything loads, 1 every other failure.
@@ -157,8 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--fit-image", type=Path, metavar="FILE.png",
                      help="photo of a car on a white background")
     fit.add_argument("--pose", type=pose, metavar="AZ,EL[,R]",
-                     help="camera of the photo in the orbit convention (R defaults to 3.0)")
-    fit.add_argument("--steps", type=positive_int, default=300, help="optimization steps")
+                     help="camera of the photo in the orbit convention (R defaults to 3.0); "
+                     "default: estimated by the checkpoint's encoder (CKPT.encoder.pt)")
+    fit.add_argument("--inference", choices=("encoder", "refine", "autodecode"), default=None,
+                     help="encoder: one pass of the encoder; refine: the encoder, then --steps "
+                     "auto-decoding steps; autodecode: --steps steps from the mean latent "
+                     "(default: refine with an encoder, else autodecode)")
+    fit.add_argument("--steps", type=positive_int, default=None,
+                     help="optimization steps (default 20 for refine, 300 for autodecode)")
     return p
 
 
@@ -185,8 +191,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for flag in ("path", "fps"):
         if getattr(args, flag) is not None and not (args.headless and video):
             parser.error(f"argument --{flag}: needs --headless --out FILE.gif or FILE.mp4")
-    if args.fit_image and (args.pose is None or args.out is None):
-        parser.error("--fit-image needs --pose AZ,EL[,R] and --out FILE.pt")
+    if args.fit_image and args.out is None:
+        parser.error("--fit-image needs --out FILE.pt")
     return args
 
 
@@ -274,8 +280,8 @@ def run(args: argparse.Namespace) -> int:
     if mode == "--fit-image":
         from tools.fit_image import run_fit_image
 
-        azimuth, elevation, *radius = args.pose
-        return run_fit_image(FitImageConfig(render, args.fit_image, Orbit(azimuth, elevation, *radius),
+        pose = Orbit(*args.pose) if args.pose else None
+        return run_fit_image(FitImageConfig(render, args.ckpt, args.fit_image, pose, args.inference,
                                             args.steps, args.out), ckpt)
     if mode == "--web":
         from viewer.web import run_web

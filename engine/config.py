@@ -78,9 +78,11 @@ class BenchmarkConfig:
 @dataclass(frozen=True)
 class FitImageConfig:
     render: RenderSettings
+    checkpoint: Path  # its encoder, if trained, lies beside it (models/encoder.py)
     photo: Path
-    pose: Orbit  # the photo's camera
-    steps: int
+    pose: Orbit | None  # the photo's camera; None: the encoder estimates it
+    inference: str | None  # encoder | refine | autodecode; None: refine with an encoder, else autodecode
+    steps: int | None  # refinement or auto-decoding steps; None: the mode's default
     out: Path  # the checkpoint copy with the fitted instance appended
 
 

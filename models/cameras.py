@@ -42,12 +42,17 @@ def intrinsics(width: int, height: int, fov_y_deg: float = DEFAULT_FOV_DEG) -> t
     )
 
 
-def orbit_position(azimuth: float, elevation: float, radius: float) -> torch.Tensor:
-    """Camera center relative to the target, (3,)."""
-    az, el = math.radians(azimuth), math.radians(elevation)
-    return radius * torch.tensor(
-        [math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)], dtype=torch.float32
-    )
+def orbit_position(
+    azimuth: float | torch.Tensor, elevation: float | torch.Tensor, radius: float | torch.Tensor
+) -> torch.Tensor:
+    """Camera center relative to the target, (3,) float32.
+
+    Angles may be tensors that require grad (pose refinement differentiates through this); the
+    trigonometry runs in float64 so floats give the same values as Python's math.
+    """
+    az, el = (torch.deg2rad(torch.as_tensor(a, dtype=torch.float64)) for a in (azimuth, elevation))
+    direction = torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)])
+    return (torch.as_tensor(radius, dtype=torch.float64) * direction).float()
 
 
 def look_at(eye: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -65,14 +70,26 @@ def look_at(eye: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def orbit_pose(
-    azimuth: float,
-    elevation: float,
-    radius: float = DEFAULT_RADIUS,
+    azimuth: float | torch.Tensor,
+    elevation: float | torch.Tensor,
+    radius: float | torch.Tensor = DEFAULT_RADIUS,
     target: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> torch.Tensor:
     """(4, 4) cam2world of an orbit camera (OpenCV axes)."""
     center = torch.tensor(target, dtype=torch.float32)
     return look_at(center + orbit_position(azimuth, elevation, radius), center)
+
+
+def orbit_from_cam2world(
+    cam2world: torch.Tensor, target: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> Orbit:
+    """The orbit whose camera center is cam2world's (the inverse of Orbit.cam2world for a camera
+    that looks at `target`, as every orbit camera does); azimuth in (-180, 180]."""
+    offset = cam2world[:3, 3].double() - torch.tensor(target, dtype=torch.float64)
+    radius = float(offset.norm())
+    elevation = math.degrees(math.asin(max(-1.0, min(1.0, float(offset[2]) / radius))))
+    azimuth = math.degrees(math.atan2(float(offset[1]), float(offset[0])))
+    return Orbit(azimuth, elevation, radius, target)
 
 
 def rays_through_pixels(

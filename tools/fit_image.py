@@ -2,7 +2,8 @@
 
 The photo shows a car on a white background (or with alpha, composited on white), square; it is
 resized to the resolution the network was trained at. Its camera is given in the product's orbit
-convention (models/cameras.py).
+convention (models/cameras.py) or estimated by the checkpoint's encoder; models/inference.py holds
+the three inference modes.
 """
 
 from __future__ import annotations
@@ -12,9 +13,16 @@ from tqdm import tqdm
 
 from engine.config import FitImageConfig
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
-from models.cameras import intrinsics
 from models.checkpoint import Checkpoint, save_checkpoint
-from models.fitting import fit_latent
+from models.encoder import encoder_path, find_encoder
+from models.inference import (
+    InferenceError,
+    InferenceMode,
+    check_inputs,
+    default_mode,
+    infer,
+    resolve_steps,
+)
 from models.instances import with_instance
 
 
@@ -25,17 +33,35 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
     except ImageError as error:
         raise ImageError(f"--fit-image {error}") from None
     model = ckpt.model.to(config.render.device)
-    with tqdm(total=config.steps, desc="fitting latent", unit="step") as bar:
+    encoder = find_encoder(config.checkpoint, ckpt.model)
+    encoder = encoder.to(config.render.device) if encoder is not None else None
+    mode = InferenceMode(config.inference) if config.inference else default_mode(encoder)
+    orbit = config.pose
+    try:
+        check_inputs(mode, encoder, orbit)
+    except InferenceError as error:
+        raise InferenceError(
+            f"--fit-image: {error}; give --pose AZ,EL with --inference autodecode (the default "
+            f"without an encoder), or train an encoder "
+            f"(python -m tools.train_encoder --ckpt {config.checkpoint}, written to "
+            f"{encoder_path(config.checkpoint)})") from None
+    steps = resolve_steps(mode, config.steps)
+    with tqdm(total=steps, desc=f"{mode.value} inference", unit="step") as bar:
         def progress(step):
             bar.set_postfix(psnr=f"{step.psnr:.2f} dB")
             bar.update(1)
 
-        fit = fit_latent(model, photo[None], config.pose.cam2world()[None], intrinsics(res, res),
-                         config.steps, on_step=progress)
-    fitted = with_instance(ckpt, fit.latent, config.photo.stem,
-                           {"fitted_from": config.photo.name, "fit_steps": config.steps,
-                            "fit_psnr": round(fit.psnr, 3)})
+        result = infer(model, photo, mode, encoder, orbit, steps, on_step=progress)
+    pose = result.orbit
+    fitted = with_instance(ckpt, result.latent, config.photo.stem,
+                           {"fitted_from": config.photo.name, "fit_mode": mode.value,
+                            "fit_steps": steps, "fit_psnr": round(result.psnr, 3),
+                            "fit_pose": [round(pose.azimuth, 3), round(pose.elevation, 3),
+                                         round(pose.radius, 3)]})
     save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, config.out)
+    source = "estimated" if result.pose_estimated else "given"
     print(f"wrote {config.out}: instance {len(fitted.instance_names) - 1} "
-          f"({config.photo.stem}), input-view PSNR {fit.psnr:.2f} dB")
+          f"({config.photo.stem}), {mode.value} inference in {result.seconds:.2f} s, pose "
+          f"{pose.azimuth:.1f},{pose.elevation:.1f},{pose.radius:.2f} ({source}), "
+          f"input-view PSNR {result.psnr:.2f} dB")
     return 0

@@ -1,0 +1,130 @@
+"""Scoring the inference modes (models/inference.py) on held-out cars, per car source.
+
+For each car, its INPUT_VIEW is the photo. With the true pose given: PSNR of the input view and
+of its held-out views for encoder-only, refine (N steps) and autodecode (from the mean latent, at
+N steps and at the long default). With the pose estimated: the encoder's pose error (the angle
+between estimated and true viewing directions), before and after refinement.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from engine.cardata import load_cars, read_manifest
+from engine.evaluation import INPUT_VIEW
+from engine.metrics import psnr
+from models.cameras import Orbit, orbit_from_cam2world, orbit_position
+from models.encoder import CarEncoder
+from models.inference import Inference, InferenceMode, infer, render_view
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    mode: InferenceMode
+    steps: int | None
+
+
+def methods(refine_steps: int, autodecode_steps: int) -> list[Method]:
+    """Encoder, refine and autodecode at equal steps; the long autodecode only when it is longer."""
+    chosen = [
+        Method("encoder", InferenceMode.ENCODER, None),
+        Method(f"refine_{refine_steps}", InferenceMode.REFINE, refine_steps),
+        Method(f"autodecode_{refine_steps}", InferenceMode.AUTODECODE, refine_steps),
+    ]
+    if autodecode_steps > refine_steps:
+        chosen.append(Method(f"autodecode_{autodecode_steps}", InferenceMode.AUTODECODE,
+                             autodecode_steps))
+    return chosen
+
+
+def car_source(manifest_entry: dict) -> str:
+    """'torcs' or 'procedural': the part of the manifest's source before its colon."""
+    return manifest_entry["source"].split(":")[0]
+
+
+def viewing_angle_error(estimated: Orbit, true: Orbit) -> float:
+    """Degrees between the two cameras' directions to the target."""
+    a = orbit_position(estimated.azimuth, estimated.elevation, 1.0).double()
+    b = orbit_position(true.azimuth, true.elevation, 1.0).double()
+    return math.degrees(math.acos(max(-1.0, min(1.0, float(a @ b)))))
+
+
+def novel_view_psnr(model, result: Inference, rgb: torch.Tensor, poses: torch.Tensor,
+                    views: torch.Tensor) -> float:
+    res = rgb.shape[1]
+    scores = [psnr(render_view(model, result.latent, orbit_from_cam2world(poses[v]), res).cpu(),
+                   rgb[v].float() / 255) for v in views.tolist()]
+    return sum(scores) / len(scores)
+
+
+def spread_subset(ids: list[str], count: int) -> list[str]:
+    """`count` ids spread evenly over the sorted ids (variants of one car sit together)."""
+    order = sorted(ids)
+    step = max(len(order) / max(count, 1), 1.0)
+    return [order[int(i * step)] for i in range(min(count, len(order)))]
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3) if values else float("nan")
+
+
+def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: int,
+                       novel_views: int, refine_steps: int, autodecode_steps: int) -> dict:
+    manifest = {c["id"]: c for c in read_manifest(data)["cars"]}
+    cars = load_cars(data, "test")
+    sources = sorted({car_source(manifest[i]) for i in cars.ids})
+    chosen = {s: spread_subset([i for i in cars.ids if car_source(manifest[i]) == s],
+                               cars_per_source) for s in sources}
+    index = {car_id: c for c, car_id in enumerate(cars.ids)}
+    targets = torch.nonzero(~cars.train_view).flatten()[:novel_views]
+    per_source = {}
+    for source in sources:
+        rows = []
+        for car_id in tqdm(chosen[source], desc=f"{source} cars", leave=False):
+            c = index[car_id]
+            photo, truth = cars.rgb[c, INPUT_VIEW], orbit_from_cam2world(cars.cam2world[c, INPUT_VIEW])
+            row = {"id": cars.ids[c]}
+            for method in methods(refine_steps, autodecode_steps):
+                result = infer(model, photo, method.mode, encoder, truth, method.steps)
+                row[method.name] = {
+                    "input_psnr": round(result.psnr, 3),
+                    "novel_psnr": round(novel_view_psnr(model, result, cars.rgb[c],
+                                                        cars.cam2world[c], targets), 3),
+                    "seconds": round(result.seconds, 3)}
+            for mode in (InferenceMode.ENCODER, InferenceMode.REFINE):
+                estimated = infer(model, photo, mode, encoder, None, refine_steps).orbit
+                row[f"pose_error_deg_{mode.value}"] = round(viewing_angle_error(estimated, truth), 3)
+            rows.append(row)
+        names = [m.name for m in methods(refine_steps, autodecode_steps)]
+        per_source[source] = {
+            "cars": len(rows),
+            **{f"{n}_{k}_median": median([r[n][k] for r in rows])
+               for n in names for k in ("input_psnr", "novel_psnr", "seconds")},
+            **{f"pose_error_deg_{m}_median": median([r[f"pose_error_deg_{m}"] for r in rows])
+               for m in ("encoder", "refine")},
+            "rows": rows,
+        }
+    return {"input_view": INPUT_VIEW, "novel_views": len(targets), "per_source": per_source}
+
+
+def encoder_latency_ms(encoder: CarEncoder, res: int, repeats: int = 20) -> float:
+    """Median wall time of one forward pass on one image, after a warm-up."""
+    device = next(encoder.parameters()).device
+    photo = torch.full((res, res, 3), 255, dtype=torch.uint8, device=device)
+    encoder.encode_photo(photo)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        encoder.encode_photo(photo)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(1000 * (time.perf_counter() - start))
+    return round(statistics.median(times), 2)

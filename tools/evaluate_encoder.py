@@ -1,0 +1,82 @@
+"""Score the inference modes on held-out cars per source (engine/encoder_evaluation.py).
+
+    python -m tools.evaluate_encoder --ckpt checkpoints/cars.pt --data data/cars
+        [--encoder FILE] [--cars-per-source 6] [--json results/encoder_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from engine.encoder_evaluation import encoder_latency_ms, evaluate_inference
+from models.checkpoint import load_checkpoint, read_torch_file
+from models.encoder import encoder_path, encoder_size_bytes, load_encoder
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    ckpt = load_checkpoint(args.ckpt)
+    model = ckpt.model.to(device)
+    path = args.encoder or encoder_path(args.ckpt)
+    encoder = load_encoder(path, ckpt.model).to(device)
+    encoder_meta = read_torch_file(path)["meta"]
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "checkpoint": str(args.ckpt), "encoder": str(path),
+        "encoder_bytes": Path(path).stat().st_size,
+        "encoder_parameter_bytes": encoder_size_bytes(encoder),
+        "encoder_train": {k: encoder_meta.get(k) for k in ("steps", "train_seconds", "device",
+                                                           "date", "train_config", "history")},
+        "encoder_ms_per_image_median": encoder_latency_ms(encoder, args.res),
+        **evaluate_inference(model, encoder, args.data, args.cars_per_source, args.novel_views,
+                             args.refine_steps, args.autodecode_steps),
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--encoder", type=Path, help="default: beside the checkpoint")
+    p.add_argument("--cars-per-source", type=int, default=6)
+    p.add_argument("--novel-views", type=int, default=5, help="held-out views scored per car")
+    p.add_argument("--refine-steps", type=int, default=20)
+    p.add_argument("--autodecode-steps", type=int, default=300,
+                   help="the long auto-decoding baseline; 0 leaves it out")
+    p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--debug", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        result = run(args)
+    except Exception as error:  # one line for the user; --debug shows the traceback
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {' '.join(str(error).split()) or type(error).__name__}", file=sys.stderr)
+        return 1
+    summary = {k: v for k, v in result.items() if k != "per_source"}
+    summary["per_source"] = {s: {k: v for k, v in r.items() if k != "rows"}
+                             for s, r in result["per_source"].items()}
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""Train the CNN prior (models/encoder.py) for a trained LFN checkpoint: photo → latent and pose.
+
+    python -m tools.train_encoder --data data/cars --ckpt checkpoints/cars.pt [--minutes 15]
+
+Every view of every training car is an example: its image, the car's auto-decoded latent (the
+checkpoint's latent table row whose instance name is the car's id) and its camera's azimuth and
+elevation (models/cameras.py, from the view's cam2world). The loss is the latent's squared error
+relative to the table's mean squared norm, a cross-entropy on soft azimuth bins, a smooth L1 on
+the elevation and, with --photo-rays > 0, the color error of the frozen LFN rendering the
+predicted latent on that many random pixels of each view (at the true pose). The encoder is
+written beside the checkpoint (`cars.pt` → `cars.encoder.pt`) unless --out says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engine.cardata import load_cars
+from models.cameras import orbit_from_cam2world
+from models.checkpoint import load_checkpoint
+from models.encoder import (
+    ELEVATION_SCALE,
+    CarEncoder,
+    EncoderConfig,
+    azimuth_targets,
+    encoder_path,
+    network_fingerprint,
+    save_encoder,
+)
+from models.sampling import sample_rays
+
+
+@dataclasses.dataclass
+class EncoderTrainConfig:
+    data: str
+    ckpt: str
+    out: str | None = None  # default: beside the checkpoint
+    steps: int = 20_000
+    minutes: float | None = None  # a time budget; stops at whichever comes first
+    batch: int = 64
+    lr: float = 2e-3
+    final_lr_fraction: float = 0.05
+    weight_decay: float = 1e-4
+    pose_weight: float = 1.0
+    photo_rays: int = 0
+    photo_weight: float = 10.0
+    input_res: int = 128
+    channels: str = "16,32,48,64,96,128"
+    hidden: int = 256
+    azimuth_bins: int = 72
+    max_cars: int | None = None
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclasses.dataclass
+class TrainingViews:
+    """Every view of the training cars with its targets, flattened to N = cars × views."""
+
+    rgb: torch.Tensor  # (C, V, H, W, 3) uint8
+    cam2world: torch.Tensor  # (C, V, 4, 4)
+    intrinsics: torch.Tensor  # (3, 3)
+    latents: torch.Tensor  # (C, latent_dim), the checkpoint's rows for these cars
+    azimuth: torch.Tensor  # (C, V) degrees
+    elevation: torch.Tensor  # (C, V) degrees
+
+
+def training_views(cfg: EncoderTrainConfig, instance_names: list[str],
+                   table: torch.Tensor) -> TrainingViews:
+    cars = load_cars(cfg.data, "train", limit=cfg.max_cars)
+    rows = {name: i for i, name in enumerate(instance_names)}
+    missing = [car for car in cars.ids if car not in rows]
+    if missing:
+        raise ValueError(f"--data {cfg.data}: {len(missing)} training cars are not instances of "
+                         f"--ckpt {cfg.ckpt} (first: {missing[0]}); was it trained on this data set?")
+    orbits = [[orbit_from_cam2world(pose) for pose in car] for car in cars.cam2world]
+    return TrainingViews(
+        rgb=cars.rgb, cam2world=cars.cam2world, intrinsics=cars.intrinsics,
+        latents=table[torch.tensor([rows[car] for car in cars.ids])],
+        azimuth=torch.tensor([[o.azimuth for o in car] for car in orbits]),
+        elevation=torch.tensor([[o.elevation for o in car] for car in orbits]),
+    )
+
+
+def encoder_config(cfg: EncoderTrainConfig, latent_dim: int) -> EncoderConfig:
+    channels = tuple(int(c) for c in cfg.channels.split(","))
+    return EncoderConfig(latent_dim=latent_dim, input_res=cfg.input_res, channels=channels,
+                         hidden=cfg.hidden, azimuth_bins=cfg.azimuth_bins)
+
+
+@dataclasses.dataclass
+class Losses:
+    latent: torch.Tensor
+    azimuth: torch.Tensor
+    elevation: torch.Tensor
+    photo: torch.Tensor
+
+    def total(self, cfg: EncoderTrainConfig) -> torch.Tensor:
+        return (self.latent + cfg.pose_weight * (self.azimuth + self.elevation)
+                + cfg.photo_weight * self.photo)
+
+    def row(self) -> dict[str, float]:
+        return {f.name: round(getattr(self, f.name).item(), 5) for f in dataclasses.fields(self)}
+
+
+def batch_losses(encoder: CarEncoder, model, views: TrainingViews, cars: torch.Tensor,
+                 picks: torch.Tensor, scale: torch.Tensor, cfg: EncoderTrainConfig,
+                 generator: torch.Generator) -> Losses:
+    device = scale.device
+    rgb = views.rgb[cars, picks].to(device)  # (B, H, W, 3) uint8
+    out = encoder(rgb.permute(0, 3, 1, 2).float() / 255.0)
+    target = views.latents[cars].to(device)
+    latent = (out.latent - target).pow(2).sum(-1).mean() / scale
+    soft = azimuth_targets(views.azimuth[cars, picks].to(device), encoder.config.azimuth_bins)
+    azimuth = -(soft * out.azimuth_logits.log_softmax(-1)).sum(-1).mean()
+    elevation = F.smooth_l1_loss(out.elevation / ELEVATION_SCALE,
+                                 views.elevation[cars, picks].to(device) / ELEVATION_SCALE)
+    photo = torch.zeros((), device=device)
+    if cfg.photo_rays > 0:
+        poses = views.cam2world[cars, picks].to(device)[:, None]
+        origins, dirs, colors = sample_rays(rgb[:, None], poses, views.intrinsics,
+                                            torch.zeros(1, dtype=torch.long), cfg.photo_rays,
+                                            generator)
+        photo = F.mse_loss(model(origins, dirs, out.latent), colors)
+    return Losses(latent, azimuth, elevation, photo)
+
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
+def train_encoder(cfg: EncoderTrainConfig) -> Path:
+    """Train, save the encoder, return its path."""
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    ckpt = load_checkpoint(cfg.ckpt)
+    model = ckpt.model.to(device).eval().requires_grad_(False)
+    table = ckpt.latents.detach()
+    views = training_views(cfg, ckpt.instance_names, table)
+    scale = table.pow(2).sum(1).mean().clamp(min=1e-6).to(device)
+    encoder = CarEncoder(encoder_config(cfg, table.shape[1])).to(device).train()
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    sampler = torch.Generator().manual_seed(cfg.seed)
+    num_cars, num_views = views.azimuth.shape
+    out = Path(cfg.out) if cfg.out else encoder_path(cfg.ckpt)
+    start, history, step, progress = time.perf_counter(), [], 0, 0.0
+    bar = tqdm(total=cfg.steps, desc="training encoder", unit="step")
+    while step < cfg.steps and progress < 1.0:
+        # the rate follows whichever budget (steps or minutes) is further along: a cosine to its end
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
+                                    * 0.5 * (1 + math.cos(math.pi * progress)))
+        cars = torch.randint(num_cars, (cfg.batch,), generator=sampler)
+        picks = torch.randint(num_views, (cfg.batch,), generator=sampler)
+        losses = batch_losses(encoder, model, views, cars, picks, scale, cfg, generator)
+        optimizer.zero_grad(set_to_none=True)
+        losses.total(cfg).backward()
+        optimizer.step()
+        step += 1
+        elapsed = time.perf_counter() - start
+        progress = max(step / cfg.steps, elapsed / 60 / cfg.minutes if cfg.minutes else 0.0)
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == 1:
+            history.append({"step": step, "seconds": round(elapsed, 1), **losses.row()})
+            bar.set_postfix(latent=history[-1]["latent"], azimuth=history[-1]["azimuth"])
+    bar.close()
+    history.append({"step": step, "seconds": round(time.perf_counter() - start, 1),
+                    **losses.row()})
+    meta = {
+        "steps": step, "train_seconds": history[-1]["seconds"], "cars": num_cars,
+        "views": num_views, "dataset": str(cfg.data), "checkpoint": Path(cfg.ckpt).name,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "date": dt.date.today().isoformat(), "train_config": dataclasses.asdict(cfg),
+        "history": history,
+    }
+    save_encoder(encoder.eval().cpu(), network_fingerprint(ckpt.model), meta, out)
+    print(f"wrote {out}: {step} steps in {history[-1]['seconds']:.0f} s, final losses "
+          f"{losses.row()}")
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[EncoderTrainConfig, bool]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for field in dataclasses.fields(EncoderTrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.default is dataclasses.MISSING:
+            p.add_argument(flag, required=True)
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(field.type).split(" |")[0]]
+            p.add_argument(flag, type=kind, default=field.default)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = vars(p.parse_args(argv))
+    debug = args.pop("debug")
+    return EncoderTrainConfig(**args), debug
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, debug = parse_args(argv)
+    try:
+        train_encoder(cfg)
+    except Exception as error:  # one line for the user; --debug shows the traceback
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {' '.join(str(error).split()) or type(error).__name__}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
