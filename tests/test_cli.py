@@ -32,7 +32,7 @@ def assert_one_line_error(result, code: int, *needles: str) -> None:
     (["--device", "tpu"], "--device"),
     (["--headless", "--out", "x.png", "--mode", "fancy"], "--mode"),
     (["--headless"], "--out"),
-    (["--fit-image", "a.png"], "--pose"),
+    (["--fit-image", "a.png"], "--out"),
     (["--fit-image", "a.png", "--pose", "1,2,3,4", "--out", "c.pt"], "--pose"),
     (["--headless", "--benchmark", "--out", "x.png"], "mode"),
 ])
