@@ -26,8 +26,8 @@ def test_a_short_chaos_run_finds_nothing_wrong(tiny_ckpt):
     ("", 0, {"ui_frame_ms_max": 1500.0}, [], "UI frame of 1500 ms"),
     ("error: boom\n", 1, {}, [], "exit code 1"),
     ("Traceback (most recent call last):\n", 0, {"ui_frame_ms_max": 5.0}, [], "traceback"),
-    ("", 0, {"ui_frame_ms_max": 5.0}, [(float(t), 400.0 + (40.0 if t > 150 else 0.0)) for t in range(200)],
-     "memory grew 10.0 %"),
+    ("", 0, {"ui_frame_ms_max": 5.0}, [(float(t), 400.0 + 0.4 * t) for t in range(200)],
+     "memory grew 13.1 %"),
 ])
 def test_the_verdict_fails_on_hangs_errors_and_growth(tmp_path, stderr, exit_code, stats, memory, needle):
     stats_path = tmp_path / "stats.json"
@@ -38,10 +38,11 @@ def test_the_verdict_fails_on_hangs_errors_and_growth(tmp_path, stderr, exit_cod
     assert any(needle in failure for failure in report.failures), report.failures
 
 
-def test_steady_memory_passes(tmp_path):
+def test_memory_swinging_with_the_mode_but_not_growing_passes(tmp_path):
     stats_path = tmp_path / "stats.json"
     stats_path.write_text(json.dumps({"ui_frame_ms_max": 40.0}))
-    memory = [(float(t), 400.0 + (t % 7)) for t in range(200)]
+    # a depth or compare frame's working memory comes and goes: 400 MB, then 800 MB for a while
+    memory = [(float(t), 800.0 if (t // 20) % 2 else 400.0) for t in range(200)]
     report = judge(ChaosConfig(tmp_path / "c.pt", 1.0), 0.0, Counter(key=5), memory, "", 0, 1.0,
                    stats_path, [])
     assert report.failures == [] and report.rss_growth is not None and abs(report.rss_growth) < 0.02
