@@ -6,13 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.benchmark_methods import PSNR_CAP
+
 COLUMNS = ("method", "res", "backend", "ms median", "ms p90", "FPS", "evals/ray", "peak MB", "frames",
            "details")
 
 
 def details(row: dict) -> str:
     if "chunks_per_frame" in row:
-        return f"{row['chunks_per_frame']} chunk(s) of ≤{row['rays_per_chunk']:,} rays"
+        chunks = f"{row['chunks_per_frame']} chunk(s) of ≤{row['rays_per_chunk']:,} rays"
+        if "psnr_vs_dense" in row:  # evals/ray is over rays that hit; over all rays, and the check
+            chunks += (f", {row['evals_per_ray_all_rays']:.1f} evals/ray over all rays, "
+                       f"{'≥' if row['psnr_vs_dense'] >= PSNR_CAP else ''}{row['psnr_vs_dense']:.1f} dB vs dense")
+        return chunks
     if "texture_path" in row:
         paths = (("shared frames", "shared_fallback"), ("interop", "interop_fallback"))
         failed = [what for what, key in paths if key in row]
@@ -37,9 +43,14 @@ def format_table(result: dict) -> str:
                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
              for row in rows]
     lines.insert(1, "-" * len(max(lines, key=len)))
-    if result["speedup"]:
-        lines.append(f"\nspeedup of {result['speedup_reference']} over volumetric (ms ratio): " + ", ".join(
-            f"{res}²: {x:.1f}x" for res, x in result["speedup"].items()))
+    # results of older runs have the dense baseline's ratio alone
+    by_baseline = result.get("speedup_by_baseline", {"volumetric": result["speedup"]})
+    ratios = [(baseline, speedup) for baseline, speedup in by_baseline.items() if speedup]
+    if ratios:
+        lines.append("")
+    for baseline, speedup in ratios:
+        lines.append(f"speedup of {result['speedup_reference']} over {baseline} (ms ratio): "
+                     + ", ".join(f"{res}²: {x:.1f}x" for res, x in speedup.items()))
     lines += [f"note: {note}" for note in result["notes"]]
     return head + "\n\n" + "\n".join(lines)
 
