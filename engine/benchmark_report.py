@@ -16,8 +16,9 @@ def details(row: dict) -> str:
     if "chunks_per_frame" in row:
         chunks = f"{row['chunks_per_frame']} chunk(s) of ≤{row['rays_per_chunk']:,} rays"
         if "psnr_vs_dense" in row:  # evals/ray is over rays that hit; over all rays, and the check
+            at_least = "≥" if row["psnr_vs_dense"] >= PSNR_CAP else ""
             chunks += (f", {row['evals_per_ray_all_rays']:.1f} evals/ray over all rays, "
-                       f"{'≥' if row['psnr_vs_dense'] >= PSNR_CAP else ''}{row['psnr_vs_dense']:.1f} dB vs dense")
+                       f"{at_least}{row['psnr_vs_dense']:.1f} dB vs dense")
         return chunks
     if "texture_path" in row:
         paths = (("shared frames", "shared_fallback"), ("interop", "interop_fallback"))
