@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from engine.cardata import load_cars, read_manifest
+from engine.cardata import car_source, load_cars, read_manifest
 from engine.evaluation import INPUT_VIEW
 from engine.metrics import psnr
 from models.cameras import Orbit, orbit_from_cam2world, orbit_position
@@ -43,11 +43,6 @@ def methods(refine_steps: int, autodecode_steps: int) -> list[Method]:
         chosen.append(Method(f"autodecode_{autodecode_steps}", InferenceMode.AUTODECODE,
                              autodecode_steps))
     return chosen
-
-
-def car_source(manifest_entry: dict) -> str:
-    """'torcs' or 'procedural': the part of the manifest's source before its colon."""
-    return manifest_entry["source"].split(":")[0]
 
 
 def viewing_angle_error(estimated: Orbit, true: Orbit) -> float:
@@ -80,7 +75,7 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
                        novel_views: int, refine_steps: int, autodecode_steps: int) -> dict:
     manifest = {c["id"]: c for c in read_manifest(data)["cars"]}
     cars = load_cars(data, "test")
-    sources = sorted({car_source(manifest[i]) for i in cars.ids})
+    sources = sorted({str(car_source(manifest[i])) for i in cars.ids})
     chosen = {s: spread_subset([i for i in cars.ids if car_source(manifest[i]) == s],
                                cars_per_source) for s in sources}
     index = {car_id: c for c, car_id in enumerate(cars.ids)}

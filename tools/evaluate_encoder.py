@@ -11,11 +11,11 @@ import json
 import platform
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
 
+from engine.cli import OneLineParser, run_entry_point
 from engine.encoder_evaluation import encoder_latency_ms, evaluate_inference
 from models.checkpoint import load_checkpoint, read_torch_file
 from models.encoder import encoder_path, encoder_size_bytes, load_encoder
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--encoder", type=Path, help="default: beside the checkpoint")
@@ -58,24 +58,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path)
-    p.add_argument("--debug", action="store_true")
     args = p.parse_args(argv)
-    try:
-        result = run(args)
-    except Exception as error:  # one line for the user; --debug shows the traceback
-        if args.debug:
-            traceback.print_exc()
-        else:
-            print(f"error: {' '.join(str(error).split()) or type(error).__name__}", file=sys.stderr)
-        return 1
+    return run_entry_point(lambda: report(run(args), args.json), args.debug)
+
+
+def report(result: dict, json_path: Path | None) -> None:
+    """The summary on stdout (per-car rows left out), everything in --json."""
     summary = {k: v for k, v in result.items() if k != "per_source"}
     summary["per_source"] = {s: {k: v for k, v in r.items() if k != "rows"}
                              for s, r in result["per_source"].items()}
     print(json.dumps(summary, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-    return 0
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,11 @@ written beside the checkpoint (`cars.pt` → `cars.encoder.pt`) unless --out say
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as dt
 import math
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
@@ -27,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from engine.cardata import load_cars
+from engine.cli import OneLineParser, run_entry_point
 from models.cameras import orbit_from_cam2world
 from models.checkpoint import load_checkpoint
 from models.encoder import (
@@ -195,7 +194,7 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[EncoderTrainConfig, bool]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     for field in dataclasses.fields(EncoderTrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.default is dataclasses.MISSING:
@@ -203,7 +202,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[EncoderTrainConfig, bool]
         else:
             kind = {"int": int, "float": float, "str": str}[str(field.type).split(" |")[0]]
             p.add_argument(flag, type=kind, default=field.default)
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     args = vars(p.parse_args(argv))
     debug = args.pop("debug")
     return EncoderTrainConfig(**args), debug
@@ -211,15 +209,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[EncoderTrainConfig, bool]
 
 def main(argv: list[str] | None = None) -> int:
     cfg, debug = parse_args(argv)
-    try:
-        train_encoder(cfg)
-    except Exception as error:  # one line for the user; --debug shows the traceback
-        if debug:
-            traceback.print_exc()
-        else:
-            print(f"error: {' '.join(str(error).split()) or type(error).__name__}", file=sys.stderr)
-        return 1
-    return 0
+    return run_entry_point(lambda: train_encoder(cfg), debug)
 
 
 if __name__ == "__main__":
