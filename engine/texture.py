@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # shared_frames imports cuda_check from here
     from engine.shared_frames import SharedFrame
 
 GL_TEXTURE_2D = 0x0DE1
+# Frame sizes whose textures are kept: the resting and moving sizes of the view, and a few more.
+MAX_TEXTURES = 4
 
 SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"  # the GLSL of every GL stage
 
@@ -95,7 +97,9 @@ class CudaGLInterop:
 
 
 class FrameTexture:
-    """The texture a frame is shown from, one GL texture per frame size (sizes are few and reused).
+    """The texture a frame is shown from, one GL texture per frame size, the MAX_TEXTURES sizes used
+    last kept (moving and resting sizes alternate; a resolution slider dragged across its range
+    would otherwise keep a 16 MB texture for each of hundreds of sizes).
 
     `texture_path` says how the last frame arrived: "cuda-gl-shared", "cuda-gl-interop" or
     "cpu-copy". A failed shared copy disables its pool (the reason is kept there) and the frame
@@ -111,12 +115,20 @@ class FrameTexture:
         self._interop: CudaGLInterop | None = None
 
     def _texture(self, width: int, height: int) -> moderngl.Texture:
-        if (width, height) not in self.textures:
+        texture = self.textures.pop((width, height), None)
+        if texture is None:
             texture = self.ctx.texture((width, height), 4, dtype="f4")
             texture.filter = (moderngl.LINEAR, moderngl.LINEAR)
             texture.repeat_x = texture.repeat_y = False
-            self.textures[(width, height)] = texture
-        return self.textures[(width, height)]
+            if len(self.textures) >= MAX_TEXTURES:  # the least recently used size goes
+                self._release(self.textures.pop(next(iter(self.textures))))
+        self.textures[(width, height)] = texture  # last in the dict: the most recently used
+        return texture
+
+    def _release(self, texture: moderngl.Texture) -> None:
+        if self._interop is not None:
+            self._interop.forget(texture)
+        texture.release()
 
     def _copy_with_interop(self, rgba: torch.Tensor, texture: moderngl.Texture) -> bool:
         if self.fallback_reason is not None:
@@ -155,7 +167,5 @@ class FrameTexture:
 
     def release(self) -> None:
         for texture in self.textures.values():
-            if self._interop is not None:
-                self._interop.forget(texture)
-            texture.release()
+            self._release(texture)
         self.textures.clear()

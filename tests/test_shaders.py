@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.display_mode import DisplayMode
-from engine.texture import FrameTexture
+from engine.texture import MAX_TEXTURES, FrameTexture
 from tests.conftest import egl_context
 from viewer.display import Display, Pane, ShaderMode, frame_panes
 
@@ -90,3 +90,20 @@ def test_compare_frames_get_three_panes():
     depth = frame_panes(DisplayMode.DEPTH, texture, depth_range=(1.0, 2.0))
     assert [(p.mode, p.far) for p in depth] == [(ShaderMode.DEPTH, 2.0)]
     assert frame_panes(DisplayMode.NORMALS, texture)[0].mode is ShaderMode.NORMALS
+
+
+def test_a_texture_per_size_only_for_the_sizes_used_last(display):
+    """A resolution slider dragged across its range must not keep a texture for every size."""
+    textures = FrameTexture(display.ctx)
+    try:
+        for res in range(16, 16 + 4 * MAX_TEXTURES * 3, 4):
+            textures.upload(torch.full((res, res, 3), 0.25))
+        assert len(textures.textures) == MAX_TEXTURES
+        red = torch.zeros(RES, RES, 3)
+        red[..., 0] = 1.0
+        texture = textures.upload(red)  # a size evicted long ago comes back, fresh
+        pixels = display.read_image([Pane(texture, ShaderMode.RGB)], RES)
+        assert (pixels[..., 0] == 255).all() and (pixels[..., 1:] == 0).all()
+        assert next(reversed(textures.textures)) == (RES, RES)  # and is the one kept longest now
+    finally:
+        textures.release()
