@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from engine.frame import Frame, FrameRenderer, FrameRequest
+from engine.memory import trim_heap
 
 # How long close() waits for a worker thread. Each one ends within one unit of its work (a frame, a
 # fit step, a benchmark frame); the slowest, a full-size CPU volumetric frame, takes ~20 s.
 CLOSE_TIMEOUT_S = 30.0
+TRIM_PERIOD_S = 2.0  # how often an idle render thread gives freed memory back to the OS
 
 
 def join_within(thread: threading.Thread, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
@@ -44,6 +47,7 @@ class RenderWorker:
         self._done: Frame | BaseException | None = None
         self._busy = False
         self._stop = False
+        self._trimmed_s = 0.0  # when the render thread last gave freed memory back (monotonic)
         self._thread = threading.Thread(target=self._loop, name="lfn-render", daemon=True)
         self._thread.start()
 
@@ -102,3 +106,13 @@ class RenderWorker:
             if isinstance(replaced, Frame):  # never shown: its shared frame is free again
                 replaced.drop()
             self.on_done()
+            self._trim_when_idle()
+
+    def _trim_when_idle(self) -> None:
+        """A depth or compare frame's working memory, freed, stays in this thread's malloc arena
+        and in the resident set: hand it back to the OS when no frame waits, at most every
+        TRIM_PERIOD_S (malloc_trim walks the heap: milliseconds)."""
+        now = time.monotonic()
+        if self.idle and now - self._trimmed_s >= TRIM_PERIOD_S:
+            trim_heap()
+            self._trimmed_s = now
