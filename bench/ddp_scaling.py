@@ -30,7 +30,7 @@ from PIL import Image
 
 from engine.benchmark import device_name
 from engine.cardata import load_cars
-from engine.cli import OneLineParser, UsageError, run_entry_point
+from engine.cli import OneLineParser, UsageError, run_entry_point, write_json
 from engine.evaluation import evaluate
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
@@ -208,8 +208,7 @@ def report(scaling: ScalingRun | None, earlier: Path | None, json_path: Path | N
     """Measure (or read the earlier result), then write --json and --chart and a summary line."""
     result = measure(scaling) if scaling is not None else read_earlier(earlier)
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(json_path, result)
     if chart:
         plot(result, chart)
     runs = result["runs"]

@@ -19,9 +19,9 @@ on what the pixels show.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ import torch
 
 from engine.benchmark import device_name
 from engine.cardata import CarViews, load_cars
+from engine.cli import OneLineParser, UsageError, run_entry_point, write_json
 from engine.train_step import COMPILE_MODES, draw_batch, make_training_step
 from models.cameras import intrinsics, orbit_pose
 from models.lfn import LFNConfig, LightFieldNetwork
@@ -127,8 +128,8 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     p.add_argument("--data", help="a data set folder (default: random cars of its shape)")
     p.add_argument("--cars", type=int, help="random cars (default 304 on CUDA, 16 on a CPU)")
@@ -146,13 +147,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latent-dim", type=int, default=256)
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     args = p.parse_args(argv)
+    return run_entry_point(lambda: measure_and_write(args), args.debug)
+
+
+def measure_and_write(args: argparse.Namespace) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
-        p.exit(1, "error: --device cuda, but CUDA is not available\n")
+        raise UsageError("--device cuda: CUDA is not available on this machine")
     result = run(args)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,9 +9,11 @@ that knows which flag carried the value names the flag.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
@@ -64,3 +66,9 @@ def debug_requested(argv: list[str] | None) -> bool:
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--debug", action="store_true")
     return probe.parse_known_args(argv)[0].debug
+
+
+def write_json(path: Path, data: object) -> None:
+    """A script's result file: its folder made where missing, the JSON indented, a final newline."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")

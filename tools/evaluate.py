@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from engine.cli import OneLineParser, run_entry_point
+from engine.cli import OneLineParser, run_entry_point, write_json
 from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
 from models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -64,12 +64,10 @@ def score(args: argparse.Namespace) -> None:
     ckpt = load_checkpoint(args.ckpt)
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
                       args.max_cars, args.max_views)
-    report = json.dumps(result.to_json(), indent=1)
-    print(report)
+    print(json.dumps(result.to_json(), indent=1))
     print(source_table(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(report + "\n")
+        write_json(args.json, result.to_json())
     if args.write_metrics:
         ckpt.meta["metrics"] = result.meta_metrics()
         save_checkpoint(ckpt.model.cpu(), ckpt.instance_names, ckpt.meta, args.ckpt)

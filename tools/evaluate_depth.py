@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from engine.cardata import CarSource, car_source, load_cars, read_manifest
-from engine.cli import OneLineParser, run_entry_point
+from engine.cli import OneLineParser, run_entry_point, write_json
 from models.checkpoint import load_checkpoint
 from models.depth import gradient_depth, normals_from_depth
 from models.renderer import BACKENDS, PRECISIONS, make_renderer
@@ -297,8 +297,7 @@ def report(result: dict, json_path: Path | None) -> None:
     """The depth scores on stdout and in --json."""
     print(json.dumps(result, indent=1))
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(json_path, result)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from engine.cli import OneLineParser, run_entry_point
+from engine.cli import OneLineParser, run_entry_point, write_json
 from engine.encoder_evaluation import encoder_latency_ms, evaluate_inference
 from models.checkpoint import load_checkpoint, read_torch_file
 from models.encoder import encoder_path, encoder_size_bytes, load_encoder
@@ -69,8 +69,7 @@ def report(result: dict, json_path: Path | None) -> None:
                              for s, r in result["per_source"].items()}
     print(json.dumps(summary, indent=1))
     if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(json_path, result)
 
 
 if __name__ == "__main__":
