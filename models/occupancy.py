@@ -19,13 +19,14 @@ the result against the dense render (PSNR), so a speed-up never comes from a wor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from models.mlp import mlp_forward
-from models.volumetric import decode_samples, sample_along_rays, sample_inputs
+from models.volumetric import decode_samples, sample_along_rays, sample_inputs, sample_weights
 
 DENSITY_THRESHOLD = 0.01  # nerfacc's default for its occupancy grid
 EARLY_STOP_TRANSMITTANCE = 1e-4
@@ -64,7 +65,8 @@ def cell_centers(resolution: int, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def build_occupancy(
-    density: callable, resolution: int, device: torch.device, seed: int = 0, chunk: int = 1 << 16,
+    density: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], resolution: int, device: torch.device,
+    seed: int = 0, chunk: int = 1 << 16,
 ) -> OccupancyGrid:
     """The grid of cells where `density(points (N, 3), dirs (N, 3)) → (N,)` exceeds the threshold
     at any probe (PROBE_POINTS jittered points × PROBE_DIRECTIONS), dilated by one cell."""
@@ -137,11 +139,10 @@ def march(
             sigma, colors = decode_samples(mlp_forward(x, *mlp_tensors).float())
             density[rays, steps], rgb[rays, steps] = sigma, colors
             evaluations += wanted.sum(1)
-        alpha = 1.0 - torch.exp(-density * d_block)
-        inside = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1] + 1e-10], 1), 1)
-        weights = transmittance[:, None] * alpha * inside
+        block_weights, through = sample_weights(density, d_block)
+        weights = transmittance[:, None] * block_weights
         color += (weights[..., None] * rgb).sum(1)
         depth += (weights * t_block.float()).sum(1)
-        transmittance = transmittance * inside[:, -1] * (1.0 - alpha[:, -1] + 1e-10)
+        transmittance = transmittance * through
     opacity = 1.0 - transmittance
     return MarchResult(color + transmittance[:, None], depth / opacity.clamp(min=1e-6), opacity, evaluations)

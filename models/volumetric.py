@@ -47,6 +47,16 @@ def sphere_interval(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Te
     return near, torch.maximum(t_mid + half, near)
 
 
+def sample_weights(density: torch.Tensor, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's share of its ray's color, alpha times the transmittance in front of it, (N, S),
+    and the transmittance through all S samples, (N,): what lies behind them still shows by that
+    much (models/occupancy.py composites a ray block by block with it)."""
+    alpha = 1.0 - torch.exp(-density * deltas)
+    through = 1.0 - alpha + 1e-10
+    in_front = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), through[:, :-1]], dim=1), dim=1)
+    return alpha * in_front, in_front[:, -1] * through[:, -1]
+
+
 def composite(
     density: torch.Tensor, rgb: torch.Tensor, t: torch.Tensor, deltas: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -55,11 +65,7 @@ def composite(
     density (N, S), rgb (N, S, 3), t and deltas (N, S) → color (N, 3), expected depth (N,)
     (distance along the ray, normalised by opacity), opacity (N,).
     """
-    alpha = 1.0 - torch.exp(-density * deltas)
-    transmittance = torch.cumprod(
-        torch.cat([torch.ones_like(alpha[:, :1]), 1.0 - alpha[:, :-1] + 1e-10], dim=1), dim=1
-    )
-    weights = alpha * transmittance
+    weights, _ = sample_weights(density, deltas)
     opacity = weights.sum(1)
     color = (weights[..., None] * rgb).sum(1) + (1.0 - opacity[:, None])
     depth = (weights * t).sum(1) / opacity.clamp(min=1e-6)
