@@ -123,7 +123,8 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
         if offscreen:
             offscreen.release()
     print(f"wrote {config.out}")
-    if config.ply is not None:  # the renderer still holds this instance's latent
+    if config.ply is not None:  # the instance's points, whatever code a camera path ended on
+        renderer.set_latent(ckpt.latents[config.instance])
         points, colors = view_points(renderer, config.home.cam2world(), config.res, config.summed_depth)
         write_ply(config.ply, points, colors)
         print(f"wrote {config.ply} ({len(points)} points)")
