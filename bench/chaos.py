@@ -160,7 +160,6 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
     memory: list[tuple[float, float]] = []
     counts: Counter[str] = Counter()
     failures: list[str] = []
-    started = time.monotonic()
     exit_code = exit_seconds = None
     try:
         found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^LFN viewer"],
@@ -193,7 +192,7 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return judge(config, started, counts, memory, stderr, exit_code, exit_seconds, stats_path, failures)
+    return judge(counts, memory, stderr, exit_code, exit_seconds, stats_path, failures)
 
 
 def trend_ends(readings: list[tuple[float, float]]) -> tuple[float, float]:
@@ -203,7 +202,7 @@ def trend_ends(readings: list[tuple[float, float]]) -> tuple[float, float]:
     return intercept + slope * times[0], intercept + slope * times[-1]
 
 
-def judge(config: ChaosConfig, started: float, counts: Counter, memory: list[tuple[float, float]],
+def judge(counts: Counter, memory: list[tuple[float, float]],
           stderr: str, exit_code: int | None, exit_seconds: float | None, stats_path: Path,
           failures: list[str]) -> ChaosReport:
     lines = [line for line in stderr.splitlines() if line.strip()]

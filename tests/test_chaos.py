@@ -33,7 +33,7 @@ def test_the_verdict_fails_on_hangs_errors_and_growth(tmp_path, stderr, exit_cod
     stats_path = tmp_path / "stats.json"
     if stats:
         stats_path.write_text(json.dumps(stats))
-    report = judge(ChaosConfig(tmp_path / "c.pt", 1.0), 0.0, Counter(drag=3), memory, stderr, exit_code,
+    report = judge(Counter(drag=3), memory, stderr, exit_code,
                    1.0, stats_path, [])
     assert any(needle in failure for failure in report.failures), report.failures
 
@@ -43,6 +43,6 @@ def test_memory_swinging_with_the_mode_but_not_growing_passes(tmp_path):
     stats_path.write_text(json.dumps({"ui_frame_ms_max": 40.0}))
     # a depth or compare frame's working memory comes and goes: 400 MB, then 800 MB for a while
     memory = [(float(t), 800.0 if (t // 20) % 2 else 400.0) for t in range(200)]
-    report = judge(ChaosConfig(tmp_path / "c.pt", 1.0), 0.0, Counter(key=5), memory, "", 0, 1.0,
+    report = judge(Counter(key=5), memory, "", 0, 1.0,
                    stats_path, [])
     assert report.failures == [] and report.rss_growth is not None and abs(report.rss_growth) < 0.02
