@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from engine.benchmark import device_name
 from engine.cardata import CarViews, load_cars
@@ -50,8 +51,10 @@ def random_cars(cars: int, views: int, res: int, device: torch.device) -> CarVie
 
 
 def step_times(cars: CarViews, impl: str, compile_mode: str, objects: int, rays: int,
-               arch: dict, steps: int, warmup: int, device: torch.device) -> tuple[list[float], float]:
-    """Seconds of each timed step, and the loss of the last one."""
+               arch: dict, steps: int, warmup: int, device: torch.device,
+               profiled: int = 0) -> tuple[list[float], float, str | None]:
+    """Seconds of each timed step, the loss of the last one, and (profiled > 0) the profiler's
+    table of that many further steps: where a step's time goes, kernel by kernel."""
     torch.manual_seed(0)
     model = LightFieldNetwork(LFNConfig(num_instances=cars.rgb.shape[0], **arch)).to(device)
     step_fn = make_training_step(model, impl, lr=5e-4, latent_lr=1e-3, latent_weight=1e-4,
@@ -82,7 +85,21 @@ def step_times(cars: CarViews, impl: str, compile_mode: str, objects: int, rays:
             tick = time.perf_counter()
             result = one_step(warmup + i)
             times.append(time.perf_counter() - tick)
-    return times, result.loss.item()
+    table = profile_table(one_step, warmup + steps, profiled, device) if profiled else None
+    return times, result.loss.item(), table
+
+
+def profile_table(one_step, first: int, steps: int, device: torch.device) -> str:
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for i in range(steps):
+            one_step(first + i)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    sort = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=60)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -100,21 +117,24 @@ def run(args: argparse.Namespace) -> dict:
     rows = []
     for rays in args.rays:
         for impl, compile_mode in variants:
-            times, loss = step_times(cars, impl, compile_mode, args.objects, rays, arch,
-                                     args.steps, args.warmup, device)
+            times, loss, table = step_times(cars, impl, compile_mode, args.objects, rays, arch,
+                                            args.steps, args.warmup, device, args.profile)
             median = statistics.median(times)
             rows.append({"impl": impl, "compile": compile_mode, "objects_per_step": args.objects,
                          "rays_per_object": rays, "rays_per_step": args.objects * rays,
                          "median_ms": round(median * 1e3, 3),
                          "mean_ms": round(statistics.fmean(times) * 1e3, 3),
                          "rays_per_s": round(args.objects * rays / median),
-                         "last_loss": loss})
+                         "last_loss": loss, "profile": table})
             print(f"{impl:9s} compile={compile_mode:26s} {args.objects}x{rays}: "
                   f"{median * 1e3:8.2f} ms/step  {rows[-1]['rays_per_s'] / 1e6:8.3f} M rays/s")
     for row in rows:  # the speed-up over the reference at the same batch shape
         base = next(r for r in rows if r["impl"] == "reference"
                     and r["rays_per_object"] == row["rays_per_object"])
         row["speedup"] = round(base["median_ms"] / row["median_ms"], 3)
+    if args.profile:  # the last variant's table; every variant's is in the JSON
+        print(f"profile of {args.profile} steps, {rows[-1]['impl']} compile={rows[-1]['compile']}, "
+              f"{args.objects}x{rows[-1]['rays_per_object']}:\n{rows[-1]['profile']}")
     return {
         "device": device.type, "device_name": device_name(device), "torch": torch.__version__,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -145,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--hidden-layers", type=int, default=6)
     p.add_argument("--latent-dim", type=int, default=256)
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile N more steps of each variant (torch.profiler; "
+                        "tables in the JSON, the last one printed)")
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     args = p.parse_args(argv)
     return run_entry_point(lambda: measure_and_write(args), args.debug)
