@@ -1,4 +1,5 @@
-"""One frame request (camera, latent, mode, resolution) → the tensors the display shader reads.
+"""One frame request (camera, latent, mode, resolution) → the tensors the display shader reads; one
+EPI request (a view's scanline) → its epipolar-plane image and predicted lines (models/epi.py).
 
 Shared by the window (on its render thread) and the headless export, so both show the same thing.
 Depth and normals come from models/depth.py.
@@ -19,14 +20,13 @@ from engine.shared_frames import SharedFrame, SharedFramePool
 from engine.texture import to_rgba32f
 from models.cameras import Orbit
 from models.depth import gradient_depth, normals_from_depth
+from models.epi import EpipolarImage, epipolar_plane_image
 from models.renderer import LFNRenderer, VolumetricRenderer
 
 T = TypeVar("T")
 
 DEPTH_QUANTILES = (0.02, 0.98)  # the automatic depth range ignores the extreme 2 % at each end
 QUANTILE_SAMPLES = 1 << 16
-
-
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,36 @@ class FrameRequest:
     mode: DisplayMode
     latent: LatentSelection
     summed_depth: bool = False  # depth from the channel-summed equations (models/depth.py)
+
+
+@dataclass(frozen=True)
+class EpiRequest:
+    """The epipolar-plane image of the view `orbit` at `res`: its row at `scanline`, a fraction of
+    the picture's height (so it stays put when the resolution changes), seen from `rows` cameras
+    slid along their right axis by up to ±`shift` × the orbit radius."""
+
+    orbit: Orbit
+    res: int
+    latent: LatentSelection
+    scanline: float  # 0 the top of the picture, 1 the bottom
+    shift: float
+    rows: int = 97  # odd: the middle row is the view itself (s = 0)
+    summed_depth: bool = False  # the predicted lines from the channel-summed depth equations
+
+    @property
+    def row(self) -> int:
+        return min(self.res - 1, max(0, int(self.scanline * self.res)))
+
+    def shifts(self) -> torch.Tensor:
+        reach = self.shift * self.orbit.radius
+        return torch.linspace(-reach, reach, self.rows)
+
+
+@dataclass
+class EpiFrame:
+    request: EpiRequest
+    epi: EpipolarImage
+    render_ms: float = 0.0
 
 
 @dataclass
@@ -160,6 +190,13 @@ class FrameRenderer:
                 lambda: self.volumetric.render(cam2world, request.res), self.volumetric.device
             )
         return frame
+
+    def render_epi(self, request: EpiRequest) -> EpiFrame:
+        self._use_latent(self.renderer, self.latents, request.latent)
+        epi, ms = timed(lambda: epipolar_plane_image(
+            self.renderer, request.orbit.cam2world(), request.res, request.row, request.shifts(),
+            request.summed_depth), self.renderer.device)
+        return EpiFrame(request, epi, ms)
 
     def has_reference(self, latent: LatentSelection) -> bool:
         """Whether a compare frame can show the volumetric model: a random or fitted code has no

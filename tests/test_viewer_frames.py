@@ -12,7 +12,7 @@ import torch
 
 import engine.frame
 from engine.display_mode import DisplayMode
-from engine.frame import FrameRenderer, FrameRequest
+from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest
 from engine.latents import (
     BlendLatent,
     FittedLatent,
@@ -24,6 +24,7 @@ from engine.latents import (
 from engine.texture import FrameTexture, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
+from models.epi import EpipolarImage
 from models.renderer import make_renderer
 from viewer.worker import RenderWorker, join_within
 
@@ -116,6 +117,34 @@ def test_worker_renders_the_newest_request_and_reports_errors(frames):
         assert isinstance(worker.take(), Exception)
     finally:
         assert worker.close()  # the thread ended within the bound
+
+
+def test_a_waiting_frame_renders_before_a_waiting_epi_and_each_has_its_slot():
+    order, gate = [], threading.Event()
+
+    class Recording:
+        def render(self, request):
+            order.append("frame")
+            return Frame(request, torch.zeros(1, 1, 4))
+
+        def render_epi(self, request):
+            order.append("epi")
+            return EpiFrame(request, EpipolarImage(torch.zeros(1, 1, 3), torch.zeros(1), 0, []))
+
+    worker = RenderWorker(Recording())
+    try:
+        worker.call(lambda: gate.wait() and False)  # holds the thread while both requests arrive
+        worker.submit(EpiRequest(Orbit(), 8, SHOWN, 0.5, 0.1))
+        worker.submit(request())
+        gate.set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not worker.idle:
+            time.sleep(0.01)
+        frame, epi = worker.take(), worker.take(EpiRequest)  # each kind from its own slot
+    finally:
+        assert worker.close()
+    assert order == ["frame", "epi"]
+    assert isinstance(frame, Frame) and isinstance(epi, EpiFrame)
 
 
 def test_join_within_names_a_thread_that_does_not_end(capsys):
