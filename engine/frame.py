@@ -19,7 +19,7 @@ from engine.latents import LatentBank, LatentSelection, has_volumetric_twin
 from engine.shared_frames import SharedFrame, SharedFramePool
 from engine.texture import to_rgba32f
 from models.cameras import Orbit
-from models.depth import gradient_depth, normals_from_depth
+from models.depth import DepthResult, gradient_depth, normals_from_depth
 from models.epi import EpipolarImage, epipolar_plane_image
 from models.renderer import LFNRenderer, VolumetricRenderer
 
@@ -132,6 +132,9 @@ class FrameRenderer:
         self.volumetric, self.volumetric_latents = volumetric, volumetric_latents
         self.shared_frames = shared_frames
         self._latents: dict[int, LatentSelection] = {}  # renderer id → the latent it holds
+        # The gradient depth of the view the last EPI showed, and that view: an EPI of another
+        # scanline or shift reuses it, so dragging the scanline costs the EPI's rays alone.
+        self._epi_view: tuple[tuple, DepthResult] | None = None
 
     def _use_latent(
         self, renderer: LFNRenderer | VolumetricRenderer, bank: LatentBank, latent: LatentSelection
@@ -148,6 +151,7 @@ class FrameRenderer:
             renderer.set_latent(self.latents.latent(latent))
             self._latents[id(renderer)] = latent
         self.renderer = renderer
+        self._epi_view = None  # the new backend or precision computes its own
 
     def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
         result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
@@ -193,10 +197,18 @@ class FrameRenderer:
 
     def render_epi(self, request: EpiRequest) -> EpiFrame:
         self._use_latent(self.renderer, self.latents, request.latent)
-        epi, ms = timed(lambda: epipolar_plane_image(
-            self.renderer, request.orbit.cam2world(), request.res, request.row, request.shifts(),
-            request.summed_depth), self.renderer.device)
-        return EpiFrame(request, epi, ms)
+        cam2world = request.orbit.cam2world()
+
+        def epi() -> EpipolarImage:
+            view = (request.orbit, request.latent, request.res, request.summed_depth)
+            if self._epi_view is None or self._epi_view[0] != view:
+                depth = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
+                self._epi_view = view, depth
+            return epipolar_plane_image(self.renderer, cam2world, request.res, request.row,
+                                        request.shifts(), self._epi_view[1])
+
+        image, ms = timed(epi, self.renderer.device)
+        return EpiFrame(request, image, ms)
 
     def has_reference(self, latent: LatentSelection) -> bool:
         """Whether a compare frame can show the volumetric model: a random or fitted code has no

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from models.cameras import intrinsics, rays_through_pixels
-from models.depth import gradient_depth
+from models.depth import DepthResult
 from models.plucker import plucker
 from models.renderer import render_in_chunks
 
@@ -98,12 +98,12 @@ def line_columns(valid: torch.Tensor, count: int = LINES_PER_SCANLINE) -> torch.
 
 @torch.no_grad()
 def epipolar_plane_image(renderer, cam2world: torch.Tensor, res: int, scanline: int,
-                         shifts: torch.Tensor, summed_depth: bool = False) -> EpipolarImage:
+                         shifts: torch.Tensor, depth: DepthResult) -> EpipolarImage:
     """The EPI of the renderer's current latent at `scanline` of the res × res view from
-    `cam2world`, and the lines that the view's gradient depth predicts in it."""
+    `cam2world`, and the lines that `depth`, the view's gradient depth (models/depth.py), predicts
+    in it."""
     pose = cam2world.to(renderer.device, torch.float32)
     image = epi_colors(renderer, epi_rays(pose, res, scanline, shifts))
-    depth = gradient_depth(renderer, pose, res, summed=summed_depth)
     row_depth, row_valid = depth.depth[scanline], depth.valid[scanline]
     lines = predicted_lines(row_depth, row_valid, pose, res, scanline, line_columns(row_valid.cpu()))
     return EpipolarImage(image, shifts.cpu(), scanline, lines)

@@ -98,6 +98,22 @@ def test_a_summed_depth_request_asks_for_the_summed_equations(frames, monkeypatc
     assert [k["summed"] for k in asked] == [False, True]
 
 
+def test_epis_of_one_view_share_its_gradient_depth(frames, monkeypatch):
+    asked = []
+    original = engine.frame.gradient_depth
+    monkeypatch.setattr(engine.frame, "gradient_depth", lambda *a, **k: asked.append(k) or original(*a, **k))
+    first = EpiRequest(Orbit(azimuth=50.0), 16, SHOWN, 0.25, 0.1)
+    frames.render_epi(first)
+    frames.render_epi(dataclasses.replace(first, scanline=0.75, shift=0.2))  # the same view
+    assert len(asked) == 1
+    frames.render_epi(dataclasses.replace(first, summed_depth=True))
+    frames.render_epi(dataclasses.replace(first, orbit=Orbit(azimuth=60.0)))
+    frames.render_epi(dataclasses.replace(first, latent=InstanceLatent(2)))
+    frames.replace_renderer(make_renderer(frames.renderer.model, backend="eager"))
+    frames.render_epi(first)  # another backend: its own depth
+    assert len(asked) == 5
+
+
 def test_worker_renders_the_newest_request_and_reports_errors(frames):
     worker = RenderWorker(frames)
     try:
