@@ -1,4 +1,5 @@
-"""One frame request (camera, latent, mode, resolution) → the tensors the display shader reads.
+"""One frame request (camera, latent, mode, resolution) → the tensors the display shader reads; one
+EPI request (a view's scanline) → its epipolar-plane image and predicted lines (models/epi.py).
 
 Shared by the window (on its render thread) and the headless export, so both show the same thing.
 Depth and normals come from models/depth.py.
@@ -18,15 +19,14 @@ from engine.latents import LatentBank, LatentSelection, has_volumetric_twin
 from engine.shared_frames import SharedFrame, SharedFramePool
 from engine.texture import to_rgba32f
 from models.cameras import Orbit
-from models.depth import gradient_depth, normals_from_depth
+from models.depth import DepthResult, gradient_depth, normals_from_depth
+from models.epi import EpipolarImage, epipolar_plane_image
 from models.renderer import LFNRenderer, VolumetricRenderer
 
 T = TypeVar("T")
 
 DEPTH_QUANTILES = (0.02, 0.98)  # the automatic depth range ignores the extreme 2 % at each end
 QUANTILE_SAMPLES = 1 << 16
-
-
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,36 @@ class FrameRequest:
     mode: DisplayMode
     latent: LatentSelection
     summed_depth: bool = False  # depth from the channel-summed equations (models/depth.py)
+
+
+@dataclass(frozen=True)
+class EpiRequest:
+    """The epipolar-plane image of the view `orbit` at `res`: its row at `scanline`, a fraction of
+    the picture's height (so it stays put when the resolution changes), seen from `rows` cameras
+    slid along their right axis by up to ±`shift` × the orbit radius."""
+
+    orbit: Orbit
+    res: int
+    latent: LatentSelection
+    scanline: float  # 0 the top of the picture, 1 the bottom
+    shift: float
+    rows: int = 97  # odd: the middle row is the view itself (s = 0)
+    summed_depth: bool = False  # the predicted lines from the channel-summed depth equations
+
+    @property
+    def row(self) -> int:
+        return min(self.res - 1, max(0, int(self.scanline * self.res)))
+
+    def shifts(self) -> torch.Tensor:
+        reach = self.shift * self.orbit.radius
+        return torch.linspace(-reach, reach, self.rows)
+
+
+@dataclass
+class EpiFrame:
+    request: EpiRequest
+    epi: EpipolarImage
+    render_ms: float = 0.0
 
 
 @dataclass
@@ -102,6 +132,9 @@ class FrameRenderer:
         self.volumetric, self.volumetric_latents = volumetric, volumetric_latents
         self.shared_frames = shared_frames
         self._latents: dict[int, LatentSelection] = {}  # renderer id → the latent it holds
+        # The gradient depth of the view the last EPI showed, and that view: an EPI of another
+        # scanline or shift reuses it, so dragging the scanline costs the EPI's rays alone.
+        self._epi_view: tuple[tuple, DepthResult] | None = None
 
     def _use_latent(
         self, renderer: LFNRenderer | VolumetricRenderer, bank: LatentBank, latent: LatentSelection
@@ -118,6 +151,7 @@ class FrameRenderer:
             renderer.set_latent(self.latents.latent(latent))
             self._latents[id(renderer)] = latent
         self.renderer = renderer
+        self._epi_view = None  # the new backend or precision computes its own
 
     def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
         result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
@@ -160,6 +194,21 @@ class FrameRenderer:
                 lambda: self.volumetric.render(cam2world, request.res), self.volumetric.device
             )
         return frame
+
+    def render_epi(self, request: EpiRequest) -> EpiFrame:
+        self._use_latent(self.renderer, self.latents, request.latent)
+        cam2world = request.orbit.cam2world()
+
+        def epi() -> EpipolarImage:
+            view = (request.orbit, request.latent, request.res, request.summed_depth)
+            if self._epi_view is None or self._epi_view[0] != view:
+                depth = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
+                self._epi_view = view, depth
+            return epipolar_plane_image(self.renderer, cam2world, request.res, request.row,
+                                        request.shifts(), self._epi_view[1])
+
+        image, ms = timed(epi, self.renderer.device)
+        return EpiFrame(request, image, ms)
 
     def has_reference(self, latent: LatentSelection) -> bool:
         """Whether a compare frame can show the volumetric model: a random or fitted code has no

@@ -12,7 +12,7 @@ import torch
 
 import engine.frame
 from engine.display_mode import DisplayMode
-from engine.frame import FrameRenderer, FrameRequest
+from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest
 from engine.latents import (
     BlendLatent,
     FittedLatent,
@@ -24,6 +24,7 @@ from engine.latents import (
 from engine.texture import FrameTexture, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
+from models.epi import EpipolarImage
 from models.renderer import make_renderer
 from viewer.worker import RenderWorker, join_within
 
@@ -97,6 +98,22 @@ def test_a_summed_depth_request_asks_for_the_summed_equations(frames, monkeypatc
     assert [k["summed"] for k in asked] == [False, True]
 
 
+def test_epis_of_one_view_share_its_gradient_depth(frames, monkeypatch):
+    asked = []
+    original = engine.frame.gradient_depth
+    monkeypatch.setattr(engine.frame, "gradient_depth", lambda *a, **k: asked.append(k) or original(*a, **k))
+    first = EpiRequest(Orbit(azimuth=50.0), 16, SHOWN, 0.25, 0.1)
+    frames.render_epi(first)
+    frames.render_epi(dataclasses.replace(first, scanline=0.75, shift=0.2))  # the same view
+    assert len(asked) == 1
+    frames.render_epi(dataclasses.replace(first, summed_depth=True))
+    frames.render_epi(dataclasses.replace(first, orbit=Orbit(azimuth=60.0)))
+    frames.render_epi(dataclasses.replace(first, latent=InstanceLatent(2)))
+    frames.replace_renderer(make_renderer(frames.renderer.model, backend="eager"))
+    frames.render_epi(first)  # another backend: its own depth
+    assert len(asked) == 5
+
+
 def test_worker_renders_the_newest_request_and_reports_errors(frames):
     worker = RenderWorker(frames)
     try:
@@ -116,6 +133,34 @@ def test_worker_renders_the_newest_request_and_reports_errors(frames):
         assert isinstance(worker.take(), Exception)
     finally:
         assert worker.close()  # the thread ended within the bound
+
+
+def test_a_waiting_frame_renders_before_a_waiting_epi_and_each_has_its_slot():
+    order, gate = [], threading.Event()
+
+    class Recording:
+        def render(self, request):
+            order.append("frame")
+            return Frame(request, torch.zeros(1, 1, 4))
+
+        def render_epi(self, request):
+            order.append("epi")
+            return EpiFrame(request, EpipolarImage(torch.zeros(1, 1, 3), torch.zeros(1), 0, []))
+
+    worker = RenderWorker(Recording())
+    try:
+        worker.call(lambda: gate.wait() and False)  # holds the thread while both requests arrive
+        worker.submit(EpiRequest(Orbit(), 8, SHOWN, 0.5, 0.1))
+        worker.submit(request())
+        gate.set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not worker.idle:
+            time.sleep(0.01)
+        frame, epi = worker.take(), worker.take(EpiRequest)  # each kind from its own slot
+    finally:
+        assert worker.close()
+    assert order == ["frame", "epi"]
+    assert isinstance(frame, Frame) and isinstance(epi, EpiFrame)
 
 
 def test_join_within_names_a_thread_that_does_not_end(capsys):

@@ -12,8 +12,10 @@ Threads, and who owns what (nothing is shared except through the named hand-over
   display program, the shared frames' GL side), ImGui/ImPlot, the panels, ViewerState and the
   shown Frame. All state edits happen here.
 - Render thread (viewer/worker.py RenderWorker): the LFN and volumetric renderers and the
-  FrameRenderer that drives them. The UI hands it the newest FrameRequest and takes finished Frames
-  (or the error that ended one) through the worker's condition-guarded mailboxes (submit/take).
+  FrameRenderer that drives them. The UI hands it the newest FrameRequest (and, while the EPI
+  section is open, EpiRequest) and takes finished Frames and EpiFrames (or the error that ended
+  one) through the worker's condition-guarded mailboxes (submit/take): the EPI's network
+  evaluations and gradient depth run there too, and the UI only uploads and draws the result.
   Shared frames (engine/shared_frames.py) go from the render thread's CUDA writes to the UI's GL
   copy through the pool's own lock. A backend switch (viewer/backend_switch.py) is a job on this
   thread (worker.call), run between two frames; it swaps the renderer reference, which the UI only
@@ -50,7 +52,7 @@ from PIL import Image
 
 from engine.config import ViewerConfig
 from engine.display_mode import DisplayMode
-from engine.frame import Frame, FrameRenderer, FrameRequest, rendering_for
+from engine.frame import EpiRequest, Frame, FrameRenderer, FrameRequest, rendering_for
 from engine.latents import FittedLatent, LatentBank
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
@@ -59,6 +61,7 @@ from models.renderer import LFNRenderer, VolumetricRenderer, make_renderer
 from viewer.backend_switch import BackendSwitch
 from viewer.benchmark_panel import BenchmarkPanel
 from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
+from viewer.epi_panel import EpiPanel, epi_request, pick_scanline
 from viewer.fitted_latents import FittedLatentBank
 from viewer.layout import Layout, Rect
 from viewer.orbit import OrbitCamera
@@ -204,6 +207,7 @@ class ViewerApp:
         self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
         self.benchmark_panel = BenchmarkPanel(ckpt, config.volumetric.path, render.device)
+        self.epi_panel = EpiPanel(self.ctx)
         self.orbit = OrbitCamera(config.home)
         self.quality = QualityPolicy()
         self.stats = FrameStats()
@@ -211,6 +215,7 @@ class ViewerApp:
         self.view_key: tuple | None = None
         self.submitted: FrameRequest | None = None
         self.submitted_s = 0.0  # when `submitted` went to the render thread (perf_counter)
+        self.epi_submitted: EpiRequest | None = None
         self.shown: Frame | None = None
         self.shown_textures: tuple[moderngl.Texture, moderngl.Texture | None] | None = None
         self.problem: str | None = None  # why the view shows no picture
@@ -267,12 +272,14 @@ class ViewerApp:
         io.display_framebuffer_scale = imgui.ImVec2(*layout.scale)
         imgui.new_frame()
         self.orbit.handle_input(layout.view, dt)
+        pick_scanline(self.state, self.pictures(layout)[0])
         handle_shortcuts(self.state)
         self.reconstruction.update(self.state, now)
         self.panel.draw(self.state, self.panel_info(), layout.panel, win_h,
                         lambda: self.reconstruct_panel.draw(self.state, self.orbit.orbit),
                         lambda: self.benchmark_panel.draw(
-                            self.state.instance, self.renderer.precision, self.renderer.backend))
+                            self.state.instance, self.renderer.precision, self.renderer.backend),
+                        lambda: self.epi_panel.draw(self.state))
         if self.state.switch_requested:
             self.switch.start(*self.state.switch_requested)
             self.state.switch_requested = None
@@ -315,6 +322,15 @@ class ViewerApp:
             self.problem = f"render failed: {type(done).__name__}: {done}"
         elif done is not None:
             self.show(done)
+        epi = epi_request(self.state, request)
+        if epi is not None and epi != self.epi_submitted:
+            self.worker.submit(epi)
+            self.epi_submitted = epi
+        done_epi = self.worker.take(EpiRequest)
+        if isinstance(done_epi, Exception) and self.config.debug:
+            raise done_epi
+        if done_epi is not None:
+            self.epi_panel.show(done_epi)
 
     def show(self, frame: Frame) -> None:
         request = frame.request
@@ -352,6 +368,11 @@ class ViewerApp:
             self.display.draw(pane, layout.gl_viewport(rect))
         if len(panes) > 1:
             self.label_panes(rects)
+        self.epi_panel.draw_on_view(self.state, rects)
+
+    def pictures(self, layout: Layout) -> list[Rect]:
+        """Where the view's pictures are: one square per pane of the shown frame."""
+        return layout.squares(len(self.panes()) if self.shown else 1)
 
     def label_panes(self, rects: list[Rect]) -> None:
         frame = self.shown
@@ -442,6 +463,7 @@ class ViewerApp:
         if self.shared_frames is not None:
             self.shared_frames.release()
         self.reconstruct_panel.release()
+        self.epi_panel.release()
         self.image_texture.release()
         self.reference_texture.release()
         _ = self.ctx.error  # a stale GL error would make PyOpenGL raise in shutdown()

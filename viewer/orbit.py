@@ -1,8 +1,9 @@
 """Mouse and keyboard → the orbit camera (a models.cameras.Orbit; the convention lives there).
 
 Left-drag orbits, scroll zooms, right- or middle-drag pans the target, arrow keys orbit,
-R or a double-click resets. Drags are decided after imgui.new_frame(), where ImGui already knows
-whether the panel owns the mouse (inside GLFW callbacks that answer is a frame late).
+R or a double-click resets; a left drag with Ctrl held is the EPI scanline pick's
+(viewer/epi_panel.py), not the camera's. Drags are decided after imgui.new_frame(), where ImGui
+already knows whether the panel owns the mouse (inside GLFW callbacks that answer is a frame late).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class OrbitCamera:
         over_view = inside(view, x, y) and not io.want_capture_mouse
         if self._drag_button is None and over_view:
             for button in (0, 1, 2):
-                if imgui.is_mouse_clicked(button):
+                if imgui.is_mouse_clicked(button) and not (button == 0 and io.key_ctrl):
                     self._drag_button = button
                     imgui.reset_mouse_drag_delta(button)
             if imgui.is_mouse_double_clicked(0):

@@ -34,6 +34,7 @@ KEYS_HELP = (
     "R, double-click      reset camera\n"
     "[ ]  PgUp PgDn       instance\n"
     "1 2 3 4              display mode\n"
+    "Ctrl + left drag     EPI scanline\n"
     "S                    screenshot"
 )
 SOURCE_LABELS = {InstanceLatent: "one", BlendLatent: "blend two", RandomLatent: "random",
@@ -107,9 +108,11 @@ class ControlPanel:
         self, state: ViewerState, info: PanelInfo, width: float, height: float,
         after_object: Callable[[], None] = lambda: None,
         after_performance: Callable[[], None] = lambda: None,
+        after_display: Callable[[], None] = lambda: None,
     ) -> None:
         """The panel; `after_object` draws more sections below the Object one (reconstruction),
-        `after_performance` below the Performance one (the benchmark)."""
+        `after_performance` below the Performance one (the benchmark), `after_display` below the
+        Display one (the epipolar-plane image)."""
         imgui.set_next_window_pos((0, 0))
         imgui.set_next_window_size((width, height))
         flags = (
@@ -121,6 +124,7 @@ class ControlPanel:
         self._latent(state)
         after_object()
         self._display(state, info)
+        after_display()
         self._render(state, info)
         self._performance(info)
         after_performance()

@@ -30,6 +30,9 @@ class ViewerState:
     summed_depth: bool = False  # the faster depth equations (one reverse pass on triton)
     near: float = 2.0
     far: float = 4.0
+    epi_open: bool = False  # the EPI section is open: its image renders with the view
+    epi_scanline: float = 0.5  # the EPI's row, a fraction of the picture's height (engine/frame.py)
+    epi_shift: float = 0.15  # the EPI's camera shifts reach ± this × the orbit radius
     screenshot_requested: bool = False
     switch_requested: tuple[str, str] | None = None  # (backend, precision) the panel asked for
 

@@ -1,9 +1,12 @@
 """A render thread: the network runs beside the UI loop, so the window never waits for a frame.
 
-The UI submits the newest FrameRequest (an unstarted older one is dropped) and picks up finished
-Frames. Torch releases the GIL inside its kernels, so the UI keeps its frame rate while a slow
-frame (a full-resolution CPU render, the volumetric baseline) is in flight. A job (swapping the
-renderer for another backend) also runs there, between two frames, so no frame sees half of it.
+The UI submits the newest request of each kind, a FrameRequest and, while the EPI section is open,
+an EpiRequest (an unstarted older one of the same kind is dropped), and picks up finished Frames and
+EpiFrames. A waiting frame renders before a waiting EPI: while the view keeps changing, its EPI
+catches up in the pauses instead of slowing it. Torch releases the GIL inside its kernels, so the
+UI keeps its frame rate while a slow frame (a full-resolution CPU render, the volumetric baseline)
+is in flight. A job (swapping the renderer for another backend) also runs there, between two
+frames, so no frame sees half of it.
 The render thread owns the renderers and the FrameRenderer; the UI reaches them only through the
 condition-guarded mailboxes below (submit, call, take).
 """
@@ -15,13 +18,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from engine.frame import Frame, FrameRenderer, FrameRequest
+from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest
 from engine.memory import trim_heap
 
 # How long close() waits for a worker thread. Each one ends within one unit of its work (a frame, a
 # fit step, a benchmark frame); the slowest, a full-size CPU volumetric frame, takes ~20 s.
 CLOSE_TIMEOUT_S = 30.0
 TRIM_PERIOD_S = 2.0  # how often an idle render thread gives freed memory back to the OS
+
+Request = FrameRequest | EpiRequest
+Result = Frame | EpiFrame
+RENDER_ORDER = (FrameRequest, EpiRequest)  # which pending request renders first: the view's
 
 
 def join_within(thread: threading.Thread, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
@@ -37,28 +44,31 @@ def join_within(thread: threading.Thread, timeout_s: float = CLOSE_TIMEOUT_S) ->
 
 class RenderWorker:
     def __init__(self, frames: FrameRenderer, on_done: Callable[[], None] = lambda: None):
-        """`on_done` runs on the render thread after each frame (the window wakes its loop)."""
+        """`on_done` runs on the render thread after each frame, EPI or job (the window wakes its loop)."""
         self.frames = frames
         self.on_done = on_done
+        self._renders: dict[type, Callable[[Request], Result]] = {
+            FrameRequest: frames.render, EpiRequest: frames.render_epi}
         self._cond = threading.Condition()
-        self._pending: FrameRequest | None = None
+        self._pending: dict[type, Request] = {}  # the newest unstarted request of each kind
         self._job: Callable[[], bool] | None = None
-        self._last: FrameRequest | None = None  # the newest request rendered (render thread only)
-        self._done: Frame | BaseException | None = None
+        self._last: dict[type, Request] = {}  # the newest request rendered of each kind (render thread only)
+        self._done: dict[type, Result | BaseException] = {}  # by request kind
         self._busy = False
         self._stop = False
         self._trimmed_s = 0.0  # when the render thread last gave freed memory back (monotonic)
         self._thread = threading.Thread(target=self._loop, name="lfn-render", daemon=True)
         self._thread.start()
 
-    def submit(self, request: FrameRequest) -> None:
+    def submit(self, request: Request) -> None:
         with self._cond:
-            self._pending = request
+            self._pending[type(request)] = request
             self._cond.notify()
 
     def call(self, job: Callable[[], bool]) -> None:
         """Run `job` on the render thread before the next frame. It returns whether it changed how
-        frames look; then the newest request renders again. `job` reports its own errors."""
+        frames look; then the newest request of each kind renders again. `job` reports its own
+        errors."""
         with self._cond:
             self._job = job
             self._cond.notify()
@@ -66,13 +76,13 @@ class RenderWorker:
     @property
     def idle(self) -> bool:
         with self._cond:
-            return not self._busy and self._pending is None and self._job is None
+            return not self._busy and not self._pending and self._job is None
 
-    def take(self) -> Frame | BaseException | None:
-        """The newest finished frame (or the error that ended it) since the last call, if any."""
+    def take(self, kind: type = FrameRequest) -> Result | BaseException | None:
+        """The newest finished result of a `kind` of request (a Frame for FrameRequest, an EpiFrame
+        for EpiRequest) or the error that ended it, since the last call, if any."""
         with self._cond:
-            done, self._done = self._done, None
-            return done
+            return self._done.pop(kind, None)
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
         """Stop after the frame or job in flight; whether the thread ended within `timeout_s`."""
@@ -84,25 +94,30 @@ class RenderWorker:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and self._job is None and not self._stop:
+                while not self._pending and self._job is None and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
-                job, request = self._job, self._pending
-                self._job, self._pending, self._busy = None, None, True
-            done: Frame | BaseException | None = None
+                job, self._job, self._busy = self._job, None, True
+            kind, done = FrameRequest, None
             try:
-                changed = job() if job is not None else False
-                if changed and request is None:
-                    request = self._last  # the view on screen, changed by the job; None before any
+                if job is not None and job():
+                    with self._cond:  # the views on screen, changed by the job, render again
+                        self._pending = self._last | self._pending
+                # One request a round, the most urgent kind first: a waiting frame before a waiting EPI.
+                with self._cond:
+                    kind = next((k for k in RENDER_ORDER if k in self._pending), FrameRequest)
+                    request = self._pending.pop(kind, None)
                 if request is not None:
-                    self._last = request
-                    done = self.frames.render(request)
+                    self._last[kind] = request
+                    done = self._renders[kind](request)
             except Exception as error:  # handed to the UI thread, which decides what it means
                 done = error
             with self._cond:
-                replaced = self._done if done is not None else None
-                self._done, self._busy = done or self._done, False
+                replaced = self._done.get(kind) if done is not None else None
+                if done is not None:
+                    self._done[kind] = done
+                self._busy = False
             if isinstance(replaced, Frame):  # never shown: its shared frame is free again
                 replaced.drop()
             self.on_done()
