@@ -108,8 +108,8 @@ class ControlPanel:
         after_object: Callable[[], None] = lambda: None,
         after_performance: Callable[[], None] = lambda: None,
     ) -> None:
-        """The panel; `after_object` draws more sections below the Object one (reconstruction),
-        `after_performance` below the Performance one (the benchmark)."""
+        """The panel; `after_object` draws more sections below the Object one (reconstruction, the
+        camera path), `after_performance` below the Performance one (the benchmark)."""
         imgui.set_next_window_pos((0, 0))
         imgui.set_next_window_size((width, height))
         flags = (
