@@ -63,13 +63,10 @@ def compile_ray_package(program: torch.export.ExportedProgram, path: Path) -> Pa
     at all; aoti_load_package loads it, in any process, without our code."""
     from torch._inductor import aoti_compile_and_package  # imported here: 0.7 s of Inductor
 
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial.pt2")
-    os.close(handle)
-    try:
-        aoti_compile_and_package(program, package_path=partial)
-        os.replace(partial, path)
-    finally:
-        Path(partial).unlink(missing_ok=True)
+    # Compiled under its own name (the archive's folders take it) in a private folder beside it.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as folder:
+        aoti_compile_and_package(program, package_path=str(Path(folder) / path.name))
+        os.replace(Path(folder) / path.name, path)
     return path
 
 
