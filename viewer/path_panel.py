@@ -42,11 +42,9 @@ class PathRecording:
         self.fps = DEFAULT_FPS[".mp4"]
         self.export: PathVideoExport | None = None  # the last one started
 
-    def add(self, view: Orbit, selection: LatentSelection) -> Keyframe:
+    def add(self, view: Orbit, selection: LatentSelection) -> None:
         """Append the view's camera and code; CameraPathError for a code no path file can name."""
-        keyframe = view_keyframe(view, selection, self.keyframes[-1] if self.keyframes else None)
-        self.keyframes.append(keyframe)
-        return keyframe
+        self.keyframes.append(view_keyframe(view, selection, self.keyframes[-1] if self.keyframes else None))
 
     def delete_last(self) -> None:
         if self.keyframes:
