@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CKPT = ROOT / "checkpoints" / "cars.pt"
 DEFAULT_VOLUMETRIC = ROOT / "checkpoints" / "cars_volumetric.pt"
 RES_RANGE = (16, 4096)
-BACKEND_NAMES = ("torchscript", "eager", "compile", "triton", "export")
+BACKEND_NAMES = ("torchscript", "eager", "compile", "triton", "export", "aoti")
 
 
 def resolution(text: str) -> int:
@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--backend", choices=BACKEND_NAMES,
                         default="torchscript", help="how the per-ray network runs: the traced "
                         "TorchScript function (default), eager torch, torch.compile (CUDA), one "
-                        "fused Triton kernel (CUDA), or the torch.export program (TorchScript's "
-                        "successor)")
+                        "fused Triton kernel (CUDA), the torch.export program (TorchScript's "
+                        "successor), or that program compiled by AOTInductor (needs a C++ compiler)")
 
     viewer = p.add_argument_group("viewer (the default mode)")
     viewer.add_argument("--stats", type=Path, help="write a JSON of UI and render timings on exit "

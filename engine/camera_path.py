@@ -11,7 +11,8 @@ A path file is JSON:
 Angles are in degrees of the orbit convention (models/cameras.py) and are taken literally, not
 wrapped: 0 → 360 is one full turn, 0 → -90 turns the other way. `radius` defaults to the previous
 keyframe's (3.0 for the first), `instance` to the command line's. A keyframe's code is
-lerp(instance, blend_to, t).
+lerp(instance, blend_to, t). `write_camera_path` writes the same format (the viewer's "Record path"
+section saves its keyframes with it), and `read_camera_path` reads it.
 
 The camera follows a Catmull-Rom spline through the keyframes (uniform, so the speed is even for
 evenly spaced keyframes and a constant-rate turn stays constant), which has no corners at the
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.latents import BlendLatent, InstanceLatent, LatentSelection
 from models.cameras import DEFAULT_RADIUS, Orbit
 
 MAX_ABS_ELEVATION = 89.0  # the orbit camera's up vector degenerates at the poles
@@ -117,6 +119,11 @@ def blend_weights(a: tuple[tuple[int, float], ...], b: tuple[tuple[int, float], 
     return tuple(sorted((i, w) for i, w in total.items() if w != 0.0))
 
 
+def instance_blend(instance: int, other: int, t: float) -> tuple[tuple[int, float], ...]:
+    """The weights of lerp(instance, other, t)."""
+    return blend_weights(((instance, 1.0),), ((other, 1.0),), t)
+
+
 def turntable(start: Orbit, instance: int) -> CameraPath:
     """One full turn from `start`, at its elevation and radius, showing `instance`."""
     weights = ((instance, 1.0),)
@@ -166,7 +173,7 @@ def parse_keyframe(entry: object, radius: float, default_instance: int, num_inst
     other, t = index(entry, "blend_to", None, num_instances), number(entry, "t", 0.5)
     if not 0.0 <= t <= 1.0:
         raise ValueError(f'"t" must be within 0..1, got {t:g}')
-    return Keyframe(Orbit(azimuth, elevation, radius), blend_weights(((instance, 1.0),), ((other, 1.0),), t))
+    return Keyframe(Orbit(azimuth, elevation, radius), instance_blend(instance, other, t))
 
 
 def number(entry: dict, key: str, default: float | None = None) -> float:
@@ -192,3 +199,55 @@ def camera_path(spec: str, start: Orbit, instance: int, num_instances: int) -> C
     if spec == TURNTABLE:
         return turntable(start, instance)
     return read_camera_path(Path(spec), instance, num_instances)
+
+
+def view_keyframe(orbit: Orbit, selection: LatentSelection, previous: Keyframe | None = None) -> Keyframe:
+    """The keyframe of what a viewer shows: its camera and its code, an instance or a blend of two.
+
+    A file names codes by instance, so a random or fitted code cannot be a keyframe; it names no pan
+    target either (its paths orbit the origin), so the target is left out. The viewer wraps azimuths
+    into 0..360 while a file takes them literally: the azimuth moves by whole turns to within 180° of
+    `previous`'s, so the camera goes the short way round (a longer turn takes keyframes on the way).
+    """
+    match selection:
+        case InstanceLatent(index):
+            weights = ((index, 1.0),)
+        case BlendLatent(a, b, t):
+            weights = instance_blend(a, b, t)
+        case _:
+            raise CameraPathError(f"a {type(selection).__name__.removesuffix('Latent').lower()} code "
+                                  "is not in the latent table, which path files name: show an "
+                                  "instance or a blend of two")
+    azimuth = orbit.azimuth
+    if previous is not None:
+        last = previous.orbit.azimuth
+        azimuth = last + (azimuth - last + 180.0) % 360.0 - 180.0
+    return Keyframe(Orbit(azimuth, orbit.elevation, orbit.radius), weights)
+
+
+def keyframe_entry(keyframe: Keyframe) -> dict:
+    """`keyframe` as a path file's entry, which parse_keyframe reads back to the same keyframe."""
+    orbit = keyframe.orbit
+    entry = {"azimuth": orbit.azimuth, "elevation": orbit.elevation, "radius": orbit.radius}
+    match keyframe.weights:
+        case ((instance, _),):
+            entry["instance"] = instance
+        case ((instance, _), (other, t)):
+            entry |= {"instance": instance, "blend_to": other, "t": t}
+        case weights:
+            raise CameraPathError(f"a path file's keyframe blends at most 2 instances, not {len(weights)}")
+    return entry
+
+
+def write_camera_path(path: Path, camera_path: CameraPath) -> None:
+    """`camera_path` as a path file at `path`, which appears whole or not at all."""
+    entries = [keyframe_entry(keyframe) for keyframe in camera_path.keyframes]
+    text = json.dumps({"loop": camera_path.loop, "keyframes": entries}, indent=2) + "\n"
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except OSError as error:
+        if partial.is_file():  # unlink(missing_ok=True) still raises where the folder is a file
+            partial.unlink()
+        raise CameraPathError(f"{path}: cannot be written ({error.strerror or error})") from None

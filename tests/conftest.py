@@ -96,3 +96,12 @@ def tiny_volumetric_ckpt(tmp_path: Path) -> Path:
     path = tmp_path / "tiny_volumetric.pt"
     save_checkpoint(tiny_volumetric(), names(3), {"steps": 0, "dataset": "none", "metrics": {}}, path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aoti_package_cache(tmp_path_factory):
+    """AOTInductor packages the tests compile go to one folder per session (their subprocesses'
+    too), not the user's cache: the first aoti renderer compiles, later ones load."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LFN_AOTI_CACHE", str(tmp_path_factory.mktemp("aoti")))
+        yield

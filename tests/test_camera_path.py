@@ -12,8 +12,12 @@ from engine.camera_path import (
     Keyframe,
     camera_path,
     catmull_rom,
+    instance_blend,
     read_camera_path,
+    view_keyframe,
+    write_camera_path,
 )
+from engine.latents import BlendLatent, FittedLatent, InstanceLatent, RandomLatent
 from engine.video import VideoError, write_mp4
 from models.cameras import Orbit
 
@@ -133,3 +137,39 @@ def test_headless_names_the_path_flag_for_a_bad_file(tiny_ckpt, tmp_path, capsys
     assert code == 1
     assert capsys.readouterr().err.strip() == f"error: --path {bad}: keyframe 0: '\"elevation\" is missing'"
     assert not (tmp_path / "c.mp4").exists()
+
+
+def test_a_written_path_file_reads_back_as_the_same_path(tmp_path):
+    keyframes = (Keyframe(Orbit(10.0, 20.0, 2.5), ((1, 1.0),)),
+                 Keyframe(Orbit(-80.0, 35.0, 3.0), instance_blend(2, 0, 0.25)),
+                 Keyframe(Orbit(400.0, -10.0, 4.0), ((0, 1.0),)))
+    out = tmp_path / "path.json"
+    write_camera_path(out, CameraPath(keyframes, loop=True))
+    read = read_camera_path(out, default_instance=2, num_instances=3)
+    assert read.loop and len(read.keyframes) == 3
+    for written, back in zip(keyframes, read.keyframes, strict=True):
+        assert back.orbit == written.orbit
+        assert dict(back.weights) == pytest.approx(dict(written.weights))
+    assert list(tmp_path.iterdir()) == [out]  # no partial file left
+
+
+def test_writing_into_a_missing_folder_is_one_error_naming_the_file(tmp_path):
+    out = tmp_path / "none" / "path.json"
+    with pytest.raises(CameraPathError) as error:
+        write_camera_path(out, CameraPath((Keyframe(Orbit(), ((0, 1.0),)),)))
+    assert str(error.value).startswith(f"{out}: cannot be written") and "\n" not in str(error.value)
+
+
+def test_a_view_keyframe_takes_the_short_way_round_and_leaves_the_pan_out():
+    first = view_keyframe(Orbit(350.0, 20.0, 2.0, target=(0.1, 0.0, 0.0)), InstanceLatent(1))
+    assert first.orbit == Orbit(350.0, 20.0, 2.0) and first.weights == ((1, 1.0),)
+    second = view_keyframe(Orbit(10.0, 25.0, 2.0), BlendLatent(2, 0, 0.25), previous=first)
+    assert second.orbit.azimuth == 370.0  # across 360, not 340 degrees back
+    assert dict(second.weights) == pytest.approx({0: 0.25, 2: 0.75})
+    assert view_keyframe(Orbit(200.0, 0.0), InstanceLatent(0), previous=second).orbit.azimuth == 200.0
+
+
+@pytest.mark.parametrize("selection", [RandomLatent(3), FittedLatent(1, "photo", 0, 0.0)])
+def test_a_code_outside_the_latent_table_is_no_keyframe(selection):
+    with pytest.raises(CameraPathError, match="not in the latent table"):
+        view_keyframe(Orbit(), selection)

@@ -11,6 +11,7 @@ import torch
 
 from engine.benchmark_methods import available_backends, depth_method
 from models.backends import BACKENDS
+from models.backends.aoti import cpp_compiler
 from models.backends.export import export_ray_function, load_ray_program, save_ray_program
 from models.backends.ray_function import RayFunctionBackend
 from models.cameras import orbit_pose
@@ -45,8 +46,10 @@ def test_every_registered_backend_class_declares_the_ray_backend_interface(name)
 
 
 def test_the_cpu_backends_are_the_ones_without_a_reason():
-    # torchscript, eager and export run anywhere; compile and triton say why not on a CPU
-    assert cpu_backends() == ["torchscript", "eager", "export"]
+    # torchscript, eager and export run anywhere, aoti where a C++ compiler is; compile and triton
+    # say why not on a CPU
+    with_compiler = ["aoti"] if cpp_compiler() is not None else []
+    assert cpu_backends() == ["torchscript", "eager", "export", *with_compiler]
     assert "CUDA" in backend_unavailable("compile", CPU, "fp32")
     assert backend_unavailable("triton", CPU, "fp32")
 

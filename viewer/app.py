@@ -28,11 +28,15 @@ Threads, and who owns what (nothing is shared except through the named hand-over
 - Benchmark thread (viewer/benchmark_panel.py): its own renderers and its own offscreen EGL
   context, built, used and released on that thread alone. It posts progress lines and the result
   into the panel's locked mailbox, which the UI empties once a frame (poll).
+- Path export thread (viewer/path_export.py): a camera path's video, rendered with its own renderer
+  and its own offscreen EGL context, built, used and released on that thread alone. The UI hands
+  it an immutable CameraPath and settings when it starts, and reads its progress and outcome (a
+  lock-guarded ExportStatus) once a frame.
 
 close() stops them in order, each with a bounded wait (viewer/worker.py CLOSE_TIMEOUT_S): the fit,
-then the benchmark (its stop event ends the run before its next frame), then the render thread
-(after the frame or job in flight); only then are GL objects released and GLFW terminated. No
-thread is left to die inside a torch call at interpreter exit.
+then the benchmark and the path export (their stop events end each run before its next frame),
+then the render thread (after the frame or job in flight); only then are GL objects released and
+GLFW terminated. No thread is left to die inside a torch call at interpreter exit.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from viewer.fitted_latents import FittedLatentBank
 from viewer.layout import Layout, Rect
 from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
+from viewer.path_panel import PathPanel, PathRecording
 from viewer.quality import QualityPolicy
 from viewer.reconstruct_panel import Reconstruction, ReconstructPanel
 from viewer.state import ViewerState
@@ -208,6 +213,8 @@ class ViewerApp:
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
         self.benchmark_panel = BenchmarkPanel(ckpt, config.volumetric.path, render.device)
         self.epi_panel = EpiPanel(self.ctx)
+        self.path_recording = PathRecording(ckpt)
+        self.path_panel = PathPanel(self.path_recording, ckpt.instance_names, config.checkpoint)
         self.orbit = OrbitCamera(config.home)
         self.quality = QualityPolicy()
         self.stats = FrameStats()
@@ -275,8 +282,7 @@ class ViewerApp:
         pick_scanline(self.state, self.pictures(layout)[0])
         handle_shortcuts(self.state)
         self.reconstruction.update(self.state, now)
-        self.panel.draw(self.state, self.panel_info(), layout.panel, win_h,
-                        lambda: self.reconstruct_panel.draw(self.state, self.orbit.orbit),
+        self.panel.draw(self.state, self.panel_info(), layout.panel, win_h, self.object_tools,
                         lambda: self.benchmark_panel.draw(
                             self.state.instance, self.renderer.precision, self.renderer.backend),
                         lambda: self.epi_panel.draw(self.state))
@@ -292,6 +298,13 @@ class ViewerApp:
         if self.state.screenshot_requested:
             self.state.screenshot_requested = False
             self.save_screenshot()
+
+    def object_tools(self) -> None:
+        """The panel's sections below its Object one: reconstruction and the camera path."""
+        self.reconstruct_panel.draw(self.state, self.orbit.orbit)
+        renderer = self.renderer
+        self.path_panel.draw(self.state, self.orbit.orbit, renderer.device, renderer.precision,
+                             renderer.backend)
 
     # ---- frame requests and results ---------------------------------------------------------------
 
@@ -459,6 +472,7 @@ class ViewerApp:
         glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
         self.reconstruction.close()
         self.benchmark_panel.close()  # a thread left running would die inside torch at exit: SIGABRT
+        self.path_recording.close()
         self.worker.close()
         if self.shared_frames is not None:
             self.shared_frames.release()

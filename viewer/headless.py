@@ -3,12 +3,14 @@ from a JSON file: engine/camera_path.py) → GIF or MP4, with no window.
 
 Frames go through the window's own path (engine/frame.py → texture → shaders/ display program),
 drawn offscreen in an EGL context at res × res, so a PNG matches the window for the same camera.
-Without EGL the renderer's tensor is written directly (said once on stdout).
+Without EGL the renderer's tensor is written directly (said once on stdout). The viewer's "Export
+video" (viewer/path_export.py) renders its frames with the same path_pictures.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Iterator
 
 import moderngl
 import numpy as np
@@ -16,14 +18,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from engine.camera_path import TURNTABLE, camera_path
+from engine.camera_path import TURNTABLE, PathFrame, camera_path
 from engine.config import HeadlessConfig
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank, LatentSelection, WeightedLatent
 from engine.texture import FrameTexture
 from engine.video import write_mp4
-from models.cameras import Orbit
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
 from viewer.display import Display, frame_panes
@@ -83,6 +84,20 @@ def open_offscreen() -> OffscreenDisplay | None:
         return None
 
 
+def picture(offscreen: OffscreenDisplay | None, frame: Frame) -> np.ndarray:
+    """The frame as the window shows it, or as the renderer gave it where there is no EGL."""
+    return offscreen.image(frame) if offscreen else direct_image(frame)
+
+
+def path_pictures(frames: FrameRenderer, offscreen: OffscreenDisplay | None, steps: Iterable[PathFrame],
+                  res: int, mode: DisplayMode = DisplayMode.RGB, summed_depth: bool = False,
+                  ) -> Iterator[np.ndarray]:
+    """A camera path's pictures, each rendered when taken: a video encoder holds one at a time."""
+    for step in steps:
+        request = FrameRequest(step.orbit, res, mode, path_latent(step.weights), summed_depth)
+        yield picture(offscreen, frames.render(request))
+
+
 def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
     render = config.render
     renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
@@ -92,27 +107,23 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
     if suffix != ".png":  # read the path before any rendering: a bad file fails at once
         path = camera_path(config.path or TURNTABLE, config.home, config.instance, len(ckpt.instance_names))
 
-    def render_frame(orbit: Orbit, latent: LatentSelection) -> Frame:
-        return frames.render(FrameRequest(orbit, config.res, config.mode, latent, config.summed_depth))
-
     offscreen = open_offscreen()
     try:
-        def picture(frame: Frame) -> np.ndarray:
-            return offscreen.image(frame) if offscreen else direct_image(frame)
-
         if path is None:
-            frame = render_frame(config.home, InstanceLatent(config.instance))
-            Image.fromarray(picture(frame)).save(config.out)
+            request = FrameRequest(config.home, config.res, config.mode, InstanceLatent(config.instance),
+                                   config.summed_depth)
+            frame = frames.render(request)
+            Image.fromarray(picture(offscreen, frame)).save(config.out)
             if config.mode is DisplayMode.DEPTH:  # the numbers behind the colormap: world units
                 depth_file = config.out.with_suffix(".npy")
                 np.save(depth_file, depth_values(frame))
                 print(f"wrote {depth_file} (float32 distance along each ray, NaN where invalid)")
         else:
-            steps = path.frames(config.frames or DEFAULT_FRAMES[suffix])
+            steps = tqdm(path.frames(config.frames or DEFAULT_FRAMES[suffix]),
+                         desc=f"rendering {config.out.name}", unit="frame",
+                         disable=not sys.stderr.isatty())  # a bar for people, not logs
             fps = config.fps or DEFAULT_FPS[suffix]
-            pictures = (picture(render_frame(step.orbit, path_latent(step.weights)))
-                        for step in tqdm(steps, desc=f"rendering {config.out.name}", unit="frame",
-                                         disable=not sys.stderr.isatty()))  # a bar for people, not logs
+            pictures = path_pictures(frames, offscreen, steps, config.res, config.mode, config.summed_depth)
             if suffix == ".mp4":
                 write_mp4(config.out, pictures, fps)  # encoded as rendered: memory stays one frame
             else:

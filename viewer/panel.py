@@ -110,9 +110,9 @@ class ControlPanel:
         after_performance: Callable[[], None] = lambda: None,
         after_display: Callable[[], None] = lambda: None,
     ) -> None:
-        """The panel; `after_object` draws more sections below the Object one (reconstruction),
-        `after_performance` below the Performance one (the benchmark), `after_display` below the
-        Display one (the epipolar-plane image)."""
+        """The panel; `after_object` draws more sections below the Object one (reconstruction, the
+        camera path), `after_performance` below the Performance one (the benchmark),
+        `after_display` below the Display one (the epipolar-plane image)."""
         imgui.set_next_window_pos((0, 0))
         imgui.set_next_window_size((width, height))
         flags = (

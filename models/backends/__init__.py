@@ -6,6 +6,7 @@ A new backend is one class in one file here plus one entry in BACKENDS; the comm
 
 from __future__ import annotations
 
+from models.backends.aoti import AOTIBackend
 from models.backends.compile import CompileBackend
 from models.backends.eager import EagerBackend
 from models.backends.export import ExportBackend
@@ -16,5 +17,6 @@ from models.renderer_protocol import RayBackend
 # In the order the viewer lists them; the first is the default.
 BACKENDS: dict[str, type[RayBackend]] = {
     backend.name: backend
-    for backend in (TorchScriptBackend, EagerBackend, CompileBackend, TritonBackend, ExportBackend)
+    for backend in (TorchScriptBackend, EagerBackend, CompileBackend, TritonBackend, ExportBackend,
+                    AOTIBackend)
 }

@@ -4,11 +4,13 @@ torch 2.13 deprecates torch.jit.trace. torch.export captures models.lfn.ray_colo
 ExportedProgram: one ATen graph with the ray count symbolic and the folded MLP tensors as inputs, so,
 as with the trace, swapping or blending latents never re-exports. The program runs here through its
 graph module; it can also be saved (`save_ray_program`, a .pt2 file) and loaded without our code
-(`load_ray_program`), and compiled ahead of time by AOTInductor on the machine that will run it.
+(`load_ray_program`), and compiled ahead of time by AOTInductor on the machine that will run it
+(models/backends/aoti.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -49,17 +51,21 @@ def load_ray_program(path: Path) -> torch.export.ExportedProgram:
     return torch.export.load(path)
 
 
+def with_min_rays(program: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`program`, exported for at least MIN_RAYS rays, for any ray count: fewer are padded."""
+
+    def colors(plucker_rays: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        if plucker_rays.shape[0] >= MIN_RAYS:
+            return program(plucker_rays, *tensors)
+        padded = torch.cat([plucker_rays, plucker_rays.new_zeros(MIN_RAYS - plucker_rays.shape[0], 6)])
+        return program(padded, *tensors)[: plucker_rays.shape[0]]
+
+    return colors
+
+
 class ExportBackend(RayFunctionBackend):
     name = "export"
 
     @staticmethod
     def build_function(mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype):
-        graph = export_ray_function(mlp_tensors, dtype).module()
-
-        def colors(plucker_rays: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
-            if plucker_rays.shape[0] >= MIN_RAYS:
-                return graph(plucker_rays, *tensors)
-            padded = torch.cat([plucker_rays, plucker_rays.new_zeros(MIN_RAYS - plucker_rays.shape[0], 6)])
-            return graph(padded, *tensors)[: plucker_rays.shape[0]]
-
-        return colors
+        return with_min_rays(export_ray_function(mlp_tensors, dtype).module())

@@ -1,0 +1,66 @@
+"""The AOTInductor backend (models/backends/aoti.py): the exported ray program compiled to a .pt2
+package, saved, loaded and rendered; without a C++ compiler, a reason instead of a crash."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._inductor import aoti_load_package
+
+import main
+from models.backends import aoti
+from models.backends.aoti import AOTIBackend, cpp_compiler, ray_package
+from models.cameras import orbit_pose
+from models.lfn import ray_colors
+from models.renderer import LFNRenderer, backend_unavailable
+from tests.conftest import tiny_lfn
+
+CPU = torch.device("cpu")
+POSE = orbit_pose(40, 20, 2.8)
+needs_compiler = pytest.mark.skipif(
+    cpp_compiler() is None, reason="no C++ compiler (g++ or $CXX) here: AOTInductor cannot build")
+
+
+@needs_compiler
+def test_the_aoti_renderer_draws_the_torchscript_image_for_every_latent():
+    model = tiny_lfn()
+    compiled, traced = LFNRenderer(model, backend="aoti"), LFNRenderer(model, backend="torchscript")
+    assert compiled.backend == "aoti" and not compiled.capabilities.cuda_graphs
+    for instance in range(3):  # a new latent is new input tensors, never a new compile
+        for renderer in (compiled, traced):
+            renderer.set_latent(model.latents.weight[instance])
+        difference = (compiled.render(POSE, 20) - traced.render(POSE, 20)).abs().max()
+        assert difference <= 1e-5, f"instance {instance}: max abs diff {difference:.2e}"
+    one_ray = torch.randn(1, 6)  # below the export's two-ray minimum: padded
+    assert torch.allclose(compiled.colors(one_ray), traced.colors(one_ray), atol=1e-5)
+
+
+@needs_compiler
+def test_a_saved_package_is_loaded_not_recompiled_and_runs_without_our_code(monkeypatch):
+    model = tiny_lfn()
+    tensors = tuple(t.detach().contiguous() for t in model.specialize(model.latents.weight[2]))
+    package = ray_package(tensors, torch.float32)  # compiled here, or by an earlier test
+    assert package.suffix == ".pt2" and package.parent == aoti.package_cache()
+    assert not list(package.parent.glob(".*"))  # no compile folder left behind
+
+    def no_compile(*_):
+        raise AssertionError("compiled again instead of loading the saved package")
+
+    monkeypatch.setattr(aoti, "compile_ray_package", no_compile)
+    assert ray_package(tensors, torch.float32) == package
+    LFNRenderer(model, backend="aoti")  # a renderer loads it too
+    rays = torch.randn(37, 6)  # another ray count than the export's example: the count is symbolic
+    loaded = aoti_load_package(str(package))  # plain torch, none of models/
+    assert torch.allclose(loaded(rays, *tensors), ray_colors(rays, *tensors), atol=1e-5)
+
+
+def test_without_a_compiler_the_backend_says_why_and_the_cli_refuses_it(monkeypatch, tiny_ckpt, tmp_path,
+                                                                         capsys):
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    reason = backend_unavailable("aoti", CPU, "fp32")
+    assert reason == ("AOTInductor builds the program with a C++ compiler, and no-such-c++-compiler "
+                      "is not installed (install g++ or set CXX)")
+    assert AOTIBackend.unavailable_reason(CPU, "fp16") == reason
+    code = main.main(["--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "a.png"),
+                      "--device", "cpu", "--backend", "aoti"])
+    assert code == 1 and capsys.readouterr().err == f"error: --backend aoti: {reason}\n"
