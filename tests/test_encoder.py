@@ -24,7 +24,14 @@ from models.encoder import (
     save_encoder,
 )
 from models.fitting import fit_latent
-from models.inference import InferenceError, InferenceMode, infer, pick_hypothesis
+from models.inference import (
+    EncoderGuess,
+    InferenceError,
+    InferenceMode,
+    hypothesis_posterior,
+    infer,
+    pick_hypothesis,
+)
 from models.renderer import LFNRenderer
 from tests.conftest import TINY, names, tiny_lfn
 from tests.synthetic_cars import write_synthetic_dataset
@@ -101,13 +108,36 @@ def test_joint_refinement_moves_a_wrong_pose_toward_the_true_one():
     assert after < 0.5 * before
 
 
-def test_the_hypothesis_with_the_lower_photometric_loss_wins():
+def test_the_front_back_pick_weighs_bin_mass_against_the_renders():
+    # a marginally better render (1 % lower MSE) does not overturn a 4:1 prior...
+    masses, mses = torch.tensor([0.8, 0.2]), torch.tensor([0.0101, 0.0100])
+    assert mses.argmin() == 1 and hypothesis_posterior(masses, mses).argmax() == 0
+    # ...and a clearly better render (half the MSE) overturns a slight one
+    masses, mses = torch.tensor([0.55, 0.45]), torch.tensor([0.02, 0.01])
+    assert masses.argmax() == 0 and hypothesis_posterior(masses, mses).argmax() == 1
+    # with equal masses the renders alone decide; without renders the masses alone do
+    assert hypothesis_posterior(torch.tensor([0.3, 0.3]), mses).argmax() == 1
+    assert torch.allclose(hypothesis_posterior(torch.tensor([0.3, 0.1])).float(),
+                          torch.tensor([0.75, 0.25]))
+
+
+def test_pick_hypothesis_renders_each_candidate_and_weighs_it_by_its_mass():
     model = tiny_lfn()
     truth, twin = Orbit(30.0, 20.0), Orbit(150.0, 20.0)
     photo = view_of(model, 0, truth)
-    latent = model.latents.weight[0].detach()
-    assert pick_hypothesis(model, latent, [twin, truth], photo) == truth
-    assert pick_hypothesis(model, latent, [truth, twin], photo) == truth
+    guess = EncoderGuess(model.latents.weight[0].detach(), [twin, truth], torch.tensor([0.5, 0.5]), 0.1)
+    assert pick_hypothesis(model, guess, photo)[0] == 1  # equal prior: the true view renders better
+    # Two near candidates and another car's latent: renders that differ by little. The photometric
+    # argmin and the mass-weighted pick then disagree when the mass favours the other one.
+    near = [truth, Orbit(33.0, 20.0)]
+    flat = EncoderGuess(model.latents.weight[1].detach(), near, torch.tensor([0.5, 0.5]), 0.1)
+    better, posterior = pick_hypothesis(model, flat, photo)
+    worse = 1 - better
+    assert posterior[better] < 0.9  # the renders alone are weak evidence here
+    prior = torch.tensor([0.1, 0.1])
+    prior[worse] = 0.9
+    weighted = EncoderGuess(flat.latent, near, prior, 0.1)
+    assert pick_hypothesis(model, weighted, photo)[0] == worse
 
 
 @pytest.fixture
