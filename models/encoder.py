@@ -191,8 +191,11 @@ def load_encoder(path: str | os.PathLike, model: nn.Module | None = None) -> Car
     return encoder.eval()
 
 
-def find_encoder(checkpoint: str | os.PathLike, model: nn.Module) -> CarEncoder | None:
-    """The encoder beside a checkpoint, or None when there is none."""
+def find_encoder(checkpoint: str | os.PathLike, model: nn.Module,
+                 named: str | os.PathLike | None = None) -> CarEncoder | None:
+    """The encoder at `named` (which must load), else the one beside the checkpoint, else None."""
+    if named is not None:
+        return load_encoder(named, model)
     path = encoder_path(checkpoint)
     return load_encoder(path, model) if path.exists() else None
 

@@ -225,6 +225,26 @@ def test_cli_fits_without_pose_when_the_checkpoint_has_an_encoder(checkpoint_wit
     assert load_checkpoint(out).meta["fit_pose"] == [30.0, 20.0, 3.0]
 
 
+def test_cli_takes_an_encoder_named_by_encoder(checkpoint_with_encoder, tmp_path, capsys):
+    named = tmp_path / "elsewhere" / "my_encoder.pt"
+    named.parent.mkdir()
+    encoder_path(checkpoint_with_encoder).rename(named)  # no longer beside the checkpoint
+    photo = photo_file(tmp_path / "blue.png")
+    out = tmp_path / "car.pt"
+    fit = ["--ckpt", str(checkpoint_with_encoder), "--fit-image", str(photo), "--steps", "2",
+           "--out", str(out)]
+    assert cli_main(fit) == 1 and "--pose" in one_error_line(capsys)  # none found beside it
+    assert cli_main([*fit, "--encoder", str(named)]) == 0
+    assert load_checkpoint(out).meta["fit_mode"] == "refine"
+    capsys.readouterr()
+    assert cli_main([*fit, "--encoder", str(tmp_path / "missing.pt")]) == 1
+    assert "--encoder" in one_error_line(capsys)
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["--ckpt", str(checkpoint_with_encoder), "--headless", "--out",
+                  str(tmp_path / "x.png"), "--encoder", str(named)])
+    assert exited.value.code == 2 and "--encoder" in one_error_line(capsys)
+
+
 def one_error_line(capsys) -> str:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
