@@ -139,7 +139,8 @@ class ReconstructPanel:
         if imgui.button("= view"):  # when the photo's camera is easier to match by eye
             rec.pose, rec.pose_note = Orbit(view.azimuth, view.elevation, view.radius), "the view's"
         pose = rec.pose
-        _, azimuth = imgui.slider_float("azimuth", pose.azimuth, 0.0, 360.0, "%.1f deg")
+        # pose files and the orbit convention allow any azimuth; the slider shows it in its range
+        _, azimuth = imgui.slider_float("azimuth", pose.azimuth % 360.0, 0.0, 360.0, "%.1f deg")
         _, elevation = imgui.slider_float("elevation", pose.elevation, -ELEVATION_LIMIT,
                                           ELEVATION_LIMIT, "%.1f deg")
         _, radius = imgui.slider_float("radius", pose.radius, *RADIUS_RANGE, "%.2f")
