@@ -298,7 +298,8 @@ def test_a_bad_dropped_file_is_a_message_and_leaves_the_shown_car(tiny_ckpt, tmp
         session = rec.session
         for name, needle in (("junk.png", "not a readable image"), ("wide.png", "must be square"),
                              ("grey.png", "white background"), ("car.png", "car.json"),
-                             ("missing.png", "no such file"), (".", "is a folder")):
+                             ("missing.png", "no such file"), (".", "is a folder"),
+                             ("x" * 300 + ".png", "cannot be read")):
             rec.open_dropped([str(tmp_path / name)], state)
             assert rec.is_error and needle in rec.message and "\n" not in rec.message, name
             assert rec.session is session  # the car on screen stays

@@ -48,9 +48,12 @@ def sidecar_paths(image: Path) -> tuple[Path, Path]:
 def read_pose(image: Path) -> Orbit | None:
     """The photo's camera from its JSON sidecar {"azimuth", "elevation"[, "radius"]}, or None
     without one; a sidecar that is not such a pose raises ReconstructError."""
-    if not image.is_file():  # also keeps "/" and "." (no file name to derive from) out
+    try:
+        if not image.is_file():  # also keeps "/" and "." (no file name to derive from) out
+            return None
+        path = next((p for p in sidecar_paths(image) if p.is_file()), None)
+    except OSError:  # a name the file system refuses (too long, …): loading the photo says so
         return None
-    path = next((p for p in sidecar_paths(image) if p.is_file()), None)
     if path is None:
         return None
     try:

@@ -68,7 +68,10 @@ class ReconstructPanel:
 
     def photo_dropped(self, paths: list[str], state: ViewerState) -> None:
         """The window's drop callback: reconstruct the first file, and show this section."""
-        self.rec.open_dropped(paths, state)
+        try:
+            self.rec.open_dropped(paths, state)
+        except Exception as error:  # raised in GLFW's callback, it would end the viewer at its next call
+            self.rec.say(f"{paths[0]}: cannot be opened ({type(error).__name__}: {error})", True)
         self._reveal = True
 
     def draw(self, state: ViewerState, view: Orbit) -> None:
