@@ -31,10 +31,11 @@ from models.fitting import FitStep, fit_latent, fit_latent_steps, psnr_from_mse
 DEFAULT_STEPS = {"refine": 20, "autodecode": 300}
 HYPOTHESIS_RAYS = 4096
 # Nats of evidence per unit of log MSE ratio between two hypotheses' renders: the slope of a
-# logistic fit of "the true azimuth renders better than its front/back twin" on held-out views
-# (RESULTS.md). 4096 independent pixels would be worth 2048; a render's errors are correlated over
-# whole parts of the car, so the pixels are worth far fewer observations.
-EVIDENCE_PER_LOG_MSE = 20.0
+# logistic fit of "the true azimuth renders better than its front/back twin" on 1080 held-out
+# views with the preview encoder's latent (engine/encoder_evaluation.py, RESULTS.md). 4096
+# independent pixels would be worth 2048; a render's errors are correlated over whole parts of the
+# car, so its pixels are worth far fewer observations.
+EVIDENCE_PER_LOG_MSE = 19.2
 
 
 class InferenceMode(enum.Enum):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.encoder_evaluation import logistic_slope
 from main import main as cli_main
 from models.cameras import Orbit, intrinsics, orbit_from_cam2world, orbit_pose
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -140,6 +141,16 @@ def test_pick_hypothesis_renders_each_candidate_and_weighs_it_by_its_mass():
     assert pick_hypothesis(model, weighted, photo)[0] == worse
 
 
+def test_the_evidence_slope_is_the_logistic_fit_of_which_render_wins():
+    # r > 0: the true azimuth rendered better. One loss at r = -0.05 among wins bounds the slope,
+    # and at the fitted slope the likelihood is stationary: mean(sigmoid(-slope * r) * r) = 0.
+    r = torch.tensor([0.5, 0.8, 1.2, 0.02, -0.05], dtype=torch.float64)
+    slope = logistic_slope(r)
+    assert slope > 0
+    assert float((torch.sigmoid(-slope * r) * r).mean()) == pytest.approx(0.0, abs=1e-3)
+    assert logistic_slope(torch.tensor([0.1, 0.3], dtype=torch.float64)) is None  # unbounded
+
+
 @pytest.fixture
 def checkpoint_with_encoder(tmp_path) -> Path:
     path = tmp_path / "tiny.pt"
@@ -195,9 +206,12 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     summary = evaluate_encoder_main(["--ckpt", str(ckpt_path), "--data", str(data),
                                      "--cars-per-source", "1", "--novel-views", "2",
                                      "--refine-steps", "3", "--autodecode-steps", "5", "--res",
-                                     "16", "--device", "cpu", "--json", str(tmp_path / "e.json")])
+                                     "16", "--front-back-views", "2", "--device", "cpu", "--json",
+                                     str(tmp_path / "e.json")])
     assert summary == 0
-    scores = json.loads((tmp_path / "e.json").read_text())["per_source"]["procedural"]
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["front_back"]["views"] == 2  # 2 views of the one held-out car
+    scores = result["per_source"]["procedural"]
     assert scores["cars"] == 1
     assert 0 <= scores["pose_error_deg_encoder_median"] <= 180
     assert scores["autodecode_5_input_psnr_median"] > 0
