@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: refine with an encoder, else autodecode)")
     fit.add_argument("--steps", type=positive_int, default=None,
                      help="optimization steps (default 20 for refine, 300 for autodecode)")
+    fit.add_argument("--encoder", type=Path, metavar="FILE.pt", default=None,
+                     help="the image encoder that estimates a photo's latent and pose, for "
+                     "--fit-image and the viewer's photo reconstruction (default: CKPT.encoder.pt "
+                     "beside the checkpoint, when there is one)")
     return p
 
 
@@ -193,6 +197,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"argument --{flag}: needs --headless --out FILE.gif or FILE.mp4")
     if args.fit_image and args.out is None:
         parser.error("--fit-image needs --out FILE.pt")
+    if args.encoder is not None and (args.headless or args.benchmark or args.web):
+        parser.error("argument --encoder: used by the viewer and --fit-image only")
     return args
 
 
@@ -282,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
 
         pose = Orbit(*args.pose) if args.pose else None
         return run_fit_image(FitImageConfig(render, args.ckpt, args.fit_image, pose, args.inference,
-                                            args.steps, args.out), ckpt)
+                                            args.steps, args.out, args.encoder), ckpt)
     if mode == "--web":
         from viewer.web import run_web
 
@@ -291,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     from viewer.app import run_viewer
 
     return run_viewer(ViewerConfig(render, args.ckpt, instance, args.res[0], home, volumetric,
-                                   args.stats, args.exit_after, args.debug), ckpt)
+                                   args.stats, args.exit_after, args.debug, args.encoder), ckpt)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,7 @@ class ViewerConfig:
     stats: Path | None  # JSON of UI and render timings, written on exit
     exit_after_s: float | None
     debug: bool  # a failed frame raises instead of showing its message
+    encoder: Path | None = None  # --encoder; None: CKPT.encoder.pt beside the checkpoint, if any
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,13 @@ class BenchmarkConfig:
 @dataclass(frozen=True)
 class FitImageConfig:
     render: RenderSettings
-    checkpoint: Path  # its encoder, if trained, lies beside it (models/encoder.py)
+    checkpoint: Path  # its encoder, unless named, lies beside it (models/encoder.py)
     photo: Path
     pose: Orbit | None  # the photo's camera; None: the encoder estimates it
     inference: str | None  # encoder | refine | autodecode; None: refine with an encoder, else autodecode
     steps: int | None  # refinement or auto-decoding steps; None: the mode's default
     out: Path  # the checkpoint copy with the fitted instance appended
+    encoder: Path | None = None  # --encoder; None: CKPT.encoder.pt beside the checkpoint, if any
 
 
 @dataclass(frozen=True)

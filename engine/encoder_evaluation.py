@@ -4,6 +4,10 @@ For each car, its INPUT_VIEW is the photo. With the true pose given: PSNR of the
 of its held-out views for encoder-only, refine (N steps) and autodecode (from the mean latent, at
 N steps and at the long default). With the pose estimated: the encoder's pose error (the angle
 between estimated and true viewing directions), before and after refinement.
+
+Front/back evidence (`front_back_evidence`), over every held-out car: how far the encoder's latent,
+rendered from a view's true azimuth and from its front/back twin, tells them apart by the
+photometric loss; the slope it fits is models/inference.py's EVIDENCE_PER_LOG_MSE.
 """
 
 from __future__ import annotations
@@ -17,12 +21,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from engine.cardata import car_source, load_cars, read_manifest
+from engine.cardata import CarViews, car_source, load_cars, read_manifest
 from engine.evaluation import INPUT_VIEW
 from engine.metrics import psnr
 from models.cameras import Orbit, orbit_from_cam2world, orbit_position
 from models.encoder import CarEncoder
-from models.inference import Inference, InferenceMode, infer, render_view
+from models.inference import (
+    HYPOTHESIS_RAYS,
+    Inference,
+    InferenceMode,
+    infer,
+    photometric_mse,
+    render_view,
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,8 @@ def median(values: list[float]) -> float:
 
 
 def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: int,
-                       novel_views: int, refine_steps: int, autodecode_steps: int) -> dict:
+                       novel_views: int, refine_steps: int, autodecode_steps: int,
+                       front_back_views: int) -> dict:
     manifest = {c["id"]: c for c in read_manifest(data)["cars"]}
     cars = load_cars(data, "test")
     sources = sorted({str(car_source(manifest[i])) for i in cars.ids})
@@ -81,7 +93,7 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
     index = {car_id: c for c, car_id in enumerate(cars.ids)}
     targets = torch.nonzero(~cars.train_view).flatten()[:novel_views]
     per_source = {}
-    for source in sources:
+    for source in (s for s in sources if chosen[s]):  # --cars-per-source 0: front/back alone
         rows = []
         for car_id in tqdm(chosen[source], desc=f"{source} cars", leave=False):
             c = index[car_id]
@@ -107,7 +119,48 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
                for m in ("encoder", "refine")},
             "rows": rows,
         }
-    return {"input_view": INPUT_VIEW, "novel_views": len(targets), "per_source": per_source}
+    return {"input_view": INPUT_VIEW, "novel_views": len(targets), "per_source": per_source,
+            "front_back": front_back_evidence(model, encoder, cars, front_back_views)}
+
+
+def front_back_evidence(model, encoder: CarEncoder, cars: CarViews, views: int) -> dict:
+    """Per view (the first `views` of every car), r = log(MSE_twin / MSE_true): the encoder's
+    latent rendered from the true camera and from its front/back twin (azimuth 180° - a, same
+    elevation) on HYPOTHESIS_RAYS pixels, as the pose pick renders them. The logistic fit
+    P(true renders better | r) = sigmoid(slope · r) gives the nats of evidence per unit of r."""
+    ratios = []
+    for c in tqdm(range(len(cars.ids)), desc="front/back", leave=False):
+        for v in range(min(views, cars.rgb.shape[1])):
+            photo, truth = cars.rgb[c, v], orbit_from_cam2world(cars.cam2world[c, v])
+            twin = Orbit(180.0 - truth.azimuth, truth.elevation, truth.radius)
+            latent = encoder.encode_photo(photo).latent[0].to(next(model.parameters()).device)
+            pixels = torch.randperm(photo.shape[0] * photo.shape[1],
+                                    generator=torch.Generator().manual_seed(v))[:HYPOTHESIS_RAYS]
+            photo = photo.to(latent.device)
+            ratios.append(math.log(photometric_mse(model, latent, twin, photo, pixels)
+                                   / photometric_mse(model, latent, truth, photo, pixels)))
+    r = torch.tensor(ratios, dtype=torch.float64)
+    return {"views": len(ratios), "twin_renders_better": int((r < 0).sum()),
+            "log_mse_ratio_median": round(float(r.median()), 4) if len(r) else None,
+            "evidence_slope": logistic_slope(r)}
+
+
+def logistic_slope(r: torch.Tensor) -> float | None:
+    """The maximum-likelihood slope of sigmoid(slope · r) for outcomes that all came true; None
+    when no r is negative (nothing bounds the slope)."""
+    if not (r < 0).any():
+        return None
+    slope = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([slope], max_iter=100, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = -torch.nn.functional.logsigmoid(slope * r).mean()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    return round(float(slope), 2)
 
 
 def encoder_latency_ms(encoder: CarEncoder, res: int, repeats: int = 20) -> float:

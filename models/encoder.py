@@ -9,8 +9,8 @@ The azimuth is a distribution over bins, not one regressed (cos, sin): a car see
 and from 180° - a shows nearly the same silhouette (front and back swap), so a regressed angle
 lands between the two. The bins keep both modes; `azimuth_hypotheses` reads off the strongest
 mode and the strongest one at least 45° away, each as the circular mean (cos, sin) of the
-probabilities near its peak. Refinement (models/inference.py) renders both and keeps the one with
-the lower photometric loss.
+probabilities near its peak, with the probability mass there. models/inference.py picks between
+the two by that mass and, before refinement, by how well each renders the photo.
 
 The encoder is stored beside its checkpoint (`cars.pt` → `cars.encoder.pt`), loaded with
 weights_only=True, and carries a fingerprint of the network it was trained for.
@@ -35,6 +35,7 @@ ENCODER_VERSION = 1
 ENCODER_SUFFIX = ".encoder.pt"
 ELEVATION_SCALE = 30.0  # degrees per unit of the elevation head's output
 HYPOTHESIS_SEPARATION_DEG = 45.0
+PEAK_HALF_WIDTH_BINS = 1.5  # a hypothesis's angle and mass come from the bins this near its peak
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,13 +64,21 @@ class EncoderOutput:
         second = probs.masked_fill(gap < HYPOTHESIS_SEPARATION_DEG, -1.0).argmax(-1)
         angles, masses = [], []
         for peak in (first, second):
-            near = angular_distance(centers[None], centers[peak][:, None]) <= 1.5 * 360 / bins
+            near = (angular_distance(centers[None], centers[peak][:, None])
+                    <= PEAK_HALF_WIDTH_BINS * 360 / bins)
             weight = probs * near
             rad = torch.deg2rad(centers)
             angles.append(torch.rad2deg(torch.atan2((weight * rad.sin()).sum(-1),
                                                     (weight * rad.cos()).sum(-1))))
             masses.append(weight.sum(-1))
         return torch.stack(angles, -1), torch.stack(masses, -1)
+
+
+def uniform_peak_mass(bins: int) -> float:
+    """A hypothesis's mass when the azimuth distribution is uniform: what chance looks like."""
+    centers = bin_centers(bins)
+    return float((angular_distance(centers, centers[0]) <= PEAK_HALF_WIDTH_BINS * 360 / bins)
+                 .float().mean())
 
 
 def bin_centers(bins: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -182,8 +191,11 @@ def load_encoder(path: str | os.PathLike, model: nn.Module | None = None) -> Car
     return encoder.eval()
 
 
-def find_encoder(checkpoint: str | os.PathLike, model: nn.Module) -> CarEncoder | None:
-    """The encoder beside a checkpoint, or None when there is none."""
+def find_encoder(checkpoint: str | os.PathLike, model: nn.Module,
+                 named: str | os.PathLike | None = None) -> CarEncoder | None:
+    """The encoder at `named` (which must load), else the one beside the checkpoint, else None."""
+    if named is not None:
+        return load_encoder(named, model)
     path = encoder_path(checkpoint)
     return load_encoder(path, model) if path.exists() else None
 

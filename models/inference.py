@@ -5,27 +5,37 @@
                  (models/fitting.py); an estimated pose is refined jointly with the latent
     autodecode   auto-decoding from the mean latent (no encoder needed when the pose is given)
 
-The pose is given (an Orbit) or, without one, estimated by the encoder. The encoder's azimuth has
-a front/back twin (see models/encoder.py); `refine` renders the encoder's latent from both
-candidates and keeps the one with the lower photometric loss before it starts; `encoder` alone
-takes the more probable one.
+Each mode is a start (`start_inference`: the code and camera before any step) and then, except
+for `encoder`, auto-decoding steps from it (`refinement_steps`); `infer` runs both to the end.
+
+The pose is given (an Orbit) or, without one, estimated by the encoder. Its azimuth has a
+front/back twin (see models/encoder.py): two hypotheses, each with its azimuth-bin probability
+mass. `encoder` alone takes the one with more mass; `refine` and `autodecode` weigh that prior
+against how well the encoder's latent renders the photo from each (`hypothesis_posterior`), so
+neither a lopsided prior nor a marginally better render decides alone.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics, pixel_rays
-from models.encoder import CarEncoder
-from models.fitting import FitStep, fit_latent, psnr_from_mse
+from models.encoder import CarEncoder, uniform_peak_mass
+from models.fitting import FitStep, fit_latent, fit_latent_steps, psnr_from_mse
 
 DEFAULT_STEPS = {"refine": 20, "autodecode": 300}
 HYPOTHESIS_RAYS = 4096
+# Nats of evidence per unit of log MSE ratio between two hypotheses' renders: the slope of a
+# logistic fit of "the true azimuth renders better than its front/back twin" on 1080 held-out
+# views with the preview encoder's latent (engine/encoder_evaluation.py, RESULTS.md). 4096
+# independent pixels would be worth 2048; a render's errors are correlated over whole parts of the
+# car, so its pixels are worth far fewer observations.
+EVIDENCE_PER_LOG_MSE = 19.2
 
 
 class InferenceMode(enum.Enum):
@@ -86,23 +96,116 @@ def photometric_mse(model, latent: torch.Tensor, orbit: Orbit, photo: torch.Tens
     return float(torch.nn.functional.mse_loss(colors, target))
 
 
-def encoder_guess(encoder: CarEncoder, photo: torch.Tensor) -> tuple[torch.Tensor, list[Orbit]]:
-    """The encoder's latent and its pose candidates, most probable first."""
+@dataclass(frozen=True)
+class EncoderGuess:
+    latent: torch.Tensor  # (latent_dim,)
+    candidates: list[Orbit]  # the azimuth hypotheses at the estimated elevation, most mass first
+    masses: torch.Tensor  # (len(candidates),) azimuth-bin probability near each
+    uniform_mass: float  # a hypothesis's mass under a uniform azimuth distribution
+
+
+@dataclass(frozen=True)
+class PoseEstimate:
+    """The encoder's pose of a photo, and how sure it is."""
+
+    orbit: Orbit
+    mass: float  # azimuth-bin probability near the chosen azimuth
+    uniform_mass: float  # `mass` at chance (a pose head that learned nothing)
+    side_probability: float  # posterior of the chosen hypothesis against its front/back twin
+
+
+@dataclass
+class InferenceStart:
+    """What a mode starts from: the code and camera shown before any auto-decoding step."""
+
+    latent: torch.Tensor  # (latent_dim,) on the model's device: the encoder's, or the table mean
+    orbit: Orbit
+    estimate: PoseEstimate | None  # None when the pose was given
+
+
+def encoder_guess(encoder: CarEncoder, photo: torch.Tensor) -> EncoderGuess:
     out = encoder.encode_photo(photo)
-    azimuths, _ = out.azimuth_hypotheses()
+    azimuths, masses = out.azimuth_hypotheses()
     elevation = float(out.elevation[0])
-    candidates = [Orbit(float(a), elevation, DEFAULT_RADIUS) for a in azimuths[0]]
-    return out.latent[0], candidates
+    return EncoderGuess(out.latent[0], [Orbit(float(a), elevation, DEFAULT_RADIUS) for a in azimuths[0]],
+                        masses[0].cpu(), uniform_peak_mass(out.azimuth_logits.shape[-1]))
 
 
-def pick_hypothesis(model, latent: torch.Tensor, candidates: list[Orbit], photo: torch.Tensor,
-                    seed: int = 0) -> Orbit:
-    """The candidate whose render of `latent` matches the photo best on a few random pixels."""
+def hypothesis_posterior(masses: torch.Tensor, mses: torch.Tensor | None = None) -> torch.Tensor:
+    """(K,) posterior of K pose hypotheses: prior ∝ their bin masses, likelihood from the MSE of
+    the photo rendered from each (None: the prior alone).
+
+    The log-likelihood ratio of two renders is EVIDENCE_PER_LOG_MSE · log(MSE_b / MSE_a): scale
+    free (a car the latent renders poorly from both sides gives no strong evidence for either).
+    """
+    scores = masses.double().clamp_min(1e-12).log()
+    if mses is not None:
+        scores = scores - EVIDENCE_PER_LOG_MSE * mses.double().clamp_min(1e-12).log()
+    return scores.softmax(-1)
+
+
+def pick_hypothesis(model, guess: EncoderGuess, photo: torch.Tensor, seed: int = 0
+                    ) -> tuple[int, torch.Tensor]:
+    """The candidate with the highest posterior, from the guess's latent rendered from each on a
+    few random pixels of the photo; returns its index and the (K,) posterior."""
     generator = torch.Generator().manual_seed(seed)
     count = min(HYPOTHESIS_RAYS, photo.shape[0] * photo.shape[1])
     pixels = torch.randperm(photo.shape[0] * photo.shape[1], generator=generator)[:count]
-    losses = [photometric_mse(model, latent, orbit, photo, pixels) for orbit in candidates]
-    return candidates[min(range(len(candidates)), key=losses.__getitem__)]
+    latent = guess.latent.to(next(model.parameters()).device)
+    mses = torch.tensor([photometric_mse(model, latent, orbit, photo.to(latent.device), pixels)
+                         for orbit in guess.candidates])
+    posterior = hypothesis_posterior(guess.masses, mses)
+    return int(posterior.argmax()), posterior
+
+
+def estimate_pose(model, guess: EncoderGuess, photo: torch.Tensor, photometric: bool) -> PoseEstimate:
+    """The guess's most probable pose: by its bin masses alone, or also by the photo's renders."""
+    if photometric:
+        chosen, posterior = pick_hypothesis(model, guess, photo)
+    else:
+        posterior = hypothesis_posterior(guess.masses)
+        chosen = int(posterior.argmax())
+    return PoseEstimate(guess.candidates[chosen], float(guess.masses[chosen]), guess.uniform_mass,
+                        float(posterior[chosen]))
+
+
+def start_inference(model, photo: torch.Tensor, mode: InferenceMode,
+                    encoder: CarEncoder | None = None, orbit: Orbit | None = None) -> InferenceStart:
+    """The code and camera `mode` starts from for a (H, W, 3) uint8 photo; `orbit` None asks the
+    encoder for the pose. Raises InferenceError from check_inputs."""
+    check_inputs(mode, encoder, orbit)
+    device = next(model.parameters()).device
+    latent = model.latents.weight.detach().mean(0)
+    estimate = None
+    if mode is not InferenceMode.AUTODECODE or orbit is None:
+        guess = encoder_guess(encoder, photo)
+        if orbit is None:
+            estimate = estimate_pose(model, guess, photo,
+                                     photometric=mode is not InferenceMode.ENCODER)
+            orbit = estimate.orbit
+        if mode is not InferenceMode.AUTODECODE:
+            latent = guess.latent
+    return InferenceStart(latent.to(device), orbit, estimate)
+
+
+def fit_camera(start: InferenceStart) -> torch.Tensor | Orbit:
+    """The fit's camera: an estimated pose as an Orbit (refined with the latent), a given one as a
+    fixed (1, 4, 4) cam2world."""
+    return start.orbit if start.estimate is not None else start.orbit.cam2world()[None]
+
+
+def refinement_steps(model, photo: torch.Tensor, start: InferenceStart, **fit_options
+                     ) -> Iterator[FitStep]:
+    """Auto-decoding steps from `start`, one FitStep each, forever; the caller decides when to stop."""
+    res = photo.shape[0]
+    return fit_latent_steps(model, photo[None], fit_camera(start), intrinsics(res, res),
+                            init=start.latent, **fit_options)
+
+
+def view_psnr(model, latent: torch.Tensor, orbit: Orbit, photo: torch.Tensor) -> float:
+    """PSNR of the whole photo against `latent` rendered from `orbit`, dB."""
+    rendered = render_view(model, latent, orbit, photo.shape[0])
+    return psnr_from_mse(float(((rendered - photo.to(latent.device).float() / 255.0) ** 2).mean()))
 
 
 def infer(
@@ -115,29 +218,18 @@ def infer(
     `orbit` None asks the encoder for the pose; `steps` None takes the mode's default.
     Raises InferenceError from check_inputs.
     """
-    check_inputs(mode, encoder, orbit)
-    steps = resolve_steps(mode, steps)
     device = next(model.parameters()).device
-    res = photo.shape[0]
-    start = time.perf_counter()
-    pose_estimated = orbit is None
-    guess = None
-    if mode is not InferenceMode.AUTODECODE or pose_estimated:
-        guess, candidates = encoder_guess(encoder, photo)
-    if pose_estimated:
-        orbit = (candidates[0] if mode is InferenceMode.ENCODER
-                 else pick_hypothesis(model, guess.to(device), candidates, photo.to(device)))
-    init = None if mode is InferenceMode.AUTODECODE else guess
-    latent = init
+    began = time.perf_counter()
+    start = start_inference(model, photo, mode, encoder, orbit)
+    steps = resolve_steps(mode, steps)
+    latent, orbit = start.latent, start.orbit
     if steps:
-        camera = orbit if pose_estimated else orbit.cam2world()[None]
-        fit = fit_latent(model, photo[None], camera, intrinsics(res, res), steps,
-                         on_step=on_step, init=init)
-        latent, orbit = fit.latent, fit.orbit or orbit
-    latent = latent.to(device)
+        res = photo.shape[0]
+        fit = fit_latent(model, photo[None], fit_camera(start), intrinsics(res, res), steps,
+                         on_step=on_step, init=start.latent)
+        latent, orbit = fit.latent.to(device), fit.orbit or orbit
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    rendered = render_view(model, latent, orbit, res)
-    psnr = psnr_from_mse(float(((rendered - photo.to(device).float() / 255.0) ** 2).mean()))
-    return Inference(latent, orbit, psnr, seconds, mode, steps, pose_estimated)
+    seconds = time.perf_counter() - began
+    return Inference(latent, orbit, view_psnr(model, latent, orbit, photo), seconds, mode, steps,
+                     start.estimate is not None)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.encoder_evaluation import logistic_slope
 from main import main as cli_main
 from models.cameras import Orbit, intrinsics, orbit_from_cam2world, orbit_pose
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -24,7 +25,14 @@ from models.encoder import (
     save_encoder,
 )
 from models.fitting import fit_latent
-from models.inference import InferenceError, InferenceMode, infer, pick_hypothesis
+from models.inference import (
+    EncoderGuess,
+    InferenceError,
+    InferenceMode,
+    hypothesis_posterior,
+    infer,
+    pick_hypothesis,
+)
 from models.renderer import LFNRenderer
 from tests.conftest import TINY, names, tiny_lfn
 from tests.synthetic_cars import write_synthetic_dataset
@@ -101,13 +109,46 @@ def test_joint_refinement_moves_a_wrong_pose_toward_the_true_one():
     assert after < 0.5 * before
 
 
-def test_the_hypothesis_with_the_lower_photometric_loss_wins():
+def test_the_front_back_pick_weighs_bin_mass_against_the_renders():
+    # a marginally better render (1 % lower MSE) does not overturn a 4:1 prior...
+    masses, mses = torch.tensor([0.8, 0.2]), torch.tensor([0.0101, 0.0100])
+    assert mses.argmin() == 1 and hypothesis_posterior(masses, mses).argmax() == 0
+    # ...and a clearly better render (half the MSE) overturns a slight one
+    masses, mses = torch.tensor([0.55, 0.45]), torch.tensor([0.02, 0.01])
+    assert masses.argmax() == 0 and hypothesis_posterior(masses, mses).argmax() == 1
+    # with equal masses the renders alone decide; without renders the masses alone do
+    assert hypothesis_posterior(torch.tensor([0.3, 0.3]), mses).argmax() == 1
+    assert torch.allclose(hypothesis_posterior(torch.tensor([0.3, 0.1])).float(),
+                          torch.tensor([0.75, 0.25]))
+
+
+def test_pick_hypothesis_renders_each_candidate_and_weighs_it_by_its_mass():
     model = tiny_lfn()
     truth, twin = Orbit(30.0, 20.0), Orbit(150.0, 20.0)
     photo = view_of(model, 0, truth)
-    latent = model.latents.weight[0].detach()
-    assert pick_hypothesis(model, latent, [twin, truth], photo) == truth
-    assert pick_hypothesis(model, latent, [truth, twin], photo) == truth
+    guess = EncoderGuess(model.latents.weight[0].detach(), [twin, truth], torch.tensor([0.5, 0.5]), 0.1)
+    assert pick_hypothesis(model, guess, photo)[0] == 1  # equal prior: the true view renders better
+    # Two near candidates and another car's latent: renders that differ by little. The photometric
+    # argmin and the mass-weighted pick then disagree when the mass favours the other one.
+    near = [truth, Orbit(33.0, 20.0)]
+    flat = EncoderGuess(model.latents.weight[1].detach(), near, torch.tensor([0.5, 0.5]), 0.1)
+    better, posterior = pick_hypothesis(model, flat, photo)
+    worse = 1 - better
+    assert posterior[better] < 0.9  # the renders alone are weak evidence here
+    prior = torch.tensor([0.1, 0.1])
+    prior[worse] = 0.9
+    weighted = EncoderGuess(flat.latent, near, prior, 0.1)
+    assert pick_hypothesis(model, weighted, photo)[0] == worse
+
+
+def test_the_evidence_slope_is_the_logistic_fit_of_which_render_wins():
+    # r > 0: the true azimuth rendered better. One loss at r = -0.05 among wins bounds the slope,
+    # and at the fitted slope the likelihood is stationary: mean(sigmoid(-slope * r) * r) = 0.
+    r = torch.tensor([0.5, 0.8, 1.2, 0.02, -0.05], dtype=torch.float64)
+    slope = logistic_slope(r)
+    assert slope > 0
+    assert float((torch.sigmoid(-slope * r) * r).mean()) == pytest.approx(0.0, abs=1e-3)
+    assert logistic_slope(torch.tensor([0.1, 0.3], dtype=torch.float64)) is None  # unbounded
 
 
 @pytest.fixture
@@ -165,9 +206,12 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     summary = evaluate_encoder_main(["--ckpt", str(ckpt_path), "--data", str(data),
                                      "--cars-per-source", "1", "--novel-views", "2",
                                      "--refine-steps", "3", "--autodecode-steps", "5", "--res",
-                                     "16", "--device", "cpu", "--json", str(tmp_path / "e.json")])
+                                     "16", "--front-back-views", "2", "--device", "cpu", "--json",
+                                     str(tmp_path / "e.json")])
     assert summary == 0
-    scores = json.loads((tmp_path / "e.json").read_text())["per_source"]["procedural"]
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["front_back"]["views"] == 2  # 2 views of the one held-out car
+    scores = result["per_source"]["procedural"]
     assert scores["cars"] == 1
     assert 0 <= scores["pose_error_deg_encoder_median"] <= 180
     assert scores["autodecode_5_input_psnr_median"] > 0
@@ -193,6 +237,26 @@ def test_cli_fits_without_pose_when_the_checkpoint_has_an_encoder(checkpoint_wit
     assert cli_main(["--ckpt", str(checkpoint_with_encoder), "--fit-image", str(photo),
                      "--inference", "encoder", "--pose", "30,20", "--out", str(out)]) == 0
     assert load_checkpoint(out).meta["fit_pose"] == [30.0, 20.0, 3.0]
+
+
+def test_cli_takes_an_encoder_named_by_encoder(checkpoint_with_encoder, tmp_path, capsys):
+    named = tmp_path / "elsewhere" / "my_encoder.pt"
+    named.parent.mkdir()
+    encoder_path(checkpoint_with_encoder).rename(named)  # no longer beside the checkpoint
+    photo = photo_file(tmp_path / "blue.png")
+    out = tmp_path / "car.pt"
+    fit = ["--ckpt", str(checkpoint_with_encoder), "--fit-image", str(photo), "--steps", "2",
+           "--out", str(out)]
+    assert cli_main(fit) == 1 and "--pose" in one_error_line(capsys)  # none found beside it
+    assert cli_main([*fit, "--encoder", str(named)]) == 0
+    assert load_checkpoint(out).meta["fit_mode"] == "refine"
+    capsys.readouterr()
+    assert cli_main([*fit, "--encoder", str(tmp_path / "missing.pt")]) == 1
+    assert "--encoder" in one_error_line(capsys)
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["--ckpt", str(checkpoint_with_encoder), "--headless", "--out",
+                  str(tmp_path / "x.png"), "--encoder", str(named)])
+    assert exited.value.code == 2 and "--encoder" in one_error_line(capsys)
 
 
 def one_error_line(capsys) -> str:

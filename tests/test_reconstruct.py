@@ -1,5 +1,6 @@
-"""Reconstruction from one image in the viewer, without a window: the fitting session (start, stop,
-continue, save), the photo and its pose file, publishing fitted codes to the view, latent tools."""
+"""Reconstruction from one photo in the viewer, without a window: the inference session (start,
+stop, continue, save), the photo and its pose file, dropped files, publishing codes to the view
+(the encoder's at once, then the refinement's), the mode toggle, latent tools."""
 
 from __future__ import annotations
 
@@ -18,20 +19,28 @@ from engine.latents import FittedLatent, InstanceLatent
 from engine.metrics import psnr
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
+from models.encoder import load_encoder
+from models.inference import InferenceMode
 from models.renderer import LFNRenderer
 from tests.conftest import names, tiny_lfn
 from tests.test_fit_image import photo
 from viewer.fitted_latents import FittedLatentBank
 from viewer.reconstruct import (
     FitSession,
+    Phase,
     ReconstructError,
     default_save_path,
     load_input,
     read_pose,
     save_fitted,
 )
-from viewer.reconstruct_panel import PUBLISH_INTERVAL_S, Reconstruction, folder_of, png_names
+from viewer.reconstruct_panel import folder_of, png_names
+from viewer.reconstruction import NO_POSE, PUBLISH_INTERVAL_S, Reconstruction
 from viewer.state import ViewerState
+
+ROOT = Path(__file__).resolve().parents[1]
+CARS = ROOT / "checkpoints" / "cars.pt"
+PREVIEW_ENCODER = ROOT / "checkpoints" / "cars.encoder_cpu_preview.pt"  # pose at chance, latent useful
 
 OPTIONS = {"lr": 5e-2, "rays_per_step": 512}
 
@@ -63,19 +72,21 @@ def test_session_runs_stops_continues_and_saves_a_loadable_instance(tiny_ckpt, t
     ckpt = load_checkpoint(tiny_ckpt)
     pose = Orbit(40.0, 25.0)
     photo = known_view(ckpt.model, pose)
-    session = FitSession(ckpt.model, photo, pose, OPTIONS)
+    session = FitSession(ckpt.model, photo, InferenceMode.AUTODECODE, pose, options=OPTIONS)
     try:
+        wait_for(lambda: session.start is not None)
         assert session.steps == 0 and not session.running  # created paused
+        assert session.phase is Phase.DONE and session.pose == pose  # its run of 0 steps is done
         session.resume(steps=40)
         wait_for(lambda: not session.running)  # pauses by itself after its run of steps
-        assert session.steps == 40
+        assert session.steps == 40 and session.phase is Phase.DONE
         time.sleep(0.05)
         assert session.steps == 40  # stopped means stopped
 
         session.resume(steps=10_000)
         wait_for(lambda: session.steps >= 60)
         session.pause()
-        assert not session.running
+        assert not session.running and session.phase is Phase.PAUSED
         stopped_at = settle(session)
         time.sleep(0.05)
         assert session.steps == stopped_at
@@ -87,6 +98,7 @@ def test_session_runs_stops_continues_and_saves_a_loadable_instance(tiny_ckpt, t
         assert losses[-10:].mean() < 0.5 * losses[:10].mean()
         assert psnrs[-10:].mean() > psnrs[:10].mean() + 3
         latent = session.latest.latent
+        assert session.pose == pose  # a given pose is kept
         session.resume(steps=10_000)
     finally:
         session.close()  # also while running: ends after the step in flight
@@ -143,7 +155,7 @@ def test_bad_photos_are_one_line_errors(tmp_path):
 def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
     ckpt = load_checkpoint(tiny_ckpt)
     bank = FittedLatentBank(ckpt.latents, ckpt.instance_names)
-    rec = Reconstruction(ckpt, tiny_ckpt, bank, OPTIONS)
+    rec = Reconstruction(ckpt, tiny_ckpt, bank, options=OPTIONS)
     state = ViewerState(num_instances=3)
     red = photo(tmp_path / "red.png")
     with pytest.raises(ReconstructError):
@@ -151,14 +163,17 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
     assert rec.session is None and state.latent_source is InstanceLatent
     try:
         rec.start(red, Orbit(), state)
-        assert state.latent_source is FittedLatent and rec.photo.shape == (128, 128, 3)  # fit resolution
+        assert rec.photo.shape == (128, 128, 3)  # fit resolution
+        wait_for(lambda: rec.session.start is not None)
+        rec.update(state, now=99.0)  # the start: the mean latent, seen from the photo's camera
+        assert state.latent_source is FittedLatent and state.camera_requested == Orbit()
         assert (state.fitted_serial, state.fitted_label) == (1, "red fit step 0")
         assert torch.equal(bank.latent(state.latent_selection()), ckpt.latents.detach().mean(0))
         wait_for(lambda: rec.session.steps >= 2)
         rec.update(state, now=100.0)
         assert state.fitted_serial == 2 and state.fitted_label.startswith("red fit step ")
         assert len(rec.nearest) == 3 and rec.nearest[0][1] <= rec.nearest[-1][1]
-        assert state.fit_target == rec.nearest[0][0]  # interpolation starts toward the nearest
+        assert state.fit_target == bank.nearest(ckpt.latents.mean(0), 1)[0][0]  # blends toward it
         selection = state.latent_selection()
         wait_for(lambda: rec.session.steps > int(state.fitted_label.split()[-1]))
         rec.update(state, now=100.0 + PUBLISH_INTERVAL_S / 2)  # too soon while running
@@ -173,7 +188,125 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
         assert rec.stats()["fit_steps"] == rec.session.steps
     finally:
         rec.close()
-    assert load_checkpoint(tmp_path / "out.pt").instance_names == [*names(3), "red"]
+    saved = load_checkpoint(tmp_path / "out.pt")
+    assert saved.instance_names == [*names(3), "red"]
+    assert saved.meta["fit_mode"] == "autodecode" and saved.meta["fit_pose_estimated"] is False
+
+
+@pytest.fixture(scope="module")
+def cars_with_preview_encoder():
+    """The shipped car network and its CPU preview encoder (named on purpose: never auto-loaded)."""
+    ckpt = load_checkpoint(CARS)
+    return ckpt, load_encoder(PREVIEW_ENCODER, ckpt.model)
+
+
+def car_photo(ckpt, path: Path) -> Path:
+    """A car on white at the network's resolution, as a user's photo would be."""
+    renderer = LFNRenderer(ckpt.model)
+    renderer.set_latent(ckpt.latents[5])
+    rgb = (renderer.render(Orbit(-150.0, 10.0).cam2world(), 128) * 255).round().to(torch.uint8)
+    Image.fromarray(rgb.numpy()).save(path)
+    return path
+
+
+def test_a_dropped_photo_shows_the_encoder_code_at_once_then_refines_to_the_end(
+        cars_with_preview_encoder, tmp_path):
+    ckpt, encoder = cars_with_preview_encoder
+    bank = FittedLatentBank(ckpt.latents, ckpt.instance_names)
+    rec = Reconstruction(ckpt, CARS, bank, encoder, "preview", options={"rays_per_step": 256},
+                         steps=3)
+    state = ViewerState(num_instances=len(ckpt.instance_names))
+    car = car_photo(ckpt, tmp_path / "car.png")
+    assert rec.mode is InferenceMode.REFINE and not rec.pose_known  # the encoder's, by default
+    try:
+        rec.open_dropped([str(car)], state)
+        assert rec.message is None and rec.session.phase in (Phase.STARTING, Phase.REFINING)
+        wait_for(lambda: rec.session.start is not None)
+        start = rec.session.start
+        rec.update(state, now=0.0)  # at once: the encoder's latent, from its estimated pose
+        shown = bank.latent(state.latent_selection())
+        expected = encoder.encode_photo(torch.tensor(rec.photo)).latent[0]
+        assert state.fitted_label == "car fit step 0" and torch.allclose(shown, expected)
+        assert state.camera_requested == start.orbit
+        estimate = start.estimate
+        assert estimate is not None and estimate.orbit == start.orbit
+        assert 0 < estimate.mass <= 1 and 0.5 <= estimate.side_probability <= 1
+        assert estimate.uniform_mass == pytest.approx(3 / 72)  # 3 of the preview's 72 bins
+
+        wait_for(lambda: rec.session.steps >= 1)  # refinement in the background
+        rec.update(state, now=1.0)
+        assert state.fitted_label.startswith("car fit step ") and rec.session.target_steps == 3
+        wait_for(lambda: rec.session.phase is Phase.DONE)
+        rec.update(state, now=2.0)
+        assert state.fitted_label == "car fit step 3"
+        assert torch.equal(bank.latent(state.latent_selection()), rec.session.latest.latent)
+        assert rec.session.pose != start.orbit  # the estimated pose is refined with the latent
+        assert len(rec.session.history()[0]) == 3
+
+        rec.mode = InferenceMode.ENCODER  # the toggle: the same photo, the encoder alone
+        rec.reconstruct(state)
+        wait_for(lambda: rec.session.phase is Phase.DONE and rec.session.start_psnr is not None)
+        rec.update(state, now=3.0)
+        assert rec.session.steps == 0 and rec.session.target_steps == 0
+        assert state.fitted_label == "car fit step 0"
+        assert torch.allclose(bank.latent(state.latent_selection()), expected)
+    finally:
+        rec.close()
+
+
+def test_without_an_encoder_a_dropped_photo_asks_for_its_pose(tiny_ckpt, tmp_path):
+    ckpt = load_checkpoint(tiny_ckpt)
+    rec = Reconstruction(ckpt, tiny_ckpt, FittedLatentBank(ckpt.latents, ckpt.instance_names),
+                         options=OPTIONS, steps=2)
+    state = ViewerState(num_instances=3)
+    red = photo(tmp_path / "red.png")
+    assert rec.mode is InferenceMode.AUTODECODE
+    rec.open_dropped([str(red)], state)
+    assert rec.session is None and rec.is_error and rec.message == NO_POSE
+    rec.pose_known, rec.pose = True, Orbit(30.0, 20.0)  # the user sets it and presses Reconstruct
+    try:
+        rec.reconstruct(state)
+        assert rec.message is None
+        wait_for(lambda: rec.session.phase is Phase.DONE)
+        assert rec.session.steps == 2 and rec.session.pose == Orbit(30.0, 20.0)
+        (tmp_path / "blue.json").write_text(json.dumps({"azimuth": 10, "elevation": 5}))
+        rec.open_dropped([str(photo(tmp_path / "blue.png"))], state)  # its pose file is enough
+        assert rec.message is None and rec.pose == Orbit(10.0, 5.0)
+        wait_for(lambda: rec.session.phase is Phase.DONE)
+        assert rec.name == "blue" and rec.session.start.estimate is None
+        rec.mode = InferenceMode.REFINE  # the panel greys it out; the controller refuses it too
+        rec.reconstruct(state)
+        assert rec.is_error and "needs an encoder" in rec.message
+    finally:
+        rec.close()
+
+
+def test_a_bad_dropped_file_is_a_message_and_leaves_the_shown_car(tiny_ckpt, tmp_path):
+    ckpt = load_checkpoint(tiny_ckpt)
+    rec = Reconstruction(ckpt, tiny_ckpt, FittedLatentBank(ckpt.latents, ckpt.instance_names),
+                         options=OPTIONS, steps=1)
+    state = ViewerState(num_instances=3)
+    (tmp_path / "red.json").write_text(json.dumps({"azimuth": 30, "elevation": 20}))
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    Image.new("RGB", (40, 30), "white").save(tmp_path / "wide.png")
+    Image.new("RGB", (32, 32), (60, 60, 60)).save(tmp_path / "grey.png")
+    (tmp_path / "car.json").write_text("{")
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "car.png")
+    try:
+        rec.open_dropped([str(photo(tmp_path / "red.png"))], state)
+        wait_for(lambda: rec.session.phase is Phase.DONE)
+        session = rec.session
+        for name, needle in (("junk.png", "not a readable image"), ("wide.png", "must be square"),
+                             ("grey.png", "white background"), ("car.png", "car.json"),
+                             ("missing.png", "no such file"), (".", "is a folder"),
+                             ("x" * 300 + ".png", "cannot be read")):
+            rec.open_dropped([str(tmp_path / name)], state)
+            assert rec.is_error and needle in rec.message and "\n" not in rec.message, name
+            assert rec.session is session  # the car on screen stays
+        rec.open_dropped([str(tmp_path / "red.png"), str(tmp_path / "junk.png")], state)
+        assert not rec.is_error and "2 files dropped" in rec.message and rec.name == "red"
+    finally:
+        rec.close()
 
 
 def test_fitted_selections_blend_toward_an_instance_and_find_neighbours():

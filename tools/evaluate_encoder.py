@@ -1,7 +1,7 @@
 """Score the inference modes on held-out cars per source (engine/encoder_evaluation.py).
 
     python -m tools.evaluate_encoder --ckpt checkpoints/cars.pt --data data/cars
-        [--encoder FILE] [--cars-per-source 6] [--json results/encoder_cpu.json]
+        [--encoder FILE] [--cars-per-source 6] [--front-back-views 5] [--json results/encoder_cpu.json]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> dict:
                                                            "date", "train_config", "history")},
         "encoder_ms_per_image_median": encoder_latency_ms(encoder, args.res),
         **evaluate_inference(model, encoder, args.data, args.cars_per_source, args.novel_views,
-                             args.refine_steps, args.autodecode_steps),
+                             args.refine_steps, args.autodecode_steps, args.front_back_views),
     }
     return result
 
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refine-steps", type=int, default=20)
     p.add_argument("--autodecode-steps", type=int, default=300,
                    help="the long auto-decoding baseline; 0 leaves it out")
+    p.add_argument("--front-back-views", type=int, default=5,
+                   help="views per held-out car (all of them) for the front/back evidence")
     p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path)

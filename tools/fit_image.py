@@ -11,9 +11,10 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from engine.cli import UsageError
 from engine.config import FitImageConfig
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
-from models.checkpoint import Checkpoint, save_checkpoint
+from models.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from models.encoder import encoder_path, find_encoder
 from models.inference import (
     InferenceError,
@@ -33,7 +34,12 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
     except ImageError as error:
         raise ImageError(f"--fit-image {error}") from None
     model = ckpt.model.to(config.render.device)
-    encoder = find_encoder(config.checkpoint, ckpt.model)
+    try:
+        encoder = find_encoder(config.checkpoint, ckpt.model, config.encoder)
+    except CheckpointError as error:
+        if config.encoder is None:
+            raise
+        raise UsageError(f"--encoder {error}") from None
     encoder = encoder.to(config.render.device) if encoder is not None else None
     mode = InferenceMode(config.inference) if config.inference else default_mode(encoder)
     orbit = config.pose
@@ -42,7 +48,7 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
     except InferenceError as error:
         raise InferenceError(
             f"--fit-image: {error}; give --pose AZ,EL with --inference autodecode (the default "
-            f"without an encoder), or train an encoder "
+            f"without an encoder), or name an encoder with --encoder FILE, or train one "
             f"(python -m tools.train_encoder --ckpt {config.checkpoint}, written to "
             f"{encoder_path(config.checkpoint)})") from None
     steps = resolve_steps(mode, config.steps)

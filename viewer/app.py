@@ -21,10 +21,12 @@ Threads, and who owns what (nothing is shared except through the named hand-over
   thread (worker.call), run between two frames; it swaps the renderer reference, which the UI only
   reads (device, backend, precision). The switch's progress and error travel in a lock-guarded
   SwitchStatus the UI reads once a frame.
-- Fit thread (viewer/reconstruct.py FitSession): the fitting generator and its optimizer. The UI
-  resumes and pauses it (an Event) and reads its newest step (a reference the fit thread replaces
-  under the session's lock) and its history (under that lock); the UI publishes the newest fitted
-  code into the LatentBank, a single reference swap the render thread reads.
+- Fit thread (viewer/reconstruct.py FitSession): the encoder pass and front/back pick of a photo's
+  start, then the fitting generator and its optimizer. The UI resumes and pauses it (an Event) and
+  reads its start and newest step (references the fit thread sets under the session's lock) and
+  its history (under that lock); the UI publishes the newest fitted code into the LatentBank, a
+  single reference swap the render thread reads. A file dropped on the window reaches the UI
+  thread through GLFW's drop callback, inside poll_events.
 - Benchmark thread (viewer/benchmark_panel.py): its own renderers and its own offscreen EGL
   context, built, used and released on that thread alone. It posts progress lines and the result
   into the panel's locked mailbox, which the UI empties once a frame (poll).
@@ -72,7 +74,8 @@ from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
 from viewer.path_panel import PathPanel, PathRecording
 from viewer.quality import QualityPolicy
-from viewer.reconstruct_panel import Reconstruction, ReconstructPanel
+from viewer.reconstruct_panel import ReconstructPanel
+from viewer.reconstruction import Reconstruction, viewer_encoder
 from viewer.state import ViewerState
 from viewer.stats import FrameStats
 from viewer.worker import RenderWorker
@@ -174,6 +177,8 @@ def save_screenshot_png(image: np.ndarray, folder: Path) -> Path:
 class ViewerApp:
     def __init__(self, config: ViewerConfig, ckpt: Checkpoint):
         self.config = config
+        # before the window: an encoder the user named and that cannot load ends the run cleanly
+        encoder, encoder_note = viewer_encoder(config.encoder, config.checkpoint, ckpt.model)
         self.window = open_window(*WINDOW_SIZE, "LFN viewer")
         self.ctx = moderngl.create_context()
         imgui.create_context()
@@ -209,8 +214,12 @@ class ViewerApp:
             mix_b=(config.instance + 1) % n, res=config.res,
         )
         self.panel = ControlPanel(ckpt.instance_names, config.res)
-        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents)
+        self.reconstruction = Reconstruction(
+            ckpt, config.checkpoint, self.latents,
+            encoder.to(config.render.device) if encoder is not None else None, encoder_note)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
+        glfw.set_drop_callback(self.window, lambda _w, paths: self.reconstruct_panel.photo_dropped(
+            list(paths), self.state))
         self.benchmark_panel = BenchmarkPanel(ckpt, config.volumetric.path, render.device)
         self.epi_panel = EpiPanel(self.ctx)
         self.path_recording = PathRecording(ckpt)
@@ -282,6 +291,8 @@ class ViewerApp:
         pick_scanline(self.state, self.pictures(layout)[0])
         handle_shortcuts(self.state)
         self.reconstruction.update(self.state, now)
+        if self.state.camera_requested is not None:
+            self.orbit.orbit, self.state.camera_requested = self.state.camera_requested, None
         self.panel.draw(self.state, self.panel_info(), layout.panel, win_h, self.object_tools,
                         lambda: self.benchmark_panel.draw(
                             self.state.instance, self.renderer.precision, self.renderer.backend),

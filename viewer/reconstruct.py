@@ -1,15 +1,17 @@
-"""Reconstruct from one image inside the viewer: the photo and its pose, a fitting session that runs
-beside the UI, and saving the fitted code as a new instance of a checkpoint copy. No GL here.
+"""Reconstruct from one image inside the viewer: the photo and its pose, an inference session that
+runs beside the UI, and saving the fitted code as a new instance of a checkpoint copy. No GL here.
 
-The session drives models.fitting.fit_latent_steps on its own thread: torch releases the GIL in its
-kernels, so the UI keeps its frame rate while a step runs (a step on the UI thread would cost the
-UI 50-300 ms per frame on a 2-core CPU). Pausing leaves the generator suspended between steps, so
-Continue resumes with the same latent and optimizer state.
+The session runs models/inference.py on its own thread: first the mode's start (the encoder's
+latent and pose, or the mean latent), at once, then auto-decoding steps in runs the UI asks for.
+torch releases the GIL in its kernels, so the UI keeps its frame rate while a step runs (a step on
+the UI thread would cost the UI 50-300 ms per frame on a 2-core CPU). Pausing leaves the step
+generator suspended between steps, so Continue resumes with the same latent and optimizer state.
 """
 
 from __future__ import annotations
 
 import copy
+import enum
 import json
 import threading
 import time
@@ -19,13 +21,19 @@ import numpy as np
 import torch
 
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
-from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics
+from models.cameras import DEFAULT_RADIUS, Orbit
 from models.checkpoint import Checkpoint, save_checkpoint
-from models.fitting import FitStep, fit_latent_steps
+from models.encoder import CarEncoder
+from models.fitting import FitStep
+from models.inference import (
+    InferenceMode,
+    InferenceStart,
+    refinement_steps,
+    start_inference,
+    view_psnr,
+)
 from models.instances import with_instance
 from viewer.worker import join_within
-
-STEPS_PER_RUN = 300  # Start or Continue runs this many steps, then pauses: no CPU burnt unasked
 
 
 class ReconstructError(Exception):
@@ -40,9 +48,12 @@ def sidecar_paths(image: Path) -> tuple[Path, Path]:
 def read_pose(image: Path) -> Orbit | None:
     """The photo's camera from its JSON sidecar {"azimuth", "elevation"[, "radius"]}, or None
     without one; a sidecar that is not such a pose raises ReconstructError."""
-    if not image.is_file():  # also keeps "/" and "." (no file name to derive from) out
+    try:
+        if not image.is_file():  # also keeps "/" and "." (no file name to derive from) out
+            return None
+        path = next((p for p in sidecar_paths(image) if p.is_file()), None)
+    except OSError:  # a name the file system refuses (too long, …): loading the photo says so
         return None
-    path = next((p for p in sidecar_paths(image) if p.is_file()), None)
     if path is None:
         return None
     try:
@@ -67,8 +78,6 @@ def user_path(text: str) -> Path:
 
 def load_input(image: Path, res: int) -> np.ndarray:
     """(res, res, 3) uint8 on white, as the CLI's --fit-image reads it; ReconstructError if unusable."""
-    if not image.is_file():
-        raise ReconstructError(f"{image}: no such file")
     try:
         return load_photo(image, res)
     except ImageError as error:
@@ -82,18 +91,29 @@ def fit_resolution(ckpt: Checkpoint) -> int:
     return int(ckpt.meta.get("resolution", DEFAULT_FIT_RES))
 
 
-class FitSession:
-    """Fits a fresh latent to one posed photo on a background thread; start paused, then resume().
+class Phase(enum.Enum):
+    """Where a session is, as the panel shows it."""
 
-    `latest` is the newest FitStep; `history()` gives the loss and PSNR of every step so far.
+    STARTING = "estimating"  # the mode's start (encoder pass, front/back pick) is being computed
+    REFINING = "refining"
+    PAUSED = "stopped"  # by the user, before its run of steps ended
+    DONE = "done"  # its run of steps ended (Continue runs more), or `encoder` mode has its code
+    FAILED = "failed"
+
+
+class FitSession:
+    """One inference on one photo, on a background thread: its start at once, then auto-decoding
+    steps (none in `encoder` mode) in runs of resume(steps).
+
+    `start` is the mode's starting point, `latest` the newest FitStep; `history()` gives the loss
+    and PSNR of every step so far.
     """
 
-    def __init__(self, model, photo: np.ndarray, pose: Orbit, options: dict | None = None):
-        res = photo.shape[0]
-        rgb = torch.tensor(photo)[None]  # a copy: the photo may be a read-only PIL buffer
-        self.pose = pose
-        self._steps = fit_latent_steps(model, rgb, pose.cam2world()[None], intrinsics(res, res),
-                                       **(options or {}))
+    def __init__(self, model, photo: np.ndarray, mode: InferenceMode, pose: Orbit | None,
+                 encoder: CarEncoder | None = None, options: dict | None = None):
+        self.mode = mode
+        self.start: InferenceStart | None = None
+        self.start_psnr: float | None = None  # of the whole photo, dB, soon after `start`
         self.latest: FitStep | None = None
         self.error: str | None = None
         self.seconds = 0.0  # time spent in steps, for steps per second
@@ -102,8 +122,12 @@ class FitSession:
         self._lock = threading.Lock()
         self._run = threading.Event()
         self._closed = False
+        self._ended = False  # the thread has returned: nothing more will run
         self._pause_at = 0
-        self._thread = threading.Thread(target=self._loop, name="lfn-fit", daemon=True)
+        photo = torch.tensor(photo)  # a copy: the photo may be a read-only PIL buffer
+        self._thread = threading.Thread(target=self._loop, args=(model, photo, pose, encoder,
+                                                                 options or {}),
+                                        name="lfn-fit", daemon=True)
         self._thread.start()
 
     @property
@@ -111,17 +135,46 @@ class FitSession:
         return self.latest.step if self.latest else 0
 
     @property
+    def target_steps(self) -> int:
+        """Where the current run of steps ends."""
+        return self._pause_at
+
+    @property
     def running(self) -> bool:
-        return self._run.is_set() and not self._closed
+        return self._run.is_set() and not self._closed and not self._ended
+
+    @property
+    def phase(self) -> Phase:
+        if self.error is not None:
+            return Phase.FAILED
+        if self.start is None:
+            return Phase.STARTING
+        if self.running:
+            return Phase.REFINING
+        return Phase.DONE if self._ended or self.steps >= self._pause_at else Phase.PAUSED
+
+    @property
+    def pose(self) -> Orbit | None:
+        """The photo's camera: refined by the steps when it was estimated, else the start's."""
+        if self.latest is not None and self.latest.orbit is not None:
+            return self.latest.orbit
+        return self.start.orbit if self.start else None
 
     @property
     def steps_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds > 0 else 0.0
 
-    def resume(self, steps: int = STEPS_PER_RUN) -> None:
+    def newest(self) -> tuple[int, torch.Tensor] | None:
+        """The newest code and its step (0: the start), or None before the start is known."""
+        with self._lock:
+            if self.latest is not None:
+                return self.latest.step, self.latest.latent
+            return (0, self.start.latent) if self.start is not None else None
+
+    def resume(self, steps: int) -> None:
         """Run `steps` more steps (or until pause())."""
         with self._lock:  # with the thread's own pause check, so neither undoes the other
-            if self.error is None and not self._closed:
+            if self.error is None and not self._closed and not self._ended:
                 self._pause_at = self.steps + steps
                 self._run.set()
 
@@ -141,16 +194,26 @@ class FitSession:
             self._run.set()  # wake the thread so it can see _closed and end
         return join_within(self._thread)
 
-    def _loop(self) -> None:
+    def _loop(self, model, photo: torch.Tensor, pose: Orbit | None, encoder: CarEncoder | None,
+              options: dict) -> None:
+        steps = None
         try:
+            start = start_inference(model, photo, self.mode, encoder, pose)
+            with self._lock:
+                self.start = start
+            # after `start` is out: the first picture needs only the code, not this render
+            self.start_psnr = view_psnr(model, start.latent, start.orbit, photo)
+            if self.mode is InferenceMode.ENCODER:
+                return
+            steps = refinement_steps(model, photo, start, **options)
             while True:
                 self._run.wait()
                 if self._closed:
                     return
-                start = time.perf_counter()
-                step = next(self._steps)
+                began = time.perf_counter()
+                step = next(steps)
                 with self._lock:
-                    self.seconds += time.perf_counter() - start
+                    self.seconds += time.perf_counter() - began
                     self._losses.append(step.loss)
                     self._psnrs.append(step.psnr)
                     self.latest = step
@@ -158,10 +221,12 @@ class FitSession:
                         self._run.clear()
         except Exception as error:  # shown in the panel; the viewer keeps running
             with self._lock:  # with resume()'s check, so a failed fit is never resumed
-                self.error = f"fitting failed: {type(error).__name__}: {error}"
-                self._run.clear()
+                self.error = f"reconstruction failed: {type(error).__name__}: {error}"
         finally:
-            self._steps.close()  # gives the network its requires_grad back
+            with self._lock:
+                self._ended = True
+            if steps is not None:
+                steps.close()  # gives the network its requires_grad back
 
 
 def default_save_path(ckpt_path: Path) -> Path:

@@ -1,9 +1,9 @@
-"""The panel's "Reconstruct from image..." section and the Reconstruction it drives.
+"""The panel's "Reconstruct from a photo" section: the widgets of viewer/reconstruction.py.
 
-Reconstruction (no GL, no widgets) starts a FitSession from a photo and pose, publishes the newest
-fitted code to the view and saves it; ReconstructPanel draws the widgets: photo path and PNG list,
-pose sliders, Reconstruct / Stop / Continue, the input thumbnail, the loss and PSNR curves, the
-nearest training instances, interpolation toward an instance, and Save.
+Photo path and PNG list (a photo dropped on the window lands here too), the inference mode, the
+photo's pose when known (else the encoder's estimate and its confidence), Reconstruct / Stop /
+Continue, the input thumbnail, progress and the loss and PSNR curves, the nearest training
+instances, interpolation toward an instance, and Save.
 """
 
 from __future__ import annotations
@@ -17,102 +17,23 @@ from imgui_bundle import imgui, implot
 
 from engine.latents import FittedLatent, InstanceLatent
 from models.cameras import Orbit
-from models.checkpoint import Checkpoint
-from viewer.fitted_latents import FittedLatentBank
+from models.inference import InferenceMode, PoseEstimate
 from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE
-from viewer.reconstruct import (
-    FitSession,
-    ReconstructError,
-    default_save_path,
-    fit_resolution,
-    load_input,
-    read_pose,
-    save_fitted,
-    user_path,
-)
+from viewer.reconstruct import FitSession, ReconstructError, default_save_path, user_path
+from viewer.reconstruction import Reconstruction, mode_unavailable
 from viewer.state import ViewerState
 
-# About five pictures a second: enough to watch the fit converge, while its preview frames take a
-# small share of the CPU from the fit.
-PUBLISH_INTERVAL_S = 0.2
-NEAREST_K = 5
 THUMBNAIL = 96
 PNG_LIST_MAX = 200
 PNG_LIST_REFRESH_S = 1.0
 WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
-
-
-class Reconstruction:
-    """One single-image reconstruction at a time, shown in the viewer as it converges."""
-
-    def __init__(self, ckpt: Checkpoint, ckpt_path: Path, bank: FittedLatentBank,
-                 options: dict | None = None):
-        self.ckpt, self.ckpt_path, self.bank, self.options = ckpt, ckpt_path, bank, options
-        self.res = fit_resolution(ckpt)
-        self.session: FitSession | None = None
-        self.photo: np.ndarray | None = None
-        self.name = ""
-        self.nearest: list[tuple[int, float]] = []
-        self._published_step = 0
-        self._published_at = float("-inf")
-
-    def start(self, image: Path, pose: Orbit, state: ViewerState) -> None:
-        """Fit a fresh latent to the photo at `image` seen from `pose`, and show it."""
-        photo = load_input(image, self.res)  # a bad photo raises before the running fit is touched
-        self.close()
-        self.session = FitSession(self.ckpt.model, photo, pose, self.options)
-        self.photo, self.name, self.nearest = photo, image.stem, []
-        self._published_step, self._published_at = 0, float("-inf")
-        self.session.resume()
-        self.bank.publish(self.bank.table.mean(0))  # where the fit starts, not the last fit's end
-        state.fitted_serial += 1
-        state.fitted_label = f"{self.name} fit step 0"
-        state.latent_source, state.fit_t = FittedLatent, 0.0
-
-    def update(self, state: ViewerState, now: float) -> None:
-        """Show the newest fitted code: at once when paused, at most every PUBLISH_INTERVAL_S else."""
-        session = self.session
-        step = session.latest if session else None
-        if step is None or step.step == self._published_step:
-            return
-        if session.running and now - self._published_at < PUBLISH_INTERVAL_S:
-            return
-        self.bank.publish(step.latent)
-        if not self.nearest:  # a fresh fit: offer to interpolate toward its closest training code
-            state.fit_target = self.bank.nearest(step.latent, 1)[0][0]
-        self.nearest = self.bank.nearest(step.latent, NEAREST_K)
-        self._published_step, self._published_at = step.step, now
-        state.fitted_serial += 1
-        state.fitted_label = f"{self.name} fit step {step.step}"
-
-    def save(self, path: Path) -> str:
-        """Append the newest fitted code to a copy of the checkpoint at `path`; what was written."""
-        step = self.session.latest if self.session else None
-        if step is None:
-            raise ReconstructError("nothing fitted yet")
-        pose = self.session.pose
-        meta = {"fitted_from": self.name, "fit_steps": step.step, "fit_psnr": round(step.psnr, 3),
-                "fit_pose": [pose.azimuth, pose.elevation, pose.radius]}
-        index = save_fitted(self.ckpt, step.latent, self.name, meta, path, self.ckpt_path)
-        return f"wrote {path}: instance {index} ({self.name}, step {step.step})"
-
-    @property
-    def running(self) -> bool:
-        return self.session is not None and self.session.running
-
-    def stats(self) -> dict:
-        """The --stats fields of the fit."""
-        session = self.session
-        return {
-            "fit_steps": session.steps if session else 0,
-            "fit_steps_per_s": round(session.steps_per_second, 2) if session else None,
-            "fit_psnr": round(session.latest.psnr, 3) if session and session.latest else None,
-        }
-
-    def close(self) -> None:
-        """End the fit's thread; the session stays readable (stats are written after close)."""
-        if self.session is not None:
-            self.session.close()
+MODE_HELP = {
+    InferenceMode.ENCODER: "the encoder's latent and pose alone: one forward pass",
+    InferenceMode.REFINE: "the encoder's latent and pose, then auto-decoding steps that refine "
+                          "both",
+    InferenceMode.AUTODECODE: "auto-decoding from the mean latent (the pose given, or the "
+                              "encoder's)",
+}
 
 
 def folder_of(text: str) -> Path:
@@ -138,97 +59,132 @@ class ReconstructPanel:
 
     def __init__(self, ctx: moderngl.Context, reconstruction: Reconstruction, names: list[str]):
         self.ctx, self.rec, self.names = ctx, reconstruction, names
-        self.path = ""
-        self.pose = Orbit()
-        self.pose_note = "default orbit (no pose file)"
         self.save_path = str(default_save_path(reconstruction.ckpt_path))
-        self.message: str | None = None
-        self.is_error = False
         self.texture: moderngl.Texture | None = None
         self._shown_photo: np.ndarray | None = None
         self._pngs: tuple[Path, float, list[str]] = (Path(), float("-inf"), [])
         self._spacing = reconstruction.bank.typical_spacing()
+        self._reveal = False  # open the section on the next draw: a dropped photo's message shows
+
+    def photo_dropped(self, paths: list[str], state: ViewerState) -> None:
+        """The window's drop callback: reconstruct the first file, and show this section."""
+        try:
+            self.rec.open_dropped(paths, state)
+        except Exception as error:  # raised in GLFW's callback, it would end the viewer at its next call
+            self.rec.say(f"{paths[0]}: cannot be opened ({type(error).__name__}: {error})", True)
+        self._reveal = True
 
     def draw(self, state: ViewerState, view: Orbit) -> None:
-        if not imgui.collapsing_header("Reconstruct from image..."):
+        if self._reveal:
+            imgui.set_next_item_open(True)
+            self._reveal = False
+        if not imgui.collapsing_header("Reconstruct from a photo"):
             return
-        self._input(state, view)
-        session = self.rec.session
+        rec = self.rec
+        imgui.text_disabled(rec.encoder_note)
+        self._input(state)
+        self._mode(state)
+        self._pose(view)
+        session = rec.session
+        self._buttons(state, session)
         error = session.error if session else None
-        if error or self.message:  # one line under the buttons: what went wrong, or what was saved
-            color = WARNING if error or self.is_error else imgui.get_style().color_(imgui.Col_.text)
+        if error or rec.message:  # one line under the buttons: what went wrong, or what was saved
+            color = WARNING if error or rec.is_error else imgui.get_style().color_(imgui.Col_.text)
             imgui.push_style_color(imgui.Col_.text, color)
-            imgui.text_wrapped(error or self.message)
+            imgui.text_wrapped(error or rec.message)
             imgui.pop_style_color()
         if session is not None:
             self._progress(session)
             self._latent_tools(state)
             self._save()
 
-    def _say(self, message: str, is_error: bool = False) -> None:
-        self.message, self.is_error = message, is_error
+    def _input(self, state: ViewerState) -> None:
+        entered, path = imgui.input_text("photo", self.rec.path,
+                                          imgui.InputTextFlags_.enter_returns_true)
+        if path != self.rec.path:
+            self.rec.set_path(path)
+        if imgui.is_item_hovered():
+            imgui.set_tooltip("a car on a white background (PNG or JPEG, square), Enter to\n"
+                              "reconstruct it; or drop the file on the window")
+        if entered:
+            self.rec.reconstruct(state)
+        picked = self._png_picker()
+        if picked is not None:
+            self.rec.set_path(picked)
+            if not self.rec.is_error:
+                self.rec.reconstruct(state)
 
-    def _input(self, state: ViewerState, view: Orbit) -> None:
-        changed, self.path = imgui.input_text("image", self.path)
-        if changed:
-            self._pose_from_sidecar()
-        self._png_picker()
-        pose = self.pose
-        _, azimuth = imgui.slider_float("azimuth", pose.azimuth, 0.0, 360.0, "%.1f deg")
+    def _mode(self, state: ViewerState) -> None:
+        imgui.text("inference")
+        for mode in InferenceMode:
+            imgui.same_line()
+            reason = mode_unavailable(mode, self.rec.encoder)
+            imgui.begin_disabled(reason is not None)
+            clicked = imgui.radio_button(mode.value, self.rec.mode is mode)
+            imgui.end_disabled()
+            if imgui.is_item_hovered(imgui.HoveredFlags_.allow_when_disabled):
+                imgui.set_tooltip(reason or MODE_HELP[mode])
+            if clicked and mode is not self.rec.mode:
+                self.rec.mode = mode
+                if self.rec.session is not None:  # the same photo again, the new way
+                    self.rec.reconstruct(state)
+
+    def _pose(self, view: Orbit) -> None:
+        rec = self.rec
+        _, rec.pose_known = imgui.checkbox("pose known", rec.pose_known)
+        if imgui.is_item_hovered():
+            imgui.set_tooltip("the photo's camera, if you know it; else the encoder estimates it")
+        if not rec.pose_known:
+            if rec.encoder is None:
+                imgui.text_colored(WARNING, "no encoder: the photo's pose is needed")
+            return
+        imgui.same_line()
+        if imgui.button("= view"):  # when the photo's camera is easier to match by eye
+            rec.pose, rec.pose_note = Orbit(view.azimuth, view.elevation, view.radius), "the view's"
+        pose = rec.pose
+        # pose files and the orbit convention allow any azimuth; the slider shows it in its range
+        _, azimuth = imgui.slider_float("azimuth", pose.azimuth % 360.0, 0.0, 360.0, "%.1f deg")
         _, elevation = imgui.slider_float("elevation", pose.elevation, -ELEVATION_LIMIT,
                                           ELEVATION_LIMIT, "%.1f deg")
         _, radius = imgui.slider_float("radius", pose.radius, *RADIUS_RANGE, "%.2f")
-        self.pose = Orbit(azimuth, elevation, radius)
-        imgui.text_disabled(self.pose_note)
+        rec.pose = Orbit(azimuth, elevation, radius)
+        if rec.pose_note:
+            imgui.text_disabled(rec.pose_note)
+
+    def _buttons(self, state: ViewerState, session: FitSession | None) -> None:
         if imgui.button("Reconstruct"):
-            try:
-                if not self.path.strip():
-                    raise ReconstructError("type the path of a PNG, or pick one in the list")
-                self.rec.start(user_path(self.path), self.pose, state)
-            except ReconstructError as error:
-                self._say(str(error), is_error=True)
-            else:
-                self.message = None
-        session = self.rec.session
-        if session is not None:
-            imgui.same_line()
-            if session.running:
-                if imgui.button("Stop"):
-                    session.pause()
-            elif imgui.button("Continue") and session.error is None:
-                session.resume()
+            self.rec.reconstruct(state)
+        if session is None:
+            return
         imgui.same_line()
-        if imgui.button("Pose = view"):  # when the photo's camera is easier to match by eye
-            self.pose = Orbit(view.azimuth, view.elevation, view.radius)
-            self.pose_note = "pose of the current view"
+        if session.running:
+            if imgui.button("Stop"):
+                session.pause()
+        elif (session.mode is not InferenceMode.ENCODER and imgui.button("Continue")
+              and session.error is None):
+            self.rec.resume()
+        if session.pose is not None:
+            imgui.same_line()
+            if imgui.button("View from photo"):
+                state.camera_requested = session.pose
 
-    def _pose_from_sidecar(self) -> None:
-        """A photo's pose file sets the sliders; without one they go to the default orbit."""
-        self.message = None
-        try:
-            pose = read_pose(user_path(self.path))
-        except ReconstructError as error:
-            self.pose, self.pose_note = Orbit(), "default orbit (pose file unusable)"
-            self._say(str(error), is_error=True)
-            return
-        self.pose = pose or Orbit()
-        self.pose_note = "pose from its .json file" if pose else "default orbit (no pose file)"
-
-    def _png_picker(self) -> None:
-        folder = folder_of(self.path)
+    def _png_picker(self) -> str | None:
+        """The PNG list of the typed path's folder; the path picked, if one was."""
+        folder = folder_of(self.rec.path)
         if not imgui.begin_combo("PNGs", f"in {folder}"):
-            return
+            return None
         cached, listed_at, names = self._pngs
         if cached != folder or time.monotonic() - listed_at > PNG_LIST_REFRESH_S:
             names = png_names(folder)
             self._pngs = (folder, time.monotonic(), names)
         if not names:
             imgui.text_disabled("no .png files here")
+        picked = None
         for name in names:
             if imgui.selectable(name, False)[0]:
-                self.path = str(folder / name)
-                self._pose_from_sidecar()
+                picked = str(folder / name)
         imgui.end_combo()
+        return picked
 
     def _thumbnail(self, photo: np.ndarray) -> None:
         if photo is not self._shown_photo:
@@ -245,14 +201,39 @@ class ReconstructPanel:
         self._thumbnail(self.rec.photo)
         imgui.same_line()
         imgui.begin_group()
-        step = session.latest
+        phase, step = session.phase, session.latest
         imgui.text(self.rec.name)
-        imgui.text("running" if session.running else "stopped")
-        imgui.text(f"step {session.steps}, {session.steps_per_second:.1f}/s")
-        if step is not None:
-            imgui.text(f"loss {step.loss:.4f}")
-            imgui.text(f"PSNR {step.psnr:.2f} dB")
+        imgui.text(f"{session.mode.value}: {phase.value}")
+        if session.mode is not InferenceMode.ENCODER:
+            imgui.text(f"step {session.steps} of {session.target_steps}, "
+                       f"{session.steps_per_second:.1f}/s")
+        if session.start_psnr is not None:  # the start's PSNR on the whole photo, then the step's
+            latest = f" -> {step.psnr:.1f}" if step is not None else ""
+            imgui.text(f"PSNR {session.start_psnr:.1f}{latest} dB")
+        pose = session.pose
+        if pose is not None:
+            imgui.text(f"az {pose.azimuth:.1f}, el {pose.elevation:.1f} deg")
         imgui.end_group()
+        if session.mode is not InferenceMode.ENCODER:
+            done = session.steps / max(session.target_steps, 1)
+            imgui.progress_bar(min(done, 1.0), (-1, 0), f"{phase.value} {session.steps}")
+        if session.start is not None and session.start.estimate is not None:
+            self._estimate(session.start.estimate)
+        if step is not None:
+            self._curve(session)
+
+    def _estimate(self, estimate: PoseEstimate) -> None:
+        orbit = estimate.orbit
+        imgui.text(f"estimated: az {orbit.azimuth:.1f}, el {orbit.elevation:.1f} deg")
+        imgui.text(f"azimuth p {estimate.mass:.2f} (chance {estimate.uniform_mass:.2f})")
+        imgui.same_line()
+        imgui.text(f"front/back {estimate.side_probability:.2f}")
+        if imgui.is_item_hovered():
+            imgui.set_tooltip("azimuth p: the encoder's probability near the chosen angle;\n"
+                              "front/back: the chosen side against its twin, weighing that\n"
+                              "probability against how well each renders the photo")
+
+    def _curve(self, session: FitSession) -> None:
         losses, psnrs = session.history()
         flags = implot.Flags_.no_menus | implot.Flags_.no_mouse_text
         if implot.begin_plot("##fit curve", (-1, 150), flags):
@@ -284,12 +265,12 @@ class ReconstructPanel:
     def _save(self) -> None:
         imgui.separator_text("Save as a new instance")
         _, self.save_path = imgui.input_text("file", self.save_path)
-        imgui.begin_disabled(self.rec.session.latest is None)
+        imgui.begin_disabled(self.rec.session.newest() is None)
         if imgui.button("Save checkpoint copy"):
             try:
-                self._say(self.rec.save(user_path(self.save_path)))
+                self.rec.say(self.rec.save(user_path(self.save_path)))
             except ReconstructError as error:
-                self._say(str(error), is_error=True)
+                self.rec.say(str(error), is_error=True)
         imgui.end_disabled()
 
     def release(self) -> None:

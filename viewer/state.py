@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from engine.display_mode import DisplayMode
 from engine.latents import BlendLatent, FittedLatent, InstanceLatent, LatentSelection, RandomLatent
+from models.cameras import Orbit
 
 # The kinds of latent the panel offers; `latent_source` holds one, its fields hold the rest.
 LatentSource = type[InstanceLatent] | type[BlendLatent] | type[RandomLatent] | type[FittedLatent]
@@ -35,6 +36,7 @@ class ViewerState:
     epi_shift: float = 0.15  # the EPI's camera shifts reach ± this × the orbit radius
     screenshot_requested: bool = False
     switch_requested: tuple[str, str] | None = None  # (backend, precision) the panel asked for
+    camera_requested: Orbit | None = None  # where a panel asked the view's camera to go
 
     def latent_selection(self) -> LatentSelection:
         """The latent the view shows; slider values are rounded so a still slider is one selection."""

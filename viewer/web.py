@@ -51,7 +51,7 @@ from viewer.fitted_latents import FittedLatentBank
 from viewer.headless import direct_image
 from viewer.quality import QualityPolicy
 from viewer.reconstruct import ReconstructError
-from viewer.reconstruct_panel import Reconstruction
+from viewer.reconstruction import Reconstruction
 from viewer.state import ViewerState
 from viewer.worker import RenderWorker
 

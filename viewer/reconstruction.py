@@ -1,0 +1,218 @@
+"""The viewer's reconstruction from one photo, without widgets or GL: what the user gives (a photo
+dropped on the window, typed or picked; its pose, when known; the inference mode), one FitSession
+at a time, its codes published to the view, and saving the result. viewer/reconstruct_panel.py
+draws it; the window's drop callback hands it files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.cli import UsageError
+from engine.latents import FittedLatent
+from models.cameras import Orbit
+from models.checkpoint import Checkpoint, CheckpointError
+from models.encoder import CarEncoder, encoder_path, find_encoder
+from models.inference import (
+    InferenceError,
+    InferenceMode,
+    check_inputs,
+    default_mode,
+    resolve_steps,
+)
+from viewer.fitted_latents import FittedLatentBank
+from viewer.reconstruct import (
+    FitSession,
+    ReconstructError,
+    fit_resolution,
+    load_input,
+    read_pose,
+    save_fitted,
+    user_path,
+)
+from viewer.state import ViewerState
+
+# About five pictures a second: enough to watch the fit converge, while its preview frames take a
+# small share of the CPU from the fit.
+PUBLISH_INTERVAL_S = 0.2
+NEAREST_K = 5
+NO_POSE = ("no encoder to estimate the photo's pose: tick \"pose known\" and set its azimuth and "
+           "elevation (or put a car.json beside the photo), then Reconstruct")
+
+
+def viewer_encoder(named: Path | None, checkpoint: Path, model) -> tuple[CarEncoder | None, str]:
+    """The encoder for the viewer's photos and a line saying which one, or why there is none.
+
+    One the user named (--encoder) must load; a broken one beside the checkpoint only turns the
+    encoder off, so a stale file never keeps the viewer from opening.
+    """
+    try:
+        encoder = find_encoder(checkpoint, model, named)
+    except CheckpointError as error:
+        if named is not None:
+            raise UsageError(f"--encoder {error}") from None
+        return None, f"encoder off: {error}"
+    if encoder is None:
+        return None, f"no encoder (none at {encoder_path(checkpoint)}; --encoder FILE names one)"
+    return encoder, f"encoder: {Path(named or encoder_path(checkpoint)).name}"
+
+
+def mode_unavailable(mode: InferenceMode, encoder: CarEncoder | None) -> str | None:
+    """Why `mode` cannot run here, or None when it can."""
+    if mode is not InferenceMode.AUTODECODE and encoder is None:
+        return "needs an encoder (--encoder FILE, or CKPT.encoder.pt beside the checkpoint)"
+    return None
+
+
+class Reconstruction:
+    """One single-image reconstruction at a time, shown in the viewer as it converges.
+
+    The panel edits `path`, `pose_known`, `pose` and `mode` and reads `message`; `steps`, when
+    set, replaces each mode's default run of auto-decoding steps.
+    """
+
+    def __init__(self, ckpt: Checkpoint, ckpt_path: Path, bank: FittedLatentBank,
+                 encoder: CarEncoder | None = None, encoder_note: str = "",
+                 options: dict | None = None, steps: int | None = None):
+        self.ckpt, self.ckpt_path, self.bank = ckpt, ckpt_path, bank
+        self.encoder, self.encoder_note = encoder, encoder_note
+        self.options, self.steps = options, steps
+        self.res = fit_resolution(ckpt)
+        self.mode = default_mode(encoder)
+        self.path = ""
+        self.pose_known = False
+        self.pose = Orbit()  # the photo's camera, used when pose_known
+        self.pose_note = ""
+        self.message: str | None = None  # one line under the controls: an error, or what was saved
+        self.is_error = False
+        self.session: FitSession | None = None
+        self.photo: np.ndarray | None = None
+        self.name = ""
+        self.nearest: list[tuple[int, float]] = []
+        self._published_step = -1
+        self._published_at = float("-inf")
+
+    # ---- what the user gives ----------------------------------------------------------------------
+
+    def say(self, message: str | None, is_error: bool = False) -> None:
+        self.message, self.is_error = message, is_error
+
+    def set_path(self, text: str) -> None:
+        """A new photo path: its pose file, if any, gives the pose; else the encoder estimates it."""
+        self.path = text
+        self.say(None)
+        try:
+            pose = read_pose(user_path(text))
+        except ReconstructError as error:
+            self.pose_known, self.pose_note = False, "pose file unusable"
+            self.say(str(error), is_error=True)
+            return
+        self.pose_known = pose is not None
+        self.pose = pose or self.pose
+        self.pose_note = "pose from its .json file" if pose else ""
+
+    def open_dropped(self, paths: list[str], state: ViewerState) -> None:
+        """Files dropped on the window: reconstruct the first at once."""
+        if not paths:
+            return
+        self.set_path(paths[0])
+        if self.is_error:
+            return
+        self.reconstruct(state)
+        if len(paths) > 1 and not self.is_error:
+            self.say(f"{len(paths)} files dropped: reconstructing the first, {Path(paths[0]).name}")
+
+    def reconstruct(self, state: ViewerState) -> None:
+        """Start on the photo at `path`, with the chosen mode and pose; problems become `message`."""
+        try:
+            if not self.path.strip():
+                raise ReconstructError("drop a photo on the window, type its path, or pick a PNG")
+            self.start(user_path(self.path), self.pose if self.pose_known else None, state)
+        except ReconstructError as error:
+            self.say(str(error), is_error=True)
+        else:
+            self.say(None)
+
+    # ---- the session ------------------------------------------------------------------------------
+
+    def start(self, image: Path, pose: Orbit | None, state: ViewerState,
+              mode: InferenceMode | None = None) -> None:
+        """Reconstruct the photo at `image` (seen from `pose`, or None: estimated) in `mode`
+        (None: the chosen one); its first code appears in the view once update() sees it."""
+        mode = mode or self.mode
+        photo = load_input(image, self.res)  # a bad photo raises before the running fit is touched
+        try:
+            check_inputs(mode, self.encoder, pose)
+        except InferenceError:
+            raise ReconstructError(NO_POSE if pose is None and self.encoder is None
+                                   else f"{mode.value}: {mode_unavailable(mode, self.encoder)}") from None
+        self.close()
+        self.session = FitSession(self.ckpt.model, photo, mode, pose, self.encoder, self.options)
+        self.photo, self.name, self.nearest = photo, image.stem, []
+        self._published_step, self._published_at = -1, float("-inf")
+        if steps := resolve_steps(mode, self.steps):
+            self.session.resume(steps)
+
+    def resume(self) -> None:
+        """Continue: another run of the session's mode's steps."""
+        if self.session is not None:
+            self.session.resume(resolve_steps(self.session.mode, self.steps))
+
+    def update(self, state: ViewerState, now: float) -> None:
+        """Show the session's newest code: the start at once, from the photo's camera; later steps
+        at once when paused, at most every PUBLISH_INTERVAL_S while running."""
+        session = self.session
+        if session is None or session.start is None:
+            return
+        # The start is always shown first (the encoder's guess, however soon steps follow it).
+        first = self._published_step < 0
+        step, latent = (0, session.start.latent) if first else session.newest()
+        if step == self._published_step:
+            return
+        if step > 0 and session.running and now - self._published_at < PUBLISH_INTERVAL_S:
+            return
+        self.bank.publish(latent)
+        if first:  # show the photo's first code as the photo shows the car
+            state.latent_source, state.fit_t = FittedLatent, 0.0
+            state.fit_target = self.bank.nearest(latent, 1)[0][0]
+            state.camera_requested = session.start.orbit
+        self.nearest = self.bank.nearest(latent, NEAREST_K)
+        self._published_step, self._published_at = step, now
+        state.fitted_serial += 1
+        state.fitted_label = f"{self.name} fit step {step}"
+
+    def save(self, path: Path) -> str:
+        """Append the newest fitted code to a copy of the checkpoint at `path`; what was written."""
+        session = self.session
+        newest = session.newest() if session else None
+        if newest is None:
+            raise ReconstructError("nothing fitted yet")
+        step, latent = newest
+        pose = session.pose
+        meta = {"fitted_from": self.name, "fit_mode": session.mode.value, "fit_steps": step,
+                "fit_pose": [pose.azimuth, pose.elevation, pose.radius],
+                "fit_pose_estimated": session.start.estimate is not None}
+        if session.latest is not None:
+            meta["fit_psnr"] = round(session.latest.psnr, 3)
+        index = save_fitted(self.ckpt, latent, self.name, meta, path, self.ckpt_path)
+        return f"wrote {path}: instance {index} ({self.name}, step {step})"
+
+    @property
+    def running(self) -> bool:
+        return self.session is not None and self.session.running
+
+    def stats(self) -> dict:
+        """The --stats fields of the fit."""
+        session = self.session
+        return {
+            "fit_steps": session.steps if session else 0,
+            "fit_steps_per_s": round(session.steps_per_second, 2) if session else None,
+            "fit_psnr": round(session.latest.psnr, 3) if session and session.latest else None,
+        }
+
+    def close(self) -> None:
+        """End the fit's thread; the session stays readable (stats are written after close)."""
+        if self.session is not None:
+            self.session.close()
