@@ -13,14 +13,19 @@ Plain Python (no torch): main.py parses --res with it before anything heavy load
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 _TEXT = re.compile(r"(\d+)(?:x(\d+))?")
 
 
+@functools.total_ordering
 @dataclass(frozen=True)
 class Resolution:
+    """Ordered smallest first: by pixel count, then the narrower of two."""
+
     width: int  # columns
     height: int  # rows
 
@@ -46,6 +51,9 @@ class Resolution:
             raise ValueError(f"{text!r} is not N or WxH")
         width, height = match.groups()
         return cls(int(width), int(height or width))
+
+    def __lt__(self, other: Resolution) -> bool:
+        return (self.pixels, self.width) < (other.pixels, other.width)
 
     def __str__(self) -> str:
         """The command line's form, which parse reads back: "256" for a square, else "1920x1080"."""
@@ -73,3 +81,7 @@ class Resolution:
         if height == self.height:
             return self
         return Resolution(max(1, round(height * self.aspect)), height)
+
+    def at_heights(self, heights: Iterable[int]) -> list[Resolution]:
+        """This frame and its aspect at each of `heights`, smallest first (a resolution menu)."""
+        return sorted({self, *(self.at_height(height) for height in heights)})

@@ -20,15 +20,16 @@ from engine.texture import FrameTexture, cuda_check, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
+from models.resolution import Resolution
 from viewer.worker import RenderWorker
 
 
 class HostFrame:
     """A SharedFrame's stand-in on a machine without CUDA: host memory, same interface."""
 
-    def __init__(self, pool: SharedFramePool, res: int, device: torch.device):
+    def __init__(self, pool: SharedFramePool, res: Resolution, device: torch.device):
         self.pool, self.res = pool, res
-        self.tensor = torch.full((res, res, 4), -1.0)
+        self.tensor = torch.full((res.height, res.width, 4), -1.0)
         self.released = False
 
     def release(self) -> None:
