@@ -154,6 +154,27 @@ def test_cli_benchmark_writes_json_and_png(tiny_ckpt, tiny_volumetric_ckpt, tmp_
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_cli_benchmark_json_carries_non_square_rows(tiny_ckpt, tiny_volumetric_ckpt, tmp_path):
+    out_json, out_png = tmp_path / "out.json", tmp_path / "out.png"
+    result = subprocess.run(
+        [sys.executable, str(MAIN), "--benchmark", "--ckpt", str(tiny_ckpt), "--volumetric",
+         str(tiny_volumetric_ckpt), "--res", "16", "24x16", "--frames", "2", "--backend", "eager",
+         "--json", str(out_json), "--plot", str(out_png)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out_json.read_text())
+    check_shape(saved)
+    rows = {(row["method"], row["resolution"]): row for row in saved["results"]}
+    for method in ("lfn:eager", "lfn_depth", "volumetric", "volumetric:accelerated", "lfn_frame"):
+        assert (rows[method, "24x16"]["width"], rows[method, "24x16"]["height"]) == (24, 16)
+        assert (rows[method, "16"]["width"], rows[method, "16"]["height"]) == (16, 16)
+    assert set(saved["speedup"]) == {"16", "24x16"}
+    assert any(line.startswith("lfn:eager") and " 24x16 " in line for line in result.stdout.splitlines())
+    assert "16²: " in result.stdout and "24×16: " in result.stdout  # the speedup lines
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_explicit_missing_volumetric_is_one_line_error(tiny_ckpt, tmp_path):
     missing = tmp_path / "none.pt"
     result = subprocess.run(

@@ -115,7 +115,7 @@ def test_render_thread_gives_back_frames_nobody_took(frames, pool):
             while time.monotonic() < deadline and not worker.idle:
                 time.sleep(0.005)
         shown = worker.take()
-        assert shown.request.res == 12 and shown.shared is not None
+        assert shown.request.res == Resolution.square(12) and shown.shared is not None
         # the 8² frames were replaced before anyone took them: all free again
         assert len({id(pool.take(8)) for _ in range(FRAMES_PER_RES)}) == FRAMES_PER_RES
     finally:

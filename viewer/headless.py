@@ -2,7 +2,8 @@
 from a JSON file: engine/camera_path.py) → GIF or MP4, with no window.
 
 Frames go through the window's own path (engine/frame.py → texture → shaders/ display program),
-drawn offscreen in an EGL context at res × res, so a PNG matches the window for the same camera.
+drawn offscreen in an EGL context at the frame's width × height (--res N or WxH), so a PNG matches
+the window for the same camera.
 Without EGL the renderer's tensor is written directly (said once on stdout).
 """
 
