@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.cli import OneLineParser, UsageError, run_entry_point
+from engine.cli import OneLineParser, UsageError, resolution_argument, run_entry_point
 from engine.config import (
     BenchmarkConfig,
     FitImageConfig,
@@ -29,22 +29,13 @@ from engine.config import (
     WebConfig,
 )
 from engine.display_mode import DisplayMode
+from models.resolution import Resolution
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CKPT = ROOT / "checkpoints" / "cars.pt"
 DEFAULT_VOLUMETRIC = ROOT / "checkpoints" / "cars_volumetric.pt"
-RES_RANGE = (16, 4096)
+DEFAULT_RES = Resolution.square(256)
 BACKEND_NAMES = ("torchscript", "eager", "compile", "triton", "export", "aoti")
-
-
-def resolution(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not RES_RANGE[0] <= value <= RES_RANGE[1]:
-        raise argparse.ArgumentTypeError(f"{value} is outside {RES_RANGE[0]}..{RES_RANGE[1]}")
-    return value
 
 
 def positive_float(text: str) -> float:
@@ -97,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="LFN checkpoint (.pt, weights only); default: checkpoints/cars.pt")
     common.add_argument("--instance", type=int, default=0,
                         help="which object's latent code to show; negative counts from the end")
-    common.add_argument("--res", type=resolution, nargs="+", default=None, metavar="N",
-                        help="square render resolution, 16..4096 (default 256; the benchmark "
-                        "takes several, default 128 256 512 on a GPU, 64 128 on a CPU)")
+    common.add_argument("--res", type=resolution_argument, nargs="+", default=None, metavar="N|WxH",
+                        help="render resolution: N for N x N, or WxH such as 1920x1080 (the vertical "
+                        "field of view stays, a wider frame sees more to the sides); 16..4096 a side "
+                        "(default 256; the benchmark takes several, default 128 256 512 on a GPU, "
+                        "64 128 on a CPU)")
     common.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="where the network runs; auto picks CUDA when present")
     common.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
@@ -186,7 +179,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(modes) > 1:
         parser.error(f"choose one mode, not {' and '.join(modes)}")
     if args.res is None:
-        args.res = [] if args.benchmark else [256]
+        args.res = [] if args.benchmark else [DEFAULT_RES]
     elif len(args.res) > 1 and not args.benchmark:
         parser.error("argument --res: takes one value outside --benchmark")
     if args.headless and args.out is None:

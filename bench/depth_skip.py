@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/de
 
 from bench.frame_scripts import run  # noqa: E402
 from engine.timing import median_p90, time_frames  # noqa: E402
+from models.resolution import Resolution  # noqa: E402
 from models.triton_lfn import TUNE_CONFIGS, TritonLFN  # noqa: E402
 
 WARMUP = 10
@@ -34,20 +35,20 @@ def saturated_share(equations: torch.Tensor) -> float:
     return float((tiles.amax(1) == 0).float().mean())
 
 
-def equations_frame(kernel: TritonLFN, res: int, summed: bool, out: torch.Tensor, skip: bool):
+def equations_frame(kernel: TritonLFN, res: Resolution, summed: bool, out: torch.Tensor, skip: bool):
     return lambda pose: kernel.depth_equations(pose, res, summed, out=out, skip_saturated=skip)
 
 
-def measure_res(kernel: TritonLFN, res: int, poses: list[torch.Tensor]) -> list[dict]:
+def measure_res(kernel: TritonLFN, res: Resolution, poses: list[torch.Tensor]) -> list[dict]:
     rows = []
     for summed in (False, True):
-        outputs = {skip: torch.empty(res * res, 5, device=poses[0].device) for skip in (True, False)}
+        outputs = {skip: torch.empty(res.pixels, 5, device=poses[0].device) for skip in (True, False)}
         share = []
         for pose in poses:  # the same equations, bit for bit, at every pose
             for skip, out in outputs.items():
                 equations_frame(kernel, res, summed, out, skip)(pose)
             if not torch.equal(outputs[True], outputs[False]):
-                raise AssertionError(f"skipping changed the equations at {res}², summed={summed}")
+                raise AssertionError(f"skipping changed the equations at {res.label}, summed={summed}")
             share.append(saturated_share(outputs[True]))
         for skip, out in outputs.items():
             frame = equations_frame(kernel, res, summed, out, skip)
@@ -56,7 +57,7 @@ def measure_res(kernel: TritonLFN, res: int, poses: list[torch.Tensor]) -> list[
             median, p90 = median_p90(time_frames(frame, poses, poses[0].device))
             rows.append({
                 "variant": f"{'summed' if summed else 'per-channel'}{' skip' if skip else ''}",
-                "res": res, "median_ms": median, "p90_ms": p90, "fps": 1000.0 / median,
+                "res": str(res), "median_ms": median, "p90_ms": p90, "fps": 1000.0 / median,
                 "saturated_tiles_median": sorted(share)[len(share) // 2],
             })
             print(rows[-1], flush=True)

@@ -34,6 +34,7 @@ from bench.frame_scripts import DEVICE, run  # noqa: E402
 from engine.shared_frames import CudaArray, SharedFramePool  # noqa: E402
 from engine.texture import FrameTexture, cuda_check  # noqa: E402
 from engine.timing import median_p90, time_frames, time_pipelined  # noqa: E402
+from models.resolution import Resolution  # noqa: E402
 
 WARMUP, PASSES = 20, 5
 
@@ -70,11 +71,11 @@ class PixelBuffer:
         self.buffer.release()
 
 
-def measure_res(kernel, ctx, res: int, poses: list[torch.Tensor]) -> list[dict]:
+def measure_res(kernel, ctx, res: Resolution, poses: list[torch.Tensor]) -> list[dict]:
     frames = FrameTexture(ctx)
-    rendered = torch.empty(res * res, 4, device=DEVICE)
-    image = rendered.view(res, res, 4)
-    target = ctx.texture((res, res), 4, dtype="f4")
+    rendered = torch.empty(res.pixels, 4, device=DEVICE)
+    image = rendered.view(res.height, res.width, 4)
+    target = ctx.texture((res.width, res.height), 4, dtype="f4")
     pixels = PixelBuffer(ctx, target)
 
     def buffer_copy() -> None:
@@ -116,12 +117,12 @@ def measure_res(kernel, ctx, res: int, poses: list[torch.Tensor]) -> list[dict]:
         timings["pipelined"] = time_pipelined(frame, poses, DEVICE, ctx.finish, passes=PASSES)
         # what the texture holds after one more frame, against the same render into a tensor
         frame(poses[0])
-        shown = frames.textures[(res, res)] if name == "texture" else target
+        shown = frames.textures[(res.width, res.height)] if name == "texture" else target
         kernel.render_rgba(poses[0], res, out=rendered)
         exact = np.array_equal(np.frombuffer(shown.read(), np.float32), rendered.cpu().numpy().ravel())
         for what, ms in timings.items():
             median, p90 = median_p90(ms)
-            rows.append({"variant": f"{name}: {what}", "res": res, "median_ms": median,
+            rows.append({"variant": f"{name}: {what}", "res": str(res), "median_ms": median,
                          "p90_ms": p90, "texture_exact": bool(exact)})
             print(rows[-1], flush=True)
     pixels.release()

@@ -28,6 +28,7 @@ from engine.memory import PeakMemory
 from engine.timing import median_p90, synchronize, time_frames, time_pipelined, timer_name
 from models.cameras import orbit_pose
 from models.checkpoint import Checkpoint, load_checkpoint
+from models.resolution import Resolution
 
 ELEVATION, RADIUS = 20.0, 3.0
 DEFAULTS = {  # device type → resolutions, timed frames, warm-up frames
@@ -76,11 +77,12 @@ def volumetric_instance(lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint, insta
 
 
 def measure(
-    method: Method, res: int, poses: list[torch.Tensor], warmup: int, device: torch.device, precision: str,
-    check: Callable[[], None] = lambda: None,
+    method: Method, res: Resolution, poses: list[torch.Tensor], warmup: int, device: torch.device,
+    precision: str, check: Callable[[], None] = lambda: None,
 ) -> dict:
     """Time `method` at `res`; `check` runs before every frame (a cancel raises there: one Event
-    read, nanoseconds against a frame's milliseconds)."""
+    read, nanoseconds against a frame's milliseconds). The row's "resolution" is the label --res
+    takes ("512", "1920x1080"), beside its width and height."""
     def frame(pose: torch.Tensor) -> object:
         check()
         return method.frame(pose, res)
@@ -102,14 +104,16 @@ def measure(
     median, p90 = median_p90(ms)
     peak_mb = max(peak.mb, setup_peak.mb) if method.memory_in_warmup else peak.mb
     return {
-        "method": method.name, "resolution": res, "backend": method.backend, "precision": precision,
+        "method": method.name, "resolution": str(res), "width": res.width, "height": res.height,
+        "backend": method.backend, "precision": precision,
         "ms_median": median, "ms_p90": p90, "fps": 1000.0 / median, "evals_per_ray": method.evals_per_ray,
         "peak_mem_mb": peak_mb, "frames": frames, "warmup": warmup, "timer": timer, **method.details(),
     }
 
 
 def speedups(results: list[dict], reference: str, baseline: str = "volumetric") -> dict[str, float]:
-    """`baseline` over `reference` median milliseconds per resolution (both share the precision)."""
+    """`baseline` over `reference` median milliseconds per resolution label (both share the
+    precision)."""
     ms = {(r["method"], r["resolution"]): r["ms_median"] for r in results}
     return {
         str(res): ms[(baseline, res)] / ms[(reference, res)]
@@ -120,11 +124,11 @@ def speedups(results: list[dict], reference: str, baseline: str = "volumetric") 
 
 def benchmark(
     lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint | None, device: torch.device | str, precision: str,
-    resolutions: Sequence[int] | None = None, frames: int | None = None, instance: int = 0,
+    resolutions: Sequence[Resolution | int] | None = None, frames: int | None = None, instance: int = 0,
     backends: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> dict:
-    """Time every method at every resolution; None picks the device's defaults.
+    """Time every method at every resolution (an int N is N × N); None picks the device's defaults.
 
     backends: LFN backends to time, the viewer's first (lfn_depth and lfn_frame use it); by default
     every one available on the device. `progress` gets a line before each measurement. Setting
@@ -133,7 +137,7 @@ def benchmark(
     check = stop_check(stop)
     device = torch.device(device)
     default_res, default_frames, warmup = DEFAULTS["cuda" if device.type == "cuda" else "cpu"]
-    resolutions = list(resolutions or default_res)
+    resolutions = [Resolution.of(res) for res in resolutions or default_res]
     frames = frames or default_frames
     backends = list(backends or available_backends(device, precision))
     instance = lfn_ckpt.resolve_instance(instance)
@@ -152,7 +156,7 @@ def benchmark(
         for res in resolutions:
             for method in found.methods:
                 if progress:
-                    progress(f"timing {method.name} at {res}x{res} "
+                    progress(f"timing {method.name} at {res.width}x{res.height} "
                              f"({len(poses[: method.max_frames])} frames)")
                 try:
                     results.append(measure(method, res, poses, warmup, device, precision, check))

@@ -38,6 +38,7 @@ from models.renderer import (
     volumetric_unavailable,
 )
 from models.renderer_protocol import GradientDepth
+from models.resolution import Resolution
 
 PSNR_CAP = 100.0  # dB: identical images have an infinite PSNR, which JSON cannot hold
 
@@ -47,7 +48,7 @@ class Method:
     name: str
     backend: str
     evals_per_ray: int
-    frame: Callable[[torch.Tensor, int], object]  # (cam2world, res) → one whole frame
+    frame: Callable[[torch.Tensor, Resolution], object]  # (cam2world, res) → one whole frame
     optional: bool = True  # a failure skips it with a note instead of ending the benchmark
     max_frames: int | None = None  # fewer timed frames than the others (the slow CPU volumetric)
     warmup: int | None = None  # its own warm-up count; None: the run's
@@ -102,7 +103,7 @@ def volumetric_method(renderer, max_frames: int | None, warmup: int | None,
     name = "volumetric" if renderer.sampling == "dense" else f"volumetric:{renderer.sampling}"
     last: dict[str, object] = {}
 
-    def frame(cam2world: torch.Tensor, res: int) -> torch.Tensor:
+    def frame(cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
         last["camera"], last["image"] = (cam2world, res), renderer.render(cam2world, res)
         return last["image"]
 
@@ -151,41 +152,62 @@ def frame_methods(renderer) -> list[Method]:
     return methods
 
 
-def upload_methods(renderer, ctx, pool, suffix: str) -> list[Method]:
-    """lfn_frame and lfn_frame_pipelined (names ending in `suffix`) through a FrameTexture of `ctx`:
-    into a shared frame of `pool` when there is one, else into a reused tensor, then uploaded."""
-    from engine.texture import FrameTexture
+class TextureFrames:
+    """The viewer's frame on one thread: the renderer writes RGBA into a shared frame of `pool` when
+    one is free, else into a reused tensor of the frame's size, and a FrameTexture of `ctx` takes
+    it (GL copies a shared frame; else the CUDA-GL interop or a CPU copy), as the viewer's render
+    and UI threads hand a frame over. bench/frame_path.py times the parts."""
 
-    texture = FrameTexture(ctx)
-    buffers: dict[int, torch.Tensor] = {}  # one RGBA frame per resolution, reused: no per-frame allocation
+    def __init__(self, renderer, ctx, pool):
+        from engine.texture import FrameTexture
 
-    def upload(cam2world: torch.Tensor, res: int) -> None:
-        shared = pool.take(res) if pool is not None else None
+        self.renderer, self.pool = renderer, pool
+        self.texture = FrameTexture(ctx)
+        self._buffers: dict[Resolution, torch.Tensor] = {}  # reused: no per-frame allocation
+
+    def target(self, res: Resolution):
+        """Where a frame of `res` is rendered: (tensor, its shared frame or None)."""
+        shared = self.pool.take(res) if self.pool is not None else None
         if shared is not None:
-            renderer.render_rgba(cam2world, res, shared.tensor)
-            torch.cuda.current_stream(renderer.device).synchronize()  # GL reads it once it is written
-            texture.upload(shared.tensor, shared)
-            return
-        if res not in buffers:
-            buffers[res] = torch.empty(res, res, 4, device=renderer.device)
-        texture.upload(renderer.render_rgba(cam2world, res, buffers[res]))
+            return shared.tensor, shared
+        if res not in self._buffers:
+            self._buffers[res] = torch.empty(res.height, res.width, 4, device=self.renderer.device)
+        return self._buffers[res], None
 
-    def finished_frame(cam2world: torch.Tensor, res: int) -> None:
-        upload(cam2world, res)
-        ctx.finish()
+    def show(self, image: torch.Tensor, shared) -> None:
+        """Put a rendered frame (target's tensor) into the texture of its size."""
+        if shared is not None:  # GL reads a shared frame only once CUDA has written it
+            torch.cuda.current_stream(self.renderer.device).synchronize()
+        self.texture.upload(image, shared)
 
-    def details() -> dict:
-        extra = {"texture_path": texture.texture_path}
-        if renderer.device.type == "cuda" and texture.fallback_reason:
-            extra["interop_fallback"] = texture.fallback_reason
-        if pool is not None and pool.disabled_because:
-            extra["shared_fallback"] = pool.disabled_because
+    def write(self, cam2world: torch.Tensor, res: Resolution) -> None:
+        """Render the frame and put it into the texture."""
+        image, shared = self.target(res)
+        self.show(self.renderer.render_rgba(cam2world, res, image), shared)
+
+    def details(self) -> dict:
+        """The path the last frame took, and why a faster one was left, if it was."""
+        extra = {"texture_path": self.texture.texture_path}
+        if self.renderer.device.type == "cuda" and self.texture.fallback_reason:
+            extra["interop_fallback"] = self.texture.fallback_reason
+        if self.pool is not None and self.pool.disabled_because:
+            extra["shared_fallback"] = self.pool.disabled_because
         return extra
 
+
+def upload_methods(renderer, ctx, pool, suffix: str) -> list[Method]:
+    """lfn_frame and lfn_frame_pipelined (names ending in `suffix`): TextureFrames of `ctx`, into a
+    shared frame of `pool` when there is one."""
+    frames = TextureFrames(renderer, ctx, pool)
+
+    def finished_frame(cam2world: torch.Tensor, res: Resolution) -> None:
+        frames.write(cam2world, res)
+        ctx.finish()
+
     common = {"backend": renderer.backend, "evals_per_ray": renderer.evals_per_ray,
-              "wall_clock": True, "details": details}
-    return [Method(f"lfn_frame{suffix}", frame=finished_frame, close=texture.release, **common),
-            Method(f"lfn_frame_pipelined{suffix}", frame=upload, finish=ctx.finish, **common)]
+              "wall_clock": True, "details": frames.details}
+    return [Method(f"lfn_frame{suffix}", frame=finished_frame, close=frames.texture.release, **common),
+            Method(f"lfn_frame_pipelined{suffix}", frame=frames.write, finish=ctx.finish, **common)]
 
 
 @dataclass

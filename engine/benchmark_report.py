@@ -7,9 +7,16 @@ from pathlib import Path
 import numpy as np
 
 from engine.benchmark_methods import PSNR_CAP
+from models.resolution import Resolution
 
 COLUMNS = ("method", "res", "backend", "ms median", "ms p90", "FPS", "evals/ray", "peak MB", "frames",
            "details")
+
+
+def row_resolution(label: object) -> Resolution:
+    """A row's or speedup's "resolution" ("512", "1920x1080"; an int in runs before non-square
+    frames) as a Resolution."""
+    return Resolution.parse(str(label))
 
 
 def details(row: dict) -> str:
@@ -51,27 +58,29 @@ def format_table(result: dict) -> str:
         lines.append("")
     for baseline, speedup in ratios:
         lines.append(f"speedup of {result['speedup_reference']} over {baseline} (ms ratio): "
-                     + ", ".join(f"{res}²: {x:.1f}x" for res, x in speedup.items()))
+                     + ", ".join(f"{row_resolution(res).label}: {x:.1f}x" for res, x in speedup.items()))
     lines += [f"note: {note}" for note in result["notes"]]
     return head + "\n\n" + "\n".join(lines)
 
 
-def fps_grid(result: dict) -> tuple[list[str], list[int], np.ndarray]:
-    """Methods (table order), resolutions and their FPS (methods × resolutions, NaN where missing):
-    the chart's data, also what the viewer's ImPlot bar chart draws."""
+def fps_grid(result: dict) -> tuple[list[str], list[Resolution], np.ndarray]:
+    """Methods (table order), resolutions (fewest pixels first) and their FPS (methods ×
+    resolutions, NaN where missing): the chart's data, also what the viewer's ImPlot bar chart draws."""
     methods = list(dict.fromkeys(r["method"] for r in result["results"]))
-    resolutions = sorted({r["resolution"] for r in result["results"]})
+    resolutions = sorted({row_resolution(r["resolution"]) for r in result["results"]})
     fps = np.full((len(methods), len(resolutions)), np.nan)
     for r in result["results"]:
-        fps[methods.index(r["method"]), resolutions.index(r["resolution"])] = r["fps"]
+        fps[methods.index(r["method"]), resolutions.index(row_resolution(r["resolution"]))] = r["fps"]
     return methods, resolutions, fps
 
 
-def ms_table(rows: list[dict], resolutions: list[int]) -> str:
-    """A variant × resolution table of rows' median milliseconds (rows: variant, res, median_ms)."""
-    lines = [f"{'variant':<26}" + "".join(f"{res:>10}²" for res in resolutions)]
+def ms_table(rows: list[dict], resolutions: list[Resolution | int]) -> str:
+    """A variant × resolution table of rows' median milliseconds (rows: variant, res as --res
+    writes it or an int side, median_ms)."""
+    resolutions = [Resolution.of(res) for res in resolutions]
+    lines = [f"{'variant':<26}" + "".join(f"{res.label:>11}" for res in resolutions)]
     for variant in dict.fromkeys(row["variant"] for row in rows):
-        cells = {row["res"]: row["median_ms"] for row in rows if row["variant"] == variant}
+        cells = {row_resolution(row["res"]): row["median_ms"] for row in rows if row["variant"] == variant}
         lines.append(f"{variant:<26}" + "".join(f"{cells.get(res, float('nan')):>11.3f}"
                                                 for res in resolutions))
     return "\n".join(lines)
@@ -100,7 +109,7 @@ def plot(result: dict, path: str | Path) -> None:
         ax.bar_label(bars, labels=[fps_label(v) for v in fps[i]], fontsize=7,
                      padding=2)
     ax.set_yscale("log")
-    ax.set_xticks(x, [f"{res}×{res}" for res in resolutions])
+    ax.set_xticks(x, [f"{res.width}×{res.height}" for res in resolutions])
     ax.set_xlabel("resolution")
     ax.set_ylabel("frames per second (log scale)")
     ax.set_title(f"FPS per method: {result['device']} ({result['device_name']}), {result['precision']}, "

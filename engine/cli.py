@@ -15,7 +15,10 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from models.resolution import Resolution  # plain Python: parsing loads no torch
+
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+RESOLUTION_RANGE = (16, 4096)  # pixels per side that --res accepts
 
 
 class UsageError(Exception):
@@ -34,6 +37,19 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def resolution_argument(text: str) -> Resolution:
+    """argparse type of --res: "N" (N × N) or "WxH", each side within RESOLUTION_RANGE."""
+    try:
+        res = Resolution.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    low, high = RESOLUTION_RANGE
+    for side in dict.fromkeys((res.width, res.height)):  # a square's side is named once
+        if not low <= side <= high:
+            raise argparse.ArgumentTypeError(f"{side} is outside {low}..{high}")
+    return res
 
 
 def one_line(error: BaseException) -> str:

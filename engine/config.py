@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.display_mode import DisplayMode  # an enum alone: cheap to import
+from models.resolution import Resolution  # plain Python too
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +42,7 @@ class ViewerConfig:
     render: RenderSettings
     checkpoint: Path  # the LFN checkpoint's file ("save as new instance" writes beside it)
     instance: int  # resolved to 0..n-1
-    res: int
+    res: Resolution  # the window opens at its aspect
     home: Orbit  # the camera the view starts at and resets to
     volumetric: VolumetricSource
     stats: Path | None  # JSON of UI and render timings, written on exit
@@ -54,7 +55,7 @@ class ViewerConfig:
 class HeadlessConfig:
     render: RenderSettings
     instance: int
-    res: int
+    res: Resolution  # the size of the PNG, GIF or MP4
     home: Orbit  # the PNG's camera, or the turntable's first frame
     mode: DisplayMode  # RGB, DEPTH or NORMALS
     summed_depth: bool
@@ -69,7 +70,7 @@ class HeadlessConfig:
 class BenchmarkConfig:
     render: RenderSettings
     instance: int
-    resolutions: tuple[int, ...]  # empty: the device's default set
+    resolutions: tuple[Resolution, ...]  # empty: the device's default set
     frames: int | None  # timed frames per method and resolution; None: the default
     volumetric: VolumetricSource
     json: Path | None
@@ -93,7 +94,7 @@ class WebConfig:
     render: RenderSettings
     host: str  # the address the page listens on (loopback unless the user exposes it)
     port: int
-    res: int
+    res: Resolution
     instance: int  # where a new browser starts
     home: Orbit  # the camera a new browser starts with
     checkpoint: Path  # where the checkpoint came from (a reconstruction's meta)

@@ -22,6 +22,7 @@ from models.cameras import Orbit
 from models.depth import DepthResult, gradient_depth, normals_from_depth
 from models.epi import EpipolarImage, epipolar_plane_image
 from models.renderer import LFNRenderer, VolumetricRenderer
+from models.resolution import Resolution
 
 T = TypeVar("T")
 
@@ -32,10 +33,14 @@ QUANTILE_SAMPLES = 1 << 16
 @dataclass(frozen=True)
 class FrameRequest:
     orbit: Orbit
-    res: int
+    res: Resolution  # an int N is taken for N × N
     mode: DisplayMode
     latent: LatentSelection
     summed_depth: bool = False  # depth from the channel-summed equations (models/depth.py)
+
+    def __post_init__(self) -> None:
+        # one type from here on: requests compare equal and frames read width and height
+        object.__setattr__(self, "res", Resolution.of(self.res))
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class EpiFrame:
 @dataclass
 class Frame:
     request: FrameRequest
-    image: torch.Tensor  # (res, res, C ≤ 4), laid out for the display shader's mode
+    image: torch.Tensor  # (H, W, C ≤ 4), laid out for the display shader's mode
     reference: torch.Tensor | None = None  # the volumetric colors of a compare frame
     depth_range: tuple[float, float] = (0.0, 1.0)  # near, far of the valid depths
     render_ms: float = 0.0
@@ -176,7 +181,7 @@ class FrameRenderer:
         return frame
 
     def _render(self, request: FrameRequest, out: torch.Tensor | None) -> Frame:
-        """The frame of `request`, its image written into `out` ((res, res, 4) float32) if given."""
+        """The frame of `request`, its image written into `out` ((H, W, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
         device = self.renderer.device
         if request.mode.uses_depth:

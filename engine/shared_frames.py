@@ -9,7 +9,7 @@ resource (H200, 512²: the copy and its wait 0.05 ms against 0.37 ms through a m
 whole frame 0.87 against 1.08 ms, bench/interop_paths.py).
 
     pool = shared_frame_pool(ctx, device)      # None where CUDA or GL lacks what it needs
-    frame = pool.take(res)                     # render thread: a free (res, res, 4) float32 frame
+    frame = pool.take(res)                     # render thread: a free (H, W, 4) float32 frame
     renderer.render_rgba(pose, res, out=frame.tensor); stream.synchronize()
     frame.copy_to(texture)                     # GL thread: GL copies it, then it is free again
 """
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from engine.texture import SHADER_DIR, cuda_check
+from models.resolution import Resolution
 
 HANDLE_TYPE_OPAQUE_FD = 0x9586  # GL_HANDLE_TYPE_OPAQUE_FD_EXT
 FRAMES_PER_RES = 3  # one being written, one waiting for the GL thread, one being copied
@@ -60,10 +61,10 @@ class CudaArray:
 
 
 class SharedFrame:
-    """One (res, res, 4) float32 frame of exportable CUDA memory, owned by `pool`; GL imports it into
+    """One (H, W, 4) float32 frame of exportable CUDA memory, owned by `pool`; GL imports it into
     its context on the first copy_to()."""
 
-    def __init__(self, pool: SharedFramePool, res: int, device: torch.device):
+    def __init__(self, pool: SharedFramePool, res: Resolution, device: torch.device):
         from cuda.bindings import driver
 
         self.pool, self.driver, self.res = pool, driver, res
@@ -76,7 +77,7 @@ class SharedFrame:
         (granularity,) = cuda_check(driver.cuMemGetAllocationGranularity(
             prop, driver.CUmemAllocationGranularity_flags.CU_MEM_ALLOC_GRANULARITY_MINIMUM),
             "cuMemGetAllocationGranularity")
-        self.size = -(-res * res * 16 // granularity) * granularity
+        self.size = -(-res.pixels * 16 // granularity) * granularity
         (self.handle,) = cuda_check(driver.cuMemCreate(self.size, prop, 0), "cuMemCreate")
         (self.pointer,) = cuda_check(driver.cuMemAddressReserve(self.size, 0, 0, 0),
                                        "cuMemAddressReserve")
@@ -85,7 +86,8 @@ class SharedFrame:
         access.location = prop.location
         access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
         cuda_check(driver.cuMemSetAccess(self.pointer, self.size, [access], 1), "cuMemSetAccess")
-        self.tensor = torch.as_tensor(CudaArray(int(self.pointer), (res, res, 4)), device=device)
+        self.tensor = torch.as_tensor(CudaArray(int(self.pointer), (res.height, res.width, 4)),
+                                      device=device)
         # exported here, where the render thread's CUDA context is current; GL takes it on import
         (fd,) = cuda_check(driver.cuMemExportToShareableHandle(self.handle, fd_type, 0),
                              "cuMemExportToShareableHandle")
@@ -177,11 +179,12 @@ class SharedFramePool:
         self._copy_program: moderngl.ComputeShader | None = None
         self.disabled_because: str | None = None
         self._lock = threading.Lock()
-        self._free: dict[int, list[SharedFrame]] = {}
-        self._count: dict[int, int] = {}
+        self._free: dict[Resolution, list[SharedFrame]] = {}
+        self._count: dict[Resolution, int] = {}
         self._all: list[SharedFrame] = []
 
-    def take(self, res: int) -> SharedFrame | None:
+    def take(self, res: Resolution | int) -> SharedFrame | None:
+        res = Resolution.of(res)
         with self._lock:
             if self.disabled_because is not None:
                 return None

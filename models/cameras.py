@@ -5,6 +5,9 @@ Orbit: azimuth in degrees from +x toward +y, elevation in degrees above the xy-p
 radius = distance from the camera center to the target.
 Cameras: pinhole, cam2world (4, 4) in the OpenCV convention (x right, y down, z forward),
 pixel (i, j) = (column, row) has its center at (i + 0.5, j + 0.5).
+Aspect: the field of view is vertical (DEFAULT_FOV_DEG over the frame's height) at every aspect,
+with square pixels. A frame wider than it is tall widens horizontally: a W × H frame sees what the
+H × H square frame sees in its central H columns, and more to each side.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class Orbit:
 
 
 def intrinsics(width: int, height: int, fov_y_deg: float = DEFAULT_FOV_DEG) -> torch.Tensor:
-    """(3, 3) pinhole intrinsics in pixels for a vertical field of view, square pixels."""
+    """(3, 3) pinhole intrinsics in pixels for a vertical field of view, square pixels: the focal
+    length follows the height alone, so a wider frame has a wider horizontal field of view."""
     focal = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
     return torch.tensor(
         [[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]], dtype=torch.float32

@@ -38,6 +38,7 @@ from models.mlp import mlp_forward
 from models.plucker import plucker
 from models.renderer import frame_rays
 from models.renderer_protocol import GradientDepth
+from models.resolution import Resolution
 
 TANGENT_STREAMS = 5  # the primal and the 4 ray tangents, stacked in one pass
 
@@ -92,7 +93,7 @@ def ray_tangents(origins: torch.Tensor, dirs: torch.Tensor, right: torch.Tensor,
     return torch.stack(tangents)
 
 
-def color_derivatives(renderer, cam2world: torch.Tensor, res: int):
+def color_derivatives(renderer, cam2world: torch.Tensor, res: Resolution | int):
     """Colors (N, 3) and derivatives (4, N, 3) of one frame's rays, in the renderer's precision.
 
     Where all three colors saturated (sigmoid' exactly 0: an object's white background) the
@@ -141,15 +142,17 @@ def pixel_equations(derivatives: torch.Tensor, summed: bool = False) -> tuple[to
     return (a * b).sum((0, 2)), (a * a).sum((0, 2))
 
 
-def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: int, window: int = 5,
-                color_sigma: float = 0.1, min_confidence: float = 0.03) -> DepthResult:
+def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: Resolution | int,
+                window: int = 5, color_sigma: float = 0.1, min_confidence: float = 0.03) -> DepthResult:
     """Depth from pixel_equations: each pixel's Σ a·b / Σ a², averaged edge-aware over a window
     with weights |a| = √Σ a².
 
-    color (N, 3), ab and aa (N,), for a res×res frame. Weighting by |a| rescales each pixel's
-    equations by 1 / |a| before the pooling, which is then the plain pooled Σ a·b / Σ a²: on CUDA
-    one Triton kernel (models/triton_pool.py), elsewhere pool_equations.
+    color (N, 3), ab and aa (N,), for a frame of `res` (N = W*H, rows top to bottom). Weighting by
+    |a| rescales each pixel's equations by 1 / |a| before the pooling, which is then the plain
+    pooled Σ a·b / Σ a²: on CUDA one Triton kernel (models/triton_pool.py), elsewhere
+    pool_equations.
     """
+    res = Resolution.of(res)
     norm = aa.float().sqrt()
     ab, aa = ab.float() / norm.clamp(min=1e-12), norm
     if window > 1 and color.is_cuda and (pool := _pool_kernel()) is not None:
@@ -159,7 +162,8 @@ def solve_depth(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: in
         ab, confidence = pool_equations(color, ab, aa, res, window, color_sigma)
         depth = ab / confidence.clamp(min=1e-12)
     valid = (confidence > min_confidence) & (depth > 0) & torch.isfinite(depth)
-    return DepthResult(torch.where(valid, depth, 0.0), valid, confidence, color.view(res, res, 3))
+    return DepthResult(torch.where(valid, depth, 0.0), valid, confidence,
+                       color.view(res.height, res.width, 3))
 
 
 def _pool_kernel():
@@ -171,12 +175,14 @@ def _pool_kernel():
     return pooled_solve if pool_available() else None
 
 
-def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: int, window: int,
-                   color_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Σ a·b and Σ a² (res, res) summed over each pixel's window × window neighbours, every
+def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res: Resolution | int,
+                   window: int, color_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ a·b and Σ a² (H, W) summed over each pixel's window × window neighbours, every
     neighbour weighted by its color similarity (edge-aware), the frame's border replicated."""
-    image = color.float().view(res, res, 3).permute(2, 0, 1)
-    ab, aa = ab.float().view(1, res, res), aa.float().view(1, res, res)
+    res = Resolution.of(res)
+    shape = (res.height, res.width)
+    image = color.float().view(*shape, 3).permute(2, 0, 1)
+    ab, aa = ab.float().view(1, *shape), aa.float().view(1, *shape)
     if window == 1:
         return ab[0], aa[0]
     pad = window // 2
@@ -187,11 +193,12 @@ def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res:
 
 
 def depth_equations(
-    renderer, cam2world: torch.Tensor, res: int, summed: bool = False
+    renderer, cam2world: torch.Tensor, res: Resolution | int, summed: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the renderer's fused
     reverse-mode kernels where its capabilities say so, else from the eager forward-mode pass over
     its folded MLP."""
+    res = Resolution.of(res)
     if renderer.capabilities.gradient_depth is GradientDepth.FUSED_REVERSE:
         return renderer.fused_depth_equations(cam2world, res, summed)
     color, derivatives = color_derivatives(renderer, cam2world, res)
@@ -199,7 +206,7 @@ def depth_equations(
 
 
 @torch.no_grad()
-def gradient_depth(renderer, cam2world: torch.Tensor, res: int, window: int = 5,
+def gradient_depth(renderer, cam2world: torch.Tensor, res: Resolution | int, window: int = 5,
                    min_confidence: float = 0.03, summed: bool = False) -> DepthResult:
     """Depth of every pixel of a frame from the LFN alone (its current latent); `summed` uses
     the channel-summed equations (pixel_equations)."""
@@ -207,14 +214,16 @@ def gradient_depth(renderer, cam2world: torch.Tensor, res: int, window: int = 5,
     return solve_depth(color, ab, aa, res, window=window, min_confidence=min_confidence)
 
 
-def depth_to_points(depth: torch.Tensor, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+def depth_to_points(depth: torch.Tensor, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
     """(H, W) distances along the pixel rays → world points (H, W, 3)."""
     origins, dirs = frame_rays(cam2world, res, depth.device)
-    return (origins + depth.reshape(-1, 1) * dirs).view(res, res, 3)
+    return (origins + depth.reshape(-1, 1) * dirs).view(*depth.shape, 3)
 
 
-def normals_from_depth(depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor, res: int,
-                       smoothing: int = 9, step: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def normals_from_depth(
+    depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor, res: Resolution | int,
+    smoothing: int = 9, step: int = 3,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """World-space unit normals (H, W, 3) facing the camera, and where they are defined (H, W).
 
     Differences of the back-projected points `step` pixels apart on each side, after averaging the

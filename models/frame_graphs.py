@@ -18,7 +18,10 @@ from typing import TypeVar
 
 import torch
 
+from models.resolution import Resolution
+
 T = TypeVar("T")
+Size = Resolution | int  # a frame's size as make_step takes it: a graph is kept per size
 # A traced function compiles its graph on its first run and Triton autotunes on its first launch;
 # neither may happen inside a capture.
 WARMUP_RUNS = 3
@@ -57,12 +60,12 @@ class FrameGraphs:
     Each resolution's graph keeps its own memory pool until clear().
     """
 
-    def __init__(self, make_step: Callable[[torch.Tensor, int], Callable[[], T]], device: torch.device):
+    def __init__(self, make_step: Callable[[torch.Tensor, Size], Callable[[], T]], device: torch.device):
         self.pose = torch.zeros(3, 4, device=device)
         self._make_step = make_step
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, T, Callable[[], T]]] = {}
+        self._graphs: dict[Size, tuple[torch.cuda.CUDAGraph, T, Callable[[], T]]] = {}
 
-    def __call__(self, cam2world: torch.Tensor, res: int) -> T:
+    def __call__(self, cam2world: torch.Tensor, res: Size) -> T:
         """The frame for `cam2world` ((3, 4) or (4, 4)) at `res`; the first call at a resolution
         captures its graph. The result is the graph's static output, overwritten by the next
         replay at `res`: copy it before handing it on."""

@@ -2,7 +2,9 @@
 
     renderer = make_renderer(model, device, precision, backend)   # either model kind
     renderer.set_latent(latent)                  # folds the latent into plain MLP tensors
-    image = renderer.render(cam2world, res)      # (res, res, 3) colors in [0, 1], on the device
+    image = renderer.render(cam2world, res)      # (H, W, 3) colors in [0, 1], on the device
+
+`res` is a models.resolution.Resolution, or an int N for an N × N frame.
 
 LFNRenderer folds latents, chunks frames and replays them from CUDA graphs; evaluating the folded
 per-ray MLP is its ray backend's job (models/backends/, by name in BACKENDS). On CUDA the
@@ -27,12 +29,13 @@ from models.lfn import LightFieldNetwork
 from models.occupancy import OccupancyGrid, build_occupancy, field_density, march
 from models.plucker import plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
+from models.resolution import Resolution
 from models.volumetric import VolumetricField, render_specialized
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Each captured resolution keeps its graph's memory pool, a one-pass frame's activations (0.5 GB per
-# 256-wide layer output at 1024² in fp16); larger frames render without a graph.
-GRAPH_MAX_RES = 1024
+# 256-wide layer output at 1024² in fp16); frames of more pixels render without a graph.
+GRAPH_MAX_PIXELS = 1024 * 1024
 T = TypeVar("T")
 
 
@@ -49,15 +52,15 @@ def backend_unavailable(backend: str, device: torch.device, precision: str = "fp
 
 
 def capturable_frame(
-    pose: torch.Tensor, res: int, colors: Callable[[torch.Tensor], torch.Tensor],
+    pose: torch.Tensor, res: Resolution, colors: Callable[[torch.Tensor], torch.Tensor],
 ) -> Callable[[], torch.Tensor]:
-    """A step computing colors(Plücker rays (res*res, 6)) of the square frame seen from the camera in
-    the device tensor `pose`. The intrinsics go to pose's device here, so the step reads nothing
+    """A step computing colors(Plücker rays (W*H, 6)) of the frame seen from the camera in the
+    device tensor `pose`. The intrinsics go to pose's device here, so the step reads nothing
     from the host: a CUDA graph can capture it (models/frame_graphs.py)."""
-    k = intrinsics(res, res).to(pose.device)
+    k = intrinsics(res.width, res.height).to(pose.device)
 
     def step() -> torch.Tensor:
-        origins, dirs = pixel_rays(pose, k, res, res)
+        origins, dirs = pixel_rays(pose, k, res.width, res.height)
         return colors(plucker(origins, dirs).view(-1, 6))
 
     return step
@@ -91,17 +94,21 @@ def render_in_chunks(renderer, count: int, render_rays: Callable[[int, int], T])
                 torch.cuda.empty_cache()
 
 
-def frame_rays(cam2world: torch.Tensor, res: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Origins and unit directions (res*res, 3) for a square frame with the default field of view."""
-    origins, dirs = pixel_rays(cam2world.to(device), intrinsics(res, res), res, res)
+def frame_rays(
+    cam2world: torch.Tensor, res: Resolution | int, device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Origins and unit directions (W*H, 3), rows top to bottom, of a frame with the default
+    (vertical) field of view."""
+    res = Resolution.of(res)
+    origins, dirs = pixel_rays(cam2world.to(device), intrinsics(res.width, res.height), res.width, res.height)
     return origins.reshape(-1, 3), dirs.reshape(-1, 3)
 
 
-def rgba_frame(colors: torch.Tensor, res: int, out: torch.Tensor | None) -> torch.Tensor:
-    """(res*res, 3) colors → (res, res, 4) float32 RGBA with alpha 1, copied into `out` if given.
+def rgba_frame(colors: torch.Tensor, res: Resolution, out: torch.Tensor | None) -> torch.Tensor:
+    """(W*H, 3) colors → (H, W, 4) float32 RGBA with alpha 1, copied into `out` if given.
     pad writes a new tensor: the frame never aliases its source (a CUDA graph's output, which the
     next replay rewrites)."""
-    rgba = torch.nn.functional.pad(colors.view(res, res, 3).float(), (0, 1), value=1.0)
+    rgba = torch.nn.functional.pad(colors.view(res.height, res.width, 3).float(), (0, 1), value=1.0)
     return rgba if out is None else out.copy_(rgba)
 
 
@@ -115,7 +122,7 @@ class LFNRenderer:
     up to 4096 x 4096 on CUDA a frame is one pass, on a CPU as many rays as CPU_WORKING_BYTES holds.
 
     `cuda_graphs` (CUDA, backends whose capabilities say cuda_graphs): a one-pass frame of at most
-    GRAPH_MAX_RES² replays from a CUDA graph captured on the first frame at its resolution; False
+    GRAPH_MAX_PIXELS replays from a CUDA graph captured on the first frame at its resolution; False
     renders every frame launch by launch (e.g. to time the difference). Ignored elsewhere.
     """
 
@@ -173,14 +180,14 @@ class LFNRenderer:
                 if self.frame_graphs is not None:
                     self.frame_graphs.clear()
 
-    def _graph_step(self, pose: torch.Tensor, res: int) -> Callable[[], torch.Tensor]:
-        """render's one-pass frame from the camera in the device tensor `pose`: (res*res, 3) colors."""
+    def _graph_step(self, pose: torch.Tensor, res: Resolution) -> Callable[[], torch.Tensor]:
+        """render's one-pass frame from the camera in the device tensor `pose`: (W*H, 3) colors."""
         return capturable_frame(pose, res, self.colors)
 
-    def _graphed_colors(self, cam2world: torch.Tensor, res: int) -> torch.Tensor | None:
-        """The frame's (res*res, 3) colors replayed from its CUDA graph, or None where this frame
+    def _graphed_colors(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor | None:
+        """The frame's (W*H, 3) colors replayed from its CUDA graph, or None where this frame
         renders without one. The result is the graph's static output: callers copy it."""
-        if self.frame_graphs is None or res > GRAPH_MAX_RES or res * res > self.rays_per_chunk:
+        if self.frame_graphs is None or res.pixels > min(GRAPH_MAX_PIXELS, self.rays_per_chunk):
             return None
         try:
             return self.frame_graphs(cam2world, res)
@@ -195,39 +202,44 @@ class LFNRenderer:
         return self.ray_backend.colors(plucker_rays)
 
     def fused_depth_equations(
-        self, cam2world: torch.Tensor, res: int, summed: bool = False,
+        self, cam2world: torch.Tensor, res: Resolution, summed: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Colors (N, 3) and gradient depth's Σ a·b, Σ a² (N,) from the backend's own kernels;
         only where capabilities.gradient_depth is FUSED_REVERSE (models/depth.py asks)."""
         return self.ray_backend.depth_equations(cam2world, res, summed)
 
     @torch.no_grad()
-    def render_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """(res, res, 4) float32 RGBA with alpha 1, the layout a GL texture takes byte for byte.
+    def render_rgba(
+        self, cam2world: torch.Tensor, res: Resolution | int, out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(H, W, 4) float32 RGBA with alpha 1, the layout a GL texture takes byte for byte.
 
-        With `out` (a preallocated (res, res, 4) float32 tensor) a backend with fused frames writes
+        With `out` (a preallocated (H, W, 4) float32 tensor) a backend with fused frames writes
         the frame there directly, so a frame allocates nothing.
         """
-        return self._render_rgba_frame(cam2world, res, out)
+        return self._render_rgba_frame(cam2world, Resolution.of(res), out)
 
     @torch.no_grad()
-    def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
-        """(res, res, 3) colors in [0, 1], in the renderer's precision."""
-        return self._render_frame(cam2world, res)
+    def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
+        """(H, W, 3) colors in [0, 1], in the renderer's precision."""
+        return self._render_frame(cam2world, Resolution.of(res))
 
-    def _render_rays_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None) -> torch.Tensor:
+    def _render_rays_rgba(
+        self, cam2world: torch.Tensor, res: Resolution, out: torch.Tensor | None,
+    ) -> torch.Tensor:
         colors = self._graphed_colors(cam2world, res)
         return rgba_frame(self._render_rays(cam2world, res) if colors is None else colors, res, out)
 
-    def _render_rays(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+    def _render_rays(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
         """Rays made here, colors from the backend: from the frame's CUDA graph, or chunk by chunk."""
+        shape = (res.height, res.width, 3)
         colors = self._graphed_colors(cam2world, res)
         if colors is not None:  # a copy: the caller may keep it while the next frame replays
-            return colors.view(res, res, 3).clone()
+            return colors.view(shape).clone()
         origins, dirs = frame_rays(cam2world, res, self.device)
         rays = plucker(origins, dirs)
         parts = render_in_chunks(self, rays.shape[0], lambda i, j: self.colors(rays[i:j]))
-        return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(res, res, 3)
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(shape)
 
 
 # How the volumetric baseline places its network evaluations along a ray:
@@ -308,8 +320,9 @@ class VolumetricRenderer:
         )
 
     @torch.no_grad()
-    def render_with_depth(self, cam2world: torch.Tensor, res: int) -> tuple[torch.Tensor, ...]:
-        """Color (res, res, 3), expected depth (res, res) and opacity (res, res)."""
+    def render_with_depth(self, cam2world: torch.Tensor, res: Resolution | int) -> tuple[torch.Tensor, ...]:
+        """Color (H, W, 3), expected depth (H, W) and opacity (H, W)."""
+        res = Resolution.of(res)
         origins, dirs = frame_rays(cam2world, res, self.device)
         parts = render_in_chunks(
             self, origins.shape[0], lambda i, j: self._render_rays(origins[i:j], dirs[i:j])
@@ -319,18 +332,21 @@ class VolumetricRenderer:
         opacity = torch.cat(opacity)
         if evaluations:
             self._count_evaluations(torch.cat(evaluations[0]), opacity)
-        return (torch.cat(color).view(res, res, 3), torch.cat(depth).view(res, res), opacity.view(res, res))
+        shape = (res.height, res.width)
+        return torch.cat(color).view(*shape, 3), torch.cat(depth).view(shape), opacity.view(shape)
 
     def _count_evaluations(self, evaluations: torch.Tensor, opacity: torch.Tensor) -> None:
         hit = opacity > 0.5
         self.evals_per_ray_all = float(evaluations.float().mean())
         self.evals_per_ray = round(float(evaluations[hit].float().mean())) if bool(hit.any()) else 0
 
-    def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+    def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
         return self.render_with_depth(cam2world, res)[0]
 
-    def render_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        return rgba_frame(self.render(cam2world, res), res, out)
+    def render_rgba(
+        self, cam2world: torch.Tensor, res: Resolution | int, out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return rgba_frame(self.render(cam2world, res), Resolution.of(res), out)
 
 
 def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript",

@@ -2,9 +2,12 @@
 `RayBackend` (how an LFN renderer evaluates its per-ray MLP), and what each can do.
 
     renderer.set_latent(latent)                        # a (latent_dim,) code
-    image = renderer.render(cam2world, res)            # (res, res, 3) colors in [0, 1], on renderer.device
-    rgba = renderer.render_rgba(cam2world, res, out)   # (res, res, 4) float32, alpha 1, into `out` if given
+    image = renderer.render(cam2world, res)            # (H, W, 3) colors in [0, 1], on renderer.device
+    rgba = renderer.render_rgba(cam2world, res, out)   # (H, W, 4) float32, alpha 1, into `out` if given
     renderer.capabilities.gradient_depth               # how models/depth.py gets its equations, or None
+
+`res` is a models.resolution.Resolution (W × H), or an int N for N × N; a ray backend's frame
+methods get a Resolution.
 
 models/renderer.py implements Renderer twice (LFNRenderer, VolumetricRenderer); models/backends/
 holds one RayBackend class per file and the registry of their names.
@@ -17,6 +20,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
+
+from models.resolution import Resolution
 
 
 class GradientDepth(enum.Enum):
@@ -54,13 +59,15 @@ class Renderer(Protocol):
 
     def set_latent(self, latent: torch.Tensor) -> None: ...
 
-    def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
-        """(res, res, 3) colors in [0, 1] seen from cam2world ((4, 4) or (3, 4))."""
+    def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
+        """(H, W, 3) colors in [0, 1] seen from cam2world ((4, 4) or (3, 4))."""
         ...
 
-    def render_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        """(res, res, 4) float32 RGBA with alpha 1, the layout a GL texture takes; written into
-        `out` (a (res, res, 4) float32 tensor) when given."""
+    def render_rgba(
+        self, cam2world: torch.Tensor, res: Resolution | int, out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(H, W, 4) float32 RGBA with alpha 1, the layout a GL texture takes; written into
+        `out` (an (H, W, 4) float32 tensor) when given."""
         ...
 
 

@@ -56,7 +56,7 @@ def _slope(out_ptr, rows, valid, channel, ch: tl.constexpr):
 
 def _reverse_depth_kernel(
     out_ptr, pose_ptr, masks_ptr, w_in_ptr, w_hid_ptr, w_out_ptr,
-    n_rays, res, fx, fy, cx, cy, channel, skip_saturated,
+    n_rays, frame_width, fx, fy, cx, cy, channel, skip_saturated,
     WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, IN_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
 ):
@@ -112,7 +112,7 @@ def _reverse_depth_kernel(
                 row = tl.load(w_in_ptr + k * WIDTH + j * C + cols).to(tl.float32)[None, :]
                 total += tl.sum(g[j].to(tl.float32) * row, axis=1)
             grad = grad + (total,)
-        origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
+        origin, direction = _pixel_rays(rows, frame_width, fx, fy, cx, cy, pose_ptr)
         # Channels 1 and 2 add to the equations of those before them. The test is a block, not a
         # scalar: triton 3.9's interpreter rejects a mask that mixes the two.
         adds = valid & (tl.full((BLOCK_M,), channel, tl.int32) > 0)

@@ -7,9 +7,13 @@ models/triton_depth_kernels.py. This module binds their device functions, picks 
 
     lfn = TritonLFN(renderer.folded_mlp())         # packs the weights once
     lfn.set_mlp_tensors(other_latent_tensors)      # new latent: copies into the same buffers
-    lfn.render_rgba(cam2world, res, out=texture)   # (res*res, 4), nothing allocated per frame
-    lfn.depth_equations(cam2world, res)            # (res*res, 5): r, g, b, Σ a·b, Σ a²
+    lfn.render_rgba(cam2world, res, out=texture)   # (W*H, 4), nothing allocated per frame
+    lfn.depth_equations(cam2world, res)            # (W*H, 5): r, g, b, Σ a·b, Σ a²
     lfn.depth_equations(cam2world, res, summed=True)  # the channel-summed equations: one pass less
+
+The kernels see a frame as a flat batch of W*H rays, rows top to bottom: the frame's width alone
+turns a ray's index into its pixel, and its intrinsics (models/cameras.py) give the aspect. `res`
+is a models.resolution.Resolution, or an int N for N × N.
 
 Triton is optional: importing this module never needs it (the kernels are decorated on first
 use), and triton_available() says why the backend can't run. Under TRITON_INTERPRET=1, set before
@@ -24,6 +28,7 @@ import torch
 
 from models import triton_depth_kernels, triton_lfn_kernel
 from models.cameras import intrinsics
+from models.resolution import Resolution
 from models.triton_depth_kernels import _reverse_depth_kernel
 from models.triton_lfn_kernel import IN_PAD, _lfn_kernel
 
@@ -34,6 +39,8 @@ except ImportError:  # CPU-only installs; triton_available() reports it
 
 OPERAND_DTYPES = (torch.float16, torch.bfloat16)
 OUTPUT_DTYPES = (torch.float16, torch.float32)
+# The frame of a launch whose rays are given (colors()): the kernel reads no camera then.
+RAYS_GIVEN = Resolution(1, 1)
 # The interpreter runs programs one after another on the CPU: small tiles, and no autotuning.
 INTERPRETER_META = {"BLOCK_M": 16, "CHUNKS": 2}
 
@@ -94,14 +101,14 @@ def _kernel(interpret: bool):
     """The MLP kernel (colors, or colors and ReLU masks) and its meta-parameters."""
     return _launchable(_lfn_kernel, interpret, ("colors", "depth"),
                        ["WIDTH", "N_HIDDEN", "FUSED_RAYS", "MASKS"],
-                       ["n_rays", "out_ch", "res"])
+                       ["n_rays", "out_ch", "frame_width"])
 
 
 @functools.cache
 def _reverse_kernel(interpret: bool):
     """The reverse pass of the depth equations and its meta-parameters."""
     return _launchable(_reverse_depth_kernel, interpret, ("depth",), ["WIDTH", "N_HIDDEN"],
-                       ["n_rays", "res", "channel", "skip_saturated"])
+                       ["n_rays", "frame_width", "channel", "skip_saturated"])
 
 
 def _supported_width(value: int) -> bool:
@@ -152,50 +159,52 @@ class TritonLFN:
         self._w_out.copy_(w_out)
         self._b_out.copy_(b_out)
 
-    def _launch(self, out: torch.Tensor, n_rays: int, out_ch: int, res: int = 1,
+    def _launch(self, out: torch.Tensor, n_rays: int, out_ch: int, res: Resolution = RAYS_GIVEN,
                 rays: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> None:
-        """Rays from the camera in self._pose at `res` when `rays` is None, else from `rays`;
-        `masks` also stores every layer's ReLU mask there (bits) for _reverse_depth_kernel."""
+        """Rays from the camera in self._pose for a frame of `res` when `rays` is None, else from
+        `rays`; `masks` also stores every layer's ReLU mask there (bits) for _reverse_depth_kernel."""
         kernel, fixed = _kernel(bool(triton.knobs.runtime.interpret))
         kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
             out, self._pose if rays is None else rays, self._pose,
             self._pose if masks is None else masks,
             self._w_in, self._b_in, self._w_hid, self._b_hid, self._w_out, self._b_out,
-            n_rays, out_ch, res, *_camera(res),
+            n_rays, out_ch, res.width, *_camera(res),
             WIDTH=self.width, N_HIDDEN=self.hidden, FUSED_RAYS=rays is None,
             MASKS=masks is not None, IN_PAD=IN_PAD, **fixed,
         )
 
     @torch.no_grad()
     def render_rgba(
-        self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None,
+        self, cam2world: torch.Tensor, res: Resolution | int, out: torch.Tensor | None = None,
         dtype: torch.dtype = torch.float16,
     ) -> torch.Tensor:
-        """A res×res frame as (res*res, 4) RGBA, alpha 1, rows top to bottom.
+        """A W×H frame as (W*H, 4) RGBA, alpha 1, rows top to bottom.
 
-        `out`, when given, is written in place (float16 or float32, contiguous, res*res*4 values,
+        `out`, when given, is written in place (float16 or float32, contiguous, W*H*4 values,
         e.g. a mapped GL texture); then the frame allocates nothing. `dtype` is for a new `out`.
         """
+        res = Resolution.of(res)
         if out is None:
-            out = torch.empty(res * res, 4, dtype=dtype, device=self.device)
-        if out.dtype not in OUTPUT_DTYPES or not out.is_contiguous() or out.numel() != res * res * 4:
-            raise ValueError(f"out must be a contiguous float16/float32 tensor of {res * res * 4} values")
+            out = torch.empty(res.pixels, 4, dtype=dtype, device=self.device)
+        if out.dtype not in OUTPUT_DTYPES or not out.is_contiguous() or out.numel() != res.pixels * 4:
+            raise ValueError(f"out must be a contiguous float16/float32 tensor of {res.pixels * 4} values")
         self._pose.copy_(cam2world[:3, :4])  # read on the device: a CUDA graph replays new poses
-        self._launch(out, res * res, 4, res)
-        return out.view(res * res, 4)
+        self._launch(out, res.pixels, 4, res)
+        return out.view(res.pixels, 4)
 
     @torch.no_grad()
-    def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
-        """(res, res, 3) colors in the operand dtype: the renderer interface."""
-        out = torch.empty(res, res, 3, dtype=self.dtype, device=self.device)
+    def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
+        """(H, W, 3) colors in the operand dtype: the renderer interface."""
+        res = Resolution.of(res)
+        out = torch.empty(res.height, res.width, 3, dtype=self.dtype, device=self.device)
         self._pose.copy_(cam2world[:3, :4])
-        self._launch(out, res * res, 3, res)
+        self._launch(out, res.pixels, 3, res)
         return out
 
     @torch.no_grad()
-    def depth_equations(self, cam2world: torch.Tensor, res: int, summed: bool = False,
+    def depth_equations(self, cam2world: torch.Tensor, res: Resolution | int, summed: bool = False,
                         out: torch.Tensor | None = None, skip_saturated: bool = True) -> torch.Tensor:
-        """(res*res, 5) float32: each pixel's color and its gradient-depth equations Σ a·b, Σ a²
+        """(W*H, 5) float32: each pixel's color and its gradient-depth equations Σ a·b, Σ a²
         (models/depth.py's pixel_equations, per channel or `summed`), written into `out` when
         given (float32, contiguous, that shape). `skip_saturated` False runs the reverse passes
         on every tile, to time what the skip saves (bench/depth_skip.py); the output is the same.
@@ -205,7 +214,8 @@ class TritonLFN:
         Each pass runs one stream through the layers at the colors kernel's tile size, where
         carrying the 4 ray tangents forward beside the colors needed 5 streams in small tiles.
         """
-        n_rays = res * res
+        res = Resolution.of(res)
+        n_rays = res.pixels
         if out is None:
             out = torch.empty(n_rays, 5, dtype=torch.float32, device=self.device)
         if out.dtype != torch.float32 or not out.is_contiguous() or out.shape != (n_rays, 5):
@@ -219,7 +229,7 @@ class TritonLFN:
         for channel in (-1,) if summed else (0, 1, 2):
             kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
                 out, self._pose, self._masks, self._w_in, self._w_hid, self._w_out,
-                n_rays, res, *_camera(res), channel, int(skip_saturated),
+                n_rays, res.width, *_camera(res), channel, int(skip_saturated),
                 WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, **fixed,
             )
         return out
@@ -234,7 +244,7 @@ class TritonLFN:
 
 
 @functools.lru_cache(maxsize=16)
-def _camera(res: int) -> tuple[float, float, float, float]:
-    """(fx, fy, cx, cy) of models.cameras.intrinsics for a square frame, cached per resolution."""
-    k = intrinsics(res, res)
+def _camera(res: Resolution) -> tuple[float, float, float, float]:
+    """(fx, fy, cx, cy) of models.cameras.intrinsics for a frame of `res`, cached per resolution."""
+    k = intrinsics(res.width, res.height)
     return float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])

@@ -21,11 +21,12 @@ except ImportError:  # CPU-only installs: models.triton_lfn.triton_available() r
 IN_PAD = 16  # the 6 Plücker coordinates padded to tl.dot's smallest K
 
 
-def _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr):
-    """Origin and unit direction of pixel `rows` (col, row of a row-major res×res frame, through
-    its center) of the camera at pose_ptr (3×4 cam2world); the convention of models/cameras.py."""
-    px = ((rows % res).to(tl.float32) + 0.5 - cx) / fx
-    py = ((rows // res).to(tl.float32) + 0.5 - cy) / fy
+def _pixel_rays(rows, frame_width, fx, fy, cx, cy, pose_ptr):
+    """Origin and unit direction of the pixels with flat indices `rows` (column index % frame_width,
+    row index // frame_width of a row-major frame, through their centers) of the camera at pose_ptr
+    (3×4 cam2world); the convention of models/cameras.py."""
+    px = ((rows % frame_width).to(tl.float32) + 0.5 - cx) / fx
+    py = ((rows // frame_width).to(tl.float32) + 0.5 - cy) / fy
     dx = tl.load(pose_ptr + 0) * px + tl.load(pose_ptr + 1) * py + tl.load(pose_ptr + 2)
     dy = tl.load(pose_ptr + 4) * px + tl.load(pose_ptr + 5) * py + tl.load(pose_ptr + 6)
     dz = tl.load(pose_ptr + 8) * px + tl.load(pose_ptr + 9) * py + tl.load(pose_ptr + 10)
@@ -57,7 +58,7 @@ def _store_mask(masks_ptr, rows, valid, active, first_unit, units_per_ray, C: tl
 def _lfn_kernel(
     out_ptr, rays_ptr, pose_ptr, masks_ptr,
     w_in_ptr, b_in_ptr, w_hid_ptr, b_hid_ptr, w_out_ptr, b_out_ptr,
-    n_rays, out_ch, res, fx, fy, cx, cy,
+    n_rays, out_ch, frame_width, fx, fy, cx, cy,
     WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, FUSED_RAYS: tl.constexpr, MASKS: tl.constexpr,
     IN_PAD: tl.constexpr, BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr,
 ):
@@ -66,7 +67,7 @@ def _lfn_kernel(
     k_in = tl.arange(0, IN_PAD)[None, :]
     operand = w_in_ptr.dtype.element_ty
     if FUSED_RAYS:
-        origin, direction = _pixel_rays(rows, res, fx, fy, cx, cy, pose_ptr)
+        origin, direction = _pixel_rays(rows, frame_width, fx, fy, cx, cy, pose_ptr)
         ox, oy, oz = origin  # flat unpacking only: Triton's dependency scan rejects nested targets
         dx, dy, dz = direction
         # Plücker (d, o × d) as columns 0..5 of a (BLOCK_M, IN_PAD) tile, zeros after.

@@ -15,6 +15,8 @@ import functools
 
 import torch
 
+from models.resolution import Resolution
+
 try:
     import triton
     import triton.language as tl
@@ -32,12 +34,12 @@ def pool_available() -> bool:
 
 
 def _pool_kernel(
-    eq_ptr, depth_ptr, confidence_ptr, res, inv_two_sigma2,
+    eq_ptr, depth_ptr, confidence_ptr, width, height, inv_two_sigma2,
     WINDOW: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pixel = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    inside = pixel < res * res
-    row, col = pixel // res, pixel % res
+    inside = pixel < width * height
+    row, col = pixel // width, pixel % width
     red = tl.load(eq_ptr + pixel * 5 + 0, mask=inside, other=0.0)
     green = tl.load(eq_ptr + pixel * 5 + 1, mask=inside, other=0.0)
     blue = tl.load(eq_ptr + pixel * 5 + 2, mask=inside, other=0.0)
@@ -46,9 +48,9 @@ def _pool_kernel(
     for dy in tl.static_range(WINDOW):
         for dx in tl.static_range(WINDOW):
             # Replicated border: a neighbour outside the frame is the nearest pixel inside it.
-            y = tl.minimum(tl.maximum(row + dy - WINDOW // 2, 0), res - 1)
-            x = tl.minimum(tl.maximum(col + dx - WINDOW // 2, 0), res - 1)
-            at = eq_ptr + (y * res + x) * 5
+            y = tl.minimum(tl.maximum(row + dy - WINDOW // 2, 0), height - 1)
+            x = tl.minimum(tl.maximum(col + dx - WINDOW // 2, 0), width - 1)
+            at = eq_ptr + (y * width + x) * 5
             dr = tl.load(at + 0, mask=inside, other=0.0) - red
             dg = tl.load(at + 1, mask=inside, other=0.0) - green
             db = tl.load(at + 2, mask=inside, other=0.0) - blue
@@ -61,17 +63,20 @@ def _pool_kernel(
 
 @functools.cache
 def _kernel(interpret: bool):
-    return triton.jit(_pool_kernel, do_not_specialize=["res"]), INTERPRETER_BLOCK if interpret else BLOCK
+    kernel = triton.jit(_pool_kernel, do_not_specialize=["width", "height"])
+    return kernel, INTERPRETER_BLOCK if interpret else BLOCK
 
 
-def pooled_solve(equations: torch.Tensor, res: int, window: int,
+def pooled_solve(equations: torch.Tensor, res: Resolution | int, window: int,
                  color_sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(depth, confidence), each (res, res) float32, from (res*res, 5) float32 rows r, g, b, Σ a·b,
-    Σ a², contiguous."""
-    depth = torch.empty(res, res, dtype=torch.float32, device=equations.device)
+    """(depth, confidence), each (H, W) float32, from (W*H, 5) float32 rows r, g, b, Σ a·b, Σ a²,
+    contiguous, rows of the frame top to bottom."""
+    res = Resolution.of(res)
+    depth = torch.empty(res.height, res.width, dtype=torch.float32, device=equations.device)
     confidence = torch.empty_like(depth)
     kernel, block = _kernel(bool(triton.knobs.runtime.interpret))
-    kernel[(triton.cdiv(res * res, block),)](
-        equations, depth, confidence, res, 1.0 / (2.0 * color_sigma**2), WINDOW=window, BLOCK=block,
+    kernel[(triton.cdiv(res.pixels, block),)](
+        equations, depth, confidence, res.width, res.height, 1.0 / (2.0 * color_sigma**2),
+        WINDOW=window, BLOCK=block,
     )
     return depth, confidence

@@ -3,6 +3,7 @@ their CPU-side helpers work."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,18 @@ def test_saturated_share_counts_tiles_whose_colors_all_saturated():
     assert saturated_share(equations) == pytest.approx(4 / 5)  # the partial fifth tile is white too
     equations[-1, 2] = 0.9
     assert saturated_share(equations) == pytest.approx(3 / 5)
+
+
+def test_frame_path_times_a_non_square_viewer_frame_on_a_cpu(tiny_ckpt, tmp_path):
+    out = tmp_path / "frame_path.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "frame_path.py"), "--device", "cpu",
+                             "--ckpt", str(tiny_ckpt), "--res", "24x16", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["variant"] for row in rows] == ["finish", "upload + finish", "render", "latency",
+                                               "throughput"]
+    for row in rows:
+        assert (row["res"], row["width"], row["height"]) == ("24x16", 24, 16)
+        assert row["texture_path"] == "cpu-copy" and row["median_ms"] > 0
+    assert "24×16" in result.stdout  # the ms table's column

@@ -15,11 +15,12 @@ from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
 from engine.benchmark_report import format_table, ms_table, plot
 from engine.memory import PeakMemory
 from models.checkpoint import load_checkpoint
+from models.resolution import Resolution
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
 TOP_KEYS = {"device": str, "torch": str, "precision": str, "date": str, "results": list, "speedup": dict}
-ROW_KEYS = {"method": str, "resolution": int, "backend": str, "precision": str, "ms_median": float,
-            "ms_p90": float, "fps": float, "evals_per_ray": int, "peak_mem_mb": float}
+ROW_KEYS = {"method": str, "resolution": str, "width": int, "height": int, "backend": str, "precision": str,
+            "ms_median": float, "ms_p90": float, "fps": float, "evals_per_ray": int, "peak_mem_mb": float}
 METHODS = {"lfn", "lfn_depth", "lfn_depth_summed", "volumetric", "volumetric:fused", "volumetric:accelerated",
            "lfn_frame", "lfn_frame_pipelined"}
 
@@ -42,14 +43,15 @@ def check_shape(result: dict) -> None:
         # (engine/benchmark_methods.py)
         assert row["method"] in METHODS or row["method"].startswith("lfn:") or (
             row["method"].removesuffix(":interop") in {"lfn_frame", "lfn_frame_pipelined"})
-        for key in ("ms_median", "ms_p90", "fps", "resolution", "evals_per_ray"):
+        for key in ("ms_median", "ms_p90", "fps", "width", "height", "evals_per_ray"):
             assert math.isfinite(row[key]) and row[key] > 0, (row["method"], key)
+        assert row["resolution"] == str(Resolution(row["width"], row["height"]))  # "16", "48x32"
         # A render may touch no new pages (its memory already resident): growth is then 0, not less.
         assert math.isfinite(row["peak_mem_mb"]) and row["peak_mem_mb"] >= 0
         assert row["ms_p90"] >= row["ms_median"]
         assert row["fps"] == pytest.approx(1000.0 / row["ms_median"])
     for res, speedup in result["speedup"].items():
-        assert int(res) in {row["resolution"] for row in result["results"]}
+        assert res in {row["resolution"] for row in result["results"]}
         assert math.isfinite(speedup) and speedup > 0
 
 
@@ -152,6 +154,27 @@ def test_cli_benchmark_writes_json_and_png(tiny_ckpt, tiny_volumetric_ckpt, tmp_
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_cli_benchmark_json_carries_non_square_rows(tiny_ckpt, tiny_volumetric_ckpt, tmp_path):
+    out_json, out_png = tmp_path / "out.json", tmp_path / "out.png"
+    result = subprocess.run(
+        [sys.executable, str(MAIN), "--benchmark", "--ckpt", str(tiny_ckpt), "--volumetric",
+         str(tiny_volumetric_ckpt), "--res", "16", "24x16", "--frames", "2", "--backend", "eager",
+         "--json", str(out_json), "--plot", str(out_png)],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out_json.read_text())
+    check_shape(saved)
+    rows = {(row["method"], row["resolution"]): row for row in saved["results"]}
+    for method in ("lfn:eager", "lfn_depth", "volumetric", "volumetric:accelerated", "lfn_frame"):
+        assert (rows[method, "24x16"]["width"], rows[method, "24x16"]["height"]) == (24, 16)
+        assert (rows[method, "16"]["width"], rows[method, "16"]["height"]) == (16, 16)
+    assert set(saved["speedup"]) == {"16", "24x16"}
+    assert any(line.startswith("lfn:eager") and " 24x16 " in line for line in result.stdout.splitlines())
+    assert "16²: " in result.stdout and "24×16: " in result.stdout  # the speedup lines
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cli_explicit_missing_volumetric_is_one_line_error(tiny_ckpt, tmp_path):
     missing = tmp_path / "none.pt"
     result = subprocess.run(
@@ -170,3 +193,6 @@ def test_ms_table_has_a_row_per_variant_and_a_column_per_resolution():
     assert "256²" in header and "512²" in header
     assert render.split() == ["render", "0.250", "1.500"]
     assert frame.split() == ["one", "frame", "nan", "2.125"]  # no 256² row: nan, not a shifted cell
+    wide = [{"variant": "render", "res": "1920x1080", "median_ms": 0.75}]
+    header, render = ms_table(wide, [Resolution(1920, 1080)]).splitlines()
+    assert header.split() == ["variant", "1920×1080"] and render.split() == ["render", "0.750"]

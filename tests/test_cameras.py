@@ -40,3 +40,22 @@ def test_orbit_azimuth_and_elevation_follow_the_convention():
     assert torch.allclose(eye, expected, atol=1e-6)
     pose = orbit_pose(45.0, 89.9)
     assert torch.allclose(pose[:3, :3] @ pose[:3, :3].T, torch.eye(3), atol=1e-5)
+
+
+def test_a_wider_frame_keeps_the_vertical_field_of_view_and_sees_more_to_the_sides():
+    # models/cameras.py: the field of view is vertical; W × H sees what H × H sees in its central
+    # H columns. 48 - 32 = 16 columns more, 8 on each side.
+    pose = orbit_pose(30.0, 20.0, 3.0)
+    _, square = pixel_rays(pose, intrinsics(32, 32), 32, 32)
+    _, wide = pixel_rays(pose, intrinsics(48, 32), 48, 32)
+    assert wide.shape == (32, 48, 3)
+    assert torch.allclose(wide[:, 8:40], square, atol=1e-6)
+    # The top-left rays in camera space: the same slope up, and sideways 23.5 pixels from the
+    # center instead of 15.5, at the same focal length.
+    def slopes(ray: torch.Tensor) -> tuple[float, float]:  # camera x / z and y / z
+        x, y, z = (pose[:3, :3].T @ ray).tolist()
+        return x / z, y / z
+
+    (square_x, square_y), (wide_x, wide_y) = slopes(square[0, 0]), slopes(wide[0, 0])
+    assert math.isclose(wide_y, square_y, rel_tol=1e-5)
+    assert math.isclose(wide_x, square_x * 23.5 / 15.5, rel_tol=1e-5)

@@ -29,6 +29,8 @@ def assert_one_line_error(result, code: int, *needles: str) -> None:
     (["--res", "8"], "--res"),
     (["--res", "5000"], "--res"),
     (["--res", "abc"], "--res"),
+    (["--res", "1920x5000"], "5000 is outside 16..4096"),
+    (["--res", "1920by1080"], "'1920by1080' is not N or WxH"),
     (["--device", "tpu"], "--device"),
     (["--headless", "--out", "x.png", "--mode", "fancy"], "--mode"),
     (["--headless"], "--out"),
@@ -71,6 +73,17 @@ def test_headless_png_from_a_tiny_checkpoint(tiny_ckpt, tmp_path):
     assert result.returncode == 0, result.stderr
     image = np.asarray(Image.open(out))
     assert image.shape[:2] == (32, 32) and image.std() > 1.0
+
+
+def test_res_takes_a_square_side_or_width_x_height():
+    import main
+    from models.resolution import Resolution
+
+    assert main.parse_args(["--res", "1920x1080"]).res == [Resolution(1920, 1080)]
+    assert main.parse_args(["--res", "256"]).res == [Resolution(256, 256)]
+    assert main.parse_args([]).res == [Resolution(256, 256)]
+    assert main.parse_args(["--benchmark", "--res", "512", "1920x1080"]).res == [
+        Resolution(512, 512), Resolution(1920, 1080)]
 
 
 def test_help_explains_each_flag():

@@ -16,7 +16,8 @@ import torch
 from models.cameras import orbit_pose
 from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork
-from models.renderer import GRAPH_MAX_RES, LFNRenderer
+from models.renderer import GRAPH_MAX_PIXELS, LFNRenderer
+from models.resolution import Resolution
 from tests.conftest import TINY, tiny_lfn
 
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
@@ -29,11 +30,11 @@ class EagerGraphs:
     def __init__(self, make_step):
         self.pose = torch.zeros(3, 4)
         self.make_step = make_step
-        self.outputs: dict[int, torch.Tensor] = {}
-        self.calls: list[int] = []
+        self.outputs: dict[Resolution, torch.Tensor] = {}
+        self.calls: list[Resolution] = []
         self.cleared = 0
 
-    def __call__(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+    def __call__(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
         self.pose.copy_(cam2world[:3, :4])
         frame = self.make_step(self.pose, res)()
         self.outputs.setdefault(res, torch.empty_like(frame)).copy_(frame)
@@ -113,7 +114,7 @@ def test_the_graph_step_renders_what_the_plain_path_renders(backend):
         pose = orbit_pose(azimuth, elevation, 2.7)
         assert torch.equal(graphed.render(pose, 16), plain.render(pose, 16))
         assert torch.equal(graphed.render_rgba(pose, 16), plain.render_rgba(pose, 16))
-    assert graphs.calls == [16] * 6
+    assert graphs.calls == [Resolution.square(16)] * 6
 
 
 def test_a_frame_never_aliases_the_graph_output():
@@ -124,7 +125,7 @@ def test_a_frame_never_aliases_the_graph_output():
     out = torch.empty(8, 8, 4)
     rgba = renderer.render_rgba(orbit_pose(120, 10), 8, out=out)
     assert rgba.data_ptr() == out.data_ptr()
-    static = graphs.outputs[8]
+    static = graphs.outputs[Resolution.square(8)]
     assert first.data_ptr() != static.data_ptr() and torch.equal(first, kept)
     assert (rgba[..., 3] == 1).all() and torch.equal(rgba[..., :3], static.view(8, 8, 3))
 
@@ -134,10 +135,11 @@ def test_frames_too_large_for_a_graph_render_without_one():
     graphs = with_eager_graphs(renderer)
     renderer.render(orbit_pose(30, 20), 10)  # 100 rays: one pass
     renderer.render(orbit_pose(30, 20), 11)  # 121 rays: two chunks
-    assert graphs.calls == [10]
+    assert graphs.calls == [Resolution.square(10)]
     renderer.rays_per_chunk = 1 << 24
-    assert renderer._graphed_colors(orbit_pose(30, 20), GRAPH_MAX_RES + 1) is None
-    assert graphs.calls == [10]
+    one_column_more = Resolution(GRAPH_MAX_PIXELS // 1024 + 1, 1024)
+    assert renderer._graphed_colors(orbit_pose(30, 20), one_column_more) is None
+    assert graphs.calls == [Resolution.square(10)]
 
 
 @pytest.mark.parametrize("error", [

@@ -11,6 +11,7 @@ import main
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
+from models.resolution import Resolution
 from viewer import headless
 
 
@@ -20,7 +21,7 @@ def export(capsys, ckpt, out, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def renderer_image(ckpt, instance: int, orbit: Orbit, res: int) -> np.ndarray:
+def renderer_image(ckpt, instance: int, orbit: Orbit, res: Resolution | int) -> np.ndarray:
     """What the CPU renderer itself gives, in 8 bits (compare with --device cpu exports)."""
     loaded = load_checkpoint(ckpt)
     renderer = make_renderer(loaded.model)
@@ -99,3 +100,30 @@ def test_direct_depth_image_is_gray_and_black_where_invalid():
                   torch.stack([depth, valid, valid], -1), depth_range=(2.0, 4.0))
     gray = headless.direct_image(frame)[..., 0]
     assert gray.tolist() == [[255, 0], [128, 0]]
+
+
+def test_a_non_square_png_is_the_renderers_wide_frame(capsys, tiny_ckpt, tmp_path):
+    out = tmp_path / "wide.png"
+    code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "48x32", "--device", "cpu")
+    assert (code, stderr) == (0, "")
+    image = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
+    assert image.shape == (32, 48, 3)  # 48 wide, 32 tall
+    assert np.abs(image - renderer_image(tiny_ckpt, 0, Orbit(), Resolution(48, 32))).max() <= 1
+
+
+def test_non_square_depth_keeps_the_frame_size(capsys, tiny_ckpt, tmp_path):
+    out = tmp_path / "wide.png"
+    code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "48x32", "--mode", "depth")
+    assert (code, stderr) == (0, "")
+    assert np.asarray(Image.open(out)).shape == (32, 48, 3)
+    assert np.load(out.with_suffix(".npy")).shape == (32, 48)
+
+
+def test_a_non_square_video_keeps_the_frame_size(capsys, tiny_ckpt, tmp_path):
+    import av
+
+    out = tmp_path / "wide.mp4"
+    code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "48x32", "--frames", "2")
+    assert (code, stderr) == (0, "")
+    with av.open(str(out)) as video:
+        assert (video.streams.video[0].width, video.streams.video[0].height) == (48, 32)

@@ -30,6 +30,7 @@ from models.checkpoint import checkpoint_dict, load_checkpoint
 from models.depth import gradient_depth
 from models.lfn import LFNConfig, LightFieldNetwork
 from models.renderer import CPU_WORKING_BYTES, LIVE_ACTIVATIONS, LFNRenderer, VolumetricRenderer
+from models.resolution import Resolution
 from models.volumetric import VolumetricConfig, VolumetricField
 from tests.conftest import egl_context, names, tiny_lfn, tiny_volumetric
 from tests.synthetic_cars import write_synthetic_dataset
@@ -153,7 +154,8 @@ def test_bad_flag_values_after_parsing_exit_1_naming_the_flag(tiny_ckpt, tmp_pat
     assert not list(tmp_path.glob("*.png"))
 
 
-@pytest.mark.parametrize("res", ["15", "4097", "-1", "1e3"])
+@pytest.mark.parametrize("res", ["15", "4097", "-1", "1e3", "1920x4097", "15x1080", "1920x", "x1080",
+                                 "0", "1920x1080x3"])
 def test_resolutions_just_outside_the_range_exit_2(res, capsys):
     with pytest.raises(SystemExit) as exit_:
         main.parse_args(["--headless", "--out", "a.png", "--res", res])
@@ -162,8 +164,9 @@ def test_resolutions_just_outside_the_range_exit_2(res, capsys):
 
 
 def test_resolutions_at_the_range_edges_are_accepted():
-    assert main.parse_args(["--res", "16"]).res == [16]
-    assert main.parse_args(["--res", "4096"]).res == [4096]
+    assert main.parse_args(["--res", "16"]).res == [Resolution.square(16)]
+    assert main.parse_args(["--res", "4096"]).res == [Resolution.square(4096)]
+    assert main.parse_args(["--res", "4096x16"]).res == [Resolution(4096, 16)]
 
 
 # ---------------------------------------------------------------- out of memory mid-frame

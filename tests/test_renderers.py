@@ -19,11 +19,13 @@ from models.depth import gradient_depth
 from models.lfn import ray_colors
 from models.renderer import LFNRenderer, VolumetricRenderer, backend_unavailable, make_renderer
 from models.renderer_protocol import Capabilities, GradientDepth, RayBackend, Renderer
+from models.resolution import Resolution
 from tests.conftest import tiny_lfn, tiny_volumetric
 
 CPU = torch.device("cpu")
 POSE = orbit_pose(40, 20, 2.8)
 RES = 12
+WIDE = Resolution(48, 32)  # 8 more columns on each side of the 32² frame
 
 
 def cpu_backends() -> list[str]:
@@ -88,6 +90,30 @@ def test_the_volumetric_renderer_is_a_renderer_with_expected_depth():
     assert not lfn.capabilities.expected_depth
 
 
+@pytest.mark.parametrize("name", cpu_backends())
+def test_a_non_square_lfn_frame_is_the_square_frame_widened(name):
+    renderer = LFNRenderer(tiny_lfn(), backend=name)
+    image = renderer.render(POSE, WIDE)
+    assert image.shape == (32, 48, 3)
+    # the vertical field of view stays: the 32² frame is the wide one's central 32 columns
+    assert torch.allclose(image[:, 8:40], renderer.render(POSE, 32), atol=1e-5)
+    out = torch.full((32, 48, 4), -1.0)
+    assert renderer.render_rgba(POSE, WIDE, out).data_ptr() == out.data_ptr()
+    assert torch.allclose(out[..., :3], image) and (out[..., 3] == 1).all()
+    depth = gradient_depth(renderer, POSE, WIDE)
+    assert depth.depth.shape == depth.valid.shape == (32, 48) and torch.equal(depth.color, image)
+
+
+@pytest.mark.parametrize("sampling", ["dense", "accelerated"])
+def test_a_non_square_volumetric_frame_is_the_square_frame_widened(sampling):
+    renderer = make_renderer(tiny_volumetric(), sampling=sampling)
+    color, depth, opacity = renderer.render_with_depth(POSE, WIDE)
+    assert color.shape == (32, 48, 3) and depth.shape == opacity.shape == (32, 48)
+    assert torch.allclose(color[:, 8:40], renderer.render(POSE, 32), atol=1e-5)
+    rgba = renderer.render_rgba(POSE, WIDE)
+    assert rgba.shape == (32, 48, 4) and torch.equal(rgba[..., :3], color)
+
+
 class HalfGrey(RayFunctionBackend):
     """A registered-in-the-test backend: every ray grey at half the eager colors' brightness."""
 
@@ -144,17 +170,17 @@ class FusedConstant:
 
     def render(self, cam2world, res):
         self.frames.append("render")
-        return torch.full((res, res, 3), 0.25)
+        return torch.full((res.height, res.width, 3), 0.25)
 
     def render_rgba(self, cam2world, res, out=None):
         self.frames.append("render_rgba")
-        rgba = torch.full((res, res, 4), 0.25) if out is None else out.fill_(0.25)
+        rgba = torch.full((res.height, res.width, 4), 0.25) if out is None else out.fill_(0.25)
         rgba[..., 3] = 1.0
         return rgba
 
     def depth_equations(self, cam2world, res, summed):
         # every pixel's equations say z = 2 (Σ a·b / Σ a² = 2), confidently
-        n = res * res
+        n = res.pixels
         return torch.rand(n, 3), torch.full((n,), 2.0), torch.ones(n)
 
 

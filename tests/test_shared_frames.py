@@ -20,15 +20,16 @@ from engine.texture import FrameTexture, cuda_check, to_rgba32f
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
+from models.resolution import Resolution
 from viewer.worker import RenderWorker
 
 
 class HostFrame:
     """A SharedFrame's stand-in on a machine without CUDA: host memory, same interface."""
 
-    def __init__(self, pool: SharedFramePool, res: int, device: torch.device):
+    def __init__(self, pool: SharedFramePool, res: Resolution, device: torch.device):
         self.pool, self.res = pool, res
-        self.tensor = torch.full((res, res, 4), -1.0)
+        self.tensor = torch.full((res.height, res.width, 4), -1.0)
         self.released = False
 
     def release(self) -> None:
@@ -114,7 +115,7 @@ def test_render_thread_gives_back_frames_nobody_took(frames, pool):
             while time.monotonic() < deadline and not worker.idle:
                 time.sleep(0.005)
         shown = worker.take()
-        assert shown.request.res == 12 and shown.shared is not None
+        assert shown.request.res == Resolution.square(12) and shown.shared is not None
         # the 8² frames were replaced before anyone took them: all free again
         assert len({id(pool.take(8)) for _ in range(FRAMES_PER_RES)}) == FRAMES_PER_RES
     finally:

@@ -29,12 +29,16 @@ from models.lfn import LFNConfig, LightFieldNetwork, ray_colors  # noqa: E402
 from models.plucker import plucker  # noqa: E402
 from models.renderer import LFNRenderer  # noqa: E402
 from models.renderer_protocol import RayBackend, Renderer  # noqa: E402
+from models.resolution import Resolution  # noqa: E402
 from models.triton_lfn import INTERPRETER_META, TritonLFN, triton_available  # noqa: E402
 from models.triton_pool import pooled_solve  # noqa: E402
 
 TOLERANCE = 1e-2
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "cars.pt"
 POISON = -7.0  # colors and alpha are never negative
+# Wider than tall, 133 rays (the last 16-ray tile partial): a kernel that split a ray's index into
+# column and row by the height, or assumed a square, would shear or cut the picture.
+NON_SQUARE = Resolution(19, 7)
 
 
 @pytest.fixture(autouse=True)
@@ -241,15 +245,37 @@ def test_gradient_depth_through_the_triton_backend_matches_the_eager_one():
     assert rel_err(fast.depth[both], reference.depth[both]) <= 2 * TOLERANCE
 
 
+# 169 pixels: the last block is partial, and every border is replicated; and a non-square frame
+@pytest.mark.parametrize("res", [Resolution.square(13), NON_SQUARE], ids=str)
 @pytest.mark.parametrize("window", [3, 5])
-def test_pooled_solve_kernel_matches_the_torch_pooling(window):
-    res = 13  # 169 pixels: the last block is partial, and every border is replicated
+def test_pooled_solve_kernel_matches_the_torch_pooling(window, res):
     gen = torch.Generator().manual_seed(window)
-    color = torch.rand(res * res, 3, generator=gen)
-    color[: res * res // 2] = 0.5  # a flat region beside a textured one: weights near 1 and near 0
-    ab, aa = torch.randn(res * res, generator=gen), torch.rand(res * res, generator=gen)
+    color = torch.rand(res.pixels, 3, generator=gen)
+    color[: res.pixels // 2] = 0.5  # a flat region beside a textured one: weights near 1 and near 0
+    ab, aa = torch.randn(res.pixels, generator=gen), torch.rand(res.pixels, generator=gen)
     equations = torch.cat([color, ab[:, None], aa[:, None]], 1)
     depth, confidence = pooled_solve(equations, res, window, color_sigma=0.1)
     pooled_ab, pooled_aa = pool_equations(color, ab, aa, res, window, color_sigma=0.1)
     assert torch.allclose(confidence, pooled_aa, rtol=1e-5, atol=1e-6)
     assert torch.allclose(depth, pooled_ab / pooled_aa.clamp(min=1e-12), rtol=1e-4, atol=1e-5)
+
+
+def test_non_square_frames_and_depth_equations_match_the_eager_ones():
+    model = random_lfn(64)  # the interpreter's 2 column blocks of 32: whole mask words
+    fused = LFNRenderer(model, precision="fp16", backend="triton")
+    eager = LFNRenderer(model, backend="eager")
+    pose = orbit_pose(120, 15, 2.8)
+    reference = eager.render(pose, NON_SQUARE)
+    image = fused.render(pose, NON_SQUARE)
+    assert image.shape == (7, 19, 3) and rel_err(image, reference) <= TOLERANCE
+    out = torch.full((7, 19, 4), POISON)
+    assert fused.render_rgba(pose, NON_SQUARE, out).data_ptr() == out.data_ptr()
+    assert rel_err(out[..., :3], reference) <= TOLERANCE and (out[..., 3] == 1).all()
+    with torch.no_grad():
+        color, derivatives = color_derivatives(eager, pose, NON_SQUARE)
+    ab, aa = pixel_equations(derivatives)
+    equations = fused.ray_backend.kernel.depth_equations(pose, NON_SQUARE)
+    assert equations.shape == (NON_SQUARE.pixels, 5) and rel_err(equations[:, :3], color) <= TOLERANCE
+    for fast, slow in ((equations[:, 3], ab), (equations[:, 4], aa)):  # see the square test above
+        close = (fast - slow).abs() <= 0.01 * slow.abs() + 1e-4
+        assert close.float().mean() >= 0.95

@@ -26,6 +26,7 @@ from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.epi import EpipolarImage
 from models.renderer import make_renderer
+from models.resolution import Resolution
 from viewer.worker import RenderWorker, join_within
 
 
@@ -42,7 +43,7 @@ SHOWN = InstanceLatent(1)
 
 
 def request(mode: DisplayMode = DisplayMode.RGB, latent: LatentSelection = SHOWN,
-            res: int = 16) -> FrameRequest:
+            res: Resolution | int = 16) -> FrameRequest:
     return FrameRequest(Orbit(azimuth=50.0), res, mode, latent)
 
 
@@ -86,6 +87,15 @@ def test_depth_modes(frames, mode, channels):
     assert near < far
 
 
+@pytest.mark.parametrize("mode, channels", [(DisplayMode.RGB, 4), (DisplayMode.DEPTH, 3),
+                                            (DisplayMode.NORMALS, 4), (DisplayMode.COMPARE, 4)])
+def test_non_square_frames_of_every_mode(frames, mode, channels):
+    frame = frames.render(request(mode, res=Resolution(24, 16)))
+    assert frame.image.shape == (16, 24, channels) and torch.isfinite(frame.image).all()
+    if mode is DisplayMode.COMPARE:
+        assert frame.reference.shape == (16, 24, 3)
+
+
 def test_a_summed_depth_request_asks_for_the_summed_equations(frames, monkeypatch):
     asked = []
     original = engine.frame.gradient_depth
@@ -121,12 +131,12 @@ def test_worker_renders_the_newest_request_and_reports_errors(frames):
         worker.submit(request(res=12))
         deadline = time.monotonic() + 30
         shown = []
-        while time.monotonic() < deadline and not (shown and shown[-1].request.res == 12):
+        while time.monotonic() < deadline and not (shown and shown[-1].request.res == Resolution.square(12)):
             done = worker.take()
             if done is not None:
                 shown.append(done)
             time.sleep(0.01)
-        assert shown and shown[-1].request.res == 12
+        assert shown and shown[-1].request.res == Resolution.square(12)
         worker.submit(request(latent=InstanceLatent(99)))  # no such instance
         while time.monotonic() < deadline and not worker.idle:
             time.sleep(0.01)

@@ -21,8 +21,10 @@ from engine.latents import (
     has_volumetric_twin,
 )
 from models.cameras import DEFAULT_FOV_DEG, Orbit, orbit_pose
+from models.resolution import Resolution
 from viewer.layout import PANEL_WIDTH, Layout
 from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE, OrbitCamera
+from viewer.panel import ControlPanel
 from viewer.quality import QualityPolicy
 from viewer.state import ViewerState
 from viewer.stats import FrameStats
@@ -175,10 +177,33 @@ def test_layout_keeps_the_panel_to_a_third_and_squares_in_the_view(size):
     layout = Layout(*size, (1.0, 1.0))
     assert layout.panel <= min(PANEL_WIDTH, size[0] / 3)
     for count in (1, 3):
-        squares = layout.squares(count)
+        squares = layout.pictures(count)
         assert len(squares) == count
         for x, y, w, h in squares:
             assert w == h >= 0 and x >= layout.panel and x + w <= size[0] and y + h <= size[1]
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (300, 1000), (1762, 800)])
+@pytest.mark.parametrize("aspect", [16 / 9, 0.5])
+def test_layout_draws_pictures_at_their_aspect_in_the_view(size, aspect):
+    layout = Layout(*size, (1.0, 1.0))
+    for count in (1, 3):
+        pictures = layout.pictures(count, aspect)
+        for x, y, w, h in pictures:
+            assert x >= layout.panel and x + w <= size[0] and y + h <= size[1]
+            assert w / h == pytest.approx(aspect, abs=1 / h)  # whole units: within a unit's rounding
+        _, _, w, h = pictures[0]
+        _, _, view_w, view_h = layout.view
+        assert h == view_h or abs(w - view_w // count) <= 1  # as large as fit
+
+
+def test_the_panel_offers_the_requested_aspect_at_each_size():
+    panel = ControlPanel(["a"], Resolution(1920, 1080))
+    assert panel.res_choices[-1] == Resolution(1920, 1080)
+    assert Resolution(114, 64) in panel.res_choices and Resolution(910, 512) in panel.res_choices
+    assert all(r.aspect == pytest.approx(16 / 9, rel=0.02) for r in panel.res_choices)
+    squares = ControlPanel(["a"], Resolution.square(256)).res_choices
+    assert squares == [Resolution.square(side) for side in (32, 64, 128, 256, 512, 1024)]
 
 
 def test_layout_viewport_is_in_framebuffer_pixels_from_the_bottom():

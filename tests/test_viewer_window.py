@@ -27,8 +27,8 @@ import main
 from models.checkpoint import save_checkpoint
 from tests.conftest import names, skip_or_fail, tiny_lfn
 from viewer import app as viewer_app
-from viewer.app import BACKGROUND, NO_DISPLAY, WINDOW_SIZE, save_screenshot_png, window_sizes
-from viewer.layout import Layout
+from viewer.app import BACKGROUND, NO_DISPLAY, WINDOW_SIZE, save_screenshot_png, window_size, window_sizes
+from viewer.layout import PANEL_WIDTH, Layout
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
 TIMEOUT_S = 30.0
@@ -69,9 +69,10 @@ def xvfb():
     server.wait(timeout=10)
 
 
-def picture_rect(width: int, height: int) -> tuple[int, int, int, int]:
-    """Where the window draws a single-pane frame (x, y, w, h), from the viewer's own layout."""
-    x, y, w, h = Layout(width, height, (1.0, 1.0)).squares(1)[0]
+def picture_rect(width: int, height: int, aspect: float = 1.0) -> tuple[int, int, int, int]:
+    """Where the window draws a single-pane frame of `aspect` (x, y, w, h), from the viewer's own
+    layout."""
+    x, y, w, h = Layout(width, height, (1.0, 1.0)).pictures(1, aspect)[0]
     return int(x), int(y), int(w), int(h)
 
 
@@ -108,9 +109,10 @@ class Viewer:
                              capture_output=True, check=True, timeout=10).stdout
         return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
 
-    def settled(self, title_pattern: str, size=WINDOW_SIZE, unlike: np.ndarray | None = None):
+    def settled(self, title_pattern: str, size=WINDOW_SIZE, unlike: np.ndarray | None = None,
+                aspect: float = 1.0):
         """The window once its title matches, its picture differs from `unlike` and two
-        screenshots in a row agree on it; returns the picture region."""
+        screenshots in a row agree on it; returns the picture region (a frame of `aspect`)."""
         deadline = time.monotonic() + TIMEOUT_S
         previous = None
         while time.monotonic() < deadline:
@@ -119,7 +121,7 @@ class Viewer:
             shot = self.screenshot()
             ok = re.search(title_pattern, before) and re.search(title_pattern, self.title())
             if ok and shot.shape[1::-1] == tuple(size):
-                x, y, w, h = picture_rect(*size)
+                x, y, w, h = picture_rect(*size, aspect)
                 picture = shot[y : y + h, x : x + w]
                 fresh = unlike is None or np.abs(picture - unlike).max() > 3
                 if fresh and previous is not None and np.array_equal(picture, previous):
@@ -238,6 +240,21 @@ def test_window_frame_matches_headless_png(viewer_factory, vivid_ckpt, tmp_path)
     viewer.stop()
 
 
+def test_a_non_square_frame_opens_a_window_of_its_aspect_and_matches_headless(
+        viewer_factory, vivid_ckpt, tmp_path):
+    aspect = 96 / 64
+    assert window_size(aspect) == (PANEL_WIDTH + 1200, 800)  # the view beside the panel is 3:2 too
+    viewer = viewer_factory(vivid_ckpt, "--res", "96x64")
+    viewer.settled(r"car000 - RGB - 96x64px$", size=window_size(aspect), aspect=aspect)
+    # A window this size leaves exactly 96 × 64 right of the panel: the frame is drawn 1:1.
+    size = (144, 64)
+    assert picture_rect(*size, aspect)[2:] == (96, 64)
+    viewer.xdotool("windowsize", "--sync", viewer.window, str(size[0]), str(size[1]))
+    picture = viewer.settled(r"car000 - RGB - 96x64px$", size=size, aspect=aspect)
+    assert np.abs(picture - headless_png(vivid_ckpt, tmp_path, "--res", "96x64")).max() <= 1
+    viewer.stop()
+
+
 def test_display_modes(viewer_factory, vivid_ckpt, tiny_volumetric_ckpt):
     viewer = viewer_factory(vivid_ckpt, "--res", "32", "--volumetric", str(tiny_volumetric_ckpt))
     viewer.settled(r"car000 - RGB - 32px$")
@@ -248,7 +265,7 @@ def test_display_modes(viewer_factory, vivid_ckpt, tiny_volumetric_ckpt):
     viewer.key("4")
     viewer.settled(r"car000 - LFN vs volumetric - 32px$")
     shot = viewer.screenshot()
-    x, y, w, h = Layout(*WINDOW_SIZE, (1.0, 1.0)).squares(3)[2]
+    x, y, w, h = Layout(*WINDOW_SIZE, (1.0, 1.0)).pictures(3)[2]
     heatmap = shot[y + h // 4 : y + 3 * h // 4, x + w // 4 : x + 3 * w // 4]
     assert heatmap.std((0, 1)).max() > 1, "the difference pane is flat"
     viewer.stop()

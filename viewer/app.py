@@ -69,7 +69,7 @@ from viewer.benchmark_panel import BenchmarkPanel
 from viewer.display import DIFFERENCE_GAIN, Display, Pane, frame_panes
 from viewer.epi_panel import EpiPanel, epi_request, pick_scanline
 from viewer.fitted_latents import FittedLatentBank
-from viewer.layout import Layout, Rect
+from viewer.layout import PANEL_WIDTH, Layout, Rect
 from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
 from viewer.path_panel import PathPanel, PathRecording
@@ -82,11 +82,12 @@ from viewer.worker import RenderWorker
 
 NO_DISPLAY = "error: no display available; use --web, --headless or --benchmark"
 WINDOW_SIZE = (1280, 800)
+MAX_WINDOW_WIDTH = 1920  # a wide frame widens the window up to a common screen's width
 ACTIVE_FPS = 60.0  # more only burns the cores the network needs
 IDLE_FPS = 20.0
 COMPARE_RES_CPU = 64  # the volumetric baseline still costs ~40 network evaluations per hit ray
-# A running fit slows every frame, so the moving resolution adapts down to 16-32² on a CPU, where
-# the car being fitted is a blur; its preview frames stay at least this sharp.
+# A running fit slows every frame, so the moving resolution adapts down to 16-32 rows on a CPU, where
+# the car being fitted is a blur; its preview frames keep at least this many rows.
 FIT_PREVIEW_RES = 64
 BACKGROUND = (0.11, 0.11, 0.12)
 TEXT = imgui.IM_COL32(235, 235, 235, 255)
@@ -114,6 +115,13 @@ def open_window(width: int, height: int, title: str) -> glfw._GLFWwindow:
     glfw.make_context_current(window)
     glfw.swap_interval(0)
     return window
+
+
+def window_size(aspect: float) -> tuple[int, int]:
+    """The size the window opens at: WINDOW_SIZE, widened (up to MAX_WINDOW_WIDTH) so that a frame
+    wider than the view beside the panel fills its height, e.g. 16:9 for --res 1920x1080."""
+    width, height = WINDOW_SIZE
+    return min(max(width, PANEL_WIDTH + round(height * aspect)), MAX_WINDOW_WIDTH), height
 
 
 def window_sizes(window: glfw._GLFWwindow) -> tuple[tuple[int, int], tuple[int, int]] | None:
@@ -179,7 +187,7 @@ class ViewerApp:
         self.config = config
         # before the window: an encoder the user named and that cannot load ends the run cleanly
         encoder, encoder_note = viewer_encoder(config.encoder, config.checkpoint, ckpt.model)
-        self.window = open_window(*WINDOW_SIZE, "LFN viewer")
+        self.window = open_window(*window_size(config.res.aspect), "LFN viewer")
         self.ctx = moderngl.create_context()
         imgui.create_context()
         implot.create_context()
@@ -326,13 +334,14 @@ class ViewerApp:
         if key != self.view_key or fitting:  # the latent being fitted keeps moving
             self.view_key = key
             self.quality.changed(now)
-        res = self.quality.resolution(state.res, now)
+        # The policies count rows; a coarse frame keeps the requested aspect.
+        rows = self.quality.resolution(state.res.height, now)
         if fitting:
-            res = max(res, min(FIT_PREVIEW_RES, state.res))
+            rows = max(rows, min(FIT_PREVIEW_RES, state.res.height))
         if state.mode is DisplayMode.COMPARE and self.renderer.device.type == "cpu":
-            res = min(res, COMPARE_RES_CPU)
-        return FrameRequest(self.orbit.orbit, res, state.mode, state.latent_selection(),
-                            state.summed_depth)
+            rows = min(rows, COMPARE_RES_CPU)
+        return FrameRequest(self.orbit.orbit, state.res.at_height(rows), state.mode,
+                            state.latent_selection(), state.summed_depth)
 
     def update_frame(self, now: float) -> None:
         request = self.next_request(now)
@@ -358,9 +367,9 @@ class ViewerApp:
 
     def show(self, frame: Frame) -> None:
         request = frame.request
-        self.stats.rendered(request.res, frame.render_ms + frame.reference_ms)
+        self.stats.rendered(request.res.height, frame.render_ms + frame.reference_ms)
         if request.mode is not DisplayMode.COMPARE:
-            self.quality.observe(request.res, frame.render_ms, self.state.res)
+            self.quality.observe(request.res.height, frame.render_ms, self.state.res.height)
         image = self.image_texture.upload(frame.image, frame.shared)
         frame.shared = None  # back in its pool: frame.image may be overwritten from now on
         reference = None
@@ -385,7 +394,7 @@ class ViewerApp:
             overlay_text(layout.panel + 16, layout.height / 2, self.problem or "rendering…")
             return
         panes = self.panes()
-        rects = layout.squares(len(panes))
+        rects = layout.pictures(len(panes), self.shown.request.res.aspect)
         if rects[0][2] <= 0:
             return
         for pane, rect in zip(panes, rects, strict=True):
@@ -470,7 +479,7 @@ class ViewerApp:
         self.stats.write(
             path,
             texture_path=self.image_texture.texture_path,
-            requested_res=self.state.res,
+            requested_res=str(self.state.res),
             moving_res=self.quality.moving_res,
             device=str(self.renderer.device),
             precision=self.renderer.precision,

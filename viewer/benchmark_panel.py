@@ -16,7 +16,7 @@ import torch
 from imgui_bundle import imgui, implot
 
 from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
-from engine.benchmark_report import fps_grid
+from engine.benchmark_report import fps_grid, row_resolution
 from models.checkpoint import Checkpoint
 from viewer.worker import CLOSE_TIMEOUT_S, join_within
 
@@ -83,7 +83,7 @@ class BenchmarkPanel:
                 self.ckpt, volumetric, self.device, precision, PANEL_RESOLUTIONS[kind],
                 PANEL_FRAMES[kind], instance, [backend], progress=self._post, stop=self._stop,
             )
-            speedups = ", ".join(f"{r}²: {x:.0f}x" for r, x in result["speedup"].items())
+            speedups = ", ".join(f"{row_resolution(r).label}: {x:.0f}x" for r, x in result["speedup"].items())
             self._post(f"speedup over volumetric: {speedups}" if speedups else "done (no volumetric)",
                        result)
         except BenchmarkCancelled:
@@ -109,7 +109,7 @@ class BenchmarkPanel:
         if implot.begin_plot("FPS (log10) per resolution", imgui.ImVec2(-1, 200)):
             implot.setup_axes("resolution", "log10 FPS")
             positions = np.arange(len(resolutions), dtype=np.float64)
-            labels = [f"{r}²" for r in resolutions]
+            labels = [r.label for r in resolutions]
             implot.setup_axis_ticks(implot.ImAxis_.x1.value, positions.tolist(), labels)
             width = 0.8 / max(len(methods), 1)
             for i, method in enumerate(methods):

@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.display_mode import DisplayMode
 from engine.texture import SHADER_DIR
+from models.resolution import Resolution
 from viewer.layout import Viewport
 
 
@@ -31,7 +32,7 @@ DIFFERENCE_GAIN = 4.0  # a mean absolute difference of 0.25 reaches the top of t
 
 @dataclass
 class Pane:
-    """One square picture: a texture and how the display shader reads it."""
+    """One picture: a texture and how the display shader reads it."""
 
     texture: moderngl.Texture
     mode: ShaderMode = ShaderMode.RGB
@@ -69,21 +70,24 @@ class Display:
         self._set("gain", DIFFERENCE_GAIN)
         self.quad.render(moderngl.TRIANGLE_STRIP, vertices=4)
 
-    def read_image(self, panes: list[Pane], res: int) -> np.ndarray:
-        """Draw panes side by side, each res × res, offscreen; (res, res * len(panes), 3) uint8."""
-        fbo = self.ctx.simple_framebuffer((res * len(panes), res), components=4)
+    def read_image(self, panes: list[Pane], res: Resolution | int) -> np.ndarray:
+        """Draw panes side by side, each W × H (an int N: N × N), offscreen; (H, W * len(panes), 3)
+        uint8."""
+        res = Resolution.of(res)
+        width, height = res.width, res.height
+        fbo = self.ctx.simple_framebuffer((width * len(panes), height), components=4)
         try:
             fbo.use()
             fbo.clear(0.0, 0.0, 0.0, 1.0)
             for i, pane in enumerate(panes):
-                self.draw(pane, (i * res, 0, res, res))
+                self.draw(pane, (i * width, 0, width, height))
             data = fbo.read(components=3, alignment=1)
         finally:
             if self.ctx.screen is not None:  # a window's context: draw on screen again
                 self.ctx.screen.use()
             fbo.release()
         _ = self.ctx.error  # moderngl leaves GL_INVALID_OPERATION pending after a read (desktop.md)
-        image = np.frombuffer(data, np.uint8).reshape(res, res * len(panes), 3)
+        image = np.frombuffer(data, np.uint8).reshape(height, width * len(panes), 3)
         return np.ascontiguousarray(image[::-1])  # GL rows run bottom-up
 
 

@@ -2,9 +2,10 @@
 from a JSON file: engine/camera_path.py) → GIF or MP4, with no window.
 
 Frames go through the window's own path (engine/frame.py → texture → shaders/ display program),
-drawn offscreen in an EGL context at res × res, so a PNG matches the window for the same camera.
-Without EGL the renderer's tensor is written directly (said once on stdout). The viewer's "Export
-video" (viewer/path_export.py) renders its frames with the same path_pictures.
+drawn offscreen in an EGL context at the frame's width × height (--res N or WxH), so a PNG matches
+the window for the same camera. Without EGL the renderer's tensor is written directly (said once on
+stdout). The viewer's "Export video" (viewer/path_export.py) renders its frames with the same
+path_pictures.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where things go in the window: the panel on the left, the object's square picture(s) right of it."""
+"""Where things go in the window: the panel on the left, the object's picture(s) right of it."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def inside(rect: Rect, x: float, y: float) -> bool:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where things go this frame: the panel on the left, the object's square(s) in the rest."""
+    """Where things go this frame: the panel on the left, the object's picture(s) in the rest."""
 
     width: int  # window size, in the units of mouse positions and ImGui
     height: int
@@ -34,13 +34,16 @@ class Layout:
     def view(self) -> Rect:
         return (self.panel, 0, self.width - self.panel, self.height)
 
-    def squares(self, count: int) -> list[Rect]:
-        """`count` equal squares side by side, as large as fit, centered in the view."""
+    def pictures(self, count: int, aspect: float = 1.0) -> list[Rect]:
+        """`count` equal pictures of width/height `aspect` side by side, as large as fit, centered
+        in the view."""
         _, _, view_w, view_h = self.view
-        size = max(0, min(view_w // count, view_h))
-        x0 = self.panel + (view_w - size * count) // 2
-        y0 = (view_h - size) // 2
-        return [(x0 + i * size, y0, size, size) for i in range(count)]
+        # whole units, so a frame the view's size shows 1:1
+        height = max(0, min(round(view_w // count / aspect), view_h))
+        width = min(round(height * aspect), view_w // count)
+        x0 = self.panel + (view_w - width * count) // 2
+        y0 = (view_h - height) // 2
+        return [(x0 + i * width, y0, width, height) for i in range(count)]
 
     def gl_viewport(self, rect: Rect) -> Viewport:
         x, y, w, h = rect

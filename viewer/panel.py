@@ -20,9 +20,10 @@ from engine.latents import (
     RandomLatent,
     has_volumetric_twin,
 )
+from models.resolution import Resolution
 from viewer.state import ViewerState
 
-RES_CHOICES = (32, 64, 128, 256, 512, 1024)
+RES_CHOICES = (32, 64, 128, 256, 512, 1024)  # rows; each offered at the requested aspect
 WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
 # A frame still rendering after this long gets a line in the panel: a first frame that compiles its
 # kernels (Triton, torch.compile, a CUDA graph) or a CPU volumetric frame takes seconds.
@@ -53,10 +54,10 @@ class PanelInfo:
     texture_note: str | None
     fps: float
     frame_ms: np.ndarray
-    shown_res: int | None
+    shown_res: Resolution | None
     render_ms: float | None
     reference_ms: float | None
-    moving_res: int
+    moving_res: int  # rows
     depth_range: tuple[float, float]
     volumetric_note: str | None  # why the volumetric comparison is off; None when it is loaded
     message: str | None
@@ -83,6 +84,10 @@ def handle_shortcuts(state: ViewerState) -> None:
         state.screenshot_requested = True
 
 
+def size_text(res: Resolution) -> str:
+    return f"{res.width} x {res.height}"
+
+
 def choice_combo(label: str, active: str, reasons: dict[str, str | None]) -> str:
     """A combo of `reasons`' keys showing `active`; an option with a reason is disabled and shows
     the reason on hover. Returns the option picked this frame, else `active`."""
@@ -100,9 +105,9 @@ def choice_combo(label: str, active: str, reasons: dict[str, str | None]) -> str
 
 
 class ControlPanel:
-    def __init__(self, names: list[str], requested_res: int):
+    def __init__(self, names: list[str], requested_res: Resolution):
         self.names = names
-        self.res_choices = sorted({*RES_CHOICES, requested_res})
+        self.res_choices = requested_res.at_heights(RES_CHOICES)
 
     def draw(
         self, state: ViewerState, info: PanelInfo, width: float, height: float,
@@ -194,13 +199,14 @@ class ControlPanel:
 
     def _render(self, state: ViewerState, info: PanelInfo) -> None:
         imgui.separator_text("Rendering")
-        labels = [f"{r} x {r}" for r in self.res_choices]
+        labels = [size_text(r) for r in self.res_choices]
         index = self.res_choices.index(state.res) if state.res in self.res_choices else 0
         changed, index = imgui.combo("resolution", index, labels)
         if changed:
             state.res = self.res_choices[index]
-        shown = f"{info.shown_res} x {info.shown_res}" if info.shown_res else "-"
-        imgui.text(f"shown: {shown}, while moving: {min(info.moving_res, state.res)}")
+        shown = size_text(info.shown_res) if info.shown_res else "-"
+        moving = state.res.at_height(min(info.moving_res, state.res.height))
+        imgui.text(f"shown: {shown}, while moving: {size_text(moving)}")
         if info.render_ms is not None:
             imgui.text(f"frame: {info.render_ms:.1f} ms ({info.evals_per_ray} eval/ray)")
         if info.waiting_s is not None and info.waiting_s >= SLOW_FRAME_S:

@@ -7,19 +7,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.cameras import intrinsics, pixel_rays
-from models.depth import gradient_depth
+from models.depth import depth_to_points, gradient_depth
 from models.renderer import LFNRenderer
+from models.resolution import Resolution
 
 
-def view_points(renderer: LFNRenderer, cam2world: torch.Tensor, res: int,
+def view_points(renderer: LFNRenderer, cam2world: torch.Tensor, res: Resolution,
                 summed: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """World points (N, 3) float32 and colors (N, 3) uint8 of the pixels with a valid depth,
     for the latent the renderer holds."""
     depth = gradient_depth(renderer, cam2world, res, summed=summed)
     colors = renderer.render(cam2world, res).float().clamp(0, 1)
-    origins, dirs = pixel_rays(cam2world.to(renderer.device), intrinsics(res, res), res, res)
-    points = origins + dirs * depth.depth.to(dirs)[..., None]  # depth is distance along the ray
+    points = depth_to_points(depth.depth, cam2world, res)  # depth is distance along each ray
     valid = depth.valid.to(points.device)
     rgb = (colors[valid] * 255 + 0.5).to(torch.uint8)
     return points[valid].cpu().numpy().astype(np.float32), rgb.cpu().numpy()

@@ -1,9 +1,11 @@
 """When to render at which resolution: coarse while the view changes, the requested one at rest.
 
-While the camera or latent moves, frames render at `moving_res`, which adapts so that one moving
-frame takes about `budget_ms` (halving when slower, doubling when much faster, never above the
-requested resolution): a CPU settles near 64², a GPU at the full resolution. Once nothing has
+While the camera or latent moves, frames render at `moving_res` rows, which adapts so that one
+moving frame takes about `budget_ms` (halving when slower, doubling when much faster, never above
+the requested rows): a CPU settles near 64 rows, a GPU at the full resolution. Once nothing has
 changed for `rest_delay_s`, one frame renders at the requested resolution and is then reused.
+Sizes here are rows (a frame's height); the caller keeps the requested aspect
+(models/resolution.py Resolution.at_height).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from engine.display_mode import DisplayMode
 from engine.latents import BlendLatent, FittedLatent, InstanceLatent, LatentSelection, RandomLatent
 from models.cameras import Orbit
+from models.resolution import Resolution
 
 # The kinds of latent the panel offers; `latent_source` holds one, its fields hold the rest.
 LatentSource = type[InstanceLatent] | type[BlendLatent] | type[RandomLatent] | type[FittedLatent]
@@ -26,7 +27,7 @@ class ViewerState:
     fit_target: int = 0  # the fitted code blends toward this instance by fit_t
     fit_t: float = 0.0
     mode: DisplayMode = DisplayMode.RGB
-    res: int = 256
+    res: Resolution = Resolution.square(256)
     auto_depth_range: bool = True
     summed_depth: bool = False  # the faster depth equations (one reverse pass on triton)
     near: float = 2.0

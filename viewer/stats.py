@@ -19,15 +19,15 @@ class FrameStats:
         self.ui_frame_ms: list[float] = []
         self.recent_ms: deque[float] = deque(maxlen=PLOT_FRAMES)
         self.render_ms: list[float] = []
-        self.render_res: list[int] = []
+        self.render_res: list[int] = []  # each frame's rows: its height
 
     def ui_frame(self, frame_ms: float) -> None:
         self.ui_frame_ms.append(frame_ms)
         self.recent_ms.append(frame_ms)
 
-    def rendered(self, res: int, render_ms: float) -> None:
+    def rendered(self, rows: int, render_ms: float) -> None:
         self.render_ms.append(render_ms)
-        self.render_res.append(res)
+        self.render_res.append(rows)
 
     def fps(self) -> float:
         """UI frames per second over the plotted window."""

@@ -45,6 +45,7 @@ from engine.latents import BlendLatent, InstanceLatent, RandomLatent
 from models.cameras import DEFAULT_FOV_DEG, Orbit
 from models.checkpoint import Checkpoint
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
+from models.resolution import Resolution
 from viewer.backend_switch import BackendSwitch
 from viewer.benchmark_panel import BenchmarkPanel
 from viewer.fitted_latents import FittedLatentBank
@@ -57,7 +58,7 @@ from viewer.worker import RenderWorker
 
 # compare needs the volumetric baseline and two panes: the window only
 WEB_MODES = (DisplayMode.RGB, DisplayMode.DEPTH, DisplayMode.NORMALS)
-RESOLUTIONS = (64, 128, 256, 512, 1024)
+RESOLUTIONS = (64, 128, 256, 512, 1024)  # rows; each offered at the requested aspect
 JPEG_QUALITY = 90
 TICK_S = 0.02  # how often the serving loop looks for views that came to rest
 SEEN_CAMERAS = 256
@@ -118,7 +119,7 @@ def orbit_from_cam2world(cam2world: torch.Tensor, distance: float) -> Orbit:
 
 
 def fit_aspect(image: np.ndarray, aspect: float) -> np.ndarray:
-    """`image` (square, vertical field of view DEFAULT_FOV_DEG) widened, or cropped, to width/height
+    """`image` (vertical field of view DEFAULT_FOV_DEG, any aspect) widened, or cropped, to width/height
     = `aspect`: the page stretches its background image over the canvas, whose vertical field of
     view is the same. The sides outside the rendered view get the median color of the picture's
     side columns (the background, unless the object fills the view): a flat band, where repeating
@@ -144,13 +145,13 @@ class SessionStats:
     Kept only for --stats: a server runs for days."""
 
     sent_s: list[float] = field(default_factory=list)
-    sent_res: list[int] = field(default_factory=list)
+    sent_res: list[int] = field(default_factory=list)  # each frame's rows: its height
     camera_latency_s: list[float | None] = field(default_factory=list)
     render_ms: list[float] = field(default_factory=list)
 
-    def record(self, sent_s: float, res: int, render_ms: float, camera_latency_s: float | None):
+    def record(self, sent_s: float, rows: int, render_ms: float, camera_latency_s: float | None):
         self.sent_s.append(sent_s)
-        self.sent_res.append(res)
+        self.sent_res.append(rows)
         self.render_ms.append(render_ms)
         self.camera_latency_s.append(camera_latency_s)
 
@@ -201,7 +202,8 @@ class WebSession:
         self.view_key: tuple | None = None
         self.submitted: FrameRequest | None = None
         self.shown_orbit: Orbit | None = None
-        self.shown_res, self.shown_ms, self.latent_text = 0, 0.0, ""
+        self.shown_res: Resolution | None = None
+        self.shown_ms, self.latent_text = 0.0, ""
         self.problem: str | None = None
         self.status_s = 0.0
         self.build_gui(names)
@@ -222,7 +224,7 @@ class WebSession:
         with gui.add_folder("View"):
             mode = gui.add_dropdown("display", [m.label for m in WEB_MODES],
                                     initial_value=state.mode.label)
-            res_options = sorted({*RESOLUTIONS, state.res})
+            res_options = state.res.at_heights(RESOLUTIONS)
             res = gui.add_dropdown("resolution", [str(r) for r in res_options],
                                    initial_value=str(state.res))
             dynamic = gui.add_checkbox("coarse while moving", self.dynamic_res,
@@ -272,7 +274,7 @@ class WebSession:
         mix_t.on_update(edit(blend("mix_t")))
         random.on_click(edit(lambda _: self.new_random_latent()))
         mode.on_update(edit(set_mode))
-        res.on_update(edit(lambda value: setattr(state, "res", int(value))))
+        res.on_update(edit(lambda value: setattr(state, "res", Resolution.parse(value))))
         dynamic.on_update(edit(set_dynamic))
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
         upload.on_upload(lambda event: self.reconstruct(
@@ -328,8 +330,9 @@ class WebSession:
             if key != self.view_key:
                 self.view_key = key
                 self.quality.changed(now)
-            res = self.quality.resolution(state.res, now) if self.dynamic_res else state.res
-            request = FrameRequest(self.orbit, res, state.mode, state.latent_selection())
+            rows = self.quality.resolution(state.res.height, now) if self.dynamic_res else state.res.height
+            request = FrameRequest(self.orbit, state.res.at_height(rows), state.mode,
+                                   state.latent_selection())
             if request == self.submitted:
                 return
             self.submitted = request
@@ -348,7 +351,7 @@ class WebSession:
     def send(self, frame: Frame) -> None:
         request = frame.request
         with self.lock:
-            self.quality.observe(request.res, frame.render_ms, self.state.res)
+            self.quality.observe(request.res.height, frame.render_ms, self.state.res.height)
             aspect = self.aspect
         image = fit_aspect(direct_image(frame), aspect)
         self.client.scene.set_background_image(image, format="jpeg", jpeg_quality=JPEG_QUALITY)
@@ -360,7 +363,8 @@ class WebSession:
             seen = self.camera_seen_s.get(request.orbit)
             if self.stats is not None:
                 new_camera = request.orbit != self.shown_orbit and seen is not None
-                self.stats.record(now, request.res, frame.render_ms, now - seen if new_camera else None)
+                self.stats.record(now, request.res.height, frame.render_ms,
+                                  now - seen if new_camera else None)
             if seen is not None:  # cameras that arrived before this one were passed over for good
                 self.camera_seen_s = {o: s for o, s in self.camera_seen_s.items() if s > seen}
             self.shown_orbit = request.orbit
@@ -377,7 +381,7 @@ class WebSession:
             per_second = sum(1 for s in self.recent_sent_s if s > now - 1.0)
             lines = [f"**{renderer.backend}** {renderer.precision} on {renderer.device}"]
             if self.frames_sent:
-                lines.append(f"{self.shown_res}² in {self.shown_ms:.0f} ms, {per_second} frames/s, "
+                lines.append(f"{self.shown_res.label} in {self.shown_ms:.0f} ms, {per_second} frames/s, "
                              f"{self.frames_sent} frames sent")
             latent_text = self.latent_text
         switch = self.switch.status()
@@ -416,7 +420,7 @@ class WebSession:
         text = self.benchmark.status
         if self.benchmark.result is not None and not self.benchmark.running:
             methods, resolutions, fps = fps_grid(self.benchmark.result)
-            rows = ["| FPS | " + " | ".join(f"{r}²" for r in resolutions) + " |",
+            rows = ["| FPS | " + " | ".join(r.label for r in resolutions) + " |",
                     "|---" * (len(resolutions) + 1) + "|"]
             rows += [f"| {m} | " + " | ".join(fps_label(f) for f in row) + " |"
                      for m, row in zip(methods, fps, strict=True)]

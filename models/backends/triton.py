@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from models.renderer_protocol import Capabilities, GradientDepth
+from models.resolution import Resolution
 
 
 class TritonBackend:
@@ -39,16 +40,18 @@ class TritonBackend:
     def colors(self, plucker_rays: torch.Tensor) -> torch.Tensor:
         return self.kernel.colors(plucker_rays)
 
-    def render(self, cam2world: torch.Tensor, res: int) -> torch.Tensor:
+    def render(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
         return self.kernel.render(cam2world.to(self.device), res)
 
-    def render_rgba(self, cam2world: torch.Tensor, res: int, out: torch.Tensor | None = None) -> torch.Tensor:
-        flat = None if out is None else out.view(res * res, 4)
+    def render_rgba(
+        self, cam2world: torch.Tensor, res: Resolution, out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        flat = None if out is None else out.view(res.pixels, 4)
         rgba = self.kernel.render_rgba(cam2world.to(self.device), res, flat, torch.float32)
-        return rgba.view(res, res, 4)
+        return rgba.view(res.height, res.width, 4)
 
     def depth_equations(
-        self, cam2world: torch.Tensor, res: int, summed: bool,
+        self, cam2world: torch.Tensor, res: Resolution, summed: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.kernel.depth_equations(cam2world.to(self.device), res, summed)
         return out[:, :3], out[:, 3], out[:, 4]
