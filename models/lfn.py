@@ -83,7 +83,10 @@ class FiLMNetwork(nn.Module):
         elementwise passes, the same in backward. For training, where the ray batch is large."""
         h = x
         for weight, bias in self.folded_layers(latents):
-            h = torch.relu(torch.baddbmm(bias[:, None], h, weight.transpose(1, 2)))
+            # bmm, then bias and ReLU: torch.compile fuses the two into one pass, where baddbmm
+            # first writes the broadcast bias over the whole (B, N, width) output (profiled on
+            # an H100: a sixth of a compiled training step).
+            h = torch.relu(torch.bmm(h, weight.transpose(1, 2)) + bias[:, None])
         return self.head(h)
 
     def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
