@@ -12,9 +12,12 @@ At the end the window gets SIGTERM, as a desktop closes it, whatever is running 
 Verdict (exit 1 when any fails): the viewer exits 0 within EXIT_TIMEOUT_S of SIGTERM, prints no
 `error:` line and no traceback, its slowest UI frame stays under HANG_MS, and resident memory
 after the first minute grows by less than GROWTH_LIMIT. Memory swings by hundreds of MB with the
-display mode (a depth or compare frame's working memory comes and goes), so growth is the
-least-squares trend line of the readings after the first minute, from its start to its end: a
-leak lifts the line, the swings average out.
+display mode (a depth or compare frame's working memory comes and goes), so each reading is
+filed under the mode the window's title names at that second, and growth is judged within each
+mode: the least-squares trend line of that mode's readings after the first minute, from its
+first to its last reading, for every mode on screen long enough (MODE_MIN_READINGS readings
+over MODE_MIN_SPAN_S). A leak lifts every mode's line; which mode random input leaves on screen
+late in the run lifts only a line through all readings, which is reported beside it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ HANG_MS = 1000.0
 GROWTH_LIMIT = 0.05
 EXIT_TIMEOUT_S = 30.0
 SETTLE_S = 60.0  # memory is judged after this much of the run: tracing and caches settle first
+MODE_MIN_READINGS = 60  # a mode's trend is judged on at least this many one-second readings ...
+MODE_MIN_SPAN_S = 240.0  # ... spread over at least this long
 WINDOW_TIMEOUT_S = 60.0
 PANEL_SHARE = 1 / 3  # the panel takes at most a third of the window's width (viewer/layout.py)
 KEYS = ("bracketleft", "bracketright", "Prior", "Next", "1", "2", "3", "4", "r", "s",
@@ -71,7 +76,9 @@ class ChaosReport:
     rss_mb_peak: float
     rss_mb_after_first_minute: float | None
     rss_mb_end: float | None
-    rss_growth: float | None
+    rss_growth: float | None  # the largest of the judged modes' growths
+    rss_growth_by_mode: dict[str, float]  # the modes on screen long enough to judge
+    rss_growth_all_readings: float | None  # one line through every reading, whatever the mode
     rss_mb_every_10s: list[int]
     failures: list[str] = field(default_factory=list)
 
@@ -85,6 +92,13 @@ def start_xvfb() -> tuple[subprocess.Popen, str]:
         server.kill()
         raise RuntimeError("Xvfb did not start")
     return server, f":{number}"
+
+
+@dataclass
+class Reading:
+    seconds: float
+    mb: float
+    mode: str  # the display mode the window's title named then ("?" if it named none)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -105,6 +119,13 @@ class Driver:
 
     def run(self, *words: str) -> None:
         subprocess.run(["xdotool", *words], env=self.env, capture_output=True, timeout=20)
+
+    def display_mode(self) -> str:
+        """The mode in the title, "LFN viewer - <latent> - <mode> - <res>px" (viewer/app.py)."""
+        title = subprocess.run(["xdotool", "getwindowname", self.window], env=self.env,
+                               capture_output=True, text=True, timeout=20).stdout.strip()
+        parts = title.rsplit(" - ", 2)
+        return parts[1] if len(parts) == 3 and parts[2].endswith("px") else "?"
 
     def point(self, in_panel: bool) -> tuple[int, int]:
         width, height = self.size
@@ -157,7 +178,7 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
          "--res", str(config.res), "--stats", str(stats_path)],
         cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    memory: list[tuple[float, float]] = []
+    memory: list[Reading] = []
     counts: Counter[str] = Counter()
     failures: list[str] = []
     exit_code = exit_seconds = None
@@ -171,10 +192,10 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
         while (elapsed := time.monotonic() - started) < config.minutes * 60 and viewer.poll() is None:
             if elapsed >= next_reading:
                 if (mb := rss_mb(viewer.pid)) is not None:
-                    memory.append((elapsed, mb))
+                    memory.append(Reading(elapsed, mb, driver.display_mode()))
                 next_reading = elapsed + 1.0
-                if int(elapsed) % 30 == 0:
-                    progress(f"{elapsed:5.0f} s: {sum(counts.values())} events, {memory[-1][1]:.0f} MB")
+                if int(elapsed) % 30 == 0 and memory:
+                    progress(f"{elapsed:5.0f} s: {sum(counts.values())} events, {memory[-1].mb:.0f} MB")
             kind = rng.choices(kinds, weights)[0]
             driver.send(kind)
             counts[kind] += 1
@@ -195,14 +216,28 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
     return judge(counts, memory, stderr, exit_code, exit_seconds, stats_path, failures)
 
 
-def trend_ends(readings: list[tuple[float, float]]) -> tuple[float, float]:
-    """The least-squares line through (seconds, MB) readings, at the first and the last reading."""
-    times = [t for t, _ in readings]
-    slope, intercept = statistics.linear_regression(times, [mb for _, mb in readings])
+def trend_ends(readings: list[Reading]) -> tuple[float, float]:
+    """The least-squares line through the readings' (seconds, MB), at the first and the last."""
+    times = [r.seconds for r in readings]
+    slope, intercept = statistics.linear_regression(times, [r.mb for r in readings])
     return intercept + slope * times[0], intercept + slope * times[-1]
 
 
-def judge(counts: Counter, memory: list[tuple[float, float]],
+def growth_by_mode(settled: list[Reading]) -> dict[str, float]:
+    """Trend-line growth within each display mode that was on screen long enough to judge."""
+    by_mode: dict[str, list[Reading]] = {}
+    for reading in settled:
+        by_mode.setdefault(reading.mode, []).append(reading)
+    growths = {}
+    for mode, readings in sorted(by_mode.items()):
+        if len(readings) >= MODE_MIN_READINGS and \
+                readings[-1].seconds - readings[0].seconds >= MODE_MIN_SPAN_S:
+            start, end = trend_ends(readings)
+            growths[mode] = end / start - 1
+    return growths
+
+
+def judge(counts: Counter, memory: list[Reading],
           stderr: str, exit_code: int | None, exit_seconds: float | None, stats_path: Path,
           failures: list[str]) -> ChaosReport:
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -215,21 +250,30 @@ def judge(counts: Counter, memory: list[tuple[float, float]],
         failures.append("no --stats file after exit")
     if (stats.get("ui_frame_ms_max") or 0.0) > HANG_MS:
         failures.append(f"UI frame of {stats['ui_frame_ms_max']:.0f} ms (> {HANG_MS:.0f} ms)")
-    settled = [(t, mb) for t, mb in memory if t >= SETTLE_S]
-    growth = start_mb = end_mb = None
-    if memory and memory[-1][0] >= SETTLE_S + 60:  # judged on runs of at least 2 minutes
+    settled = [r for r in memory if r.seconds >= SETTLE_S]
+    growth = all_growth = start_mb = end_mb = None
+    by_mode: dict[str, float] = {}
+    if memory and memory[-1].seconds >= SETTLE_S + 60:  # judged on runs of at least 2 minutes
         start_mb, end_mb = trend_ends(settled)
-        growth = end_mb / start_mb - 1
-        if growth >= GROWTH_LIMIT:
-            failures.append(f"memory grew {100 * growth:.1f} % after the first minute (trend line)")
+        all_growth = end_mb / start_mb - 1
+        by_mode = growth_by_mode(settled)
+        if not by_mode:
+            failures.append("no display mode stayed on screen long enough to judge memory")
+        else:
+            mode, growth = max(by_mode.items(), key=lambda item: item[1])
+            if growth >= GROWTH_LIMIT:
+                failures.append(f"memory grew {100 * growth:.1f} % in mode {mode} after the first "
+                                "minute (trend line)")
     return ChaosReport(
         date=datetime.now().astimezone().isoformat(timespec="seconds"),
-        seconds=memory[-1][0] if memory else 0.0, events=sum(counts.values()), event_counts=dict(counts),
+        seconds=memory[-1].seconds if memory else 0.0, events=sum(counts.values()), event_counts=dict(counts),
         exit_code=exit_code, exit_seconds=exit_seconds, stderr_lines=lines[-20:],
         ui_frame_ms_max=stats.get("ui_frame_ms_max"), ui_frame_ms_p95=stats.get("ui_frame_ms_p95"),
-        rss_mb_peak=max((mb for _, mb in memory), default=0.0),
+        rss_mb_peak=max((r.mb for r in memory), default=0.0),
         rss_mb_after_first_minute=start_mb, rss_mb_end=end_mb, rss_growth=growth,
-        rss_mb_every_10s=[round(mb) for t, mb in memory if int(t) % 10 == 0], failures=failures,
+        rss_growth_by_mode=by_mode, rss_growth_all_readings=all_growth,
+        rss_mb_every_10s=[round(r.mb) for r in memory if int(r.seconds) % 10 == 0],
+        failures=failures,
     )
 
 

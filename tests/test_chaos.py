@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from bench.chaos import ChaosConfig, chaos_run, judge
+from bench.chaos import ChaosConfig, Reading, chaos_run, judge
 from tests.conftest import skip_or_fail
 
 
@@ -26,8 +26,10 @@ def test_a_short_chaos_run_finds_nothing_wrong(tiny_ckpt):
     ("", 0, {"ui_frame_ms_max": 1500.0}, [], "UI frame of 1500 ms"),
     ("error: boom\n", 1, {}, [], "exit code 1"),
     ("Traceback (most recent call last):\n", 0, {"ui_frame_ms_max": 5.0}, [], "traceback"),
-    ("", 0, {"ui_frame_ms_max": 5.0}, [(float(t), 400.0 + 0.4 * t) for t in range(200)],
-     "memory grew 13.1 %"),
+    ("", 0, {"ui_frame_ms_max": 5.0}, [Reading(float(t), 400.0 + 0.4 * t, "RGB") for t in range(400)],
+     "memory grew 32.0 % in mode RGB"),
+    ("", 0, {"ui_frame_ms_max": 5.0}, [Reading(float(t), 400.0, "RGB") for t in range(400)][::6],
+     "no display mode stayed on screen long enough"),
 ])
 def test_the_verdict_fails_on_hangs_errors_and_growth(tmp_path, stderr, exit_code, stats, memory, needle):
     stats_path = tmp_path / "stats.json"
@@ -38,11 +40,34 @@ def test_the_verdict_fails_on_hangs_errors_and_growth(tmp_path, stderr, exit_cod
     assert any(needle in failure for failure in report.failures), report.failures
 
 
-def test_memory_swinging_with_the_mode_but_not_growing_passes(tmp_path):
+def judged(memory: list[Reading], tmp_path):
     stats_path = tmp_path / "stats.json"
     stats_path.write_text(json.dumps({"ui_frame_ms_max": 40.0}))
-    # a depth or compare frame's working memory comes and goes: 400 MB, then 800 MB for a while
-    memory = [(float(t), 800.0 if (t // 20) % 2 else 400.0) for t in range(200)]
-    report = judge(Counter(key=5), memory, "", 0, 1.0,
-                   stats_path, [])
-    assert report.failures == [] and report.rss_growth is not None and abs(report.rss_growth) < 0.02
+    return judge(Counter(key=5), memory, "", 0, 1.0, stats_path, [])
+
+
+def test_memory_swinging_with_the_mode_but_not_growing_passes(tmp_path):
+    # a depth frame's working memory comes and goes: 400 MB in RGB, 800 MB in depth, in turns
+    memory = [Reading(float(t), 800.0, "depth") if (t // 20) % 2 else Reading(float(t), 400.0, "RGB")
+              for t in range(400)]
+    report = judged(memory, tmp_path)
+    assert report.failures == [] and set(report.rss_growth_by_mode) == {"RGB", "depth"}
+    assert abs(report.rss_growth) < 1e-9 and abs(report.rss_growth_all_readings) < 0.02
+
+
+def test_a_heavy_mode_left_on_screen_late_is_not_a_leak(tmp_path):
+    # depth (800 MB) gets more of the screen time as the run goes on: a line through all
+    # readings rises, while neither mode's own memory grows
+    memory = [Reading(float(t), 800.0, "depth") if t % 10 < t // 60 + 2 else Reading(float(t), 400.0, "RGB")
+              for t in range(600)]
+    report = judged(memory, tmp_path)
+    assert report.rss_growth_all_readings > 0.2
+    assert report.failures == [] and abs(report.rss_growth) < 1e-9
+
+
+def test_a_leak_in_one_mode_fails_naming_it(tmp_path):
+    memory = [Reading(float(t), 800.0 + 0.3 * t, "depth") if (t // 20) % 2
+              else Reading(float(t), 400.0, "RGB") for t in range(600)]
+    report = judged(memory, tmp_path)
+    assert report.rss_growth_by_mode["RGB"] == 0.0
+    assert any("in mode depth" in failure for failure in report.failures), report.failures
