@@ -93,7 +93,7 @@ def fused_kernel_builds() -> list[KernelBuild]:
             "out_ptr": "*fp32" if masks else "*fp16", "rays_ptr": "*fp32", "pose_ptr": "*fp32",
             "masks_ptr": "*u8", "w_in_ptr": "*fp16", "b_in_ptr": "*fp32", "w_hid_ptr": "*fp16",
             "b_hid_ptr": "*fp32", "w_out_ptr": "*fp32", "b_out_ptr": "*fp32",
-            "n_rays": "i32", "out_ch": "i32", "res": "i32", **scalars,
+            "n_rays": "i32", "out_ch": "i32", "frame_width": "i32", **scalars,
         }
         for block, warps, chunks in triton_lfn.TUNE_CONFIGS[configs]:
             builds.append(KernelBuild(
@@ -102,14 +102,14 @@ def fused_kernel_builds() -> list[KernelBuild]:
             ))
     signature = {
         "out_ptr": "*fp32", "pose_ptr": "*fp32", "masks_ptr": "*u8", "w_in_ptr": "*fp16",
-        "w_hid_ptr": "*fp16", "w_out_ptr": "*fp32", "n_rays": "i32", "res": "i32", **scalars,
+        "w_hid_ptr": "*fp16", "w_out_ptr": "*fp32", "n_rays": "i32", "frame_width": "i32", **scalars,
         "channel": "i32", "skip_saturated": "i32",
     }
     for block, warps, chunks in triton_lfn.TUNE_CONFIGS["depth"]:
         builds.append(KernelBuild(f"reverse depth {block}x{warps}x{chunks}", reverse, signature,
                                   dict(layers, BLOCK_M=block, CHUNKS=chunks), warps))
-    pool = {"eq_ptr": "*fp32", "depth_ptr": "*fp32", "confidence_ptr": "*fp32", "res": "i32",
-            "inv_two_sigma2": "fp32"}
+    pool = {"eq_ptr": "*fp32", "depth_ptr": "*fp32", "confidence_ptr": "*fp32", "width": "i32",
+            "height": "i32", "inv_two_sigma2": "fp32"}
     builds.append(KernelBuild("pooled solve 5x5", triton.jit(triton_pool._pool_kernel), pool,
                               {"WINDOW": 5, "BLOCK": triton_pool.BLOCK}, 4))
     return builds

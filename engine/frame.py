@@ -47,10 +47,10 @@ class FrameRequest:
 class EpiRequest:
     """The epipolar-plane image of the view `orbit` at `res`: its row at `scanline`, a fraction of
     the picture's height (so it stays put when the resolution changes), seen from `rows` cameras
-    slid along their right axis by up to ±`shift` × the orbit radius."""
+    slid along their right axis by up to ±`shift` × the orbit radius; as wide as the view."""
 
     orbit: Orbit
-    res: int
+    res: Resolution  # the view's, as its FrameRequest holds it
     latent: LatentSelection
     scanline: float  # 0 the top of the picture, 1 the bottom
     shift: float
@@ -59,7 +59,7 @@ class EpiRequest:
 
     @property
     def row(self) -> int:
-        return min(self.res - 1, max(0, int(self.scanline * self.res)))
+        return min(self.res.height - 1, max(0, int(self.scanline * self.res.height)))
 
     def shifts(self) -> torch.Tensor:
         reach = self.shift * self.orbit.radius

@@ -8,7 +8,9 @@ at X − s, so it stays on its row and its column moves as
 
     x(s) = x0 − f·s / Z
 
-with f the focal length in pixels and Z the point's depth along the optical axis. Each surface
+with f the focal length in pixels and Z the point's depth along the optical axis. The field of
+view is vertical at every aspect (models/cameras.py), so f follows the frame's height: a W × H
+view's EPI is W columns wide and its lines have the slopes of the H × H view's. Each surface
 point draws a straight line in the EPI, flatter the farther it is, and along it a Lambertian
 color is constant: the stripes of an EPI are those lines. Gradient depth (models/depth.py) reads
 their slopes from the network's derivatives; it measures z, the distance along the pixel's ray,
@@ -25,6 +27,7 @@ from models.cameras import intrinsics, rays_through_pixels
 from models.depth import DepthResult
 from models.plucker import plucker
 from models.renderer import render_in_chunks
+from models.resolution import Resolution
 
 LINES_PER_SCANLINE = 16  # about this many predicted lines over a scanline the object fills
 
@@ -44,7 +47,7 @@ class PredictedLine:
 
 @dataclass
 class EpipolarImage:
-    image: torch.Tensor  # (len(shifts), res, 3) colors; row k seen from the camera shifted by shifts[k]
+    image: torch.Tensor  # (len(shifts), W, 3) colors; row k seen from the camera shifted by shifts[k]
     shifts: torch.Tensor  # (rows,) camera shifts along its right axis, world units, ascending
     scanline: int  # the image row the EPI shows
     lines: list[PredictedLine]
@@ -57,11 +60,16 @@ def shifted_cameras(cam2world: torch.Tensor, shifts: torch.Tensor) -> torch.Tens
     return poses
 
 
-def epi_rays(cam2world: torch.Tensor, res: int, scanline: int, shifts: torch.Tensor) -> torch.Tensor:
-    """Plücker rays (len(shifts), res, 6) through the scanline's pixels of each shifted camera."""
+def epi_rays(
+    cam2world: torch.Tensor, res: Resolution | int, scanline: int, shifts: torch.Tensor,
+) -> torch.Tensor:
+    """Plücker rays (len(shifts), W, 6) through the scanline's pixels of each shifted camera of a
+    W × H view."""
+    res = Resolution.of(res)
     poses = shifted_cameras(cam2world, shifts)[:, None]  # broadcast over the columns
-    cols = torch.arange(res, device=cam2world.device, dtype=cam2world.dtype)
-    origins, dirs = rays_through_pixels(poses, intrinsics(res, res), cols, torch.full_like(cols, scanline))
+    cols = torch.arange(res.width, device=cam2world.device, dtype=cam2world.dtype)
+    k = intrinsics(res.width, res.height)
+    origins, dirs = rays_through_pixels(poses, k, cols, torch.full_like(cols, scanline))
     return plucker(origins, dirs)
 
 
@@ -73,11 +81,12 @@ def epi_colors(renderer, rays: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts).view(*rays.shape[:-1], 3)
 
 
-def predicted_lines(depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor, res: int,
-                    scanline: int, columns: torch.Tensor) -> list[PredictedLine]:
-    """The EPI lines of scanline pixels `columns` whose depth (distance along the ray; (res,) like
+def predicted_lines(depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor,
+                    res: Resolution | int, scanline: int, columns: torch.Tensor) -> list[PredictedLine]:
+    """The EPI lines of scanline pixels `columns` whose depth (distance along the ray; (W,) like
     `valid`) is valid: slope −f / Z with Z the depth along the optical axis."""
-    k = intrinsics(res, res)
+    res = Resolution.of(res)
+    k = intrinsics(res.width, res.height)  # f = k[0, 0] = k[1, 1], from the height (square pixels)
     depth, valid, columns = depth.cpu().double(), valid.cpu(), columns.cpu()
     columns = columns[valid[columns]]
     pose = cam2world.detach().cpu().double()
@@ -97,9 +106,9 @@ def line_columns(valid: torch.Tensor, count: int = LINES_PER_SCANLINE) -> torch.
 
 
 @torch.no_grad()
-def epipolar_plane_image(renderer, cam2world: torch.Tensor, res: int, scanline: int,
+def epipolar_plane_image(renderer, cam2world: torch.Tensor, res: Resolution | int, scanline: int,
                          shifts: torch.Tensor, depth: DepthResult) -> EpipolarImage:
-    """The EPI of the renderer's current latent at `scanline` of the res × res view from
+    """The EPI of the renderer's current latent at `scanline` (a row, 0..H-1) of the W × H view from
     `cam2world`, and the lines that `depth`, the view's gradient depth (models/depth.py), predicts
     in it."""
     pose = cam2world.to(renderer.device, torch.float32)

@@ -55,6 +55,7 @@ BAD_INPUTS = [
     # main.py: the command line, checkpoints, output files
     bad("main.py", "--bogus", 2, "--bogus"),
     bad("main.py", "--headless --out view.png --res 8", 2, "--res"),
+    bad("main.py", "--headless --out view.png --res 1920x", 2, "--res"),
     bad("main.py", "--ckpt missing.pt --headless --out view.png", 1, "missing.pt"),
     bad("main.py", "--ckpt a_folder --headless --out view.png", 1, "a_folder"),
     bad("main.py", "--ckpt corrupt.pt --headless --out view.png", 1, "corrupt.pt"),

@@ -1,4 +1,5 @@
-"""Epipolar-plane images against a light field whose depth is known: a striped fronto-parallel plane."""
+"""Epipolar-plane images against a light field whose depth is known: a striped fronto-parallel plane,
+seen square and wide (the vertical field of view stays, so a wide view's lines keep the square's slopes)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from models.depth import pixel_equations, ray_tangents, solve_depth
 from models.epi import epi_colors, epi_rays, line_columns, predicted_lines
 from models.plucker import plucker
 from models.renderer import frame_rays
+from models.resolution import Resolution
 
 RES = 64
+WIDE = Resolution(96, 64)  # the 64² view and 16 more columns on each side
 SHIFTS = torch.linspace(-0.45, 0.45, 97)  # ±15 % of the default orbit radius, s = 0 in the middle
 POSE = orbit_pose(30.0, 20.0)
-FOCAL = float(intrinsics(RES, RES)[0, 0])
+FOCAL = float(intrinsics(RES, RES)[0, 0])  # WIDE's too: the focal length follows the height
 MAX_STEP_PX = 1.5  # a stripe edge moves ≈ 0.4 px from one EPI row to the next
 
 
@@ -75,27 +78,29 @@ def fitted_line(track: np.ndarray) -> tuple[float, float, float]:
     return slope, offset, np.abs(track[kept] - (slope * shifts + offset)).max()
 
 
-def plane_distances(depth: float, columns: torch.Tensor, row: int) -> torch.Tensor:
+def plane_distances(depth: float, columns: torch.Tensor, row: int, res: Resolution) -> torch.Tensor:
     """Distance along each scanline pixel's ray to the plane at optical depth `depth`."""
-    _, dirs = frame_rays(POSE, RES, "cpu")
-    return depth / (dirs.view(RES, RES, 3)[row, columns] @ POSE[:3, 2])
+    _, dirs = frame_rays(POSE, res, "cpu")
+    return depth / (dirs.view(res.height, res.width, 3)[row, columns] @ POSE[:3, 2])
 
 
+@pytest.mark.parametrize("res", [Resolution.square(RES), WIDE], ids=str)
 @pytest.mark.parametrize("depth", [2.0, 3.5])
 @pytest.mark.parametrize("column", [8, 32, 55])  # off-center columns check Z = z·(d·forward)
-def test_plane_stripes_are_lines_with_the_slope_their_depth_predicts(depth, column):
+def test_plane_stripes_are_lines_with_the_slope_their_depth_predicts(res, depth, column):
     row = 20
+    column += (res.width - RES) // 2  # the square view's pixel, wherever the frame is wider
     plane = StripedPlane(depth)
-    epi = epi_colors(plane, epi_rays(POSE, RES, row, SHIFTS)).numpy()
-    assert epi.shape == (len(SHIFTS), RES, 3)
+    epi = epi_colors(plane, epi_rays(POSE, res, row, SHIFTS)).numpy()
+    assert epi.shape == (len(SHIFTS), res.width, 3)
     slope, _, straightness = fitted_line(tracked_stripe(epi, column + 0.5))
     assert straightness < 0.01, "the stripe edge is not a straight line"
     assert slope == pytest.approx(-FOCAL / depth, rel=1e-3)  # x(s) = x0 − f·s/Z, Z the optical depth
 
-    columns = torch.arange(RES)
-    lines = predicted_lines(plane_distances(depth, columns, row), torch.ones(RES, dtype=torch.bool),
-                            POSE, RES, row, columns)
-    assert [line.column for line in lines] == list(range(RES))
+    columns = torch.arange(res.width)
+    lines = predicted_lines(plane_distances(depth, columns, row, res),
+                            torch.ones(res.width, dtype=torch.bool), POSE, res, row, columns)
+    assert [line.column for line in lines] == list(range(res.width))
     assert all(line.slope == pytest.approx(-FOCAL / depth, rel=1e-6) for line in lines)
     assert lines[column].slope == pytest.approx(slope, rel=1e-3)
 
@@ -117,6 +122,14 @@ def test_the_planes_gradient_depth_predicts_the_slope_seen_in_its_epi():
     for line in lines:
         measured = fitted_line(tracked_stripe(epi, line.x(0.0)))[0]
         assert line.slope == pytest.approx(measured, rel=1e-3)
+
+
+def test_a_wide_views_epi_is_the_square_views_epi_widened():
+    plane, row = StripedPlane(3.0), 20
+    square = epi_colors(plane, epi_rays(POSE, RES, row, SHIFTS))
+    wide = epi_colors(plane, epi_rays(POSE, WIDE, row, SHIFTS))
+    assert wide.shape == (len(SHIFTS), WIDE.width, 3)
+    assert torch.allclose(wide[:, 16:80], square, atol=1e-5)
 
 
 def test_line_columns_spread_over_the_valid_pixels_only():

@@ -16,6 +16,7 @@ from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.epi import EpipolarImage, PredictedLine
 from models.renderer import make_renderer
+from models.resolution import Resolution
 from viewer.epi_panel import EpiPanel, epi_request, line_segments, pick_scanline
 from viewer.orbit import OrbitCamera
 from viewer.state import ViewerState
@@ -49,11 +50,11 @@ def headless_imgui():
 def test_the_viewers_epi_of_the_shipped_car(egl, headless_imgui):
     ckpt = load_checkpoint(CARS)
     frames = FrameRenderer(make_renderer(ckpt.model), LatentBank(ckpt.latents, ckpt.instance_names))
-    state = ViewerState(num_instances=len(ckpt.instance_names), res=32, epi_open=True,
+    state = ViewerState(num_instances=len(ckpt.instance_names), res=Resolution.square(32), epi_open=True,
                         epi_scanline=17.5 / 32)
     view = FrameRequest(Orbit(), 32, DisplayMode.RGB, InstanceLatent(0))
     request = epi_request(state, view)
-    assert (request.res, request.row, request.rows) == (32, 17, 97)
+    assert (request.res, request.row, request.rows) == (Resolution.square(32), 17, 97)
     assert epi_request(ViewerState(num_instances=1, epi_open=False), view) is None
 
     worker = RenderWorker(frames)
@@ -116,7 +117,7 @@ def test_lines_map_onto_the_drawn_epi():
 
 def test_ctrl_drag_on_the_picture_picks_the_scanline_not_the_camera(headless_imgui):
     io = headless_imgui
-    state = ViewerState(num_instances=1, res=128, epi_open=True)
+    state = ViewerState(num_instances=1, res=Resolution.square(128), epi_open=True)
     camera = OrbitCamera(Orbit())
 
     def ui_frame(x: float, y: float, down: bool, ctrl: bool) -> None:

@@ -4,6 +4,7 @@ reads, and exported as an MP4 on a thread beside the UI (viewer/path_panel.py, v
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -18,11 +19,13 @@ from engine.latents import BlendLatent, InstanceLatent, RandomLatent
 from engine.video import VideoError
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
+from models.resolution import Resolution
 from viewer import path_export
-from viewer.path_panel import PathRecording
+from viewer.path_panel import PathRecording, headless_command
 
 CPU = torch.device("cpu")
-RES = 24
+RES = Resolution.square(24)
+WIDE = Resolution(48, 32)
 CLOSE_BOUND_S = 20.0  # one tiny frame takes milliseconds; this is the bound with slack
 
 
@@ -50,8 +53,8 @@ def finished(recording: PathRecording, timeout_s: float = 120.0):
     return status
 
 
-def export(recording: PathRecording, out: Path, backend: str = "torchscript") -> None:
-    recording.start_export(out, RES, CPU, "fp32", backend)
+def export(recording: PathRecording, out: Path, backend: str = "torchscript", res: Resolution = RES) -> None:
+    recording.start_export(out, res, CPU, "fp32", backend)
 
 
 def test_recorded_keyframes_save_the_file_headless_renders(tiny_ckpt, tmp_path):
@@ -66,7 +69,7 @@ def test_recorded_keyframes_save_the_file_headless_renders(tiny_ckpt, tmp_path):
     assert main.main(["--ckpt", str(tiny_ckpt), "--headless", "--path", str(path_file), "--out", str(out),
                       "--frames", "5", "--fps", "10", "--res", str(RES), "--device", "cpu"]) == 0
     frames, rate = decoded(out)
-    assert len(frames) == 5 and frames[0].shape == (RES, RES, 3) and rate == 10
+    assert len(frames) == 5 and frames[0].shape == (24, 24, 3) and rate == 10
 
 
 def test_the_exported_video_has_the_frames_asked_and_is_the_headless_one(tiny_ckpt, tmp_path):
@@ -76,9 +79,9 @@ def test_the_exported_video_has_the_frames_asked_and_is_the_headless_one(tiny_ck
     export(recording, out)
     status = finished(recording)
     assert not status.failed and (status.done, status.total) == (7, 7)
-    assert status.outcome == f"wrote {out} (7 frames, {RES}x{RES}, 12 fps)"
+    assert status.outcome == f"wrote {out} (7 frames, 24x24, 12 fps)"
     frames, rate = decoded(out)
-    assert len(frames) == 7 and frames[0].shape == (RES, RES, 3) and rate == 12
+    assert len(frames) == 7 and frames[0].shape == (24, 24, 3) and rate == 12
     assert np.abs(frames[0] - frames[-1]).mean() > 1  # the camera and the car moved
 
     recording.save(tmp_path / "path.json")
@@ -87,6 +90,29 @@ def test_the_exported_video_has_the_frames_asked_and_is_the_headless_one(tiny_ck
                       "--out", str(headless), "--frames", "7", "--fps", "12", "--res", str(RES),
                       "--device", "cpu"]) == 0
     assert max(np.abs(a - b).max() for a, b in zip(frames, decoded(headless)[0], strict=True)) <= 2
+
+
+def test_a_wide_views_video_is_its_size_and_the_printed_command_renders_the_same(tiny_ckpt, tmp_path,
+                                                                                 monkeypatch):
+    recording = recorded(tiny_ckpt)
+    recording.frames, recording.fps = 4, 10.0
+    out = tmp_path / "wide.mp4"
+    export(recording, out, res=WIDE)
+    status = finished(recording)
+    assert status.outcome == f"wrote {out} (4 frames, 48x32, 10 fps)"
+    frames, _ = decoded(out)
+    assert len(frames) == 4 and all(frame.shape == (32, 48, 3) for frame in frames)
+
+    path_file = tmp_path / "path.json"
+    recording.save(path_file)
+    command = headless_command(tiny_ckpt, str(path_file), recording.frames, recording.fps, WIDE)
+    assert "--res 48x32" in command
+    program, script, *args = shlex.split(command)
+    assert (program, script) == ("python", "main.py")
+    monkeypatch.chdir(tmp_path)  # the command writes video.mp4 in the working folder
+    assert main.main([*args, "--device", "cpu"]) == 0
+    headless = decoded(tmp_path / "video.mp4")[0]
+    assert max(np.abs(a - b).max() for a, b in zip(frames, headless, strict=True)) <= 2
 
 
 def test_a_code_outside_the_table_is_refused_and_the_keyframes_stay(tiny_ckpt):

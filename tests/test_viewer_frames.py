@@ -112,7 +112,7 @@ def test_epis_of_one_view_share_its_gradient_depth(frames, monkeypatch):
     asked = []
     original = engine.frame.gradient_depth
     monkeypatch.setattr(engine.frame, "gradient_depth", lambda *a, **k: asked.append(k) or original(*a, **k))
-    first = EpiRequest(Orbit(azimuth=50.0), 16, SHOWN, 0.25, 0.1)
+    first = EpiRequest(Orbit(azimuth=50.0), Resolution.square(16), SHOWN, 0.25, 0.1)
     frames.render_epi(first)
     frames.render_epi(dataclasses.replace(first, scanline=0.75, shift=0.2))  # the same view
     assert len(asked) == 1
@@ -122,6 +122,18 @@ def test_epis_of_one_view_share_its_gradient_depth(frames, monkeypatch):
     frames.replace_renderer(make_renderer(frames.renderer.model, backend="eager"))
     frames.render_epi(first)  # another backend: its own depth
     assert len(asked) == 5
+
+
+def test_the_epi_of_a_wide_view_is_as_wide_as_the_view_and_its_middle_row_is_the_views_row(frames):
+    view = request(res=Resolution(48, 32))
+    epi_request = EpiRequest(view.orbit, view.res, view.latent, scanline=20.5 / 32, shift=0.1)
+    assert epi_request.row == 20  # a row of the view's 32, not of its 48 columns
+    frame, done = frames.render(view), frames.render_epi(epi_request)
+    assert done.epi.image.shape == (epi_request.rows, 48, 3) and done.epi.scanline == 20
+    # the middle row's camera is the view's own: its row 20, ray for ray
+    assert torch.allclose(done.epi.image[epi_request.rows // 2], frame.image[20, :, :3], atol=1e-5)
+    bottom = dataclasses.replace(epi_request, scanline=1.0)
+    assert bottom.row == 31 and frames.render_epi(bottom).epi.image.shape == (epi_request.rows, 48, 3)
 
 
 def test_worker_renders_the_newest_request_and_reports_errors(frames):
@@ -160,7 +172,7 @@ def test_a_waiting_frame_renders_before_a_waiting_epi_and_each_has_its_slot():
     worker = RenderWorker(Recording())
     try:
         worker.call(lambda: gate.wait() and False)  # holds the thread while both requests arrive
-        worker.submit(EpiRequest(Orbit(), 8, SHOWN, 0.5, 0.1))
+        worker.submit(EpiRequest(Orbit(), Resolution.square(8), SHOWN, 0.5, 0.1))
         worker.submit(request())
         gate.set()
         deadline = time.monotonic() + 30

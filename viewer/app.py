@@ -394,7 +394,7 @@ class ViewerApp:
             overlay_text(layout.panel + 16, layout.height / 2, self.problem or "rendering…")
             return
         panes = self.panes()
-        rects = layout.pictures(len(panes), self.shown.request.res.aspect)
+        rects = self.pictures(layout)
         if rects[0][2] <= 0:
             return
         for pane, rect in zip(panes, rects, strict=True):
@@ -404,8 +404,11 @@ class ViewerApp:
         self.epi_panel.draw_on_view(self.state, rects)
 
     def pictures(self, layout: Layout) -> list[Rect]:
-        """Where the view's pictures are: one square per pane of the shown frame."""
-        return layout.squares(len(self.panes()) if self.shown else 1)
+        """Where the view's pictures are: one per pane of the shown frame, at its aspect (the
+        requested one before the first frame)."""
+        if self.shown is None:
+            return layout.pictures(1, self.state.res.aspect)
+        return layout.pictures(len(self.panes()), self.shown.request.res.aspect)
 
     def label_panes(self, rects: list[Rect]) -> None:
         frame = self.shown

@@ -28,14 +28,15 @@ WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
 Point = tuple[float, float]
 
 
-def line_segments(epi: EpipolarImage, res: int, rect: Rect) -> list[tuple[Point, Point]]:
-    """Each predicted line as a segment in window coordinates over the EPI drawn in `rect`: from
-    the first row's center (the smallest shift, at the top) to the last row's."""
+def line_segments(epi: EpipolarImage, width: int, rect: Rect) -> list[tuple[Point, Point]]:
+    """Each predicted line as a segment in window coordinates over the EPI, `width` pixels wide (the
+    view's), drawn in `rect`: from the first row's center (the smallest shift, at the top) to the
+    last row's."""
     x, y, w, h = rect
     rows = len(epi.shifts)
     top, bottom = y + 0.5 * h / rows, y + h - 0.5 * h / rows
     first, last = float(epi.shifts[0]), float(epi.shifts[-1])
-    return [((x + line.x(first) * w / res, top), (x + line.x(last) * w / res, bottom))
+    return [((x + line.x(first) * w / width, top), (x + line.x(last) * w / width, bottom))
             for line in epi.lines]
 
 
@@ -56,8 +57,9 @@ def pick_scanline(state: ViewerState, picture: Rect) -> None:
     if not (state.epi_open and io.key_ctrl and imgui.is_mouse_down(0) and inside(picture, x, y)
             and not io.want_capture_mouse):
         return
-    row = int((y - picture[1]) / picture[3] * state.res)
-    state.epi_scanline = (row + 0.5) / state.res  # the row's center at the requested resolution
+    rows = state.res.height
+    row = int((y - picture[1]) / picture[3] * rows)
+    state.epi_scanline = (row + 0.5) / rows  # the row's center at the requested resolution
 
 
 class EpiPanel:
@@ -82,10 +84,10 @@ class EpiPanel:
         state.epi_open = imgui.collapsing_header("Epipolar-plane image")
         if not state.epi_open:
             return
-        row = int(state.epi_scanline * state.res)
-        changed, row = imgui.slider_int("scanline", row, 0, state.res - 1)
+        rows = state.res.height
+        changed, row = imgui.slider_int("scanline", int(state.epi_scanline * rows), 0, rows - 1)
         if changed:
-            state.epi_scanline = (row + 0.5) / state.res
+            state.epi_scanline = (row + 0.5) / rows
         _, state.epi_shift = imgui.slider_float("shift", state.epi_shift, 0.02, 0.5, "±%.2f × radius")
         imgui.text_disabled("Ctrl + click or drag on the view: scanline")
         if self.problem:
@@ -102,14 +104,14 @@ class EpiPanel:
         reach = request.shift * request.orbit.radius
         imgui.text_wrapped(
             f"rows: camera shifted s = -{reach:.2f} (top) to +{reach:.2f} (bottom) along its right "
-            f"axis, {len(epi.shifts)} x {request.res} rays, {self.shown.render_ms:.0f} ms. "
+            f"axis, {len(epi.shifts)} x {request.res.width} rays, {self.shown.render_ms:.0f} ms. "
             f"Lines: x(s) = x0 - f s / Z from the view's gradient depth ({len(epi.lines)} pixels).")
 
     def _draw_lines(self, top_left: imgui.ImVec2, bottom_right: imgui.ImVec2) -> None:
         rect = (top_left.x, top_left.y, bottom_right.x - top_left.x, bottom_right.y - top_left.y)
         draw_list = imgui.get_window_draw_list()
         draw_list.push_clip_rect(top_left, bottom_right, True)
-        for start, end in line_segments(self.shown.epi, self.shown.request.res, rect):
+        for start, end in line_segments(self.shown.epi, self.shown.request.res.width, rect):
             draw_list.add_line(start, end, LINE_SHADOW, 3.0)
             draw_list.add_line(start, end, LINE, 1.0)
         draw_list.pop_clip_rect()
@@ -126,7 +128,7 @@ class EpiPanel:
             if self.shown is None or self.shown.request.scanline != state.epi_scanline:
                 continue  # the ticks belong to the EPI of another row
             for line in self.shown.epi.lines:
-                tick_x = x + (line.column + 0.5) * w / self.shown.request.res
+                tick_x = x + (line.column + 0.5) * w / self.shown.request.res.width
                 draw_list.add_line((tick_x, row_y - TICK_PX), (tick_x, row_y + TICK_PX), LINE, 1.0)
 
     def release(self) -> None:

@@ -28,6 +28,7 @@ from engine.texture import FrameTexture
 from engine.video import write_mp4
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
+from models.resolution import Resolution
 from viewer.display import Display, frame_panes
 from viewer.pointcloud import view_points, write_ply
 
@@ -91,7 +92,7 @@ def picture(offscreen: OffscreenDisplay | None, frame: Frame) -> np.ndarray:
 
 
 def path_pictures(frames: FrameRenderer, offscreen: OffscreenDisplay | None, steps: Iterable[PathFrame],
-                  res: int, mode: DisplayMode = DisplayMode.RGB, summed_depth: bool = False,
+                  res: Resolution, mode: DisplayMode = DisplayMode.RGB, summed_depth: bool = False,
                   ) -> Iterator[np.ndarray]:
     """A camera path's pictures, each rendered when taken: a video encoder holds one at a time."""
     for step in steps:

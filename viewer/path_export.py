@@ -24,6 +24,7 @@ from engine.latents import LatentBank
 from engine.video import VideoError, write_mp4
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
+from models.resolution import Resolution
 from viewer.headless import open_offscreen, path_pictures
 from viewer.worker import CLOSE_TIMEOUT_S, join_within
 
@@ -39,7 +40,7 @@ class VideoSettings:
     out: Path
     frames: int
     fps: float
-    res: int
+    res: Resolution  # the view's, as the window requests it
     device: torch.device
     precision: str
     backend: str
@@ -114,8 +115,9 @@ class PathVideoExport:
             steps = self._counted(self.path.frames(settings.frames))
             written = write_mp4(settings.out, path_pictures(frames, offscreen, steps, settings.res),
                                 settings.fps)
+            res = settings.res
             self._post(done=written, outcome=f"wrote {settings.out.resolve()} ({written} "
-                       f"frames, {settings.res}x{settings.res}, {settings.fps:g} fps)")
+                       f"frames, {res.width}x{res.height}, {settings.fps:g} fps)")
         except ExportCancelled:
             self._post(outcome="export cancelled")
         except Exception as error:  # shown in the panel; the viewer keeps running

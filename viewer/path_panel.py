@@ -20,7 +20,9 @@ from engine.latents import LatentSelection
 from engine.video import VideoError
 from models.cameras import Orbit
 from models.checkpoint import Checkpoint
+from models.resolution import Resolution
 from viewer.headless import DEFAULT_FPS, DEFAULT_FRAMES
+from viewer.panel import size_text
 from viewer.path_export import PathVideoExport, VideoSettings
 from viewer.reconstruct import user_path
 from viewer.state import ViewerState
@@ -67,7 +69,8 @@ class PathRecording:
     def exporting(self) -> bool:
         return self.export is not None and self.export.status().running
 
-    def start_export(self, out: Path, res: int, device: torch.device, precision: str, backend: str) -> None:
+    def start_export(self, out: Path, res: Resolution, device: torch.device, precision: str,
+                     backend: str) -> None:
         """Render the path to `out` on the export thread (one export at a time: ignored while one
         runs); CameraPathError or VideoError at once for what could never work (no keyframes, a
         bad file name)."""
@@ -82,8 +85,9 @@ class PathRecording:
             self.export.close()
 
 
-def headless_command(ckpt_path: Path, path_file: str, frames: int, fps: float, res: int) -> str:
-    """The command line that renders a saved path file as the export button does."""
+def headless_command(ckpt_path: Path, path_file: str, frames: int, fps: float, res: Resolution) -> str:
+    """The command line that renders a saved path file as the export button does (str(res) is
+    --res's own form, N or WxH)."""
     return (f"python main.py --ckpt {shlex.quote(str(ckpt_path))} --headless --path "
             f"{shlex.quote(path_file)} --frames {frames} --fps {fps:g} --res {res} --out video.mp4")
 
@@ -160,7 +164,7 @@ class PathPanel:
         rec.frames = min(max(frames, FRAMES_RANGE[0]), FRAMES_RANGE[1])
         rec.fps = min(max(fps, FPS_RANGE[0]), FPS_RANGE[1])
 
-    def _save(self, res: int) -> None:
+    def _save(self, res: Resolution) -> None:
         _, self.path_file = imgui.input_text("path file", self.path_file)
         if imgui.button("Save path"):
             try:
@@ -171,11 +175,11 @@ class PathPanel:
                 command = headless_command(self.ckpt_path, self.path_file, self.rec.frames, self.rec.fps, res)
                 self._say(f"{written}; render it with: {command}")
 
-    def _export(self, res: int, device: torch.device, precision: str, backend: str) -> None:
+    def _export(self, res: Resolution, device: torch.device, precision: str, backend: str) -> None:
         _, self.video_file = imgui.input_text("video file", self.video_file)
         exporting = self.rec.exporting
         imgui.begin_disabled(exporting)
-        if imgui.button(f"Export video ({res}x{res}, {backend})"):
+        if imgui.button(f"Export video ({size_text(res)}, {backend})"):
             try:
                 self.rec.start_export(user_path(self.video_file), res, device, precision, backend)
                 self.message = None
