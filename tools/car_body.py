@@ -93,7 +93,9 @@ def _half_ring(v_belt: np.ndarray, squareness: float) -> np.ndarray:
     """(stations, rows + 1) superellipse angles from the bottom center (-pi/2) to the top center
     (pi/2), with fixed rows at the belt line and the roof edge so window edges follow grid
     lines."""
-    # superellipse |u|^n + |v|^n = 1 drawn as v = sign(sin a) |sin a|^(2/n)
+    # superellipse |u|^n + |v|^n = 1 drawn as v = sign(sin a) |sin a|^(2/n); a belt below the
+    # bottom (over a high wheel arch) is taken at the bottom
+    v_belt = np.clip(v_belt, -1.0, 1.0)
     belt = np.arcsin(np.sign(v_belt) * np.abs(v_belt) ** (squareness / 2))
     corner = belt + 0.6 * (np.pi / 2 - belt)
     pieces = [np.linspace(-np.pi / 2, belt, LOWER + 1, axis=1)[:, :-1],
@@ -106,8 +108,8 @@ def _half_ring(v_belt: np.ndarray, squareness: float) -> np.ndarray:
 class Loft:
     """The lofted body as triangles, with where each lies on the grid (for coloring)."""
 
-    positions: np.ndarray  # (T, 3, 3)
-    normals: np.ndarray  # (T, 3, 3) smooth corner normals
+    positions: np.ndarray  # (T, 3, 3), wound so face normals point into the body
+    normals: np.ndarray  # (T, 3, 3) smooth corner normals (inward too, but outward at the caps)
     row: np.ndarray  # (T,) ring row counted from the bottom center along either half
     t: np.ndarray  # (T,) station of the triangle's middle
     endwise: np.ndarray  # (T,) the face looks along the car's length (nose, tail, steep back)
