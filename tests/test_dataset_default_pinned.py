@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.test_ac3d import TORCS_DIR
+from tools.car_set import car_roots
 from tools.make_dataset import parse_args, plan
 from tools.procedural_cars import procedural_car
 from tools.torcs_cars import find_torcs_root
@@ -29,8 +30,7 @@ FULL_PLAN = "703dcd16a8854705089cb5b074d16197e7d1959581853540282cff446f557005"
 
 def _plan_hash(argv: list[str]) -> str:
     args = parse_args(["--out", "unused", *argv])
-    root = find_torcs_root(args.torcs) if args.torcs else None
-    entries = [i.manifest_entry() for i in plan(args, root)]
+    entries = [i.manifest_entry() for i in plan(args, car_roots(args.torcs, args.sumo))]
     return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
 
 
