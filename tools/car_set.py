@@ -4,8 +4,9 @@ build each one's mesh and textures.
 Instances: every TORCS model, its distinct driver paint schemes (drivers/*/N/<model>.rgb) and
 hue-shifted paint variants up to `paints_per_model` per model, and procedural cars (first style,
 or with `style` "v2" the second, tools/procedural_variety.py). Opt-in real cars: SUMO's models
-with repaints. Held out (split 'test'): the TORCS models in TEST_MODELS with all their variants,
-and the first `test_procedural` procedural cars; SUMO cars all train.
+with repaints, FlightGear's road vehicles with their paint files and repaints. Held out (split
+'test'): the TORCS models in TEST_MODELS with all their variants, and the first `test_procedural`
+procedural cars; SUMO and FlightGear cars all train.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.cli import UsageError
+from tools.flightgear_cars import FLIGHTGEAR_LICENSE, MODELS, find_flightgear_models, load_flightgear_car
 from tools.livery import PAINTS
 from tools.mesh import Mesh
 from tools.paint import recolor_paint
@@ -39,6 +41,7 @@ class CarRoots:
 
     torcs: Path | None = None
     sumo: Path | None = None
+    flightgear: Path | None = None
 
 
 def find_root(flag: str, folder: str, find: Callable[[str], Path]) -> Path:
@@ -49,10 +52,14 @@ def find_root(flag: str, folder: str, find: Callable[[str], Path]) -> Path:
         raise UsageError(f"{flag} {error}") from None
 
 
-def car_roots(torcs: str | None, sumo: str | None) -> CarRoots:
-    """The real cars' roots from the folders given to --torcs and --sumo."""
-    return CarRoots(torcs=find_root("--torcs", torcs, find_torcs_root) if torcs else None,
-                    sumo=find_root("--sumo", sumo, find_sumo_models) if sumo else None)
+def car_roots(torcs: str | None, sumo: str | None = None,
+              flightgear: str | None = None) -> CarRoots:
+    """The real cars' roots from the folders given to --torcs, --sumo and --flightgear."""
+    return CarRoots(
+        torcs=find_root("--torcs", torcs, find_torcs_root) if torcs else None,
+        sumo=find_root("--sumo", sumo, find_sumo_models) if sumo else None,
+        flightgear=find_root("--flightgear", flightgear, find_flightgear_models)
+        if flightgear else None)
 
 
 @dataclass(frozen=True)
@@ -85,14 +92,37 @@ def torcs_instances(root: Path, paints_per_model: int, seed: int) -> list[Instan
         for k, skin in enumerate(skins, 1):
             out.append(Instance(id=f"{base}-skin{k}", variant_of=base, group="variant",
                                 skin=str(skin), **{**common, "license": skin_license}))
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         bases: list[str | None] = [None, *map(str, skins)]
-        for k in range(1, max(paints_per_model - 1 - len(skins), 0) + 1):
-            hue = (float(rng.uniform(0.1, 0.9)), float(rng.uniform(0.8, 1.2)))
+        for k, hue in enumerate(_hue_shifts(seed, name, paints_per_model - 1 - len(skins)), 1):
             skin = bases[k % len(bases)]
             out.append(Instance(id=f"{base}-paint{k}", variant_of=base, group="variant",
                                 skin=skin, hue=hue,
                                 **{**common, "license": skin_license if skin else lic}))
+    return out
+
+
+def _hue_shifts(seed: int, name: str, count: int) -> list[tuple[float, float]]:
+    """`count` (hue shift, saturation scale) repaints of a model, the same for the same name."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return [(float(rng.uniform(0.1, 0.9)), float(rng.uniform(0.8, 1.2)))
+            for _ in range(max(count, 0))]
+
+
+def flightgear_instances(folder: Path, paints_per_model: int, seed: int) -> list[Instance]:
+    """Each FlightGear model, its other paint files, and hue-shifted repaints of them up to
+    `paints_per_model` instances per model."""
+    out = []
+    for name, (_, files) in sorted(MODELS.items()):
+        base = f"fg-{name}"
+        common = dict(license=FLIGHTGEAR_LICENSE, split="train")
+        out.append(Instance(id=base, source=f"flightgear:{files[0]}", variant_of=None,
+                            group="original", **common))
+        for k, file in enumerate(files[1:], 1):
+            out.append(Instance(id=f"{base}-skin{k}", source=f"flightgear:{file}",
+                                variant_of=base, group="variant", **common))
+        for k, hue in enumerate(_hue_shifts(seed, name, paints_per_model - len(files)), 1):
+            out.append(Instance(id=f"{base}-paint{k}", source=f"flightgear:{files[k % len(files)]}",
+                                variant_of=base, group="variant", hue=hue, **common))
     return out
 
 
@@ -145,6 +175,13 @@ def build(instance: Instance, roots: CarRoots) -> tuple[Mesh, dict[str, np.ndarr
         if roots.sumo is None:
             raise ValueError(f"{instance.id}: needs SUMO's car models (--sumo)")
         return load_sumo_car(roots.sumo, name, instance.paint), {}
+    if kind == "flightgear":
+        if roots.flightgear is None:
+            raise ValueError(f"{instance.id}: needs FlightGear's road vehicles (--flightgear)")
+        mesh, images = load_flightgear_car(roots.flightgear, name)
+        if instance.hue is not None:
+            images = {key: recolor_paint(image, *instance.hue) for key, image in images.items()}
+        return mesh, {key: flatten_alpha(image) for key, image in images.items()}
     if roots.torcs is None:
         raise ValueError(f"{instance.id}: needs the TORCS data (--torcs)")
     mesh, images = load_car(roots.torcs, name)

@@ -1,7 +1,8 @@
 """Render the car data set: DIR/manifest.json and one DIR/<id>.npz per car.
 
     python -m tools.make_dataset --out data/cars --torcs /path/to/torcs-data --workers 16
-    python -m tools.make_dataset --out data/cars2 --torcs DIR --sumo DIR --procedural-style v2
+    python -m tools.make_dataset --out data/cars2 --torcs DIR --sumo DIR --flightgear DIR \
+        --procedural-style v2
     python -m tools.make_dataset --out /tmp/tiny --source procedural --cars 4 --res 32
     python -m tools.make_dataset --pack-torcs /path/to/torcs-data data/torcs-pack
 
@@ -37,6 +38,7 @@ from tools.car_set import (
     build,
     car_roots,
     find_root,
+    flightgear_instances,
     interleave,
     procedural_instances,
     sumo_instances,
@@ -108,6 +110,8 @@ def plan(args: argparse.Namespace, roots: CarRoots) -> list[Instance]:
         instances += torcs_instances(roots.torcs, args.paints, args.seed)
     if args.source in ("all", "torcs") and roots.sumo is not None:
         instances += sumo_instances(roots.sumo, args.paints, args.seed)
+    if args.source in ("all", "torcs") and roots.flightgear is not None:
+        instances += flightgear_instances(roots.flightgear, args.paints, args.seed)
     if args.source in ("all", "procedural"):
         instances += procedural_instances(args.procedural, args.test_procedural, args.seed,
                                           args.procedural_style)
@@ -116,10 +120,10 @@ def plan(args: argparse.Namespace, roots: CarRoots) -> list[Instance]:
 
 
 def make_dataset(args: argparse.Namespace) -> None:
-    roots = car_roots(args.torcs, args.sumo)
+    roots = car_roots(args.torcs, args.sumo, args.flightgear)
     if roots.torcs is None and args.source == "torcs":
         raise UsageError("--source torcs needs --torcs DIR")
-    if roots.torcs is None and roots.sumo is None and args.source == "all":
+    if roots == CarRoots() and args.source == "all":
         print("no --torcs given: procedural cars only")
     settings = Settings(args.res, args.views, args.test_views, DEFAULT_FOV_DEG, DEFAULT_RADIUS,
                         args.seed, args.supersample)
@@ -173,6 +177,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sumo", help="SUMO's car models (the folder holding car-*.obj, or the "
                                        "root of an unzipped eclipse-sumo wheel): adds them and "
                                        "their repaints (--paints per model), all for training")
+    parser.add_argument("--flightgear", help="FlightGear's road vehicles (Scenery/Models/Transport, "
+                                             "or a folder above it): adds 24 models, their paint "
+                                             "files and repaints (--paints per model), all for "
+                                             "training")
     parser.add_argument("--procedural", type=int, default=220, help="procedural cars")
     parser.add_argument("--procedural-style", choices=PROCEDURAL_STYLES, default="v1",
                         help="v1: the shipped prior's cars; v2: more body types, liveries, "
@@ -180,7 +188,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-procedural", type=int, default=30,
                         help="of them, held out (split test)")
     parser.add_argument("--paints", type=int, default=8,
-                        help="instances per TORCS model: skins, then hue-shifted paints")
+                        help="instances per real model: skins, then hue-shifted paints")
     parser.add_argument("--supersample", type=int, default=3, help="odd anti-aliasing factor")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--overwrite", action="store_true", help="re-render existing cars")

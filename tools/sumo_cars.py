@@ -2,8 +2,8 @@
 minibus, a small delivery van) as OBJ with material colors (`sumo/data/3D/car-*.obj` in the
 PyPI wheel `eclipse-sumo`; EPL-2.0 or GPL-2.0-or-later).
 
-SUMO's OBJ axes: y up, z forward, x to the car's left, the tyres on y = 0 (checked by rendering).
-The product world: z up, length along x, so (x, y, z)_obj -> (z, x, y)_world (a rotation).
+SUMO's OBJ axes: y up, z forward, x to the car's left, the tyres on y = 0 (checked by rendering);
+the product world: z up, length along x, so (x, y, z)_obj -> (z, x, y)_world.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.mesh import Mesh, normalize_to_unit_sphere, transformed
+from tools.mesh import Mesh, normalize_to_unit_sphere, transformed, y_up_to_world
 from tools.obj import load_obj
 
-SUMO_TO_WORLD = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 SUMO_LICENSE = "EPL-2.0 OR GPL-2.0-or-later (Eclipse SUMO data/3D)"
 _PAINT_MATERIAL = "carmaterial"  # the body paint's material name starts so ("carmaterial_citrus")
 
@@ -44,4 +43,4 @@ def load_sumo_car(folder: Path, name: str, paint: tuple[float, float, float] | N
         if not body.any():
             raise ValueError(f"{name}: no {_PAINT_MATERIAL}* material to repaint")
         mesh.colors = np.where(body[:, None], np.float32(paint), mesh.colors).astype(np.float32)
-    return normalize_to_unit_sphere(transformed(mesh, SUMO_TO_WORLD))
+    return normalize_to_unit_sphere(transformed(mesh, y_up_to_world("+z")))
