@@ -62,6 +62,16 @@ def test_instances_models_paint_files_and_repaints(tiny_transport: Path) -> None
         tiny_transport)
 
 
+def test_pack_holds_what_the_data_set_reads(tiny_transport: Path, tmp_path: Path) -> None:
+    files = [file for _, model_files in MODELS.values() for file in model_files]
+    for file in files:  # every model file, each the tiny one
+        (find_flightgear_models(tiny_transport) / f"{file}.ac").write_text(AC3D)
+    assert main(["--pack-flightgear", str(tiny_transport), str(tmp_path / "pack")]) == 0
+    assert sorted(p.name for p in (tmp_path / "pack").iterdir()) == sorted(f"{f}.ac" for f in files)
+    mesh, _ = load_flightgear_car(find_flightgear_models(tmp_path / "pack"), "vwgolfsilver")
+    assert mesh.num_triangles == 2
+
+
 def test_missing_flightgear_folder_is_one_error_line(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--out", str(tmp_path / "out"), "--flightgear", str(tmp_path)]) == 1

@@ -5,6 +5,7 @@
         --procedural-style v2
     python -m tools.make_dataset --out /tmp/tiny --source procedural --cars 4 --res 32
     python -m tools.make_dataset --pack-torcs /path/to/torcs-data data/torcs-pack
+    python -m tools.make_dataset --pack-flightgear /path/to/flightgear-data data/fg-pack
 
 Each .npz: rgb uint8 (V, H, W, 3), depth float32 (V, H, W) (distance along each pixel's ray,
 inf on background), mask bool (V, H, W), normal float32 (V, H, W, 3) (world-frame unit normal of
@@ -44,6 +45,7 @@ from tools.car_set import (
     sumo_instances,
     torcs_instances,
 )
+from tools.flightgear_cars import find_flightgear_models, pack_flightgear
 from tools.scene_render import SceneRenderer
 from tools.torcs_cars import find_torcs_root
 from tools.views import poses, test_directions, train_directions
@@ -194,8 +196,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="re-render existing cars")
     parser.add_argument("--pack-torcs", nargs=2, metavar=("SRC", "DST"),
                         help="copy just the TORCS files the data set needs, textures as PNG")
+    parser.add_argument("--pack-flightgear", nargs=2, metavar=("SRC", "DST"),
+                        help="copy just the FlightGear files the data set needs")
     args = parser.parse_args(argv)
-    if not args.pack_torcs and not args.out:
+    if not args.pack_torcs and not args.pack_flightgear and not args.out:
         parser.error("--out is required")
     return args
 
@@ -212,6 +216,11 @@ def make_or_pack(args: argparse.Namespace) -> None:
         source = find_root("--pack-torcs", args.pack_torcs[0], find_torcs_root)
         size = pack_torcs(source, Path(args.pack_torcs[1]))
         print(f"packed {size / 1e6:.1f} MB into {args.pack_torcs[1]}")
+        return
+    if args.pack_flightgear:
+        source = find_root("--pack-flightgear", args.pack_flightgear[0], find_flightgear_models)
+        size = pack_flightgear(source, Path(args.pack_flightgear[1]))
+        print(f"packed {size / 1e6:.1f} MB into {args.pack_flightgear[1]}")
         return
     make_dataset(args)
 
