@@ -178,7 +178,8 @@ def _paint_race_dress(canvas: PanelCanvas, livery: Livery, car: Layout) -> None:
     top_x = (sum(car.roof) / 2 if car.roof is not None
              else (front + car.extent.half_length) / 2)
     spots.append((("top",), (top_x, 0.0)))
-    ink = (0.05, 0.05, 0.05) if sum(livery.accent) > 1.5 else (0.97, 0.97, 0.97)
+    # on a roundel the number contrasts with it; without one it is in the accent color
+    ink = _contrast_of(livery.accent) if livery.roundel else livery.accent
     for panels, center in spots:
         if livery.roundel == "circle":
             canvas.ellipse(panels, center, (0.62 * size, 0.62 * size), livery.accent)
@@ -186,8 +187,6 @@ def _paint_race_dress(canvas: PanelCanvas, livery: Livery, car: Layout) -> None:
             width = 0.45 * size * len(livery.number) + 0.3 * size
             canvas.rect(panels, (center[0] - width / 2, center[1] - 0.6 * size),
                         (center[0] + width / 2, center[1] + 0.6 * size), livery.accent)
-        else:
-            ink = livery.accent
         canvas.text(panels, center, 0.8 * size, livery.number, ink)
 
 

@@ -4,8 +4,8 @@ each an image of the car seen from that side, drawn on in metres.
 Each triangle takes the panel its face looks toward, and its corners' uvs are their positions
 projected onto that panel, so a stripe drawn at z = 0.6 on the sides lies at z = 0.6 on the body.
 Drawing coordinates are world coordinates in the panel's plane: (x, z) on the sides (both sides
-usually get the same paint), (x, y) on top, (y, z) on the front and back. Text is drawn upright as seen
-from outside, never mirrored.
+usually get the same paint), (x, y) on top, (y, z) on the front and back. Text is drawn upright
+as seen from outside, never mirrored.
 
 World axes as the product's: x forward, y to the car's left, z up, the ground at z = 0.
 """

@@ -252,14 +252,14 @@ def _glass_mask(d: Design, body: Loft) -> np.ndarray:
 def _layout(d: Design) -> Layout:
     s = d.shape
     ends = np.array([0.02, 0.98])
-    top, bottom, _ = profile(s, np.linspace(0, 1, 201))
+    top = profile(s, np.linspace(0, 1, 201))[0]
     end_top, end_bottom, _ = profile(s, ends)
     rear_x, front_x = _x(s, s.rear_axle), _x(s, s.front_axle)
     radius = max(a.radius for a in d.axles)
     seams: tuple[float, ...] = ()
     if d.doors:
         front_edge = front_x - 1.25 * radius
-        b_pillar = _x(s, d.pillars[0]) if d.pillars else front_edge - 1.1
+        b_pillar = _x(s, d.pillars[0]) if d.pillars else front_edge - 1.1  # a panel van's cab
         seams = (front_edge, b_pillar, rear_x + 1.25 * radius) if d.doors == 4 else (
             front_edge, b_pillar + 0.1)
     cockpit = {"roadster": (s.roof_back, s.windshield), "formula": (0.47, 0.6),
@@ -312,7 +312,7 @@ def _deck_height(s: BodyShape, station: float) -> float:
     return float(top[0])
 
 
-def _parts(d: Design, layout: Layout) -> list[Mesh]:
+def _parts(d: Design) -> list[Mesh]:
     """Everything but the body and wheels: mirrors, wings, bumpers, windshield frame, cage."""
     s, paint = d.shape, d.livery.paint
     parts = []
@@ -397,7 +397,7 @@ def variety_car_raw(seed: int) -> tuple[Mesh, dict[str, np.ndarray]]:
     """The car in metres, standing on z = 0, and its livery textures."""
     d = _design(np.random.default_rng(seed))
     layout = _layout(d)
-    parts = [_body(d, layout.extent), *_parts(d, layout)]
+    parts = [_body(d, layout.extent), *_parts(d)]
     for axle, station in zip(d.axles, (d.shape.rear_axle, d.shape.front_axle), strict=True):
         tire = wheel(axle.radius, axle.tire_width, d.rim, d.rim_ratio, d.spokes, segments=36)
         parts += wheel_pair(tire, axle.radius, (station - 0.5) * d.shape.length, axle.lateral)
