@@ -91,7 +91,13 @@ BAD_INPUTS = [
     bad("tools.make_dataset", "--source torcs --out data_set", 1, "--torcs"),
     bad("tools.make_dataset", "--cars 3", 2, "--out"),
     bad("tools.make_dataset", "--pack-torcs /nonexistent pack", 1, "--pack-torcs /nonexistent"),
+    bad("tools.make_dataset", "--sumo /nonexistent --out data_set", 1, "--sumo /nonexistent"),
+    bad("tools.make_dataset", "--flightgear a_folder --out data_set", 1, "--flightgear a_folder"),
+    bad("tools.make_dataset", "--procedural-style v3 --out data_set", 2, "--procedural-style"),
+    bad("tools.make_dataset", "--pack-flightgear /nonexistent pack", 1,
+        "--pack-flightgear /nonexistent"),
     bad("tools.contact_sheet", "--torcs /nonexistent", 1, "/nonexistent"),
+    bad("tools.contact_sheet", "--sumo /nonexistent", 1, "--sumo /nonexistent"),
     bad("tools.contact_sheet", "--procedural x", 2, "--procedural"),
     # bench/
     bad("bench.soak", "--ckpt missing.pt", 1, "missing.pt"),

@@ -167,6 +167,9 @@ def test_a_manifest_car_without_a_split_is_named(data, ckpt_path):
 @pytest.mark.parametrize("entry, source", [
     ({"id": "torcs-p406-paint2", "source": "torcs:p406"}, CarSource.REAL),
     ({"id": "proc-0-0003", "source": "procedural:3"}, CarSource.PROCEDURAL),
+    ({"id": "proc2-0-0003", "source": "procedural:v2:3"}, CarSource.PROCEDURAL),
+    ({"id": "sumo-minibus-citrus", "source": "sumo:car-minibus-citrus"}, CarSource.REAL),
+    ({"id": "fg-camaro-skin1", "source": "flightgear:camaroblack"}, CarSource.REAL),
     ({"id": "mycar", "source": "real"}, CarSource.REAL),
     ({"id": "torcs-155-DTM"}, CarSource.REAL),  # data sets without the field: the id's prefix
     ({"id": "proc-0-0000"}, CarSource.PROCEDURAL),

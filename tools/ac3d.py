@@ -3,12 +3,14 @@
 TORCS's .acc dialect adds to AC3D: vertex lines may carry a normal after the position, a surface
 ref may list several uv pairs (one per texture stage; the first is the base texture), an object
 may name several textures (the first is the base), and SURF types 4 (flags 0x14/0x24/0x34) are
-triangle strips. Objects named like '*shadow*' (flat ground shadows) are skipped with their kids.
+triangle strips. Objects named like '*shadow*' (flat ground shadows) are skipped with their kids,
+as are those a caller's `skip` picks by name.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,21 +66,27 @@ def fan_triangles(count: int) -> np.ndarray:
     return np.stack([np.zeros_like(i), i, i + 1], axis=1)
 
 
+def is_shadow(name: str) -> bool:
+    """Whether an object (its name line's text, quotes and all) is a flat ground shadow."""
+    return "shadow" in name.lower()
+
+
 def _read_object(
     lines: _Lines,
     parent: tuple[np.ndarray, np.ndarray],
     materials: list[np.ndarray],
     parts: _Parts | None,
+    skip: Callable[[str], bool],
 ) -> None:
     """Read one OBJECT block (its header line already consumed) and its kids. `parent` maps the
-    parent's frame to the world; `parts` None discards the triangles (a shadow's subtree)."""
+    parent's frame to the world; `parts` None discards the triangles (a skipped subtree)."""
     texture = None
     rot, loc = np.eye(3), np.zeros(3)
     vertices = np.zeros((0, 6))
     while True:
         key, _, rest = lines.next().partition(" ")
         world = (parent[0] @ rot, parent[0] @ loc + parent[1])
-        if key == "name" and "shadow" in rest.lower():
+        if key == "name" and skip(rest):
             parts = None
         elif key == "data":
             lines.block(1)  # object data is a single line in practice
@@ -100,7 +108,7 @@ def _read_object(
                 header = lines.next()
                 if not header.startswith("OBJECT"):
                     raise ValueError(f"AC3D: expected OBJECT, got {header!r}")
-                _read_object(lines, world, materials, parts)
+                _read_object(lines, world, materials, parts, skip)
             return
         # url, crease, texrep, texoff, subdiv, hidden, locked, folded: no effect on the shape
 
@@ -156,8 +164,9 @@ def _material_rgb(line: str) -> np.ndarray:
     return np.array([float(t) for t in tokens[at + 1 : at + 4]])
 
 
-def parse_ac3d(text: str) -> Mesh:
-    """Parse AC3D text into a triangle Mesh in the file's own axes (AC3D: y up)."""
+def parse_ac3d(text: str, skip: Callable[[str], bool] = is_shadow) -> Mesh:
+    """Parse AC3D text into a triangle Mesh in the file's own axes (AC3D: y up), leaving out the
+    objects (and their kids) whose name `skip` picks."""
     lines = _Lines(text)
     if not lines.next().startswith("AC3D"):
         raise ValueError("AC3D: missing AC3D header")
@@ -170,7 +179,7 @@ def parse_ac3d(text: str) -> Mesh:
         if line.startswith("MATERIAL"):
             materials.append(_material_rgb(line))
         elif line.startswith("OBJECT"):
-            _read_object(lines, identity, materials, parts)
+            _read_object(lines, identity, materials, parts, skip)
     if not parts.positions:
         raise ValueError("AC3D: no triangles")
     return make_mesh(
@@ -183,6 +192,6 @@ def parse_ac3d(text: str) -> Mesh:
     )
 
 
-def load_ac3d(path: str | Path) -> Mesh:
+def load_ac3d(path: str | Path, skip: Callable[[str], bool] = is_shadow) -> Mesh:
     """Read an AC3D file (TORCS files are Latin-1 at worst, hence errors='replace')."""
-    return parse_ac3d(Path(path).read_text(encoding="utf-8", errors="replace"))
+    return parse_ac3d(Path(path).read_text(encoding="utf-8", errors="replace"), skip)

@@ -1,8 +1,11 @@
 """Render the car data set: DIR/manifest.json and one DIR/<id>.npz per car.
 
     python -m tools.make_dataset --out data/cars --torcs /path/to/torcs-data --workers 16
+    python -m tools.make_dataset --out data/cars2 --torcs DIR --sumo DIR --flightgear DIR \
+        --procedural-style v2
     python -m tools.make_dataset --out /tmp/tiny --source procedural --cars 4 --res 32
     python -m tools.make_dataset --pack-torcs /path/to/torcs-data data/torcs-pack
+    python -m tools.make_dataset --pack-flightgear /path/to/flightgear-data data/fg-pack
 
 Each .npz: rgb uint8 (V, H, W, 3), depth float32 (V, H, W) (distance along each pixel's ray,
 inf on background), mask bool (V, H, W), normal float32 (V, H, W, 3) (world-frame unit normal of
@@ -29,7 +32,20 @@ from tqdm import tqdm
 
 from engine.cli import OneLineParser, UsageError, run_entry_point
 from models.cameras import DEFAULT_FOV_DEG, DEFAULT_RADIUS
-from tools.car_set import Instance, build, interleave, procedural_instances, torcs_instances
+from tools.car_set import (
+    PROCEDURAL_STYLES,
+    CarRoots,
+    Instance,
+    build,
+    car_roots,
+    find_root,
+    flightgear_instances,
+    interleave,
+    procedural_instances,
+    sumo_instances,
+    torcs_instances,
+)
+from tools.flightgear_cars import find_flightgear_models, pack_flightgear
 from tools.scene_render import SceneRenderer
 from tools.torcs_cars import find_torcs_root
 from tools.views import poses, test_directions, train_directions
@@ -46,14 +62,14 @@ class Settings:
     supersample: int
 
 
-def render_car(instance: Instance, settings: Settings, torcs_root: Path | None,
+def render_car(instance: Instance, settings: Settings, roots: CarRoots,
                renderer: SceneRenderer) -> dict[str, np.ndarray]:
     """All views of one car as the arrays its .npz holds."""
     rng = np.random.default_rng([settings.seed, zlib.crc32(instance.id.encode())])
     train = poses(*train_directions(settings.views, rng), settings.radius)
     test = poses(*test_directions(settings.test_views, rng), settings.radius)
     cam2world = np.concatenate([train, test]).astype(np.float32)
-    mesh, images = build(instance, torcs_root)
+    mesh, images = build(instance, roots)
     renderer.set_mesh(mesh, images)
     views = [renderer.render(pose) for pose in cam2world]
     return {
@@ -70,16 +86,16 @@ def render_car(instance: Instance, settings: Settings, torcs_root: Path | None,
 _worker: dict = {}
 
 
-def _init_worker(settings: Settings, torcs_root: Path | None, threads: int) -> None:
+def _init_worker(settings: Settings, roots: CarRoots, threads: int) -> None:
     # llvmpipe (CPU GL) starts a thread per core in every process: share the cores instead
     os.environ.setdefault("LP_NUM_THREADS", str(threads))
     torch.set_num_threads(1)
-    _worker.update(settings=settings, torcs_root=torcs_root,
+    _worker.update(settings=settings, roots=roots,
                    renderer=SceneRenderer(settings.res, settings.fov_deg, settings.supersample))
 
 
 def _write_car(instance: Instance, out: Path) -> str:
-    arrays = render_car(instance, _worker["settings"], _worker["torcs_root"], _worker["renderer"])
+    arrays = render_car(instance, _worker["settings"], _worker["roots"], _worker["renderer"])
     partial = out / f"{instance.id}.partial.npz"
     np.savez_compressed(partial, **arrays)
     partial.replace(out / f"{instance.id}.npz")  # whole files only, even when cut off
@@ -90,29 +106,26 @@ def _write_car_star(job: tuple[Instance, Path]) -> str:
     return _write_car(*job)
 
 
-def plan(args: argparse.Namespace, torcs_root: Path | None) -> list[Instance]:
+def plan(args: argparse.Namespace, roots: CarRoots) -> list[Instance]:
     instances = []
-    if args.source in ("all", "torcs") and torcs_root is not None:
-        instances += torcs_instances(torcs_root, args.paints, args.seed)
+    if args.source in ("all", "torcs") and roots.torcs is not None:
+        instances += torcs_instances(roots.torcs, args.paints, args.seed)
+    if args.source in ("all", "torcs") and roots.sumo is not None:
+        instances += sumo_instances(roots.sumo, args.paints, args.seed)
+    if args.source in ("all", "torcs") and roots.flightgear is not None:
+        instances += flightgear_instances(roots.flightgear, args.paints, args.seed)
     if args.source in ("all", "procedural"):
-        instances += procedural_instances(args.procedural, args.test_procedural, args.seed)
+        instances += procedural_instances(args.procedural, args.test_procedural, args.seed,
+                                          args.procedural_style)
     ordered = interleave(instances)[: args.cars]
     return sorted(ordered, key=instances.index)  # a limit picks a mix; output keeps plan order
 
 
-def torcs_root_from(flag: str, folder: str) -> Path:
-    """find_torcs_root, its failure naming the flag that gave the folder."""
-    try:
-        return find_torcs_root(folder)
-    except FileNotFoundError as error:
-        raise UsageError(f"{flag} {error}") from None
-
-
 def make_dataset(args: argparse.Namespace) -> None:
-    torcs_root = torcs_root_from("--torcs", args.torcs) if args.torcs else None
-    if torcs_root is None and args.source == "torcs":
+    roots = car_roots(args.torcs, args.sumo, args.flightgear)
+    if roots.torcs is None and args.source == "torcs":
         raise UsageError("--source torcs needs --torcs DIR")
-    if torcs_root is None and args.source == "all":
+    if roots == CarRoots() and args.source == "all":
         print("no --torcs given: procedural cars only")
     settings = Settings(args.res, args.views, args.test_views, DEFAULT_FOV_DEG, DEFAULT_RADIUS,
                         args.seed, args.supersample)
@@ -125,14 +138,14 @@ def make_dataset(args: argparse.Namespace) -> None:
         for old in out.glob("*.npz"):
             old.unlink()
     settings_file.write_text(json.dumps(asdict(settings)))
-    instances = plan(args, torcs_root)
+    instances = plan(args, roots)
     todo = [i for i in instances if args.overwrite or not (out / f"{i.id}.npz").is_file()]
     print(f"{len(instances)} cars ({sum(i.split == 'test' for i in instances)} held out), "
           f"{len(todo)} to render, {args.views}+{args.test_views} views at {args.res}², "
           f"{args.workers} workers")
     start = time.time()
     workers = max(1, min(args.workers, len(todo)))
-    init = (settings, torcs_root, max(1, (os.cpu_count() or 1) // workers))
+    init = (settings, roots, max(1, (os.cpu_count() or 1) // workers))
     if workers == 1:
         if todo:
             _init_worker(*init)
@@ -163,18 +176,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-views", type=int, default=25, help="held-out views per car")
     parser.add_argument("--res", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sumo", help="SUMO's car models (the folder holding car-*.obj, or the "
+                                       "root of an unzipped eclipse-sumo wheel): adds them and "
+                                       "their repaints (--paints per model), all for training")
+    parser.add_argument("--flightgear", help="FlightGear's road vehicles (Scenery/Models/Transport, "
+                                             "or a folder above it): adds 24 models, their paint "
+                                             "files and repaints (--paints per model), all for "
+                                             "training")
     parser.add_argument("--procedural", type=int, default=220, help="procedural cars")
+    parser.add_argument("--procedural-style", choices=PROCEDURAL_STYLES, default="v1",
+                        help="v1: the shipped prior's cars; v2: more body types, liveries, "
+                             "glass, wheels (tools/procedural_variety.py)")
     parser.add_argument("--test-procedural", type=int, default=30,
                         help="of them, held out (split test)")
     parser.add_argument("--paints", type=int, default=8,
-                        help="instances per TORCS model: skins, then hue-shifted paints")
+                        help="instances per real model: skins, then hue-shifted paints")
     parser.add_argument("--supersample", type=int, default=3, help="odd anti-aliasing factor")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--overwrite", action="store_true", help="re-render existing cars")
     parser.add_argument("--pack-torcs", nargs=2, metavar=("SRC", "DST"),
                         help="copy just the TORCS files the data set needs, textures as PNG")
+    parser.add_argument("--pack-flightgear", nargs=2, metavar=("SRC", "DST"),
+                        help="copy just the FlightGear files the data set needs")
     args = parser.parse_args(argv)
-    if not args.pack_torcs and not args.out:
+    if not args.pack_torcs and not args.pack_flightgear and not args.out:
         parser.error("--out is required")
     return args
 
@@ -188,8 +213,14 @@ def make_or_pack(args: argparse.Namespace) -> None:
     if args.pack_torcs:
         from tools.torcs_pack import pack_torcs
 
-        size = pack_torcs(torcs_root_from("--pack-torcs", args.pack_torcs[0]), Path(args.pack_torcs[1]))
+        source = find_root("--pack-torcs", args.pack_torcs[0], find_torcs_root)
+        size = pack_torcs(source, Path(args.pack_torcs[1]))
         print(f"packed {size / 1e6:.1f} MB into {args.pack_torcs[1]}")
+        return
+    if args.pack_flightgear:
+        source = find_root("--pack-flightgear", args.pack_flightgear[0], find_flightgear_models)
+        size = pack_flightgear(source, Path(args.pack_flightgear[1]))
+        print(f"packed {size / 1e6:.1f} MB into {args.pack_flightgear[1]}")
         return
     make_dataset(args)
 

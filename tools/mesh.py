@@ -86,6 +86,13 @@ def concat(meshes: list[Mesh]) -> Mesh:
     )
 
 
+def select_triangles(mesh: Mesh, keep: np.ndarray) -> Mesh:
+    """The mesh with only the triangles where `keep` (T,) is true."""
+    corners = np.repeat(keep, 3)
+    return Mesh(mesh.positions[corners], mesh.normals[corners], mesh.uvs[corners],
+                mesh.colors[corners], mesh.tri_texture[keep], list(mesh.textures))
+
+
 def transformed(mesh: Mesh, linear: np.ndarray, offset: np.ndarray | None = None) -> Mesh:
     """The mesh under x -> linear @ x + offset; normals use the inverse transpose."""
     linear = np.asarray(linear, np.float64)
@@ -101,6 +108,15 @@ def transformed(mesh: Mesh, linear: np.ndarray, offset: np.ndarray | None = None
                     mesh.colors[order], mesh.tri_texture, list(mesh.textures))
     return Mesh(positions.astype(np.float32), normals.astype(np.float32), mesh.uvs,
                 mesh.colors, mesh.tri_texture, list(mesh.textures))
+
+
+def y_up_to_world(forward: str) -> np.ndarray:
+    """(3, 3) rotation taking a y-up model whose front faces `forward` ("+z", "-z", "+x" or
+    "-x") to the product's world: front along +x, up along +z, the car's left along +y."""
+    front = np.zeros(3)
+    front["xyz".index(forward[1])] = 1.0 if forward[0] == "+" else -1.0
+    up = np.array([0.0, 1.0, 0.0])
+    return np.stack([front, np.cross(up, front), up])  # rows: world x, y, z in model axes
 
 
 def normalize_to_unit_sphere(mesh: Mesh, radius: float = 0.95) -> Mesh:

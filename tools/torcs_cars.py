@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tools.ac3d import load_ac3d
-from tools.mesh import Mesh, concat, make_mesh, normalize_to_unit_sphere, transformed
+from tools.mesh import Mesh, concat, make_mesh, normalize_to_unit_sphere, select_triangles, transformed
 from tools.textures import read_rgba, resolve_texture
 
 TORCS_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -142,10 +142,7 @@ def drop_floor(body: Mesh, height: float = 0.15) -> Mesh:
     the ground sees a down-facing face from below."""
     normals = body.normals.reshape(-1, 3, 3).mean(axis=1)
     low = body.triangles()[:, :, 1].max(axis=1) < body.positions[:, 1].min() + height
-    keep = ~(low & (normals[:, 1] < -0.95))
-    corners = np.repeat(keep, 3)
-    return Mesh(body.positions[corners], body.normals[corners], body.uvs[corners],
-                body.colors[corners], body.tri_texture[keep], list(body.textures))
+    return select_triangles(body, ~(low & (normals[:, 1] < -0.95)))
 
 
 def load_car(root: Path, name: str) -> tuple[Mesh, dict[str, np.ndarray]]:
