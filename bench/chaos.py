@@ -80,6 +80,7 @@ class ChaosReport:
     rss_growth_by_mode: dict[str, float]  # the modes on screen long enough to judge
     rss_growth_all_readings: float | None  # one line through every reading, whatever the mode
     rss_mb_every_10s: list[int]
+    rss_mb_and_mode_every_5s: list[tuple[int, int, str]]  # (seconds, MB, mode): what the verdict read
     failures: list[str] = field(default_factory=list)
 
 
@@ -273,6 +274,8 @@ def judge(counts: Counter, memory: list[Reading],
         rss_mb_after_first_minute=start_mb, rss_mb_end=end_mb, rss_growth=growth,
         rss_growth_by_mode=by_mode, rss_growth_all_readings=all_growth,
         rss_mb_every_10s=[round(r.mb) for r in memory if int(r.seconds) % 10 == 0],
+        rss_mb_and_mode_every_5s=[(int(r.seconds), round(r.mb), r.mode) for r in memory
+                                  if int(r.seconds) % 5 == 0],
         failures=failures,
     )
 
