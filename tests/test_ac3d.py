@@ -12,7 +12,8 @@ from tools.ac3d import fan_triangles, parse_ac3d, strip_triangles
 from tools.mesh import face_normals
 from tools.torcs_cars import find_torcs_root, load_car, read_spec
 
-TORCS_DIR = Path(os.environ.get("LFN_TORCS_DIR", "/work/torcs/x"))
+# the extracted data, by default in the git-ignored data/ folder of the checkout
+TORCS_DIR = Path(os.environ.get("LFN_TORCS_DIR", Path(__file__).resolve().parents[1] / "data" / "torcs"))
 
 # A group holding: a strip quad (SURF 0x14, 4 refs = 2 triangles), a textured polygon quad
 # (SURF 0x10, fan = 2 triangles) in a child turned 90° about z and moved, and a shadow object.

@@ -13,7 +13,9 @@ from tools.car_set import car_roots, flightgear_instances
 from tools.flightgear_cars import MODELS, find_flightgear_models, load_flightgear_car
 from tools.make_dataset import main
 
-FLIGHTGEAR_DIR = Path(os.environ.get("LFN_FLIGHTGEAR_DIR", "/work/flightgear"))
+# the extracted data, by default in the git-ignored data/ folder of the checkout
+FLIGHTGEAR_DIR = Path(os.environ.get("LFN_FLIGHTGEAR_DIR",
+                                     Path(__file__).resolve().parents[1] / "data" / "flightgear"))
 
 
 def _quad(name: str, corners: list[tuple[float, float, float]]) -> str:

@@ -14,7 +14,8 @@ from tools.make_dataset import main
 from tools.obj import load_obj
 from tools.sumo_cars import find_sumo_models, load_sumo_car, sumo_names
 
-SUMO_DIR = Path(os.environ.get("LFN_SUMO_DIR", "/work/sumo"))
+# the extracted data, by default in the git-ignored data/ folder of the checkout
+SUMO_DIR = Path(os.environ.get("LFN_SUMO_DIR", Path(__file__).resolve().parents[1] / "data" / "sumo"))
 
 MTL = """# two materials, one without Kd
 newmtl carmaterial_test
