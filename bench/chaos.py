@@ -81,6 +81,7 @@ class ChaosReport:
     rss_growth_all_readings: float | None  # one line through every reading, whatever the mode
     rss_mb_every_10s: list[int]
     rss_mb_and_mode_every_5s: list[tuple[int, int, str]]  # (seconds, MB, mode): what the verdict read
+    threads_every_5s: list[int]  # the viewer's threads at those readings
     failures: list[str] = field(default_factory=list)
 
 
@@ -100,15 +101,19 @@ class Reading:
     seconds: float
     mb: float
     mode: str  # the display mode the window's title named then ("?" if it named none)
+    # A benchmark run, a video export or a fit runs on threads of its own (an EGL context brings
+    # llvmpipe's, an encoder x264's): the count says when one ran.
+    threads: int = 0
 
 
-def rss_mb(pid: int) -> float | None:
+def rss_mb_and_threads(pid: int) -> tuple[float, int] | None:
+    """Resident MB and thread count of `pid`, or None once it is gone."""
     try:
         with open(f"/proc/{pid}/status") as status:
-            line = next(line for line in status if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"])
+    except (OSError, KeyError, ValueError):
         return None
-    return int(line.split()[1]) / 1024
 
 
 class Driver:
@@ -192,8 +197,8 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
         next_reading = 0.0
         while (elapsed := time.monotonic() - started) < config.minutes * 60 and viewer.poll() is None:
             if elapsed >= next_reading:
-                if (mb := rss_mb(viewer.pid)) is not None:
-                    memory.append(Reading(elapsed, mb, driver.display_mode()))
+                if (status := rss_mb_and_threads(viewer.pid)) is not None:
+                    memory.append(Reading(elapsed, status[0], driver.display_mode(), status[1]))
                 next_reading = elapsed + 1.0
                 if int(elapsed) % 30 == 0 and memory:
                     progress(f"{elapsed:5.0f} s: {sum(counts.values())} events, {memory[-1].mb:.0f} MB")
@@ -276,6 +281,7 @@ def judge(counts: Counter, memory: list[Reading],
         rss_mb_every_10s=[round(r.mb) for r in memory if int(r.seconds) % 10 == 0],
         rss_mb_and_mode_every_5s=[(int(r.seconds), round(r.mb), r.mode) for r in memory
                                   if int(r.seconds) % 5 == 0],
+        threads_every_5s=[r.threads for r in memory if int(r.seconds) % 5 == 0],
         failures=failures,
     )
 

@@ -131,11 +131,10 @@ def frame_methods(renderer) -> list[Method]:
     Raises when GL cannot be created here. The context becomes current on the calling thread, so a
     caller with a window should run the benchmark on another thread.
     """
-    import moderngl
-
+    from engine.egl_context import offscreen_context, release_context
     from engine.shared_frames import shared_frame_pool
 
-    ctx = moderngl.create_standalone_context(backend="egl")
+    ctx = offscreen_context()
     pool = shared_frame_pool(ctx, renderer.device)
     methods = upload_methods(renderer, ctx, pool, "")
     if pool is not None:
@@ -146,7 +145,7 @@ def frame_methods(renderer) -> list[Method]:
         close_last()
         if pool is not None:
             pool.release()
-        ctx.release()
+        release_context(ctx)  # the benchmark's thread ends next: the context must not outlive it
 
     methods[-1].close = close
     return methods

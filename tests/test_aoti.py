@@ -64,3 +64,21 @@ def test_without_a_compiler_the_backend_says_why_and_the_cli_refuses_it(monkeypa
     code = main.main(["--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "a.png"),
                       "--device", "cpu", "--backend", "aoti"])
     assert code == 1 and capsys.readouterr().err == f"error: --backend aoti: {reason}\n"
+
+
+def loaded_packages() -> int:
+    """Mappings of AOTInductor libraries in this process: each load maps its own copy, for good."""
+    with open("/proc/self/maps") as maps:
+        return sum("aotinductor" in line for line in maps)
+
+
+@needs_compiler
+def test_another_aoti_renderer_loads_no_other_library():
+    model = tiny_lfn()
+    LFNRenderer(model, backend="aoti")  # compiles or loads the package once for the process
+    loaded = loaded_packages()
+    for instance in range(3):  # as switches back to aoti, benchmark runs and video exports build them
+        renderer = LFNRenderer(model, backend="aoti")
+        renderer.set_latent(model.latents.weight[instance])
+        renderer.render(POSE, 8)
+    assert loaded_packages() == loaded

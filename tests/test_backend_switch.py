@@ -10,6 +10,7 @@ import torch
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank
+from models.backends.ray_function import built_count
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
@@ -97,3 +98,20 @@ def test_a_build_that_fails_on_its_first_frame_keeps_the_old_renderer(worker, mo
     assert worker.take() is None  # nothing changed, so nothing rendered again
     worker.submit(request(1))
     assert torch.equal(shown(worker).image, before.image)
+
+
+def test_switching_back_and_forth_builds_each_backend_once(worker):
+    """A build that is never freed (a TorchScript trace stays in torch's compilation unit, an
+    export in dynamo's caches) happens once per backend and precision, however often the user
+    switches back to it."""
+    switch = BackendSwitch(worker)
+    compiled = torch.jit._state._python_cu  # where every trace stays for the life of the process
+    for round_ in range(3):
+        for backend, precision in (("eager", "fp32"), ("torchscript", "bf16"), ("export", "fp32"),
+                                   ("torchscript", "fp32")):
+            switch.start(backend, precision)
+            settle(worker, switch)
+            assert switch.status() == SwitchStatus(), switch.status()
+        if round_ == 0:
+            built, traces = built_count(), len(compiled.get_functions())
+    assert (built_count(), len(compiled.get_functions())) == (built, traces)

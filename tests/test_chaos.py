@@ -20,6 +20,8 @@ def test_a_short_chaos_run_finds_nothing_wrong(tiny_ckpt):
     assert report.failures == [], report
     assert report.exit_code == 0 and report.events >= 40
     assert len(report.event_counts) >= 6  # most kinds of input were sent
+    assert len(report.threads_every_5s) == len(report.rss_mb_and_mode_every_5s)
+    assert min(report.threads_every_5s) >= 2  # the UI's and the render thread at least
 
 
 @pytest.mark.parametrize(("stderr", "exit_code", "stats", "memory", "needle"), [

@@ -81,7 +81,7 @@ def test_without_egl_the_tensor_is_written_directly(capsys, tiny_ckpt, tmp_path,
     def no_egl(**_):
         raise RuntimeError("no EGL here")
 
-    monkeypatch.setattr(headless.moderngl, "create_standalone_context", no_egl)
+    monkeypatch.setattr(headless, "offscreen_context", no_egl)
     out = tmp_path / "direct.png"
     code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "24", "--device", "cpu")
     assert (code, stderr) == (0, "") and "no EGL here" in stdout

@@ -214,3 +214,17 @@ def test_an_exported_ray_program_saves_loads_and_computes_the_same_colors(tmp_pa
     loaded = load_ray_program(tmp_path / "lfn_rays.pt2").module()
     rays = torch.randn(37, 6)  # another ray count than the export's example: the count is symbolic
     assert torch.allclose(loaded(rays, *tensors), ray_colors(rays, *tensors), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["torchscript", "export"])
+def test_renderers_of_one_backend_and_precision_share_one_built_function(name):
+    """A trace or an export is never freed (torch's compilation unit, dynamo's caches): renderers
+    of tensors alike reuse the one built, each rendering its own weights through it."""
+    first, second = tiny_lfn(seed=0), tiny_lfn(seed=1)
+    a, b = LFNRenderer(first, backend=name), LFNRenderer(second, backend=name)
+    assert a.ray_backend.function is b.ray_backend.function
+    for model, renderer in ((first, a), (second, b)):
+        eager = LFNRenderer(model, backend="eager").render(POSE, RES)
+        assert torch.allclose(renderer.render(POSE, RES), eager, atol=1e-5)
+    other_precision = LFNRenderer(first, precision="bf16", backend=name)
+    assert other_precision.ray_backend.function is not a.ray_backend.function

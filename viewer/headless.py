@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 
-import moderngl
 import numpy as np
 import torch
 from PIL import Image
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from engine.camera_path import TURNTABLE, PathFrame, camera_path
 from engine.config import HeadlessConfig
 from engine.display_mode import DisplayMode
+from engine.egl_context import offscreen_context, release_context
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank, LatentSelection, WeightedLatent
 from engine.texture import FrameTexture
@@ -63,7 +63,7 @@ class OffscreenDisplay:
     """The display program in a standalone EGL context and a texture to feed it."""
 
     def __init__(self):
-        self.ctx = moderngl.create_standalone_context(backend="egl")
+        self.ctx = offscreen_context()
         self.display = Display(self.ctx)
         self.texture = FrameTexture(self.ctx)
 
@@ -74,7 +74,7 @@ class OffscreenDisplay:
 
     def release(self) -> None:
         self.texture.release()
-        self.ctx.release()
+        release_context(self.ctx)  # on the export thread too, the context leaves memory
 
 
 def open_offscreen() -> OffscreenDisplay | None:
