@@ -4,7 +4,7 @@ moderngl's Context.release() calls eglDestroyContext, and EGL destroys a context
 thread has it current; moderngl leaves it current on the thread that made it. On a thread that
 then ends (a benchmark run, a video export) it was never destroyed: the whole Mesa context, its
 textures and framebuffers stayed in memory, 2.7 MB a thread measured with llvmpipe
-(bench/repeat_action.py). eglReleaseThread after the release unbinds it there, so it goes.
+(viewer/repeat_action.py). eglReleaseThread after the release unbinds it there, so it goes.
 """
 
 from __future__ import annotations

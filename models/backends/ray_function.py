@@ -4,7 +4,7 @@ the one function each builds per kind of tensors, reused by every renderer that 
 What a build makes cannot all be freed: a TorchScript trace stays in torch's global compilation
 unit, an AOTInductor package's native library stays loaded, an export leaves its caches, for the
 life of the process. The viewer builds a renderer on every backend switch, benchmark run and video
-export, so each build made the process bigger (0.2-0.4 MB a build measured, bench/repeat_action.py).
+export, so each build made the process bigger (0.2-0.4 MB a build measured, viewer/repeat_action.py).
 The function takes the MLP tensors as inputs, so the one built for tensors of these shapes, dtype
 and device serves any renderer of them: it is built once per (backend, dtype, device, shapes),
 a handful per process, and a switch back to a backend is a fold, not a rebuild.

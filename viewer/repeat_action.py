@@ -1,7 +1,8 @@
 """One viewer action repeated in-process, with resident memory after each repetition: what a chaos
-run's growth is made of, one kind of action at a time.
+run's growth is made of, one kind of action at a time. It lives in viewer/ because it drives the
+viewer's own panel objects, which bench/ may not import (tests/test_layering.py).
 
-    python -m bench.repeat_action ACTION [--times N] [--ckpt checkpoints/cars.pt] [--json PATH]
+    python -m viewer.repeat_action ACTION [--times N] [--ckpt checkpoints/cars.pt] [--json PATH]
 
 ACTION is one of ACTIONS: the panel's state objects and the render thread doing what a click does,
 without a window (the UI thread's GL side, where an action has one, in an offscreen EGL context):
@@ -263,7 +264,7 @@ def run(action: str, ckpt: Path, times: int, volumetric: Path | None, json: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m bench.repeat_action", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m viewer.repeat_action", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=ACTIONS)
     parser.add_argument("--times", type=int, default=20, help="repetitions (at least 2)")
     parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt")
