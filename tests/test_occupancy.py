@@ -10,6 +10,7 @@ from models.occupancy import (
     DENSITY_THRESHOLD,
     EARLY_STOP_TRANSMITTANCE,
     MARCH_ROUNDS,
+    STOP_SLACK,
     OccupancyGrid,
     build_occupancy,
     cell_centers,
@@ -155,3 +156,23 @@ def test_marching_skips_empty_cells_and_stops_behind_opaque_ones():
     through_the_middle = step > 0.5 * step.max()  # long samples: each one nearly opaque
     assert through_the_middle.any() and (result.evaluations[through_the_middle] == MARCH_ROUNDS[0]).all()
     assert (result.evaluations[step == 0] == 0).all()  # a miss has nothing to evaluate
+
+
+def test_a_ray_in_even_density_takes_about_what_it_needs_to_turn_opaque():
+    model, tensors = tiny_field()
+    cfg = model.config
+    origins, dirs = frame()
+    even = tuple(t.clone() for t in tensors)
+    even[-2].zero_()  # the output layer's weights: the network returns its bias alone
+    even[-1][0] = 5.5  # density ~45 everywhere: ~20 samples to opacity through the sphere's middle
+    full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
+    exact = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full, rounds=(1,))
+    # After one sample, a second round could take every sample left: the ray's optical depth so far
+    # says how many it needs, and it takes STOP_SLACK times that many.
+    budgeted = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full,
+                     rounds=(1, cfg.samples_per_ray))
+    needed = exact.evaluations
+    assert budgeted.rounds == 2 and (needed[needed > 0] < cfg.samples_per_ray // 4).any()
+    assert (needed <= budgeted.evaluations).all()
+    assert (budgeted.evaluations <= 1 + torch.ceil(STOP_SLACK * (needed - 1)) + 1).all()
+    assert (budgeted.color - exact.color).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
