@@ -15,6 +15,7 @@ device; the milliseconds do.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,8 @@ def main(args) -> int:
             rows.append(measure(renderer, res, poses, references))
             print(rows[-1], flush=True)
     env = {"device": device_name(device), "precision": args.precision, "torch": torch.__version__,
-           "volumetric": str(args.volumetric), "frames": args.frames}
+           "volumetric": str(args.volumetric), "frames": args.frames,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(f"\n{env['device']}, {args.precision}")
     print("res   grid  ms median  evals/hit ray  evals/ray  rounds  PSNR vs dense  grid build (per latent)")
     for row in rows:
