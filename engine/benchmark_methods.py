@@ -112,8 +112,11 @@ def volumetric_method(renderer, max_frames: int | None, warmup: int | None,
         extra = {"rays_per_chunk": renderer.rays_per_chunk, "chunks_per_frame": renderer.chunks_last_frame,
                  "sampling": renderer.sampling, "evals_per_ray": renderer.evals_per_ray,
                  "evals_per_ray_all_rays": renderer.evals_per_ray_all}
-        if renderer.grid is not None:
-            extra["occupied_share"] = renderer.grid.occupied_share
+        if renderer.grid is not None:  # the grid is built once per latent: its cost is not in the frame
+            extra.update(evals_per_hit_ray=renderer.evals_per_hit_ray, march_rounds=renderer.march_rounds,
+                         occupancy_res=renderer.grid.resolution, occupied_share=renderer.grid.occupied_share,
+                         grid_build_ms=renderer.grid_build_ms,
+                         grid_build_evaluations=renderer.grid.build_evaluations)
         if dense is not None and "image" in last:
             reference = dense.render(*last["camera"]).float()
             extra["psnr_vs_dense"] = min(psnr(last["image"].float(), reference), PSNR_CAP)

@@ -26,6 +26,9 @@ def details(row: dict) -> str:
             at_least = "≥" if row["psnr_vs_dense"] >= PSNR_CAP else ""
             chunks += (f", {row['evals_per_ray_all_rays']:.1f} evals/ray over all rays, "
                        f"{at_least}{row['psnr_vs_dense']:.1f} dB vs dense")
+        if "grid_build_ms" in row:  # runs before the coarse-to-fine grid lack it
+            chunks += (f", {row['march_rounds']} rounds, {row['occupancy_res']}³ grid built in "
+                       f"{row['grid_build_ms']:.0f} ms once per latent")
         return chunks
     if "texture_path" in row:
         paths = (("shared frames", "shared_fallback"), ("interop", "interop_fallback"))

@@ -15,6 +15,7 @@ so the graphs stay valid.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,7 +27,7 @@ from models.backends import BACKENDS
 from models.cameras import intrinsics, pixel_rays
 from models.frame_graphs import FrameGraphs
 from models.lfn import LightFieldNetwork
-from models.occupancy import OccupancyGrid, build_occupancy, field_density, march
+from models.occupancy import MARCH_ROUNDS, OccupancyGrid, build_occupancy, field_density, march
 from models.plucker import plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
 from models.resolution import Resolution
@@ -250,9 +251,10 @@ class LFNRenderer:
 #                model's density marks and only until the ray is opaque (models/occupancy.py), as
 #                instant-ngp and nerfacc render interactively
 VOLUMETRIC_SAMPLINGS = ("dense", "fused", "accelerated")
-# Occupancy grid cells per axis: the grid is rebuilt whenever the latent changes (probes cost
-# 24 network evaluations a cell), so the CPU gets a coarser one.
-OCCUPANCY_RES = {"cuda": 64, "cpu": 24}
+# Occupancy grid cells per axis: the grid is rebuilt whenever the latent changes (6 evaluations at each
+# corner near the object: 3.1 M at 128, 0.5 M at 64 for the cars checkpoint), so the CPU gets a
+# coarser one.
+OCCUPANCY_RES = {"cuda": 128, "cpu": 64}
 
 
 def volumetric_unavailable(sampling: str, device: torch.device) -> str | None:
@@ -271,11 +273,15 @@ class VolumetricRenderer:
     too large for the memory at hand renders in more passes instead of failing. `evals_per_ray`
     is the dense count, or for `accelerated` the mean over the last frame's rays that hit
     something (opacity > 0.5), which is what such a renderer spends where it matters.
+
+    `accelerated` builds its occupancy grid (`occupancy_res` cells per axis, by default
+    OCCUPANCY_RES of the device) in set_latent: `grid_build_ms` is that cost, once per latent.
     """
 
     def __init__(
         self, model: VolumetricField, device: torch.device | str = "cpu",
         precision: str = "fp32", max_samples: int | None = None, sampling: str = "dense",
+        occupancy_res: int | None = None,
     ):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
@@ -287,15 +293,20 @@ class VolumetricRenderer:
         self.backend = "compile" if sampling == "fused" else "eager"
         self.evals_per_ray = model.evals_per_ray
         self.evals_per_ray_all = float(model.evals_per_ray)  # mean over every ray of the last frame
+        self.evals_per_hit_ray = float(model.evals_per_ray)  # unrounded, over the rays that hit
         self.capabilities = Capabilities(expected_depth=True)
         if max_samples is not None:
             self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
         elif self.device.type == "cuda":
             self.rays_per_chunk = max(1, (1 << 26) // model.evals_per_ray)
-        else:
-            self.rays_per_chunk = rays_within_budget(model.config.width * model.evals_per_ray, self.dtype)
+        else:  # a marching round evaluates at most max(MARCH_ROUNDS) samples of a ray at once
+            at_once = max(MARCH_ROUNDS) if sampling == "accelerated" else model.evals_per_ray
+            self.rays_per_chunk = rays_within_budget(model.config.width * at_once, self.dtype)
         self.chunks_last_frame = 1
+        self.march_rounds = 0  # the most marching rounds a chunk of the last accelerated frame took
+        self.occupancy_res = occupancy_res or OCCUPANCY_RES[self.device.type]
         self.grid: OccupancyGrid | None = None
+        self.grid_build_ms = 0.0
         self._dense = torch.compile(render_specialized, dynamic=False) if sampling == "fused" \
             else render_specialized
         self.set_latent(model.latents.weight[0])
@@ -306,13 +317,18 @@ class VolumetricRenderer:
         self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
         if self.sampling == "accelerated":
             density = field_density(self.mlp_tensors, self.model.config.frequencies)
-            self.grid = build_occupancy(density, OCCUPANCY_RES[self.device.type], self.device)
+            start = time.perf_counter()
+            self.grid = build_occupancy(density, self.occupancy_res, self.device)
+            if self.device.type == "cuda":  # this stream only: another thread may be capturing a graph
+                torch.cuda.current_stream(self.device).synchronize()
+            self.grid_build_ms = (time.perf_counter() - start) * 1000.0
 
     def _render_rays(self, origins: torch.Tensor, dirs: torch.Tensor):
         cfg = self.model.config
         if self.grid is not None:
             marched = march(origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
                             cfg.samples_per_ray, cfg.frequencies, self.grid)
+            self.march_rounds = max(self.march_rounds, marched.rounds)
             return marched.color, marched.depth, marched.opacity, marched.evaluations
         return self._dense(
             origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
@@ -324,6 +340,7 @@ class VolumetricRenderer:
         """Color (H, W, 3), expected depth (H, W) and opacity (H, W)."""
         res = Resolution.of(res)
         origins, dirs = frame_rays(cam2world, res, self.device)
+        self.march_rounds = 0
         parts = render_in_chunks(
             self, origins.shape[0], lambda i, j: self._render_rays(origins[i:j], dirs[i:j])
         )
@@ -338,7 +355,8 @@ class VolumetricRenderer:
     def _count_evaluations(self, evaluations: torch.Tensor, opacity: torch.Tensor) -> None:
         hit = opacity > 0.5
         self.evals_per_ray_all = float(evaluations.float().mean())
-        self.evals_per_ray = round(float(evaluations[hit].float().mean())) if bool(hit.any()) else 0
+        self.evals_per_hit_ray = float(evaluations[hit].float().mean()) if bool(hit.any()) else 0.0
+        self.evals_per_ray = round(self.evals_per_hit_ray)
 
     def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
         return self.render_with_depth(cam2world, res)[0]

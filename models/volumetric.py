@@ -50,7 +50,7 @@ def sphere_interval(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Te
 def sample_weights(density: torch.Tensor, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each sample's share of its ray's color, alpha times the transmittance in front of it, (N, S),
     and the transmittance through all S samples, (N,): what lies behind them still shows by that
-    much (models/occupancy.py composites a ray block by block with it)."""
+    much (models/occupancy.py composites a ray round by round with it)."""
     alpha = 1.0 - torch.exp(-density * deltas)
     through = 1.0 - alpha + 1e-10
     in_front = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), through[:, :-1]], dim=1), dim=1)

@@ -48,3 +48,16 @@ def test_frame_path_times_a_non_square_viewer_frame_on_a_cpu(tiny_ckpt, tmp_path
         assert (row["res"], row["width"], row["height"]) == ("24x16", 24, 16)
         assert row["texture_path"] == "cpu-copy" and row["median_ms"] > 0
     assert "24×16" in result.stdout  # the ms table's column
+
+
+def test_occupancy_march_compares_the_accelerated_frames_with_the_dense_ones(tiny_volumetric_ckpt, tmp_path):
+    out = tmp_path / "occupancy.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "occupancy_march.py"), "--device", "cpu",
+                             "--volumetric", str(tiny_volumetric_ckpt), "--res", "16", "--frames", "2",
+                             "--occupancy-res", "8", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(out.read_text())["rows"]
+    assert (row["res"], row["occupancy_res"]) == ("16", 8) and row["psnr_vs_dense"] >= 40.0
+    assert 0 < row["evals_per_ray"] <= row["evals_per_hit_ray"] <= 196  # rays that miss take fewer
+    assert row["grid_build_evaluations"] > 0 and row["march_rounds"] >= 1 and row["ms_median"] > 0

@@ -15,6 +15,7 @@ from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
 from engine.benchmark_report import format_table, ms_table, plot
 from engine.memory import PeakMemory
 from models.checkpoint import load_checkpoint
+from models.renderer import OCCUPANCY_RES
 from models.resolution import Resolution
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
@@ -65,7 +66,9 @@ def test_benchmark_result_table_and_chart(checkpoints, tmp_path):
     for row in result["results"]:
         if row["method"] == "volumetric:accelerated":  # mean over rays that hit: at most the dense count
             assert 0 < row["evals_per_ray"] <= 196 and row["psnr_vs_dense"] >= 40.0
-            assert 0 < row["occupied_share"] <= 1
+            assert 0 < row["occupied_share"] <= 1 and row["occupancy_res"] == OCCUPANCY_RES["cpu"]
+            # the grid's cost is its own (once per latent), beside the frame's
+            assert row["grid_build_ms"] > 0 and row["grid_build_evaluations"] > 0 and row["march_rounds"] >= 1
             continue
         assert row["evals_per_ray"] == (196 if row["method"] == "volumetric" else 1)
         # The CPU volumetric baseline gets fewer frames and one warm-up; the pipelined frame times

@@ -5,32 +5,63 @@ import math
 import torch
 
 from models.cameras import orbit_pose
+from models.mlp import mlp_forward
 from models.occupancy import (
     DENSITY_THRESHOLD,
     EARLY_STOP_TRANSMITTANCE,
+    MARCH_ROUNDS,
+    STOP_SLACK,
     OccupancyGrid,
     build_occupancy,
     cell_centers,
+    cell_corners,
+    cells_over,
     field_density,
     march,
+    peak_density,
 )
 from models.renderer import frame_rays
-from models.volumetric import render_specialized
+from models.volumetric import composite, decode_samples, render_specialized, sample_along_rays, sample_inputs
 from tests.conftest import tiny_volumetric
+
+CPU = torch.device("cpu")
+
+
+def ball(points, dirs):  # dense inside radius 0.5, empty outside
+    return torch.where(points.norm(dim=-1) < 0.5, 50.0, 0.0)
+
+
+def shell(points, dirs):  # a smooth, thin shell at radius 0.6: thinner than the coarse corners' spacing
+    return 50.0 * torch.exp(-(((points.norm(dim=-1) - 0.6) / 0.03) ** 2))
 
 
 def test_grid_marks_the_cells_a_sphere_occupies():
-    def sphere(points, dirs):  # dense inside radius 0.5, empty outside
-        return torch.where(points.norm(dim=-1) < 0.5, 50.0, 0.0)
-
-    grid = build_occupancy(sphere, 16, torch.device("cpu"))
-    distance = cell_centers(16, torch.device("cpu")).norm(dim=-1)
-    cell = 2.0 / 16
-    assert grid.occupied[distance < 0.5 - cell].all()  # every cell well inside
-    assert not grid.occupied[distance > 0.5 + 2.5 * cell].any()  # one cell of dilation, no more
+    grid = build_occupancy(ball, 16, CPU)
+    distance = cell_centers(16, CPU).norm(dim=-1)
+    half_diagonal = math.sqrt(3) / 16
+    assert grid.occupied[distance < 0.5].all()  # a cell whose center is inside has a corner inside
+    assert not grid.occupied[distance > 0.5 + half_diagonal].any()  # no corner inside: no dilation
     assert 0.05 < grid.occupied_share < 0.25
     inside, outside = torch.tensor([[0.1, 0.0, 0.2]]), torch.tensor([[0.9, 0.9, 0.0], [1.5, 0.0, 0.0]])
     assert grid.lookup(inside).tolist() == [True] and grid.lookup(outside).tolist() == [False, False]
+
+
+def test_coarse_to_fine_marks_what_every_corner_would():
+    for density in (ball, shell):
+        grid = build_occupancy(density, 16, CPU)
+        every_corner = peak_density(density, cell_corners(16, CPU).view(-1, 3), 1 << 16).view(17, 17, 17)
+        assert torch.equal(grid.occupied, cells_over(every_corner, DENSITY_THRESHOLD))
+        assert grid.build_evaluations < 6 * 17**3  # the coarse pass spared the far corners
+
+
+def test_lookup_finds_the_cell_a_point_is_in():
+    occupied = torch.rand(8, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.5
+    points = torch.rand(5000, 3, generator=torch.Generator().manual_seed(1)) * 2.4 - 1.2
+    cell = torch.floor((points + 1.0) * 4.0).long()
+    inside = ((cell >= 0) & (cell < 8)).all(-1)
+    cell = cell.clamp(0, 7)
+    expected = inside & occupied[cell[:, 0], cell[:, 1], cell[:, 2]]
+    assert torch.equal(OccupancyGrid(occupied).lookup(points.view(50, 100, 3)), expected.view(50, 100))
 
 
 def tiny_field():
@@ -40,7 +71,15 @@ def tiny_field():
 
 
 def frame(res: int = 12):
-    return frame_rays(orbit_pose(40.0, 25.0, 3.0), res, torch.device("cpu"))
+    return frame_rays(orbit_pose(40.0, 25.0, 3.0), res, CPU)
+
+
+def dense_samples(origins, dirs, tensors, cfg):
+    """The dense render's per-sample density and colors (N, S), (N, S, 3), with t and deltas."""
+    t, deltas = sample_along_rays(origins, dirs, cfg.samples_per_ray, jitter=False)
+    x = sample_inputs(origins, dirs, t, cfg.frequencies)
+    density, rgb = decode_samples(mlp_forward(x.view(-1, x.shape[-1]), *tensors).view(*t.shape, 4))
+    return density, rgb, t, deltas
 
 
 def test_marching_matches_the_dense_render_within_the_stated_bound():
@@ -49,15 +88,55 @@ def test_marching_matches_the_dense_render_within_the_stated_bound():
     origins, dirs = frame()
     dense_color, dense_depth, dense_opacity = render_specialized(
         origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies)
-    grid = build_occupancy(field_density(tensors, cfg.frequencies), 8, torch.device("cpu"))
+    grid = build_occupancy(field_density(tensors, cfg.frequencies), 8, CPU)
     result = march(origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies, grid)
-    # A skipped sample has alpha < 1 - exp(-threshold * step); a stopped ray hides less than its
-    # remaining transmittance. Both bound how far a color can move (white background, colors in [0, 1]).
+    # A skipped sample has alpha < 1 - exp(-threshold * step) where the density is smooth over a
+    # cell; a stopped ray hides less than its remaining transmittance. Both bound how far a color can
+    # move (white background, colors in [0, 1]).
     step = 2.0 / cfg.samples_per_ray
     bound = cfg.samples_per_ray * (1 - math.exp(-DENSITY_THRESHOLD * step)) + EARLY_STOP_TRANSMITTANCE
     assert (result.color - dense_color).abs().max() <= bound + 1e-5
     assert (result.opacity - dense_opacity).abs().max() <= bound + 1e-5
     assert (result.evaluations <= cfg.samples_per_ray).all()
+
+
+def test_one_round_of_every_sample_composites_the_occupied_ones_exactly():
+    model, tensors = tiny_field()
+    cfg = model.config
+    origins, dirs = frame()
+    grid = OccupancyGrid(torch.rand(8, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.4)
+    result = march(origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies, grid,
+                   rounds=(cfg.samples_per_ray,))
+    density, rgb, t, deltas = dense_samples(origins, dirs, tensors, cfg)
+    occupied = grid.lookup(origins[:, None] + t[..., None] * dirs[:, None]) & (deltas > 0)  # misses: none
+    color, depth, opacity = composite(torch.where(occupied, density, 0.0), rgb, t, deltas)
+    assert result.rounds == 1 and torch.equal(result.evaluations, occupied.sum(1))
+    assert torch.allclose(result.color, color, atol=1e-5)
+    assert torch.allclose(result.opacity, opacity, atol=1e-5)
+    assert torch.allclose(result.depth, depth, atol=1e-4)
+
+
+def test_rounds_of_one_sample_stop_each_ray_at_the_sample_that_makes_it_opaque():
+    model, tensors = tiny_field()
+    cfg = model.config
+    origins, dirs = frame()
+    opaque = tuple(t.clone() for t in tensors)
+    opaque[-1][0] += 4.0  # the density output's bias: rays turn opaque within a few samples
+    full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
+    exact = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full, rounds=(1,))
+    density, rgb, t, deltas = dense_samples(origins, dirs, opaque, cfg)
+    tau = density * deltas
+    in_front = torch.exp(-(torch.cumsum(tau, 1) - tau))  # transmittance before each sample
+    assert (exact.opacity > 0.5).any()
+    expected = ((in_front > EARLY_STOP_TRANSMITTANCE) & (deltas > 0)).sum(1)  # a miss has none to take
+    assert torch.equal(exact.evaluations, expected)
+    # Larger rounds evaluate a few samples past the stop, which change a color by less than the rest
+    # of the transmittance.
+    rounded = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full)
+    assert (rounded.evaluations >= exact.evaluations).all()
+    assert (rounded.color - exact.color).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
+    dense_color = composite(density, rgb, t, deltas)[0]
+    assert (exact.color - dense_color).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
 
 
 def test_marching_skips_empty_cells_and_stops_behind_opaque_ones():
@@ -66,11 +145,34 @@ def test_marching_skips_empty_cells_and_stops_behind_opaque_ones():
     origins, dirs = frame()
     empty = march(origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies,
                   OccupancyGrid(torch.zeros(8, 8, 8, dtype=torch.bool)))
-    assert empty.evaluations.sum() == 0 and torch.equal(empty.color, torch.ones_like(empty.color))
+    assert empty.evaluations.sum() == 0 and empty.rounds == 0
+    assert torch.equal(empty.color, torch.ones_like(empty.color))
 
     full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
     opaque = tuple(t.clone() for t in tensors)
     opaque[-1][0] += 40.0  # the density output's bias: every sample nearly opaque
     result = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full)
-    hit = result.opacity > 0.5
-    assert hit.any() and (result.evaluations[hit] <= 32).all()  # stopped within two blocks
+    step = sample_along_rays(origins, dirs, cfg.samples_per_ray, jitter=False)[1][:, 0]
+    through_the_middle = step > 0.5 * step.max()  # long samples: each one nearly opaque
+    assert through_the_middle.any() and (result.evaluations[through_the_middle] == MARCH_ROUNDS[0]).all()
+    assert (result.evaluations[step == 0] == 0).all()  # a miss has nothing to evaluate
+
+
+def test_a_ray_in_even_density_takes_about_what_it_needs_to_turn_opaque():
+    model, tensors = tiny_field()
+    cfg = model.config
+    origins, dirs = frame()
+    even = tuple(t.clone() for t in tensors)
+    even[-2].zero_()  # the output layer's weights: the network returns its bias alone
+    even[-1][0] = 5.5  # density ~45 everywhere: ~20 samples to opacity through the sphere's middle
+    full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
+    exact = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full, rounds=(1,))
+    # After one sample, a second round could take every sample left: the ray's optical depth so far
+    # says how many it needs, and it takes STOP_SLACK times that many.
+    budgeted = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full,
+                     rounds=(1, cfg.samples_per_ray))
+    needed = exact.evaluations
+    assert budgeted.rounds == 2 and (needed[needed > 0] < cfg.samples_per_ray // 4).any()
+    assert (needed <= budgeted.evaluations).all()
+    assert (budgeted.evaluations <= 1 + torch.ceil(STOP_SLACK * (needed - 1)) + 1).all()
+    assert (budgeted.color - exact.color).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
