@@ -2,7 +2,8 @@
 
     python -m bench.train_throughput [--device auto|cuda|cpu] [--data DIR] [--objects 64]
         [--rays 1024 4096] [--steps 50] [--warmup 15] [--compile default reduce-overhead]
-        [--width 256 --hidden-layers 6 --latent-dim 256] [--json results/train_throughput_X.json]
+        [--width 256 --hidden-layers 6 --latent-dim 256] [--profile N]
+        [--json results/train_throughput_X.json]
 
 Each variant trains a fresh model (same seed) for `--warmup` untimed steps, then `--steps` timed
 steps exactly as tools.train runs them (ray draw from data resident on the device, forward,
