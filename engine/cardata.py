@@ -35,15 +35,21 @@ SOURCE_KINDS = {"torcs": CarSource.REAL, "sumo": CarSource.REAL, "flightgear": C
 ID_PREFIXES = (("torcs-", "torcs"), ("proc-", "procedural"))  # data sets made before "source"
 
 
-def car_source(entry: dict) -> CarSource:
-    """Where a manifest entry's car comes from. make_dataset records "source" as "torcs:<model>",
-    "sumo:<model>", "flightgear:<file>", "procedural:<seed>" or "procedural:v2:<seed>"; a data set
-    made elsewhere may write "real" or "procedural". Without the field, the id's prefix decides
-    ("torcs-" or "proc-", as make_dataset names cars)."""
+def car_origin(entry: dict) -> str:
+    """The collection a manifest entry's car comes from: "torcs", "sumo", "flightgear",
+    "procedural", or what a data set made elsewhere writes ("real", ...). make_dataset records
+    "source" as "torcs:<model>", "sumo:<model>", "flightgear:<file>", "procedural:<seed>" or
+    "procedural:v2:<seed>"; without the field the id's prefix decides ("torcs-" or "proc-", as
+    make_dataset names cars), and "unknown" when neither says."""
     kind = entry.get("source", "").partition(":")[0]
     if not kind:
         kind = next((k for prefix, k in ID_PREFIXES if entry["id"].startswith(prefix)), "")
-    return SOURCE_KINDS.get(kind, CarSource.OTHER)
+    return kind or "unknown"
+
+
+def car_source(entry: dict) -> CarSource:
+    """Real or procedural: the coarse grouping every summary reports (car_origin is finer)."""
+    return SOURCE_KINDS.get(car_origin(entry), CarSource.OTHER)
 
 
 def require_keys(where: str | Path, present, required: tuple[str, ...]) -> None:

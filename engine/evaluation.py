@@ -2,8 +2,9 @@
 reconstruction of held-out cars (network frozen, a fresh latent fitted to one view).
 
 Every car of each split is scored unless limited; each car gives one row (CarScore), and the
-summaries (per source: real / procedural, and over all cars) pool those rows' views, so a summary's
-PSNR is the mean over its views. A split the data set lacks leaves its metrics absent, with a note.
+summaries (per source: real / procedural, and over all cars; per origin: TORCS, SUMO, FlightGear,
+procedural) pool those rows' views, so a summary's PSNR is the mean over its views. A split the
+data set lacks leaves its metrics absent, with a note.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from engine.cardata import CarSource, CarViews, car_source, load_cars, read_manifest
+from engine.cardata import CarSource, CarViews, car_origin, car_source, load_cars, read_manifest
 from engine.metrics import psnr, ssim
 from models.checkpoint import Checkpoint
 from models.fitting import fit_latent
@@ -51,6 +52,7 @@ class CarScore:
 
     car_id: str
     source: CarSource
+    origin: str  # finer than source: "torcs", "sumo", "flightgear", "procedural", ...
     split: str  # "train": held-out views of a training car; "test": single-image reconstruction
     psnr: float
     ssim: float
@@ -100,9 +102,17 @@ class Evaluation:
         """The sources of the cars scored, in CarSource's order."""
         return [s for s in CarSource if any(r.source == s for r in self.cars)]
 
-    def summary(self, task: str, source: CarSource | str = ALL) -> Summary | None:
+    @property
+    def origins(self) -> list[str]:
+        """The origins of the cars scored, sorted."""
+        return sorted({r.origin for r in self.cars})
+
+    def summary(self, task: str, source: CarSource | str = ALL,
+                origin: str | None = None) -> Summary | None:
+        """A task's summary over one source's cars (or all), or over one origin's."""
         return summarize([r for r in self.cars if r.task == task
-                          and (source == ALL or r.source == source)])
+                          and (source == ALL or r.source == source)
+                          and (origin is None or r.origin == origin)])
 
     def headline(self, source: CarSource | str = ALL) -> dict[str, float]:
         """The four headline metrics of a source (those its cars have)."""
@@ -137,6 +147,11 @@ class Evaluation:
                               for task in TASK_OF_SPLIT.values()}
                 for source in [*self.sources, ALL]
             },
+            "per_origin": {
+                origin: {task: asdict(s) if (s := self.summary(task, origin=origin)) else None
+                         for task in TASK_OF_SPLIT.values()}
+                for origin in self.origins
+            },
             "limits": ({"max_cars": self.max_cars, "max_views": self.max_views}
                        if (self.max_cars, self.max_views) != (None, None) else None),
             "notes": self.notes,
@@ -157,7 +172,7 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
     model = ckpt.model.to(device)
     renderer = make_renderer(model, device, "fp32", "eager")
     entries = read_manifest(data)["cars"]
-    source_of = {car["id"]: car_source(car) for car in entries}
+    where_from = {car["id"]: (car_source(car), car_origin(car)) for car in entries}
     rows, notes, resolution = [], [], None
     for split, task in TASK_OF_SPLIT.items():
         if not any(car["split"] == split for car in entries):
@@ -174,9 +189,9 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
             notes.append(f"the data set has no held-out (test) views: {task} metrics absent")
             continue
         if split == "train":
-            rows += score_heldout_views(ckpt, renderer, cars, views, source_of, notes)
+            rows += score_heldout_views(ckpt, renderer, cars, views, where_from, notes)
         else:
-            rows += score_single_images(ckpt.model, renderer, cars, views, source_of, fit_steps)
+            rows += score_single_images(ckpt.model, renderer, cars, views, where_from, fit_steps)
     return Evaluation(
         cars=rows, notes=notes, fit_steps=fit_steps, max_cars=max_cars, max_views=max_views,
         resolution=resolution, model=model.kind,
@@ -186,7 +201,8 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
 
 
 def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch.Tensor,
-                        source_of: dict[str, CarSource], notes: list[str]) -> list[CarScore]:
+                        where_from: dict[str, tuple[CarSource, str]],
+                        notes: list[str]) -> list[CarScore]:
     """Training cars, each with its learned latent, on its held-out views."""
     index = {name: i for i, name in enumerate(ckpt.instance_names)}
     unknown = [car_id for car_id in cars.ids if car_id not in index]
@@ -198,12 +214,13 @@ def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch
         if car_id in index:
             scores = score_views(renderer, ckpt.latents[index[car_id]], cars.rgb[c],
                                  cars.cam2world[c], views)
-            rows.append(car_row(car_id, source_of[car_id], "train", scores))
+            rows.append(car_row(car_id, where_from[car_id], "train", scores))
     return rows
 
 
 def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
-                        source_of: dict[str, CarSource], fit_steps: int) -> list[CarScore]:
+                        where_from: dict[str, tuple[CarSource, str]],
+                        fit_steps: int) -> list[CarScore]:
     """Held-out cars: a latent fitted to one view (network frozen), scored on the held-out views."""
     rows = []
     for c, car_id in enumerate(tqdm(cars.ids, desc="single-image fits", leave=False)):
@@ -215,11 +232,12 @@ def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
         (input_psnr, _), = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c],
                                        torch.tensor([INPUT_VIEW]))
         scores = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c], views)
-        rows.append(car_row(car_id, source_of[car_id], "test", scores, input_psnr, seconds))
+        rows.append(car_row(car_id, where_from[car_id], "test", scores, input_psnr, seconds))
     return rows
 
 
-def car_row(car_id: str, source: CarSource, split: str, scores: list[tuple[float, float]],
-            input_view_psnr: float | None = None, fit_seconds: float | None = None) -> CarScore:
-    return CarScore(car_id, source, split, mean([p for p, _ in scores]),
+def car_row(car_id: str, source_and_origin: tuple[CarSource, str], split: str,
+            scores: list[tuple[float, float]], input_view_psnr: float | None = None,
+            fit_seconds: float | None = None) -> CarScore:
+    return CarScore(car_id, *source_and_origin, split, mean([p for p, _ in scores]),
                     mean([s for _, s in scores]), len(scores), input_view_psnr, fit_seconds)

@@ -178,3 +178,32 @@ def test_a_manifest_car_without_a_split_is_named(data, ckpt_path):
 ])
 def test_car_source(entry, source):
     assert car_source(entry) is source
+
+
+def test_real_cars_of_several_origins_get_a_summary_each(data, ckpt_path):
+    def from_sumo(car: dict) -> None:
+        if car["id"] == "sphere001":
+            car["source"] = "sumo:car-normal-citrus"
+
+    rewrite_manifest(data, from_sumo)
+    result = evaluate(load_checkpoint(ckpt_path), data, CPU, fit_steps=1, max_views=1)
+    rows = {r.car_id: r for r in result.cars}
+    assert rows["sphere001"].origin == "sumo" and rows["sphere001"].source is CarSource.REAL
+    assert result.origins == ["procedural", "sumo", "torcs"]
+    torcs = result.summary("heldout_views", origin="torcs")
+    assert torcs.cars == 1 and torcs.psnr == rows["sphere000"].psnr
+    assert result.summary("heldout_views", CarSource.REAL).cars == 2  # both real origins
+    report = result.to_json()
+    assert report["per_origin"]["sumo"]["single_image"] is None
+    assert report["per_origin"]["torcs"]["single_image"]["cars"] == 1  # sphere004
+    table = source_table(result).splitlines()
+    assert [line.split()[0] for line in table[2:8]] == [
+        "real", "procedural", "all", "procedural", "sumo", "torcs"]
+    assert table[8].startswith("limited run")
+
+
+def test_one_origin_per_source_adds_no_origin_rows(data, ckpt_path):
+    result = evaluate(load_checkpoint(ckpt_path), data, CPU, fit_steps=1, max_views=1)
+    assert result.origins == ["procedural", "torcs"]
+    table = source_table(result).splitlines()
+    assert [line.split()[0] for line in table[2:]] == ["real", "procedural", "all", "limited"]

@@ -6,7 +6,8 @@ single-image reconstruction of held-out cars (network frozen, a fresh latent fit
         [--max-cars N --max-views M]   # a quick run: the first N cars of each split, M views each
 
 Every car of each split is scored by default. Prints the JSON (per-car rows included), then a
-table per source (real TORCS cars, procedural cars, all). A data set with only one split gets the
+table per source (real cars, procedural cars, all) and, where the real cars come from several
+collections, per origin (TORCS, SUMO, FlightGear, procedural). A data set with only one split gets the
 other split's metrics absent, with a note.
 """
 
@@ -25,17 +26,22 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 
 
 def source_table(result: Evaluation) -> str:
-    """Rows real / procedural / all; PSNR / SSIM of each task and the cars scored."""
+    """Rows real / procedural / all, then one per origin where a source has several (TORCS, SUMO
+    and FlightGear cars are all real); PSNR / SSIM of each task and the cars scored."""
     def cell(summary) -> str:
         return "—" if summary is None else f"{summary.psnr:.2f} dB / {summary.ssim:.3f}"
 
-    header = (f"{'source':<11}{'held-out views PSNR/SSIM':>26}{'single image PSNR/SSIM':>26}"
+    def row(label: str, source=ALL, origin: str | None = None) -> str:
+        heldout, single = (result.summary(task, source, origin) for task in TASK_OF_SPLIT.values())
+        cars = " + ".join(str(s.cars if s else 0) for s in (heldout, single))
+        return f"{label:<13}{cell(heldout):>26}{cell(single):>26}{cars:>19}"
+
+    header = (f"{'source':<13}{'held-out views PSNR/SSIM':>26}{'single image PSNR/SSIM':>26}"
               f"{'cars (train+test)':>19}")
     lines = [header, "-" * len(header)]
-    for source in [*result.sources, ALL]:
-        heldout, single = (result.summary(task, source) for task in TASK_OF_SPLIT.values())
-        cars = " + ".join(str(s.cars if s else 0) for s in (heldout, single))
-        lines.append(f"{source:<11}{cell(heldout):>26}{cell(single):>26}{cars:>19}")
+    lines += [row(source, source) for source in [*result.sources, ALL]]
+    if len(result.origins) > len(result.sources):
+        lines += [row(f"  {origin}", origin=origin) for origin in result.origins]
     limits = [f"--{flag} {value}" for flag, value in
               (("max-cars", result.max_cars), ("max-views", result.max_views)) if value is not None]
     if limits:
