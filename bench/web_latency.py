@@ -193,7 +193,8 @@ class Browser:
         """Expand a folder of the panel that starts collapsed."""
         from selenium.webdriver.common.by import By
 
-        self.driver.find_element(By.XPATH, f"//*[normalize-space(text())='{label}']").click()
+        folder = self.driver.find_element(By.XPATH, f"//*[normalize-space(text())='{label}']")
+        self.driver.execute_script("arguments[0].click();", folder)  # even below the fold
 
     def tables(self) -> list[str]:
         """The text of every table on the page (rows on lines, cells separated by spaces)."""
@@ -223,6 +224,7 @@ class Browser:
         box = self.driver.find_element(
             By.XPATH, f"//*[normalize-space(text())='{label}']/following::input[@type='checkbox'][1]")
         self.driver.execute_script("arguments[0].click();", box)
+
 
 class BrowserPage:
     """`main.py --web` on a free port, and the browsers that open its page."""

@@ -44,6 +44,7 @@ from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import BlendLatent, InstanceLatent, RandomLatent
 from models.cameras import DEFAULT_FOV_DEG, Orbit
 from models.checkpoint import Checkpoint
+from models.encoder import CarEncoder
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
 from models.resolution import Resolution
 from viewer.backend_switch import BackendSwitch
@@ -52,7 +53,7 @@ from viewer.fitted_latents import FittedLatentBank
 from viewer.headless import direct_image
 from viewer.quality import QualityPolicy
 from viewer.reconstruct import ReconstructError
-from viewer.reconstruction import Reconstruction
+from viewer.reconstruction import PoseNeededError, Reconstruction, viewer_encoder
 from viewer.state import ViewerState
 from viewer.worker import RenderWorker
 
@@ -64,6 +65,8 @@ TICK_S = 0.02  # how often the serving loop looks for views that came to rest
 SEEN_CAMERAS = 256
 RECENT_FRAMES = 256
 STATUS_PERIOD_S = 0.25  # status-line updates are messages to the page: a few a second is enough
+NO_POSE = ("no encoder to estimate the photo's pose: tick \"pose known\", set its azimuth and "
+           "elevation, then press reconstruct")
 LOOPBACK_WARNING = ("warning: --host {host} serves the viewer beyond this machine, and the page has no "
                     "authentication; prefer the default and an SSH port forward")
 
@@ -171,7 +174,7 @@ class WebSession:
     """One browser: its camera, its controls, its render thread and the frames it is sent."""
 
     def __init__(self, client: viser.ClientHandle, config: WebConfig, ckpt: Checkpoint,
-                 wake: threading.Event):
+                 wake: threading.Event, encoder: CarEncoder | None, encoder_note: str):
         self.client, self.config, self.wake = client, config, wake
         # per browser: the code a reconstruction in this page publishes is this page's alone
         self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
@@ -192,8 +195,9 @@ class WebSession:
         self.switch = BackendSwitch(self.worker)
         self.benchmark = BenchmarkPanel(ckpt, config.volumetric.path, config.render.device)
         self.benchmark_text = ""
-        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents)
-        self.uploads = tempfile.TemporaryDirectory(prefix="lfn-web-upload-")
+        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents, encoder, encoder_note)
+        self.files = tempfile.TemporaryDirectory(prefix="lfn-web-")  # uploaded photos, exported videos
+        self.photo: Path | None = None  # the last uploaded photo
         self.fit_message = ""
         self.fit_text = ""
         self.orbit: Orbit | None = None  # None until the browser's first camera message
@@ -234,11 +238,18 @@ class WebSession:
             backend = gui.add_dropdown("backend", runnable, initial_value=self.config.render.backend)
         self.status = gui.add_markdown("connecting…")
         with gui.add_folder("Reconstruct from a photo", expand_by_default=False):
-            photo_azimuth = gui.add_number("photo azimuth", 30.0, step=1.0)
-            photo_elevation = gui.add_number("photo elevation", 20.0, min=-89.0, max=89.0, step=1.0)
+            pose_known = gui.add_checkbox("pose known", False, hint="the photo's camera, if you know "
+                                          "it; else the encoder estimates it")
+            photo_azimuth = gui.add_number("photo azimuth", 30.0, step=1.0, disabled=True)
+            photo_elevation = gui.add_number("photo elevation", 20.0, min=-89.0, max=89.0, step=1.0,
+                                             disabled=True)
+            gui.add_markdown(self.encoder_markdown())
             upload = gui.add_upload_button("upload photo", mime_type="image/*",
-                                           hint="a car on a white background, seen from the "
-                                           "azimuth and elevation above; fitting starts at once")
+                                           hint="a car on a white background; fitting starts at once, "
+                                           "from the pose above if known, else the encoder's estimate")
+            # the browser sends a file once: picking the same photo again changes nothing
+            refit = gui.add_button("reconstruct", hint="fit the uploaded photo again, from the pose above "
+                                   "if known, else the encoder's estimate")
             stop = gui.add_button("stop fitting")
             self.fit_status = gui.add_markdown("")
         with gui.add_folder("Benchmark", expand_by_default=False):
@@ -277,20 +288,46 @@ class WebSession:
         res.on_update(edit(lambda value: setattr(state, "res", Resolution.parse(value))))
         dynamic.on_update(edit(set_dynamic))
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
-        upload.on_upload(lambda event: self.reconstruct(
-            event.target.value, Orbit(float(photo_azimuth.value), float(photo_elevation.value))))
+
+        def set_pose_known(event) -> None:
+            photo_azimuth.disabled = photo_elevation.disabled = not event.target.value
+
+        def photo_pose() -> Orbit | None:
+            if not pose_known.value:
+                return None
+            return Orbit(float(photo_azimuth.value), float(photo_elevation.value))
+
+        pose_known.on_update(set_pose_known)
+        upload.on_upload(lambda event: self.photo_uploaded(event.target.value, photo_pose()))
+        refit.on_click(lambda _: self.reconstruct(photo_pose()))
         stop.on_click(lambda _: self.stop_fitting())
         run_benchmark.on_click(lambda _: self.benchmark.start(
             state.instance, self.switch.renderer.precision, self.switch.renderer.backend))
 
-    def reconstruct(self, upload, pose: Orbit) -> None:
-        """Fit a new code to an uploaded photo (viser's thread pool); the view shows it converge."""
-        path = Path(self.uploads.name) / (Path(upload.name).name or "photo")  # no folders from names
+    def encoder_markdown(self) -> str:
+        rec = self.reconstruction
+        if rec.encoder is None:
+            return f"{rec.encoder_note}: the photo's pose is needed"
+        return f"{rec.encoder_note}: it estimates the photo's pose unless it is known"
+
+    def photo_uploaded(self, upload, pose: Orbit | None) -> None:
+        path = Path(self.files.name) / (Path(upload.name).name or "photo")  # no folders from names
         path.write_bytes(upload.content)
         with self.lock:
+            self.photo = path
+        self.reconstruct(pose)
+
+    def reconstruct(self, pose: Orbit | None) -> None:
+        """Fit a new code to the uploaded photo seen from `pose` (None: the encoder estimates it),
+        on viser's thread pool; the view shows the code converge."""
+        with self.lock:
             try:
-                self.reconstruction.start(path, pose, self.state)
+                if self.photo is None:
+                    raise ReconstructError("upload a photo first")
+                self.reconstruction.start(self.photo, pose, self.state)
                 self.fit_message = ""
+            except PoseNeededError:  # the window's message names its own widgets
+                self.fit_message = NO_POSE
             except ReconstructError as error:
                 self.fit_message = str(error)
         self.wake.set()
@@ -403,12 +440,27 @@ class WebSession:
             self.benchmark_result.content = self.benchmark_text = benchmark
 
     def fit_markdown(self) -> str:
+        """The fit's progress, the photo's camera (given, or estimated and then refined) and the
+        nearest training cars."""
         session = self.reconstruction.session
-        if session is None or session.latest is None:
-            return session.error if session and session.error else self.fit_message
-        step, state = session.latest, "fitting" if session.running else "stopped"
-        lines = [f"{state}: step {step.step}, PSNR {step.psnr:.1f} dB, "
-                 f"{session.steps_per_second:.1f} steps/s"]
+        if session is None:
+            return self.fit_message
+        lines = []
+        if session.latest is not None:
+            step, state = session.latest, "fitting" if session.running else "stopped"
+            lines.append(f"{state}: step {step.step}, PSNR {step.psnr:.1f} dB, "
+                         f"{session.steps_per_second:.1f} steps/s")
+        elif session.error is None:
+            lines.append(f"{session.phase.value}…")
+        if (pose := session.pose) is not None:
+            estimate = session.start.estimate
+            lines.append(f"pose az {pose.azimuth:.1f}°, el {pose.elevation:.1f}°"
+                         + ("" if estimate else " (given)"))
+            if estimate is not None:
+                guess = estimate.orbit
+                lines.append(f"estimated az {guess.azimuth:.1f}°, el {guess.elevation:.1f}°: "
+                             f"azimuth p {estimate.mass:.2f} (chance {estimate.uniform_mass:.2f}), "
+                             f"front/back {estimate.side_probability:.2f}")
         nearest = self.reconstruction.nearest
         if nearest:
             lines.append("nearest: " + ", ".join(self.latents.names[i] for i, _ in nearest[:3]))
@@ -431,7 +483,7 @@ class WebSession:
         self.reconstruction.close()
         self.benchmark.close()  # stopped and joined before the renderers it times go away
         self.worker.close()
-        self.uploads.cleanup()
+        self.files.cleanup()
 
 
 class WebViewer:
@@ -439,6 +491,9 @@ class WebViewer:
 
     def __init__(self, config: WebConfig, ckpt: Checkpoint):
         self.config, self.ckpt = config, ckpt
+        # loaded once, before the server: a named encoder that cannot load ends the run cleanly
+        encoder, self.encoder_note = viewer_encoder(config.encoder, config.checkpoint, ckpt.model)
+        self.encoder = encoder.to(config.render.device) if encoder is not None else None
         self.sessions: dict[int, WebSession] = {}
         self.finished: list[SessionStats] = []
         self.lock = threading.Lock()
@@ -462,7 +517,7 @@ class WebViewer:
         self.server.on_client_disconnect(self.disconnect)
 
     def connect(self, client: viser.ClientHandle) -> None:
-        session = WebSession(client, self.config, self.ckpt, self.wake)
+        session = WebSession(client, self.config, self.ckpt, self.wake, self.encoder, self.encoder_note)
         with self.lock:
             self.sessions[client.client_id] = session
 
