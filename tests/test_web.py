@@ -1,8 +1,8 @@
 """`main.py --web` in a real browser (headless Chromium through Selenium), and its parts.
 
 The page test drags the view and changes the instance, and checks that the picture the browser
-shows changes after each and holds still between them. Others reconstruct uploaded photos with and
-without their pose.
+shows changes after each and holds still between them. Others record a camera path and download
+its video, and reconstruct uploaded photos with and without their pose.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -281,3 +282,41 @@ def test_upload_without_a_pose_is_fitted_from_the_encoders_estimate(vivid_ckpt_w
         code, stderr = page.close()
     assert code == 0, stderr
 
+def test_a_recorded_path_is_exported_and_downloaded(vivid_ckpt, tmp_path):
+    """Two keyframes taken at two camera positions in the page become a video through the window's
+    export code; the browser downloads it and it decodes to the frames asked for."""
+    require_chromium()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"))
+    try:
+        browser = page.open_browser()
+        browser.save_downloads_to(downloads)
+        browser.dismiss_notifications()
+        status = browser.wait_settled(RES, timeout=180)
+        browser.open_folder("Record path")
+        browser.click_button("add keyframe")
+        poll(lambda: "1 keyframe(s)" in browser.text(), 30, "the first keyframe")
+        browser.drag(150)
+        browser.wait_settled(RES, after_frames=status.frames_sent)
+        browser.click_button("add keyframe")
+        poll(lambda: "2 keyframe(s)" in browser.text(), 30, "the second keyframe")
+        azimuths = [float(a) for a in re.findall(r"^az (-?\d+) el", browser.text(), re.MULTILINE)]
+        assert len(azimuths) == 2 and abs(azimuths[1] - azimuths[0]) >= 10
+        browser.set_number("frames", 6)
+        browser.set_number("fps", 10)
+        poll(lambda: "6 frames at 10 fps (0.6 s), 64²" in browser.text(), 30, "the video's timing")
+        browser.click_button("export video")
+        poll(lambda: "6 frames, 64x64, 10 fps: camera_path.mp4 sent to this page" in browser.text(),
+             120, "the exported video")
+        browser.download("camera_path.mp4")
+        video = poll(lambda: (downloads / "camera_path.mp4").is_file() and downloads / "camera_path.mp4",
+                     30, "the downloaded video")
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].average_rate == 10
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (RES, RES, 3)
+    assert differs(frames[0], frames[-1]) > CHANGED  # the camera moved between the keyframes
