@@ -428,6 +428,9 @@ class WebSession:
                 return
             state = self.state
             self.reconstruction.update(state, now)
+            if state.camera_requested is not None:  # a photo's first code, seen as the photo sees it
+                self.move_camera(state.camera_requested)
+                state.camera_requested = None
             key = (self.orbit, state.latent_selection(), state.mode, state.res)
             if key != self.view_key:
                 self.view_key = key
@@ -439,6 +442,14 @@ class WebSession:
                 return
             self.submitted = request
         self.worker.submit(request)
+
+    def move_camera(self, orbit: Orbit) -> None:
+        """Turn this browser's camera to `orbit`; the browser's camera message that follows brings
+        the view there (camera_moved)."""
+        camera = self.client.camera
+        with self.client.atomic():
+            camera.position = tuple(orbit.cam2world()[:3, 3].tolist())
+            camera.look_at = orbit.target  # after position, which moves look_at along with it
 
     # ---- finished frames (the render thread) --------------------------------------------------
 
@@ -559,7 +570,7 @@ class WebSession:
             return self.fit_message
         lines = []
         if session.latest is not None:
-            step, state = session.latest, "fitting" if session.running else "stopped"
+            step, state = session.latest, "fitting" if session.running else session.phase.value
             lines.append(f"{state}: step {step.step}, PSNR {step.psnr:.1f} dB, "
                          f"{session.steps_per_second:.1f} steps/s")
         elif session.error is None:
