@@ -178,7 +178,8 @@ def test_page_follows_drag_and_instance(vivid_ckpt):
 
 
 def test_each_browser_has_its_own_camera(vivid_ckpt, tmp_path):
-    """A drag in one browser turns only its own view; the server's --stats count each one's frames."""
+    """A drag in one browser turns only its own view, and a keyframe it takes is its own; the
+    server's --stats count each one's frames."""
     require_chromium()
     stats = tmp_path / "stats.json"
     page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"), stats=stats)
@@ -194,6 +195,15 @@ def test_each_browser_has_its_own_camera(vivid_ckpt, tmp_path):
         time.sleep(1.0)
         assert watching.status() == before[id(watching)]  # not one frame more
         assert differs(watching.view(), watched) == 0.0
+        for browser in (dragging, watching):
+            browser.open_folder("Record path")
+        dragging.click_button("add keyframe")
+        dragging.click_button("add keyframe")
+        poll(lambda: "2 keyframe(s)" in dragging.text(), 30, "the dragging page's keyframes")
+        dragging.click_button("delete last keyframe")
+        poll(lambda: "1 keyframe(s)" in dragging.text(), 30, "one keyframe deleted")
+        time.sleep(1.0)  # a few of the server's list updates
+        assert "0 keyframe(s)" in watching.text()
     finally:
         code, stderr = page.close()
     assert code == 0, stderr

@@ -255,6 +255,7 @@ class WebSession:
         with gui.add_folder("Record path", expand_by_default=False):
             add_keyframe = gui.add_button("add keyframe", hint="this page's camera and the code it "
                                           "shows (an instance or a blend of two)")
+            delete_last = gui.add_button("delete last keyframe")
             clear = gui.add_button("clear keyframes")
             self.keyframe_list = gui.add_markdown("")
             loop = gui.add_checkbox("loop back to the first", self.path.loop)
@@ -320,6 +321,7 @@ class WebSession:
         dynamic.on_update(edit(set_dynamic))
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
         add_keyframe.on_click(lambda _: self.add_keyframe())
+        delete_last.on_click(edit(lambda _: self.path.delete_last()))
         clear.on_click(edit(lambda _: self.path.clear()))
         loop.on_update(edit(lambda value: setattr(self.path, "loop", bool(value))))
         frames.on_update(edit(lambda value: self.path.set_timing(round(value), self.path.fps)))
