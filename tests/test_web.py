@@ -261,7 +261,8 @@ def test_uploaded_photo_is_fitted_and_shown(vivid_ckpt, tmp_path):
         assert "redbox fit step" in browser.text()  # the view shows the fitted code
         assert "pose az 30.0°, el 20.0° (given)" in browser.text()
         browser.click_button("stop fitting")
-        poll(lambda: "stopped: step" in browser.text(), 120, "fit stopped")
+        # stopped, or done where its 300 steps ended first (a tiny network on a free CPU)
+        poll(lambda: re.search(r"(stopped|done): step", browser.text()), 120, "fit stopped")
         browser.wait_settled(RES, after_frames=status.frames_sent)
         assert differs(browser.view(), before) > CHANGED
     finally:
