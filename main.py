@@ -160,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optimization steps (default 20 for refine, 300 for autodecode)")
     fit.add_argument("--encoder", type=Path, metavar="FILE.pt", default=None,
                      help="the image encoder that estimates a photo's latent and pose, for "
-                     "--fit-image and the viewer's photo reconstruction (default: CKPT.encoder.pt "
-                     "beside the checkpoint, when there is one)")
+                     "--fit-image and the viewer's photo reconstruction, in the window or --web "
+                     "(default: CKPT.encoder.pt beside the checkpoint, when there is one)")
     return p
 
 
@@ -190,8 +190,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"argument --{flag}: needs --headless --out FILE.gif or FILE.mp4")
     if args.fit_image and args.out is None:
         parser.error("--fit-image needs --out FILE.pt")
-    if args.encoder is not None and (args.headless or args.benchmark or args.web):
-        parser.error("argument --encoder: used by the viewer and --fit-image only")
+    if args.encoder is not None and (args.headless or args.benchmark):
+        parser.error("argument --encoder: used by the viewer, --web and --fit-image only")
     return args
 
 
@@ -286,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         from viewer.web import run_web
 
         return run_web(WebConfig(render, args.host, args.port, args.res[0], instance, home, args.ckpt,
-                                 volumetric, args.exit_after, args.stats), ckpt)
+                                 volumetric, args.exit_after, args.stats, args.encoder), ckpt)
     from viewer.app import run_viewer
 
     return run_viewer(ViewerConfig(render, args.ckpt, instance, args.res[0], home, volumetric,

@@ -193,7 +193,8 @@ class Browser:
         """Expand a folder of the panel that starts collapsed."""
         from selenium.webdriver.common.by import By
 
-        self.driver.find_element(By.XPATH, f"//*[normalize-space(text())='{label}']").click()
+        folder = self.driver.find_element(By.XPATH, f"//*[normalize-space(text())='{label}']")
+        self.driver.execute_script("arguments[0].click();", folder)  # even below the fold
 
     def tables(self) -> list[str]:
         """The text of every table on the page (rows on lines, cells separated by spaces)."""
@@ -223,6 +224,29 @@ class Browser:
         box = self.driver.find_element(
             By.XPATH, f"//*[normalize-space(text())='{label}']/following::input[@type='checkbox'][1]")
         self.driver.execute_script("arguments[0].click();", box)
+
+    def set_number(self, label: str, value: float) -> None:
+        """Type `value` into the number field labelled `label`."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        field = self.driver.find_element(
+            By.XPATH, f"//*[normalize-space(text())='{label}']/following::input[contains(@class, "
+            "'NumberInput-input')][1]")
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(f"{value:g}", Keys.ENTER)
+
+    def save_downloads_to(self, folder: Path) -> None:
+        """Files the page offers for download go to `folder` (headless Chromium drops them otherwise)."""
+        self.driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                                    {"behavior": "allow", "downloadPath": str(folder)})
+
+    def download(self, name: str) -> None:
+        """Click the link that saves the file the page offers as `name` (viser's download notice)."""
+        from selenium.webdriver.common.by import By
+
+        link = self.driver.find_element(By.CSS_SELECTOR, f"a[download='{name}']")
+        self.driver.execute_script("arguments[0].click();", link)
 
 class BrowserPage:
     """`main.py --web` on a free port, and the browsers that open its page."""

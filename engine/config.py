@@ -101,3 +101,4 @@ class WebConfig:
     volumetric: VolumetricSource  # the baseline the panel's benchmark compares with
     exit_after_s: float | None
     stats: Path | None  # JSON of the frames sent to each browser, written on exit
+    encoder: Path | None = None  # --encoder; None: CKPT.encoder.pt beside the checkpoint, if any

@@ -21,7 +21,8 @@ from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.resolution import Resolution
 from viewer import path_export
-from viewer.path_panel import PathRecording, headless_command
+from viewer.path_panel import headless_command
+from viewer.path_recording import PathRecording
 
 CPU = torch.device("cpu")
 RES = Resolution.square(24)

@@ -1,7 +1,8 @@
 """`main.py --web` in a real browser (headless Chromium through Selenium), and its parts.
 
 The page test drags the view and changes the instance, and checks that the picture the browser
-shows changes after each and holds still between them.
+shows changes after each and holds still between them. Others record a camera path and download
+its video, and reconstruct uploaded photos with and without their pose.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,9 @@ from viser.transforms import SO3
 from bench.web_latency import BrowserPage, chromium_paths, free_port, poll
 from models.cameras import Orbit
 from models.checkpoint import save_checkpoint
+from models.encoder import encoder_path, network_fingerprint, save_encoder
 from tests.conftest import names, skip_or_fail, tiny_lfn
+from tests.test_encoder import tiny_encoder
 from viewer.web import fit_aspect, is_loopback, orbit_from_cam2world, viser_cam2world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,16 +84,43 @@ def test_busy_port_is_one_error_line(tiny_ckpt):
     assert len(lines) == 1 and lines[0].startswith(f"error: --port {port}: "), result.stderr
 
 
-@pytest.fixture
-def vivid_ckpt(tmp_path: Path) -> Path:
+def vivid_lfn():
     """A tiny LFN with large weights: its pictures vary by tens of levels across views and
     instances (the default tiny one's vary by less than one)."""
     model = tiny_lfn()
     with torch.no_grad():
         for p in model.net.parameters():
             p.normal_(std=2.0 / p.shape[-1] ** 0.5 if p.dim() > 1 else 0.2)
+    return model
+
+
+def test_a_named_encoder_that_cannot_load_is_one_error_line(tiny_ckpt, tmp_path):
+    missing = tmp_path / "none.encoder.pt"
+    result = subprocess.run(
+        [sys.executable, "main.py", "--web", "--port", str(free_port()), "--ckpt", str(tiny_ckpt),
+         "--device", "cpu", "--encoder", str(missing), "--exit-after", "30"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: --encoder checkpoint {missing}: no such file"], result.stderr
+    assert "serving the viewer" not in result.stdout
+
+
+@pytest.fixture
+def vivid_ckpt(tmp_path: Path) -> Path:
+    path = tmp_path / "vivid.pt"
+    save_checkpoint(vivid_lfn(), names(3), {"steps": 0, "dataset": "none", "metrics": {}}, path)
+    return path
+
+
+@pytest.fixture
+def vivid_ckpt_with_encoder(tmp_path: Path) -> Path:
+    """The vivid LFN with an (untrained) encoder beside it, which estimates a photo's pose."""
+    model = vivid_lfn()
     path = tmp_path / "vivid.pt"
     save_checkpoint(model, names(3), {"steps": 0, "dataset": "none", "metrics": {}}, path)
+    save_encoder(tiny_encoder(), network_fingerprint(model), {}, encoder_path(path))
     return path
 
 
@@ -147,7 +178,8 @@ def test_page_follows_drag_and_instance(vivid_ckpt):
 
 
 def test_each_browser_has_its_own_camera(vivid_ckpt, tmp_path):
-    """A drag in one browser turns only its own view; the server's --stats count each one's frames."""
+    """A drag in one browser turns only its own view, and a keyframe it takes is its own; the
+    server's --stats count each one's frames."""
     require_chromium()
     stats = tmp_path / "stats.json"
     page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"), stats=stats)
@@ -163,6 +195,15 @@ def test_each_browser_has_its_own_camera(vivid_ckpt, tmp_path):
         time.sleep(1.0)
         assert watching.status() == before[id(watching)]  # not one frame more
         assert differs(watching.view(), watched) == 0.0
+        for browser in (dragging, watching):
+            browser.open_folder("Record path")
+        dragging.click_button("add keyframe")
+        dragging.click_button("add keyframe")
+        poll(lambda: "2 keyframe(s)" in dragging.text(), 30, "the dragging page's keyframes")
+        dragging.click_button("delete last keyframe")
+        poll(lambda: "1 keyframe(s)" in dragging.text(), 30, "one keyframe deleted")
+        time.sleep(1.0)  # a few of the server's list updates
+        assert "0 keyframe(s)" in watching.text()
     finally:
         code, stderr = page.close()
     assert code == 0, stderr
@@ -192,14 +233,19 @@ def test_benchmark_button_shows_fps_table(tiny_ckpt, tiny_volumetric_ckpt):
     assert code == 0, stderr
 
 
-def test_uploaded_photo_is_fitted_and_shown(vivid_ckpt, tmp_path):
-    """A photo uploaded in the page starts a fit; the page's code becomes the fitted one and the
-    picture follows it."""
-    require_chromium()
+def red_box_photo(folder: Path) -> Path:
     photo = np.full((64, 64, 3), 255, np.uint8)
     photo[24:44, 12:52] = (200, 30, 30)  # a red box on white
-    path = tmp_path / "redbox.png"
+    path = folder / "redbox.png"
     Image.fromarray(photo).save(path)
+    return path
+
+
+def test_uploaded_photo_is_fitted_and_shown(vivid_ckpt, tmp_path):
+    """Without an encoder a photo needs its pose: uploaded without one, the page says so; with it,
+    the fit starts, the page's code becomes the fitted one and the picture follows it."""
+    require_chromium()
+    path = red_box_photo(tmp_path)
     page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"))
     try:
         browser = page.open_browser()
@@ -208,12 +254,80 @@ def test_uploaded_photo_is_fitted_and_shown(vivid_ckpt, tmp_path):
         before = browser.view()
         browser.open_folder("Reconstruct from a photo")
         browser.upload(path)
+        poll(lambda: "no encoder to estimate the photo's pose" in browser.text(), 60, "pose needed")
+        browser.click_checkbox("pose known")
+        browser.click_button("reconstruct")  # the photo uploaded, now with its pose
         poll(lambda: re.search(r"step (\d+), PSNR", browser.text()), 180, "fit progress")
         assert "redbox fit step" in browser.text()  # the view shows the fitted code
+        assert "pose az 30.0°, el 20.0° (given)" in browser.text()
         browser.click_button("stop fitting")
-        poll(lambda: "stopped: step" in browser.text(), 120, "fit stopped")
+        # stopped, or done where its 300 steps ended first (a tiny network on a free CPU)
+        poll(lambda: re.search(r"(stopped|done): step", browser.text()), 120, "fit stopped")
         browser.wait_settled(RES, after_frames=status.frames_sent)
         assert differs(browser.view(), before) > CHANGED
     finally:
         code, stderr = page.close()
     assert code == 0, stderr
+
+
+def test_upload_without_a_pose_is_fitted_from_the_encoders_estimate(vivid_ckpt_with_encoder, tmp_path):
+    """With an encoder beside the checkpoint the pose is optional: the page shows the pose the
+    encoder estimated (front/back pick included) and the fit runs from it."""
+    require_chromium()
+    page = BrowserPage(vivid_ckpt_with_encoder, ("--res", str(RES), "--exit-after", "600"))
+    try:
+        browser = page.open_browser()
+        browser.dismiss_notifications()
+        browser.wait_settled(RES, timeout=180)
+        browser.open_folder("Reconstruct from a photo")
+        poll(lambda: "encoder: vivid.encoder.pt: it estimates the photo's pose" in browser.text(), 30,
+             "the encoder's note")
+        browser.upload(red_box_photo(tmp_path))
+        estimate = poll(lambda: re.search(r"estimated az (-?[\d.]+)°, el (-?[\d.]+)°: azimuth p ([\d.]+) "
+                                          r"\(chance [\d.]+\), front/back ([\d.]+)", browser.text()),
+                        120, "estimated pose")
+        assert 0.5 <= float(estimate[4]) <= 1.0  # the chosen side is at least as likely as its twin
+        poll(lambda: re.search(r"step (\d+), PSNR", browser.text()), 180, "fit progress")
+        assert re.search(r"pose az -?[\d.]+°, el -?[\d.]+°\n", browser.text() + "\n")  # not "(given)"
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr
+
+def test_a_recorded_path_is_exported_and_downloaded(vivid_ckpt, tmp_path):
+    """Two keyframes taken at two camera positions in the page become a video through the window's
+    export code; the browser downloads it and it decodes to the frames asked for."""
+    require_chromium()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--exit-after", "600"))
+    try:
+        browser = page.open_browser()
+        browser.save_downloads_to(downloads)
+        browser.dismiss_notifications()
+        status = browser.wait_settled(RES, timeout=180)
+        browser.open_folder("Record path")
+        browser.click_button("add keyframe")
+        poll(lambda: "1 keyframe(s)" in browser.text(), 30, "the first keyframe")
+        browser.drag(150)
+        browser.wait_settled(RES, after_frames=status.frames_sent)
+        browser.click_button("add keyframe")
+        poll(lambda: "2 keyframe(s)" in browser.text(), 30, "the second keyframe")
+        azimuths = [float(a) for a in re.findall(r"^az (-?\d+) el", browser.text(), re.MULTILINE)]
+        assert len(azimuths) == 2 and abs(azimuths[1] - azimuths[0]) >= 10
+        browser.set_number("frames", 6)
+        browser.set_number("fps", 10)
+        poll(lambda: "6 frames at 10 fps (0.6 s), 64²" in browser.text(), 30, "the video's timing")
+        browser.click_button("export video")
+        poll(lambda: "6 frames, 64x64, 10 fps: camera_path.mp4 sent to this page" in browser.text(),
+             120, "the exported video")
+        browser.download("camera_path.mp4")
+        video = poll(lambda: (downloads / "camera_path.mp4").is_file() and downloads / "camera_path.mp4",
+                     30, "the downloaded video")
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].average_rate == 10
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and frames[0].shape == (RES, RES, 3)
+    assert differs(frames[0], frames[-1]) > CHANGED  # the camera moved between the keyframes

@@ -72,7 +72,8 @@ from viewer.fitted_latents import FittedLatentBank
 from viewer.layout import PANEL_WIDTH, Layout, Rect
 from viewer.orbit import OrbitCamera
 from viewer.panel import ControlPanel, PanelInfo, handle_shortcuts
-from viewer.path_panel import PathPanel, PathRecording
+from viewer.path_panel import PathPanel
+from viewer.path_recording import PathRecording
 from viewer.quality import QualityPolicy
 from viewer.reconstruct_panel import ReconstructPanel
 from viewer.reconstruction import Reconstruction, viewer_encoder

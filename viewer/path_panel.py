@@ -1,10 +1,7 @@
-"""The panel's "Record path" section and the PathRecording it edits.
+"""The panel's "Record path" section: the widgets of a PathRecording (viewer/path_recording.py).
 
-PathRecording (no widgets) holds the keyframes taken from the view (engine/camera_path.py's
-format: camera and instance or blend), whether the path loops, and the video's frames and rate;
-it saves them as the path file `main.py --headless --path` reads and exports them as an MP4 on a
-thread (viewer/path_export.py). PathPanel draws its widgets: add keyframe, the list with delete last
-and clear, loop, frames, fps, save path, export video with its progress, and what happened.
+PathPanel draws add keyframe, the list with delete last and clear, loop, frames, fps, save path,
+export video with its progress, and what happened.
 """
 
 from __future__ import annotations
@@ -15,74 +12,17 @@ from pathlib import Path
 import torch
 from imgui_bundle import imgui
 
-from engine.camera_path import CameraPath, CameraPathError, Keyframe, view_keyframe, write_camera_path
-from engine.latents import LatentSelection
+from engine.camera_path import CameraPathError
 from engine.video import VideoError
 from models.cameras import Orbit
-from models.checkpoint import Checkpoint
 from models.resolution import Resolution
-from viewer.headless import DEFAULT_FPS, DEFAULT_FRAMES
 from viewer.panel import size_text
-from viewer.path_export import PathVideoExport, VideoSettings
+from viewer.path_recording import PathRecording, keyframe_label
 from viewer.reconstruct import user_path
 from viewer.state import ViewerState
 
-FRAMES_RANGE = (1, 10_000)
-FPS_RANGE = (1.0, 120.0)
 KEYFRAME_LIST_HEIGHT = 90
 WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
-
-
-class PathRecording:
-    """Keyframes taken from the view, saved as a path file or exported as a video."""
-
-    def __init__(self, ckpt: Checkpoint):
-        self.ckpt = ckpt
-        self.keyframes: list[Keyframe] = []
-        self.loop = False
-        self.frames = DEFAULT_FRAMES[".mp4"]
-        self.fps = DEFAULT_FPS[".mp4"]
-        self.export: PathVideoExport | None = None  # the last one started
-
-    def add(self, view: Orbit, selection: LatentSelection) -> None:
-        """Append the view's camera and code; CameraPathError for a code no path file can name."""
-        self.keyframes.append(view_keyframe(view, selection, self.keyframes[-1] if self.keyframes else None))
-
-    def delete_last(self) -> None:
-        if self.keyframes:
-            self.keyframes.pop()
-
-    def clear(self) -> None:
-        self.keyframes.clear()
-
-    def camera_path(self) -> CameraPath:
-        if not self.keyframes:
-            raise CameraPathError("no keyframes yet: add one from the view")
-        return CameraPath(tuple(self.keyframes), self.loop)
-
-    def save(self, out: Path) -> str:
-        """Write the path file; what was written."""
-        write_camera_path(out, self.camera_path())
-        return f"wrote {out.resolve()} ({len(self.keyframes)} keyframes)"
-
-    @property
-    def exporting(self) -> bool:
-        return self.export is not None and self.export.status().running
-
-    def start_export(self, out: Path, res: Resolution, device: torch.device, precision: str,
-                     backend: str) -> None:
-        """Render the path to `out` on the export thread (one export at a time: ignored while one
-        runs); CameraPathError or VideoError at once for what could never work (no keyframes, a
-        bad file name)."""
-        if self.exporting:
-            return
-        settings = VideoSettings(out, self.frames, self.fps, res, device, precision, backend)
-        self.export = PathVideoExport(self.ckpt, self.camera_path(), settings)
-
-    def close(self) -> None:
-        """Stop a running export (its partial video is removed) within a bounded wait."""
-        if self.export is not None:
-            self.export.close()
 
 
 def headless_command(ckpt_path: Path, path_file: str, frames: int, fps: float, res: Resolution) -> str:
@@ -90,12 +30,6 @@ def headless_command(ckpt_path: Path, path_file: str, frames: int, fps: float, r
     --res's own form, N or WxH)."""
     return (f"python main.py --ckpt {shlex.quote(str(ckpt_path))} --headless --path "
             f"{shlex.quote(path_file)} --frames {frames} --fps {fps:g} --res {res} --out video.mp4")
-
-
-def code_label(keyframe: Keyframe, names: list[str]) -> str:
-    if len(keyframe.weights) == 1:
-        return names[keyframe.weights[0][0]]
-    return " + ".join(f"{weight:.2f} {names[index]}" for index, weight in keyframe.weights)
 
 
 class PathPanel:
@@ -151,9 +85,7 @@ class PathPanel:
         if rec.keyframes:
             imgui.begin_child("##keyframes", (0, KEYFRAME_LIST_HEIGHT), imgui.ChildFlags_.borders)
             for number, keyframe in enumerate(rec.keyframes, 1):
-                orbit = keyframe.orbit
-                imgui.text(f"{number}. az {orbit.azimuth:.0f} el {orbit.elevation:.0f} "
-                           f"r {orbit.radius:.2f}  {code_label(keyframe, self.names)}")
+                imgui.text(keyframe_label(number, keyframe, self.names))
             imgui.end_child()  # whatever begin_child returned (ImGui's rule)
         _, rec.loop = imgui.checkbox("loop back to the first", rec.loop)
 
@@ -161,8 +93,7 @@ class PathPanel:
         rec = self.rec
         _, frames = imgui.input_int("frames", rec.frames)
         _, fps = imgui.input_float("fps", rec.fps, 1.0, 10.0, "%.1f")
-        rec.frames = min(max(frames, FRAMES_RANGE[0]), FRAMES_RANGE[1])
-        rec.fps = min(max(fps, FPS_RANGE[0]), FPS_RANGE[1])
+        rec.set_timing(frames, fps)
 
     def _save(self, res: Resolution) -> None:
         _, self.path_file = imgui.input_text("path file", self.path_file)

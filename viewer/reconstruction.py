@@ -42,6 +42,10 @@ NO_POSE = ("no encoder to estimate the photo's pose: tick \"pose known\" and set
            "elevation (or put a car.json beside the photo), then Reconstruct")
 
 
+class PoseNeededError(ReconstructError):
+    """A photo without a pose and no encoder to estimate it: each page says where the pose goes."""
+
+
 def viewer_encoder(named: Path | None, checkpoint: Path, model) -> tuple[CarEncoder | None, str]:
     """The encoder for the viewer's photos and a line saying which one, or why there is none.
 
@@ -146,8 +150,9 @@ class Reconstruction:
         try:
             check_inputs(mode, self.encoder, pose)
         except InferenceError:
-            raise ReconstructError(NO_POSE if pose is None and self.encoder is None
-                                   else f"{mode.value}: {mode_unavailable(mode, self.encoder)}") from None
+            if pose is None and self.encoder is None:
+                raise PoseNeededError(NO_POSE) from None
+            raise ReconstructError(f"{mode.value}: {mode_unavailable(mode, self.encoder)}") from None
         self.close()
         self.session = FitSession(self.ckpt.model, photo, mode, pose, self.encoder, self.options)
         self.photo, self.name, self.nearest = photo, image.stem, []

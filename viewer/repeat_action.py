@@ -117,7 +117,7 @@ def switch_action(setup: Setup) -> tuple[Action, Action]:
 
 
 def export_action(setup: Setup) -> tuple[Action, Action]:
-    from viewer.path_panel import PathRecording
+    from viewer.path_recording import PathRecording
 
     folder = setup.folder
     recording = PathRecording(setup.ckpt)

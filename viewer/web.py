@@ -12,6 +12,11 @@ view's request, so a shared one would drop one browser's camera for another's; a
 holds per-view state (the folded latent, a backend chosen in that page, CUDA graphs per size).
 Two browsers then split the device, which a shared worker would do too, frame by frame.
 
+Each page records its own camera path with the window's PathRecording (viewer/path_recording.py)
+and exports it on the window's export thread (viewer/path_export.py); the finished MP4 goes to that
+browser as a download. An uploaded photo is reconstructed as one dropped on the window
+(viewer/reconstruction.py): without a pose, the encoder beside the checkpoint estimates it.
+
 The page has no authentication: it binds to loopback unless --host says otherwise, and the README
 shows the SSH port forward that keeps it there.
 """
@@ -38,21 +43,26 @@ import torch
 import viser
 
 from engine.benchmark_report import fps_grid, fps_label
+from engine.camera_path import CameraPathError
 from engine.config import WebConfig
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import BlendLatent, InstanceLatent, RandomLatent
+from engine.video import VideoError
 from models.cameras import DEFAULT_FOV_DEG, Orbit
 from models.checkpoint import Checkpoint
+from models.encoder import CarEncoder
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
 from models.resolution import Resolution
 from viewer.backend_switch import BackendSwitch
 from viewer.benchmark_panel import BenchmarkPanel
 from viewer.fitted_latents import FittedLatentBank
 from viewer.headless import direct_image
+from viewer.path_export import ExportStatus, PathVideoExport
+from viewer.path_recording import FPS_RANGE, FRAMES_RANGE, PathRecording, keyframe_label
 from viewer.quality import QualityPolicy
 from viewer.reconstruct import ReconstructError
-from viewer.reconstruction import Reconstruction
+from viewer.reconstruction import PoseNeededError, Reconstruction, viewer_encoder
 from viewer.state import ViewerState
 from viewer.worker import RenderWorker
 
@@ -64,6 +74,9 @@ TICK_S = 0.02  # how often the serving loop looks for views that came to rest
 SEEN_CAMERAS = 256
 RECENT_FRAMES = 256
 STATUS_PERIOD_S = 0.25  # status-line updates are messages to the page: a few a second is enough
+VIDEO_NAME = "camera_path.mp4"  # the exported video's name, in the session's folder and the download
+NO_POSE = ("no encoder to estimate the photo's pose: tick \"pose known\", set its azimuth and "
+           "elevation, then press reconstruct")
 LOOPBACK_WARNING = ("warning: --host {host} serves the viewer beyond this machine, and the page has no "
                     "authentication; prefer the default and an SSH port forward")
 
@@ -171,7 +184,7 @@ class WebSession:
     """One browser: its camera, its controls, its render thread and the frames it is sent."""
 
     def __init__(self, client: viser.ClientHandle, config: WebConfig, ckpt: Checkpoint,
-                 wake: threading.Event):
+                 wake: threading.Event, encoder: CarEncoder | None, encoder_note: str):
         self.client, self.config, self.wake = client, config, wake
         # per browser: the code a reconstruction in this page publishes is this page's alone
         self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
@@ -192,10 +205,16 @@ class WebSession:
         self.switch = BackendSwitch(self.worker)
         self.benchmark = BenchmarkPanel(ckpt, config.volumetric.path, config.render.device)
         self.benchmark_text = ""
-        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents)
-        self.uploads = tempfile.TemporaryDirectory(prefix="lfn-web-upload-")
+        self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents, encoder, encoder_note)
+        self.files = tempfile.TemporaryDirectory(prefix="lfn-web-")  # uploaded photos, exported videos
+        self.photo: Path | None = None  # the last uploaded photo
         self.fit_message = ""
         self.fit_text = ""
+        self.path = PathRecording(ckpt)  # this page's keyframes and video export
+        self.path_message = ""
+        self.path_text = ""
+        self.delivered: PathVideoExport | None = None  # the last export whose outcome was handled
+        self.export_outcome = ""
         self.orbit: Orbit | None = None  # None until the browser's first camera message
         self.aspect = 1.0
         self.camera_seen_s: dict[Orbit, float] = {}  # when each not yet shown camera arrived
@@ -233,12 +252,36 @@ class WebSession:
                 b, self.switch.renderer.device, self.switch.renderer.precision) is None]
             backend = gui.add_dropdown("backend", runnable, initial_value=self.config.render.backend)
         self.status = gui.add_markdown("connecting…")
+        with gui.add_folder("Record path", expand_by_default=False):
+            add_keyframe = gui.add_button("add keyframe", hint="this page's camera and the code it "
+                                          "shows (an instance or a blend of two)")
+            delete_last = gui.add_button("delete last keyframe")
+            clear = gui.add_button("clear keyframes")
+            self.keyframe_list = gui.add_markdown("")
+            loop = gui.add_checkbox("loop back to the first", self.path.loop)
+            frames = gui.add_number("frames", self.path.frames, min=FRAMES_RANGE[0], max=FRAMES_RANGE[1],
+                                    step=1)
+            fps = gui.add_number("fps", self.path.fps, min=FPS_RANGE[0], max=FPS_RANGE[1], step=1.0)
+            self.video_line = gui.add_markdown("")
+            self.export_button = gui.add_button(
+                "export video", hint="an MP4 along the keyframes at this page's resolution and backend, "
+                "offered for download when done")
+            self.export_progress = gui.add_progress_bar(0.0, visible=False)
+            self.cancel_export = gui.add_button("cancel export", visible=False)  # while one runs
+            self.path_status = gui.add_markdown("")
         with gui.add_folder("Reconstruct from a photo", expand_by_default=False):
-            photo_azimuth = gui.add_number("photo azimuth", 30.0, step=1.0)
-            photo_elevation = gui.add_number("photo elevation", 20.0, min=-89.0, max=89.0, step=1.0)
+            pose_known = gui.add_checkbox("pose known", False, hint="the photo's camera, if you know "
+                                          "it; else the encoder estimates it")
+            photo_azimuth = gui.add_number("photo azimuth", 30.0, step=1.0, disabled=True)
+            photo_elevation = gui.add_number("photo elevation", 20.0, min=-89.0, max=89.0, step=1.0,
+                                             disabled=True)
+            gui.add_markdown(self.encoder_markdown())
             upload = gui.add_upload_button("upload photo", mime_type="image/*",
-                                           hint="a car on a white background, seen from the "
-                                           "azimuth and elevation above; fitting starts at once")
+                                           hint="a car on a white background; fitting starts at once, "
+                                           "from the pose above if known, else the encoder's estimate")
+            # the browser sends a file once: picking the same photo again changes nothing
+            refit = gui.add_button("reconstruct", hint="fit the uploaded photo again, from the pose above "
+                                   "if known, else the encoder's estimate")
             stop = gui.add_button("stop fitting")
             self.fit_status = gui.add_markdown("")
         with gui.add_folder("Benchmark", expand_by_default=False):
@@ -277,22 +320,83 @@ class WebSession:
         res.on_update(edit(lambda value: setattr(state, "res", Resolution.parse(value))))
         dynamic.on_update(edit(set_dynamic))
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
-        upload.on_upload(lambda event: self.reconstruct(
-            event.target.value, Orbit(float(photo_azimuth.value), float(photo_elevation.value))))
+        add_keyframe.on_click(lambda _: self.add_keyframe())
+        delete_last.on_click(edit(lambda _: self.path.delete_last()))
+        clear.on_click(edit(lambda _: self.path.clear()))
+        loop.on_update(edit(lambda value: setattr(self.path, "loop", bool(value))))
+        frames.on_update(edit(lambda value: self.path.set_timing(round(value), self.path.fps)))
+        fps.on_update(edit(lambda value: self.path.set_timing(self.path.frames, value)))
+        self.export_button.on_click(lambda _: self.export_video())
+        self.cancel_export.on_click(lambda _: self.path.export.cancel())
+
+        def set_pose_known(event) -> None:
+            photo_azimuth.disabled = photo_elevation.disabled = not event.target.value
+
+        def photo_pose() -> Orbit | None:
+            if not pose_known.value:
+                return None
+            return Orbit(float(photo_azimuth.value), float(photo_elevation.value))
+
+        pose_known.on_update(set_pose_known)
+        upload.on_upload(lambda event: self.photo_uploaded(event.target.value, photo_pose()))
+        refit.on_click(lambda _: self.reconstruct(photo_pose()))
         stop.on_click(lambda _: self.stop_fitting())
         run_benchmark.on_click(lambda _: self.benchmark.start(
             state.instance, self.switch.renderer.precision, self.switch.renderer.backend))
 
-    def reconstruct(self, upload, pose: Orbit) -> None:
-        """Fit a new code to an uploaded photo (viser's thread pool); the view shows it converge."""
-        path = Path(self.uploads.name) / (Path(upload.name).name or "photo")  # no folders from names
+    def encoder_markdown(self) -> str:
+        rec = self.reconstruction
+        if rec.encoder is None:
+            return f"{rec.encoder_note}: the photo's pose is needed"
+        return f"{rec.encoder_note}: it estimates the photo's pose unless it is known"
+
+    def photo_uploaded(self, upload, pose: Orbit | None) -> None:
+        path = Path(self.files.name) / (Path(upload.name).name or "photo")  # no folders from names
         path.write_bytes(upload.content)
         with self.lock:
+            self.photo = path
+        self.reconstruct(pose)
+
+    def reconstruct(self, pose: Orbit | None) -> None:
+        """Fit a new code to the uploaded photo seen from `pose` (None: the encoder estimates it),
+        on viser's thread pool; the view shows the code converge."""
+        with self.lock:
             try:
-                self.reconstruction.start(path, pose, self.state)
+                if self.photo is None:
+                    raise ReconstructError("upload a photo first")
+                self.reconstruction.start(self.photo, pose, self.state)
                 self.fit_message = ""
+            except PoseNeededError:  # the window's message names its own widgets
+                self.fit_message = NO_POSE
             except ReconstructError as error:
                 self.fit_message = str(error)
+        self.wake.set()
+
+    # ---- the camera path ----------------------------------------------------------------------
+
+    def add_keyframe(self) -> None:
+        """This page's camera and code as the path's next keyframe (viser's thread pool)."""
+        with self.lock:
+            try:
+                if self.orbit is None:
+                    raise CameraPathError("no camera from this page yet")
+                self.path.add(self.orbit, self.state.latent_selection())
+                self.path_message = ""
+            except CameraPathError as error:
+                self.path_message = str(error)
+        self.wake.set()
+
+    def export_video(self) -> None:
+        """Render the keyframes to an MP4 on the export thread (viewer/path_export.py, as the
+        window's "Export video"); update_status reports its progress and sends the file."""
+        renderer = self.switch.renderer
+        with self.lock:
+            try:
+                self.path.start_export(Path(self.files.name) / VIDEO_NAME, self.state.res, renderer.device,
+                                       renderer.precision, renderer.backend)
+                self.path_message = ""
+            except (CameraPathError, VideoError) as error:
+                self.path_message = str(error)
         self.wake.set()
 
     def stop_fitting(self) -> None:
@@ -326,6 +430,9 @@ class WebSession:
                 return
             state = self.state
             self.reconstruction.update(state, now)
+            if state.camera_requested is not None:  # a photo's first code, seen as the photo sees it
+                self.move_camera(state.camera_requested)
+                state.camera_requested = None
             key = (self.orbit, state.latent_selection(), state.mode, state.res)
             if key != self.view_key:
                 self.view_key = key
@@ -337,6 +444,14 @@ class WebSession:
                 return
             self.submitted = request
         self.worker.submit(request)
+
+    def move_camera(self, orbit: Orbit) -> None:
+        """Turn this browser's camera to `orbit`; the browser's camera message that follows brings
+        the view there (camera_moved)."""
+        camera = self.client.camera
+        with self.client.atomic():
+            camera.position = tuple(orbit.cam2world()[:3, 3].tolist())
+            camera.look_at = orbit.target  # after position, which moves look_at along with it
 
     # ---- finished frames (the render thread) --------------------------------------------------
 
@@ -401,14 +516,76 @@ class WebSession:
         benchmark = self.benchmark_markdown()
         if benchmark != self.benchmark_text:
             self.benchmark_result.content = self.benchmark_text = benchmark
+        self.update_path_export()
+
+    def update_path_export(self) -> None:
+        """The keyframe list, the export's progress and outcome; a finished video goes to the page."""
+        export = self.path.export
+        status = export.status() if export is not None else None
+        running = status is not None and status.running
+        if self.export_progress.visible != running:  # one export at a time, as in the window
+            self.export_progress.visible = self.cancel_export.visible = running
+            self.export_button.disabled = running
+        if running and (percent := 100.0 * status.done / status.total) != self.export_progress.value:
+            self.export_progress.value = percent
+        with self.lock:
+            lines = [f"{len(self.path.keyframes)} keyframe(s)"]
+            lines += [keyframe_label(number, keyframe, self.latents.names)
+                      for number, keyframe in enumerate(self.path.keyframes, 1)]
+            if self.orbit is not None and not np.allclose(self.orbit.target, Orbit().target, atol=1e-3):
+                lines.append("the pan is not recorded: path files orbit the origin")
+            rec, res = self.path, self.state.res
+            video = f"{rec.frames} frames at {rec.fps:g} fps ({rec.frames / rec.fps:.1f} s), {res.label}"
+            finished = status is not None and not running and export is not self.delivered
+            if finished:  # decided under the lock: the serving loop and the render thread both get here
+                self.delivered = export
+            message = self.path_message
+        if finished:
+            self.export_outcome = self.deliver(export, status)
+        keyframes = "  \n".join(lines)
+        if keyframes != self.keyframe_list.content:
+            self.keyframe_list.content = keyframes
+        if video != self.video_line.content:
+            self.video_line.content = video
+        progress = f"rendering {status.done}/{status.total} frames" if running else self.export_outcome
+        text = "  \n".join(line for line in (progress, message) if line)
+        if text != self.path_text:
+            self.path_status.content = self.path_text = text
+
+    def deliver(self, export: PathVideoExport, status: ExportStatus) -> str:
+        """Send a finished export's video to this browser, which offers it as a download (the
+        server's copy goes); what happened, for the page."""
+        settings = export.settings
+        if status.failed or not settings.out.is_file():  # failed, or cancelled (which leaves no file)
+            return status.outcome
+        self.client.send_file_download(VIDEO_NAME, settings.out.read_bytes())
+        settings.out.unlink()
+        res = settings.res
+        return (f"{status.done} frames, {res.width}x{res.height}, {settings.fps:g} fps: {VIDEO_NAME} "
+                "sent to this page (its notice offers the download)")
 
     def fit_markdown(self) -> str:
+        """The fit's progress, the photo's camera (given, or estimated and then refined) and the
+        nearest training cars."""
         session = self.reconstruction.session
-        if session is None or session.latest is None:
-            return session.error if session and session.error else self.fit_message
-        step, state = session.latest, "fitting" if session.running else "stopped"
-        lines = [f"{state}: step {step.step}, PSNR {step.psnr:.1f} dB, "
-                 f"{session.steps_per_second:.1f} steps/s"]
+        if session is None:
+            return self.fit_message
+        lines = []
+        if session.latest is not None:
+            step, state = session.latest, "fitting" if session.running else session.phase.value
+            lines.append(f"{state}: step {step.step}, PSNR {step.psnr:.1f} dB, "
+                         f"{session.steps_per_second:.1f} steps/s")
+        elif session.error is None:
+            lines.append(f"{session.phase.value}…")
+        if (pose := session.pose) is not None:
+            estimate = session.start.estimate
+            lines.append(f"pose az {pose.azimuth:.1f}°, el {pose.elevation:.1f}°"
+                         + ("" if estimate else " (given)"))
+            if estimate is not None:
+                guess = estimate.orbit
+                lines.append(f"estimated az {guess.azimuth:.1f}°, el {guess.elevation:.1f}°: "
+                             f"azimuth p {estimate.mass:.2f} (chance {estimate.uniform_mass:.2f}), "
+                             f"front/back {estimate.side_probability:.2f}")
         nearest = self.reconstruction.nearest
         if nearest:
             lines.append("nearest: " + ", ".join(self.latents.names[i] for i, _ in nearest[:3]))
@@ -429,9 +606,10 @@ class WebSession:
 
     def close(self) -> None:
         self.reconstruction.close()
+        self.path.close()  # a running export stops and removes its partial video
         self.benchmark.close()  # stopped and joined before the renderers it times go away
         self.worker.close()
-        self.uploads.cleanup()
+        self.files.cleanup()
 
 
 class WebViewer:
@@ -439,6 +617,9 @@ class WebViewer:
 
     def __init__(self, config: WebConfig, ckpt: Checkpoint):
         self.config, self.ckpt = config, ckpt
+        # loaded once, before the server: a named encoder that cannot load ends the run cleanly
+        encoder, self.encoder_note = viewer_encoder(config.encoder, config.checkpoint, ckpt.model)
+        self.encoder = encoder.to(config.render.device) if encoder is not None else None
         self.sessions: dict[int, WebSession] = {}
         self.finished: list[SessionStats] = []
         self.lock = threading.Lock()
@@ -462,7 +643,7 @@ class WebViewer:
         self.server.on_client_disconnect(self.disconnect)
 
     def connect(self, client: viser.ClientHandle) -> None:
-        session = WebSession(client, self.config, self.ckpt, self.wake)
+        session = WebSession(client, self.config, self.ckpt, self.wake, self.encoder, self.encoder_note)
         with self.lock:
             self.sessions[client.client_id] = session
 
