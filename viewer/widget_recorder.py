@@ -69,6 +69,8 @@ class WidgetRecorder:
                 x, y = imgui.get_cursor_screen_pos()
                 rect = (x, y, imgui.calc_item_width(), imgui.get_frame_height())
             result = draw(label, *args, **kwargs)
+            if imgui.is_window_appearing():  # a popup's first frame, drawn hidden and placed after
+                return result
             if not framed:
                 (x0, y0), (x1, y1) = imgui.get_item_rect_min(), imgui.get_item_rect_max()
                 rect = (x0, y0, x1 - x0, y1 - y0)
