@@ -238,7 +238,7 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
         while (elapsed := time.monotonic() - started) < config.minutes * 60 and viewer.poll() is None:
             if elapsed >= next_progress and reader.readings:
                 progress(f"{elapsed:5.0f} s: {sum(counts.values())} events, {reader.readings[-1].mb:.0f} MB")
-                next_progress += 30.0
+                next_progress = (elapsed // 30.0 + 1.0) * 30.0
             kind = rng.choices(kinds, weights)[0]
             driver.send(kind)
             counts[kind] += 1
