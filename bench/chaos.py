@@ -93,6 +93,7 @@ class ChaosReport:
     rss_mb_every_10s: list[int]
     rss_mb_and_mode_every_5s: list[tuple[int, int, str]]  # (seconds, MB, mode): what the verdict read
     threads_every_5s: list[int]  # the viewer's threads at those readings
+    res_every_5s: list[str]  # the shown frame's size at those readings
     failures: list[str] = field(default_factory=list)
 
 
@@ -115,6 +116,9 @@ class Reading:
     # A benchmark run, a video export or a fit runs on threads of its own (an EGL context brings
     # llvmpipe's, an encoder x264's): the count says when one ran.
     threads: int = 0
+    # The shown frame's size, "128" or "WxH" ("?" if the title named none): a large depth frame's
+    # working memory is hundreds of MB while it renders.
+    res: str = "?"
 
 
 def rss_mb_and_threads(pid: int) -> tuple[float, int] | None:
@@ -141,10 +145,11 @@ class Driver:
         return subprocess.run(["xdotool", "getwindowname", self.window], env=self.env,
                               capture_output=True, text=True, timeout=20).stdout.strip()
 
-    def display_mode(self) -> str:
-        """The mode in the title, "LFN viewer - <latent> - <mode> - <res>px" (viewer/app.py)."""
+    def shown(self) -> tuple[str, str]:
+        """The mode and size in the title, "LFN viewer - <latent> - <mode> - <res>px" (viewer/app.py),
+        or "?" for each before the first frame."""
         parts = self.title().rsplit(" - ", 2)
-        return parts[1] if len(parts) == 3 and parts[2].endswith("px") else "?"
+        return (parts[1], parts[2][:-2]) if len(parts) == 3 and parts[2].endswith("px") else ("?", "?")
 
     def point(self, in_panel: bool) -> tuple[int, int]:
         width, height = self.size
@@ -200,7 +205,8 @@ class MemoryReader(threading.Thread):
             if (status := rss_mb_and_threads(self.pid)) is None:
                 return  # the viewer is gone
             seconds = time.monotonic() - self.started
-            self.readings.append(Reading(seconds, status[0], self.driver.display_mode(), status[1]))
+            mode, res = self.driver.shown()
+            self.readings.append(Reading(seconds, status[0], mode, status[1], res))
 
 
 def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
@@ -333,6 +339,7 @@ def judge(counts: Counter, memory: list[Reading],
         rss_mb_and_mode_every_5s=[(int(r.seconds), round(r.mb), r.mode) for r in memory
                                   if int(r.seconds) % 5 == 0],
         threads_every_5s=[r.threads for r in memory if int(r.seconds) % 5 == 0],
+        res_every_5s=[r.res for r in memory if int(r.seconds) % 5 == 0],
         failures=failures,
     )
 

@@ -30,7 +30,8 @@ def test_a_short_chaos_run_finds_nothing_wrong(tiny_ckpt):
     assert report.prelude[0].started_s == 0.0 and report.prelude[-1].ended_s < 20.0
     assert report.exit_code == 0 and report.events >= 40, report.prelude
     assert len(report.event_counts) >= 6  # most kinds of input were sent
-    assert len(report.threads_every_5s) == len(report.rss_mb_and_mode_every_5s)
+    assert len(report.threads_every_5s) == len(report.rss_mb_and_mode_every_5s) == len(report.res_every_5s)
+    assert "64" in report.res_every_5s  # the size the viewer was started at, read off the title
     assert min(report.threads_every_5s) >= 2  # the UI's and the render thread at least
 
 
