@@ -134,8 +134,8 @@ class Prelude:
                         "click", "1", "sleep", str(REST_S))
 
     def keys(self, *words: str) -> None:
-        """Type or press keys into the focused window: GLFW ignores keys sent to a window by id
-        (xdotool's --window sends synthetic events)."""
+        """Type or press keys into the window, focused first, as the window tests do: xdotool's
+        --window would send them as synthetic events, which an application may ignore."""
         self.window.run("windowfocus", "--sync", self.window.window, *words)
 
     def pick(self, combo: str, option: str) -> bool:
@@ -182,7 +182,10 @@ class Prelude:
         """Started here, waited for by `background jobs`: it runs for a while beside the rest."""
         self.press("Run benchmark")
         self.wait_for(lambda: self.widget("Run benchmark").disabled, "benchmark running")
-        return "started (the LFN's methods and the volumetric baseline, if loaded)"
+        # the benchmark loads the baseline the viewer's compare mode shows, from the same file
+        loaded = not self.widget(DisplayMode.COMPARE.label).disabled
+        baseline = "and the volumetric baseline's" if loaded else "(no volumetric baseline)"
+        return f"started: the LFN's rows {baseline}"
 
     def record_path(self) -> str:
         """Two keyframes, the path saved, the video export started (waited for at the end)."""
