@@ -2,16 +2,20 @@
 
     python -m bench.chaos --minutes 10 [--ckpt checkpoints/cars.pt] [--seed 0] [--json PATH]
 
-Starts a private Xvfb and `python main.py` on it, as a user would, and sends it random drags,
-scrolls, keys, panel clicks and drags, double-clicks, resizes and unmap/map (Xvfb has no window
-manager, so that stands in for minimize/restore) through xdotool. Panel clicks land anywhere in
-the panel, so over a run they press its buttons (benchmark, reconstruct, stop, backend and
-precision switches, modes) and drag its sliders at random. Resident memory is read every second.
-At the end the window gets SIGTERM, as a desktop closes it, whatever is running then.
+Starts a private Xvfb and `python main.py` on it, as a user would. First a prelude
+(bench/chaos_prelude.py) presses every feature of the panel once, in a fixed order, finding the
+widgets by label in the window's widget map: what a feature's first use loads stays for the life
+of the process, and is taken before memory is judged. Then it sends random drags, scrolls, keys,
+panel clicks and drags, double-clicks, resizes and unmap/map (Xvfb has no window manager, so that
+stands in for minimize/restore) through xdotool. Panel clicks land anywhere in the panel, so over
+a run they press its buttons (benchmark, reconstruct, stop, backend and precision switches,
+modes) and drag its sliders at random. Resident memory is read every second, on a thread of its
+own. At the end the window gets SIGTERM, as a desktop closes it, whatever is running then.
 
 Verdict (exit 1 when any fails): the viewer exits 0 within EXIT_TIMEOUT_S of SIGTERM, prints no
-`error:` line and no traceback, its slowest UI frame stays under HANG_MS, and resident memory
-after the first minute grows by less than GROWTH_LIMIT. Memory swings by hundreds of MB with the
+`error:` line and no traceback, its slowest UI frame stays under HANG_MS, every prelude step did
+what it should, and resident memory grows by less than GROWTH_LIMIT after the first minute, or
+after the prelude where that ends later (the JSON's judged_from_s). Memory swings by hundreds of MB with the
 display mode (a depth or compare frame's working memory comes and goes), so each reading is
 filed under the mode the window's title names at that second, and growth is judged within each
 mode: the least-squares trend line of that mode's readings after the first minute, from its
@@ -32,11 +36,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+from bench.chaos_prelude import STEPS, Prelude, PreludeStep
+from engine.widget_map import WIDGET_MAP_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_MS = 1000.0
@@ -60,6 +68,7 @@ class ChaosConfig:
     minutes: float
     seed: int = 0
     res: int = 128
+    prelude: tuple[str, ...] = tuple(STEPS)  # the prelude's steps to run (bench/chaos_prelude.py)
 
 
 @dataclass
@@ -74,14 +83,17 @@ class ChaosReport:
     ui_frame_ms_max: float | None
     ui_frame_ms_p95: float | None
     rss_mb_peak: float
-    rss_mb_after_first_minute: float | None
+    rss_mb_judged_start: float | None  # the trend line through every judged reading, at its ends
     rss_mb_end: float | None
+    prelude: list[PreludeStep]
+    judged_from_s: float | None  # memory is judged from here: the first minute's end, or the prelude's
     rss_growth: float | None  # the largest of the judged modes' growths
     rss_growth_by_mode: dict[str, float]  # the modes on screen long enough to judge
     rss_growth_all_readings: float | None  # one line through every reading, whatever the mode
     rss_mb_every_10s: list[int]
     rss_mb_and_mode_every_5s: list[tuple[int, int, str]]  # (seconds, MB, mode): what the verdict read
     threads_every_5s: list[int]  # the viewer's threads at those readings
+    res_every_5s: list[str]  # the shown frame's size at those readings
     failures: list[str] = field(default_factory=list)
 
 
@@ -104,6 +116,9 @@ class Reading:
     # A benchmark run, a video export or a fit runs on threads of its own (an EGL context brings
     # llvmpipe's, an encoder x264's): the count says when one ran.
     threads: int = 0
+    # The shown frame's size, "128" or "WxH" ("?" if the title named none): a large depth frame's
+    # working memory is hundreds of MB while it renders.
+    res: str = "?"
 
 
 def rss_mb_and_threads(pid: int) -> tuple[float, int] | None:
@@ -126,12 +141,15 @@ class Driver:
     def run(self, *words: str) -> None:
         subprocess.run(["xdotool", *words], env=self.env, capture_output=True, timeout=20)
 
-    def display_mode(self) -> str:
-        """The mode in the title, "LFN viewer - <latent> - <mode> - <res>px" (viewer/app.py)."""
-        title = subprocess.run(["xdotool", "getwindowname", self.window], env=self.env,
-                               capture_output=True, text=True, timeout=20).stdout.strip()
-        parts = title.rsplit(" - ", 2)
-        return parts[1] if len(parts) == 3 and parts[2].endswith("px") else "?"
+    def title(self) -> str:
+        return subprocess.run(["xdotool", "getwindowname", self.window], env=self.env,
+                              capture_output=True, text=True, timeout=20).stdout.strip()
+
+    def shown(self) -> tuple[str, str]:
+        """The mode and size in the title, "LFN viewer - <latent> - <mode> - <res>px" (viewer/app.py),
+        or "?" for each before the first frame."""
+        parts = self.title().rsplit(" - ", 2)
+        return (parts[1], parts[2][:-2]) if len(parts) == 3 and parts[2].endswith("px") else ("?", "?")
 
     def point(self, in_panel: bool) -> tuple[int, int]:
         width, height = self.size
@@ -170,21 +188,44 @@ class Driver:
                      "windowmap", self.window)
 
 
+class MemoryReader(threading.Thread):
+    """Reads the viewer's resident memory, threads and title's mode every second, until stopped:
+    on a thread of its own, so that a prelude step waiting for a job misses no reading."""
+
+    def __init__(self, pid: int, driver: Driver, started: float):
+        super().__init__(name="chaos-memory", daemon=True)
+        self.pid, self.driver, self.started = pid, driver, started
+        self.readings: list[Reading] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        next_reading = self.started
+        while not self.stop.wait(max(0.0, next_reading - time.monotonic())):
+            next_reading += 1.0
+            if (status := rss_mb_and_threads(self.pid)) is None:
+                return  # the viewer is gone
+            seconds = time.monotonic() - self.started
+            mode, res = self.driver.shown()
+            self.readings.append(Reading(seconds, status[0], mode, status[1], res))
+
+
 def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed (apt-get install xvfb xdotool)")
     rng = random.Random(config.seed)
     server, display = start_xvfb()
-    env = dict(os.environ, DISPLAY=display)
     folder = Path(tempfile.mkdtemp(prefix="lfn-chaos-"))  # screenshots and saved fits land here
+    widget_map = folder / "widgets.json"
+    env = dict(os.environ, DISPLAY=display, **{WIDGET_MAP_ENV: str(widget_map)})
     stats_path = folder / "stats.json"
     viewer = subprocess.Popen(
         [sys.executable, str(ROOT / "main.py"), "--ckpt", str(config.ckpt.resolve()),
          "--res", str(config.res), "--stats", str(stats_path)],
         cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    memory: list[Reading] = []
+    reader: MemoryReader | None = None
+    prelude: list[PreludeStep] = []
     counts: Counter[str] = Counter()
     failures: list[str] = []
     exit_code = exit_seconds = None
@@ -193,21 +234,25 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
                                env=env, capture_output=True, text=True, timeout=WINDOW_TIMEOUT_S)
         driver = Driver(env, found.stdout.split()[0], rng)
         started = time.monotonic()
+        reader = MemoryReader(viewer.pid, driver, started)
+        reader.start()
+        prelude = Prelude(driver, widget_map, folder, started).run(config.prelude)
+        progress(f"prelude: {len(prelude)} steps, {sum(not step.ok for step in prelude)} failed, "
+                 f"done at {time.monotonic() - started:.0f} s")
         kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
-        next_reading = 0.0
+        next_progress = 30.0
         while (elapsed := time.monotonic() - started) < config.minutes * 60 and viewer.poll() is None:
-            if elapsed >= next_reading:
-                if (status := rss_mb_and_threads(viewer.pid)) is not None:
-                    memory.append(Reading(elapsed, status[0], driver.display_mode(), status[1]))
-                next_reading = elapsed + 1.0
-                if int(elapsed) % 30 == 0 and memory:
-                    progress(f"{elapsed:5.0f} s: {sum(counts.values())} events, {memory[-1].mb:.0f} MB")
+            if elapsed >= next_progress and reader.readings:
+                progress(f"{elapsed:5.0f} s: {sum(counts.values())} events, {reader.readings[-1].mb:.0f} MB")
+                next_progress = (elapsed // 30.0 + 1.0) * 30.0
             kind = rng.choices(kinds, weights)[0]
             driver.send(kind)
             counts[kind] += 1
             time.sleep(rng.uniform(0.0, 0.005))  # as fast as xdotool goes, with jitter
         if viewer.poll() is not None:
             failures.append(f"the viewer exited by itself after {elapsed:.0f} s (code {viewer.returncode})")
+        reader.stop.set()
+        reader.join()
         stop = time.monotonic()
         viewer.send_signal(signal.SIGTERM)
         _, stderr = viewer.communicate(timeout=EXIT_TIMEOUT_S)
@@ -217,9 +262,12 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
         viewer.kill()
         _, stderr = viewer.communicate()
     finally:
+        if reader is not None:
+            reader.stop.set()
         server.terminate()
         server.wait(timeout=10)
-    return judge(counts, memory, stderr, exit_code, exit_seconds, stats_path, failures)
+    memory = reader.readings if reader is not None else []
+    return judge(counts, memory, stderr, exit_code, exit_seconds, stats_path, failures, prelude)
 
 
 def trend_ends(readings: list[Reading]) -> tuple[float, float]:
@@ -243,9 +291,15 @@ def growth_by_mode(settled: list[Reading]) -> dict[str, float]:
     return growths
 
 
+def judged_from(prelude: list[PreludeStep]) -> float:
+    """Where memory starts to be judged: after the first minute, or after the prelude's last step
+    where that ends later (its first uses are steps, not growth)."""
+    return max([SETTLE_S, *(step.ended_s for step in prelude)])
+
+
 def judge(counts: Counter, memory: list[Reading],
           stderr: str, exit_code: int | None, exit_seconds: float | None, stats_path: Path,
-          failures: list[str]) -> ChaosReport:
+          failures: list[str], prelude: list[PreludeStep] = ()) -> ChaosReport:
     lines = [line for line in stderr.splitlines() if line.strip()]
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     if exit_code not in (0, None):
@@ -256,10 +310,12 @@ def judge(counts: Counter, memory: list[Reading],
         failures.append("no --stats file after exit")
     if (stats.get("ui_frame_ms_max") or 0.0) > HANG_MS:
         failures.append(f"UI frame of {stats['ui_frame_ms_max']:.0f} ms (> {HANG_MS:.0f} ms)")
-    settled = [r for r in memory if r.seconds >= SETTLE_S]
+    failures += [f"prelude step {step.name!r} failed: {step.note}" for step in prelude if not step.ok]
+    start_s = judged_from(list(prelude))
+    settled = [r for r in memory if r.seconds >= start_s]
     growth = all_growth = start_mb = end_mb = None
     by_mode: dict[str, float] = {}
-    if memory and memory[-1].seconds >= SETTLE_S + 60:  # judged on runs of at least 2 minutes
+    if memory and memory[-1].seconds >= start_s + 60:  # judged on at least a minute of readings
         start_mb, end_mb = trend_ends(settled)
         all_growth = end_mb / start_mb - 1
         by_mode = growth_by_mode(settled)
@@ -268,20 +324,22 @@ def judge(counts: Counter, memory: list[Reading],
         else:
             mode, growth = max(by_mode.items(), key=lambda item: item[1])
             if growth >= GROWTH_LIMIT:
-                failures.append(f"memory grew {100 * growth:.1f} % in mode {mode} after the first "
-                                "minute (trend line)")
+                failures.append(f"memory grew {100 * growth:.1f} % in mode {mode} after "
+                                f"{start_s:.0f} s (trend line)")
     return ChaosReport(
         date=datetime.now().astimezone().isoformat(timespec="seconds"),
         seconds=memory[-1].seconds if memory else 0.0, events=sum(counts.values()), event_counts=dict(counts),
         exit_code=exit_code, exit_seconds=exit_seconds, stderr_lines=lines[-20:],
+        prelude=list(prelude), judged_from_s=start_s,
         ui_frame_ms_max=stats.get("ui_frame_ms_max"), ui_frame_ms_p95=stats.get("ui_frame_ms_p95"),
         rss_mb_peak=max((r.mb for r in memory), default=0.0),
-        rss_mb_after_first_minute=start_mb, rss_mb_end=end_mb, rss_growth=growth,
+        rss_mb_judged_start=start_mb, rss_mb_end=end_mb, rss_growth=growth,
         rss_growth_by_mode=by_mode, rss_growth_all_readings=all_growth,
         rss_mb_every_10s=[round(r.mb) for r in memory if int(r.seconds) % 10 == 0],
         rss_mb_and_mode_every_5s=[(int(r.seconds), round(r.mb), r.mode) for r in memory
                                   if int(r.seconds) % 5 == 0],
         threads_every_5s=[r.threads for r in memory if int(r.seconds) % 5 == 0],
+        res_every_5s=[r.res for r in memory if int(r.seconds) % 5 == 0],
         failures=failures,
     )
 

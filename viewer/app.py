@@ -79,6 +79,7 @@ from viewer.reconstruct_panel import ReconstructPanel
 from viewer.reconstruction import Reconstruction, viewer_encoder
 from viewer.state import ViewerState
 from viewer.stats import FrameStats
+from viewer.widget_recorder import WidgetRecorder
 from viewer.worker import RenderWorker
 
 NO_DISPLAY = "error: no display available; use --web, --headless or --benchmark"
@@ -236,6 +237,7 @@ class ViewerApp:
         self.orbit = OrbitCamera(config.home)
         self.quality = QualityPolicy()
         self.stats = FrameStats()
+        self.widget_recorder = WidgetRecorder.from_environment()  # off unless LFN_WIDGET_MAP names a file
 
         self.view_key: tuple | None = None
         self.submitted: FrameRequest | None = None
@@ -302,10 +304,11 @@ class ViewerApp:
         self.reconstruction.update(self.state, now)
         if self.state.camera_requested is not None:
             self.orbit.orbit, self.state.camera_requested = self.state.camera_requested, None
-        self.panel.draw(self.state, self.panel_info(), layout.panel, win_h, self.object_tools,
-                        lambda: self.benchmark_panel.draw(
-                            self.state.instance, self.renderer.precision, self.renderer.backend),
-                        lambda: self.epi_panel.draw(self.state))
+        with self.widget_recorder.recording():
+            self.panel.draw(self.state, self.panel_info(), layout.panel, win_h, self.object_tools,
+                            lambda: self.benchmark_panel.draw(
+                                self.state.instance, self.renderer.precision, self.renderer.backend),
+                            lambda: self.epi_panel.draw(self.state))
         if self.state.switch_requested:
             self.switch.start(*self.state.switch_requested)
             self.state.switch_requested = None

@@ -199,11 +199,12 @@ class ControlPanel:
 
     def _render(self, state: ViewerState, info: PanelInfo) -> None:
         imgui.separator_text("Rendering")
-        labels = [size_text(r) for r in self.res_choices]
-        index = self.res_choices.index(state.res) if state.res in self.res_choices else 0
-        changed, index = imgui.combo("resolution", index, labels)
-        if changed:
-            state.res = self.res_choices[index]
+        # options as selectables (choice_combo), which a driver finds in the widget map by label
+        by_label = {size_text(r): r for r in self.res_choices}
+        active = size_text(state.res)
+        picked = choice_combo("resolution", active, dict.fromkeys(by_label))
+        if picked != active:
+            state.res = by_label[picked]
         shown = size_text(info.shown_res) if info.shown_res else "-"
         moving = state.res.at_height(min(info.moving_res, state.res.height))
         imgui.text(f"shown: {shown}, while moving: {size_text(moving)}")
