@@ -1,5 +1,5 @@
 """Reconstruct from a photo in the real window: type a photo's path into the panel and press Enter,
-or drop files on the window (a real XDND drop, tests/xdnd.py), and watch the fit drive the picture
+or drop files on the window (a real XDND drop, bench/xdnd.py), and watch the fit drive the picture
 (Xvfb and xdotool, through tests/test_viewer_window.py)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.xdnd import drop
 from models.inference import DEFAULT_STEPS
 from tests.test_fit_image import photo
 from tests.test_viewer_window import viewer_factory, vivid_ckpt, xvfb  # noqa: F401 (fixtures)
-from tests.xdnd import drop
 from viewer.layout import Layout
 
 # Where ImGui puts the widgets in a default-size window while the Object section shows one instance

@@ -309,11 +309,15 @@ class ViewerApp:
         if self.state.switch_requested:
             self.switch.start(*self.state.switch_requested)
             self.state.switch_requested = None
+        shown_before = self.shown
         self.update_frame(now)
         self.draw(layout, (fb_w, fb_h))
         imgui.render()
         self.impl.render(imgui.get_draw_data())
         glfw.swap_buffers(self.window)
+        if self.shown is not shown_before:  # a new frame is on screen: a photo's times its codes
+            self.reconstruction.on_screen(self.shown.request, self.shown.render_ms,
+                                          time.perf_counter())
         self.update_title()
         if self.state.screenshot_requested:
             self.state.screenshot_requested = False

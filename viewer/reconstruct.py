@@ -113,6 +113,7 @@ class FitSession:
                  encoder: CarEncoder | None = None, options: dict | None = None):
         self.mode = mode
         self.start: InferenceStart | None = None
+        self.start_known_s = 0.0  # perf_counter when `start` was set
         self.start_psnr: float | None = None  # of the whole photo, dB, soon after `start`
         self.latest: FitStep | None = None
         self.error: str | None = None
@@ -200,6 +201,7 @@ class FitSession:
         try:
             start = start_inference(model, photo, self.mode, encoder, pose)
             with self._lock:
+                self.start_known_s = time.perf_counter()  # first: the UI reads it once `start` is set
                 self.start = start
             # after `start` is out: the first picture needs only the code, not this render
             self.start_psnr = view_psnr(model, start.latent, start.orbit, photo)
