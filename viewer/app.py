@@ -225,7 +225,8 @@ class ViewerApp:
         self.panel = ControlPanel(ckpt.instance_names, config.res)
         self.reconstruction = Reconstruction(
             ckpt, config.checkpoint, self.latents,
-            encoder.to(config.render.device) if encoder is not None else None, encoder_note)
+            encoder.to(config.render.device) if encoder is not None else None, encoder_note,
+            wake=glfw.post_empty_event)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
         glfw.set_drop_callback(self.window, lambda _w, paths: self.reconstruct_panel.photo_dropped(
             list(paths), self.state))

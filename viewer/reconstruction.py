@@ -7,6 +7,7 @@ draws it; the window's drop callback hands it files.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,15 +102,18 @@ class Reconstruction:
     """One single-image reconstruction at a time, shown in the viewer as it converges.
 
     The panel edits `path`, `pose_known`, `pose` and `mode` and reads `message`; `steps`, when
-    set, replaces each mode's default run of auto-decoding steps.
+    set, replaces each mode's default run of auto-decoding steps. A view that calls on_screen()
+    for its new frames passes `wake`, which wakes its loop: each session then wakes it when its
+    start is known and holds its fit until the start is on screen (FitSession).
     """
 
     def __init__(self, ckpt: Checkpoint, ckpt_path: Path, bank: FittedLatentBank,
                  encoder: CarEncoder | None = None, encoder_note: str = "",
-                 options: dict | None = None, steps: int | None = None):
+                 options: dict | None = None, steps: int | None = None,
+                 wake: Callable[[], None] | None = None):
         self.ckpt, self.ckpt_path, self.bank = ckpt, ckpt_path, bank
         self.encoder, self.encoder_note = encoder, encoder_note
-        self.options, self.steps = options, steps
+        self.options, self.steps, self.wake = options, steps, wake
         self.res = fit_resolution(ckpt)
         self.mode = default_mode(encoder)
         self.path = ""
@@ -188,7 +192,8 @@ class Reconstruction:
                 raise PoseNeededError(NO_POSE) from None
             raise ReconstructError(f"{mode.value}: {mode_unavailable(mode, self.encoder)}") from None
         self.close()
-        self.session = FitSession(self.ckpt.model, photo, mode, pose, self.encoder, self.options)
+        self.session = FitSession(self.ckpt.model, photo, mode, pose, self.encoder, self.options,
+                                  self.wake)
         self.photo, self.name, self.nearest = photo, image.stem, []
         self._published_step, self._published_at = -1, float("-inf")
         self.timings.append(PhotoTiming(image.name, mode.value, arrived_s, loaded_ms))
@@ -235,6 +240,7 @@ class Reconstruction:
         latent = request.latent
         if not isinstance(latent, FittedLatent) or latent.serial not in self._serial_steps:
             return
+        self.session.start_on_screen()
         timing = self.timings[-1]
         timing.frames.append(ShownCode(self._serial_steps[latent.serial], request.res.height,
                                        round(render_ms, 2),
