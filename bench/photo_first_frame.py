@@ -3,13 +3,15 @@ frame within 0.5 s on a CPU, and the frames of the refinement steps after it.
 
     python -m bench.photo_first_frame [--ckpt checkpoints/cars.pt]
         [--encoder checkpoints/cars.encoder_cpu_preview.pt] [--data /work/data/cars]
-        [--photos 6] [--drops 14] [--warmup 2] [--res 256] [--json PATH]
+        [--photos 6] [--drops 14] [--warmup 2] [--res 256] [--during-fit] [--json PATH]
 
 Starts a private Xvfb and `python main.py --ckpt --encoder --res --stats` on it, as a user does,
 writes held-out views of test-split cars as PNGs, and drops them on the window one at a time with
 a real XDND drop (bench/xdnd.py: GLFW's drop callback, as from a file manager). Each drop is a file
 of its own name, so the window's title tells when its fit has ended and the view rests at the
-requested resolution; the next drop waits for that and a pause. The times are the viewer's own
+requested resolution; the next drop waits for that and a pause. With --during-fit the next drop
+comes instead as soon as this one's codes are on screen (FIRST_POLL_S on), while its refinement
+runs: a user going through photos. The times are the viewer's own
 (--stats "photos", viewer/reconstruction.py PhotoTiming): from the drop callback to the buffer swap
 that put each new frame of the photo's codes on screen. The X delivery before it (this script's
 XdndDrop to the callback, one monotonic clock) is added for the total a user sees.
@@ -141,7 +143,7 @@ def verdict(measured: list[DropTiming], target_ms: float = TARGET_MS) -> Verdict
     if refined:
         return Verdict(False, f"{line}; {len(refined)} first frames were already refined codes")
     if late:
-        return Verdict(False, f"{line}: missed by {len(late)} drops")
+        return Verdict(False, f"{line}: missed, {len(late)} of {len(measured)} drops later")
     return Verdict(True, f"{line}: met")
 
 
@@ -257,7 +259,7 @@ def cpu_model() -> str:
 
 
 def run(ckpt: Path, encoder: Path, data: Path, photos: int, drops: int, warmup: int, res: int,
-        progress=print) -> dict:
+        during_fit: bool = False, progress=print) -> dict:
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed (apt-get install xvfb xdotool)")
@@ -274,12 +276,16 @@ def run(ckpt: Path, encoder: Path, data: Path, photos: int, drops: int, warmup: 
             source = sources[k % len(sources)]
             path = folder / f"drop{k:02d}-{source.car}.png"  # its own name: its own title
             shutil.copyfile(source.path, path)
-            time.sleep(REST_S)
+            if not during_fit:
+                time.sleep(REST_S)
             loads[path.name] = round(os.getloadavg()[0], 2)
             sent_s[path.name] = window.drop(path)
             dropped.append({"file": path.name, "car": source.car, "view": source.view})
             time.sleep(FIRST_POLL_S)
-            window.wait_title(rf"{re.escape(path.stem)} fit step {REFINE_STEPS} - RGB - {res}px$",
+            # the fit's end at rest; with --during-fit any of its codes, except for the last drop
+            until_end = not during_fit or k == drops - 1
+            step, rows = (REFINE_STEPS, res) if until_end else (r"\d+", r"\d+")
+            window.wait_title(rf"{re.escape(path.stem)} fit step {step} - RGB - {rows}px$",
                               FIT_TIMEOUT_S)
             progress(f"drop {k + 1}/{drops}: {path.name}")
     finally:
@@ -295,6 +301,7 @@ def run(ckpt: Path, encoder: Path, data: Path, photos: int, drops: int, warmup: 
         "commit": commit(),
         "command": f"python main.py --ckpt {ckpt} --encoder {encoder} --res {res}",
         "resolution": res,
+        "scenario": "during_fit" if during_fit else "rest",
         "data": str(data),
         "photos": dropped,
         "warmup_drops": warmup,
@@ -333,10 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drops", type=int, default=14, help="drops in all, the cold one included")
     p.add_argument("--warmup", type=int, default=2, help="drops after the cold one left out")
     p.add_argument("--res", type=int, default=256, help="the window's render resolution")
+    p.add_argument("--during-fit", action="store_true",
+                   help="drop each photo while the previous one's refinement runs")
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     args = p.parse_args(argv)
     return run_entry_point(lambda: report(run(args.ckpt, args.encoder, args.data, args.photos,
-                                              args.drops, args.warmup, args.res), args.json),
+                                              args.drops, args.warmup, args.res, args.during_fit),
+                                          args.json),
                            args.debug)
 
 
