@@ -72,7 +72,7 @@ class DropTiming:
     @property
     def first_frame_total_ms(self) -> float:
         """What the user waits: from releasing the photo over the window."""
-        return self.delivery_ms + self.first_frame_ms
+        return round(self.delivery_ms + self.first_frame_ms, 2)
 
 
 @dataclass(frozen=True)
