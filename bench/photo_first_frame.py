@@ -3,7 +3,8 @@ frame within 0.5 s on a CPU, and the frames of the refinement steps after it.
 
     python -m bench.photo_first_frame [--ckpt checkpoints/cars.pt]
         [--encoder checkpoints/cars.encoder_cpu_preview.pt] [--data /work/data/cars]
-        [--photos 6] [--drops 14] [--warmup 2] [--res 256] [--during-fit] [--json PATH]
+        [--photos 6] [--drops 14] [--warmup 2] [--res 256] [--during-fit | --after-orbit S]
+        [--json PATH]
 
 Starts a private Xvfb and `python main.py --ckpt --encoder --res --stats` on it, as a user does,
 writes held-out views of test-split cars as PNGs, and drops them on the window one at a time with
@@ -11,7 +12,9 @@ a real XDND drop (bench/xdnd.py: GLFW's drop callback, as from a file manager). 
 of its own name, so the window's title tells when its fit has ended and the view rests at the
 requested resolution; the next drop waits for that and a pause. With --during-fit the next drop
 comes instead as soon as this one's codes are on screen (FIRST_POLL_S on), while its refinement
-runs: a user going through photos. The times are the viewer's own
+runs: a user going through photos. With --after-orbit S each drop comes S seconds after an
+arrow key turned the view one step: the frame at the requested resolution, which follows the
+coarse ones once the view rests, is then rendering when the photo arrives. The times are the viewer's own
 (--stats "photos", viewer/reconstruction.py PhotoTiming): from the drop callback to the buffer swap
 that put each new frame of the photo's codes on screen. The X delivery before it (this script's
 XdndDrop to the callback, one monotonic clock) is added for the total a user sees.
@@ -259,7 +262,7 @@ def cpu_model() -> str:
 
 
 def run(ckpt: Path, encoder: Path, data: Path, photos: int, drops: int, warmup: int, res: int,
-        during_fit: bool = False, progress=print) -> dict:
+        during_fit: bool = False, after_orbit_s: float | None = None, progress=print) -> dict:
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed (apt-get install xvfb xdotool)")
@@ -278,6 +281,9 @@ def run(ckpt: Path, encoder: Path, data: Path, photos: int, drops: int, warmup: 
             shutil.copyfile(source.path, path)
             if not during_fit:
                 time.sleep(REST_S)
+            if after_orbit_s is not None:
+                window.xdotool("key", "--window", window.window, "Left")
+                time.sleep(after_orbit_s)
             loads[path.name] = round(os.getloadavg()[0], 2)
             sent_s[path.name] = window.drop(path)
             dropped.append({"file": path.name, "car": source.car, "view": source.view})
@@ -301,7 +307,8 @@ def run(ckpt: Path, encoder: Path, data: Path, photos: int, drops: int, warmup: 
         "commit": commit(),
         "command": f"python main.py --ckpt {ckpt} --encoder {encoder} --res {res}",
         "resolution": res,
-        "scenario": "during_fit" if during_fit else "rest",
+        "scenario": ("during_fit" if during_fit else "rest" if after_orbit_s is None
+                     else f"{after_orbit_s:g} s after an orbit step"),
         "data": str(data),
         "photos": dropped,
         "warmup_drops": warmup,
@@ -340,12 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drops", type=int, default=14, help="drops in all, the cold one included")
     p.add_argument("--warmup", type=int, default=2, help="drops after the cold one left out")
     p.add_argument("--res", type=int, default=256, help="the window's render resolution")
-    p.add_argument("--during-fit", action="store_true",
-                   help="drop each photo while the previous one's refinement runs")
+    scenario = p.add_mutually_exclusive_group()
+    scenario.add_argument("--during-fit", action="store_true",
+                          help="drop each photo while the previous one's refinement runs")
+    scenario.add_argument("--after-orbit", type=float, metavar="S",
+                          help="drop each photo S seconds after an arrow key turned the view")
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     args = p.parse_args(argv)
     return run_entry_point(lambda: report(run(args.ckpt, args.encoder, args.data, args.photos,
-                                              args.drops, args.warmup, args.res, args.during_fit),
+                                              args.drops, args.warmup, args.res, args.during_fit,
+                                              args.after_orbit),
                                           args.json),
                            args.debug)
 
