@@ -42,7 +42,7 @@ from pathlib import Path
 
 from bench.chaos import start_xvfb
 from bench.xdnd import drop
-from engine.cli import OneLineParser, run_entry_point, write_json
+from engine.cli import OneLineParser, UsageError, run_entry_point, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 500.0  # issue 20: the first frame of a dropped photo's car within 0.5 s on a CPU
@@ -192,8 +192,7 @@ class Window:
                  str(encoder.resolve()), "--res", str(res), "--stats", str(self.stats)],
                 cwd=folder, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
-            self.window = self.xdotool("search", "--sync", "--onlyvisible", "--name",
-                                       "^LFN viewer", timeout=WINDOW_TIMEOUT_S).split()[0]
+            self.window = self.find_window()
             geometry = dict(line.split("=") for line in
                             self.xdotool("getwindowgeometry", "--shell", self.window).split())
         except BaseException:
@@ -202,6 +201,23 @@ class Window:
         x, y, width, height = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
         self.drop_point = (x + width * 2 // 3, y + height // 2)  # on the picture, right of the panel
 
+    def find_window(self) -> str:
+        """The viewer's window, once mapped; an error with its stderr if it exits first."""
+        deadline = time.monotonic() + WINDOW_TIMEOUT_S
+        while True:
+            found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "^LFN viewer"],
+                                   env=self.env, capture_output=True, text=True).stdout.split()
+            if found:
+                return found[0]
+            self.check_running()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no viewer window within {WINDOW_TIMEOUT_S:.0f} s")
+            time.sleep(POLL_S)
+
+    def check_running(self) -> None:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the viewer exited ({self.proc.returncode}): {self.errors()}")
+
     def xdotool(self, *args: str, timeout: float = 20.0) -> str:
         return subprocess.run(["xdotool", *args], env=self.env, capture_output=True, text=True,
                               timeout=timeout, check=True).stdout
@@ -209,8 +225,7 @@ class Window:
     def wait_title(self, pattern: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not re.search(pattern, self.xdotool("getwindowname", self.window)):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the viewer exited ({self.proc.returncode}): {self.errors()}")
+            self.check_running()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no title matching {pattern!r} within {timeout:.0f} s")
             time.sleep(POLL_S)
@@ -263,11 +278,16 @@ def cpu_model() -> str:
 
 def run(ckpt: Path, encoder: Path, data: Path, photos: int, drops: int, warmup: int, res: int,
         during_fit: bool = False, after_orbit_s: float | None = None, progress=print) -> dict:
+    for flag, path in (("--ckpt", ckpt), ("--encoder", encoder)):
+        if not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    if photos < 1:
+        raise UsageError(f"--photos {photos}: at least one")
+    if drops < warmup + 2:
+        raise UsageError(f"--drops {drops}: needs the cold drop, {warmup} warm-up and some measured")
     for tool in ("Xvfb", "xdotool"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed (apt-get install xvfb xdotool)")
-    if drops < warmup + 2:
-        raise ValueError(f"--drops {drops}: needs the cold drop, {warmup} warm-up and some measured")
     folder = Path(tempfile.mkdtemp(prefix="lfn-first-frame-"))
     sources = write_photos(data, photos, folder)
     uptime_before = uptime()

@@ -1,7 +1,12 @@
 """bench/photo_first_frame.py's reading of the viewer's --stats photo records and its verdict
-(the window run itself is the benchmark; tests/test_reconstruct_window.py drives a real drop)."""
+and its command line (the window run itself is the benchmark; tests/test_reconstruct_window.py
+drives a real drop)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +62,18 @@ def test_a_photo_whose_code_never_reached_the_screen_is_an_error():
     photo = record("drop00.png", 100.0, 150.0) | {"frames": []}
     with pytest.raises(ValueError, match="drop00.png: no frame"):
         drop_timings([photo], {"drop00.png": 99.9}, {"drop00.png": 1.0}, 256)
+
+
+@pytest.mark.parametrize(("args", "code", "names"), [
+    ("--ckpt missing.pt", 1, "--ckpt missing.pt"),
+    ("--drops 3 --warmup 2", 1, "--drops 3"),
+    ("--res big", 2, "--res"),
+    ("--during-fit --after-orbit 0.5", 2, "--after-orbit"),
+])
+def test_bad_input_is_one_error_line_before_any_window(args, code, names):
+    done = subprocess.run([sys.executable, "-m", "bench.photo_first_frame", *args.split()],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True,
+                          timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and names in lines[0]
