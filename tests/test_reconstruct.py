@@ -5,6 +5,7 @@ stop, continue, save), the photo and its pose file, dropped files, publishing co
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.frame import FrameRenderer
+from engine.display_mode import DisplayMode
+from engine.frame import FrameRenderer, FrameRequest
 from engine.latents import FittedLatent, InstanceLatent
 from engine.metrics import psnr
 from models.cameras import Orbit
@@ -24,6 +26,7 @@ from models.inference import InferenceMode
 from models.renderer import LFNRenderer
 from tests.conftest import names, tiny_lfn
 from tests.test_fit_image import photo
+from viewer import reconstruct
 from viewer.fitted_latents import FittedLatentBank
 from viewer.reconstruct import (
     FitSession,
@@ -250,6 +253,44 @@ def test_a_dropped_photo_shows_the_encoder_code_at_once_then_refines_to_the_end(
         assert rec.session.steps == 0 and rec.session.target_steps == 0
         assert state.fitted_label == "car fit step 0"
         assert torch.allclose(bank.latent(state.latent_selection()), expected)
+    finally:
+        rec.close()
+
+
+def test_in_a_window_the_first_frame_is_the_encoder_code_and_the_fit_waits_for_it(
+        cars_with_preview_encoder, tmp_path, monkeypatch):
+    ckpt, encoder = cars_with_preview_encoder
+    bank = FittedLatentBank(ckpt.latents, ckpt.instance_names)
+    woken = threading.Event()
+    rec = Reconstruction(ckpt, CARS, bank, encoder, "preview", options={"rays_per_step": 256},
+                         steps=3, wake=woken.set)
+    state = ViewerState(num_instances=len(ckpt.instance_names))
+    car = car_photo(ckpt, tmp_path / "car.png")
+    monkeypatch.setattr(reconstruct, "START_HOLD_S", 60.0)  # held until on screen, however slow
+    try:
+        rec.open_dropped([str(car)], state)
+        wait_for(woken.is_set)  # the window's loop is woken once the encoder's start is known
+        rec.update(state, now=0.0)
+        first = FrameRequest(state.camera_requested, 64, DisplayMode.RGB, state.latent_selection())
+        expected = encoder.encode_photo(torch.tensor(rec.photo)).latent[0]
+        assert torch.allclose(bank.latent(first.latent), expected)
+        time.sleep(0.3)
+        session = rec.session  # held: neither its PSNR render nor a step takes the cores
+        assert session.start_psnr is None and session.steps == 0 and session.running
+        rec.on_screen(first, render_ms=30.0, now=time.perf_counter())
+        wait_for(lambda: session.phase is Phase.DONE)
+        rec.update(state, now=1.0)
+        assert session.start_psnr is not None and state.fitted_label == "car fit step 3"
+        rec.on_screen(FrameRequest(first.orbit, 64, DisplayMode.RGB, state.latent_selection()),
+                      render_ms=30.0, now=time.perf_counter())
+        (timing,) = rec.stats()["photos"]
+        assert [frame["step"] for frame in timing["frames"]] == [0, 3]
+        assert 0 < timing["start_ms"] <= timing["published_ms"] < timing["frames"][0]["on_screen_ms"]
+
+        monkeypatch.setattr(reconstruct, "START_HOLD_S", 0.05)  # a minimized window shows nothing
+        rec.reconstruct(state)
+        wait_for(lambda: rec.session.phase is Phase.DONE)  # the fit runs anyway
+        assert rec.session.steps == 3
     finally:
         rec.close()
 

@@ -1,5 +1,5 @@
 """Reconstruct from a photo in the real window: type a photo's path into the panel and press Enter,
-or drop files on the window (a real XDND drop, tests/xdnd.py), and watch the fit drive the picture
+or drop files on the window (a real XDND drop, bench/xdnd.py), and watch the fit drive the picture
 (Xvfb and xdotool, through tests/test_viewer_window.py)."""
 
 from __future__ import annotations
@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.xdnd import drop
+from models.checkpoint import load_checkpoint
+from models.encoder import encoder_path, network_fingerprint, save_encoder
 from models.inference import DEFAULT_STEPS
+from tests.test_encoder import tiny_encoder
 from tests.test_fit_image import photo
 from tests.test_viewer_window import viewer_factory, vivid_ckpt, xvfb  # noqa: F401 (fixtures)
-from tests.xdnd import drop
 from viewer.layout import Layout
 
 # Where ImGui puts the widgets in a default-size window while the Object section shows one instance
@@ -22,6 +25,7 @@ PHOTO_FIELD = (100, 162)
 RECONSTRUCT_BUTTON = (45, 271)
 WARNING_RGB = (255, 140, 77)  # viewer/reconstruct_panel.py WARNING: the panel's error lines
 AUTODECODE_STEPS = DEFAULT_STEPS["autodecode"]  # a run without an encoder: the fit from the mean
+REFINE_STEPS = DEFAULT_STEPS["refine"]  # with an encoder: its code, then these steps
 
 
 def click(viewer, x: int, y: int) -> None:
@@ -85,3 +89,19 @@ def test_dropped_files_reconstruct_or_say_what_is_wrong(viewer_factory, vivid_ck
     fitted = viewer.settled(rf"red fit step {AUTODECODE_STEPS} - RGB - 64px$", unlike=home)
     assert np.abs(fitted - home).max() > 10
     assert viewer.stop()["fit_steps"] == AUTODECODE_STEPS
+
+
+def test_a_dropped_photo_shows_the_encoder_code_first_then_the_refined_ones(
+        viewer_factory, vivid_ckpt, xvfb, tmp_path):  # noqa: F811
+    model = load_checkpoint(vivid_ckpt).model
+    save_encoder(tiny_encoder(), network_fingerprint(model), {}, encoder_path(vivid_ckpt))
+    red = photo(tmp_path / "red.png")  # no pose file: the encoder estimates it
+    viewer = viewer_factory(vivid_ckpt, "--res", "64")
+    viewer.settled(r"car000 - RGB - 64px$")
+    drop(xvfb, int(viewer.window), 800, 400, [str(red)])
+    viewer.settled(rf"red fit step {REFINE_STEPS} - RGB - 64px$")
+    (timing,) = viewer.stop()["photos"]  # the window's own record of the drop
+    steps = [frame["step"] for frame in timing["frames"]]
+    assert timing["mode"] == "refine" and steps[0] == 0  # the encoder's code, before any step
+    assert steps == sorted(steps) and steps[-1] == REFINE_STEPS  # then the refined codes, in order
+    assert timing["start_ms"] <= timing["published_ms"] < timing["frames"][0]["on_screen_ms"]

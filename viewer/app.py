@@ -226,7 +226,8 @@ class ViewerApp:
         self.panel = ControlPanel(ckpt.instance_names, config.res)
         self.reconstruction = Reconstruction(
             ckpt, config.checkpoint, self.latents,
-            encoder.to(config.render.device) if encoder is not None else None, encoder_note)
+            encoder.to(config.render.device) if encoder is not None else None, encoder_note,
+            wake=glfw.post_empty_event)
         self.reconstruct_panel = ReconstructPanel(self.ctx, self.reconstruction, ckpt.instance_names)
         glfw.set_drop_callback(self.window, lambda _w, paths: self.reconstruct_panel.photo_dropped(
             list(paths), self.state))
@@ -312,11 +313,15 @@ class ViewerApp:
         if self.state.switch_requested:
             self.switch.start(*self.state.switch_requested)
             self.state.switch_requested = None
+        shown_before = self.shown
         self.update_frame(now)
         self.draw(layout, (fb_w, fb_h))
         imgui.render()
         self.impl.render(imgui.get_draw_data())
         glfw.swap_buffers(self.window)
+        if self.shown is not shown_before:  # a new frame is on screen: a photo's times its codes
+            self.reconstruction.on_screen(self.shown.request, self.shown.render_ms,
+                                          time.perf_counter())
         self.update_title()
         if self.state.screenshot_requested:
             self.state.screenshot_requested = False

@@ -15,6 +15,7 @@ import enum
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,10 @@ from models.inference import (
 )
 from models.instances import with_instance
 from viewer.worker import join_within
+
+# How long a session's steps wait for its start to be on screen, at most: a window that shows no
+# frame (minimized) never stalls the fit for longer.
+START_HOLD_S = 0.5
 
 
 class ReconstructError(Exception):
@@ -107,12 +112,18 @@ class FitSession:
 
     `start` is the mode's starting point, `latest` the newest FitStep; `history()` gives the loss
     and PSNR of every step so far.
+
+    With `wake` (a window's loop), the session calls it once the start is known and then holds its
+    renders and steps until `start_on_screen()`, at most START_HOLD_S: the start's first frame gets
+    the cores to itself, where a 2-core CPU would otherwise split them with the fit's first renders.
     """
 
     def __init__(self, model, photo: np.ndarray, mode: InferenceMode, pose: Orbit | None,
-                 encoder: CarEncoder | None = None, options: dict | None = None):
+                 encoder: CarEncoder | None = None, options: dict | None = None,
+                 wake: Callable[[], None] | None = None):
         self.mode = mode
         self.start: InferenceStart | None = None
+        self.start_known_s = 0.0  # perf_counter when `start` was set
         self.start_psnr: float | None = None  # of the whole photo, dB, soon after `start`
         self.latest: FitStep | None = None
         self.error: str | None = None
@@ -121,6 +132,8 @@ class FitSession:
         self._psnrs: list[float] = []
         self._lock = threading.Lock()
         self._run = threading.Event()
+        self._wake = wake
+        self._start_shown = threading.Event()
         self._closed = False
         self._ended = False  # the thread has returned: nothing more will run
         self._pause_at = 0
@@ -178,6 +191,10 @@ class FitSession:
                 self._pause_at = self.steps + steps
                 self._run.set()
 
+    def start_on_screen(self) -> None:
+        """The window shows the start's code: the held renders and steps may go."""
+        self._start_shown.set()
+
     def pause(self) -> None:
         """Stop after the step in flight; the latent and optimizer state stay for resume()."""
         self._run.clear()
@@ -192,6 +209,7 @@ class FitSession:
         with self._lock:
             self._closed = True
             self._run.set()  # wake the thread so it can see _closed and end
+            self._start_shown.set()
         return join_within(self._thread)
 
     def _loop(self, model, photo: torch.Tensor, pose: Orbit | None, encoder: CarEncoder | None,
@@ -200,7 +218,11 @@ class FitSession:
         try:
             start = start_inference(model, photo, self.mode, encoder, pose)
             with self._lock:
+                self.start_known_s = time.perf_counter()  # first: the UI reads it once `start` is set
                 self.start = start
+            if self._wake is not None:
+                self._wake()
+                self._start_shown.wait(START_HOLD_S)
             # after `start` is out: the first picture needs only the code, not this render
             self.start_psnr = view_psnr(model, start.latent, start.orbit, photo)
             if self.mode is InferenceMode.ENCODER:

@@ -6,11 +6,15 @@ draws it; the window's drop callback hands it files.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from engine.cli import UsageError
+from engine.frame import FrameRequest
 from engine.latents import FittedLatent
 from models.cameras import Orbit
 from models.checkpoint import Checkpoint, CheckpointError
@@ -40,6 +44,30 @@ PUBLISH_INTERVAL_S = 0.2
 NEAREST_K = 5
 NO_POSE = ("no encoder to estimate the photo's pose: tick \"pose known\" and set its azimuth and "
            "elevation (or put a car.json beside the photo), then Reconstruct")
+
+
+@dataclass
+class ShownCode:
+    """A frame of a photo's fitted code, once it was on screen."""
+
+    step: int  # the auto-decoding step of the code requested (0: the mode's start)
+    rows: int  # the frame's height
+    render_ms: float
+    on_screen_ms: float  # after the photo arrived, when the buffer swap that showed it returned
+
+
+@dataclass
+class PhotoTiming:
+    """When a photo's car reached the screen, in ms after the photo arrived (dropped, Enter, or
+    picked): the --stats record that bench/photo_first_frame.py reads."""
+
+    photo: str
+    mode: str
+    arrived_s: float  # time.perf_counter(), CLOCK_MONOTONIC on Linux: comparable across processes
+    loaded_ms: float  # the photo read and checked (its white background)
+    start_ms: float | None = None  # the fit thread had the mode's start (encoder pass, pose pick)
+    published_ms: float | None = None  # the UI thread put the start's code in the view
+    frames: list[ShownCode] = field(default_factory=list)
 
 
 class PoseNeededError(ReconstructError):
@@ -74,15 +102,18 @@ class Reconstruction:
     """One single-image reconstruction at a time, shown in the viewer as it converges.
 
     The panel edits `path`, `pose_known`, `pose` and `mode` and reads `message`; `steps`, when
-    set, replaces each mode's default run of auto-decoding steps.
+    set, replaces each mode's default run of auto-decoding steps. A view that calls on_screen()
+    for its new frames passes `wake`, which wakes its loop: each session then wakes it when its
+    start is known and holds its fit until the start is on screen (FitSession).
     """
 
     def __init__(self, ckpt: Checkpoint, ckpt_path: Path, bank: FittedLatentBank,
                  encoder: CarEncoder | None = None, encoder_note: str = "",
-                 options: dict | None = None, steps: int | None = None):
+                 options: dict | None = None, steps: int | None = None,
+                 wake: Callable[[], None] | None = None):
         self.ckpt, self.ckpt_path, self.bank = ckpt, ckpt_path, bank
         self.encoder, self.encoder_note = encoder, encoder_note
-        self.options, self.steps = options, steps
+        self.options, self.steps, self.wake = options, steps, wake
         self.res = fit_resolution(ckpt)
         self.mode = default_mode(encoder)
         self.path = ""
@@ -97,6 +128,8 @@ class Reconstruction:
         self.nearest: list[tuple[int, float]] = []
         self._published_step = -1
         self._published_at = float("-inf")
+        self.timings: list[PhotoTiming] = []  # one per started photo, for --stats
+        self._serial_steps: dict[int, int] = {}  # the running photo's published codes: serial → step
 
     # ---- what the user gives ----------------------------------------------------------------------
 
@@ -121,19 +154,22 @@ class Reconstruction:
         """Files dropped on the window: reconstruct the first at once."""
         if not paths:
             return
+        arrived_s = time.perf_counter()
         self.set_path(paths[0])
         if self.is_error:
             return
-        self.reconstruct(state)
+        self.reconstruct(state, arrived_s)
         if len(paths) > 1 and not self.is_error:
             self.say(f"{len(paths)} files dropped: reconstructing the first, {Path(paths[0]).name}")
 
-    def reconstruct(self, state: ViewerState) -> None:
-        """Start on the photo at `path`, with the chosen mode and pose; problems become `message`."""
+    def reconstruct(self, state: ViewerState, arrived_s: float | None = None) -> None:
+        """Start on the photo at `path`, with the chosen mode and pose; problems become `message`.
+        `arrived_s` (perf_counter) is when the user gave it, if before this call."""
         try:
             if not self.path.strip():
                 raise ReconstructError("drop a photo on the window, type its path, or pick a PNG")
-            self.start(user_path(self.path), self.pose if self.pose_known else None, state)
+            self.start(user_path(self.path), self.pose if self.pose_known else None, state,
+                       arrived_s=arrived_s)
         except ReconstructError as error:
             self.say(str(error), is_error=True)
         else:
@@ -142,11 +178,13 @@ class Reconstruction:
     # ---- the session ------------------------------------------------------------------------------
 
     def start(self, image: Path, pose: Orbit | None, state: ViewerState,
-              mode: InferenceMode | None = None) -> None:
+              mode: InferenceMode | None = None, arrived_s: float | None = None) -> None:
         """Reconstruct the photo at `image` (seen from `pose`, or None: estimated) in `mode`
         (None: the chosen one); its first code appears in the view once update() sees it."""
+        arrived_s = time.perf_counter() if arrived_s is None else arrived_s
         mode = mode or self.mode
         photo = load_input(image, self.res)  # a bad photo raises before the running fit is touched
+        loaded_ms = 1000.0 * (time.perf_counter() - arrived_s)
         try:
             check_inputs(mode, self.encoder, pose)
         except InferenceError:
@@ -154,9 +192,12 @@ class Reconstruction:
                 raise PoseNeededError(NO_POSE) from None
             raise ReconstructError(f"{mode.value}: {mode_unavailable(mode, self.encoder)}") from None
         self.close()
-        self.session = FitSession(self.ckpt.model, photo, mode, pose, self.encoder, self.options)
+        self.session = FitSession(self.ckpt.model, photo, mode, pose, self.encoder, self.options,
+                                  self.wake)
         self.photo, self.name, self.nearest = photo, image.stem, []
         self._published_step, self._published_at = -1, float("-inf")
+        self.timings.append(PhotoTiming(image.name, mode.value, arrived_s, loaded_ms))
+        self._serial_steps = {}
         if steps := resolve_steps(mode, self.steps):
             self.session.resume(steps)
 
@@ -187,6 +228,23 @@ class Reconstruction:
         self._published_step, self._published_at = step, now
         state.fitted_serial += 1
         state.fitted_label = f"{self.name} fit step {step}"
+        self._serial_steps[state.fitted_serial] = step
+        if first:
+            timing = self.timings[-1]
+            timing.start_ms = 1000.0 * (session.start_known_s - timing.arrived_s)
+            timing.published_ms = 1000.0 * (time.perf_counter() - timing.arrived_s)
+
+    def on_screen(self, request: FrameRequest, render_ms: float, now: float) -> None:
+        """A new frame is on screen (its buffer swap returned at perf_counter `now`): timed when it
+        shows a code of the running photo."""
+        latent = request.latent
+        if not isinstance(latent, FittedLatent) or latent.serial not in self._serial_steps:
+            return
+        self.session.start_on_screen()
+        timing = self.timings[-1]
+        timing.frames.append(ShownCode(self._serial_steps[latent.serial], request.res.height,
+                                       round(render_ms, 2),
+                                       round(1000.0 * (now - timing.arrived_s), 2)))
 
     def save(self, path: Path) -> str:
         """Append the newest fitted code to a copy of the checkpoint at `path`; what was written."""
@@ -215,6 +273,7 @@ class Reconstruction:
             "fit_steps": session.steps if session else 0,
             "fit_steps_per_s": round(session.steps_per_second, 2) if session else None,
             "fit_psnr": round(session.latest.psnr, 3) if session and session.latest else None,
+            "photos": [asdict(timing) for timing in self.timings],
         }
 
     def close(self) -> None:

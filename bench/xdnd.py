@@ -1,5 +1,6 @@
 """Drop files on an X window as a file manager does (the XDND protocol, through libX11 and ctypes),
-so that window tests reach the viewer's GLFW drop callback; xdotool has no drag and drop.
+so that window tests and bench/photo_first_frame.py reach the viewer's GLFW drop callback; xdotool
+has no drag and drop.
 
 The source side of XDND 5: own the XdndSelection, announce text/uri-list (XdndEnter), hover at
 (X, Y) in root coordinates (XdndPosition), drop once the target answers (XdndStatus), hand over
@@ -9,6 +10,7 @@ the file URIs when it asks for the selection, and end at its XdndFinished.
 from __future__ import annotations
 
 import ctypes
+import select
 import time
 from pathlib import Path
 
@@ -53,6 +55,7 @@ x11.XSetSelectionOwner.argtypes = [Display, Atom, Window, ctypes.c_ulong]
 x11.XSendEvent.argtypes = [Display, Window, ctypes.c_int, ctypes.c_long, ctypes.POINTER(XEvent)]
 x11.XNextEvent.argtypes = [Display, ctypes.POINTER(XEvent)]
 x11.XPending.argtypes = [Display]
+x11.XConnectionNumber.argtypes = [Display]
 x11.XFlush.argtypes = [Display]
 x11.XCloseDisplay.argtypes = [Display]
 x11.XChangeProperty.argtypes = [Display, Window, Atom, Atom, ctypes.c_int, ctypes.c_int,
@@ -62,19 +65,20 @@ CLIENT_MESSAGE, SELECTION_NOTIFY, SELECTION_REQUEST = 33, 31, 30  # X.h event ty
 TIMEOUT_S = 10.0
 
 
-def drop(display: str, target: int, x: int, y: int, files: list[str]) -> None:
-    """Drop `files` on window `target` of X display `display` at root position (x, y); raises
-    TimeoutError without an XdndFinished from the target."""
+def drop(display: str, target: int, x: int, y: int, files: list[str]) -> float:
+    """Drop `files` on window `target` of X display `display` at root position (x, y); returns
+    when the XdndDrop (the release of the button) went out, in time.perf_counter() seconds.
+    Raises TimeoutError without an XdndFinished from the target."""
     dpy = x11.XOpenDisplay(display.encode())
     if not dpy:
         raise ConnectionError(f"cannot open X display {display}")
     try:
-        exchange(dpy, target, x, y, files)
+        return exchange(dpy, target, x, y, files)
     finally:
         x11.XCloseDisplay(dpy)
 
 
-def exchange(dpy: int, target: int, x: int, y: int, files: list[str]) -> None:
+def exchange(dpy: int, target: int, x: int, y: int, files: list[str]) -> float:
     atom = lambda name: x11.XInternAtom(dpy, name.encode(), 0)  # noqa: E731
     source = x11.XCreateSimpleWindow(dpy, x11.XDefaultRootWindow(dpy), 0, 0, 1, 1, 0, 0, 0)
     selection, uri_list = atom("XdndSelection"), atom("text/uri-list")
@@ -93,20 +97,21 @@ def exchange(dpy: int, target: int, x: int, y: int, files: list[str]) -> None:
     send("XdndPosition", source, 0, (x << 16) | y, 0, atom("XdndActionCopy"))
     payload = "".join(f"file://{Path(f).resolve()}\r\n" for f in files).encode()
     deadline = time.monotonic() + TIMEOUT_S
-    dropped = False
+    dropped_s = None
     event = XEvent()
     while time.monotonic() < deadline:
         if not x11.XPending(dpy):
-            time.sleep(0.01)
+            # woken by the target's reply: the time it takes is the target's, not a poll's
+            select.select([x11.XConnectionNumber(dpy)], [], [], 0.1)
             continue
         x11.XNextEvent(dpy, ctypes.byref(event))
         if event.type == CLIENT_MESSAGE:
             name = event.client.message_type
-            if name == atom("XdndStatus") and not dropped:
+            if name == atom("XdndStatus") and dropped_s is None:
+                dropped_s = time.perf_counter()
                 send("XdndDrop", source, 0, 0)
-                dropped = True
             elif name == atom("XdndFinished"):
-                return
+                return dropped_s
         elif event.type == SELECTION_REQUEST:
             request = event.request
             x11.XChangeProperty(dpy, request.requestor, request.property, request.target, 8, 0,
