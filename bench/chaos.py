@@ -12,16 +12,31 @@ a run they press its buttons (benchmark, reconstruct, stop, backend and precisio
 modes) and drag its sliders at random. Resident memory is read every second, on a thread of its
 own. At the end the window gets SIGTERM, as a desktop closes it, whatever is running then.
 
+The viewer runs on a copy of the checkpoint (and its encoder) in the run's temporary folder, its
+working folder too: what it writes beside its checkpoint ("Save checkpoint copy") or into its
+folder (screenshots, paths, videos) stays out of the repository.
+
 Verdict (exit 1 when any fails): the viewer exits 0 within EXIT_TIMEOUT_S of SIGTERM, prints no
 `error:` line and no traceback, its slowest UI frame stays under HANG_MS, every prelude step did
 what it should, and resident memory grows by less than GROWTH_LIMIT after the first minute, or
-after the prelude where that ends later (the JSON's judged_from_s). Memory swings by hundreds of MB with the
-display mode (a depth or compare frame's working memory comes and goes), so each reading is
-filed under the mode the window's title names at that second, and growth is judged within each
-mode: the least-squares trend line of that mode's readings after the first minute, from its
-first to its last reading, for every mode on screen long enough (MODE_MIN_READINGS readings
-over MODE_MIN_SPAN_S). A leak lifts every mode's line; which mode random input leaves on screen
-late in the run lifts only a line through all readings, which is reported beside it.
+after the prelude where that ends later (the JSON's judged_from_s).
+
+How memory is judged. Each one-second reading is filed under the display mode the window's title
+names at that second (a depth or compare frame's working memory comes and goes, hundreds of MB),
+and carries the background jobs the panel shows running then, read off the widget map
+(running_jobs: Run benchmark disabled while the benchmark runs, the backend combo while a switch
+builds, the Record path and Reconstruct headers naming their export and fit). Growth is the
+least-squares trend line, from its first to its last reading, of each mode's readings with no job
+running, for every mode with enough of them (MODE_MIN_READINGS over MODE_MIN_SPAN_S); the verdict
+is the largest. Fewer than that in every mode fails the run as not judged, it does not pass it.
+Why without jobs: random clicks start and resume jobs (a fit's Continue, Run benchmark), and the
+working memory of one still running when readings are taken, late in the run, lifts the line by
+hundreds of MB (run F, RELIABILITY.md) though nothing stays; memory kept, a leak, lifts the
+readings with no job too. This narrows what is judged, from every reading (until run F) to idle
+ones: a job's own growth while it runs is not judged here (viewer/repeat_action.py measures each
+job repeated). Reported beside it and not judged: each mode's growth over all readings, one line
+through every reading, and each minute's floor (the lowest reading, of all and of those without
+a job).
 """
 
 from __future__ import annotations
