@@ -12,16 +12,31 @@ a run they press its buttons (benchmark, reconstruct, stop, backend and precisio
 modes) and drag its sliders at random. Resident memory is read every second, on a thread of its
 own. At the end the window gets SIGTERM, as a desktop closes it, whatever is running then.
 
+The viewer runs on a copy of the checkpoint (and its encoder) in the run's temporary folder, its
+working folder too: what it writes beside its checkpoint ("Save checkpoint copy") or into its
+folder (screenshots, paths, videos) stays out of the repository.
+
 Verdict (exit 1 when any fails): the viewer exits 0 within EXIT_TIMEOUT_S of SIGTERM, prints no
 `error:` line and no traceback, its slowest UI frame stays under HANG_MS, every prelude step did
 what it should, and resident memory grows by less than GROWTH_LIMIT after the first minute, or
-after the prelude where that ends later (the JSON's judged_from_s). Memory swings by hundreds of MB with the
-display mode (a depth or compare frame's working memory comes and goes), so each reading is
-filed under the mode the window's title names at that second, and growth is judged within each
-mode: the least-squares trend line of that mode's readings after the first minute, from its
-first to its last reading, for every mode on screen long enough (MODE_MIN_READINGS readings
-over MODE_MIN_SPAN_S). A leak lifts every mode's line; which mode random input leaves on screen
-late in the run lifts only a line through all readings, which is reported beside it.
+after the prelude where that ends later (the JSON's judged_from_s).
+
+How memory is judged. Each one-second reading is filed under the display mode the window's title
+names at that second (a depth or compare frame's working memory comes and goes, hundreds of MB),
+and carries the background jobs the panel shows running then, read off the widget map
+(running_jobs: Run benchmark disabled while the benchmark runs, the backend combo while a switch
+builds, the Record path and Reconstruct headers naming their export and fit). Growth is the
+least-squares trend line, from its first to its last reading, of each mode's readings with no job
+running, for every mode with enough of them (MODE_MIN_READINGS over MODE_MIN_SPAN_S); the verdict
+is the largest. Fewer than that in every mode fails the run as not judged, it does not pass it.
+Why without jobs: random clicks start and resume jobs (a fit's Continue, Run benchmark), and the
+working memory of one still running when readings are taken, late in the run, lifts the line by
+hundreds of MB (run F, RELIABILITY.md) though nothing stays; memory kept, a leak, lifts the
+readings with no job too. This narrows what is judged, from every reading (until run F) to idle
+ones: a job's own growth while it runs is not judged here (viewer/repeat_action.py measures each
+job repeated). Reported beside it and not judged: each mode's growth over all readings, one line
+through every reading, and each minute's floor (the lowest reading, of all and of those without
+a job).
 """
 
 from __future__ import annotations
@@ -44,7 +59,8 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.chaos_prelude import STEPS, Prelude, PreludeStep
-from engine.widget_map import WIDGET_MAP_ENV
+from engine.widget_map import EXPORTING, FITTING, WIDGET_MAP_ENV, Widget, read_widget_map
+from models.encoder import encoder_path
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_MS = 1000.0
@@ -72,6 +88,59 @@ class ChaosConfig:
 
 
 @dataclass
+class Reading:
+    seconds: float
+    mb: float
+    mode: str  # the display mode the window's title named then ("?" if it named none)
+    # A benchmark run, a video export or a fit runs on threads of its own (an EGL context brings
+    # llvmpipe's, an encoder x264's): the count says when one ran.
+    threads: int = 0
+    # The shown frame's size, "128" or "WxH" ("?" if the title named none): a large depth frame's
+    # working memory is hundreds of MB while it renders.
+    res: str = "?"
+    # The background jobs the panel showed running at that second (running_jobs): their working
+    # memory is in the reading, and the verdict judges the readings without any.
+    jobs: tuple[str, ...] = ()
+
+
+NO_MAP = "no widget map"  # a reading's jobs before the panel's first frame: unknown, so not judged
+
+
+def running_jobs(widgets: dict[str, Widget]) -> tuple[str, ...]:
+    """The background jobs the panel shows running, from the widget map: Run benchmark is disabled
+    while the benchmark runs, the backend combo while a switch builds, and the Record path and
+    Reconstruct headers name their export and fit (drawn while their sections are closed, unlike
+    the Export video and Stop buttons)."""
+    if not widgets:
+        return (NO_MAP,)
+    signals = {
+        "benchmark": "Run benchmark" in widgets and widgets["Run benchmark"].disabled,
+        "backend switch": "backend" in widgets and widgets["backend"].disabled,
+        "video export": f"Record path ({EXPORTING})" in widgets,
+        "fit": f"Reconstruct from a photo ({FITTING})" in widgets,
+    }
+    return tuple(job for job, running in signals.items() if running)
+
+
+@dataclass
+class MinuteFloor:
+    """The lowest reading of one minute of the run, of all readings and of those with no job."""
+
+    minute: int
+    mb: int
+    no_job_mb: int | None  # None: a job ran at every reading of that minute
+
+
+def minute_floors(memory: list[Reading]) -> list[MinuteFloor]:
+    minutes: dict[int, list[Reading]] = {}
+    for reading in memory:
+        minutes.setdefault(int(reading.seconds // 60), []).append(reading)
+    return [MinuteFloor(minute, round(min(r.mb for r in readings)),
+                        min((round(r.mb) for r in readings if not r.jobs), default=None))
+            for minute, readings in sorted(minutes.items())]
+
+
+@dataclass
 class ChaosReport:
     date: str
     seconds: float
@@ -88,12 +157,17 @@ class ChaosReport:
     prelude: list[PreludeStep]
     judged_from_s: float | None  # memory is judged from here: the first minute's end, or the prelude's
     rss_growth: float | None  # the largest of the judged modes' growths
-    rss_growth_by_mode: dict[str, float]  # the modes on screen long enough to judge
-    rss_growth_all_readings: float | None  # one line through every reading, whatever the mode
+    rss_growth_by_mode: dict[str, float]  # judged: readings with no background job, per mode
+    rss_growth_by_mode_all_readings: dict[str, float]  # not judged: every reading, per mode
+    rss_growth_all_readings: float | None  # not judged: one line through every reading
+    judged_readings: int  # readings after judged_from_s with no background job running ...
+    settled_readings: int  # ... of all readings after judged_from_s
+    rss_mb_floor_by_minute: list[MinuteFloor]
     rss_mb_every_10s: list[int]
     rss_mb_and_mode_every_5s: list[tuple[int, int, str]]  # (seconds, MB, mode): what the verdict read
     threads_every_5s: list[int]  # the viewer's threads at those readings
     res_every_5s: list[str]  # the shown frame's size at those readings
+    readings: list[Reading]  # every one-second reading, with the jobs running then
     failures: list[str] = field(default_factory=list)
 
 
@@ -106,19 +180,6 @@ def start_xvfb() -> tuple[subprocess.Popen, str]:
         server.kill()
         raise RuntimeError("Xvfb did not start")
     return server, f":{number}"
-
-
-@dataclass
-class Reading:
-    seconds: float
-    mb: float
-    mode: str  # the display mode the window's title named then ("?" if it named none)
-    # A benchmark run, a video export or a fit runs on threads of its own (an EGL context brings
-    # llvmpipe's, an encoder x264's): the count says when one ran.
-    threads: int = 0
-    # The shown frame's size, "128" or "WxH" ("?" if the title named none): a large depth frame's
-    # working memory is hundreds of MB while it renders.
-    res: str = "?"
 
 
 def rss_mb_and_threads(pid: int) -> tuple[float, int] | None:
@@ -179,22 +240,25 @@ class Driver:
             self.run("mousemove", "--window", self.window, str(x), str(y), "click", "--repeat", str(repeat),
                      button)
         elif kind == "key":
-            self.run("key", "--window", self.window, self.rng.choice(KEYS))
+            # focused, then typed (XTEST): `key --window` sends synthetic events to the window, which
+            # reach it only while it has the focus, and an unmap takes the focus away for good
+            self.run("windowfocus", self.window, "key", self.rng.choice(KEYS))
         elif kind == "resize":
             self.size = (self.rng.randrange(480, 1500), self.rng.randrange(360, 950))
             self.run("windowsize", self.window, str(self.size[0]), str(self.size[1]))
         elif kind == "minimize":
             self.run("windowunmap", self.window, "sleep", str(round(self.rng.uniform(0.1, 1.0), 2)),
-                     "windowmap", self.window)
+                     "windowmap", "--sync", self.window)
 
 
 class MemoryReader(threading.Thread):
-    """Reads the viewer's resident memory, threads and title's mode every second, until stopped:
-    on a thread of its own, so that a prelude step waiting for a job misses no reading."""
+    """Reads the viewer's resident memory, threads, title's mode and the widget map's running jobs
+    every second, until stopped: on a thread of its own, so that a prelude step waiting for a job
+    misses no reading."""
 
-    def __init__(self, pid: int, driver: Driver, started: float):
+    def __init__(self, pid: int, driver: Driver, widget_map: Path, started: float):
         super().__init__(name="chaos-memory", daemon=True)
-        self.pid, self.driver, self.started = pid, driver, started
+        self.pid, self.driver, self.widget_map, self.started = pid, driver, widget_map, started
         self.readings: list[Reading] = []
         self.stop = threading.Event()
 
@@ -206,7 +270,19 @@ class MemoryReader(threading.Thread):
                 return  # the viewer is gone
             seconds = time.monotonic() - self.started
             mode, res = self.driver.shown()
-            self.readings.append(Reading(seconds, status[0], mode, status[1], res))
+            jobs = running_jobs(read_widget_map(self.widget_map))
+            self.readings.append(Reading(seconds, status[0], mode, status[1], res, jobs))
+
+
+def checkpoint_copy(ckpt: Path, folder: Path) -> Path:
+    """The checkpoint, and its encoder if it has one, copied into the run's folder: what the viewer
+    writes beside its checkpoint ("Save checkpoint copy" offers `<stem>_fitted.pt` there) lands in
+    the run's folder, not in the repository."""
+    copy = folder / ckpt.name
+    shutil.copyfile(ckpt, copy)
+    if encoder_path(ckpt).exists():
+        shutil.copyfile(encoder_path(ckpt), encoder_path(copy))
+    return copy
 
 
 def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
@@ -217,10 +293,11 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
     server, display = start_xvfb()
     folder = Path(tempfile.mkdtemp(prefix="lfn-chaos-"))  # screenshots and saved fits land here
     widget_map = folder / "widgets.json"
+    ckpt = checkpoint_copy(config.ckpt, folder)
     env = dict(os.environ, DISPLAY=display, **{WIDGET_MAP_ENV: str(widget_map)})
     stats_path = folder / "stats.json"
     viewer = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "--ckpt", str(config.ckpt.resolve()),
+        [sys.executable, str(ROOT / "main.py"), "--ckpt", str(ckpt),
          "--res", str(config.res), "--stats", str(stats_path)],
         cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
@@ -234,7 +311,7 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
                                env=env, capture_output=True, text=True, timeout=WINDOW_TIMEOUT_S)
         driver = Driver(env, found.stdout.split()[0], rng)
         started = time.monotonic()
-        reader = MemoryReader(viewer.pid, driver, started)
+        reader = MemoryReader(viewer.pid, driver, widget_map, started)
         reader.start()
         prelude = Prelude(driver, widget_map, folder, started).run(config.prelude)
         progress(f"prelude: {len(prelude)} steps, {sum(not step.ok for step in prelude)} failed, "
@@ -313,19 +390,24 @@ def judge(counts: Counter, memory: list[Reading],
     failures += [f"prelude step {step.name!r} failed: {step.note}" for step in prelude if not step.ok]
     start_s = judged_from(list(prelude))
     settled = [r for r in memory if r.seconds >= start_s]
+    idle = [r for r in settled if not r.jobs]
     growth = all_growth = start_mb = end_mb = None
     by_mode: dict[str, float] = {}
+    by_mode_all: dict[str, float] = {}
     if memory and memory[-1].seconds >= start_s + 60:  # judged on at least a minute of readings
         start_mb, end_mb = trend_ends(settled)
         all_growth = end_mb / start_mb - 1
-        by_mode = growth_by_mode(settled)
+        by_mode_all = growth_by_mode(settled)
+        by_mode = growth_by_mode(idle)
         if not by_mode:
-            failures.append("no display mode stayed on screen long enough to judge memory")
+            failures.append(f"too few readings with no background job to judge memory: {len(idle)} of "
+                            f"{len(settled)} after {start_s:.0f} s, and no display mode has "
+                            f"{MODE_MIN_READINGS} of them over {MODE_MIN_SPAN_S:.0f} s")
         else:
             mode, growth = max(by_mode.items(), key=lambda item: item[1])
             if growth >= GROWTH_LIMIT:
                 failures.append(f"memory grew {100 * growth:.1f} % in mode {mode} after "
-                                f"{start_s:.0f} s (trend line)")
+                                f"{start_s:.0f} s (trend line, readings with no background job)")
     return ChaosReport(
         date=datetime.now().astimezone().isoformat(timespec="seconds"),
         seconds=memory[-1].seconds if memory else 0.0, events=sum(counts.values()), event_counts=dict(counts),
@@ -334,7 +416,9 @@ def judge(counts: Counter, memory: list[Reading],
         ui_frame_ms_max=stats.get("ui_frame_ms_max"), ui_frame_ms_p95=stats.get("ui_frame_ms_p95"),
         rss_mb_peak=max((r.mb for r in memory), default=0.0),
         rss_mb_judged_start=start_mb, rss_mb_end=end_mb, rss_growth=growth,
-        rss_growth_by_mode=by_mode, rss_growth_all_readings=all_growth,
+        rss_growth_by_mode=by_mode, rss_growth_by_mode_all_readings=by_mode_all,
+        rss_growth_all_readings=all_growth, judged_readings=len(idle), settled_readings=len(settled),
+        rss_mb_floor_by_minute=minute_floors(memory), readings=memory,
         rss_mb_every_10s=[round(r.mb) for r in memory if int(r.seconds) % 10 == 0],
         rss_mb_and_mode_every_5s=[(int(r.seconds), round(r.mb), r.mode) for r in memory
                                   if int(r.seconds) % 5 == 0],

@@ -4,6 +4,10 @@ With LFN_WIDGET_MAP=FILE in its environment the viewer (viewer/widget_recorder.p
 whenever the panel's layout changes, so that a program driving the real window (bench/chaos.py's
 prelude) presses a widget by its label instead of by a pixel position that a new line in the panel
 would shift. The file is JSON, {label: Widget fields}, replaced atomically.
+
+A section that runs a job on a thread of its own names it in its header ("Record path
+(exporting)"): its buttons are not drawn while it is closed, its header always is, so the map says
+which jobs run whatever is open (bench/chaos.py files each memory reading under them).
 """
 
 from __future__ import annotations
@@ -14,6 +18,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 WIDGET_MAP_ENV = "LFN_WIDGET_MAP"
+EXPORTING = "exporting"  # the job a "Record path" header names while its video export runs
+FITTING = "fitting"  # the one a "Reconstruct from a photo" header names while its fit runs
+
+
+def section_label(title: str, job: str | None) -> str:
+    """A collapsing header's ImGui label: the title, plus the job it runs in parentheses, under the
+    title's ID (the part from "###"), so that the section stays open or closed as the job comes and
+    goes. The map records the shown part."""
+    return f"{title} ({job})###{title}" if job else f"{title}###{title}"
+
+
+def shown_label(label: str) -> str:
+    """What ImGui shows of a label: the part before "###"."""
+    return label.split("###", 1)[0]
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,19 @@ from collections import Counter
 
 import pytest
 
-from bench.chaos import ChaosConfig, Reading, chaos_run, judge
+from bench.chaos import (
+    GROWTH_LIMIT,
+    NO_MAP,
+    ChaosConfig,
+    Reading,
+    chaos_run,
+    checkpoint_copy,
+    judge,
+    running_jobs,
+)
 from bench.chaos_prelude import PreludeStep
+from engine.widget_map import Widget
+from models.encoder import encoder_path
 from tests.conftest import skip_or_fail
 
 # The prelude's steps that take seconds with a tiny checkpoint (the benchmark, the export, the
@@ -33,6 +44,8 @@ def test_a_short_chaos_run_finds_nothing_wrong(tiny_ckpt):
     assert len(report.threads_every_5s) == len(report.rss_mb_and_mode_every_5s) == len(report.res_every_5s)
     assert "64" in report.res_every_5s  # the size the viewer was started at, read off the title
     assert min(report.threads_every_5s) >= 2  # the UI's and the render thread at least
+    # every reading is kept, and once the panel drew, each one read its jobs off the map
+    assert len(report.readings) >= 25 and NO_MAP not in report.readings[-1].jobs
 
 
 @pytest.mark.parametrize(("stderr", "exit_code", "stats", "memory", "needle"), [
@@ -42,7 +55,7 @@ def test_a_short_chaos_run_finds_nothing_wrong(tiny_ckpt):
     ("", 0, {"ui_frame_ms_max": 5.0}, [Reading(float(t), 400.0 + 0.4 * t, "RGB") for t in range(400)],
      "memory grew 32.0 % in mode RGB"),
     ("", 0, {"ui_frame_ms_max": 5.0}, [Reading(float(t), 400.0, "RGB") for t in range(400)][::6],
-     "no display mode stayed on screen long enough"),
+     "too few readings with no background job to judge memory: 57 of 57 after 60 s"),
 ])
 def test_the_verdict_fails_on_hangs_errors_and_growth(tmp_path, stderr, exit_code, stats, memory, needle):
     stats_path = tmp_path / "stats.json"
@@ -109,3 +122,62 @@ def test_a_failed_prelude_step_fails_the_run(tmp_path):
     prelude = [PreludeStep("display modes", 0.0, 240.0, False, "no a normals frame within 240 s")]
     report = judge(Counter(key=5), [], "", 0, 1.0, tmp_path / "none.json", [], prelude)
     assert "prelude step 'display modes' failed: no a normals frame within 240 s" in report.failures
+
+
+def with_jobs(seconds: int, mb: float, jobs: tuple[str, ...]) -> Reading:
+    return Reading(float(seconds), mb, "RGB", jobs=jobs)
+
+
+def test_a_leak_under_the_readings_with_no_job_fails(tmp_path):
+    # a fit runs every other 30 s at 900 MB; between, memory leaks 0.2 MB a second from 500 MB
+    memory = [with_jobs(t, 900.0, ("fit",)) if (t // 30) % 2 else with_jobs(t, 500.0 + 0.2 * t, ())
+              for t in range(600)]
+    report = judged(memory, tmp_path)
+    assert report.rss_growth > 0.15 and report.judged_readings < report.settled_readings
+    assert any("memory grew" in f and "in mode RGB" in f and "no background job" in f
+               for f in report.failures), report.failures
+
+
+def test_a_jobs_working_memory_alone_is_not_growth(tmp_path):
+    # flat at 600 MB with no job; a benchmark and a fit late in the run hold 850-1000 MB while they run
+    memory = [with_jobs(t, 850.0 + (t % 7) * 20, ("benchmark", "fit")) if t > 380 and t % 40 < 25
+              else with_jobs(t, 600.0, ()) for t in range(600)]
+    report = judged(memory, tmp_path)
+    assert report.failures == [] and abs(report.rss_growth) < 1e-9
+    # reported beside it, not judged: the lines through every reading rise with the jobs
+    assert report.rss_growth_all_readings > GROWTH_LIMIT
+    assert report.rss_growth_by_mode_all_readings["RGB"] > GROWTH_LIMIT
+    floors = {floor.minute: floor for floor in report.rss_mb_floor_by_minute}
+    assert floors[9].mb == floors[9].no_job_mb == 600 and len(floors) == 10
+
+
+def test_too_few_readings_with_no_job_are_reported_not_passed(tmp_path):
+    # a job runs at 9 readings in 10: 55 without one after the first minute, fewer than a mode needs
+    memory = [with_jobs(t, 600.0, () if t % 10 == 0 else ("video export",)) for t in range(600)]
+    report = judged(memory, tmp_path)
+    assert report.rss_growth is None and report.judged_readings == 54
+    assert any("too few readings with no background job" in f for f in report.failures), report.failures
+
+
+def button(disabled: bool = False) -> Widget:
+    return Widget("button", 8.0, 8.0, 99.0, 19.0, disabled)
+
+
+def test_the_jobs_running_are_read_off_the_widget_map():
+    idle = {"Run benchmark": button(), "backend": button(), "Record path": button(),
+            "Reconstruct from a photo": button()}
+    assert running_jobs(idle) == ()
+    busy = {"Run benchmark": button(disabled=True), "backend": button(disabled=True),
+            "Record path (exporting)": button(), "Reconstruct from a photo (fitting)": button()}
+    assert running_jobs(busy) == ("benchmark", "backend switch", "video export", "fit")
+    assert running_jobs({}) == (NO_MAP,)  # before the first frame: unknown, so not judged
+
+
+def test_the_viewer_gets_a_copy_of_the_checkpoint_and_its_encoder_in_the_run_folder(tmp_path, tiny_ckpt):
+    encoder_path(tiny_ckpt).write_bytes(b"encoder")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    copy = checkpoint_copy(tiny_ckpt, folder)
+    # a fit saved beside the copy ("Save checkpoint copy") lands in the run folder, not the repository
+    assert copy.parent == folder and copy.read_bytes() == tiny_ckpt.read_bytes()
+    assert encoder_path(copy).read_bytes() == b"encoder"

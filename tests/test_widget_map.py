@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from imgui_bundle import imgui
 
-from engine.widget_map import Widget, read_widget_map, write_widget_map
+from engine.widget_map import Widget, read_widget_map, section_label, write_widget_map
 from viewer.widget_recorder import WidgetRecorder
 
 
@@ -50,14 +50,14 @@ class Panel:
         imgui.end()
 
 
-def frame(recorder: WidgetRecorder, panel: Panel) -> None:
+def frame(recorder: WidgetRecorder, panel: Panel | Section) -> None:
     imgui.new_frame()
     with recorder.recording():
         panel.draw()
     imgui.render()
 
 
-def click(io, recorder: WidgetRecorder, panel: Panel, point: tuple[int, int]) -> None:
+def click(io, recorder: WidgetRecorder, panel: Panel | Section, point: tuple[int, int]) -> None:
     """Rest the mouse on `point` for a frame, press, release: as xdotool's click reaches ImGui."""
     io.add_mouse_pos_event(*point)
     frame(recorder, panel)
@@ -126,3 +126,34 @@ def test_the_map_reads_back_what_was_written_and_empty_before(tmp_path):
     write_widget_map(path, widgets)
     assert read_widget_map(path) == widgets and list(tmp_path.iterdir()) == [path]
     assert widgets["Run"].point() == (58, 40) and widgets["Run"].point(0.0) == (8, 40)
+
+
+class Section:
+    """A collapsing section whose header names the job it runs, as Record path's and Reconstruct's."""
+
+    def __init__(self):
+        self.job: str | None = None
+
+    def draw(self) -> None:
+        imgui.set_next_window_pos((0, 0))
+        imgui.set_next_window_size((300, 300))
+        imgui.begin("panel")
+        if imgui.collapsing_header(section_label("Export", self.job)):
+            imgui.button("Stop")
+        imgui.end()
+
+
+def test_a_header_names_its_job_and_stays_open_as_the_job_comes_and_goes(gui, tmp_path):
+    path = tmp_path / "widgets.json"
+    recorder, section = WidgetRecorder(path), Section()
+    frame(recorder, section)
+    frame(recorder, section)
+    assert set(read_widget_map(path)) == {"Export"}  # closed: its button is not drawn, the header is
+    click(gui, recorder, section, read_widget_map(path)["Export"].point())
+    assert set(read_widget_map(path)) == {"Export", "Stop"}
+    section.job = "exporting"
+    frame(recorder, section)
+    assert set(read_widget_map(path)) == {"Export (exporting)", "Stop"}  # the shown text, still open
+    section.job = None
+    frame(recorder, section)
+    assert set(read_widget_map(path)) == {"Export", "Stop"}

@@ -14,6 +14,7 @@ from imgui_bundle import imgui
 
 from engine.camera_path import CameraPathError
 from engine.video import VideoError
+from engine.widget_map import EXPORTING, section_label
 from models.cameras import Orbit
 from models.resolution import Resolution
 from viewer.panel import size_text
@@ -44,7 +45,8 @@ class PathPanel:
 
     def draw(self, state: ViewerState, view: Orbit, device: torch.device, precision: str,
              backend: str) -> None:
-        if not imgui.collapsing_header("Record path"):
+        job = EXPORTING if self.rec.exporting else None
+        if not imgui.collapsing_header(section_label("Record path", job)):
             return
         self._keyframes(state, view)
         self._timing()

@@ -16,6 +16,7 @@ import numpy as np
 from imgui_bundle import imgui, implot
 
 from engine.latents import FittedLatent, InstanceLatent
+from engine.widget_map import FITTING, section_label
 from models.cameras import Orbit
 from models.inference import InferenceMode, PoseEstimate
 from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE
@@ -78,7 +79,8 @@ class ReconstructPanel:
         if self._reveal:
             imgui.set_next_item_open(True)
             self._reveal = False
-        if not imgui.collapsing_header("Reconstruct from a photo"):
+        job = FITTING if self.rec.running else None
+        if not imgui.collapsing_header(section_label("Reconstruct from a photo", job)):
             return
         rec = self.rec
         imgui.text_disabled(rec.encoder_note)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from imgui_bundle import imgui
 
-from engine.widget_map import WIDGET_MAP_ENV, Widget, write_widget_map
+from engine.widget_map import WIDGET_MAP_ENV, Widget, shown_label, write_widget_map
 
 # The widgets recorded, each labelled by its first argument. Those with a frame (a slider, a text
 # field, a combo) are recorded by the frame alone, where a click acts, not with their label beside
@@ -59,7 +59,8 @@ class WidgetRecorder:
     def _note(self, label: str, kind: str, x: float, y: float, width: float, height: float,
               value: str | None = None) -> None:
         # the first of two widgets with one label wins: ImGui would give both one ID anyway
-        self.widgets.setdefault(label, Widget(kind, x, y, width, height, any(self._disabled), value))
+        widget = Widget(kind, x, y, width, height, any(self._disabled), value)
+        self.widgets.setdefault(shown_label(label), widget)
 
     def _wrap(self, kind: str, draw: Callable) -> Callable:
         framed = kind in FRAMED
