@@ -43,8 +43,9 @@ def one_pass_colors(renderer: LFNRenderer, res: Resolution, chunk: int) -> torch
 
 @pytest.mark.parametrize("model", [tiny_lfn, full_size_lfn], ids=["tiny", "full-size"])
 @pytest.mark.parametrize("res", [Resolution.square(128), WIDE], ids=str)
-def test_a_frame_without_competition_is_bit_identical_to_the_unsliced_render(model, res):
-    renderer = LFNRenderer(model())
+@pytest.mark.parametrize("backend", ["torchscript", "eager"])
+def test_a_frame_without_competition_is_bit_identical_to_the_unsliced_render(model, res, backend):
+    renderer = LFNRenderer(model(), backend=backend)
     assert res.pixels > CPU_SLICE_RAYS  # more than one slice
     whole = one_pass_colors(renderer, res, res.pixels)
     assert torch.equal(renderer.render(CAMERA, res), whole)
