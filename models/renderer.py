@@ -81,11 +81,11 @@ def rays_within_budget(activations_per_ray: int, dtype: torch.dtype, streams: in
 
 
 # A CPU frame's LFN colors are evaluated in slices of this many rays, and a frame that may be
-# abandoned is asked between two slices whether it still is wanted. On the 2-core CPU (cars.pt, 256
-# wide, 256² frame, torch 2.13, load 3.5-5) 4096-ray slices took 202 ms a frame against 419 ms for
-# one 65536-ray pass (a slice's activations stay in the caches); 2048 and 8192 took 199 and 209 ms.
-# A power of two: every slice starts on the matrix kernels' row blocks, so the colors are
-# bit-identical to one pass (tests/test_frame_abandon.py).
+# abandoned is asked between two slices whether it is still wanted. A slice's activations (4 MB at
+# 256 wide) stay in the caches: slices render a frame in about half the time of one pass (PERF.md,
+# "CPU frames in slices"). A power of two, so each ray keeps its offset within the matrix kernels'
+# row blocks: the colors are bit-identical to one pass (tests/test_frame_abandon.py); with
+# 1000-ray slices they were not.
 CPU_SLICE_RAYS = 4096
 
 
