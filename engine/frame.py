@@ -168,11 +168,13 @@ class FrameRenderer:
         image = torch.stack([result.depth.float(), valid, result.confidence.float()], dim=-1)
         return image, depth_range(result.depth, result.valid)
 
-    def render(self, request: FrameRequest) -> Frame:
+    def render(self, request: FrameRequest, abandon: Callable[[], bool] | None = None) -> Frame:
+        """The frame of `request`. `abandon` is asked between slices of a CPU frame's LFN colors
+        (LFNRenderer.render_rgba): True gives the frame up with models.renderer.FrameAbandoned."""
         self._use_latent(self.renderer, self.latents, request.latent)
         shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
         try:
-            frame = self._render(request, None if shared is None else shared.tensor)
+            frame = self._render(request, None if shared is None else shared.tensor, abandon)
         except BaseException:
             if shared is not None:
                 self.shared_frames.give_back(shared)
@@ -180,7 +182,9 @@ class FrameRenderer:
         frame.shared = shared
         return frame
 
-    def _render(self, request: FrameRequest, out: torch.Tensor | None) -> Frame:
+    def _render(
+        self, request: FrameRequest, out: torch.Tensor | None, abandon: Callable[[], bool] | None,
+    ) -> Frame:
         """The frame of `request`, its image written into `out` ((H, W, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
         device = self.renderer.device
@@ -191,7 +195,7 @@ class FrameRenderer:
 
             (image, near_far), ms = timed(depth_image, device)
             return Frame(request, image, depth_range=near_far, render_ms=ms)
-        image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res, out), device)
+        image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res, out, abandon), device)
         frame = Frame(request, image, render_ms=ms)
         if request.mode is DisplayMode.COMPARE and self.has_reference(request.latent):
             self._use_latent(self.volumetric, self.volumetric_latents, request.latent)

@@ -80,6 +80,19 @@ def rays_within_budget(activations_per_ray: int, dtype: torch.dtype, streams: in
     return max(1, CPU_WORKING_BYTES // per_ray)
 
 
+# A CPU frame's LFN colors are evaluated in slices of this many rays, and a frame that may be
+# abandoned is asked between two slices whether it is still wanted. A slice's activations (4 MB at
+# 256 wide) stay in the caches: slices render a frame in about half the time of one pass (PERF.md,
+# "CPU frames in slices"). A power of two, so each ray keeps its offset within the matrix kernels'
+# row blocks: the colors are bit-identical to one pass (tests/test_frame_abandon.py); with
+# 1000-ray slices they were not.
+CPU_SLICE_RAYS = 4096
+
+
+class FrameAbandoned(Exception):
+    """A CPU frame given up between two slices because its `abandon` said so: nothing of it is kept."""
+
+
 def render_in_chunks(renderer, count: int, render_rays: Callable[[int, int], T]) -> list[T]:
     """render_rays(start, stop) over [0, count) in slices of renderer.rays_per_chunk; on out-of-memory
     the chunk halves (kept for later frames) and the frame starts over."""
@@ -149,8 +162,7 @@ class LFNRenderer:
         self.ray_backend = backend_class(self._mlp_tensors, self.dtype)
         # Chosen once, so a frame is one direct call with no per-frame test of the backend.
         if self.capabilities.fused_frames:
-            backend = self.ray_backend
-            self._render_frame, self._render_rgba_frame = backend.render, backend.render_rgba
+            self._render_frame, self._render_rgba_frame = self.ray_backend.render, self._fused_rgba
         else:
             self._render_frame, self._render_rgba_frame = self._render_rays, self._render_rays_rgba
 
@@ -212,13 +224,26 @@ class LFNRenderer:
     @torch.no_grad()
     def render_rgba(
         self, cam2world: torch.Tensor, res: Resolution | int, out: torch.Tensor | None = None,
+        abandon: Callable[[], bool] | None = None,
     ) -> torch.Tensor:
         """(H, W, 4) float32 RGBA with alpha 1, the layout a GL texture takes byte for byte.
 
         With `out` (a preallocated (H, W, 4) float32 tensor) a backend with fused frames writes
         the frame there directly, so a frame allocates nothing.
+
+        `abandon` is asked before each CPU_SLICE_RAYS slice of a CPU frame; when it answers True
+        the frame raises FrameAbandoned and `out` is left untouched. Only CPU frames are sliced: a
+        CUDA frame (one pass or graph replay, under a millisecond) never asks it, so the GPU path
+        gains no check and no synchronization.
         """
-        return self._render_rgba_frame(cam2world, Resolution.of(res), out)
+        return self._render_rgba_frame(cam2world, Resolution.of(res), out, abandon)
+
+    def _fused_rgba(
+        self, cam2world: torch.Tensor, res: Resolution, out: torch.Tensor | None,
+        abandon: Callable[[], bool] | None,
+    ) -> torch.Tensor:
+        """A fused backend's frame (CUDA): one kernel, nothing between slices to abandon."""
+        return self.ray_backend.render_rgba(cam2world, res, out)
 
     @torch.no_grad()
     def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
@@ -227,20 +252,39 @@ class LFNRenderer:
 
     def _render_rays_rgba(
         self, cam2world: torch.Tensor, res: Resolution, out: torch.Tensor | None,
+        abandon: Callable[[], bool] | None,
     ) -> torch.Tensor:
         colors = self._graphed_colors(cam2world, res)
-        return rgba_frame(self._render_rays(cam2world, res) if colors is None else colors, res, out)
+        if colors is None:
+            colors = self._render_rays(cam2world, res, abandon)
+        return rgba_frame(colors, res, out)
 
-    def _render_rays(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
-        """Rays made here, colors from the backend: from the frame's CUDA graph, or chunk by chunk."""
+    def _render_rays(
+        self, cam2world: torch.Tensor, res: Resolution, abandon: Callable[[], bool] | None = None,
+    ) -> torch.Tensor:
+        """Rays made here, colors from the backend: from the frame's CUDA graph, or chunk by chunk
+        (on a CPU each chunk slice by slice)."""
         shape = (res.height, res.width, 3)
         colors = self._graphed_colors(cam2world, res)
         if colors is not None:  # a copy: the caller may keep it while the next frame replays
             return colors.view(shape).clone()
         origins, dirs = frame_rays(cam2world, res, self.device)
         rays = plucker(origins, dirs)
-        parts = render_in_chunks(self, rays.shape[0], lambda i, j: self.colors(rays[i:j]))
+        if self.device.type == "cpu":
+            parts = render_in_chunks(self, rays.shape[0],
+                                     lambda i, j: self._sliced_colors(rays[i:j], abandon))
+        else:
+            parts = render_in_chunks(self, rays.shape[0], lambda i, j: self.colors(rays[i:j]))
         return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(shape)
+
+    def _sliced_colors(self, plucker_rays: torch.Tensor, abandon: Callable[[], bool] | None) -> torch.Tensor:
+        """colors() of (N, 6) rays in CPU_SLICE_RAYS slices, asking `abandon` before each."""
+        slices = []
+        for start in range(0, plucker_rays.shape[0], CPU_SLICE_RAYS):
+            if abandon is not None and abandon():
+                raise FrameAbandoned
+            slices.append(self.colors(plucker_rays[start:start + CPU_SLICE_RAYS]))
+        return slices[0] if len(slices) == 1 else torch.cat(slices)
 
 
 # How the volumetric baseline places its network evaluations along a ray:

@@ -161,7 +161,7 @@ def test_a_waiting_frame_renders_before_a_waiting_epi_and_each_has_its_slot():
     order, gate = [], threading.Event()
 
     class Recording:
-        def render(self, request):
+        def render(self, request, abandon=None):
             order.append("frame")
             return Frame(request, torch.zeros(1, 1, 4))
 

@@ -7,6 +7,11 @@ catches up in the pauses instead of slowing it. Torch releases the GIL inside it
 UI keeps its frame rate while a slow frame (a full-resolution CPU render, the volumetric baseline)
 is in flight. A job (swapping the renderer for another backend) also runs there, between two
 frames, so no frame sees half of it.
+A CPU frame is given up between two slices of its rays once a newer FrameRequest waits
+(models/renderer.py CPU_SLICE_RAYS, FrameAbandoned): a camera move or a dropped photo's car no
+longer waits for the rest of a full-size frame nobody will look at. A frame given up is never shown,
+and the frame after it always renders to the end, so a stream of requests each newer than the last
+still shows every other frame.
 The render thread owns the renderers and the FrameRenderer; the UI reaches them only through the
 condition-guarded mailboxes below (submit, call, take).
 """
@@ -20,6 +25,7 @@ from collections.abc import Callable
 
 from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest
 from engine.memory import trim_heap
+from models.renderer import FrameAbandoned
 
 # How long close() waits for a worker thread. Each one ends within one unit of its work (a frame, a
 # fit step, a benchmark frame); the slowest, a full-size CPU volumetric frame, takes ~20 s.
@@ -47,8 +53,8 @@ class RenderWorker:
         """`on_done` runs on the render thread after each frame, EPI or job (the window wakes its loop)."""
         self.frames = frames
         self.on_done = on_done
-        self._renders: dict[type, Callable[[Request], Result]] = {
-            FrameRequest: frames.render, EpiRequest: frames.render_epi}
+        self._renders: dict[type, Callable[[Request], Result | None]] = {
+            FrameRequest: self._render_frame, EpiRequest: frames.render_epi}
         self._cond = threading.Condition()
         self._pending: dict[type, Request] = {}  # the newest unstarted request of each kind
         self._job: Callable[[], bool] | None = None
@@ -56,6 +62,7 @@ class RenderWorker:
         self._done: dict[type, Result | BaseException] = {}  # by request kind
         self._busy = False
         self._stop = False
+        self._abandoned_last = False  # the last frame was given up: this one renders to the end
         self._trimmed_s = 0.0  # when the render thread last gave freed memory back (monotonic)
         self._thread = threading.Thread(target=self._loop, name="lfn-render", daemon=True)
         self._thread.start()
@@ -122,6 +129,20 @@ class RenderWorker:
                 replaced.drop()
             self.on_done()
             self._trim_when_idle()
+
+    def _render_frame(self, request: FrameRequest) -> Frame | None:
+        """The frame of `request`, or None when a newer frame request made it stale midway."""
+        try:
+            frame = self.frames.render(request, None if self._abandoned_last else self._frame_waiting)
+        except FrameAbandoned:
+            self._abandoned_last = True
+            return None
+        self._abandoned_last = False
+        return frame
+
+    def _frame_waiting(self) -> bool:
+        with self._cond:
+            return FrameRequest in self._pending
 
     def _trim_when_idle(self) -> None:
         """A depth or compare frame's working memory, freed, stays in this thread's malloc arena

@@ -1,0 +1,135 @@
+"""A CPU frame renders in slices and is given up between two once a newer frame request waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from engine.display_mode import DisplayMode
+from engine.frame import Frame, FrameRenderer, FrameRequest
+from engine.latents import InstanceLatent, LatentBank
+from models.cameras import Orbit
+from models.checkpoint import load_checkpoint
+from models.lfn import LFNConfig, LightFieldNetwork
+from models.plucker import plucker
+from models.renderer import CPU_SLICE_RAYS, FrameAbandoned, LFNRenderer, frame_rays
+from models.resolution import Resolution
+from tests.conftest import tiny_lfn
+from viewer.worker import RenderWorker
+
+CAMERA = Orbit(azimuth=35.0, elevation=15.0).cam2world()
+WIDE = Resolution(100, 75)  # 7500 rays: one full slice and a tail that is no multiple of 16
+
+
+def full_size_lfn() -> LightFieldNetwork:
+    """The shipped checkpoint's shape (256 wide): the matrix kernels whose rounding matters."""
+    torch.manual_seed(1)
+    model = LightFieldNetwork(LFNConfig(num_instances=1))
+    with torch.no_grad():
+        model.latents.weight.normal_(std=1.0)
+    return model
+
+
+def one_pass_colors(renderer: LFNRenderer, res: Resolution, chunk: int) -> torch.Tensor:
+    """The colors before slicing: rays in chunks of `chunk`, each one call of the backend."""
+    origins, dirs = frame_rays(CAMERA, res, renderer.device)
+    rays = plucker(origins, dirs)
+    parts = [renderer.colors(rays[i:i + chunk]) for i in range(0, rays.shape[0], chunk)]
+    return torch.cat(parts).view(res.height, res.width, 3)
+
+
+@pytest.mark.parametrize("model", [tiny_lfn, full_size_lfn], ids=["tiny", "full-size"])
+@pytest.mark.parametrize("res", [Resolution.square(128), WIDE], ids=str)
+@pytest.mark.parametrize("backend", ["torchscript", "eager"])
+def test_a_frame_without_competition_is_bit_identical_to_the_unsliced_render(model, res, backend):
+    renderer = LFNRenderer(model(), backend=backend)
+    assert res.pixels > CPU_SLICE_RAYS  # more than one slice
+    whole = one_pass_colors(renderer, res, res.pixels)
+    assert torch.equal(renderer.render(CAMERA, res), whole)
+    rgba = renderer.render_rgba(CAMERA, res, abandon=lambda: False)
+    assert torch.equal(rgba[..., :3], whole) and bool((rgba[..., 3] == 1).all())
+
+
+def test_frames_of_several_chunks_keep_their_chunks_colors():
+    """A frame larger than a CPU chunk (CPU_WORKING_BYTES) was one call per chunk; its slices start
+    at each chunk's start, so those colors are unchanged too."""
+    chunk = 10_000  # not a multiple of the slice: the second chunk starts off the slices' grid
+    renderer = LFNRenderer(full_size_lfn(), max_rays=chunk)
+    res = Resolution.square(160)
+    assert torch.equal(renderer.render(CAMERA, res), one_pass_colors(renderer, res, chunk))
+
+
+def test_abandon_stops_the_frame_within_one_slice_and_leaves_out_untouched(monkeypatch):
+    renderer = LFNRenderer(tiny_lfn())
+    slices: list[int] = []
+    colors = renderer.colors
+    monkeypatch.setattr(renderer, "colors", lambda rays: (slices.append(rays.shape[0]), colors(rays))[1])
+    out = torch.full((128, 128, 4), -1.0)
+    with pytest.raises(FrameAbandoned):
+        renderer.render_rgba(CAMERA, 128, out, abandon=lambda: len(slices) >= 1)
+    assert slices == [CPU_SLICE_RAYS]  # 4 slices in the frame, one rendered
+    assert bool((out == -1).all())  # nothing half-done reaches the caller's frame
+
+
+class GatedColors:
+    """A renderer's colors(), recording each slice's ray count; the calls numbered in `holds`
+    wait, once `reached`, until the test releases them: a slow frame the test steps through."""
+
+    def __init__(self, colors, holds: tuple[int, ...]):
+        self.colors, self.slices = colors, []
+        self.reached = {n: threading.Event() for n in holds}
+        self.release = {n: threading.Event() for n in holds}
+
+    def __call__(self, rays: torch.Tensor) -> torch.Tensor:
+        call = len(self.slices)
+        self.slices.append(rays.shape[0])
+        if call in self.reached:
+            self.reached[call].set()
+            assert self.release[call].wait(30)
+        return self.colors(rays)
+
+    def hold_then(self, call: int, action) -> None:
+        """Wait until slice `call` has started, do `action`, then let it finish."""
+        assert self.reached[call].wait(30)
+        action()
+        self.release[call].set()
+
+
+def test_the_worker_gives_up_a_stale_frame_and_never_shows_it(tiny_ckpt):
+    ckpt = load_checkpoint(tiny_ckpt)
+    frames = FrameRenderer(LFNRenderer(ckpt.model), LatentBank(ckpt.latents, ckpt.instance_names))
+    gate = GatedColors(frames.renderer.colors, holds=(0, 1))
+    frames.renderer.colors = gate
+    shown: list[Frame] = []
+    worker: RenderWorker | None = None
+
+    def collect() -> None:  # on the render thread after each round: every result it published
+        done = worker.take()
+        if done is not None:
+            shown.append(done)
+
+    def request(azimuth: float, rows: int) -> FrameRequest:
+        return FrameRequest(Orbit(azimuth=azimuth), rows, DisplayMode.RGB, InstanceLatent(1))
+
+    stale, newer, newest = request(10.0, 128), request(20.0, 128), request(30.0, 32)
+    worker = RenderWorker(frames, on_done=collect)
+    try:
+        worker.submit(stale)  # 4 slices
+        gate.hold_then(0, lambda: worker.submit(newer))
+        # newer renders to its end although newest arrives during it: the frame after one given
+        # up is never given up, so a stream of requests still shows frames
+        gate.hold_then(1, lambda: worker.submit(newest))
+        deadline = time.monotonic() + 30
+        while not worker.idle and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert worker.close()
+    assert [frame.request for frame in shown] == [newer, newest]
+    assert gate.slices == [CPU_SLICE_RAYS] + [CPU_SLICE_RAYS] * 4 + [32 * 32]  # stale: one slice
+    frames.renderer.colors = gate.colors
+    frames.renderer.set_latent(ckpt.latents[1])
+    expected = frames.renderer.render(newer.orbit.cam2world(), 128)
+    assert torch.equal(shown[0].image[..., :3], expected)
