@@ -131,8 +131,9 @@ def benchmark(
     """Time every method at every resolution (an int N is N × N); None picks the device's defaults.
 
     backends: LFN backends to time, the viewer's first (lfn_depth and lfn_frame use it); by default
-    every one available on the device. `progress` gets a line before each measurement. Setting
-    `stop` (from another thread) ends the run before its next frame with BenchmarkCancelled.
+    every one available on the device. `progress` gets a line before each method's build and each
+    measurement. Setting `stop` (from another thread) ends the run before its next frame with
+    BenchmarkCancelled.
     """
     check = stop_check(stop)
     device = torch.device(device)
@@ -147,7 +148,7 @@ def benchmark(
     found = build_methods(
         lfn_ckpt, volumetric_ckpt, device, precision, instance,
         volumetric_instance(lfn_ckpt, volumetric_ckpt, instance) if volumetric_ckpt else 0,
-        backends, volumetric_frames, volumetric_warmup,
+        backends, volumetric_frames, volumetric_warmup, progress,
     )
     poses = orbit_path(frames)
     results, notes = [], list(found.notes)

@@ -227,12 +227,16 @@ class MethodSet:
 def build_methods(
     lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint | None, device: torch.device, precision: str,
     instance: int, volumetric_instance: int, backends: list[str], volumetric_frames: int | None,
-    volumetric_warmup: int | None,
+    volumetric_warmup: int | None, progress: Callable[[str], None] | None = None,
 ) -> MethodSet:
-    """backends[0] is the viewer's backend: it is required, and lfn_depth and lfn_frame use it."""
+    """backends[0] is the viewer's backend: it is required, and lfn_depth and lfn_frame use it.
+    `progress` gets a line before each build (a trace, a compile, a GL context can take long or,
+    in a native library, crash: the last line names the culprit)."""
+    say = progress or (lambda line: None)
     found = MethodSet()
     viewer_renderer = None
     for backend in backends:
+        say(f"building {method_name(backend)}")
         try:
             renderer = renderer_for(lfn_ckpt, instance, device, precision, backend)
         except Exception as error:  # e.g. a backend this torch build lacks; the first one must work
@@ -253,9 +257,11 @@ def build_methods(
             if (reason := volumetric_unavailable(sampling, device)) is not None:
                 found.notes.append(f"volumetric:{sampling} skipped: {reason}")
                 continue
+            say(f"building volumetric:{sampling}")
             faster = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager", sampling)
             found.methods.append(volumetric_method(faster, None, None, dense))
 
+    say("building lfn_frame (an offscreen GL context)")
     try:
         found.methods.extend(frame_methods(viewer_renderer))
     except Exception as error:  # no EGL or no moderngl here: the other methods still mean something

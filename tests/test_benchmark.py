@@ -102,17 +102,24 @@ def test_a_set_stop_event_ends_the_run_before_its_next_frame_and_closes_its_meth
 
     def progress(line: str) -> None:  # the third measurement is asked to stop from "another thread"
         lines.append(line)
-        if len(lines) == 3:
+        if len(timed()) == 3:
             stop.set()
+
+    def timed() -> list[str]:
+        return [line for line in lines if line.startswith("timing ")]
 
     with pytest.raises(BenchmarkCancelled):
         benchmark(checkpoints[0], checkpoints[1], "cpu", "fp32", resolutions=[16, 32], frames=2,
                   backends=["eager"], progress=progress, stop=stop)
-    assert len(lines) == 3 and closed == [True]  # no measurement after the stop; renderers and GL freed
+    assert len(timed()) == 3 and closed == [True]  # no measurement after the stop; renderers and GL freed
+    # every build was announced before the first measurement, the one that may crash named last
+    builds = lines[:lines.index(timed()[0])]
+    assert builds[0] == "building lfn:eager" and builds[-1].startswith("building lfn_frame")
+    assert "building volumetric:accelerated" in builds
     with pytest.raises(BenchmarkCancelled):  # set before the run: not one frame
         benchmark(checkpoints[0], None, "cpu", "fp32", resolutions=[16], frames=2, backends=["eager"],
                   progress=lines.append, stop=stop)
-    assert len(lines) == 3
+    assert len(timed()) == 3
 
 
 def test_missing_gl_is_a_note_not_a_failure(checkpoints, monkeypatch):
