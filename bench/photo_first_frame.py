@@ -2,7 +2,7 @@
 frame within 0.5 s on a CPU, and the frames of the refinement steps after it.
 
     python -m bench.photo_first_frame [--ckpt checkpoints/cars.pt]
-        [--encoder checkpoints/cars.encoder_cpu_preview.pt] [--data /work/data/cars]
+        [--encoder checkpoints/cars.encoder_cpu_preview.pt] [--data data/cars]
         [--photos 6] [--drops 14] [--warmup 2] [--res 256] [--during-fit | --after-orbit S]
         [--json PATH]
 
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt")
     p.add_argument("--encoder", type=Path,
                    default=ROOT / "checkpoints" / "cars.encoder_cpu_preview.pt")
-    p.add_argument("--data", type=Path, default=Path("/work/data/cars"),
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "cars",
                    help="data set whose test-split cars give the photos")
     p.add_argument("--photos", type=int, default=6, help="distinct cars (default 6)")
     p.add_argument("--drops", type=int, default=14, help="drops in all, the cold one included")
