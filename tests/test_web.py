@@ -24,7 +24,7 @@ from viser.transforms import SO3
 
 from bench.web_latency import BrowserPage, chromium_paths, free_port, poll
 from models.cameras import Orbit
-from models.checkpoint import save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.encoder import encoder_path, network_fingerprint, save_encoder
 from tests.conftest import names, skip_or_fail, tiny_lfn
 from tests.test_encoder import tiny_encoder
@@ -115,13 +115,11 @@ def vivid_ckpt(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def vivid_ckpt_with_encoder(tmp_path: Path) -> Path:
+def vivid_ckpt_with_encoder(vivid_ckpt: Path) -> Path:
     """The vivid LFN with an (untrained) encoder beside it, which estimates a photo's pose."""
-    model = vivid_lfn()
-    path = tmp_path / "vivid.pt"
-    save_checkpoint(model, names(3), {"steps": 0, "dataset": "none", "metrics": {}}, path)
-    save_encoder(tiny_encoder(), network_fingerprint(model), {}, encoder_path(path))
-    return path
+    model = load_checkpoint(vivid_ckpt).model
+    save_encoder(tiny_encoder(), network_fingerprint(model), {}, encoder_path(vivid_ckpt))
+    return vivid_ckpt
 
 
 def test_host_beyond_loopback_warns_once(tiny_ckpt):
