@@ -1,5 +1,6 @@
 """The AOTInductor backend (models/backends/aoti.py): the exported ray program compiled to a .pt2
-package, saved, loaded and rendered; without a C++ compiler, a reason instead of a crash."""
+package, saved, loaded and rendered; without a C++ compiler, a reason instead of a crash; a package
+whose load crashes a test process is refused with one line instead of crashing ours."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import torch
 from torch._inductor import aoti_load_package
 
 import main
-from models.backends import aoti
-from models.backends.aoti import AOTIBackend, cpp_compiler, ray_package
+from engine.benchmark_methods import build_methods
+from models.backends import aoti, ray_function
+from models.backends.aoti import AOTIBackend, PackageLoadError, cpp_compiler, load_verdict_path, ray_package
 from models.cameras import orbit_pose
+from models.checkpoint import load_checkpoint
 from models.lfn import ray_colors
 from models.renderer import LFNRenderer, backend_unavailable
 from tests.conftest import tiny_lfn
@@ -82,3 +85,50 @@ def test_another_aoti_renderer_loads_no_other_library():
         renderer.set_latent(model.latents.weight[instance])
         renderer.render(POSE, 8)
     assert loaded_packages() == loaded
+
+
+def use_fresh_packages(monkeypatch, cache) -> None:
+    """An empty package cache, and none of the functions this process has built (each is built once)."""
+    monkeypatch.setenv("LFN_AOTI_CACHE", str(cache))
+    monkeypatch.setattr(ray_function, "_built", {})
+
+
+@needs_compiler
+def test_a_package_whose_load_crashes_a_test_process_is_refused_in_one_line(monkeypatch, tiny_ckpt, tmp_path,
+                                                                           capsys):
+    # As loading a CUDA package did with torch 2.11 on an H100: SIGSEGV inside aoti_load_package.
+    use_fresh_packages(monkeypatch, tmp_path / "cache")
+    monkeypatch.setattr(aoti, "_LOAD_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    model = tiny_lfn()
+    with pytest.raises(PackageLoadError, match="killed a test process with SIGSEGV"):
+        LFNRenderer(model, backend="aoti")
+    package, = (tmp_path / "cache").glob("*.pt2")
+    assert load_verdict_path(package).read_text() == "loading it killed a test process with SIGSEGV"
+
+    def no_child(*_, **__):
+        raise AssertionError("the kept verdict was tested again")
+
+    monkeypatch.setattr(aoti.subprocess, "run", no_child)
+    ckpt = load_checkpoint(tiny_ckpt)
+    found = build_methods(ckpt, None, CPU, "fp32", 0, 0, ["torchscript", "aoti"], None, None)
+    assert [m.name for m in found.methods if m.name.startswith("lfn:")] == []
+    assert any(n.startswith("lfn:aoti skipped: PackageLoadError: AOTInductor package") for n in found.notes)
+    code = main.main(["--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "a.png"),
+                      "--device", "cpu", "--backend", "aoti"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "SIGSEGV" in err and err.startswith("error: ")
+    assert not (tmp_path / "a.png").exists()
+
+
+@needs_compiler
+def test_a_failed_load_that_may_pass_next_time_is_not_kept(monkeypatch, tmp_path):
+    use_fresh_packages(monkeypatch, tmp_path)
+    monkeypatch.setattr(aoti, "_LOAD_CHILD", "raise SystemExit('no GPU free')")
+    with pytest.raises(PackageLoadError, match="failed in a test process: no GPU free"):
+        LFNRenderer(tiny_lfn(), backend="aoti")
+    package, = tmp_path.glob("*.pt2")
+    assert not load_verdict_path(package).exists()
+    monkeypatch.setattr(aoti, "_LOAD_CHILD", "pass")
+    monkeypatch.setattr(ray_function, "_built", {})
+    LFNRenderer(tiny_lfn(), backend="aoti")
+    assert load_verdict_path(package).read_text() == "ok"

@@ -11,6 +11,11 @@ first renderer compiles into the package cache (`package_cache()`), later ones, 
 the next, load the saved package in milliseconds. A package's name is a digest of everything its
 native code depends on: the exported graph, the tensors' shapes and dtype, the device, torch's
 version, the host, and the CPU thread count Inductor builds its CPU kernels for.
+
+A package is loaded in a child process once before this process loads it: on the H100 with torch
+2.11 (CUDA 13.0) loading a CUDA package crashed the process (SIGSEGV inside aoti_load_package,
+every time, 2026-12-05), and a crash cannot be caught. The verdict is kept beside the package, so
+the check costs one child per package, and a package that crashes is refused with one line.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ import importlib.util
 import os
 import platform
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -70,6 +78,51 @@ def compile_ray_package(program: torch.export.ExportedProgram, path: Path) -> Pa
     return path
 
 
+class PackageLoadError(RuntimeError):
+    """A compiled package that crashed or failed the process that loaded it."""
+
+
+# Loads the package and nothing of ours: the crash seen was in torch's loader.
+_LOAD_CHILD = "import sys; from torch._inductor import aoti_load_package; aoti_load_package(sys.argv[1])"
+LOAD_CHECK_SECONDS = 300  # a CUDA load initializes the driver and may build Triton kernels
+
+
+def load_verdict_path(package: Path) -> Path:
+    return package.with_name(package.name + ".load")
+
+
+def check_package_loads(package: Path) -> None:
+    """Load `package` in a child process, once per package: a crash there is an error here. The
+    verdict is kept when it is final (loads, or crashed with a signal), not after a timeout."""
+    verdict_path = load_verdict_path(package)
+    if verdict_path.is_file():
+        verdict = verdict_path.read_text()
+    else:
+        verdict, final = load_in_child(package)
+        if final:
+            temporary = verdict_path.with_name(f".{verdict_path.name}.{os.getpid()}")
+            temporary.write_text(verdict)
+            os.replace(temporary, verdict_path)
+    if verdict != "ok":
+        raise PackageLoadError(f"AOTInductor package {package.name}: {verdict} (torch {torch.__version__}); "
+                               f"the export backend runs the same program without it")
+
+
+def load_in_child(package: Path) -> tuple[str, bool]:
+    """("ok" or what went wrong, whether that verdict holds for good)."""
+    try:
+        child = subprocess.run([sys.executable, "-c", _LOAD_CHILD, str(package)], capture_output=True,
+                               text=True, timeout=LOAD_CHECK_SECONDS)
+    except subprocess.TimeoutExpired:
+        return f"loading it took over {LOAD_CHECK_SECONDS} s in a test process", False
+    if child.returncode == 0:
+        return "ok", True
+    if child.returncode < 0:
+        return f"loading it killed a test process with {signal.Signals(-child.returncode).name}", True
+    lines = child.stderr.strip().splitlines() or [f"exit status {child.returncode}"]
+    return f"loading it failed in a test process: {lines[-1]}", False
+
+
 def ray_package(mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype) -> Path:
     """The saved package of the ray program for tensors like these: compiled on first use."""
     program = export_ray_function(mlp_tensors, dtype)
@@ -91,7 +144,9 @@ class AOTIBackend(RayFunctionBackend):
     def build_function(mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype):
         from torch._inductor import aoti_load_package
 
-        return with_min_rays(aoti_load_package(str(ray_package(mlp_tensors, dtype))))
+        package = ray_package(mlp_tensors, dtype)
+        check_package_loads(package)
+        return with_min_rays(aoti_load_package(str(package)))
 
     @classmethod
     def unavailable_reason(cls, device: torch.device, precision: str) -> str | None:
