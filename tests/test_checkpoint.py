@@ -1,6 +1,7 @@
 import os
 import pickle
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,3 +107,19 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path):
     assert not marker.exists()
     pickle.loads(pickle.dumps(Payload(marker)))
     assert marker.exists()
+
+
+SHIPPED = sorted(p for p in (Path(__file__).parent.parent / "checkpoints").glob("*.pt"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_checkpoint_is_small_and_loads_weights_only(path):
+    assert path.stat().st_size <= 16 * 2**20, f"{path.name}: over the 16 MiB a checkpoint may take"
+    torch.load(path, weights_only=True, map_location="cpu")  # raises on anything but tensors and plain data
+
+
+def test_the_wide_prior_names_its_cars_and_scores():
+    ckpt = load_checkpoint(Path(__file__).parent.parent / "checkpoints" / "cars_wide.pt")
+    origins = {name.split("-")[0] for name in ckpt.instance_names}
+    assert origins == {"torcs", "sumo", "fg", "proc2"} and len(ckpt.instance_names) == 520
+    assert set(ckpt.meta["metrics"]["per_source"]) == {"real", "procedural"}
