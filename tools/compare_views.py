@@ -179,7 +179,7 @@ def compare(args: argparse.Namespace) -> None:
                           image_psnr(lfn_image[window], truth[window]),
                           image_psnr(volumetric_image[window], truth[window]))
         scores.append(score)
-        rows.append([(f"{car}, ground truth {args.res}²", truth[window]),
+        rows.append([(f"{car}: ground truth {args.res}x{args.res}", truth[window]),
                      (f"LFN {score.lfn_crop_psnr:.1f} dB", lfn_image[window]),
                      (f"volumetric {score.volumetric_crop_psnr:.1f} dB", volumetric_image[window])])
         print(f"{car}: LFN {score.lfn_psnr:.2f} dB, volumetric {score.volumetric_psnr:.2f} dB "
