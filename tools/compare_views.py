@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,8 @@ def compare(args: argparse.Namespace) -> None:
     figure(rows, args.crop).save(args.out)
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "res": args.res, "crop": args.crop, "view": args.view, "device": args.device,
+            "date": date.today().isoformat(), "res": args.res, "crop": args.crop, "view": args.view,
+            "device": args.device,
             "volumetric_sampling": args.volumetric_sampling, "ckpt": args.ckpt,
             "volumetric": args.volumetric, "cars": [asdict(s) for s in scores]}, indent=1))
     print(f"wrote {args.out}")
