@@ -2,19 +2,27 @@
 
 For a few drawn rays of each car, the network's exact ray derivatives (forward mode, the same
 four tangents and the same least squares as models/depth.py, per ray, unpooled) give a depth z
-along the ray; the point o + z·d is projected into the `neighbours` training views of the same
-car whose cameras are nearest the ray's own, and the photo's color there (bilinear) is compared
-with the ray's target color. Where the light field's depth is right the colors agree (a Lambertian
-surface); a depth off by a pixel's worth lands on other paint. The smallest error over the
-neighbours counts (a view that sees the point occluded or outside its frame loses the minimum),
-as a Charbonnier distance (robust, L1-like). Rays whose colors hardly change (|a| below
-`min_gradient`: background, flat paint) have no depth to check and are left out, as the estimator
-leaves them out.
+along the ray. The photos of the `neighbours` training views of the same car whose cameras are
+nearest the ray's own then judge z. Two forms:
 
-Its gradient reaches the network only through z, the ratio of the rotation and shift derivatives:
-it moves the light field's local epipolar slope toward the depth the other photos agree with,
-which the image loss alone leaves free between the training views (17-21° apart here). No ground
-truth enters; rendering is unchanged (one evaluation per ray).
+    photometric  project o + z·d into the neighbours and compare the photo's color there
+                 (bilinear) with the ray's target color: a Charbonnier distance, the smallest over
+                 the neighbours (a view that sees the point occluded or outside its frame loses the
+                 minimum). Differentiable in z through the bilinear weights.
+    stereo       search depths around z (no gradient): a 3 × 3 patch of the ray's own photo,
+                 placed on a plane facing its camera at each candidate depth, is projected into
+                 the neighbours and compared (sum of squared differences, the smallest over the
+                 neighbours), the best depth refined by a parabola; then a Charbonnier distance
+                 between z and that depth, relative to it. A patch tells depths apart where one
+                 pixel's color is ambiguous, and the search does not get stuck in the bilinear
+                 interpolation's kinks as a gradient does.
+
+Rays whose colors hardly change (|a| below `min_gradient`: background, flat paint) have no depth
+and are left out, as the estimator leaves them out; so are stereo searches that end at the edge of
+their range. The gradient reaches the network only through z, the ratio of the rotation and shift
+derivatives: it moves the light field's local epipolar slope toward a depth the other photos agree
+with, which the image loss leaves free between training views (17-21° apart in our data set). No
+ground truth enters; rendering is unchanged (one evaluation per ray).
 """
 
 from __future__ import annotations
@@ -24,18 +32,24 @@ from dataclasses import dataclass
 import torch
 
 from engine.cardata import CarViews
+from models.cameras import rays_through_pixels
 from models.depth import ray_tangents
 
+GEOMETRY_LOSSES = ("photometric", "stereo")
 CHARBONNIER_EPS = 1e-3
 DEPTH_RANGE = (0.5, 10.0)  # distances along the ray trusted as depths (cars sit at ≈ 2-4)
+PATCH_OFFSETS = torch.tensor([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])  # 3 × 3
 
 
 @dataclass
 class GeometryConfig:
     weight: float = 0.0  # 0: the term is off and the step is the plain one, bit for bit
     rays_per_object: int = 64  # rays of each drawn car that carry the 4 tangents
-    neighbours: int = 3  # nearest training views each ray's depth point is projected into
-    min_gradient: float = 0.02  # per-ray |a| (√Σ a²) below which a ray has no depth
+    neighbours: int = 3  # nearest training views each ray's depth is checked in
+    min_gradient: float = 0.1  # per-ray |a| (√Σ a²) below which a ray has no depth
+    loss: str = "stereo"  # or "photometric" (the module docstring)
+    search: float = 0.06  # stereo: candidate depths z·(1 ± search) ...
+    search_steps: int = 25  # ... this many, evenly spaced
 
 
 @dataclass
@@ -43,6 +57,8 @@ class GeometryRays:
     """What the term needs of the first `rays_per_object` rays of each car, before the forward."""
 
     tangents: torch.Tensor  # (4, B, K, 6) Plücker tangents: shift, rotate along right, then down
+    own_pose: torch.Tensor  # (B, K, 4, 4) cam2world of the view each ray was drawn from
+    own_view: torch.Tensor  # (B, K) its index in the data set
     views: torch.Tensor  # (B, K, n) the neighbouring training views (data-set view indices)
     poses: torch.Tensor  # (B, K, n, 4, 4) their cam2world
 
@@ -51,6 +67,8 @@ class ReprojectionLoss:
     """The term for one data set on one device; `prepare` before the forward, `__call__` after."""
 
     def __init__(self, cars: CarViews, train_views: torch.Tensor, config: GeometryConfig):
+        if config.loss not in GEOMETRY_LOSSES:
+            raise ValueError(f"geometry loss {config.loss!r}: choose {' or '.join(GEOMETRY_LOSSES)}")
         if config.neighbours >= len(train_views):
             raise ValueError(f"--geometry-neighbours {config.neighbours}: the data set has "
                              f"{len(train_views)} training views a car")
@@ -60,6 +78,7 @@ class ReprojectionLoss:
         self.intrinsics = cars.intrinsics.to(cars.cam2world.device)
         self.centers = cars.cam2world[:, train_views, :3, 3]  # (C, Vt, 3)
         self.cam2world = cars.cam2world
+        self.offsets = PATCH_OFFSETS.to(cars.rgb.device)
 
     def prepare(self, objects: torch.Tensor, origins: torch.Tensor,
                 dirs: torch.Tensor) -> GeometryRays:
@@ -73,11 +92,11 @@ class ReprojectionLoss:
         poses = self.cam2world[objects[:, None, None], views]
         own = poses[:, :, 0]
         tangents = ray_tangents(origins, dirs, own[..., :3, 0], own[..., :3, 1])
-        return GeometryRays(tangents, views[..., 1:], poses[:, :, 1:])
+        return GeometryRays(tangents, own, views[..., 0], views[..., 1:], poses[:, :, 1:])
 
     def __call__(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
                  target: torch.Tensor, derivatives: torch.Tensor, rays: GeometryRays) -> torch.Tensor:
-        """The mean robust color error over the rays with a depth; 0 when none has one.
+        """The mean robust error over the rays with a depth; 0 when none has one.
         derivatives (4, B, K, 3) of the first K rays' colors along rays.tangents."""
         k = self.config.rays_per_object
         origins, dirs, target = origins[:, :k], dirs[:, :k], target[:, :k]
@@ -86,21 +105,66 @@ class ReprojectionLoss:
         aa = (shift * shift).sum((0, -1))
         floor = self.config.min_gradient ** 2
         depth = (shift * rotate).sum((0, -1)) / aa.clamp(min=floor)
-        has_depth = (aa > floor) & (depth > DEPTH_RANGE[0]) & (depth < DEPTH_RANGE[1])
+        used = (aa > floor) & (depth > DEPTH_RANGE[0]) & (depth < DEPTH_RANGE[1])
         depth = depth.clamp(*DEPTH_RANGE)
-        points = origins + depth[..., None] * dirs  # (B, K, 3)
-        seen, color = self.sample(objects, points, rays)
-        error = torch.sqrt(((color - target[:, :, None]) ** 2).sum(-1) + CHARBONNIER_EPS**2)
-        error = torch.where(seen, error, torch.inf).amin(-1)  # (B, K)
-        used = has_depth & torch.isfinite(error)
+        if self.config.loss == "photometric":
+            points = origins + depth[..., None] * dirs
+            seen, color = self.sample(objects, points[:, :, None], rays)
+            error = torch.sqrt(((color[:, :, 0] - target[:, :, None]) ** 2).sum(-1)
+                               + CHARBONNIER_EPS**2)
+            error = torch.where(seen[:, :, 0], error, torch.inf).amin(-1)  # (B, K)
+        else:
+            with torch.no_grad():
+                stereo, found = self.stereo_depth(objects, origins, dirs, depth.detach(), rays)
+            error = torch.sqrt(((depth - stereo) / stereo) ** 2 + CHARBONNIER_EPS**2)
+            used &= found
+        used &= torch.isfinite(error)
         return torch.where(used, error, 0.0).sum() / used.sum().clamp(min=1)
+
+    def stereo_depth(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
+                     depth: torch.Tensor, rays: GeometryRays) -> tuple[torch.Tensor, torch.Tensor]:
+        """The depth near `depth` (B, K) at which the ray's 3 × 3 patch of its own photo best
+        matches a neighbouring photo, and whether the search found a minimum inside its range."""
+        cfg = self.config
+        k = self.intrinsics
+        forward = rays.own_pose[..., :3, 2]
+        local = torch.einsum("bkji,bkj->bki", rays.own_pose[..., :3, :3], dirs)
+        # the ray's pixel in its own view (pixel centers at integer coordinates + 0.5 there)
+        col = (k[0, 0] * local[..., 0] / local[..., 2] + k[0, 2] - 0.5).round().long()
+        row = (k[1, 1] * local[..., 1] / local[..., 2] + k[1, 2] - 0.5).round().long()
+        height, width = self.rgb.shape[2:4]
+        pcol = (col[..., None] + self.offsets[:, 1]).clamp(0, width - 1)  # (B, K, 9)
+        prow = (row[..., None] + self.offsets[:, 0]).clamp(0, height - 1)
+        patch = self.rgb[objects[:, None, None], rays.own_view[..., None], prow, pcol].float() / 255
+        _, patch_dirs = rays_through_pixels(rays.own_pose[:, :, None], k, pcol.float(), prow.float())
+        # candidate depths: a plane facing the camera at the ray's camera-z times each scale
+        scales = torch.linspace(1 - cfg.search, 1 + cfg.search, cfg.search_steps, device=depth.device)
+        plane = (depth * (dirs * forward).sum(-1))[..., None, None] * scales[:, None]  # (B, K, S, 1)
+        along = plane / (patch_dirs * forward[:, :, None]).sum(-1)[:, :, None]  # (B, K, S, 9)
+        points = origins[:, :, None, None] + along[..., None] * patch_dirs[:, :, None]
+        seen, color = self.sample(objects, points.flatten(2, 3), rays)  # (B, K, S·9, n, ·)
+        steps = cfg.search_steps
+        ssd = ((color - patch.repeat(1, 1, steps, 1)[..., None, :]) ** 2).sum(-1)
+        ssd = torch.where(seen, ssd, torch.inf).view(*depth.shape, steps, 9, -1).sum(3)
+        cost = ssd.amin(-1)  # (B, K, S): the best neighbour at each depth
+        best = cost.argmin(-1)
+        inside = (best > 0) & (best < steps - 1) & torch.isfinite(cost.gather(-1, best[..., None]))[..., 0]
+        at = best.clamp(1, steps - 2)[..., None]
+        left, mid, right = (cost.gather(-1, at + i)[..., 0] for i in (-1, 0, 1))
+        curvature = left - 2 * mid + right
+        shift = torch.where(curvature > 0, 0.5 * (left - right) / curvature.clamp(min=1e-12), 0.0)
+        step = 2 * cfg.search / (steps - 1)
+        found_scale = scales[at[..., 0]] + shift.clamp(-0.5, 0.5).nan_to_num(0.0) * step
+        return depth * found_scale, inside & torch.isfinite(curvature)
 
     def sample(self, objects: torch.Tensor, points: torch.Tensor,
                rays: GeometryRays) -> tuple[torch.Tensor, torch.Tensor]:
-        """Project points (B, K, 3) into the neighbouring views: (B, K, n) whether the point is in
-        front of the camera and inside the frame, and the photo's bilinear color (B, K, n, 3)."""
-        rotation, center = rays.poses[..., :3, :3], rays.poses[..., :3, 3]
-        local = torch.einsum("bknji,bknj->bkni", rotation, points[:, :, None] - center)
+        """Project points (B, K, M, 3) into each ray's neighbouring views: (B, K, M, n) whether a
+        point is in front of the camera and inside the frame, and the photo's bilinear color
+        (B, K, M, n, 3)."""
+        rotation = rays.poses[:, :, None, :, :3, :3]  # (B, K, 1, n, 3, 3)
+        center = rays.poses[:, :, None, :, :3, 3]
+        local = torch.einsum("bkmnji,bkmnj->bkmni", rotation, points[:, :, :, None] - center)
         z = local[..., 2]
         safe_z = torch.where(z > 1e-3, z, 1.0)
         k = self.intrinsics
@@ -113,10 +177,11 @@ class ReprojectionLoss:
         row0 = row.detach().floor().clamp(0, height - 2)
         fc, fr = (col - col0)[..., None], (row - row0)[..., None]
         c0, r0 = col0.long(), row0.long()
-        obj = objects[:, None, None].expand_as(rays.views)
+        obj = objects[:, None, None, None]
+        views = rays.views[:, :, None]
 
         def pixel(dr: int, dc: int) -> torch.Tensor:
-            return self.rgb[obj, rays.views, r0 + dr, c0 + dc].float() / 255.0
+            return self.rgb[obj, views, r0 + dr, c0 + dc].float() / 255.0
 
         top = pixel(0, 0) * (1 - fc) + pixel(0, 1) * fc
         bottom = pixel(1, 0) * (1 - fc) + pixel(1, 1) * fc

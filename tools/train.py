@@ -87,7 +87,8 @@ class TrainConfig:
     init: str | None = None  # a checkpoint to start from: its network, its codes of shared cars
     geometry_weight: float = 0.0  # the reprojection term's weight; 0 = off (engine/reprojection.py)
     geometry_rays: int = 64  # rays of each drawn car that the term checks
-    geometry_neighbours: int = 3  # training views each checked ray's depth point is projected into
+    geometry_neighbours: int = 3  # training views each checked ray's depth is judged in
+    geometry_loss: str = "stereo"  # or "photometric" (engine/reprojection.py)
 
 
 # ---------------------------------------------------------------- distributed set-up
@@ -385,7 +386,8 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
             raise ValueError(f"--geometry-rays {cfg.geometry_rays}: between 1 and "
                              f"--rays-per-object ({cfg.rays_per_object})")
         geometry = ReprojectionLoss(cars, train_views, GeometryConfig(
-            cfg.geometry_weight, cfg.geometry_rays, cfg.geometry_neighbours))
+            cfg.geometry_weight, cfg.geometry_rays, cfg.geometry_neighbours,
+            loss=cfg.geometry_loss))
     wrap = None
     if env.world > 1:
         device_ids = [env.device.index] if env.device.type == "cuda" else None
