@@ -149,7 +149,7 @@ class TrainingStep:
         with autocast:
             color, latents, derivatives = self.forward(objects, origins, dirs, rays.tangents)
         loss, mse = batch_loss(color, latents, target, self.latent_weight)
-        geometry = self.geometry(objects, origins, dirs, target, derivatives, rays)
+        geometry = self.geometry(objects, origins, dirs, derivatives, rays)
         return loss + self.geometry.config.weight * geometry, mse, geometry
 
     def __call__(self, batch: RayBatch, lr_scale: float) -> StepResult:

@@ -18,9 +18,10 @@ long runs go on across calls and sessions (TRAINING.md). A step whose gradients 
 is skipped and counted (`skipped_steps` in the log and the state).
 
 --geometry-weight W > 0 adds a geometry term (engine/reprojection.py, fast step and LFN only): on
---geometry-rays rays of each car the LFN's gradient depth is projected into the nearest
---geometry-neighbours training views and must find the ray's color there. --init CKPT starts from
-a checkpoint's network and the latent codes of the cars it shares by name (a fine-tune).
+--geometry-rays rays of each car the LFN's gradient depth is pulled toward the depth at which a
+patch of the ray's photo matches the nearest --geometry-neighbours training views (stereo).
+--init CKPT starts from a checkpoint's network and the latent codes of the cars it shares by name
+(a fine-tune).
 """
 
 from __future__ import annotations
@@ -88,7 +89,6 @@ class TrainConfig:
     geometry_weight: float = 0.0  # the reprojection term's weight; 0 = off (engine/reprojection.py)
     geometry_rays: int = 64  # rays of each drawn car that the term checks
     geometry_neighbours: int = 3  # training views each checked ray's depth is judged in
-    geometry_loss: str = "stereo"  # or "photometric" (engine/reprojection.py)
 
 
 # ---------------------------------------------------------------- distributed set-up
@@ -386,8 +386,7 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
             raise ValueError(f"--geometry-rays {cfg.geometry_rays}: between 1 and "
                              f"--rays-per-object ({cfg.rays_per_object})")
         geometry = ReprojectionLoss(cars, train_views, GeometryConfig(
-            cfg.geometry_weight, cfg.geometry_rays, cfg.geometry_neighbours,
-            loss=cfg.geometry_loss))
+            cfg.geometry_weight, cfg.geometry_rays, cfg.geometry_neighbours))
     wrap = None
     if env.world > 1:
         device_ids = [env.device.index] if env.device.type == "cuda" else None
