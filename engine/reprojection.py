@@ -44,7 +44,7 @@ PATCH_OFFSETS = torch.tensor([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
 @dataclass
 class GeometryConfig:
     weight: float = 0.0  # 0: the term is off and the step is the plain one, bit for bit
-    rays_per_object: int = 64  # rays of each drawn car that carry the 4 tangents
+    rays_per_object: int = 128  # rays of each drawn car that carry the 4 tangents
     neighbours: int = 3  # nearest training views each ray's depth is checked in
     min_gradient: float = 0.1  # per-ray |a| (√Σ a²) below which a ray has no depth
     search: float = 0.06  # candidate depths z·(1 ± search) ...

@@ -201,7 +201,8 @@ def test_init_starts_from_a_checkpoints_network_and_codes(spheres, textured_star
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--geometry-weight", "1", "--geometry-rays", "65"], "--geometry-rays 65"),
+    (["--geometry-weight", "1", "--geometry-rays", "0"], "--geometry-rays 0"),
+    (["--geometry-weight", "-0.1"], "--geometry-weight -0.1"),
     (["--geometry-weight", "1", "--geometry-neighbours", "8"], "--geometry-neighbours 8"),
     (["--geometry-weight", "1", "--step-impl", "reference"], "fast step"),
     (["--init", "missing.pt"], "missing.pt"),

@@ -87,7 +87,7 @@ class TrainConfig:
     call_minutes: float | None = None  # ... or after this much wall time (checked every window)
     init: str | None = None  # a checkpoint to start from: its network, its codes of shared cars
     geometry_weight: float = 0.0  # the reprojection term's weight; 0 = off (engine/reprojection.py)
-    geometry_rays: int = 64  # rays of each drawn car that the term checks
+    geometry_rays: int = 128  # rays of each drawn car that the term checks (≤ rays_per_object)
     geometry_neighbours: int = 3  # training views each checked ray's depth is judged in
 
 
@@ -202,7 +202,8 @@ def initialize_from(model, path: str, car_ids: list[str]) -> int:
         raise ValueError(f"--init {path}: its architecture {ckpt.model.config} differs from this "
                          f"run's {model.config}")
     network = {k: v for k, v in ckpt.model.state_dict().items() if not k.startswith("latents")}
-    model.load_state_dict(network, strict=False)
+    missing = model.load_state_dict(network, strict=False).missing_keys
+    assert missing == ["latents.weight"], missing  # the same architecture: only the table differs
     row = {name: i for i, name in enumerate(ckpt.instance_names)}
     shared = [(i, row[name]) for i, name in enumerate(car_ids) if name in row]
     with torch.no_grad():
@@ -381,12 +382,14 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
             print(f"initialized from {cfg.init}: network and {copied} of {num_cars} latent codes")
     train_views = torch.nonzero(cars.train_view).flatten().to(env.device)
     geometry = None
+    if cfg.geometry_weight < 0:
+        raise ValueError(f"--geometry-weight {cfg.geometry_weight}: 0 (off) or more")
     if cfg.geometry_weight > 0:
-        if not 0 < cfg.geometry_rays <= cfg.rays_per_object:
-            raise ValueError(f"--geometry-rays {cfg.geometry_rays}: between 1 and "
-                             f"--rays-per-object ({cfg.rays_per_object})")
+        if cfg.geometry_rays < 1:
+            raise ValueError(f"--geometry-rays {cfg.geometry_rays}: at least 1")
         geometry = ReprojectionLoss(cars, train_views, GeometryConfig(
-            cfg.geometry_weight, cfg.geometry_rays, cfg.geometry_neighbours))
+            cfg.geometry_weight, min(cfg.geometry_rays, cfg.rays_per_object),
+            cfg.geometry_neighbours))
     wrap = None
     if env.world > 1:
         device_ids = [env.device.index] if env.device.type == "cuda" else None
