@@ -93,8 +93,9 @@ class ReprojectionLoss:
 
     def __call__(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
                  derivatives: torch.Tensor, rays: GeometryRays) -> torch.Tensor:
-        """The mean robust error over the rays with a depth; 0 when none has one.
-        derivatives (4, B, K, 3) of the first K rays' colors along rays.tangents."""
+        """The mean robust relative distance between each ray's depth and the photos' depth, over
+        the rays that have both; 0 when none has. derivatives (4, B, K, 3) of the first K rays'
+        colors along rays.tangents."""
         k = self.config.rays_per_object
         origins, dirs = origins[:, :k], dirs[:, :k]
         derivatives = derivatives.float()
