@@ -14,6 +14,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.lfn import LFNConfig, LightFieldNetwork
 from models.plucker import plucker
 from tests.synthetic_cars import write_synthetic_dataset
+from tests.test_train_step import trained_a_little
 from tools.train import main, parse_args, train
 
 RADIUS = 0.8
@@ -83,17 +84,6 @@ def test_the_term_is_near_zero_for_a_consistent_light_field_and_not_for_a_wrong_
 
 def test_a_flat_light_field_has_no_depth_to_check(sphere_photos):
     assert term(sphere_photos, lambda rays: torch.full_like(rays[..., :3], 0.5)) == 0
-
-
-def trained_a_little(seed: int = 0) -> LightFieldNetwork:
-    """A small LFN whose FiLM is not the identity it starts as."""
-    torch.manual_seed(seed)
-    model = LightFieldNetwork(LFNConfig(num_instances=3, latent_dim=16, width=32, hidden_layers=3,
-                                        cond_width=32))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn_like(p))
-    return model
 
 
 def test_the_folded_forward_with_tangents_gives_the_colors_and_their_exact_derivatives():
