@@ -2,7 +2,7 @@
 
     python -m bench.train_throughput [--device auto|cuda|cpu] [--data DIR] [--objects 64]
         [--rays 1024 4096] [--steps 50] [--warmup 15] [--compile default reduce-overhead]
-        [--width 256 --hidden-layers 6 --latent-dim 256] [--profile N]
+        [--width 256 --hidden-layers 6 --latent-dim 256] [--profile N] [--geometry-rays 128]
         [--json results/train_throughput_X.json]
 
 Each variant trains a fresh model (same seed) for `--warmup` untimed steps, then `--steps` timed
@@ -14,7 +14,8 @@ on a CPU with the wall clock. Reported: the median step time and rays/s = rays p
 
 Without --data the cars are random images of the shipped data set's shape (304 training cars,
 50 training views, 128² px on CUDA; fewer and smaller on a CPU): the step's cost does not depend
-on what the pixels show.
+on what the pixels show. `--geometry-rays N` also times each fast variant with the geometry term
+(engine/reprojection.py, stereo form) on N rays of each car: its cost, not its effect.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch.profiler import ProfilerActivity, profile
 from engine.benchmark import device_name
 from engine.cardata import CarViews, load_cars
 from engine.cli import OneLineParser, UsageError, run_entry_point, write_json
+from engine.reprojection import GeometryConfig, ReprojectionLoss
 from engine.train_step import COMPILE_MODES, draw_batch, make_training_step
 from models.cameras import intrinsics, orbit_pose
 from models.lfn import LFNConfig, LightFieldNetwork
@@ -53,15 +55,16 @@ def random_cars(cars: int, views: int, res: int, device: torch.device) -> CarVie
 
 def step_times(cars: CarViews, impl: str, compile_mode: str, objects: int, rays: int,
                arch: dict, steps: int, warmup: int, device: torch.device,
-               profiled: int = 0) -> tuple[list[float], float, str | None]:
+               profiled: int = 0, geometry_rays: int = 0) -> tuple[list[float], float, str | None]:
     """Seconds of each timed step, the loss of the last one, and (profiled > 0) the profiler's
     table of that many further steps: where a step's time goes, kernel by kernel."""
     torch.manual_seed(0)
     model = LightFieldNetwork(LFNConfig(num_instances=cars.rgb.shape[0], **arch)).to(device)
+    views = torch.nonzero(cars.train_view).flatten().to(device)
+    geometry = ReprojectionLoss(cars, views, GeometryConfig(0.3, geometry_rays)) if geometry_rays else None
     step_fn = make_training_step(model, impl, lr=5e-4, latent_lr=1e-3, latent_weight=1e-4,
                                  device=device, compile_mode=compile_mode,
-                                 skip_nonfinite=impl != "reference")
-    views = torch.nonzero(cars.train_view).flatten().to(device)
+                                 skip_nonfinite=impl != "reference", geometry=geometry)
     generator = torch.Generator(device=device)
 
     def one_step(i: int):
@@ -114,20 +117,25 @@ def run(args: argparse.Namespace) -> dict:
                            args.res or (128 if on_gpu else 64), device)
     arch = {"latent_dim": args.latent_dim, "width": args.width, "hidden_layers": args.hidden_layers}
     load_before = os.getloadavg()[0]  # a shared CPU: other jobs slow the steps down
-    variants = [("reference", "off"), ("fast", "off")] + [("fast", m) for m in args.compile]
+    plain = [("reference", "off", 0), ("fast", "off", 0)] + [("fast", m, 0) for m in args.compile]
+    variants = plain + [("fast", m, g) for g in args.geometry_rays
+                        for m in ("off", *args.compile)]
     rows = []
     for rays in args.rays:
-        for impl, compile_mode in variants:
+        for impl, compile_mode, geometry_rays in variants:
             times, loss, table = step_times(cars, impl, compile_mode, args.objects, rays, arch,
-                                            args.steps, args.warmup, device, args.profile)
+                                            args.steps, args.warmup, device, args.profile,
+                                            geometry_rays)
             median = statistics.median(times)
             rows.append({"impl": impl, "compile": compile_mode, "objects_per_step": args.objects,
-                         "rays_per_object": rays, "rays_per_step": args.objects * rays,
+                         "rays_per_object": rays, "geometry_rays": geometry_rays,
+                         "rays_per_step": args.objects * rays,
                          "median_ms": round(median * 1e3, 3),
                          "mean_ms": round(statistics.fmean(times) * 1e3, 3),
                          "rays_per_s": round(args.objects * rays / median),
                          "last_loss": loss, "profile": table})
-            print(f"{impl:9s} compile={compile_mode:26s} {args.objects}x{rays}: "
+            print(f"{impl:9s} compile={compile_mode:26s} geometry={geometry_rays:<4d} "
+                  f"{args.objects}x{rays}: "
                   f"{median * 1e3:8.2f} ms/step  {rows[-1]['rays_per_s'] / 1e6:8.3f} M rays/s")
     for row in rows:  # the speed-up over the reference at the same batch shape
         base = next(r for r in rows if r["impl"] == "reference"
@@ -169,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile N more steps of each variant (torch.profiler; "
                         "tables in the JSON, the last one printed)")
+    p.add_argument("--geometry-rays", type=int, nargs="*", default=[], metavar="N",
+                   help="also time each fast variant with the geometry term on N rays a car")
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     args = p.parse_args(argv)
     return run_entry_point(lambda: measure_and_write(args), args.debug)

@@ -12,7 +12,9 @@ fp32 rounding (tests/test_train_step.py checks it on every parameter, the latent
                CUDA that skips a non-finite step on the device (no host round trip; the
                multi-tensor Adam on a CPU), and optionally torch.compile around forward and loss.
 
-On CUDA both run the network under bf16 autocast.
+On CUDA both run the network under bf16 autocast. The fast step optionally adds a geometry term
+(engine/reprojection.py) computed on a few rays of each car that carry ray tangents through the
+same batched forward; with it off the step is the plain one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import torch
 from torch import nn
 
 from engine.cardata import CarViews
+from engine.reprojection import ReprojectionLoss
+from models.plucker import plucker
 from models.sampling import sample_rays
 
 STEP_IMPLS = ("reference", "fast")
@@ -53,7 +57,8 @@ def draw_batch(cars: CarViews, train_views: torch.Tensor, objects_per_step: int,
 
 class BatchForward(nn.Module):
     """(objects, origins, dirs) → (colors, the objects' latent codes): what DDP wraps, so that the
-    latent lookup and the network run inside its forward."""
+    latent lookup and the network run inside its forward. With `tangents` (T, B, K, 6) (the LFN's
+    folded forward only) it also returns the first K colors' derivatives along them."""
 
     def __init__(self, model: nn.Module, folded: bool):
         super().__init__()
@@ -61,9 +66,14 @@ class BatchForward(nn.Module):
         # Only the LFN has a folded forward; the volumetric model keeps its own.
         self.options = {"folded": True} if folded and model.kind == "lfn" else {}
 
-    def forward(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor):
+    def forward(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
+                tangents: torch.Tensor | None = None):
         latents = self.model.latents(objects)
-        return self.model(origins, dirs, latents, **self.options), latents
+        if tangents is None:
+            return self.model(origins, dirs, latents, **self.options), latents
+        colors, derivatives = self.model.colors_with_derivatives(plucker(origins, dirs), tangents,
+                                                                 latents)
+        return colors, latents, derivatives
 
 
 def batch_loss(color: torch.Tensor, latents: torch.Tensor, target: torch.Tensor,
@@ -97,6 +107,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
 class StepResult:
     loss: torch.Tensor  # 0-d, on the device: reading it waits for the step
     mse: torch.Tensor
+    geometry: torch.Tensor | None = None  # the geometry term before its weight, when on
 
 
 class TrainingStep:
@@ -105,13 +116,15 @@ class TrainingStep:
     `forward` is a BatchForward, maybe wrapped in DDP; compile_mode != "off" puts torch.compile
     around forward and loss. A skipped step (NaN or inf anywhere in the gradients, the
     all-reduced ones under DDP, so every rank skips together) leaves weights and Adam's moments
-    and step count as they were; `skipped` counts them on the device.
+    and step count as they were; `skipped` counts them on the device. `geometry` adds its
+    weighted term to the loss.
     """
 
     def __init__(self, forward: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
                  base_lrs: list[float], latent_weight: float, device: torch.device,
-                 skip_nonfinite: bool = True, compile_mode: str = "off"):
-        self.forward, self.optimizer = forward, optimizer
+                 skip_nonfinite: bool = True, compile_mode: str = "off",
+                 geometry: ReprojectionLoss | None = None):
+        self.forward, self.optimizer, self.geometry = forward, optimizer, geometry
         self.params = list(model.parameters())
         self.base_lrs, self.latent_weight = base_lrs, latent_weight
         self.device_type = device.type
@@ -124,24 +137,32 @@ class TrainingStep:
         self.graphed = compile_mode == "reduce-overhead"
 
     def forward_and_loss(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
-                         target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss, mse); the network under bf16 autocast on CUDA."""
-        with torch.autocast(self.device_type, dtype=torch.bfloat16,
-                            enabled=self.device_type == "cuda"):
-            color, latents = self.forward(objects, origins, dirs)
-        return batch_loss(color, latents, target, self.latent_weight)
+                         target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(loss, mse, the geometry term or None); the network under bf16 autocast on CUDA."""
+        autocast = torch.autocast(self.device_type, dtype=torch.bfloat16,
+                                  enabled=self.device_type == "cuda")
+        if self.geometry is None:
+            with autocast:
+                color, latents = self.forward(objects, origins, dirs)
+            return *batch_loss(color, latents, target, self.latent_weight), None
+        rays = self.geometry.prepare(objects, origins, dirs)
+        with autocast:
+            color, latents, derivatives = self.forward(objects, origins, dirs, rays.tangents)
+        loss, mse = batch_loss(color, latents, target, self.latent_weight)
+        geometry = self.geometry(objects, origins, dirs, derivatives, rays)
+        return loss + self.geometry.config.weight * geometry, mse, geometry
 
     def __call__(self, batch: RayBatch, lr_scale: float) -> StepResult:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * lr_scale
         if self.graphed:
             torch.compiler.cudagraph_mark_step_begin()
-        loss, mse = self.loss(batch.objects, batch.origins, batch.dirs, batch.target)
+        loss, mse, geometry = self.loss(batch.objects, batch.origins, batch.dirs, batch.target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if not self.skip_nonfinite:
             self.optimizer.step()
-            return StepResult(loss, mse)
+            return StepResult(loss, mse, geometry)
         grads = [p.grad for p in self.params if p.grad is not None]
         bad = ~torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True))
         self.skipped += bad
@@ -150,20 +171,25 @@ class TrainingStep:
             self.optimizer.step()
         elif not bad.item():
             self.optimizer.step()
-        return StepResult(loss, mse)
+        return StepResult(loss, mse, geometry)
 
 
 def make_training_step(model: nn.Module, impl: str, lr: float, latent_lr: float,
                        latent_weight: float, device: torch.device, wrap=None,
-                       compile_mode: str = "off", skip_nonfinite: bool = True) -> TrainingStep:
+                       compile_mode: str = "off", skip_nonfinite: bool = True,
+                       geometry: ReprojectionLoss | None = None) -> TrainingStep:
     """The step `impl` ("reference" or "fast") for `model` on `device`. `wrap` (e.g. DDP) wraps
-    the BatchForward; compile_mode != "off" compiles forward and loss (fast step only)."""
+    the BatchForward; compile_mode != "off" compiles forward and loss (fast step only);
+    `geometry` adds the reprojection term (fast step and LFN only)."""
     if impl not in STEP_IMPLS:
         raise ValueError(f"step implementation {impl!r}: choose {' or '.join(STEP_IMPLS)}")
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {compile_mode!r}: choose one of {', '.join(COMPILE_MODES)}")
     if compile_mode != "off" and impl != "fast":
         raise ValueError("torch.compile is an option of the fast step only")
+    if geometry is not None and (impl != "fast" or model.kind != "lfn"):
+        raise ValueError("the geometry term needs the fast step and the LFN (--step-impl fast "
+                         "--model lfn)")
     fast = impl == "fast"
     forward = BatchForward(model, folded=fast)
     if wrap is not None:
@@ -171,4 +197,4 @@ def make_training_step(model: nn.Module, impl: str, lr: float, latent_lr: float,
     adam = "default" if not fast else "fused" if device.type == "cuda" else "foreach"
     optimizer = make_optimizer(model, lr, latent_lr, adam)
     return TrainingStep(forward, model, optimizer, [lr, latent_lr], latent_weight, device,
-                        skip_nonfinite, compile_mode)
+                        skip_nonfinite, compile_mode, geometry)

@@ -89,6 +89,28 @@ class FiLMNetwork(nn.Module):
             h = torch.relu(torch.bmm(h, weight.transpose(1, 2)) + bias[:, None])
         return self.head(h)
 
+    def forward_folded_with_tangents(
+        self, x: torch.Tensor, tangents: torch.Tensor, latents: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward_folded plus the exact directional derivatives of the first K inputs of each
+        object (forward mode, differentiable by ordinary backward: no double backward).
+
+        x (B, N, in), tangents (T, B, K, in) with K <= N → output (B, N, out) and its tangents
+        (T, B, K, out). The tangent streams ride as extra rows of each layer's one bmm; they
+        take no bias and the gate of their ray's primal (a ReLU network's derivative is its
+        gated weights)."""
+        t, b, k, _ = tangents.shape
+        n = x.shape[1]
+        h = torch.cat([x, tangents.transpose(0, 1).reshape(b, t * k, -1)], 1)
+        for weight, bias in self.folded_layers(latents):
+            z = torch.bmm(h, weight.transpose(1, 2))
+            primal = z[:, :n] + bias[:, None]
+            gate = (primal[:, :k] > 0).repeat(1, t, 1)
+            # where, not a product with the gate: an overflowed inf times 0 is NaN
+            h = torch.cat([torch.relu(primal), torch.where(gate, z[:, n:], 0.0)], 1)
+        out = self.head(h[:, :n])
+        return out, (h[:, n:] @ self.head.weight.t()).view(b, t, k, -1).transpose(0, 1)
+
     def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Fold one latent (latent_dim,) into plain MLP tensors for models.mlp.mlp_forward."""
         w, b = zip(*[(weight[0], bias[0]) for weight, bias in self.folded_layers(latent[None])],
@@ -128,6 +150,17 @@ class LightFieldNetwork(nn.Module):
         """rays (B, N, 6) Plücker, latents (B, latent_dim) → colors (B, N, 3)."""
         net = self.net.forward_folded if folded else self.net
         return torch.sigmoid(net(rays, latents))
+
+    def colors_with_derivatives(
+        self, rays: torch.Tensor, tangents: torch.Tensor, latents: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """rays (B, N, 6) Plücker, tangents (T, B, K, 6) of the first K rays of each object →
+        colors (B, N, 3) and the first K colors' derivatives along the tangents (T, B, K, 3),
+        through the folded forward; for training losses on the light field's gradients."""
+        logits, dlogits = self.net.forward_folded_with_tangents(rays, tangents, latents)
+        colors = torch.sigmoid(logits)
+        head = colors[:, :tangents.shape[2]]
+        return colors, head * (1 - head) * dlogits
 
     def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.net.specialize(latent)

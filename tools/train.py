@@ -16,6 +16,12 @@ bit for bit as if the run had not stopped (on one device). --call-steps / --call
 process early with a state (the schedule still spans --steps / --minutes), and so does SIGTERM:
 long runs go on across calls and sessions (TRAINING.md). A step whose gradients are not finite
 is skipped and counted (`skipped_steps` in the log and the state).
+
+--geometry-weight W > 0 adds a geometry term (engine/reprojection.py, fast step and LFN only): on
+--geometry-rays rays of each car the LFN's gradient depth is pulled toward the depth at which a
+patch of the ray's photo matches the nearest --geometry-neighbours training views (stereo).
+--init CKPT starts from a checkpoint's network and the latent codes of the cars it shares by name
+(a fine-tune).
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ from tqdm import tqdm
 from engine.cardata import CarViews, load_cars
 from engine.cli import OneLineParser, debug_requested, run_entry_point
 from engine.metrics import psnr
+from engine.reprojection import GeometryConfig, ReprojectionLoss
 from engine.train_step import draw_batch, load_optimizer_state, make_training_step
 from models.cameras import rays_through_pixels
-from models.checkpoint import atomic_save, checkpoint_dict
+from models.checkpoint import atomic_save, checkpoint_dict, load_checkpoint
 from models.fitting import psnr_from_mse
 from models.lfn import LFNConfig, LightFieldNetwork
 from models.volumetric import VolumetricConfig, VolumetricField
@@ -78,6 +85,10 @@ class TrainConfig:
     compile: str = "off"  # torch.compile mode around the fast step's forward and loss
     call_steps: int | None = None  # end this process after this many steps, with a state
     call_minutes: float | None = None  # ... or after this much wall time (checked every window)
+    init: str | None = None  # a checkpoint to start from: its network, its codes of shared cars
+    geometry_weight: float = 0.0  # the reprojection term's weight; 0 = off (engine/reprojection.py)
+    geometry_rays: int = 128  # rays of each drawn car that the term checks (≤ rays_per_object)
+    geometry_neighbours: int = 3  # training views each checked ray's depth is judged in
 
 
 # ---------------------------------------------------------------- distributed set-up
@@ -180,6 +191,25 @@ def build_model(cfg: TrainConfig, num_instances: int) -> LightFieldNetwork | Vol
     if cfg.model == "volumetric":
         return VolumetricField(VolumetricConfig(num_instances=num_instances, **arch))
     raise ValueError(f"--model {cfg.model!r}: choose lfn or volumetric")
+
+
+def initialize_from(model, path: str, car_ids: list[str]) -> int:
+    """Copy a checkpoint's network weights into `model` and its latent code of each car both know
+    (by name); the other cars keep their fresh codes. Returns how many codes were copied."""
+    ckpt = load_checkpoint(path)
+    if ckpt.model.kind != model.kind or ckpt.model.config != dataclasses.replace(
+            model.config, num_instances=ckpt.model.config.num_instances):
+        raise ValueError(f"--init {path}: its architecture {ckpt.model.config} differs from this "
+                         f"run's {model.config}")
+    network = {k: v for k, v in ckpt.model.state_dict().items() if not k.startswith("latents")}
+    missing = model.load_state_dict(network, strict=False).missing_keys
+    assert missing == ["latents.weight"], missing  # the same architecture: only the table differs
+    row = {name: i for i, name in enumerate(ckpt.instance_names)}
+    shared = [(i, row[name]) for i, name in enumerate(car_ids) if name in row]
+    with torch.no_grad():
+        for mine, theirs in shared:
+            model.latents.weight[mine] = ckpt.latents[theirs].to(model.latents.weight)
+    return len(shared)
 
 
 def state_files(out: Path) -> list[Path]:
@@ -346,13 +376,27 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
     num_cars = cars.rgb.shape[0]
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, num_cars).to(env.device)
+    if cfg.init:
+        copied = initialize_from(model, cfg.init, cars.ids)
+        if env.main:
+            print(f"initialized from {cfg.init}: network and {copied} of {num_cars} latent codes")
+    train_views = torch.nonzero(cars.train_view).flatten().to(env.device)
+    geometry = None
+    if cfg.geometry_weight < 0:
+        raise ValueError(f"--geometry-weight {cfg.geometry_weight}: 0 (off) or more")
+    if cfg.geometry_weight > 0:
+        if cfg.geometry_rays < 1:
+            raise ValueError(f"--geometry-rays {cfg.geometry_rays}: at least 1")
+        geometry = ReprojectionLoss(cars, train_views, GeometryConfig(
+            cfg.geometry_weight, min(cfg.geometry_rays, cfg.rays_per_object),
+            cfg.geometry_neighbours))
     wrap = None
     if env.world > 1:
         device_ids = [env.device.index] if env.device.type == "cuda" else None
         wrap = lambda forward: torch.nn.parallel.DistributedDataParallel(  # noqa: E731
             forward, device_ids=device_ids)
     step_fn = make_training_step(model, cfg.step_impl, cfg.lr, cfg.latent_lr, cfg.latent_weight,
-                                 env.device, wrap, cfg.compile)
+                                 env.device, wrap, cfg.compile, geometry=geometry)
     step, seconds = 0, 0.0
     if cfg.resume and (saved := load_latest_state(out)) is not None:
         path, state = saved
@@ -362,7 +406,6 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
         step_fn.skipped += state.get("skipped_steps", 0)
         if env.main:
             print(f"resumed from step {step} ({seconds / 60:.1f} min trained)")
-    train_views = torch.nonzero(cars.train_view).flatten().to(env.device)
     drawn = torch.zeros(num_cars, dtype=torch.bool, device=env.device)  # cars this rank has drawn
     generator = torch.Generator(device=env.device)
     log = (out / "log.jsonl").open("a") if env.main else None
@@ -419,6 +462,8 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
             record = {"step": step, "seconds": round(seconds, 2), "loss": result.loss.item(),
                       "psnr": psnr_from_mse(mse), "rays_per_s": round(rate),
                       "lr_scale": round(scale, 4), "world": env.world, "skipped_steps": skipped}
+            if result.geometry is not None:
+                record["geometry"] = result.geometry.item()
             bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['psnr']:.2f}")
             log.write(json.dumps(record) + "\n")
             log.flush()
