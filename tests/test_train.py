@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from models.checkpoint import load_checkpoint
 from models.lfn import LFNConfig, LightFieldNetwork
 from tests.synthetic_cars import write_synthetic_dataset
-from tools.train import load_latest_state, parse_args, replica_check, train
+from tools.train import learning_rate_scale, load_latest_state, parse_args, replica_check, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--objects-per-step", "3", "--rays-per-object", "256", "--width", "32",
@@ -108,3 +108,13 @@ def test_replica_check_finds_a_code_that_differs_between_ranks(tmp_path):
         assert results[rank]["latent_replica_max_abs_diff"] == pytest.approx(0.25)
         assert results[rank]["replica_max_abs_diff"] == pytest.approx(0.25)
         assert results[rank]["cars_never_drawn"] == 1
+
+
+def test_a_time_budget_alone_is_not_cut_short_by_a_default_step_count():
+    timed = parse_args(["--data", "d", "--out", "o", "--minutes", "21"])
+    assert timed.step_budget is None  # the wider run stopped at the old default 200 000 with 4 min left
+    assert learning_rate_scale(timed, step=10**7, seconds=21 * 30) == pytest.approx(0.1 ** 0.5)
+    assert parse_args(["--data", "d", "--out", "o"]).step_budget == 200_000
+    both = parse_args(["--data", "d", "--out", "o", "--minutes", "21", "--steps", "1000"])
+    assert both.step_budget == 1000
+    assert learning_rate_scale(both, step=500, seconds=1.0) == pytest.approx(0.1 ** 0.5)

@@ -53,6 +53,7 @@ from models.lfn import LFNConfig, LightFieldNetwork
 from models.volumetric import VolumetricConfig, VolumetricField
 
 STATE_GLOB = "state_*.pt"
+DEFAULT_STEPS = 200_000
 
 
 @dataclasses.dataclass
@@ -60,7 +61,7 @@ class TrainConfig:
     data: str
     out: str
     model: str = "lfn"
-    steps: int = 200_000
+    steps: int | None = None  # the step budget; unset: 200 000, or none when --minutes sets a time one
     minutes: float | None = None
     objects_per_step: int = 64
     rays_per_object: int = 1024
@@ -89,6 +90,14 @@ class TrainConfig:
     geometry_weight: float = 0.0  # the reprojection term's weight; 0 = off (engine/reprojection.py)
     geometry_rays: int = 128  # rays of each drawn car that the term checks (≤ rays_per_object)
     geometry_neighbours: int = 3  # training views each checked ray's depth is judged in
+
+    @property
+    def step_budget(self) -> int | None:
+        """Steps that end the run: --steps, else 200 000 unless --minutes gives a time budget
+        (which a default step count would otherwise cut short)."""
+        if self.steps is not None:
+            return self.steps
+        return None if self.minutes else DEFAULT_STEPS
 
 
 # ---------------------------------------------------------------- distributed set-up
@@ -354,7 +363,7 @@ def heldout_psnr(model, cars: CarViews, first: int, count: int, views: int) -> f
 
 def learning_rate_scale(cfg: TrainConfig, step: int, seconds: float) -> float:
     """Exponential decay from 1 to final_lr_fraction over the step or time budget."""
-    progress = step / cfg.steps
+    progress = step / cfg.step_budget if cfg.step_budget else 0.0
     if cfg.minutes:
         progress = max(progress, seconds / (60 * cfg.minutes))
     return cfg.final_lr_fraction ** min(progress, 1.0)
@@ -409,7 +418,7 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
     drawn = torch.zeros(num_cars, dtype=torch.bool, device=env.device)  # cars this rank has drawn
     generator = torch.Generator(device=env.device)
     log = (out / "log.jsonl").open("a") if env.main else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not env.main, dynamic_ncols=True)
+    bar = tqdm(total=cfg.step_budget, initial=step, disable=not env.main, dynamic_ncols=True)
     rays_per_step = cfg.objects_per_step * cfg.rays_per_object * env.world
     window_start, window_steps = time.perf_counter(), 0
     local_seconds = window_clock = seconds  # this rank's clock; the clock all ranks agreed on
@@ -418,7 +427,8 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
     terminated, skipped_logged = False, int(step_fn.skipped)
 
     def out_of_budget() -> bool:
-        return step >= cfg.steps or bool(cfg.minutes and seconds >= 60 * cfg.minutes)
+        return bool(cfg.step_budget and step >= cfg.step_budget) or bool(
+            cfg.minutes and seconds >= 60 * cfg.minutes)
 
     def finishing() -> bool:
         """The run's budget is spent, this call's is, or a SIGTERM came (all ranks agree)."""
