@@ -93,6 +93,19 @@ def test_close_stops_a_running_benchmark_within_a_bound(tiny_ckpt, tmp_path, mon
     assert panel._thread is not None and not panel.running
 
 
+def test_cancel_ends_a_run_and_the_next_one_runs(tiny_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark_panel, "PANEL_FRAMES", ENDLESS_FRAMES)
+    panel = BenchmarkPanel(load_checkpoint(tiny_ckpt), tmp_path / "none.pt", torch.device("cpu"))
+    panel.start(instance=0, precision="fp32", backend="eager")
+    wait_for_timing(panel)
+    panel.cancel()
+    finished(panel, CLOSE_BOUND_S)
+    assert panel.status == "benchmark cancelled"
+    panel.start(instance=0, precision="fp32", backend="eager")  # not closed: a new run starts
+    wait_for_timing(panel)
+    assert panel.close(timeout_s=CLOSE_BOUND_S)
+
+
 def test_exiting_while_the_panel_benchmark_runs_exits_cleanly(tiny_ckpt, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", EXIT_WHILE_RUNNING, str(tiny_ckpt), str(tmp_path / "none.pt")],
