@@ -235,8 +235,9 @@ def test_stats_keep_the_slowest_frames_with_where_their_time_went():
         stats.phase("events")
         time.sleep(pause_s)
         stats.phase("screenshot")
-        stats.ui_frame(1000.0 * pause_s + 1.0)
+        stats.ui_frame(1000.0 * pause_s + 1.0, ("benchmark",) if pause_s else ())
     assert len(stats.slowest) == 5 and stats.slowest[0].ms == 31.0
+    assert stats.slowest[0].beside == ("benchmark",) and stats.slowest[1].beside == ()
     assert stats.slowest[0].phases_ms["screenshot"] >= 29.0  # the stall is named
     assert stats.slowest[0].phases_ms["events"] < 20.0
     assert stats.summary()["ui_frames_slowest"][0]["ms"] == 31.0

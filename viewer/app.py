@@ -267,12 +267,20 @@ class ViewerApp:
             now = time.perf_counter()
             self.stats.phase("pace")  # since the last mark: the previous frame's wait for its pace
             if last is not None:  # the previous frame ends here, its work and its wait
-                self.stats.ui_frame((now - last) * 1000.0)
+                self.stats.ui_frame((now - last) * 1000.0, self.background_work())
             if exit_after is not None and now - self.stats.started_s >= exit_after:
                 break
             self.frame(now, 0.0 if last is None else now - last)
             last = now
             self.pace(now)
+
+    def background_work(self) -> tuple[str, ...]:
+        """What runs beside the UI thread now, named in the --stats record of a slow UI frame."""
+        switching = self.switch.status().switching
+        work = {f"backend switch to {switching}": switching is not None,
+                "benchmark": self.benchmark_panel.running, "video export": self.path_recording.exporting,
+                "fit": self.reconstruction.running}
+        return tuple(name for name, running in work.items() if running)
 
     def pace(self, frame_start: float) -> None:
         """Hold the frame rate at ACTIVE_FPS at most, and at IDLE_FPS while the view rests."""

@@ -20,6 +20,8 @@ class SlowFrame:
     ms: float
     at_s: float  # when it ended, seconds since the stats started
     phases_ms: dict[str, float]  # where its time went, by the loop's phase marks (FrameStats.phase)
+    # the background work running meanwhile: a thread holding the GIL stalls whichever phase runs
+    beside: tuple[str, ...] = ()
 
 
 class FrameStats:
@@ -41,13 +43,14 @@ class FrameStats:
             self._phases_ms[name] = self._phases_ms.get(name, 0.0) + 1000.0 * (now - self._mark_s)
         self._mark_s = now
 
-    def ui_frame(self, frame_ms: float) -> None:
-        """One UI frame ended, taking `frame_ms`: the phases marked since the last call were its."""
+    def ui_frame(self, frame_ms: float, beside: tuple[str, ...] = ()) -> None:
+        """One UI frame ended, taking `frame_ms`: the phases marked since the last call were its;
+        `beside`: the background work running meanwhile."""
         self.ui_frame_ms.append(frame_ms)
         self.recent_ms.append(frame_ms)
         if len(self.slowest) < SLOWEST_KEPT or frame_ms > self.slowest[-1].ms:
             slow = SlowFrame(round(frame_ms, 1), round(time.perf_counter() - self.started_s, 1),
-                             {name: round(ms, 1) for name, ms in self._phases_ms.items()})
+                             {name: round(ms, 1) for name, ms in self._phases_ms.items()}, beside)
             self.slowest = sorted([*self.slowest, slow], key=lambda frame: -frame.ms)[:SLOWEST_KEPT]
         self._phases_ms = {}
 
