@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+import engine.memory
 from models.checkpoint import load_checkpoint
 from viewer import benchmark_panel
 from viewer.benchmark_panel import BenchmarkPanel
@@ -77,6 +78,15 @@ def test_the_ui_sees_posts_only_when_it_polls(tiny_ckpt, tmp_path):
     assert panel.status == "done (no volumetric)" and panel.result["results"]
     panel.poll()  # an empty mailbox leaves the last status and result shown
     assert panel.status == "done (no volumetric)" and panel.result is not None
+
+
+def test_a_finished_run_hands_its_freed_memory_back(tiny_ckpt, tmp_path, monkeypatch):
+    panel = BenchmarkPanel(load_checkpoint(tiny_ckpt), tmp_path / "none.pt", torch.device("cpu"))
+    trims = []  # what the run had posted at each trim of the heap
+    monkeypatch.setattr(engine.memory, "trim_heap", lambda: trims.append(panel._posted_status))
+    panel.start(instance=0, precision="fp32", backend="eager")
+    finished(panel, 120)
+    assert trims and trims[-1] == "done (no volumetric)"  # the last one after the run, on its thread
 
 
 def test_close_stops_a_running_benchmark_within_a_bound(tiny_ckpt, tmp_path, monkeypatch):

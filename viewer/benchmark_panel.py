@@ -18,6 +18,7 @@ from imgui_bundle import imgui, implot
 
 from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
 from engine.benchmark_report import fps_grid, row_resolution
+from engine.memory import then_trim
 from models.checkpoint import Checkpoint
 from viewer.worker import CLOSE_TIMEOUT_S, join_within
 
@@ -51,8 +52,8 @@ class BenchmarkPanel:
             self._stop = threading.Event()
             # a daemon: should close() time out, the thread cannot hold the process open
             self._thread = threading.Thread(
-                target=self._run, args=(instance, precision, backend, self._stop), name="lfn-benchmark",
-                daemon=True,
+                target=then_trim(self._run), args=(instance, precision, backend, self._stop),
+                name="lfn-benchmark", daemon=True,
             )
             self._thread.start()
 
