@@ -73,7 +73,7 @@ WINDOW_TIMEOUT_S = 60.0
 # thread's trim 0.5 s into a rest, viewer/worker.py REST_TRIM_S), and memory is read then; a rest
 # whose frame does not settle within REST_MAX_S (a fit moving it, a huge depth frame) is kept, not
 # judged. Memory at rest is judged on at least REST_MIN_READINGS over REST_MIN_SPAN_S.
-REST_EVERY_S = 25.0
+REST_EVERY_S = 20.0
 # A rest due while jobs run presses what stops them, and the random input goes on until none runs
 # (checked every REST_RETRY_S): the benchmark ends before its next frame, a volumetric CPU frame
 # of seconds to a minute.
