@@ -21,12 +21,14 @@ Verdict (exit 1 when any fails): the viewer exits 0 within EXIT_TIMEOUT_S of SIG
 what it should, and resident memory at rest grows by less than GROWTH_LIMIT after the first minute,
 or after the prelude where that ends later (the JSON's judged_from_s).
 
-How memory is judged (since run H; RELIABILITY.md says why). Every REST_EVERY_S the random input
-rests: nothing is sent until the title has named the frame of the requested size (the combo's) for
-REST_STILL_S, then REST_TRIM_WAIT_S more, by when the render thread has handed freed memory back
-(viewer/worker.py REST_TRIM_S); then one reading. That is the same state at every rest: no input
-in flight, no frame rendering, no working memory of one. A rest also carries the background jobs
-the panel shows running, read off the widget map (running_jobs). Growth is the least-squares trend
+How memory is judged (since run H; RELIABILITY.md says why). Every REST_EVERY_S of input the
+random input rests: the jobs running are stopped first (their stop buttons pressed; the input goes
+on until none runs), then RGB is pressed and nothing more is sent until an RGB frame of the
+requested size is on screen and the viewer's CPU has been idle for REST_STILL_S, then
+REST_TRIM_WAIT_S more, by when the render thread has handed freed memory back (viewer/worker.py
+REST_TRIM_S); then one reading. That is the same state at every rest: no input in flight, no
+frame rendering, no job, the same mode. A rest also carries the background jobs the panel shows
+running, read off the widget map (running_jobs). Growth is the least-squares trend
 line, from its first to its last, through the rests after judged_from_s that settled with no job
 running; fewer than REST_MIN_READINGS of them over REST_MIN_SPAN_S fail the run as not judged. A
 leak lifts every rest; the working memory of frames, events and jobs between rests does not. The
@@ -38,6 +40,7 @@ verdict of runs G and G2) and over all, and each minute's floor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -54,7 +57,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from bench.chaos_prelude import STEPS, Prelude, PreludeStep
+from bench.chaos_prelude import STEPS, Prelude, PreludeStep, StepFailed
 from engine.display_mode import DisplayMode
 from engine.widget_map import EXPORTING, FITTING, WIDGET_MAP_ENV, Widget, read_widget_map
 from models.encoder import encoder_path
@@ -68,17 +71,21 @@ SETTLE_S = 60.0  # memory is judged after this much of the run: tracing and cach
 MODE_MIN_READINGS = 60  # a mode's trend is judged on at least this many one-second readings ...
 MODE_MIN_SPAN_S = 240.0  # ... spread over at least this long
 WINDOW_TIMEOUT_S = 60.0
-# Rests: the random input pauses every REST_EVERY_S until the view is at rest (the title has named
-# the frame of the requested size for REST_STILL_S, then REST_TRIM_WAIT_S more, past the render
-# thread's trim 0.5 s into a rest, viewer/worker.py REST_TRIM_S), and memory is read then; a rest
-# whose frame does not settle within REST_MAX_S (a fit moving it, a huge depth frame) is kept, not
-# judged. Memory at rest is judged on at least REST_MIN_READINGS over REST_MIN_SPAN_S.
+# Rests: every REST_EVERY_S the random input stops, RGB is pressed, and nothing more is sent until
+# the view is at rest: the title names an RGB frame of the requested size (the combo's) and the
+# viewer used at most REST_CPU_SHARE of a core over the last REST_STILL_S (no frame in flight: the
+# title cannot tell one of the same size), then REST_TRIM_WAIT_S more, past the render thread's
+# trim 0.5 s into a rest (viewer/worker.py REST_TRIM_S); memory is read then. A rest that does not
+# settle within REST_MAX_S (a 1024² frame on a CPU) is kept, not judged. Memory at rest is judged on
+# at least REST_MIN_READINGS over REST_MIN_SPAN_S.
 REST_EVERY_S = 20.0
 # A rest due while jobs run presses what stops them, and the random input goes on until none runs
 # (checked every REST_RETRY_S): the benchmark ends before its next frame, a volumetric CPU frame
 # of seconds to a minute.
 REST_RETRY_S = 5.0
 REST_STILL_S = 1.0
+REST_CPU_SHARE = 0.5  # of one core, at most, over REST_STILL_S: no frame renders (a frame takes both)
+REST_POLL_S = 0.2
 REST_TRIM_WAIT_S = 0.5
 REST_MAX_S = 15.0
 REST_MIN_READINGS = 8
@@ -132,6 +139,7 @@ class RestReading(Reading):
     waited_s: float = 0.0  # from the last event to the reading
     # how the jobs running when the rest was due were stopped (Prelude.stop_jobs), each time
     stopped: tuple[str, ...] = ()
+    cpu_share: float | None = None  # the viewer's CPU use, cores, over the last REST_STILL_S before it
 
 
 NO_MAP = "no widget map"  # a reading's jobs before the panel's first frame: unknown, so not judged
@@ -340,22 +348,38 @@ class MemoryReader(threading.Thread):
                                          memory.anon_mb, memory.file_mb))
 
 
-def rest(driver: Driver, pid: int, widget_map: Path, started: float,
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time `pid` has used, user and system, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after the command's name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def rest(driver: Driver, presser: Prelude, pid: int, widget_map: Path, started: float,
          stopped: tuple[str, ...]) -> RestReading | None:
-    """No input until the view is at rest (REST_* above), then one reading; None if the viewer is
-    gone. `stopped`: how the jobs running when the rest was due were stopped."""
-    begun = still_since = time.monotonic()
-    title, settled = driver.title(), False
+    """RGB pressed, then no input until the view is at rest (REST_* above), then one reading; None if
+    the viewer is gone. `stopped`: how the jobs running when the rest was due were stopped."""
+    begun = time.monotonic()
+    with contextlib.suppress(StepFailed):  # not pressed: the rest does not settle, it is kept not judged
+        presser.press(DisplayMode.RGB.label)
+    cpu: list[tuple[float, float]] = []  # (when, the viewer's CPU seconds), the last REST_STILL_S
+    settled, share = False, None
     while not settled and time.monotonic() - begun < REST_MAX_S:
-        time.sleep(0.2)
-        if (now_title := driver.title()) != title:
-            title, still_since = now_title, time.monotonic()
+        time.sleep(REST_POLL_S)
+        if (used := cpu_seconds(pid)) is None:
+            return None
+        now = time.monotonic()
+        cpu = [*[(t, c) for t, c in cpu if now - t <= REST_STILL_S], (now, used)]
+        mode, size = driver.shown()
+        if now - cpu[0][0] < REST_STILL_S - REST_POLL_S:
             continue
-        mode, size = title_mode_and_size(title)
-        # a compare frame on a CPU renders below the requested size (viewer/app.py COMPARE_RES_CPU)
+        share = (used - cpu[0][1]) / (now - cpu[0][0])
+        idle = share <= REST_CPU_SHARE
         requested = requested_size(read_widget_map(widget_map))
-        at_size = mode == DisplayMode.COMPARE.label or requested in (None, size)
-        settled = mode != "?" and at_size and time.monotonic() - still_since >= REST_STILL_S
+        settled = idle and mode == DisplayMode.RGB.label and requested in (None, size)
     time.sleep(REST_TRIM_WAIT_S)
     if (memory := process_memory(pid)) is None:
         return None
@@ -363,7 +387,8 @@ def rest(driver: Driver, pid: int, widget_map: Path, started: float,
     mode, size = driver.shown()
     jobs = running_jobs(read_widget_map(widget_map))
     return RestReading(now - started, memory.mb, mode, memory.threads, size, jobs, memory.anon_mb,
-                       memory.file_mb, settled, round(now - begun, 1), stopped)
+                       memory.file_mb, settled, round(now - begun, 1), stopped,
+                       None if share is None else round(share, 2))
 
 
 def checkpoint_copy(ckpt: Path, folder: Path) -> Path:
@@ -423,7 +448,7 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
                 stopped += presser.stop_jobs(jobs)
                 next_rest = time.monotonic() - started + REST_RETRY_S
             elif elapsed >= next_rest:
-                if (reading := rest(driver, viewer.pid, widget_map, started, stopped)) is not None:
+                if (reading := rest(driver, presser, viewer.pid, widget_map, started, stopped)) is not None:
                     rests.append(reading)
                 stopped, next_rest = (), time.monotonic() - started + REST_EVERY_S
                 continue
