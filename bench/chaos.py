@@ -86,6 +86,7 @@ REST_RETRY_S = 5.0
 REST_STILL_S = 1.0
 REST_CPU_SHARE = 0.5  # of one core, at most, over REST_STILL_S: no frame renders (a frame takes both)
 REST_POLL_S = 0.2
+REST_REPRESS_S = 3.0  # RGB is pressed again if the title still names another mode this long after
 REST_TRIM_WAIT_S = 0.5
 REST_MAX_S = 15.0
 REST_MIN_READINGS = 8
@@ -362,9 +363,10 @@ def rest(driver: Driver, presser: Prelude, pid: int, widget_map: Path, started: 
          stopped: tuple[str, ...]) -> RestReading | None:
     """RGB pressed, then no input until the view is at rest (REST_* above), then one reading; None if
     the viewer is gone. `stopped`: how the jobs running when the rest was due were stopped."""
-    begun = time.monotonic()
+    begun = pressed = time.monotonic()
+    rgb = DisplayMode.RGB.label
     with contextlib.suppress(StepFailed):  # not pressed: the rest does not settle, it is kept not judged
-        presser.press(DisplayMode.RGB.label)
+        presser.press(rgb)
     cpu: list[tuple[float, float]] = []  # (when, the viewer's CPU seconds), the last REST_STILL_S
     settled, share = False, None
     while not settled and time.monotonic() - begun < REST_MAX_S:
@@ -374,12 +376,16 @@ def rest(driver: Driver, presser: Prelude, pid: int, widget_map: Path, started: 
         now = time.monotonic()
         cpu = [*[(t, c) for t, c in cpu if now - t <= REST_STILL_S], (now, used)]
         mode, size = driver.shown()
+        if mode not in ("?", rgb) and now - pressed >= REST_REPRESS_S:  # the press missed (a popup open)
+            with contextlib.suppress(StepFailed):
+                presser.press(rgb)
+            pressed = time.monotonic()
         if now - cpu[0][0] < REST_STILL_S - REST_POLL_S:
             continue
         share = (used - cpu[0][1]) / (now - cpu[0][0])
         idle = share <= REST_CPU_SHARE
         requested = requested_size(read_widget_map(widget_map))
-        settled = idle and mode == DisplayMode.RGB.label and requested in (None, size)
+        settled = idle and mode == rgb and requested in (None, size)
     time.sleep(REST_TRIM_WAIT_S)
     if (memory := process_memory(pid)) is None:
         return None
