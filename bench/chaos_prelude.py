@@ -225,9 +225,11 @@ class Prelude:
     def resolutions(self) -> str:
         start = self.widget("resolution").value
         self.press("resolution")
-        labels = [label for label, w in self.settled().items() if w.kind == "selectable" and " x " in label]
-        if not labels:
-            raise StepFailed("the resolution combo offers no sizes")
+        # waited for: a UI frame that stalls longer than SETTLED_S (a build beside it) shows the
+        # layout settled before the popup is drawn (run L: "offers no sizes", the popup left open)
+        labels = self.wait_for(lambda: [label for label, w in self.settled().items()
+                                        if w.kind == "selectable" and " x " in label],
+                               "sizes in the resolution combo")
         self.close_popup(labels[0])
         for label in (labels[0], labels[-1], start):
             self.pick("resolution", label)
