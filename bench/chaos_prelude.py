@@ -29,6 +29,7 @@ from models.renderer import BACKENDS, PRECISIONS
 from models.resolution import Resolution
 
 STEP_TIMEOUT_S = 240.0  # the slowest wait: a compare frame or the benchmark while all else runs
+STOP_TIMEOUT_S = 5.0  # stop_jobs' waits for a section's stop button
 SETTLED_S = 0.2  # the map has not changed for this long: the layout after a click has settled
 REST_S = 0.15  # on a widget before and after a click: ImGui takes hovering from a frame that saw it
 SCROLL_X = 2  # the panel's left margin: inside its window, over no widget nor the frame-time plot
@@ -67,6 +68,7 @@ class Prelude:
                  clock: Callable[[], float] = time.monotonic):
         self.window, self.map_path, self.folder = window, map_path, folder
         self.started, self.clock = started, clock
+        self.timeout_s = STEP_TIMEOUT_S  # how long a wait for a widget or an effect lasts
         self.steps: list[PreludeStep] = []
 
     # ---- reading the map and the window --------------------------------------------------------
@@ -76,11 +78,10 @@ class Prelude:
 
     def wait_for(self, condition: Callable[[], object], what: str):
         """`condition`'s first true value, polled; StepFailed after STEP_TIMEOUT_S."""
-        timeout_s = STEP_TIMEOUT_S
-        deadline = self.clock() + timeout_s
+        deadline = self.clock() + self.timeout_s
         while not (value := condition()):
             if self.clock() > deadline:
-                raise StepFailed(f"no {what} within {timeout_s:.0f} s")
+                raise StepFailed(f"no {what} within {self.timeout_s:.0f} s")
             time.sleep(0.1)
         return value
 
@@ -224,9 +225,11 @@ class Prelude:
     def resolutions(self) -> str:
         start = self.widget("resolution").value
         self.press("resolution")
-        labels = [label for label, w in self.settled().items() if w.kind == "selectable" and " x " in label]
-        if not labels:
-            raise StepFailed("the resolution combo offers no sizes")
+        # waited for: a UI frame that stalls longer than SETTLED_S (a build beside it) shows the
+        # layout settled before the popup is drawn (run L: "offers no sizes", the popup left open)
+        labels = self.wait_for(lambda: [label for label, w in self.settled().items()
+                                        if w.kind == "selectable" and " x " in label],
+                               "sizes in the resolution combo")
         self.close_popup(labels[0])
         for label in (labels[0], labels[-1], start):
             self.pick("resolution", label)
@@ -282,6 +285,29 @@ class Prelude:
         self.wait_for(lambda: (self.folder / VIDEO_FILE).exists(), f"{VIDEO_FILE} written")
         return f"benchmark ended, {VIDEO_FILE} written"
 
+    def stop_jobs(self, jobs: tuple[str, ...]) -> tuple[str, ...]:
+        """Press what stops each running job, its section opened first (bench/chaos.py's rests:
+        a user stops what runs and leaves the window alone); what was pressed, or why not (a
+        button not there within STOP_TIMEOUT_S: the job ended meanwhile)."""
+        notes = []
+        self.timeout_s = STOP_TIMEOUT_S
+        try:
+            for job in jobs:
+                if job not in JOB_STOPS:
+                    notes.append(f"{job}: waited for")  # a backend switch ends by itself
+                    continue
+                header, button = JOB_STOPS[job]
+                try:
+                    if header is not None:
+                        self.open_section(header, button)
+                    self.press(button)
+                    notes.append(f"{job}: pressed {button}")
+                except StepFailed as failure:
+                    notes.append(f"{job}: {failure}")
+        finally:
+            self.timeout_s = STEP_TIMEOUT_S
+        return tuple(notes)
+
     def run(self, names: tuple[str, ...]) -> list[PreludeStep]:
         """The steps named, in STEPS' order; a failed one is recorded and the next one runs."""
         for name in [n for n in STEPS if n in names]:
@@ -307,4 +333,12 @@ STEPS = {
     "backends and precisions": "backends",
     "reconstruct and stop": "reconstruct",
     "background jobs ended": "background_jobs",
+}
+
+# What stops each background job (bench/chaos.py running_jobs' names): the section holding it, if
+# the button is drawn only while that is open, and the button.
+JOB_STOPS = {
+    "benchmark": (None, "Cancel benchmark"),
+    "video export": ("Record path", "Cancel"),
+    "fit": ("Reconstruct from a photo", "Stop"),
 }

@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import os
 import threading
+from collections.abc import Callable
 
 import torch
 
@@ -30,6 +31,16 @@ def trim_heap() -> None:
     rather than hiding them in what earlier renders left cached (glibc only; elsewhere a no-op)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def then_trim(work: Callable[..., object]) -> Callable[..., None]:
+    """`work`, then trim_heap: a background job's working memory, freed as its call returns (its
+    frames, renderers, encoder), would otherwise stay resident until some later trim, often none:
+    the render thread trims only after frames it renders."""
+    def run(*args) -> None:
+        work(*args)
+        trim_heap()
+    return run
 
 
 class PeakMemory:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+import engine.memory
 from models.checkpoint import load_checkpoint
 from viewer import benchmark_panel
 from viewer.benchmark_panel import BenchmarkPanel
@@ -79,6 +80,15 @@ def test_the_ui_sees_posts_only_when_it_polls(tiny_ckpt, tmp_path):
     assert panel.status == "done (no volumetric)" and panel.result is not None
 
 
+def test_a_finished_run_hands_its_freed_memory_back(tiny_ckpt, tmp_path, monkeypatch):
+    panel = BenchmarkPanel(load_checkpoint(tiny_ckpt), tmp_path / "none.pt", torch.device("cpu"))
+    trims = []  # what the run had posted at each trim of the heap
+    monkeypatch.setattr(engine.memory, "trim_heap", lambda: trims.append(panel._posted_status))
+    panel.start(instance=0, precision="fp32", backend="eager")
+    finished(panel, 120)
+    assert trims and trims[-1] == "done (no volumetric)"  # the last one after the run, on its thread
+
+
 def test_close_stops_a_running_benchmark_within_a_bound(tiny_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark_panel, "PANEL_FRAMES", ENDLESS_FRAMES)
     panel = BenchmarkPanel(load_checkpoint(tiny_ckpt), tmp_path / "none.pt", torch.device("cpu"))
@@ -91,6 +101,19 @@ def test_close_stops_a_running_benchmark_within_a_bound(tiny_ckpt, tmp_path, mon
     assert panel.status == "benchmark cancelled" and panel.result is None
     panel.start(instance=0, precision="fp32", backend="eager")  # closed: no new run
     assert panel._thread is not None and not panel.running
+
+
+def test_cancel_ends_a_run_and_the_next_one_runs(tiny_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark_panel, "PANEL_FRAMES", ENDLESS_FRAMES)
+    panel = BenchmarkPanel(load_checkpoint(tiny_ckpt), tmp_path / "none.pt", torch.device("cpu"))
+    panel.start(instance=0, precision="fp32", backend="eager")
+    wait_for_timing(panel)
+    panel.cancel()
+    finished(panel, CLOSE_BOUND_S)
+    assert panel.status == "benchmark cancelled"
+    panel.start(instance=0, precision="fp32", backend="eager")  # not closed: a new run starts
+    wait_for_timing(panel)
+    assert panel.close(timeout_s=CLOSE_BOUND_S)
 
 
 def test_exiting_while_the_panel_benchmark_runs_exits_cleanly(tiny_ckpt, tmp_path):

@@ -100,3 +100,17 @@ def test_a_step_that_cannot_find_its_widget_is_recorded_failed_and_the_next_runs
     assert [(step.name, step.ok) for step in steps] == [("screenshot", False), ("benchmark", False)]
     assert "no widget 'Run benchmark'" in steps[1].note
     assert steps[0].started_s <= steps[0].ended_s <= steps[1].started_s
+
+
+def test_stopping_the_running_jobs_presses_their_buttons_and_says_what_it_did(tmp_path, monkeypatch):
+    monkeypatch.setattr(chaos_prelude, "STOP_TIMEOUT_S", 0.3)
+    panel = FakePanel(tmp_path / "map.json", {
+        "Cancel benchmark": Widget("button", 115, 634, 120, 19),
+        "Record path (exporting)": Widget("collapsing_header", 8, 700, 300, 19),  # its Cancel stays hidden
+    }, {})
+    prelude = prelude_over(panel, tmp_path)
+    notes = prelude.stop_jobs(("benchmark", "backend switch", "video export"))
+    assert notes[:2] == ("benchmark: pressed Cancel benchmark", "backend switch: waited for")
+    assert notes[2].startswith("video export: no widget 'Cancel' within")
+    assert panel.pressed == ["Cancel benchmark", "Record path (exporting)"]  # the section, to show Cancel
+    assert prelude.timeout_s == chaos_prelude.STEP_TIMEOUT_S  # the prelude's own waits are long again

@@ -185,6 +185,34 @@ def test_a_waiting_frame_renders_before_a_waiting_epi_and_each_has_its_slot():
     assert isinstance(frame, Frame) and isinstance(epi, EpiFrame)
 
 
+def test_a_render_thread_at_rest_gives_freed_memory_back_once(monkeypatch):
+    import viewer.worker
+    trims = []
+    monkeypatch.setattr(viewer.worker, "trim_heap", lambda: trims.append(time.monotonic()))
+
+    class Instant:
+        def render(self, request, abandon=None):
+            return Frame(request, torch.zeros(1, 1, 4))
+
+        render_epi = None  # no EPI here
+
+    worker = RenderWorker(Instant())
+    try:
+        for res in (8, 9, 10):  # frames in a row: trimmed at most every TRIM_PERIOD_S
+            worker.submit(request(res=res))
+            while worker.take() is None:
+                time.sleep(0.01)
+        after_first = len(trims)
+        rested = time.monotonic()
+        time.sleep(viewer.worker.REST_TRIM_S + 0.5)  # at rest: once REST_TRIM_S after the last frame
+        assert len(trims) == after_first + 1, trims
+        assert trims[-1] - rested <= viewer.worker.REST_TRIM_S + 0.2
+        time.sleep(viewer.worker.REST_TRIM_S + 0.2)
+        assert len(trims) == after_first + 1  # and not again while nothing renders
+    finally:
+        assert worker.close()
+
+
 def test_join_within_names_a_thread_that_does_not_end(capsys):
     release = threading.Event()
     thread = threading.Thread(target=release.wait, name="lfn-stuck", daemon=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -224,6 +225,22 @@ def test_stats_summary_has_the_documented_fields(tmp_path):
     assert (summary["render_res_min"], summary["render_res_max"]) == (64, 256)
     assert summary["texture_path"] == "cpu-copy" and summary["ui_fps"] > 0
     assert stats.fps() == pytest.approx(1000 / 16)
+
+
+def test_stats_keep_the_slowest_frames_with_where_their_time_went():
+    stats = FrameStats()
+    stats.phase("pace")  # the loop's first mark
+    for pause_s in (0.0, 0.03, 0.0, 0.0, 0.0, 0.0):
+        time.sleep(0.001)
+        stats.phase("events")
+        time.sleep(pause_s)
+        stats.phase("screenshot")
+        stats.ui_frame(1000.0 * pause_s + 1.0, ("benchmark",) if pause_s else ())
+    assert len(stats.slowest) == 5 and stats.slowest[0].ms == 31.0
+    assert stats.slowest[0].beside == ("benchmark",) and stats.slowest[1].beside == ()
+    assert stats.slowest[0].phases_ms["screenshot"] >= 29.0  # the stall is named
+    assert stats.slowest[0].phases_ms["events"] < 20.0
+    assert stats.summary()["ui_frames_slowest"][0]["ms"] == 31.0
 
 
 def test_rendering_for_counts_while_the_shown_frame_is_an_older_request():

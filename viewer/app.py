@@ -262,15 +262,25 @@ class ViewerApp:
 
     def run(self) -> None:
         exit_after = self.config.exit_after_s
-        last = time.perf_counter()
+        last = None
         while not glfw.window_should_close(self.window):
             now = time.perf_counter()
+            self.stats.phase("pace")  # since the last mark: the previous frame's wait for its pace
+            if last is not None:  # the previous frame ends here, its work and its wait
+                self.stats.ui_frame((now - last) * 1000.0, self.background_work())
             if exit_after is not None and now - self.stats.started_s >= exit_after:
                 break
-            self.frame(now, now - last)
-            self.stats.ui_frame((now - last) * 1000.0)
+            self.frame(now, 0.0 if last is None else now - last)
             last = now
             self.pace(now)
+
+    def background_work(self) -> tuple[str, ...]:
+        """What runs beside the UI thread now, named in the --stats record of a slow UI frame."""
+        switching = self.switch.status().switching
+        work = {f"backend switch to {switching}": switching is not None,
+                "benchmark": self.benchmark_panel.running, "video export": self.path_recording.exporting,
+                "fit": self.reconstruction.running}
+        return tuple(name for name, running in work.items() if running)
 
     def pace(self, frame_start: float) -> None:
         """Hold the frame rate at ACTIVE_FPS at most, and at IDLE_FPS while the view rests."""
@@ -287,6 +297,7 @@ class ViewerApp:
 
     def frame(self, now: float, dt: float) -> None:
         glfw.poll_events()
+        self.stats.phase("events")
         sizes = window_sizes(self.window)
         if sizes is None:
             return  # minimized or mid-resize: nothing sure to draw into
@@ -305,27 +316,34 @@ class ViewerApp:
         self.reconstruction.update(self.state, now)
         if self.state.camera_requested is not None:
             self.orbit.orbit, self.state.camera_requested = self.state.camera_requested, None
+        self.stats.phase("input")
         with self.widget_recorder.recording():
             self.panel.draw(self.state, self.panel_info(), layout.panel, win_h, self.object_tools,
                             lambda: self.benchmark_panel.draw(
                                 self.state.instance, self.renderer.precision, self.renderer.backend),
                             lambda: self.epi_panel.draw(self.state))
+        self.stats.phase("panel")
         if self.state.switch_requested:
             self.switch.start(*self.state.switch_requested)
             self.state.switch_requested = None
         shown_before = self.shown
         self.update_frame(now)
+        self.stats.phase("frame in")
         self.draw(layout, (fb_w, fb_h))
         imgui.render()
         self.impl.render(imgui.get_draw_data())
+        self.stats.phase("draw")
         glfw.swap_buffers(self.window)
+        self.stats.phase("swap")
         if self.shown is not shown_before:  # a new frame is on screen: a photo's times its codes
             self.reconstruction.on_screen(self.shown.request, self.shown.render_ms,
                                           time.perf_counter())
         self.update_title()
+        self.stats.phase("title")
         if self.state.screenshot_requested:
             self.state.screenshot_requested = False
             self.save_screenshot()
+            self.stats.phase("screenshot")
 
     def object_tools(self) -> None:
         """The panel's sections below its Object one: reconstruction and the camera path."""

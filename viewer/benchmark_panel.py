@@ -3,7 +3,8 @@
 
 The benchmark thread builds its own renderers and an offscreen EGL context and owns them alone; it
 posts progress lines and the result into a locked mailbox, which the UI thread empties once per
-frame (poll). close() sets the run's stop event and waits, bounded, for the thread to end.
+frame (poll). Cancel (shown while it runs; on a CPU a run takes minutes) sets the run's stop event;
+close() sets it too, refuses new runs and waits, bounded, for the thread to end.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from imgui_bundle import imgui, implot
 
 from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
 from engine.benchmark_report import fps_grid, row_resolution
+from engine.memory import then_trim
 from models.checkpoint import Checkpoint
 from viewer.worker import CLOSE_TIMEOUT_S, join_within
 
@@ -36,7 +38,8 @@ class BenchmarkPanel:
         self._lock = threading.Lock()  # guards the mailbox: what the thread posted since the last poll
         self._posted_status: str | None = None
         self._posted_result: dict | None = None
-        self._stop = threading.Event()
+        self._closed = False
+        self._stop = threading.Event()  # the current run's: it ends before its next frame once set
         self._thread: threading.Thread | None = None
 
     @property
@@ -45,19 +48,25 @@ class BenchmarkPanel:
 
     def start(self, instance: int, precision: str, backend: str) -> None:
         """Benchmark the LFN in the viewer's active precision and backend against the baseline."""
-        if not self.running and not self._stop.is_set():  # no new run once closed
+        if not self.running and not self._closed:
+            self._stop = threading.Event()
             # a daemon: should close() time out, the thread cannot hold the process open
             self._thread = threading.Thread(
-                target=self._run, args=(instance, precision, backend), name="lfn-benchmark",
-                daemon=True,
+                target=then_trim(self._run), args=(instance, precision, backend, self._stop),
+                name="lfn-benchmark", daemon=True,
             )
             self._thread.start()
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> bool:
         """Stop a running benchmark before its next frame and wait up to `timeout_s` for its thread
         (which releases its renderers and GL context); whether it ended."""
-        self._stop.set()
+        self._closed = True
+        self.cancel()
         return self._thread is None or join_within(self._thread, timeout_s)
+
+    def cancel(self) -> None:
+        """End the running benchmark before its next frame (a CPU volumetric frame takes seconds)."""
+        self._stop.set()
 
     def poll(self) -> None:
         """Take what the benchmark thread posted since the last call (the UI thread, once a frame)."""
@@ -75,13 +84,13 @@ class BenchmarkPanel:
             if result is not None:
                 self._posted_result = result
 
-    def _run(self, instance: int, precision: str, backend: str) -> None:
+    def _run(self, instance: int, precision: str, backend: str, stop: threading.Event) -> None:
         kind = "cuda" if self.device.type == "cuda" else "cpu"
         try:
             volumetric = load_volumetric(self.volumetric_path)
             result = benchmark(
                 self.ckpt, volumetric, self.device, precision, PANEL_RESOLUTIONS[kind],
-                PANEL_FRAMES[kind], instance, [backend], progress=self._post, stop=self._stop,
+                PANEL_FRAMES[kind], instance, [backend], progress=self._post, stop=stop,
             )
             speedups = ", ".join(f"{row_resolution(r).label}: {x:.0f}x" for r, x in result["speedup"].items())
             self._post(f"speedup over volumetric: {speedups}" if speedups else "done (no volumetric)",
@@ -98,6 +107,12 @@ class BenchmarkPanel:
         if imgui.button("Run benchmark"):
             self.start(instance, precision, backend)
         imgui.end_disabled()
+        if self.running:
+            imgui.same_line()
+            imgui.begin_disabled(self._stop.is_set())  # cancelling: ends before its next frame
+            if imgui.button("Cancel benchmark"):
+                self.cancel()
+            imgui.end_disabled()
         if self.status:
             imgui.text_wrapped(self.status)
         if self.result is not None:

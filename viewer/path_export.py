@@ -21,6 +21,7 @@ import torch
 from engine.camera_path import CameraPath, PathFrame
 from engine.frame import FrameRenderer
 from engine.latents import LatentBank
+from engine.memory import then_trim
 from engine.video import VideoError, write_mp4
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
@@ -78,7 +79,7 @@ class PathVideoExport:
         self._status = ExportStatus(done=0, total=settings.frames)
         self._stop = threading.Event()
         # a daemon: should close() time out, the thread cannot hold the process open
-        self._thread = threading.Thread(target=self._run, name="lfn-path-export", daemon=True)
+        self._thread = threading.Thread(target=then_trim(self._run), name="lfn-path-export", daemon=True)
         self._thread.start()
 
     def status(self) -> ExportStatus:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.memory import trim_heap
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
 from models.cameras import DEFAULT_RADIUS, Orbit
 from models.checkpoint import Checkpoint, save_checkpoint
@@ -229,6 +230,8 @@ class FitSession:
                 return
             steps = refinement_steps(model, photo, start, **options)
             while True:
+                if not self._run.is_set():
+                    trim_heap()  # paused: what its steps freed goes back to the OS while it waits
                 self._run.wait()
                 if self._closed:
                     return

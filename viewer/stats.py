@@ -6,11 +6,22 @@ import json
 import statistics
 import time
 from collections import deque
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 PLOT_FRAMES = 240  # about four seconds of UI frames at 60 FPS
+SLOWEST_KEPT = 5  # the slowest UI frames kept with where their time went
+
+
+@dataclass
+class SlowFrame:
+    ms: float
+    at_s: float  # when it ended, seconds since the stats started
+    phases_ms: dict[str, float]  # where its time went, by the loop's phase marks (FrameStats.phase)
+    # the background work running meanwhile: a thread holding the GIL stalls whichever phase runs
+    beside: tuple[str, ...] = ()
 
 
 class FrameStats:
@@ -20,10 +31,28 @@ class FrameStats:
         self.recent_ms: deque[float] = deque(maxlen=PLOT_FRAMES)
         self.render_ms: list[float] = []
         self.render_res: list[int] = []  # each frame's rows: its height
+        self.slowest: list[SlowFrame] = []  # slowest first
+        self._phases_ms: dict[str, float] = {}  # the current UI frame's, so far
+        self._mark_s: float | None = None
 
-    def ui_frame(self, frame_ms: float) -> None:
+    def phase(self, name: str) -> None:
+        """The time since the last mark went to `name` in the current UI frame: a frame that stalls
+        says in which part of the loop."""
+        now = time.perf_counter()
+        if self._mark_s is not None:
+            self._phases_ms[name] = self._phases_ms.get(name, 0.0) + 1000.0 * (now - self._mark_s)
+        self._mark_s = now
+
+    def ui_frame(self, frame_ms: float, beside: tuple[str, ...] = ()) -> None:
+        """One UI frame ended, taking `frame_ms`: the phases marked since the last call were its;
+        `beside`: the background work running meanwhile."""
         self.ui_frame_ms.append(frame_ms)
         self.recent_ms.append(frame_ms)
+        if len(self.slowest) < SLOWEST_KEPT or frame_ms > self.slowest[-1].ms:
+            slow = SlowFrame(round(frame_ms, 1), round(time.perf_counter() - self.started_s, 1),
+                             {name: round(ms, 1) for name, ms in self._phases_ms.items()}, beside)
+            self.slowest = sorted([*self.slowest, slow], key=lambda frame: -frame.ms)[:SLOWEST_KEPT]
+        self._phases_ms = {}
 
     def rendered(self, rows: int, render_ms: float) -> None:
         self.render_ms.append(render_ms)
@@ -46,6 +75,7 @@ class FrameStats:
             # the average hides stalls; the slowest UI frames show whether the window ever froze
             "ui_frame_ms_p95": float(np.percentile(self.ui_frame_ms, 95)) if frames else None,
             "ui_frame_ms_max": max(self.ui_frame_ms, default=None),
+            "ui_frames_slowest": [asdict(frame) for frame in self.slowest],
             "renders": len(self.render_ms),
             "render_ms_median": statistics.median(self.render_ms) if self.render_ms else None,
             "render_res_min": min(self.render_res, default=None),

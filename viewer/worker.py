@@ -30,7 +30,9 @@ from models.renderer import FrameAbandoned
 # How long close() waits for a worker thread. Each one ends within one unit of its work (a frame, a
 # fit step, a benchmark frame); the slowest, a full-size CPU volumetric frame, takes ~20 s.
 CLOSE_TIMEOUT_S = 30.0
-TRIM_PERIOD_S = 2.0  # how often an idle render thread gives freed memory back to the OS
+TRIM_PERIOD_S = 2.0  # how often a render thread between frames gives freed memory back to the OS
+# ... and once it has rested this long after its last frame: at rest memory is back to what stays
+REST_TRIM_S = 0.5
 
 Request = FrameRequest | EpiRequest
 Result = Frame | EpiFrame
@@ -64,6 +66,7 @@ class RenderWorker:
         self._stop = False
         self._abandoned_last = False  # the last frame was given up: this one renders to the end
         self._trimmed_s = 0.0  # when the render thread last gave freed memory back (monotonic)
+        self._untrimmed = False  # a frame or job ran since then
         self._thread = threading.Thread(target=self._loop, name="lfn-render", daemon=True)
         self._thread.start()
 
@@ -102,10 +105,16 @@ class RenderWorker:
         while True:
             with self._cond:
                 while not self._pending and self._job is None and not self._stop:
-                    self._cond.wait()
+                    if not self._cond.wait(REST_TRIM_S if self._untrimmed else None):
+                        break  # rested REST_TRIM_S with freed memory not given back yet
                 if self._stop:
                     return
-                job, self._job, self._busy = self._job, None, True
+                resting = not self._pending and self._job is None
+                if not resting:
+                    job, self._job, self._busy = self._job, None, True
+            if resting:
+                self._trim()
+                continue
             kind, done = FrameRequest, None
             try:
                 if job is not None and job():
@@ -127,6 +136,7 @@ class RenderWorker:
                 self._busy = False
             if isinstance(replaced, Frame):  # never shown: its shared frame is free again
                 replaced.drop()
+            self._untrimmed = True
             self.on_done()
             self._trim_when_idle()
 
@@ -147,8 +157,11 @@ class RenderWorker:
     def _trim_when_idle(self) -> None:
         """A depth or compare frame's working memory, freed, stays in this thread's malloc arena
         and in the resident set: hand it back to the OS when no frame waits, at most every
-        TRIM_PERIOD_S (malloc_trim walks the heap: milliseconds)."""
-        now = time.monotonic()
-        if self.idle and now - self._trimmed_s >= TRIM_PERIOD_S:
-            trim_heap()
-            self._trimmed_s = now
+        TRIM_PERIOD_S (malloc_trim walks the heap: milliseconds). What the last frames before a
+        rest freed is given back REST_TRIM_S into the rest (_loop)."""
+        if self.idle and time.monotonic() - self._trimmed_s >= TRIM_PERIOD_S:
+            self._trim()
+
+    def _trim(self) -> None:
+        trim_heap()
+        self._trimmed_s, self._untrimmed = time.monotonic(), False
