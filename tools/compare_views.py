@@ -29,7 +29,7 @@ from engine.cardata import read_manifest, require_keys
 from engine.cli import OneLineParser, UsageError, run_entry_point
 from engine.metrics import psnr
 from models.checkpoint import Checkpoint, load_checkpoint
-from models.renderer import make_renderer, volumetric_unavailable
+from models.renderer import Renderer, make_renderer, volumetric_unavailable
 from tools.car_set import (
     CarRoots,
     Instance,
@@ -112,16 +112,26 @@ def held_out_pose(data: Path, car: str, view: int) -> np.ndarray:
     return poses[view]
 
 
-def network_image(ckpt: Checkpoint, car: str, pose: np.ndarray, res: int, device: str,
-                  sampling: str) -> np.ndarray:
-    """(res, res, 3) float32 in [0, 1]: the checkpoint's latent of `car` from `pose`."""
-    if car not in ckpt.instance_names:
-        raise UsageError(f"--cars: {car} is not a training car of this checkpoint")
-    renderer = make_renderer(ckpt.model, device, "fp32", "eager", sampling=sampling)
-    renderer.set_latent(ckpt.latents[ckpt.instance_names.index(car)])
-    with torch.no_grad():
-        image = renderer.render(torch.from_numpy(pose), res)
-    return image.float().clamp(0, 1).cpu().numpy()
+@dataclass
+class Network:
+    """A checkpoint and the one renderer that draws each of its cars in turn."""
+
+    ckpt: Checkpoint
+    renderer: Renderer
+
+    @classmethod
+    def load(cls, path: str, device: str, sampling: str) -> Network:
+        ckpt = load_checkpoint(path)
+        return cls(ckpt, make_renderer(ckpt.model, device, "fp32", "eager", sampling=sampling))
+
+    def image(self, car: str, pose: np.ndarray, res: int) -> np.ndarray:
+        """(res, res, 3) float32 in [0, 1]: the latent of `car` from `pose`."""
+        if car not in self.ckpt.instance_names:
+            raise UsageError(f"--cars: {car} is not a training car of this checkpoint")
+        self.renderer.set_latent(self.ckpt.latents[self.ckpt.instance_names.index(car)])
+        with torch.no_grad():
+            image = self.renderer.render(torch.from_numpy(pose), res)
+        return image.float().clamp(0, 1).cpu().numpy()
 
 
 def crop_box(mask: np.ndarray, side: int) -> tuple[int, int]:
@@ -161,7 +171,8 @@ def compare(args: argparse.Namespace) -> None:
     settings = json.loads(settings_path.read_text())
     if (reason := volumetric_unavailable(args.volumetric_sampling, torch.device(args.device))) is not None:
         raise UsageError(f"--volumetric-sampling {args.volumetric_sampling}: {reason}")
-    lfn, volumetric = load_checkpoint(args.ckpt), load_checkpoint(args.volumetric)
+    lfn = Network.load(args.ckpt, args.device, "dense")
+    volumetric = Network.load(args.volumetric, args.device, args.volumetric_sampling)
     roots = car_roots(args.torcs, args.sumo, args.flightgear)
     instances = find_instances(args.cars, roots, settings["seed"], read_manifest(data))
     scene = SceneRenderer(args.res, settings["fov_deg"], settings["supersample"])
@@ -171,9 +182,8 @@ def compare(args: argparse.Namespace) -> None:
         scene.set_mesh(*build(instance, roots))
         truth_view = scene.render(pose)
         truth = truth_view.rgb.astype(np.float32) / 255
-        lfn_image = network_image(lfn, car, pose, args.res, args.device, "dense")
-        volumetric_image = network_image(volumetric, car, pose, args.res, args.device,
-                                         args.volumetric_sampling)
+        lfn_image = lfn.image(car, pose, args.res)
+        volumetric_image = volumetric.image(car, pose, args.res)
         top, left = crop_box(truth_view.mask, args.crop)
         window = (slice(top, top + args.crop), slice(left, left + args.crop))
         score = CarScores(car, image_psnr(lfn_image, truth), image_psnr(volumetric_image, truth),
