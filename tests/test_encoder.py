@@ -37,7 +37,7 @@ from models.renderer import LFNRenderer
 from tests.conftest import TINY, names, tiny_lfn
 from tests.synthetic_cars import write_synthetic_dataset
 from tools.evaluate_encoder import main as evaluate_encoder_main
-from tools.train_encoder import EncoderTrainConfig, train_encoder
+from tools.train_encoder import EncoderTrainConfig, parse_args, train_encoder
 
 RES = 24
 TINY_ENCODER = dict(input_res=32, channels=(8, 16, 16), hidden=32, azimuth_bins=24)
@@ -289,3 +289,11 @@ def test_bad_photos_fail_in_one_line_through_the_encoder_path(checkpoint_with_en
     assert cli_main(["--ckpt", str(checkpoint_with_encoder), "--fit-image", str(path),
                      "--out", str(tmp_path / "o.pt")]) == 1
     assert needle in one_error_line(capsys)
+
+
+def test_an_encoder_time_budget_alone_is_not_cut_short_by_the_default_step_count():
+    timed, _ = parse_args(["--data", "d", "--ckpt", "c", "--minutes", "8"])
+    assert timed.step_budget is None
+    assert parse_args(["--data", "d", "--ckpt", "c"])[0].step_budget == 20_000
+    both, _ = parse_args(["--data", "d", "--ckpt", "c", "--minutes", "8", "--steps", "300"])
+    assert both.step_budget == 300

@@ -39,14 +39,16 @@ from models.encoder import (
 )
 from models.sampling import sample_rays
 
+DEFAULT_STEPS = 20_000
+
 
 @dataclasses.dataclass
 class EncoderTrainConfig:
     data: str
     ckpt: str
     out: str | None = None  # default: beside the checkpoint
-    steps: int = 20_000
-    minutes: float | None = None  # a time budget; stops at whichever comes first
+    steps: int | None = None  # unset: 20 000, or none when --minutes gives a time budget
+    minutes: float | None = None  # a time budget; with --steps, stops at whichever comes first
     batch: int = 64
     lr: float = 2e-3
     final_lr_fraction: float = 0.05
@@ -62,6 +64,14 @@ class EncoderTrainConfig:
     log_every: int = 50
     seed: int = 0
     device: str = "auto"
+
+    @property
+    def step_budget(self) -> int | None:
+        """Steps that end training: --steps, else 20 000 unless --minutes gives a time budget
+        (which a default step count would otherwise cut short)."""
+        if self.steps is not None:
+            return self.steps
+        return None if self.minutes else DEFAULT_STEPS
 
 
 @dataclasses.dataclass
@@ -158,8 +168,9 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
     num_cars, num_views = views.azimuth.shape
     out = Path(cfg.out) if cfg.out else encoder_path(cfg.ckpt)
     start, history, step, progress = time.perf_counter(), [], 0, 0.0
-    bar = tqdm(total=cfg.steps, desc="training encoder", unit="step")
-    while step < cfg.steps and progress < 1.0:
+    budget = cfg.step_budget
+    bar = tqdm(total=budget, desc="training encoder", unit="step")
+    while (budget is None or step < budget) and progress < 1.0:
         # the rate follows whichever budget (steps or minutes) is further along: a cosine to its end
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
@@ -172,7 +183,8 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
         optimizer.step()
         step += 1
         elapsed = time.perf_counter() - start
-        progress = max(step / cfg.steps, elapsed / 60 / cfg.minutes if cfg.minutes else 0.0)
+        progress = max(step / budget if budget else 0.0,
+                       elapsed / 60 / cfg.minutes if cfg.minutes else 0.0)
         bar.update(1)
         if step % cfg.log_every == 0 or step == 1:
             history.append({"step": step, "seconds": round(elapsed, 1), **losses.row()})
