@@ -3,7 +3,8 @@
 For each car, its INPUT_VIEW is the photo. With the true pose given: PSNR of the input view and
 of its held-out views for encoder-only, refine (N steps) and autodecode (from the mean latent, at
 N steps and at the long default). With the pose estimated: the encoder's pose error (the angle
-between estimated and true viewing directions), before and after refinement.
+between estimated and true viewing directions), before and after refinement, and the same PSNRs
+(the input view's against the estimated camera, the held-out views' against their true cameras).
 
 Front/back evidence (`front_back_evidence`), over every held-out car: how far the encoder's latent,
 rendered from a view's true azimuth and from its front/back twin, tells them apart by the
@@ -71,9 +72,11 @@ def novel_view_psnr(model, result: Inference, rgb: torch.Tensor, poses: torch.Te
     return sum(scores) / len(scores)
 
 
-def spread_subset(ids: list[str], count: int) -> list[str]:
-    """`count` ids spread evenly over the sorted ids (variants of one car sit together)."""
+def spread_subset(ids: list[str], count: int | None) -> list[str]:
+    """`count` ids spread evenly over the sorted ids (variants of one car sit together); None: all."""
     order = sorted(ids)
+    if count is None:
+        return order
     step = max(len(order) / max(count, 1), 1.0)
     return [order[int(i * step)] for i in range(min(count, len(order)))]
 
@@ -82,7 +85,7 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 3) if values else float("nan")
 
 
-def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: int,
+def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: int | None,
                        novel_views: int, refine_steps: int, autodecode_steps: int,
                        front_back_views: int) -> dict:
     manifest = {c["id"]: c for c in read_manifest(data)["cars"]}
@@ -107,10 +110,17 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
                                                         cars.cam2world[c], targets), 3),
                     "seconds": round(result.seconds, 3)}
             for mode in (InferenceMode.ENCODER, InferenceMode.REFINE):
-                estimated = infer(model, photo, mode, encoder, None, refine_steps).orbit
-                row[f"pose_error_deg_{mode.value}"] = round(viewing_angle_error(estimated, truth), 3)
+                result = infer(model, photo, mode, encoder, None, refine_steps)
+                row[f"pose_error_deg_{mode.value}"] = round(viewing_angle_error(result.orbit, truth),
+                                                            3)
+                row[f"{mode.value}_estimated_pose"] = {
+                    "input_psnr": round(result.psnr, 3),
+                    "novel_psnr": round(novel_view_psnr(model, result, cars.rgb[c],
+                                                        cars.cam2world[c], targets), 3),
+                    "seconds": round(result.seconds, 3)}
             rows.append(row)
-        names = [m.name for m in methods(refine_steps, autodecode_steps)]
+        names = [m.name for m in methods(refine_steps, autodecode_steps)] + [
+            f"{m.value}_estimated_pose" for m in (InferenceMode.ENCODER, InferenceMode.REFINE)]
         per_source[source] = {
             "cars": len(rows),
             **{f"{n}_{k}_median": median([r[n][k] for r in rows])

@@ -215,6 +215,7 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     assert scores["cars"] == 1
     assert 0 <= scores["pose_error_deg_encoder_median"] <= 180
     assert scores["autodecode_5_input_psnr_median"] > 0
+    assert scores["refine_estimated_pose_novel_psnr_median"] > 0  # the pose found, not given
 
 
 def photo_file(path: Path) -> Path:

@@ -1,7 +1,7 @@
 """Score the inference modes on held-out cars per source (engine/encoder_evaluation.py).
 
     python -m tools.evaluate_encoder --ckpt checkpoints/cars.pt --data data/cars
-        [--encoder FILE] [--cars-per-source 6] [--front-back-views 5] [--json results/encoder_cpu.json]
+        [--encoder FILE] [--cars-per-source N (default all)] [--front-back-views 5] [--json FILE]
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--encoder", type=Path, help="default: beside the checkpoint")
-    p.add_argument("--cars-per-source", type=int, default=6)
+    p.add_argument("--cars-per-source", type=int,
+                   help="held-out cars scored per source, spread over the ids (default: all; "
+                        "0: the front/back evidence alone)")
     p.add_argument("--novel-views", type=int, default=5, help="held-out views scored per car")
     p.add_argument("--refine-steps", type=int, default=20)
     p.add_argument("--autodecode-steps", type=int, default=300,
