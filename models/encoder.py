@@ -130,6 +130,16 @@ class CarEncoder(nn.Module):
         return EncoderOutput(self.latent_head(h), self.azimuth_head(h),
                              ELEVATION_SCALE * self.elevation_head(h)[:, 0])
 
+    def start_from_mean(self, mean_latent: torch.Tensor) -> None:
+        """Before training: predict the table's mean code for every photo (the latent head's
+        weights zero, its bias the mean), so the first gradients are not those of codes ~30× the
+        table's scale. Together with tools.train_encoder's warm-up this keeps the hidden ReLUs
+        alive: without both, 247-253 of 256 died in every encoder trained so far, which left
+        the latent and elevation heads almost nothing to read (TRAINING.md)."""
+        with torch.no_grad():
+            self.latent_head.weight.zero_()
+            self.latent_head.bias.copy_(mean_latent)
+
     def encode_photo(self, rgb: torch.Tensor) -> EncoderOutput:
         """One (H, W, 3) uint8 photo → its EncoderOutput with batch size 1, no grad."""
         device = next(self.parameters()).device

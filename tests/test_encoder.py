@@ -194,13 +194,14 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     save_checkpoint(model, [f"sphere{c:03d}" for c in range(3)],
                     {"steps": 0, "dataset": "spheres", "metrics": {}}, ckpt_path)
     out = train_encoder(EncoderTrainConfig(
-        data=str(data), ckpt=str(ckpt_path), steps=60, batch=16, lr=3e-3, input_res=16,
+        data=str(data), ckpt=str(ckpt_path), steps=60, warmup_steps=10, batch=16, lr=3e-3, input_res=16,
         channels="8,16,16", hidden=32, azimuth_bins=12, photo_rays=32, log_every=10,
         device="cpu"))
     assert out == encoder_path(ckpt_path)
     history = torch.load(out, weights_only=True)["meta"]["history"]
     first, last = history[0], history[-1]
-    assert last["latent"] < 0.5 * first["latent"]
+    assert first["latent"] <= 1.0  # starts at the table's mean code, not ~30× its scale
+    assert last["latent"] < first["latent"]
     assert last["azimuth"] < first["azimuth"] and last["elevation"] < first["elevation"]
     assert find_encoder(ckpt_path, load_checkpoint(ckpt_path).model) is not None
     summary = evaluate_encoder_main(["--ckpt", str(ckpt_path), "--data", str(data),

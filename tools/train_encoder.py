@@ -51,6 +51,7 @@ class EncoderTrainConfig:
     minutes: float | None = None  # a time budget; with --steps, stops at whichever comes first
     batch: int = 64
     lr: float = 2e-3
+    warmup_steps: int = 500
     final_lr_fraction: float = 0.05
     weight_decay: float = 1e-4
     pose_weight: float = 1.0
@@ -162,6 +163,7 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
     views = training_views(cfg, ckpt.instance_names, table)
     scale = table.pow(2).sum(1).mean().clamp(min=1e-6).to(device)
     encoder = CarEncoder(encoder_config(cfg, table.shape[1])).to(device).train()
+    encoder.start_from_mean(table.mean(0).to(device))
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)
@@ -171,10 +173,12 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
     budget = cfg.step_budget
     bar = tqdm(total=budget, desc="training encoder", unit="step")
     while (budget is None or step < budget) and progress < 1.0:
-        # the rate follows whichever budget (steps or minutes) is further along: a cosine to its end
+        # the rate follows whichever budget (steps or minutes) is further along: a cosine to its
+        # end, after a linear warm-up (with CarEncoder.start_from_mean, what keeps ReLUs alive)
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * (cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
-                                    * 0.5 * (1 + math.cos(math.pi * progress)))
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) * (
+                cfg.final_lr_fraction + (1 - cfg.final_lr_fraction)
+                * 0.5 * (1 + math.cos(math.pi * progress)))
         cars = torch.randint(num_cars, (cfg.batch,), generator=sampler)
         picks = torch.randint(num_views, (cfg.batch,), generator=sampler)
         losses = batch_losses(encoder, model, views, cars, picks, scale, cfg, generator)
