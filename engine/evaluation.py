@@ -166,9 +166,12 @@ class Evaluation:
 
 
 def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
-             max_cars: int | None = None, max_views: int | None = None) -> Evaluation:
+             max_cars: int | None = None, max_views: int | None = None,
+             any_resolution: bool = False) -> Evaluation:
     """Score every car of each split the data set has (at most max_cars per split and max_views
-    views per car where given: the first ones, in manifest order)."""
+    views per car where given: the first ones, in manifest order). Views of another resolution
+    than the checkpoint's are refused unless `any_resolution` (an LFN's rays are continuous, so a
+    128² model can be scored on 256² views; the result notes it)."""
     model = ckpt.model.to(device)
     renderer = make_renderer(model, device, "fp32", "eager")
     entries = read_manifest(data)["cars"]
@@ -182,8 +185,12 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
         resolution = cars.resolution
         trained_at = ckpt.meta.get("resolution")
         if trained_at is not None and trained_at != resolution:
-            raise ValueError(f"{data}: {resolution}² px views, but the checkpoint was trained on "
-                             f"{trained_at}² px views (another data set?): its scores would not compare")
+            if not any_resolution:
+                raise ValueError(f"{data}: {resolution}² px views, but the checkpoint was trained "
+                                 f"on {trained_at}² px views (another data set? --any-resolution "
+                                 "scores it anyway)")
+            notes.append(f"{split} split: {resolution}² px views, the checkpoint was trained on "
+                         f"{trained_at}² px views")
         views = torch.nonzero(~cars.train_view).flatten()[:max_views]
         if not len(views):
             notes.append(f"the data set has no held-out (test) views: {task} metrics absent")

@@ -207,3 +207,20 @@ def test_one_origin_per_source_adds_no_origin_rows(data, ckpt_path):
     assert result.origins == ["procedural", "torcs"]
     table = source_table(result).splitlines()
     assert [line.split()[0] for line in table[2:]] == ["real", "procedural", "all", "limited"]
+
+
+def test_views_of_another_resolution_are_refused_unless_asked_for(data, tmp_path, capsys):
+    path = tmp_path / "trained_at_8.pt"
+    save_checkpoint(tiny_lfn(num_instances=len(TRAIN_IDS)), TRAIN_IDS,
+                    {"steps": 0, "dataset": "cars", "metrics": {}, "resolution": 8}, path)
+    with pytest.raises(ValueError, match="--any-resolution"):
+        evaluate(load_checkpoint(path), data, CPU, fit_steps=1, max_views=1)
+    result = evaluate(load_checkpoint(path), data, CPU, fit_steps=1, max_views=1,
+                      any_resolution=True)
+    assert len(result.cars) == 6
+    assert any("trained on 8² px views" in note for note in result.notes)
+    assert main(["--ckpt", str(path), "--data", str(data), "--max-views", "1"]) == 1
+    assert "--any-resolution" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as rejected:
+        main(["--ckpt", str(path), "--data", str(data), "--any-resolution", "--write-metrics"])
+    assert rejected.value.code == 2

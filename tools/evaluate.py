@@ -4,6 +4,7 @@ single-image reconstruction of held-out cars (network frozen, a fresh latent fit
     python -m tools.evaluate --ckpt checkpoints/cars.pt --data data/cars [--json out.json]
         [--write-metrics]   # also store the headline metrics, overall and per source, in the meta
         [--max-cars N --max-views M]   # a quick run: the first N cars of each split, M views each
+        [--any-resolution]   # e.g. a 128² checkpoint on 256² views (refused otherwise)
 
 Every car of each split is scored by default. Prints the JSON (per-car rows included), then a
 table per source (real cars, procedural cars, all) and, where the real cars come from several
@@ -61,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write-metrics", action="store_true",
                    help="store the headline metrics, overall and per source, in the "
                         "checkpoint's meta")
+    p.add_argument("--any-resolution", action="store_true",
+                   help="score views of another resolution than the checkpoint was trained on "
+                        "(e.g. a 128² model on 256² views; noted in the result)")
     args = p.parse_args(argv)
+    if args.any_resolution and args.write_metrics:
+        p.error("--write-metrics stores the checkpoint's own scores: not with --any-resolution")
     return run_entry_point(lambda: score(args), args.debug)
 
 
@@ -69,7 +75,7 @@ def score(args: argparse.Namespace) -> None:
     """The scores on stdout, in --json, and with --write-metrics in the checkpoint."""
     ckpt = load_checkpoint(args.ckpt)
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
-                      args.max_cars, args.max_views)
+                      args.max_cars, args.max_views, args.any_resolution)
     print(json.dumps(result.to_json(), indent=1))
     print(source_table(result))
     if args.json:
