@@ -1,15 +1,18 @@
-"""Ground truth beside the LFN and the volumetric baseline at display size: crops of held-out views
-of training cars, rendered at --res (512 by default) although both networks learned from the data
-set's 128² images, each crop with its PSNR against the ground truth rendered from the mesh at --res.
+"""Ground truth beside any number of networks at display size: crops of held-out views of training
+cars, rendered at --res (512 by default) whatever size each network learned from, each crop with
+its PSNR against the ground truth rendered from the mesh at --res.
 
     python -m tools.compare_views --data data/cars --torcs torcs --out docs/compare_512.png
-        [--ckpt checkpoints/cars.pt] [--volumetric checkpoints/cars_volumetric.pt]
+        [--ckpt checkpoints/cars.pt ...] [--volumetric checkpoints/cars_volumetric.pt | none]
         [--cars ID ...] [--view 0] [--res 512] [--crop 256] [--json scores.json]
 
-The cars must be training cars of both checkpoints (their latents are fitted); the camera is the
-car's --view-th held-out view from the data set, so no network saw it. The ground truth is the
-data set's own renderer (tools/scene_render.py) at --res with the data set's field of view and
-anti-aliasing, from the same car sources (--torcs, --sumo, --flightgear).
+The columns are the ground truth, each --ckpt in order (LFN or volumetric, as the checkpoint says),
+then --volumetric unless it is `none`; each is labelled with its file stem (and parent folders where
+two stems agree), its kind and the size it was trained at where the checkpoint records it. The
+cars must be training cars of every checkpoint (their latents are fitted); the camera is the car's
+--view-th held-out view from the data set, so no network saw it. The ground truth is the data set's
+own renderer (tools/scene_render.py) at --res with the data set's field of view and anti-aliasing,
+from the same car sources (--torcs, --sumo, --flightgear).
 """
 
 from __future__ import annotations
@@ -45,23 +48,33 @@ from tools.scene_render import SceneRenderer
 # Two real TORCS models and one procedural car of the default data set.
 DEFAULT_CARS = ("torcs-car1-trb1", "torcs-baja-bug", "proc-0-0040")
 LABEL_HEIGHT = 22
+KIND_NAMES = {"lfn": "LFN", "volumetric": "volumetric"}
+
+
+@dataclass(frozen=True)
+class NetworkScore:
+    label: str  # the column's caption without its score
+    path: str
+    kind: str  # "lfn" or "volumetric"
+    trained_resolution: int | None  # pixels per side of the views it learned from, where recorded
+    psnr: float  # whole frame, dB
+    crop_psnr: float  # the crop shown
 
 
 @dataclass(frozen=True)
 class CarScores:
     car_id: str
-    lfn_psnr: float  # whole frame, dB
-    volumetric_psnr: float
-    lfn_crop_psnr: float  # the crop shown
-    volumetric_crop_psnr: float
+    networks: list[NetworkScore]  # in column order
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="the data set the checkpoints were trained on")
     p.add_argument("--out", required=True, help="the PNG to write")
-    p.add_argument("--ckpt", default="checkpoints/cars.pt")
-    p.add_argument("--volumetric", default="checkpoints/cars_volumetric.pt")
+    p.add_argument("--ckpt", nargs="+", default=["checkpoints/cars.pt"],
+                   help="one or more checkpoints of either kind, a column each")
+    p.add_argument("--volumetric", default="checkpoints/cars_volumetric.pt",
+                   help="the volumetric baseline's column after them, or `none` to leave it out")
     p.add_argument("--cars", nargs="+", default=list(DEFAULT_CARS), help="training car ids")
     p.add_argument("--view", type=int, default=0, help="which held-out view of each car")
     p.add_argument("--res", type=int, default=512, help="display size rendered (square)")
@@ -112,26 +125,68 @@ def held_out_pose(data: Path, car: str, view: int) -> np.ndarray:
     return poses[view]
 
 
+def column_names(paths: list[str]) -> list[str]:
+    """Each checkpoint's file stem, led by as many parent folders as it takes to tell it from the
+    others'."""
+    files = [Path(path).resolve() for path in paths]
+    for path, file in zip(paths, files, strict=True):
+        if files.count(file) > 1:
+            raise UsageError(f"--ckpt/--volumetric: {path} is given twice")
+    tails = [(*file.parent.parts, file.stem) for file in files]
+    names = []
+    for file, tail in zip(files, tails, strict=True):
+        depths = range(1, len(tail) + 1)
+        depth = next((d for d in depths if [other[-d:] for other in tails].count(tail[-d:]) == 1), None)
+        names.append(str(file) if depth is None else "/".join(tail[-depth:]))  # None: a.pt beside a.pth
+    return names
+
+
 @dataclass
 class Network:
     """A checkpoint and the one renderer that draws each of its cars in turn."""
 
+    path: str
+    label: str  # "cars_wide (LFN, 128x128)": PIL's default font has no ²
     ckpt: Checkpoint
     renderer: Renderer
 
     @classmethod
-    def load(cls, path: str, device: str, sampling: str) -> Network:
-        ckpt = load_checkpoint(path)
-        return cls(ckpt, make_renderer(ckpt.model, device, "fp32", "eager", sampling=sampling))
+    def load(cls, path: str, name: str, ckpt: Checkpoint, device: str, volumetric_sampling: str) -> Network:
+        trained_at = ckpt.meta.get("resolution")
+        trained = f", {trained_at}x{trained_at}" if trained_at else ""
+        label = f"{name} ({KIND_NAMES[ckpt.model.kind]}{trained})"
+        renderer = make_renderer(ckpt.model, device, "fp32", "eager", sampling=volumetric_sampling)
+        return cls(path, label, ckpt, renderer)
+
+    def require_training_cars(self, cars: list[str]) -> None:
+        """Before any rendering: a missing latent should not cost minutes of frames first."""
+        for car in cars:
+            if car not in self.ckpt.instance_names:
+                raise UsageError(f"--cars: {car} is not a training car of {self.path}")
 
     def image(self, car: str, pose: np.ndarray, res: int) -> np.ndarray:
-        """(res, res, 3) float32 in [0, 1]: the latent of `car` from `pose`."""
-        if car not in self.ckpt.instance_names:
-            raise UsageError(f"--cars: {car} is not a training car of this checkpoint")
+        """(res, res, 3) float32 in [0, 1]: the latent of `car` (a training car) from `pose`."""
         self.renderer.set_latent(self.ckpt.latents[self.ckpt.instance_names.index(car)])
         with torch.no_grad():
             image = self.renderer.render(torch.from_numpy(pose), res)
         return image.float().clamp(0, 1).cpu().numpy()
+
+    def score(self, image: np.ndarray, truth: np.ndarray, window: tuple[slice, slice]) -> NetworkScore:
+        return NetworkScore(self.label, self.path, self.ckpt.model.kind, self.ckpt.meta.get("resolution"),
+                            image_psnr(image, truth), image_psnr(image[window], truth[window]))
+
+
+def load_networks(args: argparse.Namespace) -> list[Network]:
+    """The --ckpt checkpoints, then --volumetric unless it is `none`, each with its renderer."""
+    paths = args.ckpt + ([] if args.volumetric == "none" else [args.volumetric])
+    names = column_names(paths)
+    ckpts = [load_checkpoint(path) for path in paths]
+    sampling = args.volumetric_sampling
+    if any(ckpt.model.kind == "volumetric" for ckpt in ckpts) and (
+            reason := volumetric_unavailable(sampling, torch.device(args.device))):
+        raise UsageError(f"--volumetric-sampling {sampling}: {reason}")
+    return [Network.load(path, name, ckpt, args.device, sampling)
+            for path, name, ckpt in zip(paths, names, ckpts, strict=True)]
 
 
 def crop_box(mask: np.ndarray, side: int) -> tuple[int, int]:
@@ -169,12 +224,11 @@ def compare(args: argparse.Namespace) -> None:
     if not settings_path.is_file():
         raise UsageError(f"--data: {settings_path} is missing; make the data set with tools.make_dataset")
     settings = json.loads(settings_path.read_text())
-    if (reason := volumetric_unavailable(args.volumetric_sampling, torch.device(args.device))) is not None:
-        raise UsageError(f"--volumetric-sampling {args.volumetric_sampling}: {reason}")
-    lfn = Network.load(args.ckpt, args.device, "dense")
-    volumetric = Network.load(args.volumetric, args.device, args.volumetric_sampling)
+    networks = load_networks(args)
     roots = car_roots(args.torcs, args.sumo, args.flightgear)
     instances = find_instances(args.cars, roots, settings["seed"], read_manifest(data))
+    for network in networks:
+        network.require_training_cars(args.cars)
     scene = SceneRenderer(args.res, settings["fov_deg"], settings["supersample"])
     rows, scores = [], []
     for car, instance in instances.items():
@@ -182,26 +236,24 @@ def compare(args: argparse.Namespace) -> None:
         scene.set_mesh(*build(instance, roots))
         truth_view = scene.render(pose)
         truth = truth_view.rgb.astype(np.float32) / 255
-        lfn_image = lfn.image(car, pose, args.res)
-        volumetric_image = volumetric.image(car, pose, args.res)
         top, left = crop_box(truth_view.mask, args.crop)
         window = (slice(top, top + args.crop), slice(left, left + args.crop))
-        score = CarScores(car, image_psnr(lfn_image, truth), image_psnr(volumetric_image, truth),
-                          image_psnr(lfn_image[window], truth[window]),
-                          image_psnr(volumetric_image[window], truth[window]))
-        scores.append(score)
-        rows.append([(f"{car}: ground truth {args.res}x{args.res}", truth[window]),
-                     (f"LFN {score.lfn_crop_psnr:.1f} dB", lfn_image[window]),
-                     (f"volumetric {score.volumetric_crop_psnr:.1f} dB", volumetric_image[window])])
-        print(f"{car}: LFN {score.lfn_psnr:.2f} dB, volumetric {score.volumetric_psnr:.2f} dB "
-              f"(crop {score.lfn_crop_psnr:.2f} / {score.volumetric_crop_psnr:.2f})", flush=True)
+        row = [(f"{car}: ground truth {args.res}x{args.res}", truth[window])]
+        car_scores = []
+        for network in networks:
+            image = network.image(car, pose, args.res)
+            car_scores.append(network.score(image, truth, window))
+            row.append((f"{network.label} {car_scores[-1].crop_psnr:.1f} dB", image[window]))
+        rows.append(row)
+        scores.append(CarScores(car, car_scores))
+        print(f"{car}: " + ", ".join(f"{score.label} {score.psnr:.2f} dB (crop {score.crop_psnr:.2f})"
+                                     for score in car_scores), flush=True)
     figure(rows, args.crop).save(args.out)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "date": date.today().isoformat(), "res": args.res, "crop": args.crop, "view": args.view,
             "device": args.device,
-            "volumetric_sampling": args.volumetric_sampling, "ckpt": args.ckpt,
-            "volumetric": args.volumetric, "cars": [asdict(s) for s in scores]}, indent=1))
+            "volumetric_sampling": args.volumetric_sampling, "cars": [asdict(s) for s in scores]}, indent=1))
     print(f"wrote {args.out}")
 
 
