@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +32,8 @@ from viewer.panel import ControlPanel
 from viewer.quality import QualityPolicy
 from viewer.state import ViewerState
 from viewer.stats import FrameStats
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_rotation_clamps_elevation_and_wraps_azimuth():
@@ -251,3 +256,30 @@ def test_rendering_for_counts_while_the_shown_frame_is_an_older_request():
     assert rendering_for(newer, 2.0, None, 5.0) == pytest.approx(3.0)  # no frame yet
     assert rendering_for(newer, 2.0, shown, 5.5) == pytest.approx(3.5)
     assert rendering_for(older, 2.0, shown, 5.5) is None  # what was asked for is on screen
+
+
+# engine.memory.freeze_startup_heap in a process of its own: it freezes the whole heap
+FREEZE_PROBE = """
+import gc, weakref
+from engine.memory import freeze_startup_heap
+
+class Node:
+    pass
+
+def garbage_cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+made_before = garbage_cycle()
+freeze_startup_heap()
+made_after = garbage_cycle()
+gc.collect()
+print(made_before() is None, made_after() is None, gc.get_freeze_count() > 1000)
+"""
+
+
+def test_the_startup_heap_is_frozen_without_its_garbage_and_later_cycles_are_still_collected():
+    result = subprocess.run([sys.executable, "-c", FREEZE_PROBE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]

@@ -60,6 +60,7 @@ from engine.config import ViewerConfig
 from engine.display_mode import DisplayMode
 from engine.frame import EpiRequest, Frame, FrameRenderer, FrameRequest, rendering_for
 from engine.latents import FittedLatent, LatentBank
+from engine.memory import freeze_startup_heap
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -539,6 +540,7 @@ class ViewerApp:
 
 def run_viewer(config: ViewerConfig, ckpt: Checkpoint) -> int:
     app = ViewerApp(config, ckpt)
+    freeze_startup_heap()  # full collections then skip the startup heap: shorter UI stalls
     try:
         app.run()
     finally:
