@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import subprocess
@@ -246,6 +247,24 @@ def test_stats_keep_the_slowest_frames_with_where_their_time_went():
     assert stats.slowest[0].phases_ms["screenshot"] >= 29.0  # the stall is named
     assert stats.slowest[0].phases_ms["events"] < 20.0
     assert stats.summary()["ui_frames_slowest"][0]["ms"] == 31.0
+
+
+def test_a_slow_frame_names_the_garbage_collections_in_it():
+    stats = FrameStats()
+    stats.watch_collections()
+    try:
+        stats.ui_frame(1.0)
+        start = time.perf_counter()
+        gc.collect()  # a full collection, here on this thread (any thread's counts: it holds the GIL)
+        stats.ui_frame(1000.0 * (time.perf_counter() - start) + 1.0)
+    finally:
+        stats.close()
+    assert gc.callbacks.count(stats.collections) == 0
+    slowest = stats.slowest[0]
+    assert any(c.startswith("gen2 ") and c.endswith("on MainThread") for c in slowest.collections)
+    assert stats.slowest[1].collections == ()
+    summary = stats.summary()
+    assert summary["gc_full_collections"] >= 1 and summary["gc_full_ms_max"] > 0
 
 
 def test_rendering_for_counts_while_the_shown_frame_is_an_older_request():

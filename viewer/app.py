@@ -239,6 +239,7 @@ class ViewerApp:
         self.orbit = OrbitCamera(config.home)
         self.quality = QualityPolicy()
         self.stats = FrameStats()
+        self.stats.watch_collections()
         self.widget_recorder = WidgetRecorder.from_environment()  # off unless LFN_WIDGET_MAP names a file
 
         self.view_key: tuple | None = None
@@ -521,6 +522,7 @@ class ViewerApp:
     def close(self) -> None:
         signal.signal(signal.SIGTERM, self._previous_sigterm)
         glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
+        self.stats.close()
         self.reconstruction.close()
         self.benchmark_panel.close()  # a thread left running would die inside torch at exit: SIGABRT
         self.path_recording.close()
