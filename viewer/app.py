@@ -282,6 +282,10 @@ class ViewerApp:
         work = {f"backend switch to {switching}": switching is not None,
                 "benchmark": self.benchmark_panel.running, "video export": self.path_recording.exporting,
                 "fit": self.reconstruction.running}
+        if rendering_for(self.submitted, self.submitted_s, self.shown, time.perf_counter()) is not None:
+            # the render thread's frame: an AOTInductor frame holds the GIL for a slice (RELIABILITY.md)
+            request, renderer = self.submitted, self.renderer
+            work[f"frame {request.mode.value} {request.res} {renderer.backend} {renderer.precision}"] = True
         return tuple(name for name, running in work.items() if running)
 
     def pace(self, frame_start: float) -> None:
