@@ -9,7 +9,9 @@ Each (method, resolution) renders warm-up frames, then times one frame per pose 
 first few poses, being two orders of magnitude slower.
 
 A caller on another thread (the viewer's panel) passes a `stop` event: the run checks it before
-every frame and ends with BenchmarkCancelled once it is set, its renderers and GL context released.
+every build and frame, and between the chunks of a volumetric frame or occupancy grid (seconds
+each on a CPU), and ends with BenchmarkCancelled once it is set, its renderers and GL context
+released. Checks are Event reads between frames or chunks, never a device synchronization.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from engine.memory import PeakMemory
 from engine.timing import median_p90, synchronize, time_frames, time_pipelined, timer_name
 from models.cameras import orbit_pose
 from models.checkpoint import Checkpoint, load_checkpoint
+from models.renderer import FrameAbandoned
 from models.resolution import Resolution
 
 ELEVATION, RADIUS = 20.0, 3.0
@@ -42,7 +45,16 @@ CPU_VOLUMETRIC_FRAMES, CPU_VOLUMETRIC_WARMUP = 3, 1
 
 
 class BenchmarkCancelled(Exception):
-    """The caller set the run's stop event; the run ended before its next frame."""
+    """The caller set the run's stop event; the run ended before its next frame or chunk."""
+
+
+@contextlib.contextmanager
+def abandoned_as_cancelled():
+    """A volumetric frame or a build given up for the stop event (FrameAbandoned) is the run's cancel."""
+    try:
+        yield
+    except FrameAbandoned as abandoned:
+        raise BenchmarkCancelled("benchmark cancelled") from abandoned
 
 
 def stop_check(stop: threading.Event | None) -> Callable[[], None]:
@@ -145,30 +157,31 @@ def benchmark(
     on_cpu = device.type == "cpu"
     volumetric_frames = min(frames, CPU_VOLUMETRIC_FRAMES) if on_cpu else None
     volumetric_warmup = CPU_VOLUMETRIC_WARMUP if on_cpu else None
-    found = build_methods(
-        lfn_ckpt, volumetric_ckpt, device, precision, instance,
-        volumetric_instance(lfn_ckpt, volumetric_ckpt, instance) if volumetric_ckpt else 0,
-        backends, volumetric_frames, volumetric_warmup, progress,
-    )
-    poses = orbit_path(frames)
-    results, notes = [], list(found.notes)
-    try:
-        check()  # building the methods (tracing, a GL context) takes a while
-        for res in resolutions:
-            for method in found.methods:
-                if progress:
-                    progress(f"timing {method.name} at {res.width}x{res.height} "
-                             f"({len(poses[: method.max_frames])} frames)")
-                try:
-                    results.append(measure(method, res, poses, warmup, device, precision, check))
-                except BenchmarkCancelled:
-                    raise
-                except Exception as error:  # an optional method may fail (compile, OOM): keep the rest
-                    if not method.optional:
+    with abandoned_as_cancelled():  # a build or volumetric frame given up for `stop`
+        found = build_methods(
+            lfn_ckpt, volumetric_ckpt, device, precision, instance,
+            volumetric_instance(lfn_ckpt, volumetric_ckpt, instance) if volumetric_ckpt else 0,
+            backends, volumetric_frames, volumetric_warmup, progress, None if stop is None else stop.is_set,
+        )
+        poses = orbit_path(frames)
+        results, notes = [], list(found.notes)
+        try:
+            check()  # building the methods (tracing, a GL context) takes a while
+            for res in resolutions:
+                for method in found.methods:
+                    if progress:
+                        progress(f"timing {method.name} at {res.width}x{res.height} "
+                                 f"({len(poses[: method.max_frames])} frames)")
+                    try:
+                        results.append(measure(method, res, poses, warmup, device, precision, check))
+                    except (BenchmarkCancelled, FrameAbandoned):  # an optional method's too
                         raise
-                    notes.append(f"{method.name} at {res}: skipped ({type(error).__name__}: {error})")
-    finally:
-        found.close()
+                    except Exception as error:  # an optional method may fail (compile, OOM): keep the rest
+                        if not method.optional:
+                            raise
+                        notes.append(f"{method.name} at {res}: skipped ({type(error).__name__}: {error})")
+        finally:
+            found.close()
     if on_cpu and volumetric_ckpt is not None:
         notes.append(f"on the CPU volumetric times {volumetric_frames} frame(s) after {volumetric_warmup} "
                      f"warm-up (it is slow), the others {frames} after {warmup}")

@@ -34,6 +34,7 @@ from models.renderer import (
     VOLUMETRIC_SAMPLINGS,
     VolumetricRenderer,
     backend_unavailable,
+    give_up_if,
     make_renderer,
     volumetric_unavailable,
 )
@@ -96,15 +97,17 @@ def depth_method(renderer, summed: bool = False) -> Method:
 
 
 def volumetric_method(renderer, max_frames: int | None, warmup: int | None,
-                      dense: VolumetricRenderer | None = None) -> Method:
+                      dense: VolumetricRenderer | None = None,
+                      abandon: Callable[[], bool] | None = None) -> Method:
     """The baseline's colors in its renderer's sampling; with `dense` (the dense renderer of the same
     latent) the details compare the last timed frame's image against the dense one (PSNR), so a
-    faster sampling can never hide a worse picture."""
+    faster sampling can never hide a worse picture. `abandon` is asked between the chunks of every
+    frame, the dense reference's too (FrameAbandoned: a CPU frame at 64² takes seconds)."""
     name = "volumetric" if renderer.sampling == "dense" else f"volumetric:{renderer.sampling}"
     last: dict[str, object] = {}
 
     def frame(cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
-        last["camera"], last["image"] = (cam2world, res), renderer.render(cam2world, res)
+        last["camera"], last["image"] = (cam2world, res), renderer.render(cam2world, res, abandon)
         return last["image"]
 
     def details() -> dict:
@@ -118,7 +121,7 @@ def volumetric_method(renderer, max_frames: int | None, warmup: int | None,
                          grid_build_ms=renderer.grid_build_ms,
                          grid_build_evaluations=renderer.grid.build_evaluations)
         if dense is not None and "image" in last:
-            reference = dense.render(*last["camera"]).float()
+            reference = dense.render(*last["camera"], abandon).float()
             extra["psnr_vs_dense"] = min(psnr(last["image"].float(), reference), PSNR_CAP)
         return extra
 
@@ -228,11 +231,18 @@ def build_methods(
     lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint | None, device: torch.device, precision: str,
     instance: int, volumetric_instance: int, backends: list[str], volumetric_frames: int | None,
     volumetric_warmup: int | None, progress: Callable[[str], None] | None = None,
+    abandon: Callable[[], bool] | None = None,
 ) -> MethodSet:
     """backends[0] is the viewer's backend: it is required, and lfn_depth and lfn_frame use it.
     `progress` gets a line before each build (a trace, a compile, a GL context can take long or,
-    in a native library, crash: the last line names the culprit)."""
-    say = progress or (lambda line: None)
+    in a native library, crash: the last line names the culprit). `abandon` is asked before each
+    build and by the volumetric methods' frames; a True answer raises FrameAbandoned."""
+    def say(line: str) -> None:
+        # before each build: what was built so far holds nothing to close (the GL context is last)
+        give_up_if(abandon)
+        if progress:
+            progress(line)
+
     found = MethodSet()
     viewer_renderer = None
     for backend in backends:
@@ -252,14 +262,14 @@ def build_methods(
 
     if volumetric_ckpt is not None:
         dense = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")
-        found.methods.append(volumetric_method(dense, volumetric_frames, volumetric_warmup))
+        found.methods.append(volumetric_method(dense, volumetric_frames, volumetric_warmup, abandon=abandon))
         for sampling in VOLUMETRIC_SAMPLINGS[1:]:
             if (reason := volumetric_unavailable(sampling, device)) is not None:
                 found.notes.append(f"volumetric:{sampling} skipped: {reason}")
                 continue
             say(f"building volumetric:{sampling}")
             faster = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager", sampling)
-            found.methods.append(volumetric_method(faster, None, None, dense))
+            found.methods.append(volumetric_method(faster, None, None, dense, abandon))
 
     say("building lfn_frame (an offscreen GL context)")
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import threading
 from collections.abc import Callable
@@ -41,6 +42,20 @@ def then_trim(work: Callable[..., object]) -> Callable[..., None]:
         work(*args)
         trim_heap()
     return run
+
+
+def freeze_startup_heap() -> None:
+    """Collect garbage, then exempt every object alive now from later cyclic collections (gc.freeze).
+
+    A full collection scans every tracked object while holding the GIL, on whichever thread's
+    allocation triggered it, and every other thread waits for it: with the viewer's startup heap
+    (~220 k objects: torch, the GUI bindings, the checkpoint) and a backend build's (torch.export
+    and Inductor add ~180 k), each took 100-250 ms, the UI thread's slowest frames during backend
+    builds (RELIABILITY.md). What is alive once a long-running app has started stays alive, so
+    excluding it from the scans frees nothing less; collecting first keeps garbage out of the
+    frozen set."""
+    gc.collect()
+    gc.freeze()
 
 
 class PeakMemory:

@@ -90,12 +90,15 @@ def cell_corners(resolution: int, device: torch.device) -> torch.Tensor:
 
 def peak_density(
     density: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], points: torch.Tensor, chunk: int,
+    before_chunk: Callable[[], None] = lambda: None,
 ) -> torch.Tensor:
-    """(P, 3) points → (P,) the largest density over PROBE_DIRECTIONS."""
+    """(P, 3) points → (P,) the largest density over PROBE_DIRECTIONS; `before_chunk` runs before
+    each chunk's evaluation (it may raise to give the build up)."""
     peak = torch.zeros(points.shape[0], device=points.device)
     for direction in PROBE_DIRECTIONS:
         dirs = torch.tensor(direction, device=points.device, dtype=torch.float32).expand_as(points)
         for start in range(0, points.shape[0], chunk):
+            before_chunk()
             stop = start + chunk
             values = density(points[start:stop], dirs[start:stop]).float()
             peak[start:stop] = torch.maximum(peak[start:stop], values)
@@ -116,14 +119,17 @@ def touching_corners(cells: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def build_occupancy(
     density: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], resolution: int, device: torch.device,
-    chunk: int = 1 << 16,
+    chunk: int = 1 << 16, before_chunk: Callable[[], None] = lambda: None,
 ) -> OccupancyGrid:
     """The grid (an even `resolution` per axis) of cells where `density(points (N, 3), dirs (N, 3))
-    → (N,)` exceeds the threshold at any corner from any of PROBE_DIRECTIONS, built coarse to fine."""
+    → (N,)` exceeds the threshold at any corner from any of PROBE_DIRECTIONS, built coarse to fine.
+    `before_chunk` runs before each chunk of `chunk` density evaluations (a CPU build takes seconds:
+    a caller may raise there to give it up)."""
     if resolution % 2:
         raise ValueError(f"occupancy resolution {resolution}: must be even (built from half of it)")
     half = resolution // 2
-    coarse = peak_density(density, cell_corners(half, device).view(-1, 3), chunk).view((half + 1,) * 3)
+    coarse = peak_density(density, cell_corners(half, device).view(-1, 3), chunk, before_chunk)
+    coarse = coarse.view((half + 1,) * 3)
     kept = F.max_pool3d(cells_over(coarse, DENSITY_THRESHOLD * COARSE_MARGIN)[None, None].float(),
                         kernel_size=3, stride=1, padding=1)[0, 0] > 0
     fine_cells = kept.repeat_interleave(2, 0).repeat_interleave(2, 1).repeat_interleave(2, 2)
@@ -131,7 +137,7 @@ def build_occupancy(
     fine[::2, ::2, ::2] = coarse  # the coarse corners are every other fine one
     wanted = touching_corners(fine_cells)
     wanted[::2, ::2, ::2] = False
-    fine[wanted] = peak_density(density, cell_corners(resolution, device)[wanted], chunk)
+    fine[wanted] = peak_density(density, cell_corners(resolution, device)[wanted], chunk, before_chunk)
     evaluations = (coarse.numel() + int(wanted.sum())) * len(PROBE_DIRECTIONS)
     return OccupancyGrid(cells_over(fine, DENSITY_THRESHOLD), evaluations)
 

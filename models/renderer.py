@@ -93,6 +93,12 @@ class FrameAbandoned(Exception):
     """A CPU frame given up between two slices because its `abandon` said so: nothing of it is kept."""
 
 
+def give_up_if(abandon: Callable[[], bool] | None) -> None:
+    """Raise FrameAbandoned when `abandon` (asked between two slices or chunks of work) says so."""
+    if abandon is not None and abandon():
+        raise FrameAbandoned
+
+
 def render_in_chunks(renderer, count: int, render_rays: Callable[[int, int], T]) -> list[T]:
     """render_rays(start, stop) over [0, count) in slices of renderer.rays_per_chunk; on out-of-memory
     the chunk halves (kept for later frames) and the frame starts over."""
@@ -281,8 +287,7 @@ class LFNRenderer:
         """colors() of (N, 6) rays in CPU_SLICE_RAYS slices, asking `abandon` before each."""
         slices = []
         for start in range(0, plucker_rays.shape[0], CPU_SLICE_RAYS):
-            if abandon is not None and abandon():
-                raise FrameAbandoned
+            give_up_if(abandon)
             slices.append(self.colors(plucker_rays[start:start + CPU_SLICE_RAYS]))
         return slices[0] if len(slices) == 1 else torch.cat(slices)
 
@@ -319,7 +324,13 @@ class VolumetricRenderer:
     something (opacity > 0.5), which is what such a renderer spends where it matters.
 
     `accelerated` builds its occupancy grid (`occupancy_res` cells per axis, by default
-    OCCUPANCY_RES of the device) in set_latent: `grid_build_ms` is that cost, once per latent.
+    OCCUPANCY_RES of the device) in the first frame after set_latent: `grid_build_ms` is that cost,
+    once per latent (a renderer made for one instance and set to another builds one grid, not two).
+
+    A frame's `abandon` is asked before each chunk of rays and each chunk of the grid's density
+    evaluations; when it answers True the frame raises FrameAbandoned (a CPU frame at 64² takes
+    seconds: the benchmark's cancel lands between chunks). An abandoned grid is built again by the
+    next frame.
     """
 
     def __init__(
@@ -359,15 +370,19 @@ class VolumetricRenderer:
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
         self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
-        if self.sampling == "accelerated":
-            density = field_density(self.mlp_tensors, self.model.config.frequencies)
-            start = time.perf_counter()
-            self.grid = build_occupancy(density, self.occupancy_res, self.device)
-            if self.device.type == "cuda":  # this stream only: another thread may be capturing a graph
-                torch.cuda.current_stream(self.device).synchronize()
-            self.grid_build_ms = (time.perf_counter() - start) * 1000.0
+        self.grid = None  # accelerated: the next frame builds this latent's
 
-    def _render_rays(self, origins: torch.Tensor, dirs: torch.Tensor):
+    def _build_grid(self, abandon: Callable[[], bool] | None) -> None:
+        density = field_density(self.mlp_tensors, self.model.config.frequencies)
+        start = time.perf_counter()
+        self.grid = build_occupancy(density, self.occupancy_res, self.device,
+                                    before_chunk=lambda: give_up_if(abandon))
+        if self.device.type == "cuda":  # this stream only: another thread may be capturing a graph
+            torch.cuda.current_stream(self.device).synchronize()
+        self.grid_build_ms = (time.perf_counter() - start) * 1000.0
+
+    def _render_rays(self, origins: torch.Tensor, dirs: torch.Tensor, abandon: Callable[[], bool] | None):
+        give_up_if(abandon)
         cfg = self.model.config
         if self.grid is not None:
             marched = march(origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
@@ -380,13 +395,17 @@ class VolumetricRenderer:
         )
 
     @torch.no_grad()
-    def render_with_depth(self, cam2world: torch.Tensor, res: Resolution | int) -> tuple[torch.Tensor, ...]:
+    def render_with_depth(
+        self, cam2world: torch.Tensor, res: Resolution | int, abandon: Callable[[], bool] | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Color (H, W, 3), expected depth (H, W) and opacity (H, W)."""
         res = Resolution.of(res)
+        if self.sampling == "accelerated" and self.grid is None:
+            self._build_grid(abandon)
         origins, dirs = frame_rays(cam2world, res, self.device)
         self.march_rounds = 0
         parts = render_in_chunks(
-            self, origins.shape[0], lambda i, j: self._render_rays(origins[i:j], dirs[i:j])
+            self, origins.shape[0], lambda i, j: self._render_rays(origins[i:j], dirs[i:j], abandon)
         )
         self.chunks_last_frame = len(parts)
         color, depth, opacity, *evaluations = zip(*parts, strict=True)
@@ -402,13 +421,16 @@ class VolumetricRenderer:
         self.evals_per_hit_ray = float(evaluations[hit].float().mean()) if bool(hit.any()) else 0.0
         self.evals_per_ray = round(self.evals_per_hit_ray)
 
-    def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
-        return self.render_with_depth(cam2world, res)[0]
+    def render(
+        self, cam2world: torch.Tensor, res: Resolution | int, abandon: Callable[[], bool] | None = None,
+    ) -> torch.Tensor:
+        return self.render_with_depth(cam2world, res, abandon)[0]
 
     def render_rgba(
         self, cam2world: torch.Tensor, res: Resolution | int, out: torch.Tensor | None = None,
+        abandon: Callable[[], bool] | None = None,
     ) -> torch.Tensor:
-        return rgba_frame(self.render(cam2world, res), Resolution.of(res), out)
+        return rgba_frame(self.render(cam2world, res, abandon), Resolution.of(res), out)
 
 
 def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript",

@@ -14,6 +14,7 @@ from engine import benchmark_methods
 from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
 from engine.benchmark_report import format_table, ms_table, plot
 from engine.memory import PeakMemory
+from models import renderer as renderer_module
 from models.checkpoint import load_checkpoint
 from models.renderer import OCCUPANCY_RES
 from models.resolution import Resolution
@@ -120,6 +121,66 @@ def test_a_set_stop_event_ends_the_run_before_its_next_frame_and_closes_its_meth
         benchmark(checkpoints[0], None, "cpu", "fp32", resolutions=[16], frames=2, backends=["eager"],
                   progress=lines.append, stop=stop)
     assert len(timed()) == 3
+
+
+def test_a_stop_during_the_builds_ends_the_run_before_the_next_build(checkpoints):
+    stop, lines = threading.Event(), []
+
+    def progress(line: str) -> None:
+        lines.append(line)
+        if line == "building lfn:eager":
+            stop.set()  # as the panel's Cancel would, while the viewer's backend builds
+
+    with pytest.raises(BenchmarkCancelled):
+        benchmark(checkpoints[0], checkpoints[1], "cpu", "fp32", resolutions=[16], frames=2,
+                  backends=["eager"], progress=progress, stop=stop)
+    assert lines == ["building lfn:eager"]  # no volumetric renderer, no GL context built after it
+
+
+# Dense chunks are counted per phase: the dense baseline's own frames, and the dense reference frame
+# that volumetric:accelerated's details render for its PSNR after its timed frames.
+@pytest.mark.parametrize("phase", ["timing volumetric at", "timing volumetric:accelerated at"])
+def test_a_stop_inside_a_dense_volumetric_frame_ends_the_run_before_its_next_chunk(
+        checkpoints, monkeypatch, phase):
+    monkeypatch.setattr(renderer_module, "CPU_WORKING_BYTES", 1 << 21)  # 16² in ~10 chunks of 27 rays
+    stop, lines, chunks_after_stop = threading.Event(), [], []
+    render_rays = renderer_module.VolumetricRenderer._render_rays
+
+    def spy(renderer, *args, **kwargs):
+        if stop.is_set():
+            chunks_after_stop.append(renderer.sampling)
+        elif renderer.sampling == "dense" and lines[-1].startswith(phase):
+            stop.set()  # cancelled while this chunk renders: the frame has more chunks to go
+        return render_rays(renderer, *args, **kwargs)
+
+    monkeypatch.setattr(renderer_module.VolumetricRenderer, "_render_rays", spy)
+    with pytest.raises(BenchmarkCancelled):
+        benchmark(checkpoints[0], checkpoints[1], "cpu", "fp32", resolutions=[16], frames=2,
+                  backends=["eager"], progress=lines.append, stop=stop)
+    assert stop.is_set() and lines[-1].startswith(phase)
+    assert chunks_after_stop == []  # not the rest of the frame (before, 9 more chunks and frames)
+
+
+def test_a_stop_inside_the_occupancy_grid_build_ends_the_run_before_its_next_chunk(checkpoints, monkeypatch):
+    stop, lines, chunks_after_stop = threading.Event(), [], []
+    field_density = renderer_module.field_density
+
+    def counted_density(*args):
+        density = field_density(*args)
+
+        def chunk(points, dirs):  # one chunk of density evaluations (6 probe directions a corner)
+            if stop.is_set():
+                chunks_after_stop.append(len(points))
+            stop.set()
+            return density(points, dirs)
+        return chunk
+
+    monkeypatch.setattr(renderer_module, "field_density", counted_density)
+    with pytest.raises(BenchmarkCancelled):
+        benchmark(checkpoints[0], checkpoints[1], "cpu", "fp32", resolutions=[16], frames=2,
+                  backends=["eager"], progress=lines.append, stop=stop)
+    assert chunks_after_stop == []  # before: the whole build, 6 directions × coarse and fine corners
+    assert lines[-1].startswith("timing volumetric:accelerated")  # the grid: in its first warm-up frame
 
 
 def test_missing_gl_is_a_note_not_a_failure(checkpoints, monkeypatch):

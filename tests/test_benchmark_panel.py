@@ -1,5 +1,6 @@
 """The panel's benchmark button runs the real benchmark on a worker thread; close() stops it."""
 
+import json
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ import torch
 
 import engine.memory
 from models.checkpoint import load_checkpoint
-from viewer import benchmark_panel
+from viewer import benchmark_cancel, benchmark_panel
 from viewer.benchmark_panel import BenchmarkPanel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +126,12 @@ def test_exiting_while_the_panel_benchmark_runs_exits_cleanly(tiny_ckpt, tmp_pat
     lines = result.stdout.splitlines()
     assert lines[0].startswith("timing") and lines[-1] == "closed", result.stdout
     assert "terminate called" not in result.stderr
+
+
+def test_the_cancel_latency_script_cancels_at_a_moment(tiny_ckpt, tiny_volumetric_ckpt, tmp_path):
+    out = tmp_path / "cancel.json"
+    assert benchmark_cancel.main(["--ckpt", str(tiny_ckpt), "--volumetric", str(tiny_volumetric_ckpt),
+                                  "--backend", "eager", "--only", "first backend", "--json", str(out)]) == 0
+    (cancel,) = json.loads(out.read_text())["cancels"]
+    assert cancel["moment"] == "first backend build" and cancel["during"] == "building lfn:eager"
+    assert cancel["status"] == "benchmark cancelled" and cancel["latency_s"] >= 0

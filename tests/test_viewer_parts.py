@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +33,8 @@ from viewer.panel import ControlPanel
 from viewer.quality import QualityPolicy
 from viewer.state import ViewerState
 from viewer.stats import FrameStats
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_rotation_clamps_elevation_and_wraps_azimuth():
@@ -243,6 +249,24 @@ def test_stats_keep_the_slowest_frames_with_where_their_time_went():
     assert stats.summary()["ui_frames_slowest"][0]["ms"] == 31.0
 
 
+def test_a_slow_frame_names_the_garbage_collections_in_it():
+    stats = FrameStats()
+    stats.watch_collections()
+    try:
+        stats.ui_frame(1.0)
+        start = time.perf_counter()
+        gc.collect()  # a full collection, here on this thread (any thread's counts: it holds the GIL)
+        stats.ui_frame(1000.0 * (time.perf_counter() - start) + 1.0)
+    finally:
+        stats.close()
+    assert gc.callbacks.count(stats.collections) == 0
+    slowest = stats.slowest[0]
+    assert any(c.startswith("gen2 ") and c.endswith("on MainThread") for c in slowest.collections)
+    assert stats.slowest[1].collections == ()
+    summary = stats.summary()
+    assert summary["gc_full_collections"] >= 1 and summary["gc_full_ms_max"] > 0
+
+
 def test_rendering_for_counts_while_the_shown_frame_is_an_older_request():
     older = FrameRequest(Orbit(azimuth=10.0), 64, DisplayMode.RGB, InstanceLatent(0))
     newer = FrameRequest(Orbit(azimuth=20.0), 512, DisplayMode.DEPTH, InstanceLatent(0))
@@ -251,3 +275,30 @@ def test_rendering_for_counts_while_the_shown_frame_is_an_older_request():
     assert rendering_for(newer, 2.0, None, 5.0) == pytest.approx(3.0)  # no frame yet
     assert rendering_for(newer, 2.0, shown, 5.5) == pytest.approx(3.5)
     assert rendering_for(older, 2.0, shown, 5.5) is None  # what was asked for is on screen
+
+
+# engine.memory.freeze_startup_heap in a process of its own: it freezes the whole heap
+FREEZE_PROBE = """
+import gc, weakref
+from engine.memory import freeze_startup_heap
+
+class Node:
+    pass
+
+def garbage_cycle():
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+made_before = garbage_cycle()
+freeze_startup_heap()
+made_after = garbage_cycle()
+gc.collect()
+print(made_before() is None, made_after() is None, gc.get_freeze_count() > 1000)
+"""
+
+
+def test_the_startup_heap_is_frozen_without_its_garbage_and_later_cycles_are_still_collected():
+    result = subprocess.run([sys.executable, "-c", FREEZE_PROBE], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]

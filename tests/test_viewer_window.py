@@ -324,3 +324,27 @@ def test_screenshot_appears_whole(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lfn-screenshot-001.png",
                                                           "lfn-screenshot-002.png"]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "lfn-screenshot-002.png")), image)
+
+
+def test_a_slow_frame_names_the_frame_the_render_thread_is_rendering():
+    """background_work names what runs beside the UI thread, the render thread's frame in flight
+    included (an AOTInductor frame holds the GIL); the app's parts stand in as plain objects."""
+    from types import SimpleNamespace
+
+    from engine.display_mode import DisplayMode
+    from engine.frame import Frame, FrameRequest
+    from engine.latents import InstanceLatent
+    from models.cameras import Orbit
+
+    request = FrameRequest(Orbit(), 128, DisplayMode.DEPTH, InstanceLatent(0))
+    idle = SimpleNamespace(running=False, exporting=False)
+    app = SimpleNamespace(
+        switch=SimpleNamespace(status=lambda: SimpleNamespace(switching="aoti fp16")),
+        benchmark_panel=SimpleNamespace(running=True), path_recording=idle, reconstruction=idle,
+        submitted=request, submitted_s=time.perf_counter(), shown=None,
+        renderer=SimpleNamespace(backend="aoti", precision="fp16"),
+    )
+    assert viewer_app.ViewerApp.background_work(app) == (
+        "backend switch to aoti fp16", "benchmark", "frame depth 128 aoti fp16")
+    app.shown = Frame(request, torch.zeros(128, 128, 4))  # on screen: nothing in flight
+    assert viewer_app.ViewerApp.background_work(app) == ("backend switch to aoti fp16", "benchmark")

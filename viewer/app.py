@@ -60,6 +60,7 @@ from engine.config import ViewerConfig
 from engine.display_mode import DisplayMode
 from engine.frame import EpiRequest, Frame, FrameRenderer, FrameRequest, rendering_for
 from engine.latents import FittedLatent, LatentBank
+from engine.memory import freeze_startup_heap
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -238,6 +239,7 @@ class ViewerApp:
         self.orbit = OrbitCamera(config.home)
         self.quality = QualityPolicy()
         self.stats = FrameStats()
+        self.stats.watch_collections()
         self.widget_recorder = WidgetRecorder.from_environment()  # off unless LFN_WIDGET_MAP names a file
 
         self.view_key: tuple | None = None
@@ -280,6 +282,10 @@ class ViewerApp:
         work = {f"backend switch to {switching}": switching is not None,
                 "benchmark": self.benchmark_panel.running, "video export": self.path_recording.exporting,
                 "fit": self.reconstruction.running}
+        if rendering_for(self.submitted, self.submitted_s, self.shown, time.perf_counter()) is not None:
+            # the render thread's frame: an AOTInductor frame holds the GIL for a slice (RELIABILITY.md)
+            request, renderer = self.submitted, self.renderer
+            work[f"frame {request.mode.value} {request.res} {renderer.backend} {renderer.precision}"] = True
         return tuple(name for name, running in work.items() if running)
 
     def pace(self, frame_start: float) -> None:
@@ -520,6 +526,7 @@ class ViewerApp:
     def close(self) -> None:
         signal.signal(signal.SIGTERM, self._previous_sigterm)
         glfw.hide_window(self.window)  # gone at once, even while a slow frame finishes below
+        self.stats.close()
         self.reconstruction.close()
         self.benchmark_panel.close()  # a thread left running would die inside torch at exit: SIGABRT
         self.path_recording.close()
@@ -539,6 +546,7 @@ class ViewerApp:
 
 def run_viewer(config: ViewerConfig, ckpt: Checkpoint) -> int:
     app = ViewerApp(config, ckpt)
+    freeze_startup_heap()  # full collections then skip the startup heap: shorter UI stalls
     try:
         app.run()
     finally:

@@ -3,8 +3,10 @@
 
 The benchmark thread builds its own renderers and an offscreen EGL context and owns them alone; it
 posts progress lines and the result into a locked mailbox, which the UI thread empties once per
-frame (poll). Cancel (shown while it runs; on a CPU a run takes minutes) sets the run's stop event;
-close() sets it too, refuses new runs and waits, bounded, for the thread to end.
+frame (poll). Cancel (shown while it runs; on a CPU a run takes minutes) sets the run's stop event,
+which the run reads before each build and frame and between the chunks of a volumetric frame or
+occupancy grid (a 64² volumetric frame takes seconds on a CPU); close() sets it too, refuses new
+runs and waits, bounded, for the thread to end.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class BenchmarkPanel:
         self._posted_status: str | None = None
         self._posted_result: dict | None = None
         self._closed = False
-        self._stop = threading.Event()  # the current run's: it ends before its next frame once set
+        self._stop = threading.Event()  # the current run's: it ends before its next frame or chunk once set
         self._thread: threading.Thread | None = None
 
     @property
@@ -65,7 +67,8 @@ class BenchmarkPanel:
         return self._thread is None or join_within(self._thread, timeout_s)
 
     def cancel(self) -> None:
-        """End the running benchmark before its next frame (a CPU volumetric frame takes seconds)."""
+        """End the running benchmark before its next frame or chunk of one (a CPU volumetric frame
+        takes seconds)."""
         self._stop.set()
 
     def poll(self) -> None:
@@ -109,7 +112,7 @@ class BenchmarkPanel:
         imgui.end_disabled()
         if self.running:
             imgui.same_line()
-            imgui.begin_disabled(self._stop.is_set())  # cancelling: ends before its next frame
+            imgui.begin_disabled(self._stop.is_set())  # cancelling: ends before its next frame or chunk
             if imgui.button("Cancel benchmark"):
                 self.cancel()
             imgui.end_disabled()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -13,6 +15,7 @@ import numpy as np
 
 PLOT_FRAMES = 240  # about four seconds of UI frames at 60 FPS
 SLOWEST_KEPT = 5  # the slowest UI frames kept with where their time went
+COLLECTIONS_KEPT = 256  # the garbage collections a UI frame can be matched with: far more than a frame sees
 
 
 @dataclass
@@ -22,6 +25,41 @@ class SlowFrame:
     phases_ms: dict[str, float]  # where its time went, by the loop's phase marks (FrameStats.phase)
     # the background work running meanwhile: a thread holding the GIL stalls whichever phase runs
     beside: tuple[str, ...] = ()
+    # Python's cyclic garbage collections that ended within the frame, on any thread: one holds the
+    # GIL from start to end, so every other thread waits for it. "gen2" is a full collection.
+    collections: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Collection:
+    ended_s: float  # perf_counter
+    ms: float
+    generation: int
+    thread: str
+
+
+class CollectionLog:
+    """Every cyclic garbage collection while it is watching (gc.callbacks), from any thread."""
+
+    def __init__(self):
+        self.recent: deque[Collection] = deque(maxlen=COLLECTIONS_KEPT)
+        self.full_ms: list[float] = []  # every full (generation 2) collection's
+        self._started_s: dict[int, float] = {}  # by thread: a collection runs on one thread at a time
+
+    def __call__(self, phase: str, info: dict) -> None:
+        thread = threading.get_ident()
+        if phase == "start":
+            self._started_s[thread] = time.perf_counter()
+        elif (started := self._started_s.pop(thread, None)) is not None:
+            ended = time.perf_counter()
+            collection = Collection(ended, 1000.0 * (ended - started), info["generation"],
+                                    threading.current_thread().name)
+            self.recent.append(collection)
+            if collection.generation == 2:
+                self.full_ms.append(collection.ms)
+
+    def within(self, since_s: float) -> list[Collection]:
+        return [c for c in list(self.recent) if c.ended_s >= since_s]
 
 
 class FrameStats:
@@ -34,6 +72,15 @@ class FrameStats:
         self.slowest: list[SlowFrame] = []  # slowest first
         self._phases_ms: dict[str, float] = {}  # the current UI frame's, so far
         self._mark_s: float | None = None
+        self.collections = CollectionLog()
+
+    def watch_collections(self) -> None:
+        """Record garbage collections from now on (until close): a slow frame names those in it."""
+        gc.callbacks.append(self.collections)
+
+    def close(self) -> None:
+        if self.collections in gc.callbacks:
+            gc.callbacks.remove(self.collections)
 
     def phase(self, name: str) -> None:
         """The time since the last mark went to `name` in the current UI frame: a frame that stalls
@@ -49,8 +96,12 @@ class FrameStats:
         self.ui_frame_ms.append(frame_ms)
         self.recent_ms.append(frame_ms)
         if len(self.slowest) < SLOWEST_KEPT or frame_ms > self.slowest[-1].ms:
-            slow = SlowFrame(round(frame_ms, 1), round(time.perf_counter() - self.started_s, 1),
-                             {name: round(ms, 1) for name, ms in self._phases_ms.items()}, beside)
+            now = time.perf_counter()
+            collections = tuple(f"gen{c.generation} {c.ms:.0f} ms on {c.thread}"
+                                for c in self.collections.within(now - frame_ms / 1000.0) if c.ms >= 1.0)
+            slow = SlowFrame(round(frame_ms, 1), round(now - self.started_s, 1),
+                             {name: round(ms, 1) for name, ms in self._phases_ms.items()}, beside,
+                             collections)
             self.slowest = sorted([*self.slowest, slow], key=lambda frame: -frame.ms)[:SLOWEST_KEPT]
         self._phases_ms = {}
 
@@ -76,6 +127,8 @@ class FrameStats:
             "ui_frame_ms_p95": float(np.percentile(self.ui_frame_ms, 95)) if frames else None,
             "ui_frame_ms_max": max(self.ui_frame_ms, default=None),
             "ui_frames_slowest": [asdict(frame) for frame in self.slowest],
+            "gc_full_collections": len(self.collections.full_ms),
+            "gc_full_ms_max": round(max(self.collections.full_ms, default=0.0), 1),
             "renders": len(self.render_ms),
             "render_ms_median": statistics.median(self.render_ms) if self.render_ms else None,
             "render_res_min": min(self.render_res, default=None),
