@@ -413,6 +413,8 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
         restore_state(state, model, step_fn.optimizer, env.device)
         step, seconds = state["step"], state["seconds"]
         step_fn.skipped += state.get("skipped_steps", 0)
+        if cfg.init is None:  # where the weights started stays on record in later states and meta
+            cfg = dataclasses.replace(cfg, init=state.get("train_config", {}).get("init"))
         if env.main:
             print(f"resumed from step {step} ({seconds / 60:.1f} min trained)")
     drawn = torch.zeros(num_cars, dtype=torch.bool, device=env.device)  # cars this rank has drawn
