@@ -2,7 +2,7 @@
 frame within 0.5 s on a CPU, and the frames of the refinement steps after it.
 
     python -m bench.photo_first_frame [--ckpt checkpoints/cars.pt]
-        [--encoder checkpoints/cars.encoder_cpu_preview.pt] [--data data/cars]
+        [--encoder checkpoints/cars.encoder.pt] [--data data/cars]
         [--photos 6] [--drops 14] [--warmup 2] [--res 256] [--during-fit | --after-orbit S]
         [--json PATH]
 
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt")
     p.add_argument("--encoder", type=Path,
-                   default=ROOT / "checkpoints" / "cars.encoder_cpu_preview.pt")
+                   default=ROOT / "checkpoints" / "cars.encoder.pt")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "cars",
                    help="data set whose test-split cars give the photos")
     p.add_argument("--photos", type=int, default=6, help="distinct cars (default 6)")

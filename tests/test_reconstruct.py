@@ -21,7 +21,7 @@ from engine.latents import FittedLatent, InstanceLatent
 from engine.metrics import psnr
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
-from models.encoder import load_encoder
+from models.encoder import angular_distance, load_encoder
 from models.inference import InferenceMode
 from models.renderer import LFNRenderer
 from tests.conftest import names, tiny_lfn
@@ -43,7 +43,7 @@ from viewer.state import ViewerState
 
 ROOT = Path(__file__).resolve().parents[1]
 CARS = ROOT / "checkpoints" / "cars.pt"
-PREVIEW_ENCODER = ROOT / "checkpoints" / "cars.encoder_cpu_preview.pt"  # pose at chance, latent useful
+SHIPPED_ENCODER = ROOT / "checkpoints" / "cars.encoder.pt"
 
 OPTIONS = {"lr": 5e-2, "rays_per_step": 512}
 
@@ -197,10 +197,10 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cars_with_preview_encoder():
-    """The shipped car network and its CPU preview encoder (named on purpose: never auto-loaded)."""
+def cars_with_encoder():
+    """The shipped car network and its encoder."""
     ckpt = load_checkpoint(CARS)
-    return ckpt, load_encoder(PREVIEW_ENCODER, ckpt.model)
+    return ckpt, load_encoder(SHIPPED_ENCODER, ckpt.model)
 
 
 def car_photo(ckpt, path: Path) -> Path:
@@ -213,10 +213,10 @@ def car_photo(ckpt, path: Path) -> Path:
 
 
 def test_a_dropped_photo_shows_the_encoder_code_at_once_then_refines_to_the_end(
-        cars_with_preview_encoder, tmp_path):
-    ckpt, encoder = cars_with_preview_encoder
+        cars_with_encoder, tmp_path):
+    ckpt, encoder = cars_with_encoder
     bank = FittedLatentBank(ckpt.latents, ckpt.instance_names)
-    rec = Reconstruction(ckpt, CARS, bank, encoder, "preview", options={"rays_per_step": 256},
+    rec = Reconstruction(ckpt, CARS, bank, encoder, "shipped", options={"rays_per_step": 256},
                          steps=3)
     state = ViewerState(num_instances=len(ckpt.instance_names))
     car = car_photo(ckpt, tmp_path / "car.png")
@@ -234,7 +234,10 @@ def test_a_dropped_photo_shows_the_encoder_code_at_once_then_refines_to_the_end(
         estimate = start.estimate
         assert estimate is not None and estimate.orbit == start.orbit
         assert 0 < estimate.mass <= 1 and 0.5 <= estimate.side_probability <= 1
-        assert estimate.uniform_mass == pytest.approx(3 / 72)  # 3 of the preview's 72 bins
+        assert estimate.uniform_mass == pytest.approx(3 / 72)  # 3 of the encoder's 72 bins
+        truth = torch.tensor(-150.0)  # car_photo's camera: the shipped encoder finds it
+        assert angular_distance(torch.tensor(start.orbit.azimuth), truth) < 10
+        assert abs(start.orbit.elevation - 10.0) < 10
 
         wait_for(lambda: rec.session.steps >= 1)  # refinement in the background
         rec.update(state, now=1.0)
@@ -258,11 +261,11 @@ def test_a_dropped_photo_shows_the_encoder_code_at_once_then_refines_to_the_end(
 
 
 def test_in_a_window_the_first_frame_is_the_encoder_code_and_the_fit_waits_for_it(
-        cars_with_preview_encoder, tmp_path, monkeypatch):
-    ckpt, encoder = cars_with_preview_encoder
+        cars_with_encoder, tmp_path, monkeypatch):
+    ckpt, encoder = cars_with_encoder
     bank = FittedLatentBank(ckpt.latents, ckpt.instance_names)
     woken = threading.Event()
-    rec = Reconstruction(ckpt, CARS, bank, encoder, "preview", options={"rays_per_step": 256},
+    rec = Reconstruction(ckpt, CARS, bank, encoder, "shipped", options={"rays_per_step": 256},
                          steps=3, wake=woken.set)
     state = ViewerState(num_instances=len(ckpt.instance_names))
     car = car_photo(ckpt, tmp_path / "car.png")
