@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from engine.budget import budget_progress, step_budget
 from engine.cardata import CarViews, load_cars
 from engine.cli import OneLineParser, debug_requested, run_entry_point
 from engine.metrics import psnr
@@ -93,11 +94,7 @@ class TrainConfig:
 
     @property
     def step_budget(self) -> int | None:
-        """Steps that end the run: --steps, else 200 000 unless --minutes gives a time budget
-        (which a default step count would otherwise cut short)."""
-        if self.steps is not None:
-            return self.steps
-        return None if self.minutes else DEFAULT_STEPS
+        return step_budget(self.steps, self.minutes, DEFAULT_STEPS)
 
 
 # ---------------------------------------------------------------- distributed set-up
@@ -363,9 +360,7 @@ def heldout_psnr(model, cars: CarViews, first: int, count: int, views: int) -> f
 
 def learning_rate_scale(cfg: TrainConfig, step: int, seconds: float) -> float:
     """Exponential decay from 1 to final_lr_fraction over the step or time budget."""
-    progress = step / cfg.step_budget if cfg.step_budget else 0.0
-    if cfg.minutes:
-        progress = max(progress, seconds / (60 * cfg.minutes))
+    progress = budget_progress(step, seconds, cfg.step_budget, cfg.minutes)
     return cfg.final_lr_fraction ** min(progress, 1.0)
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from engine.budget import budget_progress, step_budget
 from engine.cardata import load_cars
 from engine.cli import OneLineParser, run_entry_point
 from models.cameras import orbit_from_cam2world
@@ -68,11 +69,7 @@ class EncoderTrainConfig:
 
     @property
     def step_budget(self) -> int | None:
-        """Steps that end training: --steps, else 20 000 unless --minutes gives a time budget
-        (which a default step count would otherwise cut short)."""
-        if self.steps is not None:
-            return self.steps
-        return None if self.minutes else DEFAULT_STEPS
+        return step_budget(self.steps, self.minutes, DEFAULT_STEPS)
 
 
 @dataclasses.dataclass
@@ -187,8 +184,7 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
         optimizer.step()
         step += 1
         elapsed = time.perf_counter() - start
-        progress = max(step / budget if budget else 0.0,
-                       elapsed / 60 / cfg.minutes if cfg.minutes else 0.0)
+        progress = budget_progress(step, elapsed, budget, cfg.minutes)
         bar.update(1)
         if step % cfg.log_every == 0 or step == 1:
             history.append({"step": step, "seconds": round(elapsed, 1), **losses.row()})
