@@ -70,13 +70,15 @@ class Cancel:
 def cancel_once(ckpt: Checkpoint, volumetric: Path, backend: str, moment: Moment) -> Cancel | None:
     """One run cancelled at `moment`; None where the run ended before reaching it."""
     panel = BenchmarkPanel(ckpt, volumetric, torch.device("cpu"))
-    reached, lines = threading.Event(), []
+    reached, issued, lines = threading.Event(), threading.Event(), []
     post = panel._post
 
     def spy(status: str, result: dict | None = None) -> None:  # on the benchmark thread
         lines.append(status)
-        if status.startswith(moment.after_line):
+        if status.startswith(moment.after_line) and not reached.is_set():
             reached.set()
+            if moment.delay_s == 0:  # cancel at this very line: hold the run here until it is
+                issued.wait(PHASE_TIMEOUT_S)  # issued (a tiny model's build is over in a blink)
         post(status, result)
 
     panel._post = spy
@@ -90,6 +92,7 @@ def cancel_once(ckpt: Checkpoint, volumetric: Path, backend: str, moment: Moment
     cancelled = time.monotonic()
     during = lines[-1]
     panel.cancel()
+    issued.set()
     panel._thread.join()
     latency = time.monotonic() - cancelled
     panel.poll()
