@@ -170,7 +170,8 @@ class FrameRenderer:
 
     def render(self, request: FrameRequest, abandon: Callable[[], bool] | None = None) -> Frame:
         """The frame of `request`. `abandon` is asked between slices of a CPU frame's LFN colors
-        (LFNRenderer.render_rgba): True gives the frame up with models.renderer.FrameAbandoned."""
+        (LFNRenderer.render_rgba) and between chunks of a CPU compare frame's volumetric half
+        (VolumetricRenderer.render): True gives the frame up with models.renderer.FrameAbandoned."""
         self._use_latent(self.renderer, self.latents, request.latent)
         shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
         try:
@@ -199,8 +200,11 @@ class FrameRenderer:
         frame = Frame(request, image, render_ms=ms)
         if request.mode is DisplayMode.COMPARE and self.has_reference(request.latent):
             self._use_latent(self.volumetric, self.volumetric_latents, request.latent)
+            # asked on a CPU only, as the LFN half: a CUDA frame gets no per-chunk check
+            volumetric_abandon = abandon if self.volumetric.device.type == "cpu" else None
             frame.reference, frame.reference_ms = timed(
-                lambda: self.volumetric.render(cam2world, request.res), self.volumetric.device
+                lambda: self.volumetric.render(cam2world, request.res, volumetric_abandon),
+                self.volumetric.device,
             )
         return frame
 

@@ -8,7 +8,8 @@ UI keeps its frame rate while a slow frame (a full-resolution CPU render, the vo
 is in flight. A job (swapping the renderer for another backend) also runs there, between two
 frames, so no frame sees half of it.
 A CPU frame is given up between two slices of its rays once a newer FrameRequest waits
-(models/renderer.py CPU_SLICE_RAYS, FrameAbandoned): a camera move or a dropped photo's car no
+(models/renderer.py CPU_SLICE_RAYS, FrameAbandoned), a compare frame's volumetric half between two
+of its chunks (or of its occupancy grid's): a camera move or a dropped photo's car no
 longer waits for the rest of a full-size frame nobody will look at. A frame given up is never shown,
 and the frame after it always renders to the end, so a stream of requests each newer than the last
 still shows every other frame.
