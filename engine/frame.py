@@ -168,14 +168,17 @@ class FrameRenderer:
         image = torch.stack([result.depth.float(), valid, result.confidence.float()], dim=-1)
         return image, depth_range(result.depth, result.valid)
 
-    def render(self, request: FrameRequest, abandon: Callable[[], bool] | None = None) -> Frame:
-        """The frame of `request`. `abandon` is asked between slices of a CPU frame's LFN colors
-        (LFNRenderer.render_rgba) and between chunks of a CPU compare frame's volumetric half
-        (VolumetricRenderer.render): True gives the frame up with models.renderer.FrameAbandoned."""
+    def render(
+        self, request: FrameRequest, waiting: Callable[[], FrameRequest | None] | None = None,
+    ) -> Frame:
+        """The frame of `request`. `waiting` names the newer frame request waiting, if any; once one
+        waits, a CPU frame is given up (models.renderer.FrameAbandoned) between slices of its LFN
+        colors (LFNRenderer.render_rgba) and between chunks of its volumetric half
+        (VolumetricRenderer.render; see _volumetric_abandon for its occupancy grid)."""
         self._use_latent(self.renderer, self.latents, request.latent)
         shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
         try:
-            frame = self._render(request, None if shared is None else shared.tensor, abandon)
+            frame = self._render(request, None if shared is None else shared.tensor, waiting)
         except BaseException:
             if shared is not None:
                 self.shared_frames.give_back(shared)
@@ -184,7 +187,8 @@ class FrameRenderer:
         return frame
 
     def _render(
-        self, request: FrameRequest, out: torch.Tensor | None, abandon: Callable[[], bool] | None,
+        self, request: FrameRequest, out: torch.Tensor | None,
+        waiting: Callable[[], FrameRequest | None] | None,
     ) -> Frame:
         """The frame of `request`, its image written into `out` ((H, W, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
@@ -196,17 +200,37 @@ class FrameRenderer:
 
             (image, near_far), ms = timed(depth_image, device)
             return Frame(request, image, depth_range=near_far, render_ms=ms)
+        abandon = None if waiting is None else lambda: waiting() is not None
         image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res, out, abandon), device)
         frame = Frame(request, image, render_ms=ms)
         if request.mode is DisplayMode.COMPARE and self.has_reference(request.latent):
             self._use_latent(self.volumetric, self.volumetric_latents, request.latent)
-            # asked on a CPU only, as the LFN half: a CUDA frame gets no per-chunk check
-            volumetric_abandon = abandon if self.volumetric.device.type == "cpu" else None
+            volumetric_abandon = self._volumetric_abandon(request, waiting)
             frame.reference, frame.reference_ms = timed(
                 lambda: self.volumetric.render(cam2world, request.res, volumetric_abandon),
                 self.volumetric.device,
             )
         return frame
+
+    def _volumetric_abandon(
+        self, request: FrameRequest, waiting: Callable[[], FrameRequest | None] | None,
+    ) -> Callable[[], bool] | None:
+        """When the volumetric half of `request`'s compare frame gives up: on a CPU only (a CUDA
+        frame gets no per-chunk check, as the LFN half), once a newer request waits. While its
+        occupancy grid builds (seconds on a CPU) only when the waiting request will not use that
+        grid: it belongs to the latent, not the view, so an orbit's next frame needs it whole."""
+        if waiting is None or self.volumetric.device.type != "cpu":
+            return None
+
+        def abandon() -> bool:
+            newer = waiting()
+            if newer is None:
+                return False
+            building_grid = self.volumetric.sampling == "accelerated" and self.volumetric.grid is None
+            uses_grid = newer.mode is DisplayMode.COMPARE and newer.latent == request.latent
+            return not (building_grid and uses_grid)
+
+        return abandon
 
     def render_epi(self, request: EpiRequest) -> EpiFrame:
         self._use_latent(self.renderer, self.latents, request.latent)

@@ -194,17 +194,25 @@ def test_the_worker_gives_up_a_stale_compare_frame_within_one_volumetric_chunk(m
     assert torch.equal(shown[0].reference, one_pass_reference(newer))
 
 
-def test_a_compare_frame_given_up_while_its_grid_builds_keeps_nothing_and_the_next_completes():
-    """The first compare frame after a latent change builds the occupancy grid (seconds on a CPU):
-    given up there, no grid is kept; the next frame builds it and renders to the end."""
+@pytest.mark.parametrize("waiting_latent", [InstanceLatent(2), InstanceLatent(1)],
+                         ids=["other car", "same car"])
+def test_a_compare_frame_keeps_building_its_grid_only_for_a_waiting_request_of_its_latent(waiting_latent):
+    """The first compare frame after a latent change builds the occupancy grid (seconds on a CPU).
+    A waiting request of another car gives it up there, keeping no grid; one that compares the same
+    car (an orbit) needs that grid: it is built whole, and the frame given up before its first
+    chunk of rays. Either way the next frame renders to the end, as one pass renders it."""
     frames = compare_frames()
     lfn_slices = GatedColors(frames.renderer.colors, holds=())
     frames.renderer.colors = lfn_slices
+    marched = GatedColors(models.renderer.march, holds=())
     request = compare_request(10.0)
-    with pytest.raises(FrameAbandoned):  # asked False before the LFN's one slice, True after it
-        frames.render(request, abandon=lambda: bool(lfn_slices.slices))
-    assert lfn_slices.slices == [COMPARE_RES * COMPARE_RES]
-    assert frames.volumetric.grid is None
+    newer = FrameRequest(Orbit(azimuth=20.0), COMPARE_RES, DisplayMode.COMPARE, waiting_latent)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(FrameAbandoned):
+        patch.setattr(models.renderer, "march", marched)
+        # waits from the LFN's one slice on: only the volumetric half sees it
+        frames.render(request, waiting=lambda: newer if lfn_slices.slices else None)
+    assert lfn_slices.slices == [COMPARE_RES * COMPARE_RES] and marched.slices == []
+    assert (frames.volumetric.grid is not None) == (waiting_latent == request.latent)
     frame = frames.render(request)
     assert frames.volumetric.grid is not None
     assert torch.equal(frame.reference, one_pass_reference(request))
