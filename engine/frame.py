@@ -158,8 +158,11 @@ class FrameRenderer:
         self.renderer = renderer
         self._epi_view = None  # the new backend or precision computes its own
 
-    def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
-        result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
+    def _depth_image(
+        self, cam2world: torch.Tensor, request: FrameRequest, abandon: Callable[[], bool] | None,
+    ):
+        result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth,
+                                abandon=abandon)
         valid = result.valid.float()
         if request.mode is DisplayMode.NORMALS:
             # normals are defined where a pixel and its 4 neighbours have depth: a tighter mask
@@ -173,8 +176,10 @@ class FrameRenderer:
     ) -> Frame:
         """The frame of `request`. `waiting` names the newer frame request waiting, if any; once one
         waits, a CPU frame is given up (models.renderer.FrameAbandoned) between slices of its LFN
-        colors (LFNRenderer.render_rgba) and between chunks of its volumetric half
-        (VolumetricRenderer.render; see _volumetric_abandon for its occupancy grid)."""
+        colors (LFNRenderer.render_rgba), between chunks of its volumetric half
+        (VolumetricRenderer.render; see _volumetric_abandon for its occupancy grid), and a depth or
+        normals frame between chunks of gradient depth's passes and before its solve
+        (models.depth.gradient_depth)."""
         self._use_latent(self.renderer, self.latents, request.latent)
         shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
         try:
@@ -193,14 +198,17 @@ class FrameRenderer:
         """The frame of `request`, its image written into `out` ((H, W, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
         device = self.renderer.device
+        abandon = None if waiting is None else lambda: waiting() is not None
         if request.mode.uses_depth:
+            # asked on a CPU only: a CUDA frame gets no per-chunk check, as in LFNRenderer.render_rgba
+            depth_abandon = abandon if device.type == "cpu" else None
+
             def depth_image():
-                image, near_far = self._depth_image(cam2world, request)
+                image, near_far = self._depth_image(cam2world, request, depth_abandon)
                 return (image if out is None else out.copy_(to_rgba32f(image))), near_far
 
             (image, near_far), ms = timed(depth_image, device)
             return Frame(request, image, depth_range=near_far, render_ms=ms)
-        abandon = None if waiting is None else lambda: waiting() is not None
         image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res, out, abandon), device)
         frame = Frame(request, image, render_ms=ms)
         if request.mode is DisplayMode.COMPARE and self.has_reference(request.latent):

@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+import models.depth
 import models.renderer
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
@@ -216,3 +217,45 @@ def test_a_compare_frame_keeps_building_its_grid_only_for_a_waiting_request_of_i
     frame = frames.render(request)
     assert frames.volumetric.grid is not None
     assert torch.equal(frame.reference, one_pass_reference(request))
+
+
+DEPTH_RES, DEPTH_CHUNK_RAYS = 24, 128  # gradient depth's primal pass in 5 chunks (576 rays)
+
+
+@pytest.mark.parametrize("mode", [DisplayMode.DEPTH, DisplayMode.NORMALS])
+def test_the_worker_gives_up_a_stale_depth_frame_within_one_chunk_of_its_pass(monkeypatch, mode):
+    lfn = tiny_lfn()
+    frames = FrameRenderer(LFNRenderer(lfn, max_rays=DEPTH_CHUNK_RAYS),
+                           LatentBank(lfn.latents.weight, names(3)))
+    primal = GatedColors(models.depth.mlp_forward, holds=(0,))
+    tangent = GatedColors(models.depth.mlp_forward_with_tangents, holds=())
+    monkeypatch.setattr(models.depth, "mlp_forward", primal)
+    monkeypatch.setattr(models.depth, "mlp_forward_with_tangents", tangent)
+    shown: list[Frame] = []
+    worker: RenderWorker | None = None
+
+    def collect() -> None:
+        done = worker.take()
+        if done is not None:
+            shown.append(done)
+
+    stale, newer = (FrameRequest(Orbit(azimuth=azimuth), DEPTH_RES, mode, InstanceLatent(1))
+                    for azimuth in (10.0, 20.0))
+    worker = RenderWorker(frames, on_done=collect)
+    try:
+        worker.submit(stale)
+        primal.hold_then(0, lambda: worker.submit(newer))
+        deadline = time.monotonic() + 30
+        while not worker.idle and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert worker.close()
+    assert [frame.request for frame in shown] == [newer]
+    worker_primal, worker_tangent = primal.slices, tangent.slices
+    primal.slices, tangent.slices = [], []
+    one_pass = frames.render(newer)  # newer alone, never asked to give up
+    assert len(primal.slices) == 5  # chunks of 128 rays and a tail of 64
+    # stale: the primal chunk in flight when newer came, no other and no tangent pass
+    assert worker_primal == [DEPTH_CHUNK_RAYS] + primal.slices
+    assert worker_tangent == tangent.slices and tangent.slices
+    assert torch.equal(shown[0].image, one_pass.image)

@@ -10,9 +10,10 @@ frames, so no frame sees half of it.
 A CPU frame is given up between two slices of its rays once a newer FrameRequest waits
 (models/renderer.py CPU_SLICE_RAYS, FrameAbandoned), a compare frame's volumetric half between two
 of its chunks (or of its occupancy grid's, unless the waiting request compares the same latent;
-engine/frame.py): a camera move or a dropped photo's car no longer waits for the rest of a
-full-size frame nobody will look at. A frame given up is never shown, and the frame after it always
-renders to the end, so a stream of requests each newer than the last still shows every other frame.
+engine/frame.py), a depth or normals frame between chunks of gradient depth's passes: a camera
+move or a dropped photo's car no longer waits for the rest of a full-size frame nobody will look at.
+A frame given up is never shown, and the frame after it always renders to the end, so a stream of
+requests each newer than the last still shows every other frame.
 The render thread owns the renderers and the FrameRenderer; the UI reaches them only through the
 condition-guarded mailboxes below (submit, call, take).
 """
