@@ -158,8 +158,11 @@ class FrameRenderer:
         self.renderer = renderer
         self._epi_view = None  # the new backend or precision computes its own
 
-    def _depth_image(self, cam2world: torch.Tensor, request: FrameRequest):
-        result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
+    def _depth_image(
+        self, cam2world: torch.Tensor, request: FrameRequest, abandon: Callable[[], bool] | None,
+    ):
+        result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth,
+                                abandon=abandon)
         valid = result.valid.float()
         if request.mode is DisplayMode.NORMALS:
             # normals are defined where a pixel and its 4 neighbours have depth: a tighter mask
@@ -168,13 +171,19 @@ class FrameRenderer:
         image = torch.stack([result.depth.float(), valid, result.confidence.float()], dim=-1)
         return image, depth_range(result.depth, result.valid)
 
-    def render(self, request: FrameRequest, abandon: Callable[[], bool] | None = None) -> Frame:
-        """The frame of `request`. `abandon` is asked between slices of a CPU frame's LFN colors
-        (LFNRenderer.render_rgba): True gives the frame up with models.renderer.FrameAbandoned."""
+    def render(
+        self, request: FrameRequest, waiting: Callable[[], FrameRequest | None] | None = None,
+    ) -> Frame:
+        """The frame of `request`. `waiting` names the newer frame request waiting, if any; once one
+        waits, a CPU frame is given up (models.renderer.FrameAbandoned) between slices of its LFN
+        colors (LFNRenderer.render_rgba), between chunks of its volumetric half
+        (VolumetricRenderer.render; see _volumetric_abandon for its occupancy grid), and a depth or
+        normals frame between chunks of gradient depth's passes and before its solve
+        (models.depth.gradient_depth)."""
         self._use_latent(self.renderer, self.latents, request.latent)
         shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
         try:
-            frame = self._render(request, None if shared is None else shared.tensor, abandon)
+            frame = self._render(request, None if shared is None else shared.tensor, waiting)
         except BaseException:
             if shared is not None:
                 self.shared_frames.give_back(shared)
@@ -183,14 +192,19 @@ class FrameRenderer:
         return frame
 
     def _render(
-        self, request: FrameRequest, out: torch.Tensor | None, abandon: Callable[[], bool] | None,
+        self, request: FrameRequest, out: torch.Tensor | None,
+        waiting: Callable[[], FrameRequest | None] | None,
     ) -> Frame:
         """The frame of `request`, its image written into `out` ((H, W, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
         device = self.renderer.device
+        abandon = None if waiting is None else lambda: waiting() is not None
         if request.mode.uses_depth:
+            # asked on a CPU only: a CUDA frame gets no per-chunk check, as in LFNRenderer.render_rgba
+            depth_abandon = abandon if device.type == "cpu" else None
+
             def depth_image():
-                image, near_far = self._depth_image(cam2world, request)
+                image, near_far = self._depth_image(cam2world, request, depth_abandon)
                 return (image if out is None else out.copy_(to_rgba32f(image))), near_far
 
             (image, near_far), ms = timed(depth_image, device)
@@ -199,10 +213,32 @@ class FrameRenderer:
         frame = Frame(request, image, render_ms=ms)
         if request.mode is DisplayMode.COMPARE and self.has_reference(request.latent):
             self._use_latent(self.volumetric, self.volumetric_latents, request.latent)
+            volumetric_abandon = self._volumetric_abandon(request, waiting)
             frame.reference, frame.reference_ms = timed(
-                lambda: self.volumetric.render(cam2world, request.res), self.volumetric.device
+                lambda: self.volumetric.render(cam2world, request.res, volumetric_abandon),
+                self.volumetric.device,
             )
         return frame
+
+    def _volumetric_abandon(
+        self, request: FrameRequest, waiting: Callable[[], FrameRequest | None] | None,
+    ) -> Callable[[], bool] | None:
+        """When the volumetric half of `request`'s compare frame gives up: on a CPU only (a CUDA
+        frame gets no per-chunk check, as the LFN half), once a newer request waits. While its
+        occupancy grid builds (seconds on a CPU) only when the waiting request will not use that
+        grid: it belongs to the latent, not the view, so an orbit's next frame needs it whole."""
+        if waiting is None or self.volumetric.device.type != "cpu":
+            return None
+
+        def abandon() -> bool:
+            newer = waiting()
+            if newer is None:
+                return False
+            building_grid = self.volumetric.sampling == "accelerated" and self.volumetric.grid is None
+            uses_grid = newer.mode is DisplayMode.COMPARE and newer.latent == request.latent
+            return not (building_grid and uses_grid)
+
+        return abandon
 
     def render_epi(self, request: EpiRequest) -> EpiFrame:
         self._use_latent(self.renderer, self.latents, request.latent)

@@ -29,6 +29,7 @@ to measure, and the pixel is marked invalid instead of guessed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 
 from models.mlp import mlp_forward
 from models.plucker import plucker
-from models.renderer import frame_rays
+from models.renderer import frame_rays, give_up_if
 from models.renderer_protocol import GradientDepth
 from models.resolution import Resolution
 
@@ -93,27 +94,33 @@ def ray_tangents(origins: torch.Tensor, dirs: torch.Tensor, right: torch.Tensor,
     return torch.stack(tangents)
 
 
-def color_derivatives(renderer, cam2world: torch.Tensor, res: Resolution | int):
+def color_derivatives(renderer, cam2world: torch.Tensor, res: Resolution | int,
+                      abandon: Callable[[], bool] | None = None):
     """Colors (N, 3) and derivatives (4, N, 3) of one frame's rays, in the renderer's precision.
 
     Where all three colors saturated (sigmoid' exactly 0: an object's white background) the
     derivatives are exactly 0, so the tangent pass, 4 streams beside the primal, runs on the other
     rays only: about a quarter of a car frame's (DEPTH.md has the times). Both passes go in slices
     of the renderer's chunk, the tangent pass's TANGENT_STREAMS times smaller, so a CPU frame keeps
-    to the renderer's working-memory budget.
+    to the renderer's working-memory budget. `abandon` is asked before each chunk of either pass
+    (models.renderer.give_up_if).
     """
     mlp_tensors = renderer.folded_mlp()
     origins, dirs = frame_rays(cam2world, res, renderer.device)
     rays = plucker(origins, dirs).to(mlp_tensors[0].dtype)
     step = renderer.rays_per_chunk
-    color = torch.cat([torch.sigmoid(mlp_forward(rays[i:i + step], *mlp_tensors).float())
-                       for i in range(0, rays.shape[0], step)])
+    colors = []
+    for i in range(0, rays.shape[0], step):
+        give_up_if(abandon)
+        colors.append(torch.sigmoid(mlp_forward(rays[i:i + step], *mlp_tensors).float()))
+    color = torch.cat(colors)
     slope = color * (1 - color)
     derivatives = torch.zeros(4, *color.shape, device=color.device)
     live = (slope > 0).any(1).nonzero()[:, 0]
     pose = cam2world.to(renderer.device, torch.float32)
     step = max(1, renderer.rays_per_chunk // TANGENT_STREAMS)
     for chunk in live.split(step):
+        give_up_if(abandon)
         tangents = ray_tangents(origins[chunk], dirs[chunk], pose[:3, 0].expand(len(chunk), 3),
                                 pose[:3, 1].expand(len(chunk), 3))
         _, dlogits = mlp_forward_with_tangents(rays[chunk], tangents.to(rays.dtype), *mlp_tensors)
@@ -193,24 +200,28 @@ def pool_equations(color: torch.Tensor, ab: torch.Tensor, aa: torch.Tensor, res:
 
 
 def depth_equations(
-    renderer, cam2world: torch.Tensor, res: Resolution | int, summed: bool = False
+    renderer, cam2world: torch.Tensor, res: Resolution | int, summed: bool = False,
+    abandon: Callable[[], bool] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Colors (N, 3) and pixel_equations (Σ a·b, Σ a²) of one frame: from the renderer's fused
-    reverse-mode kernels where its capabilities say so, else from the eager forward-mode pass over
-    its folded MLP."""
+    reverse-mode kernels where its capabilities say so (one pass: `abandon` is not asked), else
+    from the eager forward-mode pass over its folded MLP."""
     res = Resolution.of(res)
     if renderer.capabilities.gradient_depth is GradientDepth.FUSED_REVERSE:
         return renderer.fused_depth_equations(cam2world, res, summed)
-    color, derivatives = color_derivatives(renderer, cam2world, res)
+    color, derivatives = color_derivatives(renderer, cam2world, res, abandon)
     return (color, *pixel_equations(derivatives, summed))
 
 
 @torch.no_grad()
 def gradient_depth(renderer, cam2world: torch.Tensor, res: Resolution | int, window: int = 5,
-                   min_confidence: float = 0.03, summed: bool = False) -> DepthResult:
+                   min_confidence: float = 0.03, summed: bool = False,
+                   abandon: Callable[[], bool] | None = None) -> DepthResult:
     """Depth of every pixel of a frame from the LFN alone (its current latent); `summed` uses
-    the channel-summed equations (pixel_equations)."""
-    color, ab, aa = depth_equations(renderer, cam2world, res, summed)
+    the channel-summed equations (pixel_equations). `abandon` is asked before each chunk of the
+    network passes and once before the pooled solve: True gives the frame up (FrameAbandoned)."""
+    color, ab, aa = depth_equations(renderer, cam2world, res, summed, abandon)
+    give_up_if(abandon)
     return solve_depth(color, ab, aa, res, window=window, min_confidence=min_confidence)
 
 

@@ -8,6 +8,8 @@ import time
 import pytest
 import torch
 
+import models.depth
+import models.renderer
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank
@@ -15,9 +17,9 @@ from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.lfn import LFNConfig, LightFieldNetwork
 from models.plucker import plucker
-from models.renderer import CPU_SLICE_RAYS, FrameAbandoned, LFNRenderer, frame_rays
+from models.renderer import CPU_SLICE_RAYS, FrameAbandoned, LFNRenderer, VolumetricRenderer, frame_rays
 from models.resolution import Resolution
-from tests.conftest import tiny_lfn
+from tests.conftest import names, tiny_lfn, tiny_volumetric
 from viewer.worker import RenderWorker
 
 CAMERA = Orbit(azimuth=35.0, elevation=15.0).cam2world()
@@ -75,21 +77,22 @@ def test_abandon_stops_the_frame_within_one_slice_and_leaves_out_untouched(monke
 
 
 class GatedColors:
-    """A renderer's colors(), recording each slice's ray count; the calls numbered in `holds`
-    wait, once `reached`, until the test releases them: a slow frame the test steps through."""
+    """A renderer's colors() (or any per-chunk call whose first argument holds the rays), recording
+    each slice's ray count; the calls numbered in `holds` wait, once `reached`, until the test
+    releases them: a slow frame the test steps through."""
 
     def __init__(self, colors, holds: tuple[int, ...]):
         self.colors, self.slices = colors, []
         self.reached = {n: threading.Event() for n in holds}
         self.release = {n: threading.Event() for n in holds}
 
-    def __call__(self, rays: torch.Tensor) -> torch.Tensor:
+    def __call__(self, rays: torch.Tensor, *rest):
         call = len(self.slices)
         self.slices.append(rays.shape[0])
         if call in self.reached:
             self.reached[call].set()
             assert self.release[call].wait(30)
-        return self.colors(rays)
+        return self.colors(rays, *rest)
 
     def hold_then(self, call: int, action) -> None:
         """Wait until slice `call` has started, do `action`, then let it finish."""
@@ -133,3 +136,126 @@ def test_the_worker_gives_up_a_stale_frame_and_never_shows_it(tiny_ckpt):
     frames.renderer.set_latent(ckpt.latents[1])
     expected = frames.renderer.render(newer.orbit.cam2world(), 128)
     assert torch.equal(shown[0].image[..., :3], expected)
+
+
+# A compare frame's volumetric half, as the viewer renders it (accelerated), in chunks of this many
+# rays: a 24² frame is 9 chunks. A 16³ grid is one chunk of corners a stage, and marks every cell
+# of the tiny model, so each chunk marches every sample.
+COMPARE_RES, VOLUMETRIC_CHUNK_RAYS = 24, 64
+
+
+def compare_frames(volumetric_chunk_rays: int = VOLUMETRIC_CHUNK_RAYS) -> FrameRenderer:
+    lfn, volumetric = tiny_lfn(), tiny_volumetric()
+    return FrameRenderer(
+        LFNRenderer(lfn), LatentBank(lfn.latents.weight, names(3)),
+        VolumetricRenderer(volumetric, sampling="accelerated", occupancy_res=16,
+                           max_samples=volumetric_chunk_rays * volumetric.evals_per_ray),
+        LatentBank(volumetric.latents.weight, names(3)),
+    )
+
+
+def compare_request(azimuth: float) -> FrameRequest:
+    return FrameRequest(Orbit(azimuth=azimuth), COMPARE_RES, DisplayMode.COMPARE, InstanceLatent(1))
+
+
+def one_pass_reference(request: FrameRequest) -> torch.Tensor:
+    """The volumetric colors of `request` from a renderer that marches the whole frame at once."""
+    frames = compare_frames(volumetric_chunk_rays=1 << 20)
+    frames.volumetric.set_latent(frames.volumetric_latents.latent(request.latent))
+    assert frames.volumetric.rays_per_chunk >= request.res.pixels
+    return frames.volumetric.render(request.orbit.cam2world(), request.res)
+
+
+def test_the_worker_gives_up_a_stale_compare_frame_within_one_volumetric_chunk(monkeypatch):
+    frames = compare_frames()
+    marched = GatedColors(models.renderer.march, holds=(0,))
+    monkeypatch.setattr(models.renderer, "march", marched)
+    shown: list[Frame] = []
+    worker: RenderWorker | None = None
+
+    def collect() -> None:
+        done = worker.take()
+        if done is not None:
+            shown.append(done)
+
+    stale, newer = compare_request(10.0), compare_request(20.0)
+    worker = RenderWorker(frames, on_done=collect)
+    try:
+        worker.submit(stale)  # its LFN half renders, then its volumetric half's first chunk waits
+        marched.hold_then(0, lambda: worker.submit(newer))
+        deadline = time.monotonic() + 30
+        while not worker.idle and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert worker.close()
+    chunks = COMPARE_RES * COMPARE_RES // VOLUMETRIC_CHUNK_RAYS
+    # stale: the chunk in flight when newer came, no other; newer: every chunk
+    assert marched.slices == [VOLUMETRIC_CHUNK_RAYS] * (1 + chunks)
+    assert [frame.request for frame in shown] == [newer]
+    assert torch.equal(shown[0].reference, one_pass_reference(newer))
+
+
+@pytest.mark.parametrize("waiting_latent", [InstanceLatent(2), InstanceLatent(1)],
+                         ids=["other car", "same car"])
+def test_a_compare_frame_keeps_building_its_grid_only_for_a_waiting_request_of_its_latent(waiting_latent):
+    """The first compare frame after a latent change builds the occupancy grid (seconds on a CPU).
+    A waiting request of another car gives it up there, keeping no grid; one that compares the same
+    car (an orbit) needs that grid: it is built whole, and the frame given up before its first
+    chunk of rays. Either way the next frame renders to the end, as one pass renders it."""
+    frames = compare_frames()
+    lfn_slices = GatedColors(frames.renderer.colors, holds=())
+    frames.renderer.colors = lfn_slices
+    marched = GatedColors(models.renderer.march, holds=())
+    request = compare_request(10.0)
+    newer = FrameRequest(Orbit(azimuth=20.0), COMPARE_RES, DisplayMode.COMPARE, waiting_latent)
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(FrameAbandoned):
+        patch.setattr(models.renderer, "march", marched)
+        # waits from the LFN's one slice on: only the volumetric half sees it
+        frames.render(request, waiting=lambda: newer if lfn_slices.slices else None)
+    assert lfn_slices.slices == [COMPARE_RES * COMPARE_RES] and marched.slices == []
+    assert (frames.volumetric.grid is not None) == (waiting_latent == request.latent)
+    frame = frames.render(request)
+    assert frames.volumetric.grid is not None
+    assert torch.equal(frame.reference, one_pass_reference(request))
+
+
+DEPTH_RES, DEPTH_CHUNK_RAYS = 24, 128  # gradient depth's primal pass in 5 chunks (576 rays)
+
+
+@pytest.mark.parametrize("mode", [DisplayMode.DEPTH, DisplayMode.NORMALS])
+def test_the_worker_gives_up_a_stale_depth_frame_within_one_chunk_of_its_pass(monkeypatch, mode):
+    lfn = tiny_lfn()
+    frames = FrameRenderer(LFNRenderer(lfn, max_rays=DEPTH_CHUNK_RAYS),
+                           LatentBank(lfn.latents.weight, names(3)))
+    primal = GatedColors(models.depth.mlp_forward, holds=(0,))
+    tangent = GatedColors(models.depth.mlp_forward_with_tangents, holds=())
+    monkeypatch.setattr(models.depth, "mlp_forward", primal)
+    monkeypatch.setattr(models.depth, "mlp_forward_with_tangents", tangent)
+    shown: list[Frame] = []
+    worker: RenderWorker | None = None
+
+    def collect() -> None:
+        done = worker.take()
+        if done is not None:
+            shown.append(done)
+
+    stale, newer = (FrameRequest(Orbit(azimuth=azimuth), DEPTH_RES, mode, InstanceLatent(1))
+                    for azimuth in (10.0, 20.0))
+    worker = RenderWorker(frames, on_done=collect)
+    try:
+        worker.submit(stale)
+        primal.hold_then(0, lambda: worker.submit(newer))
+        deadline = time.monotonic() + 30
+        while not worker.idle and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        assert worker.close()
+    assert [frame.request for frame in shown] == [newer]
+    worker_primal, worker_tangent = primal.slices, tangent.slices
+    primal.slices, tangent.slices = [], []
+    one_pass = frames.render(newer)  # newer alone, never asked to give up
+    assert len(primal.slices) == 5  # chunks of 128 rays and a tail of 64
+    # stale: the primal chunk in flight when newer came, no other and no tangent pass
+    assert worker_primal == [DEPTH_CHUNK_RAYS] + primal.slices
+    assert worker_tangent == tangent.slices and tangent.slices
+    assert torch.equal(shown[0].image, one_pass.image)

@@ -8,10 +8,12 @@ UI keeps its frame rate while a slow frame (a full-resolution CPU render, the vo
 is in flight. A job (swapping the renderer for another backend) also runs there, between two
 frames, so no frame sees half of it.
 A CPU frame is given up between two slices of its rays once a newer FrameRequest waits
-(models/renderer.py CPU_SLICE_RAYS, FrameAbandoned): a camera move or a dropped photo's car no
-longer waits for the rest of a full-size frame nobody will look at. A frame given up is never shown,
-and the frame after it always renders to the end, so a stream of requests each newer than the last
-still shows every other frame.
+(models/renderer.py CPU_SLICE_RAYS, FrameAbandoned), a compare frame's volumetric half between two
+of its chunks (or of its occupancy grid's, unless the waiting request compares the same latent;
+engine/frame.py), a depth or normals frame between chunks of gradient depth's passes: a camera
+move or a dropped photo's car no longer waits for the rest of a full-size frame nobody will look at.
+A frame given up is never shown, and the frame after it always renders to the end, so a stream of
+requests each newer than the last still shows every other frame.
 The render thread owns the renderers and the FrameRenderer; the UI reaches them only through the
 condition-guarded mailboxes below (submit, call, take).
 """
@@ -150,9 +152,9 @@ class RenderWorker:
         self._abandoned_last = False
         return frame
 
-    def _frame_waiting(self) -> bool:
+    def _frame_waiting(self) -> FrameRequest | None:
         with self._cond:
-            return FrameRequest in self._pending
+            return self._pending.get(FrameRequest)
 
     def _trim_when_idle(self) -> None:
         """A depth or compare frame's working memory, freed, stays in this thread's malloc arena
