@@ -166,10 +166,10 @@ def one_pass_reference(request: FrameRequest) -> torch.Tensor:
     return frames.volumetric.render(request.orbit.cam2world(), request.res)
 
 
-def test_the_worker_gives_up_a_stale_compare_frame_within_one_volumetric_chunk(monkeypatch):
-    frames = compare_frames()
-    marched = GatedColors(models.renderer.march, holds=(0,))
-    monkeypatch.setattr(models.renderer, "march", marched)
+def frames_shown_when_superseded(frames: FrameRenderer, stale: FrameRequest, newer: FrameRequest,
+                                 gate: GatedColors) -> list[Frame]:
+    """The frames a render thread shows when `newer` is submitted while `stale` waits at `gate`'s
+    first held call."""
     shown: list[Frame] = []
     worker: RenderWorker | None = None
 
@@ -178,16 +178,25 @@ def test_the_worker_gives_up_a_stale_compare_frame_within_one_volumetric_chunk(m
         if done is not None:
             shown.append(done)
 
-    stale, newer = compare_request(10.0), compare_request(20.0)
     worker = RenderWorker(frames, on_done=collect)
     try:
-        worker.submit(stale)  # its LFN half renders, then its volumetric half's first chunk waits
-        marched.hold_then(0, lambda: worker.submit(newer))
+        worker.submit(stale)
+        gate.hold_then(0, lambda: worker.submit(newer))
         deadline = time.monotonic() + 30
         while not worker.idle and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         assert worker.close()
+    return shown
+
+
+def test_the_worker_gives_up_a_stale_compare_frame_within_one_volumetric_chunk(monkeypatch):
+    frames = compare_frames()
+    marched = GatedColors(models.renderer.march, holds=(0,))
+    monkeypatch.setattr(models.renderer, "march", marched)
+    stale, newer = compare_request(10.0), compare_request(20.0)
+    # stale's LFN half renders, then its volumetric half's first chunk waits for newer
+    shown = frames_shown_when_superseded(frames, stale, newer, marched)
     chunks = COMPARE_RES * COMPARE_RES // VOLUMETRIC_CHUNK_RAYS
     # stale: the chunk in flight when newer came, no other; newer: every chunk
     assert marched.slices == [VOLUMETRIC_CHUNK_RAYS] * (1 + chunks)
@@ -231,25 +240,9 @@ def test_the_worker_gives_up_a_stale_depth_frame_within_one_chunk_of_its_pass(mo
     tangent = GatedColors(models.depth.mlp_forward_with_tangents, holds=())
     monkeypatch.setattr(models.depth, "mlp_forward", primal)
     monkeypatch.setattr(models.depth, "mlp_forward_with_tangents", tangent)
-    shown: list[Frame] = []
-    worker: RenderWorker | None = None
-
-    def collect() -> None:
-        done = worker.take()
-        if done is not None:
-            shown.append(done)
-
     stale, newer = (FrameRequest(Orbit(azimuth=azimuth), DEPTH_RES, mode, InstanceLatent(1))
                     for azimuth in (10.0, 20.0))
-    worker = RenderWorker(frames, on_done=collect)
-    try:
-        worker.submit(stale)
-        primal.hold_then(0, lambda: worker.submit(newer))
-        deadline = time.monotonic() + 30
-        while not worker.idle and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        assert worker.close()
+    shown = frames_shown_when_superseded(frames, stale, newer, primal)
     assert [frame.request for frame in shown] == [newer]
     worker_primal, worker_tangent = primal.slices, tangent.slices
     primal.slices, tangent.slices = [], []
