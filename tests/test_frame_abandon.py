@@ -101,11 +101,10 @@ class GatedColors:
         self.release[call].set()
 
 
-def test_the_worker_gives_up_a_stale_frame_and_never_shows_it(tiny_ckpt):
-    ckpt = load_checkpoint(tiny_ckpt)
-    frames = FrameRenderer(LFNRenderer(ckpt.model), LatentBank(ckpt.latents, ckpt.instance_names))
-    gate = GatedColors(frames.renderer.colors, holds=(0, 1))
-    frames.renderer.colors = gate
+def frames_shown_when_superseded(frames: FrameRenderer, stale: FrameRequest, gate: GatedColors,
+                                 *arrivals: FrameRequest) -> list[Frame]:
+    """The frames a render thread shows when `stale` is submitted and arrival k is submitted while
+    the frames wait at `gate`'s held call k."""
     shown: list[Frame] = []
     worker: RenderWorker | None = None
 
@@ -114,22 +113,32 @@ def test_the_worker_gives_up_a_stale_frame_and_never_shows_it(tiny_ckpt):
         if done is not None:
             shown.append(done)
 
-    def request(azimuth: float, rows: int) -> FrameRequest:
-        return FrameRequest(Orbit(azimuth=azimuth), rows, DisplayMode.RGB, InstanceLatent(1))
-
-    stale, newer, newest = request(10.0, 128), request(20.0, 128), request(30.0, 32)
     worker = RenderWorker(frames, on_done=collect)
     try:
-        worker.submit(stale)  # 4 slices
-        gate.hold_then(0, lambda: worker.submit(newer))
-        # newer renders to its end although newest arrives during it: the frame after one given
-        # up is never given up, so a stream of requests still shows frames
-        gate.hold_then(1, lambda: worker.submit(newest))
+        worker.submit(stale)
+        for call, request in enumerate(arrivals):
+            gate.hold_then(call, lambda request=request: worker.submit(request))
         deadline = time.monotonic() + 30
         while not worker.idle and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
         assert worker.close()
+    return shown
+
+
+def test_the_worker_gives_up_a_stale_frame_and_never_shows_it(tiny_ckpt):
+    ckpt = load_checkpoint(tiny_ckpt)
+    frames = FrameRenderer(LFNRenderer(ckpt.model), LatentBank(ckpt.latents, ckpt.instance_names))
+    gate = GatedColors(frames.renderer.colors, holds=(0, 1))
+    frames.renderer.colors = gate
+
+    def request(azimuth: float, rows: int) -> FrameRequest:
+        return FrameRequest(Orbit(azimuth=azimuth), rows, DisplayMode.RGB, InstanceLatent(1))
+
+    stale, newer, newest = request(10.0, 128), request(20.0, 128), request(30.0, 32)
+    # stale has 4 slices; newer renders to its end although newest arrives during it: the frame
+    # after one given up is never given up, so a stream of requests still shows frames
+    shown = frames_shown_when_superseded(frames, stale, gate, newer, newest)
     assert [frame.request for frame in shown] == [newer, newest]
     assert gate.slices == [CPU_SLICE_RAYS] + [CPU_SLICE_RAYS] * 4 + [32 * 32]  # stale: one slice
     frames.renderer.colors = gate.colors
@@ -166,37 +175,13 @@ def one_pass_reference(request: FrameRequest) -> torch.Tensor:
     return frames.volumetric.render(request.orbit.cam2world(), request.res)
 
 
-def frames_shown_when_superseded(frames: FrameRenderer, stale: FrameRequest, newer: FrameRequest,
-                                 gate: GatedColors) -> list[Frame]:
-    """The frames a render thread shows when `newer` is submitted while `stale` waits at `gate`'s
-    first held call."""
-    shown: list[Frame] = []
-    worker: RenderWorker | None = None
-
-    def collect() -> None:
-        done = worker.take()
-        if done is not None:
-            shown.append(done)
-
-    worker = RenderWorker(frames, on_done=collect)
-    try:
-        worker.submit(stale)
-        gate.hold_then(0, lambda: worker.submit(newer))
-        deadline = time.monotonic() + 30
-        while not worker.idle and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        assert worker.close()
-    return shown
-
-
 def test_the_worker_gives_up_a_stale_compare_frame_within_one_volumetric_chunk(monkeypatch):
     frames = compare_frames()
     marched = GatedColors(models.renderer.march, holds=(0,))
     monkeypatch.setattr(models.renderer, "march", marched)
     stale, newer = compare_request(10.0), compare_request(20.0)
     # stale's LFN half renders, then its volumetric half's first chunk waits for newer
-    shown = frames_shown_when_superseded(frames, stale, newer, marched)
+    shown = frames_shown_when_superseded(frames, stale, marched, newer)
     chunks = COMPARE_RES * COMPARE_RES // VOLUMETRIC_CHUNK_RAYS
     # stale: the chunk in flight when newer came, no other; newer: every chunk
     assert marched.slices == [VOLUMETRIC_CHUNK_RAYS] * (1 + chunks)
@@ -242,7 +227,7 @@ def test_the_worker_gives_up_a_stale_depth_frame_within_one_chunk_of_its_pass(mo
     monkeypatch.setattr(models.depth, "mlp_forward_with_tangents", tangent)
     stale, newer = (FrameRequest(Orbit(azimuth=azimuth), DEPTH_RES, mode, InstanceLatent(1))
                     for azimuth in (10.0, 20.0))
-    shown = frames_shown_when_superseded(frames, stale, newer, primal)
+    shown = frames_shown_when_superseded(frames, stale, primal, newer)
     assert [frame.request for frame in shown] == [newer]
     worker_primal, worker_tangent = primal.slices, tangent.slices
     primal.slices, tangent.slices = [], []
