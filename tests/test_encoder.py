@@ -219,6 +219,33 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     assert scores["refine_estimated_pose_novel_psnr_median"] > 0  # the pose found, not given
 
 
+def test_init_starts_from_an_encoder_of_the_network_before_its_fine_tune(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "cars", cars=4, views=8, res=16)
+    model = tiny_lfn(num_instances=3)
+    spheres = [f"sphere{c:03d}" for c in range(3)]
+    before, after = tmp_path / "before.pt", tmp_path / "after.pt"
+    save_checkpoint(model, spheres, {"steps": 0, "dataset": "spheres", "metrics": {}}, before)
+    small = dict(data=str(data), warmup_steps=10, batch=16, lr=3e-3, input_res=16,
+                 channels="8,16,16", hidden=32, azimuth_bins=12, log_every=10, device="cpu")
+    first = train_encoder(EncoderTrainConfig(ckpt=str(before), steps=150, **small))
+    with torch.no_grad():  # a fine-tune: the network and its codes move a little
+        model.latents.weight.mul_(1.1)
+        next(model.parameters()).add_(0.01)
+    save_checkpoint(model, spheres, {"steps": 1, "dataset": "spheres", "metrics": {}}, after)
+
+    def first_latent_loss(**extra) -> float:
+        out = train_encoder(EncoderTrainConfig(ckpt=str(after), steps=1, out=str(
+            tmp_path / f"e{len(extra)}.pt"), **{**small, **extra}))
+        return torch.load(out, weights_only=True)["meta"]["history"][0]["latent"]
+
+    trained = torch.load(first, weights_only=True)["meta"]["history"][-1]["latent"]
+    assert first_latent_loss(init=str(first)) < 0.5 * first_latent_loss()  # not the mean's start
+    assert first_latent_loss(init=str(first)) < 2 * trained + 0.05
+    with pytest.raises(ValueError, match="--init .* architecture"):
+        train_encoder(EncoderTrainConfig(ckpt=str(after), steps=1, init=str(first),
+                                         **{**small, "hidden": 16}))
+
+
 def photo_file(path: Path) -> Path:
     """A red box on white: a photo the loader accepts (tiny LFN renders have no white border)."""
     image = np.full((32, 32, 3), 255, np.uint8)

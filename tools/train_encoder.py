@@ -9,6 +9,11 @@ relative to the table's mean squared norm, a cross-entropy on soft azimuth bins,
 the elevation and, with --photo-rays > 0, the color error of the frozen LFN rendering the
 predicted latent on that many random pixels of each view (at the true pose). The encoder is
 written beside the checkpoint (`cars.pt` → `cars.encoder.pt`) unless --out says otherwise.
+
+--init ENCODER starts from an encoder trained for another network, typically this checkpoint's
+network before a fine-tune moved its latent table: its features still read the photos, so a short
+run re-aims its heads instead of learning from the table's mean. The architecture flags must
+describe the same encoder.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from models.encoder import (
     EncoderConfig,
     azimuth_targets,
     encoder_path,
+    load_encoder,
     network_fingerprint,
     save_encoder,
 )
@@ -48,6 +54,7 @@ class EncoderTrainConfig:
     data: str
     ckpt: str
     out: str | None = None  # default: beside the checkpoint
+    init: str | None = None  # start from this encoder's weights, not from the table's mean code
     steps: int | None = None  # unset: 20 000, or none when --minutes gives a time budget
     minutes: float | None = None  # a time budget; with --steps, stops at whichever comes first
     batch: int = 64
@@ -150,6 +157,20 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
+def initial_encoder(cfg: EncoderTrainConfig, table: torch.Tensor) -> CarEncoder:
+    config = encoder_config(cfg, table.shape[1])
+    if cfg.init is None:
+        encoder = CarEncoder(config)
+        encoder.start_from_mean(table.mean(0))
+        return encoder
+    encoder = load_encoder(cfg.init)  # no fingerprint check: its network is meant to differ
+    if encoder.config != config:
+        raise ValueError(f"--init {cfg.init}: its architecture {encoder.config} is not the one the "
+                         f"flags give ({config}); pass the same --input-res, --channels, --hidden "
+                         "and --azimuth-bins")
+    return encoder
+
+
 def train_encoder(cfg: EncoderTrainConfig) -> Path:
     """Train, save the encoder, return its path."""
     torch.manual_seed(cfg.seed)
@@ -159,8 +180,7 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
     table = ckpt.latents.detach()
     views = training_views(cfg, ckpt.instance_names, table)
     scale = table.pow(2).sum(1).mean().clamp(min=1e-6).to(device)
-    encoder = CarEncoder(encoder_config(cfg, table.shape[1])).to(device).train()
-    encoder.start_from_mean(table.mean(0).to(device))
+    encoder = initial_encoder(cfg, table).to(device).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)
