@@ -66,6 +66,9 @@ class EpiRequest:
         return torch.linspace(-reach, reach, self.rows)
 
 
+Request = FrameRequest | EpiRequest
+
+
 @dataclass
 class EpiFrame:
     request: EpiRequest
@@ -198,13 +201,10 @@ class FrameRenderer:
         """The frame of `request`, its image written into `out` ((H, W, 4) float32) if given."""
         cam2world = request.orbit.cam2world()
         device = self.renderer.device
-        abandon = None if waiting is None else lambda: waiting() is not None
+        abandon = self._lfn_abandon(waiting)
         if request.mode.uses_depth:
-            # asked on a CPU only: a CUDA frame gets no per-chunk check, as in LFNRenderer.render_rgba
-            depth_abandon = abandon if device.type == "cpu" else None
-
             def depth_image():
-                image, near_far = self._depth_image(cam2world, request, depth_abandon)
+                image, near_far = self._depth_image(cam2world, request, abandon)
                 return (image if out is None else out.copy_(to_rgba32f(image))), near_far
 
             (image, near_far), ms = timed(depth_image, device)
@@ -219,6 +219,13 @@ class FrameRenderer:
                 self.volumetric.device,
             )
         return frame
+
+    def _lfn_abandon(self, waiting: Callable[[], Request | None] | None) -> Callable[[], bool] | None:
+        """When the LFN's work for a frame or EPI gives up: once `waiting` names a newer request, on
+        a CPU only (a CUDA frame gets no per-chunk check, as in LFNRenderer.render_rgba)."""
+        if waiting is None or self.renderer.device.type != "cpu":
+            return None
+        return lambda: waiting() is not None
 
     def _volumetric_abandon(
         self, request: FrameRequest, waiting: Callable[[], FrameRequest | None] | None,
@@ -240,17 +247,25 @@ class FrameRenderer:
 
         return abandon
 
-    def render_epi(self, request: EpiRequest) -> EpiFrame:
+    def render_epi(
+        self, request: EpiRequest, waiting: Callable[[], EpiRequest | None] | None = None,
+    ) -> EpiFrame:
+        """The EPI of `request`. `waiting` names the newer EPI request waiting, if any; once one
+        waits, a CPU EPI is given up (models.renderer.FrameAbandoned) between chunks of its view's
+        gradient depth and before its solve (when the last EPI's view was another), and between
+        slices of its colors (models.epi.epi_colors)."""
         self._use_latent(self.renderer, self.latents, request.latent)
         cam2world = request.orbit.cam2world()
+        abandon = self._lfn_abandon(waiting)
 
         def epi() -> EpipolarImage:
             view = (request.orbit, request.latent, request.res, request.summed_depth)
             if self._epi_view is None or self._epi_view[0] != view:
-                depth = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth)
-                self._epi_view = view, depth
+                depth = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth,
+                                       abandon=abandon)
+                self._epi_view = view, depth  # kept if the colors are given up: the view's next EPI uses it
             return epipolar_plane_image(self.renderer, cam2world, request.res, request.row,
-                                        request.shifts(), self._epi_view[1])
+                                        request.shifts(), self._epi_view[1], abandon)
 
         image, ms = timed(epi, self.renderer.device)
         return EpiFrame(request, image, ms)

@@ -19,6 +19,7 @@ and Z = z·(d·forward) for the ray's unit direction d.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ import torch
 from models.cameras import intrinsics, rays_through_pixels
 from models.depth import DepthResult
 from models.plucker import plucker
-from models.renderer import render_in_chunks
+from models.renderer import ray_colors
 from models.resolution import Resolution
 
 LINES_PER_SCANLINE = 16  # about this many predicted lines over a scanline the object fills
@@ -73,12 +74,12 @@ def epi_rays(
     return plucker(origins, dirs)
 
 
-def epi_colors(renderer, rays: torch.Tensor) -> torch.Tensor:
+def epi_colors(renderer, rays: torch.Tensor, abandon: Callable[[], bool] | None = None) -> torch.Tensor:
     """(..., 6) Plücker rays → (..., 3) float32 colors from the renderer's current latent, chunked
-    as its frames are, in its precision and on its device."""
+    and on a CPU sliced as its frames are (models.renderer.ray_colors, which asks `abandon` between
+    slices), in its precision and on its device."""
     flat = rays.reshape(-1, 6).to(renderer.device)
-    parts = render_in_chunks(renderer, flat.shape[0], lambda i, j: renderer.colors(flat[i:j]).float())
-    return torch.cat(parts).view(*rays.shape[:-1], 3)
+    return ray_colors(renderer, flat, abandon).float().view(*rays.shape[:-1], 3)
 
 
 def predicted_lines(depth: torch.Tensor, valid: torch.Tensor, cam2world: torch.Tensor,
@@ -107,12 +108,14 @@ def line_columns(valid: torch.Tensor, count: int = LINES_PER_SCANLINE) -> torch.
 
 @torch.no_grad()
 def epipolar_plane_image(renderer, cam2world: torch.Tensor, res: Resolution | int, scanline: int,
-                         shifts: torch.Tensor, depth: DepthResult) -> EpipolarImage:
+                         shifts: torch.Tensor, depth: DepthResult,
+                         abandon: Callable[[], bool] | None = None) -> EpipolarImage:
     """The EPI of the renderer's current latent at `scanline` (a row, 0..H-1) of the W × H view from
     `cam2world`, and the lines that `depth`, the view's gradient depth (models/depth.py), predicts
-    in it."""
+    in it. `abandon` is asked between slices of a CPU EPI's colors (epi_colors): True gives it up
+    (models.renderer.FrameAbandoned)."""
     pose = cam2world.to(renderer.device, torch.float32)
-    image = epi_colors(renderer, epi_rays(pose, res, scanline, shifts))
+    image = epi_colors(renderer, epi_rays(pose, res, scanline, shifts), abandon)
     row_depth, row_valid = depth.depth[scanline], depth.valid[scanline]
     lines = predicted_lines(row_depth, row_valid, pose, res, scanline, line_columns(row_valid.cpu()))
     return EpipolarImage(image, shifts.cpu(), scanline, lines)

@@ -114,6 +114,24 @@ def render_in_chunks(renderer, count: int, render_rays: Callable[[int, int], T])
                 torch.cuda.empty_cache()
 
 
+def ray_colors(renderer, rays: torch.Tensor, abandon: Callable[[], bool] | None = None) -> torch.Tensor:
+    """(N, 6) Plücker rays → (N, 3) colors from `renderer.colors`, in chunks of its rays_per_chunk
+    (render_in_chunks); on a CPU each chunk in CPU_SLICE_RAYS slices, `abandon` asked before each
+    (a frame's rays, an EPI's: models/epi.py). A CUDA chunk is one call and never asks it."""
+    if renderer.device.type != "cpu":
+        parts = render_in_chunks(renderer, rays.shape[0], lambda i, j: renderer.colors(rays[i:j]))
+    else:
+        def sliced(start: int, stop: int) -> torch.Tensor:
+            slices = []
+            for i in range(start, stop, CPU_SLICE_RAYS):
+                give_up_if(abandon)
+                slices.append(renderer.colors(rays[i:min(i + CPU_SLICE_RAYS, stop)]))
+            return slices[0] if len(slices) == 1 else torch.cat(slices)
+
+        parts = render_in_chunks(renderer, rays.shape[0], sliced)
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def frame_rays(
     cam2world: torch.Tensor, res: Resolution | int, device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,21 +293,7 @@ class LFNRenderer:
         if colors is not None:  # a copy: the caller may keep it while the next frame replays
             return colors.view(shape).clone()
         origins, dirs = frame_rays(cam2world, res, self.device)
-        rays = plucker(origins, dirs)
-        if self.device.type == "cpu":
-            parts = render_in_chunks(self, rays.shape[0],
-                                     lambda i, j: self._sliced_colors(rays[i:j], abandon))
-        else:
-            parts = render_in_chunks(self, rays.shape[0], lambda i, j: self.colors(rays[i:j]))
-        return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(shape)
-
-    def _sliced_colors(self, plucker_rays: torch.Tensor, abandon: Callable[[], bool] | None) -> torch.Tensor:
-        """colors() of (N, 6) rays in CPU_SLICE_RAYS slices, asking `abandon` before each."""
-        slices = []
-        for start in range(0, plucker_rays.shape[0], CPU_SLICE_RAYS):
-            give_up_if(abandon)
-            slices.append(self.colors(plucker_rays[start:start + CPU_SLICE_RAYS]))
-        return slices[0] if len(slices) == 1 else torch.cat(slices)
+        return ray_colors(self, plucker(origins, dirs), abandon).view(shape)
 
 
 # How the volumetric baseline places its network evaluations along a ray:

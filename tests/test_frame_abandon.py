@@ -1,4 +1,5 @@
-"""A CPU frame renders in slices and is given up between two once a newer frame request waits."""
+"""A CPU frame (or EPI) renders in slices and is given up between two once a newer request of its kind
+waits."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 import models.depth
 import models.renderer
 from engine.display_mode import DisplayMode
-from engine.frame import Frame, FrameRenderer, FrameRequest
+from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest, Request
 from engine.latents import InstanceLatent, LatentBank
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
@@ -101,17 +102,18 @@ class GatedColors:
         self.release[call].set()
 
 
-def frames_shown_when_superseded(frames: FrameRenderer, stale: FrameRequest, gate: GatedColors,
-                                 *arrivals: FrameRequest) -> list[Frame]:
-    """The frames a render thread shows when `stale` is submitted and arrival k is submitted while
-    the frames wait at `gate`'s held call k."""
-    shown: list[Frame] = []
+def frames_shown_when_superseded(frames: FrameRenderer, stale: Request, gate: GatedColors,
+                                 *arrivals: Request) -> list[Frame | EpiFrame]:
+    """The frames and EPIs a render thread shows when `stale` is submitted and arrival k is
+    submitted while the frames wait at `gate`'s held call k."""
+    shown: list[Frame | EpiFrame] = []
     worker: RenderWorker | None = None
 
     def collect() -> None:  # on the render thread after each round: every result it published
-        done = worker.take()
-        if done is not None:
-            shown.append(done)
+        for kind in (FrameRequest, EpiRequest):
+            done = worker.take(kind)
+            if done is not None:
+                shown.append(done)
 
     worker = RenderWorker(frames, on_done=collect)
     try:
@@ -237,3 +239,69 @@ def test_the_worker_gives_up_a_stale_depth_frame_within_one_chunk_of_its_pass(mo
     assert worker_primal == [DEPTH_CHUNK_RAYS] + primal.slices
     assert worker_tangent == tangent.slices and tangent.slices
     assert torch.equal(shown[0].image, one_pass.image)
+
+
+# An EPI of a 128-wide view: 97 rows × 128 rays, colored in 3 slices of CPU_SLICE_RAYS and a tail
+EPI_VIEW = Resolution.square(128)
+EPI_SLICES = [CPU_SLICE_RAYS] * 3 + [97 * 128 - 3 * CPU_SLICE_RAYS]
+
+
+def epi_frames(max_rays: int | None = None) -> FrameRenderer:
+    lfn = tiny_lfn()
+    return FrameRenderer(LFNRenderer(lfn, max_rays=max_rays), LatentBank(lfn.latents.weight, names(3)))
+
+
+def epi_request(azimuth: float = 10.0, scanline: float = 0.5, res: Resolution = EPI_VIEW) -> EpiRequest:
+    return EpiRequest(Orbit(azimuth=azimuth), res, InstanceLatent(1), scanline, shift=0.1)
+
+
+def test_the_worker_gives_up_a_stale_epi_within_one_slice_and_the_next_renders_to_the_end():
+    """Dragging the scanline: EPIs of one view (its gradient depth reused), each newer than the last."""
+    frames = epi_frames()
+    gate = GatedColors(frames.renderer.colors, holds=(0, 1))
+    frames.renderer.colors = gate
+    stale, newer, newest = (epi_request(scanline=row) for row in (0.3, 0.5, 0.7))
+    # newer renders to its end although newest arrives during it, as frames do
+    shown = frames_shown_when_superseded(frames, stale, gate, newer, newest)
+    assert [epi.request for epi in shown] == [newer, newest]
+    assert gate.slices == [CPU_SLICE_RAYS] + EPI_SLICES * 2  # stale: the slice in flight, no other
+    frames.renderer.colors = gate.colors
+    assert torch.equal(shown[0].epi.image, frames.render_epi(newer).epi.image)
+
+
+def test_a_waiting_frame_leaves_the_epi_in_flight_alone_a_waiting_epi_gives_it_up():
+    """The EPI in flight is stale only once a newer EPI waits: a frame of another mode (the EPI's
+    view unchanged) renders after it; the EPI that comes next gives it up."""
+    frames = epi_frames()
+    gate = GatedColors(frames.renderer.colors, holds=(0, 1))
+    frames.renderer.colors = gate
+    stale, newer = epi_request(scanline=0.3), epi_request(scanline=0.7)
+    frame = FrameRequest(stale.orbit, 32, DisplayMode.RGB, stale.latent)
+    shown = frames_shown_when_superseded(frames, stale, gate, frame, newer)
+    assert [result.request for result in shown] == [frame, newer]  # a waiting frame goes first
+    # stale: the slice the frame came at and the one newer came at; the frame: 32² rays, one slice
+    assert gate.slices == [CPU_SLICE_RAYS] * 2 + [32 * 32] + EPI_SLICES
+
+
+def test_the_worker_gives_up_a_stale_epi_of_another_view_within_one_chunk_of_its_depth(monkeypatch):
+    """Orbiting: an EPI of a new view first computes that view's gradient depth (models/depth.py),
+    in chunks; a newer EPI waiting gives it up between two, and its colors never start."""
+    frames = epi_frames(max_rays=DEPTH_CHUNK_RAYS)
+    primal = GatedColors(models.depth.mlp_forward, holds=(0,))
+    tangent = GatedColors(models.depth.mlp_forward_with_tangents, holds=())
+    colors = GatedColors(frames.renderer.colors, holds=())
+    monkeypatch.setattr(models.depth, "mlp_forward", primal)
+    monkeypatch.setattr(models.depth, "mlp_forward_with_tangents", tangent)
+    frames.renderer.colors = colors
+    stale, newer = (epi_request(azimuth, res=Resolution.square(DEPTH_RES)) for azimuth in (10.0, 20.0))
+    shown = frames_shown_when_superseded(frames, stale, primal, newer)
+    assert [epi.request for epi in shown] == [newer]
+    worker = primal.slices, tangent.slices, colors.slices
+    primal.slices, tangent.slices, colors.slices = [], [], []
+    alone = epi_frames(max_rays=DEPTH_CHUNK_RAYS)  # newer by itself, with no depth kept
+    alone.renderer.colors = colors
+    one_pass = alone.render_epi(newer)
+    assert len(primal.slices) == 5 and tangent.slices  # chunks of 128 rays and a tail of 64
+    # stale: the primal chunk in flight when newer came, no other, no tangent pass, no colors
+    assert worker == ([DEPTH_CHUNK_RAYS] + primal.slices, tangent.slices, colors.slices)
+    assert torch.equal(shown[0].epi.image, one_pass.epi.image)

@@ -165,7 +165,7 @@ def test_a_waiting_frame_renders_before_a_waiting_epi_and_each_has_its_slot():
             order.append("frame")
             return Frame(request, torch.zeros(1, 1, 4))
 
-        def render_epi(self, request):
+        def render_epi(self, request, waiting=None):
             order.append("epi")
             return EpiFrame(request, EpipolarImage(torch.zeros(1, 1, 3), torch.zeros(1), 0, []))
 

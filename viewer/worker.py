@@ -12,8 +12,11 @@ A CPU frame is given up between two slices of its rays once a newer FrameRequest
 of its chunks (or of its occupancy grid's, unless the waiting request compares the same latent;
 engine/frame.py), a depth or normals frame between chunks of gradient depth's passes: a camera
 move or a dropped photo's car no longer waits for the rest of a full-size frame nobody will look at.
-A frame given up is never shown, and the frame after it always renders to the end, so a stream of
-requests each newer than the last still shows every other frame.
+An EPI is given up the same way once a newer EpiRequest waits (between chunks of its view's
+gradient depth and slices of its colors): dragging the scanline or orbiting no longer waits for
+EPIs nobody will look at. A frame or EPI given up is never shown, and the next one of its kind
+always renders to the end, so a stream of requests each newer than the last still shows every
+other one.
 The render thread owns the renderers and the FrameRenderer; the UI reaches them only through the
 condition-guarded mailboxes below (submit, call, take).
 """
@@ -25,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest
+from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest, Request
 from engine.memory import trim_heap
 from models.renderer import FrameAbandoned
 
@@ -36,7 +39,6 @@ TRIM_PERIOD_S = 2.0  # how often a render thread between frames gives freed memo
 # ... and once it has rested this long after its last frame: at rest memory is back to what stays
 REST_TRIM_S = 0.5
 
-Request = FrameRequest | EpiRequest
 Result = Frame | EpiFrame
 RENDER_ORDER = (FrameRequest, EpiRequest)  # which pending request renders first: the view's
 
@@ -57,8 +59,8 @@ class RenderWorker:
         """`on_done` runs on the render thread after each frame, EPI or job (the window wakes its loop)."""
         self.frames = frames
         self.on_done = on_done
-        self._renders: dict[type, Callable[[Request], Result | None]] = {
-            FrameRequest: self._render_frame, EpiRequest: frames.render_epi}
+        self._renders: dict[type, Callable[[Request, Callable[[], Request | None] | None], Result]] = {
+            FrameRequest: frames.render, EpiRequest: frames.render_epi}
         self._cond = threading.Condition()
         self._pending: dict[type, Request] = {}  # the newest unstarted request of each kind
         self._job: Callable[[], bool] | None = None
@@ -66,7 +68,7 @@ class RenderWorker:
         self._done: dict[type, Result | BaseException] = {}  # by request kind
         self._busy = False
         self._stop = False
-        self._abandoned_last = False  # the last frame was given up: this one renders to the end
+        self._abandoned_last: set[type] = set()  # kinds whose last was given up: their next runs to the end
         self._trimmed_s = 0.0  # when the render thread last gave freed memory back (monotonic)
         self._untrimmed = False  # a frame or job ran since then
         self._thread = threading.Thread(target=self._loop, name="lfn-render", daemon=True)
@@ -128,7 +130,7 @@ class RenderWorker:
                     request = self._pending.pop(kind, None)
                 if request is not None:
                     self._last[kind] = request
-                    done = self._renders[kind](request)
+                    done = self._render(request)
             except Exception as error:  # handed to the UI thread, which decides what it means
                 done = error
             with self._cond:
@@ -142,19 +144,21 @@ class RenderWorker:
             self.on_done()
             self._trim_when_idle()
 
-    def _render_frame(self, request: FrameRequest) -> Frame | None:
-        """The frame of `request`, or None when a newer frame request made it stale midway."""
+    def _render(self, request: Request) -> Result | None:
+        """The frame or EPI of `request`, or None when a newer request of its kind made it stale midway."""
+        kind = type(request)
+        waiting = None if kind in self._abandoned_last else lambda: self._waiting(kind)
         try:
-            frame = self.frames.render(request, None if self._abandoned_last else self._frame_waiting)
+            result = self._renders[kind](request, waiting)
         except FrameAbandoned:
-            self._abandoned_last = True
+            self._abandoned_last.add(kind)
             return None
-        self._abandoned_last = False
-        return frame
+        self._abandoned_last.discard(kind)
+        return result
 
-    def _frame_waiting(self) -> FrameRequest | None:
+    def _waiting(self, kind: type) -> Request | None:
         with self._cond:
-            return self._pending.get(FrameRequest)
+            return self._pending.get(kind)
 
     def _trim_when_idle(self) -> None:
         """A depth or compare frame's working memory, freed, stays in this thread's malloc arena
