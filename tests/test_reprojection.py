@@ -192,6 +192,12 @@ def test_init_starts_from_a_checkpoints_network_and_codes(spheres, textured_star
                       "--steps", "2", "--resume"]))  # a later call, without --init
     resumed = load_checkpoint(tmp_path / "run" / "model.pt").meta
     assert resumed["steps"] == 2 and resumed["train_config"]["init"] == str(textured_start)
+    assert [r["checkpoint"] for r in resumed["started_from"]] == ["start.pt"]
+    train(parse_args(["--data", str(spheres), "--out", str(tmp_path / "second"), *TINY,
+                      "--steps", "1", "--init", str(tmp_path / "run" / "model.pt")]))
+    chain = load_checkpoint(tmp_path / "second" / "model.pt").meta["started_from"]
+    assert [r["checkpoint"] for r in chain] == ["start.pt", "model.pt"]  # oldest run first
+    assert chain[1]["steps"] == 2 and chain[1]["dataset"] == str(spheres)
 
 
 @pytest.mark.parametrize("flags, message", [

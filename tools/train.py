@@ -199,6 +199,17 @@ def build_model(cfg: TrainConfig, num_instances: int) -> LightFieldNetwork | Vol
     raise ValueError(f"--model {cfg.model!r}: choose lfn or volumetric")
 
 
+LINEAGE_KEYS = ("steps", "train_seconds", "dataset", "resolution", "date", "device")
+
+
+def lineage(path: str) -> list[dict]:
+    """The training behind a checkpoint, oldest run first, for the meta of a run started from it
+    with --init: its own steps, time, data and device, after the runs it was started from."""
+    meta = load_checkpoint(path).meta
+    return [*meta.get("started_from", []), {"checkpoint": Path(path).name,
+                                            **{k: meta.get(k) for k in LINEAGE_KEYS}}]
+
+
 def initialize_from(model, path: str, car_ids: list[str]) -> int:
     """Copy a checkpoint's network weights into `model` and its latent code of each car both know
     (by name); the other cars keep their fresh codes. Returns how many codes were copied."""
@@ -500,7 +511,8 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
                 "world_size": env.world, "date": dt.date.today().isoformat(),
                 "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda"
                 else "cpu", "train_config": dataclasses.asdict(cfg), "metrics": {},
-                **({"replicas": replicas} if replicas else {})}
+                **({"replicas": replicas} if replicas else {}),
+                **({"started_from": lineage(cfg.init)} if cfg.init else {})}
         save_or_explain(checkpoint_dict(model, cars.ids, meta), final, out)
         print(("stopped by SIGTERM; " if terminated else "")
               + f"wrote {final} after {step} steps, {seconds / 60:.1f} min"
