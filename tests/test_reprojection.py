@@ -188,8 +188,9 @@ def test_init_starts_from_a_checkpoints_network_and_codes(spheres, textured_star
     assert copy.instance_names == source.instance_names
     for name, value in source.model.state_dict().items():
         torch.testing.assert_close(copy.model.state_dict()[name], value, rtol=0, atol=0, msg=name)
+    textured_start.unlink()  # a later call, without --init, where the start is not at hand
     train(parse_args(["--data", str(spheres), "--out", str(tmp_path / "run"), *TINY,
-                      "--steps", "2", "--resume"]))  # a later call, without --init
+                      "--steps", "2", "--resume"]))
     resumed = load_checkpoint(tmp_path / "run" / "model.pt").meta
     assert resumed["steps"] == 2 and resumed["train_config"]["init"] == str(textured_start)
     assert [r["checkpoint"] for r in resumed["started_from"]] == ["start.pt"]

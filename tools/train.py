@@ -202,17 +202,17 @@ def build_model(cfg: TrainConfig, num_instances: int) -> LightFieldNetwork | Vol
 LINEAGE_KEYS = ("steps", "train_seconds", "dataset", "resolution", "date", "device")
 
 
-def lineage(path: str) -> list[dict]:
-    """The training behind a checkpoint, oldest run first, for the meta of a run started from it
-    with --init: its own steps, time, data and device, after the runs it was started from."""
-    meta = load_checkpoint(path).meta
-    return [*meta.get("started_from", []), {"checkpoint": Path(path).name,
-                                            **{k: meta.get(k) for k in LINEAGE_KEYS}}]
+@dataclasses.dataclass
+class InitializedFrom:
+    codes_copied: int
+    # the training behind the start, oldest run first: kept in states and the final meta
+    started_from: list[dict]
 
 
-def initialize_from(model, path: str, car_ids: list[str]) -> int:
+def initialize_from(model, path: str, car_ids: list[str]) -> InitializedFrom:
     """Copy a checkpoint's network weights into `model` and its latent code of each car both know
-    (by name); the other cars keep their fresh codes. Returns how many codes were copied."""
+    (by name); the other cars keep their fresh codes. Also returns the checkpoint's own training
+    (steps, time, data, device) after the runs it was itself started from."""
     ckpt = load_checkpoint(path)
     if ckpt.model.kind != model.kind or ckpt.model.config != dataclasses.replace(
             model.config, num_instances=ckpt.model.config.num_instances):
@@ -226,7 +226,8 @@ def initialize_from(model, path: str, car_ids: list[str]) -> int:
     with torch.no_grad():
         for mine, theirs in shared:
             model.latents.weight[mine] = ckpt.latents[theirs].to(model.latents.weight)
-    return len(shared)
+    own = {"checkpoint": Path(path).name, **{k: ckpt.meta.get(k) for k in LINEAGE_KEYS}}
+    return InitializedFrom(len(shared), [*ckpt.meta.get("started_from", []), own])
 
 
 def state_files(out: Path) -> list[Path]:
@@ -285,7 +286,7 @@ def save_or_explain(obj, path: Path, out: Path) -> None:
 
 
 def save_state(out: Path, step: int, model, optimizer, seconds: float, cfg: TrainConfig,
-               cars: CarViews, skipped_steps: int) -> None:
+               cars: CarViews, skipped_steps: int, started_from: list[dict] | None) -> None:
     state = {
         "step": step,
         "seconds": seconds,
@@ -296,6 +297,7 @@ def save_state(out: Path, step: int, model, optimizer, seconds: float, cfg: Trai
         "instance_names": cars.ids,
         "resolution": cars.resolution,
         "skipped_steps": skipped_steps,
+        **({"started_from": started_from} if started_from else {}),
     }
     device = cars.rgb.device
     if device.type == "cuda":  # the volumetric model's sample jitter draws from it
@@ -391,10 +393,13 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
     num_cars = cars.rgb.shape[0]
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, num_cars).to(env.device)
+    started_from = None
     if cfg.init:
-        copied = initialize_from(model, cfg.init, cars.ids)
+        init = initialize_from(model, cfg.init, cars.ids)
+        started_from = init.started_from
         if env.main:
-            print(f"initialized from {cfg.init}: network and {copied} of {num_cars} latent codes")
+            print(f"initialized from {cfg.init}: network and {init.codes_copied} of {num_cars} "
+                  "latent codes")
     train_views = torch.nonzero(cars.train_view).flatten().to(env.device)
     geometry = None
     if cfg.geometry_weight < 0:
@@ -421,6 +426,7 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
         step_fn.skipped += state.get("skipped_steps", 0)
         if cfg.init is None:  # where the weights started stays on record in later states and meta
             cfg = dataclasses.replace(cfg, init=state.get("train_config", {}).get("init"))
+        started_from = state.get("started_from", started_from)
         if env.main:
             print(f"resumed from step {step} ({seconds / 60:.1f} min trained)")
     drawn = torch.zeros(num_cars, dtype=torch.bool, device=env.device)  # cars this rank has drawn
@@ -501,7 +507,8 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
                 log.write(json.dumps({"step": step, **replicas}) + "\n")
                 log.flush()
         if (step % cfg.save_every == 0 or finishing()) and env.main:
-            save_state(out, step, model, step_fn.optimizer, seconds, cfg, cars, skipped)
+            save_state(out, step, model, step_fn.optimizer, seconds, cfg, cars, skipped,
+                       started_from)
         window_start, window_steps = time.perf_counter(), 0  # evaluation and saving excluded
     bar.close()
     final = out / "model.pt"
@@ -512,7 +519,7 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
                 "device": torch.cuda.get_device_name(env.device) if env.device.type == "cuda"
                 else "cpu", "train_config": dataclasses.asdict(cfg), "metrics": {},
                 **({"replicas": replicas} if replicas else {}),
-                **({"started_from": lineage(cfg.init)} if cfg.init else {})}
+                **({"started_from": started_from} if started_from else {})}
         save_or_explain(checkpoint_dict(model, cars.ids, meta), final, out)
         print(("stopped by SIGTERM; " if terminated else "")
               + f"wrote {final} after {step} steps, {seconds / 60:.1f} min"
