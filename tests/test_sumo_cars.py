@@ -100,6 +100,18 @@ def test_plan_with_sumo_and_the_second_style(tiny_obj: Path, tmp_path: Path) -> 
     assert cars[3]["source"] == "procedural:v2:0" and cars[1]["variant_of"] == "sumo-tiny"
 
 
+def test_plan_with_both_styles_holds_out_cars_of_each(tmp_path: Path) -> None:
+    from tools.car_set import car_roots
+    from tools.make_dataset import parse_args, plan
+
+    args = parse_args(["--out", str(tmp_path), "--source", "procedural", "--procedural", "3",
+                       "--test-procedural", "1", "--procedural-style", "v1", "v2", "v1"])
+    cars = [i.manifest_entry() for i in plan(args, car_roots(None, None))]
+    assert [c["id"] for c in cars] == ["proc-0-0000", "proc-0-0001", "proc-0-0002",
+                                       "proc2-0-0000", "proc2-0-0001", "proc2-0-0002"]
+    assert [c["split"] for c in cars] == ["test", "train", "train"] * 2
+
+
 def test_second_style_data_set_renders(tmp_path: Path) -> None:
     try:
         from tools.scene_render import create_context

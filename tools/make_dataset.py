@@ -3,6 +3,8 @@
     python -m tools.make_dataset --out data/cars --torcs /path/to/torcs-data --workers 16
     python -m tools.make_dataset --out data/cars2 --torcs DIR --sumo DIR --flightgear DIR \
         --procedural-style v2
+    python -m tools.make_dataset --out data/cars_all --torcs DIR --sumo DIR --flightgear DIR \
+        --procedural-style v1 v2
     python -m tools.make_dataset --out /tmp/tiny --source procedural --cars 4 --res 32
     python -m tools.make_dataset --pack-torcs /path/to/torcs-data data/torcs-pack
     python -m tools.make_dataset --pack-flightgear /path/to/flightgear-data data/fg-pack
@@ -115,8 +117,9 @@ def plan(args: argparse.Namespace, roots: CarRoots) -> list[Instance]:
     if args.source in ("all", "torcs") and roots.flightgear is not None:
         instances += flightgear_instances(roots.flightgear, args.paints, args.seed)
     if args.source in ("all", "procedural"):
-        instances += procedural_instances(args.procedural, args.test_procedural, args.seed,
-                                          args.procedural_style)
+        for style in dict.fromkeys(args.procedural_style):  # each style once, in the order given
+            instances += procedural_instances(args.procedural, args.test_procedural, args.seed,
+                                              style)
     ordered = interleave(instances)[: args.cars]
     return sorted(ordered, key=instances.index)  # a limit picks a mix; output keeps plan order
 
@@ -184,11 +187,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                              "files and repaints (--paints per model), all for "
                                              "training")
     parser.add_argument("--procedural", type=int, default=220, help="procedural cars")
-    parser.add_argument("--procedural-style", choices=PROCEDURAL_STYLES, default="v1",
+    parser.add_argument("--procedural-style", choices=PROCEDURAL_STYLES, nargs="+", default=["v1"],
                         help="v1: the shipped prior's cars; v2: more body types, liveries, "
-                             "glass, wheels (tools/procedural_variety.py)")
+                             "glass, wheels (tools/procedural_variety.py); both: --procedural "
+                             "cars of each")
     parser.add_argument("--test-procedural", type=int, default=30,
-                        help="of them, held out (split test)")
+                        help="of them, held out (split test), per style")
     parser.add_argument("--paints", type=int, default=8,
                         help="instances per real model: skins, then hue-shifted paints")
     parser.add_argument("--supersample", type=int, default=3, help="odd anti-aliasing factor")
