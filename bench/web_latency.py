@@ -520,6 +520,7 @@ def measure(ckpt: Path, res: int, seconds: float, dynamic: bool, driver: str, de
                 page.click_checkbox("coarse while moving")
             drag_started = time.perf_counter()
             page.sweep(seconds)
+            time.sleep(SETTLE_S)  # the frames still on their way, which the server's stats count too
             received = page.received(drag_started)
         finally:
             code, stderr = server.close()
