@@ -181,7 +181,7 @@ class FrameRenderer:
         waits, a CPU frame is given up (models.renderer.FrameAbandoned) between slices of its LFN
         colors (LFNRenderer.render_rgba), between chunks of its volumetric half
         (VolumetricRenderer.render; see _volumetric_abandon for its occupancy grid), and a depth or
-        normals frame between chunks of gradient depth's passes and before its solve
+        normals frame between slices of gradient depth's passes and before its solve
         (models.depth.gradient_depth)."""
         self._use_latent(self.renderer, self.latents, request.latent)
         shared = None if self.shared_frames is None else self.shared_frames.take(request.res)
@@ -251,7 +251,7 @@ class FrameRenderer:
         self, request: EpiRequest, waiting: Callable[[], EpiRequest | None] | None = None,
     ) -> EpiFrame:
         """The EPI of `request`. `waiting` names the newer EPI request waiting, if any; once one
-        waits, a CPU EPI is given up (models.renderer.FrameAbandoned) between chunks of its view's
+        waits, a CPU EPI is given up (models.renderer.FrameAbandoned) between slices of its view's
         gradient depth and before its solve (when the last EPI's view was another), and between
         slices of its colors (models.epi.epi_colors)."""
         self._use_latent(self.renderer, self.latents, request.latent)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from models.mlp import mlp_forward
 from models.plucker import plucker
-from models.renderer import frame_rays, give_up_if
+from models.renderer import CPU_SLICE_RAYS, frame_rays, give_up_if
 from models.renderer_protocol import GradientDepth
 from models.resolution import Resolution
 
@@ -100,31 +100,37 @@ def color_derivatives(renderer, cam2world: torch.Tensor, res: Resolution | int,
 
     Where all three colors saturated (sigmoid' exactly 0: an object's white background) the
     derivatives are exactly 0, so the tangent pass, 4 streams beside the primal, runs on the other
-    rays only: about a quarter of a car frame's (DEPTH.md has the times). Both passes go in slices
-    of the renderer's chunk, the tangent pass's TANGENT_STREAMS times smaller, so a CPU frame keeps
-    to the renderer's working-memory budget. `abandon` is asked before each chunk of either pass
-    (models.renderer.give_up_if).
+    rays only: about a quarter of a car frame's (DEPTH.md has the times). Both passes go in chunks
+    of the renderer's rays_per_chunk, the tangent pass's TANGENT_STREAMS times smaller, so a CPU
+    frame keeps to the renderer's working-memory budget; on a CPU each chunk goes in slices cut from
+    its start, as a CPU frame's colors do (models.renderer.ray_colors), of CPU_SLICE_RAYS rows (a
+    tangent pass's ray is TANGENT_STREAMS rows): in the caches they run faster than the whole chunk
+    and give the same values (tests/test_frame_abandon.py). `abandon` is asked before each slice of
+    either pass (models.renderer.give_up_if).
     """
     mlp_tensors = renderer.folded_mlp()
     origins, dirs = frame_rays(cam2world, res, renderer.device)
     rays = plucker(origins, dirs).to(mlp_tensors[0].dtype)
     step = renderer.rays_per_chunk
+    slice_rays = min(step, CPU_SLICE_RAYS) if renderer.device.type == "cpu" else step
     colors = []
-    for i in range(0, rays.shape[0], step):
-        give_up_if(abandon)
-        colors.append(torch.sigmoid(mlp_forward(rays[i:i + step], *mlp_tensors).float()))
+    for chunk in rays.split(step):
+        for rays_slice in chunk.split(slice_rays):
+            give_up_if(abandon)
+            colors.append(torch.sigmoid(mlp_forward(rays_slice, *mlp_tensors).float()))
     color = torch.cat(colors)
     slope = color * (1 - color)
     derivatives = torch.zeros(4, *color.shape, device=color.device)
     live = (slope > 0).any(1).nonzero()[:, 0]
     pose = cam2world.to(renderer.device, torch.float32)
-    step = max(1, renderer.rays_per_chunk // TANGENT_STREAMS)
+    step, slice_rays = max(1, step // TANGENT_STREAMS), max(1, slice_rays // TANGENT_STREAMS)
     for chunk in live.split(step):
-        give_up_if(abandon)
-        tangents = ray_tangents(origins[chunk], dirs[chunk], pose[:3, 0].expand(len(chunk), 3),
-                                pose[:3, 1].expand(len(chunk), 3))
-        _, dlogits = mlp_forward_with_tangents(rays[chunk], tangents.to(rays.dtype), *mlp_tensors)
-        derivatives[:, chunk] = slope[chunk][None] * dlogits.float()
+        for ray_ids in chunk.split(slice_rays):
+            give_up_if(abandon)
+            tangents = ray_tangents(origins[ray_ids], dirs[ray_ids], pose[:3, 0].expand(len(ray_ids), 3),
+                                    pose[:3, 1].expand(len(ray_ids), 3))
+            _, dlogits = mlp_forward_with_tangents(rays[ray_ids], tangents.to(rays.dtype), *mlp_tensors)
+            derivatives[:, ray_ids] = slope[ray_ids][None] * dlogits.float()
     return color, derivatives
 
 
@@ -218,8 +224,9 @@ def gradient_depth(renderer, cam2world: torch.Tensor, res: Resolution | int, win
                    min_confidence: float = 0.03, summed: bool = False,
                    abandon: Callable[[], bool] | None = None) -> DepthResult:
     """Depth of every pixel of a frame from the LFN alone (its current latent); `summed` uses
-    the channel-summed equations (pixel_equations). `abandon` is asked before each chunk of the
-    network passes and once before the pooled solve: True gives the frame up (FrameAbandoned)."""
+    the channel-summed equations (pixel_equations). `abandon` is asked before each slice of the
+    network passes (color_derivatives) and once before the pooled solve: True gives the frame up
+    (FrameAbandoned)."""
     color, ab, aa = depth_equations(renderer, cam2world, res, summed, abandon)
     give_up_if(abandon)
     return solve_depth(color, ab, aa, res, window=window, min_confidence=min_confidence)

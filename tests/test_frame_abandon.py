@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,6 +239,65 @@ def test_the_worker_gives_up_a_stale_depth_frame_within_one_chunk_of_its_pass(mo
     # stale: the primal chunk in flight when newer came, no other and no tangent pass
     assert worker_primal == [DEPTH_CHUNK_RAYS] + primal.slices
     assert worker_tangent == tangent.slices and tangent.slices
+    assert torch.equal(shown[0].image, one_pass.image)
+
+
+DEPTH_SLICE_RES = Resolution.square(128)  # one CPU chunk: a primal pass of 4 slices
+TANGENT_SLICE_RAYS = CPU_SLICE_RAYS // models.depth.TANGENT_STREAMS  # rays of a tangent pass's slice
+
+
+@pytest.fixture(scope="module")
+def shipped_cars():
+    """The shipped checkpoint: a car whose depth the solve finds (a random network's it marks invalid)."""
+    return load_checkpoint(Path(__file__).resolve().parents[1] / "checkpoints" / "cars.pt")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(("res", "max_rays"),
+                         [(DEPTH_SLICE_RES, None), (WIDE, None), (Resolution.square(160), 10_000)],
+                         ids=["one chunk", "a tail", "several chunks"])
+def test_gradient_depth_in_slices_is_bit_identical_to_its_chunks_in_one_pass(monkeypatch, res, max_rays,
+                                                                              precision, shipped_cars):
+    renderer = LFNRenderer(shipped_cars.model, precision=precision, max_rays=max_rays)
+    renderer.set_latent(shipped_cars.latents[0])
+
+    def colors_and_depth():
+        color, derivatives = models.depth.color_derivatives(renderer, CAMERA, res)
+        depth = models.depth.solve_depth(color, *models.depth.pixel_equations(derivatives), res).depth
+        return color, derivatives, depth
+
+    sliced = colors_and_depth()
+    with monkeypatch.context() as unsliced:  # each chunk of either pass one call, as before slices
+        unsliced.setattr(models.depth, "CPU_SLICE_RAYS", 1 << 30)
+        whole = colors_and_depth()
+    assert all(torch.equal(a, b) for a, b in zip(sliced, whole, strict=True))
+    assert bool(sliced[2].gt(0).any())  # the car's depth, not an empty frame
+
+
+@pytest.mark.parametrize("held", ["primal", "tangent"])
+def test_the_worker_gives_up_a_stale_depth_frame_within_one_slice_of_either_pass(monkeypatch, held):
+    """A depth frame of one CPU chunk (the renderer's own) renders each pass in slices and is given
+    up between two: the primal's CPU_SLICE_RAYS rays, the tangent pass's TANGENT_STREAMS times fewer."""
+    lfn = tiny_lfn()
+    frames = FrameRenderer(LFNRenderer(lfn), LatentBank(lfn.latents.weight, names(3)))
+    assert frames.renderer.rays_per_chunk >= DEPTH_SLICE_RES.pixels
+    primal = GatedColors(models.depth.mlp_forward, holds=(0,) if held == "primal" else ())
+    tangent = GatedColors(models.depth.mlp_forward_with_tangents, holds=(0,) if held == "tangent" else ())
+    monkeypatch.setattr(models.depth, "mlp_forward", primal)
+    monkeypatch.setattr(models.depth, "mlp_forward_with_tangents", tangent)
+    stale, newer = (FrameRequest(Orbit(azimuth=az), DEPTH_SLICE_RES, DisplayMode.DEPTH, InstanceLatent(1))
+                    for az in (10.0, 20.0))
+    shown = frames_shown_when_superseded(frames, stale, primal if held == "primal" else tangent, newer)
+    assert [frame.request for frame in shown] == [newer]
+    worker_primal, worker_tangent = primal.slices, tangent.slices
+    primal.slices, tangent.slices = [], []
+    one_pass = frames.render(newer)
+    assert primal.slices == [CPU_SLICE_RAYS] * 4
+    assert len(tangent.slices) > 1 and set(tangent.slices[:-1]) == {TANGENT_SLICE_RAYS}
+    if held == "primal":  # stale: the primal slice in flight when newer came, no other, no tangent pass
+        assert (worker_primal, worker_tangent) == ([CPU_SLICE_RAYS] + primal.slices, tangent.slices)
+    else:  # stale: its whole primal pass, the tangent slice in flight, no other
+        assert (worker_primal, worker_tangent) == (primal.slices * 2, [TANGENT_SLICE_RAYS] + tangent.slices)
     assert torch.equal(shown[0].image, one_pass.image)
 
 

@@ -10,9 +10,9 @@ frames, so no frame sees half of it.
 A CPU frame is given up between two slices of its rays once a newer FrameRequest waits
 (models/renderer.py CPU_SLICE_RAYS, FrameAbandoned), a compare frame's volumetric half between two
 of its chunks (or of its occupancy grid's, unless the waiting request compares the same latent;
-engine/frame.py), a depth or normals frame between chunks of gradient depth's passes: a camera
+engine/frame.py), a depth or normals frame between slices of gradient depth's passes: a camera
 move or a dropped photo's car no longer waits for the rest of a full-size frame nobody will look at.
-An EPI is given up the same way once a newer EpiRequest waits (between chunks of its view's
+An EPI is given up the same way once a newer EpiRequest waits (between slices of its view's
 gradient depth and slices of its colors): dragging the scanline or orbiting no longer waits for
 EPIs nobody will look at. A frame or EPI given up is never shown, and the next one of its kind
 always renders to the end, so a stream of requests each newer than the last still shows every
