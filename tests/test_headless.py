@@ -12,7 +12,7 @@ from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
 from models.resolution import Resolution
-from viewer import headless
+from viewer import headless, offscreen
 
 
 def export(capsys, ckpt, out, *args: str) -> tuple[int, str, str]:
@@ -81,7 +81,7 @@ def test_without_egl_the_tensor_is_written_directly(capsys, tiny_ckpt, tmp_path,
     def no_egl(**_):
         raise RuntimeError("no EGL here")
 
-    monkeypatch.setattr(headless, "offscreen_context", no_egl)
+    monkeypatch.setattr(offscreen, "offscreen_context", no_egl)
     out = tmp_path / "direct.png"
     code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "24", "--device", "cpu")
     assert (code, stderr) == (0, "") and "no EGL here" in stdout

@@ -2,16 +2,17 @@
 from a JSON file: engine/camera_path.py) → GIF or MP4, with no window.
 
 Frames go through the window's own path (engine/frame.py → texture → shaders/ display program),
-drawn offscreen in an EGL context at the frame's width × height (--res N or WxH), so a PNG matches
-the window for the same camera. Without EGL the renderer's tensor is written directly (said once on
-stdout). The viewer's "Export video" (viewer/path_export.py) renders its frames with the same
-path_pictures.
+drawn offscreen in an EGL context at the frame's width × height (--res N or WxH; viewer/offscreen.py),
+so a PNG matches the window for the same camera. Without EGL (or moderngl) the renderer's tensor is
+written directly (said once on stdout); this module imports no GL until it opens the context. The
+viewer's "Export video" (viewer/path_export.py) renders its frames with the same path_pictures.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,16 +22,16 @@ from tqdm import tqdm
 from engine.camera_path import TURNTABLE, PathFrame, camera_path
 from engine.config import HeadlessConfig
 from engine.display_mode import DisplayMode
-from engine.egl_context import offscreen_context, release_context
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank, LatentSelection, WeightedLatent
-from engine.texture import FrameTexture
 from engine.video import write_mp4
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
 from models.resolution import Resolution
-from viewer.display import Display, frame_panes
 from viewer.pointcloud import view_points, write_ply
+
+if TYPE_CHECKING:
+    from viewer.offscreen import OffscreenDisplay
 
 DEFAULT_FRAMES = {".gif": 36, ".mp4": 120}
 DEFAULT_FPS = {".gif": 12.5, ".mp4": 30.0}  # a GIF's frames last whole milliseconds: 80 ms each
@@ -59,26 +60,10 @@ def depth_values(frame: Frame) -> np.ndarray:
     return torch.where(valid, depth, torch.nan).cpu().numpy().astype(np.float32)
 
 
-class OffscreenDisplay:
-    """The display program in a standalone EGL context and a texture to feed it."""
-
-    def __init__(self):
-        self.ctx = offscreen_context()
-        self.display = Display(self.ctx)
-        self.texture = FrameTexture(self.ctx)
-
-    def image(self, frame: Frame) -> np.ndarray:
-        texture = self.texture.upload(frame.image)
-        panes = frame_panes(frame.request.mode, texture, depth_range=frame.depth_range)
-        return self.display.read_image(panes, frame.request.res)
-
-    def release(self) -> None:
-        self.texture.release()
-        release_context(self.ctx)  # on the export thread too, the context leaves memory
-
-
 def open_offscreen() -> OffscreenDisplay | None:
     try:
+        from viewer.offscreen import OffscreenDisplay  # GL only here: a browser server may have none
+
         return OffscreenDisplay()
     except Exception as error:  # no EGL here: the tensor itself is still a faithful picture
         print(f"offscreen GL unavailable ({type(error).__name__}: {error}); "
