@@ -11,7 +11,10 @@ viewer's "Export video" (viewer/path_export.py) renders its frames with the same
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +27,7 @@ from engine.config import HeadlessConfig
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank, LatentSelection, WeightedLatent
+from engine.timing import ProducerClock
 from engine.video import write_mp4
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
@@ -85,7 +89,27 @@ def path_pictures(frames: FrameRenderer, offscreen: OffscreenDisplay | None, ste
         yield picture(offscreen, frames.render(request))
 
 
+@dataclass(frozen=True)
+class PathExportTimes:
+    """Where a camera path's export spent its wall time: rendering its frames (network, display
+    shader, read back), encoding them (the encoder's own share of writing the file), and all of it
+    from building the renderer to the file written (the rest is setup: renderer, EGL context, and
+    their release)."""
+
+    frames: int
+    res: Resolution
+    render_s: float
+    encode_s: float
+    total_s: float
+
+    def line(self, out: Path) -> str:
+        return (f"wrote {out}: {self.frames} frames at {self.res.label}, {self.total_s:.2f} s "
+                f"(render {self.render_s:.2f} s, encode {self.encode_s:.2f} s, "
+                f"setup {self.total_s - self.render_s - self.encode_s:.2f} s)")
+
+
 def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
+    started = time.perf_counter()
     render = config.render
     renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
     frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
@@ -110,17 +134,26 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
                          desc=f"rendering {config.out.name}", unit="frame",
                          disable=not sys.stderr.isatty())  # a bar for people, not logs
             fps = config.fps or DEFAULT_FPS[suffix]
-            pictures = path_pictures(frames, offscreen, steps, config.res, config.mode, config.summed_depth)
+            rendering = ProducerClock()
+            pictures = rendering.timed(
+                path_pictures(frames, offscreen, steps, config.res, config.mode, config.summed_depth),
+                render.device)
+            writing = time.perf_counter()
             if suffix == ".mp4":
                 write_mp4(config.out, pictures, fps)  # encoded as rendered: memory stays one frame
             else:
                 images = [Image.fromarray(image) for image in pictures]
                 images[0].save(config.out, save_all=True, append_images=images[1:],
                                duration=round(1000.0 / fps), loop=0)
+            encode_s = time.perf_counter() - writing - rendering.seconds
     finally:
         if offscreen:
             offscreen.release()
-    print(f"wrote {config.out}")
+    if path is None:
+        print(f"wrote {config.out}")
+    else:
+        print(PathExportTimes(rendering.items, config.res, rendering.seconds, encode_s,
+                              time.perf_counter() - started).line(config.out))
     if config.ply is not None:  # the instance's points, whatever code a camera path ended on
         renderer.set_latent(ckpt.latents[config.instance])
         points, colors = view_points(renderer, config.home.cam2world(), config.res, config.summed_depth)
