@@ -92,9 +92,9 @@ def path_pictures(frames: FrameRenderer, offscreen: OffscreenDisplay | None, ste
 @dataclass(frozen=True)
 class PathExportTimes:
     """Where a camera path's export spent its wall time: rendering its frames (network, display
-    shader, read back), encoding them (the encoder's own share of writing the file), and all of it
-    from building the renderer to the file written (the rest is setup: renderer, EGL context, and
-    their release)."""
+    shader, read back), encoding them (the rest of writing the file: the loop's wait on the encoder,
+    whose threads also work while the next frame renders), and all of it from building the renderer
+    to the file written (the remainder is setup: renderer, EGL context, and their release)."""
 
     frames: int
     res: Resolution
