@@ -10,19 +10,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
 from engine.display_mode import DisplayMode
 from engine.latents import LatentBank, LatentSelection, has_volumetric_twin
-from engine.shared_frames import SharedFrame, SharedFramePool
-from engine.texture import to_rgba32f
 from models.cameras import Orbit
 from models.depth import DepthResult, gradient_depth, normals_from_depth
 from models.epi import EpipolarImage, epipolar_plane_image
 from models.renderer import LFNRenderer, VolumetricRenderer
 from models.resolution import Resolution
+
+if TYPE_CHECKING:  # types only: the shared frames are GL's, and a browser server has no GL
+    from engine.shared_frames import SharedFrame, SharedFramePool
 
 T = TypeVar("T")
 
@@ -92,6 +93,15 @@ class Frame:
         if self.shared is not None:
             self.shared.pool.give_back(self.shared)
             self.shared = None
+
+
+def to_rgba32f(image: torch.Tensor) -> torch.Tensor:
+    """(H, W, C ≤ 4) of any float dtype → contiguous (H, W, 4) float32 on the same device, alpha 1:
+    the one format a frame's texture (engine/texture.py) and a shared frame take."""
+    image = image.float()
+    if image.shape[-1] < 4:
+        image = torch.nn.functional.pad(image, (0, 4 - image.shape[-1]), value=1.0)
+    return image.contiguous()
 
 
 def depth_range(depth: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import moderngl
 import torch
 
+from engine.frame import to_rgba32f
+
 if TYPE_CHECKING:  # shared_frames imports cuda_check from here
     from engine.shared_frames import SharedFrame
 
@@ -24,14 +26,6 @@ GL_TEXTURE_2D = 0x0DE1
 MAX_TEXTURES = 4
 
 SHADER_DIR = Path(__file__).resolve().parent.parent / "shaders"  # the GLSL of every GL stage
-
-
-def to_rgba32f(image: torch.Tensor) -> torch.Tensor:
-    """(H, W, C ≤ 4) of any float dtype → contiguous (H, W, 4) float32 on the same device, alpha 1."""
-    image = image.float()
-    if image.shape[-1] < 4:
-        image = torch.nn.functional.pad(image, (0, 4 - image.shape[-1]), value=1.0)
-    return image.contiguous()
 
 
 def cuda_check(result: tuple, call: str) -> tuple:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 def synchronize(device: torch.device) -> None:
@@ -14,6 +18,29 @@ def synchronize(device: torch.device) -> None:
     on a thread beside its render thread, whose CUDA graph captures a device-wide synchronize breaks."""
     if device.type == "cuda":
         torch.cuda.current_stream(device).synchronize()
+
+
+@dataclass
+class ProducerClock:
+    """Wall seconds spent producing the items of an iterator, summed over those taken: the share of
+    a consumer's loop (a video encoder pulling rendered frames) that is the producer's."""
+
+    seconds: float = 0.0
+    items: int = 0
+
+    def timed(self, items: Iterable[T], device: torch.device) -> Iterator[T]:
+        """`items`, each one's production timed up to its device's work finished."""
+        iterator = iter(items)
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            synchronize(device)
+            self.seconds += time.perf_counter() - started
+            self.items += 1
+            yield item
 
 
 def _event_ms(frame: Callable[[], object]) -> float:

@@ -10,7 +10,7 @@ import torch
 
 import engine.memory
 from models.checkpoint import load_checkpoint
-from viewer import benchmark_cancel, benchmark_panel
+from viewer import benchmark_cancel, benchmark_run
 from viewer.benchmark_panel import BenchmarkPanel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +23,8 @@ EXIT_WHILE_RUNNING = """
 import sys, time, torch
 from pathlib import Path
 from models.checkpoint import load_checkpoint
-from viewer import benchmark_panel
-benchmark_panel.PANEL_FRAMES = {"cpu": 100_000}
+from viewer import benchmark_panel, benchmark_run
+benchmark_run.PANEL_FRAMES = {"cpu": 100_000}
 panel = benchmark_panel.BenchmarkPanel(load_checkpoint(sys.argv[1]), Path(sys.argv[2]),
                                        torch.device("cpu"))
 panel.start(instance=0, precision="fp32", backend="eager")
@@ -91,7 +91,7 @@ def test_a_finished_run_hands_its_freed_memory_back(tiny_ckpt, tmp_path, monkeyp
 
 
 def test_close_stops_a_running_benchmark_within_a_bound(tiny_ckpt, tmp_path, monkeypatch):
-    monkeypatch.setattr(benchmark_panel, "PANEL_FRAMES", ENDLESS_FRAMES)
+    monkeypatch.setattr(benchmark_run, "PANEL_FRAMES", ENDLESS_FRAMES)
     panel = BenchmarkPanel(load_checkpoint(tiny_ckpt), tmp_path / "none.pt", torch.device("cpu"))
     panel.start(instance=0, precision="fp32", backend="eager")
     wait_for_timing(panel)
@@ -105,7 +105,7 @@ def test_close_stops_a_running_benchmark_within_a_bound(tiny_ckpt, tmp_path, mon
 
 
 def test_cancel_ends_a_run_and_the_next_one_runs(tiny_ckpt, tmp_path, monkeypatch):
-    monkeypatch.setattr(benchmark_panel, "PANEL_FRAMES", ENDLESS_FRAMES)
+    monkeypatch.setattr(benchmark_run, "PANEL_FRAMES", ENDLESS_FRAMES)
     panel = BenchmarkPanel(load_checkpoint(tiny_ckpt), tmp_path / "none.pt", torch.device("cpu"))
     panel.start(instance=0, precision="fp32", backend="eager")
     wait_for_timing(panel)

@@ -16,7 +16,7 @@ from engine.latents import InstanceLatent
 from engine.memory import MB, rss_bytes, trim_heap
 from models.cameras import Orbit
 from tests.conftest import egl_context
-from viewer.headless import OffscreenDisplay
+from viewer.offscreen import OffscreenDisplay
 
 THREADS = 20
 # A context left current on its ended thread kept 4 MB here (llvmpipe); a released one leaves

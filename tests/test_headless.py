@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -12,13 +14,17 @@ from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.renderer import make_renderer
 from models.resolution import Resolution
-from viewer import headless
+from viewer import headless, offscreen
 
 
 def export(capsys, ckpt, out, *args: str) -> tuple[int, str, str]:
     code = main.main(["--ckpt", str(ckpt), "--headless", "--out", str(out), *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+EXPORT_LINE = re.compile(r"wrote (.+): (\d+) frames at (\S+), ([\d.]+) s "
+                         r"\(render ([\d.]+) s, encode ([\d.]+) s, setup (-?[\d.]+) s\)")
 
 
 def renderer_image(ckpt, instance: int, orbit: Orbit, res: Resolution | int) -> np.ndarray:
@@ -81,7 +87,7 @@ def test_without_egl_the_tensor_is_written_directly(capsys, tiny_ckpt, tmp_path,
     def no_egl(**_):
         raise RuntimeError("no EGL here")
 
-    monkeypatch.setattr(headless, "offscreen_context", no_egl)
+    monkeypatch.setattr(offscreen, "offscreen_context", no_egl)
     out = tmp_path / "direct.png"
     code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "24", "--device", "cpu")
     assert (code, stderr) == (0, "") and "no EGL here" in stdout
@@ -117,6 +123,19 @@ def test_non_square_depth_keeps_the_frame_size(capsys, tiny_ckpt, tmp_path):
     assert (code, stderr) == (0, "")
     assert np.asarray(Image.open(out)).shape == (32, 48, 3)
     assert np.load(out.with_suffix(".npy")).shape == (32, 48)
+
+
+def test_a_video_export_says_how_long_rendering_and_encoding_took(capsys, tiny_ckpt, tmp_path):
+    out = tmp_path / "orbit.mp4"
+    code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "32", "--frames", "5", "--device", "cpu")
+    assert (code, stderr) == (0, "")
+    (line,) = [line for line in stdout.splitlines() if line.startswith("wrote")]
+    match = EXPORT_LINE.fullmatch(line)
+    assert match, line
+    assert (match[1], int(match[2]), match[3]) == (str(out), 5, "32²")
+    total, render, encode = (float(match[i]) for i in (4, 5, 6))
+    assert render > 0 and encode > 0
+    assert render + encode <= total + 0.01  # each of the three rounded to 10 ms
 
 
 def test_a_non_square_video_keeps_the_frame_size(capsys, tiny_ckpt, tmp_path):

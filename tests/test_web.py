@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import torch
 from PIL import Image
 from viser.transforms import SO3
 
-from bench.web_latency import BrowserPage, chromium_paths, free_port, poll
+from bench.web_latency import SERVER_START_S, BrowserPage, SocketPage, chromium_paths, free_port, poll
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.encoder import encoder_path, network_fingerprint, save_encoder
@@ -134,6 +136,44 @@ def test_host_beyond_loopback_warns_once(tiny_ckpt):
     assert len(warnings) == 1 and warnings[0].startswith("warning: --host 0.0.0.0")
     assert "no authentication" in warnings[0]
     assert f"http://0.0.0.0:{port}" in result.stdout
+
+
+# main.py in a fresh interpreter that says, once it returns, which of the window's GUI packages it loaded
+WINDOW_GUI = ("imgui_bundle", "glfw", "moderngl")
+MAIN_THEN_LOADED_GUI = f"""
+import sys
+import main
+code = main.main(sys.argv[1:])
+print("loaded:", *[name for name in {WINDOW_GUI!r} if name in sys.modules])
+sys.exit(code)
+"""
+
+
+def test_serving_a_page_loads_no_window_gui(tiny_ckpt):
+    """`--web` up to a page's rendered frame imports none of the window's GUI wheels (imgui-bundle,
+    glfw, moderngl): a GPU server for the page installs without them."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", MAIN_THEN_LOADED_GUI, "--web", "--port", str(port), "--ckpt", str(tiny_ckpt),
+         "--device", "cpu", "--res", "32", "--exit-after", "600"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], SERVER_START_S)
+        assert ready and "serving the viewer at" in server.stdout.readline()
+        page = SocketPage(f"ws://127.0.0.1:{port}/")
+        try:
+            page.wait_settled(32, timeout=180)  # a session, its render thread and a frame sent
+        finally:
+            page.quit()
+        server.send_signal(signal.SIGTERM)
+        stdout, stderr = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, stderr
+    assert stdout.strip().splitlines()[-1] == "loaded:"
 
 
 def differs(a: np.ndarray, b: np.ndarray) -> float:

@@ -27,7 +27,7 @@ Threads, and who owns what (nothing is shared except through the named hand-over
   its history (under that lock); the UI publishes the newest fitted code into the LatentBank, a
   single reference swap the render thread reads. A file dropped on the window reaches the UI
   thread through GLFW's drop callback, inside poll_events.
-- Benchmark thread (viewer/benchmark_panel.py): its own renderers and its own offscreen EGL
+- Benchmark thread (viewer/benchmark_run.py): its own renderers and its own offscreen EGL
   context, built, used and released on that thread alone. It posts progress lines and the result
   into the panel's locked mailbox, which the UI empties once a frame (poll).
 - Path export thread (viewer/path_export.py): a camera path's video, rendered with its own renderer

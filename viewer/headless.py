@@ -2,16 +2,20 @@
 from a JSON file: engine/camera_path.py) → GIF or MP4, with no window.
 
 Frames go through the window's own path (engine/frame.py → texture → shaders/ display program),
-drawn offscreen in an EGL context at the frame's width × height (--res N or WxH), so a PNG matches
-the window for the same camera. Without EGL the renderer's tensor is written directly (said once on
-stdout). The viewer's "Export video" (viewer/path_export.py) renders its frames with the same
-path_pictures.
+drawn offscreen in an EGL context at the frame's width × height (--res N or WxH; viewer/offscreen.py),
+so a PNG matches the window for the same camera. Without EGL (or moderngl) the renderer's tensor is
+written directly (said once on stdout); this module imports no GL until it opens the context. The
+viewer's "Export video" (viewer/path_export.py) renders its frames with the same path_pictures.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,16 +25,17 @@ from tqdm import tqdm
 from engine.camera_path import TURNTABLE, PathFrame, camera_path
 from engine.config import HeadlessConfig
 from engine.display_mode import DisplayMode
-from engine.egl_context import offscreen_context, release_context
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import InstanceLatent, LatentBank, LatentSelection, WeightedLatent
-from engine.texture import FrameTexture
+from engine.timing import ProducerClock
 from engine.video import write_mp4
 from models.checkpoint import Checkpoint
 from models.renderer import make_renderer
 from models.resolution import Resolution
-from viewer.display import Display, frame_panes
 from viewer.pointcloud import view_points, write_ply
+
+if TYPE_CHECKING:
+    from viewer.offscreen import OffscreenDisplay
 
 DEFAULT_FRAMES = {".gif": 36, ".mp4": 120}
 DEFAULT_FPS = {".gif": 12.5, ".mp4": 30.0}  # a GIF's frames last whole milliseconds: 80 ms each
@@ -59,26 +64,10 @@ def depth_values(frame: Frame) -> np.ndarray:
     return torch.where(valid, depth, torch.nan).cpu().numpy().astype(np.float32)
 
 
-class OffscreenDisplay:
-    """The display program in a standalone EGL context and a texture to feed it."""
-
-    def __init__(self):
-        self.ctx = offscreen_context()
-        self.display = Display(self.ctx)
-        self.texture = FrameTexture(self.ctx)
-
-    def image(self, frame: Frame) -> np.ndarray:
-        texture = self.texture.upload(frame.image)
-        panes = frame_panes(frame.request.mode, texture, depth_range=frame.depth_range)
-        return self.display.read_image(panes, frame.request.res)
-
-    def release(self) -> None:
-        self.texture.release()
-        release_context(self.ctx)  # on the export thread too, the context leaves memory
-
-
 def open_offscreen() -> OffscreenDisplay | None:
     try:
+        from viewer.offscreen import OffscreenDisplay  # GL only here: a browser server may have none
+
         return OffscreenDisplay()
     except Exception as error:  # no EGL here: the tensor itself is still a faithful picture
         print(f"offscreen GL unavailable ({type(error).__name__}: {error}); "
@@ -100,7 +89,27 @@ def path_pictures(frames: FrameRenderer, offscreen: OffscreenDisplay | None, ste
         yield picture(offscreen, frames.render(request))
 
 
+@dataclass(frozen=True)
+class PathExportTimes:
+    """Where a camera path's export spent its wall time: rendering its frames (network, display
+    shader, read back), encoding them (the rest of writing the file: the loop's wait on the encoder,
+    whose threads also work while the next frame renders), and all of it from building the renderer
+    to the file written (the remainder is setup: renderer, EGL context, and their release)."""
+
+    frames: int
+    res: Resolution
+    render_s: float
+    encode_s: float
+    total_s: float
+
+    def line(self, out: Path) -> str:
+        return (f"wrote {out}: {self.frames} frames at {self.res.label}, {self.total_s:.2f} s "
+                f"(render {self.render_s:.2f} s, encode {self.encode_s:.2f} s, "
+                f"setup {self.total_s - self.render_s - self.encode_s:.2f} s)")
+
+
 def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
+    started = time.perf_counter()
     render = config.render
     renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
     frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
@@ -125,17 +134,26 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
                          desc=f"rendering {config.out.name}", unit="frame",
                          disable=not sys.stderr.isatty())  # a bar for people, not logs
             fps = config.fps or DEFAULT_FPS[suffix]
-            pictures = path_pictures(frames, offscreen, steps, config.res, config.mode, config.summed_depth)
+            rendering = ProducerClock()
+            pictures = rendering.timed(
+                path_pictures(frames, offscreen, steps, config.res, config.mode, config.summed_depth),
+                render.device)
+            writing = time.perf_counter()
             if suffix == ".mp4":
                 write_mp4(config.out, pictures, fps)  # encoded as rendered: memory stays one frame
             else:
                 images = [Image.fromarray(image) for image in pictures]
                 images[0].save(config.out, save_all=True, append_images=images[1:],
                                duration=round(1000.0 / fps), loop=0)
+            encode_s = time.perf_counter() - writing - rendering.seconds
     finally:
         if offscreen:
             offscreen.release()
-    print(f"wrote {config.out}")
+    if path is None:
+        print(f"wrote {config.out}")
+    else:
+        print(PathExportTimes(rendering.items, config.res, rendering.seconds, encode_s,
+                              time.perf_counter() - started).line(config.out))
     if config.ply is not None:  # the instance's points, whatever code a camera path ended on
         renderer.set_latent(ckpt.latents[config.instance])
         points, colors = view_points(renderer, config.home.cam2world(), config.res, config.summed_depth)

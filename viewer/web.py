@@ -55,7 +55,7 @@ from models.encoder import CarEncoder
 from models.renderer import BACKENDS, backend_unavailable, make_renderer
 from models.resolution import Resolution
 from viewer.backend_switch import BackendSwitch
-from viewer.benchmark_panel import BenchmarkPanel
+from viewer.benchmark_run import BenchmarkRun
 from viewer.fitted_latents import FittedLatentBank
 from viewer.headless import direct_image
 from viewer.path_export import ExportStatus, PathVideoExport
@@ -203,7 +203,7 @@ class WebSession:
         renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
         self.worker = RenderWorker(FrameRenderer(renderer, self.latents), on_done=self.frame_done)
         self.switch = BackendSwitch(self.worker)
-        self.benchmark = BenchmarkPanel(ckpt, config.volumetric.path, config.render.device)
+        self.benchmark = BenchmarkRun(ckpt, config.volumetric.path, config.render.device)
         self.benchmark_text = ""
         self.reconstruction = Reconstruction(ckpt, config.checkpoint, self.latents, encoder, encoder_note)
         self.files = tempfile.TemporaryDirectory(prefix="lfn-web-")  # uploaded photos, exported videos
