@@ -1,18 +1,22 @@
 """Where the accelerated volumetric frame's time goes: the occupancy march (models/occupancy.py) by phase.
 
     python bench/march_phases.py [--device cpu] [--res 128 512] [--occupancy-res 128] [--azimuth 0]
-                                 [--repeats 5] [--volumetric checkpoints/cars_volumetric.pt] [--json PATH]
+                                 [--rounds 8 4 4 8 16 32 64] [--repeats 5]
+                                 [--volumetric checkpoints/cars_volumetric.pt] [--json PATH]
 
-One march over all of a frame's rays (what the GPU renders at 512² in one chunk; a CPU frame renders in
-chunks), with the benchmark's camera (elevation 20°, radius 3, the given azimuth) and the model's
+One march over all of a frame's rays (what the GPU renders at 512² in one chunk; a CPU frame renders
+in chunks), with the benchmark's camera (elevation 20°, radius 3, the given azimuth) and the model's
 occupancy grid for the latent, built once before. Each phase (the coarse lookup of sample blocks, the
 fine lookup of their samples, the list of occupied samples; per round the selection of samples, the
-network call and the compositing) is timed with CUDA events on a GPU, the wall clock on a CPU, after a
-warm-up march: the median over --repeats marches. One more march runs under torch.profiler and counts
-each phase's operators issued from Python (the launches a GPU pays, whatever their size) and the host
-syncs among them and their callees (nonzero and scalar reads; on a CPU they cost nothing, on a GPU
-each waits for the stream). The counts, evaluations and rounds do not depend on the device; the
-milliseconds do. Peak memory is CUDA's allocator peak on a GPU, none on a CPU.
+network call and the compositing) is timed with CUDA events on a GPU, the wall clock on a CPU, after
+a warm-up march: the median over --repeats marches. One more march runs under torch.profiler and
+counts each phase's operators issued from Python (the launches a GPU pays, whatever their size; views
+included) and the host syncs among them and their callees (nonzero and scalar reads; on a CPU they
+cost nothing, on a GPU each waits for the stream). The counts, evaluations and rounds do not depend
+on the device; the milliseconds do. Peak memory is the most the march had allocated at once beyond
+what it was given: CUDA's allocator peak on a GPU, the profiled march's allocations and frees on a
+CPU. --rounds tries another schedule than the renderer's MARCH_ROUNDS: fewer, larger rounds trade
+network evaluations for launches and syncs, which only a GPU can weigh.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from engine.cli import OneLineParser, resolution_argument, run_entry_point, writ
 from engine.timing import synchronize  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.occupancy import march  # noqa: E402
+from models.occupancy import MARCH_ROUNDS, march  # noqa: E402
 from models.renderer import OCCUPANCY_RES, PRECISIONS, VolumetricRenderer, frame_rays  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
 
@@ -96,18 +100,28 @@ def operator_counts(events) -> dict[str, dict[str, int]]:
     return counts
 
 
-def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, repeats: int) -> dict:
+def peak_allocated_mb(events) -> float:
+    """The most bytes live at once from a profile's allocations and frees, in MB: each op's own
+    (its callees' are theirs) and the frees outside ops, in the order they happened."""
+    leaves = sorted((event for event in events if not event.cpu_children), key=lambda e: e.time_range.start)
+    live = np.cumsum([event.cpu_memory_usage for event in leaves])
+    return float(live.max(initial=0)) / 2**20
+
+
+def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, rounds: tuple[int, ...],
+            repeats: int) -> dict:
     cfg = renderer.model.config
     origins, dirs = frame_rays(orbit_pose(azimuth, ELEVATION, RADIUS), res, renderer.device)
     origins, dirs = origins.to(renderer.dtype), dirs.to(renderer.dtype)
 
     def run_march(phase):
         return march(origins, dirs, renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid,
-                     phase=phase)
+                     rounds, phase)
 
     result = run_march(PhaseClock(renderer.device))  # warm-up (and the grid's dilated volumes)
     if renderer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(renderer.device)
+        given = torch.cuda.memory_allocated(renderer.device)
     phases, totals = defaultdict(list), []
     for _ in range(repeats):
         clock = PhaseClock(renderer.device)
@@ -118,14 +132,14 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, repea
         totals.append((time.perf_counter() - start) * 1000.0)
         for name, ms in clock.milliseconds().items():
             phases[name].append(ms)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run_march(profiled_phase)
     counts = operator_counts(prof.events())
     evaluations = result.evaluations
     hit = result.opacity > 0.5
     return {
         "res": str(res), "rays": origins.shape[0], "azimuth": azimuth,
-        "occupancy_res": renderer.grid.resolution,
+        "occupancy_res": renderer.grid.resolution, "round_sizes": list(rounds),
         "march_ms_median": float(np.median(totals)),
         "phases": [{"phase": name, "ms_median": float(np.median(ms)), **counts.get(name, {})}
                    for name, ms in phases.items()],
@@ -134,8 +148,8 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, repea
         "rounds": result.rounds, "evaluations": int(evaluations.sum()),
         "evals_per_ray": float(evaluations.float().mean()),
         "evals_per_hit_ray": float(evaluations[hit].float().mean()) if bool(hit.any()) else 0.0,
-        "peak_mem_mb": torch.cuda.max_memory_allocated(renderer.device) / 2**20
-        if renderer.device.type == "cuda" else None,
+        "peak_mem_mb": (torch.cuda.max_memory_allocated(renderer.device) - given) / 2**20
+        if renderer.device.type == "cuda" else peak_allocated_mb(prof.events()),
     }
 
 
@@ -146,7 +160,7 @@ def main(args) -> int:
                                   occupancy_res=args.occupancy_res or OCCUPANCY_RES[device.type])
     renderer.set_latent(ckpt.latents[ckpt.resolve_instance(args.instance)])
     renderer.render(orbit_pose(args.azimuth, ELEVATION, RADIUS), Resolution.square(8))  # builds the grid
-    rows = [measure(renderer, res, args.azimuth, args.repeats) for res in args.res]
+    rows = [measure(renderer, res, args.azimuth, tuple(args.rounds), args.repeats) for res in args.res]
     env = {"device": device_name(device), "precision": args.precision, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "volumetric": str(args.volumetric), "repeats": args.repeats,
            "timer": "cuda-events" if device.type == "cuda" else "perf_counter",
@@ -155,7 +169,8 @@ def main(args) -> int:
         print(f"\n{env['device']}, {args.precision}, {row['res']}, {row['occupancy_res']}³ grid: march "
               f"{row['march_ms_median']:.2f} ms, {row['rounds']} rounds,"
               f" {row['evals_per_ray']:.2f} evaluations a ray "
-              f"({row['evals_per_hit_ray']:.1f} a hit ray), {row['ops']} ops, {row['host_syncs']} host syncs")
+              f"({row['evals_per_hit_ray']:.1f} a hit ray), {row['ops']} ops, {row['host_syncs']} host syncs,"
+              f" peak {row['peak_mem_mb']:.0f} MB")
         for phase in row["phases"]:
             print(f"  {phase['phase']:<22} {phase['ms_median']:9.2f} ms  {phase.get('ops', 0):4d} ops"
                   f"  {phase.get('host_syncs', 0):2d} syncs")
@@ -177,6 +192,8 @@ if __name__ == "__main__":
     parser.add_argument("--occupancy-res", type=int, default=None,
                         help="occupancy grid cells per axis (default: the renderer's for the device)")
     parser.add_argument("--azimuth", type=float, default=0.0)
+    parser.add_argument("--rounds", type=int, nargs="+", default=list(MARCH_ROUNDS),
+                        help="samples a ray takes in each marching round, the last repeating")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
