@@ -270,15 +270,18 @@ def march(
         if rays.numel() == 0:
             break
         with phase(f"round {marched + 1} select"):
+            # Each marching ray's state is read once a round here and written back once below.
+            ray_transmittance, ray_evaluations = transmittance[rays], evaluations[rays]
+            ray_counts = listed.counts[rays]
             # At its latest sample's optical depth a ray turns opaque in ln(T / ε) / depth more
             # samples: it takes up to STOP_SLACK times that many this round (all `size` while it has
             # seen nothing).
-            seen_through = transmittance[rays] / EARLY_STOP_TRANSMITTANCE
+            seen_through = ray_transmittance / EARLY_STOP_TRANSMITTANCE
             needed = STOP_SLACK * torch.log(seen_through) / optical_depth[rays]
             offset = torch.arange(size, device=device)
-            rank = evaluations[rays, None] + offset
+            rank = ray_evaluations[:, None] + offset
             # (A, size), a prefix of each row: a ray's list may end, or its need be met, within the round
-            valid = (rank < listed.counts[rays, None]) & (offset < needed[:, None])
+            valid = (rank < ray_counts[:, None]) & (offset < needed[:, None])
             t_round = listed.distances[(listed.first[rays, None] + rank).clamp(max=last)]
             at, position = valid.nonzero(as_tuple=True)
             evaluated = rays[at]
@@ -294,16 +297,18 @@ def march(
             # its samples were adjacent.
             ray_step = step[rays, None]
             round_weights, through = sample_weights(density, ray_step)
-            weights = transmittance[rays, None] * round_weights
-            color[rays] += (weights[..., None] * rgb).sum(1)
-            depth[rays] += (weights * t_round.float()).sum(1)
-            transmittance[rays] *= through
+            weights = ray_transmittance[:, None] * round_weights
+            # A ray is in `rays` once: index_add_ adds to its row once, as `color[rays] += ...` would.
+            color.index_add_(0, rays, (weights[..., None] * rgb).sum(1))
+            depth.index_add_(0, rays, (weights * t_round.float()).sum(1))
+            ray_transmittance = ray_transmittance * through
+            transmittance[rays] = ray_transmittance
             took = valid.sum(1)  # at least 1: a marching ray has samples left and transmittance to lose
-            evaluations[rays] += took
+            ray_evaluations = ray_evaluations + took
+            evaluations[rays] = ray_evaluations
             optical_depth[rays] = (density * ray_step).gather(1, took[:, None] - 1)[:, 0]
             marched += 1
-            left = listed.counts[rays] > evaluations[rays]
-            rays = rays[(transmittance[rays] > EARLY_STOP_TRANSMITTANCE) & left]
+            rays = rays[(ray_transmittance > EARLY_STOP_TRANSMITTANCE) & (ray_counts > ray_evaluations)]
     opacity = 1.0 - transmittance
     return MarchResult(color + transmittance[:, None], depth / opacity.clamp(min=1e-6), opacity, evaluations,
                        marched)
