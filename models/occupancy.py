@@ -78,11 +78,14 @@ class OccupancyGrid:
 
     def lookup(self, points: torch.Tensor, dilation: int = 0) -> torch.Tensor:
         """(..., 3) points → (...) bool: inside an occupied cell (outside the cube: empty), or with
-        `dilation` within that many cells of one along every axis."""
+        `dilation` within that many cells of one along every axis (outside the cube: as the nearest
+        cell on its surface, which is at least as near to every cell)."""
         # grid_sample's nearest mode reads the cell a point is in, in one pass over the points,
-        # where integer indexing takes a dozen passes over (..., 3) tensors.
+        # where integer indexing takes a dozen passes over (..., 3) tensors. A dilated lookup is a
+        # test for points near occupied cells: one just outside the cube (a block's centre while its
+        # samples lie on a face, in fp16) must still find the cells inside.
         found = F.grid_sample(self._volume(dilation), points.reshape(1, -1, 1, 1, 3).float(), mode="nearest",
-                              padding_mode="zeros", align_corners=False)
+                              padding_mode="border" if dilation else "zeros", align_corners=False)
         return found.view(points.shape[:-1]) > 0
 
     def _volume(self, dilation: int) -> torch.Tensor:

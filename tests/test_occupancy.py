@@ -73,6 +73,11 @@ def test_a_dilated_lookup_finds_the_cells_within_that_many_cells_of_an_occupied_
     grid = OccupancyGrid(occupied)
     for dilation in (0, 1, 2):
         assert torch.equal(grid.lookup(centers, dilation), reach < dilation + 0.5)
+    # Just outside the cube, next to an occupied cell on its surface: near it, though in no cell.
+    occupied[0, 5, 4] = True
+    grid = OccupancyGrid(occupied)
+    outside = torch.tensor([[-1.01, centers[0, 5, 4, 1], centers[0, 5, 4, 2]], [0.0, 1.3, 0.0]])
+    assert grid.lookup(outside, 1).tolist() == [True, False] and not grid.lookup(outside).any()
 
 
 class CountingGrid(OccupancyGrid):
