@@ -58,9 +58,6 @@ STOP_SLACK = 1.5
 # the 128³ grid, 8 leaves ~2.6 blocks of a ray's 25 to look up sample by sample: ~46 lookups a ray
 # instead of 196, for its ~12 occupied samples; 4 and 16 cost about as many.
 SAMPLE_BLOCK = 8
-# How far (in the unit sphere's units) a sample's position, computed in fp16 as the dense render does,
-# may lie from where the block's float32 centre says it is: ~6e-3 at the camera's distances, doubled.
-POSITION_SLACK = 0.01
 # Axis directions both ways: density is read from every side a camera can see the cell from.
 PROBE_DIRECTIONS = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
 
@@ -232,8 +229,12 @@ def occupied_samples(
         centre_t = near.float()[:, None] + (block_centre + 0.5) * step.float()[:, None]
         centres = origins.float()[:, None] + centre_t[..., None] * dirs.float()[:, None]
         # Samples are at most 2 / samples apart (the sphere's diameter), so a block reaches this far
-        # from its centre; the grid dilated by that many cells holds every cell it may touch.
-        reach = (SAMPLE_BLOCK - 1) / 2 * (2.0 / samples) + POSITION_SLACK
+        # from its centre, and the grid dilated by that many cells holds every cell it may touch. A
+        # sample's position, computed in the rays' dtype as the dense render does, lies off the exact
+        # one by its four roundings (offset, distance, times the direction, plus the origin), each
+        # half an ulp: at most eps / 2 * (3 + 2 * far); twice that is allowed (fp16: 0.01 at far 4).
+        rounding = torch.finfo(origins.dtype).eps * (3.0 + 2.0 * float(far.max() if far.numel() else 0.0))
+        reach = (SAMPLE_BLOCK - 1) / 2 * (2.0 / samples) + rounding
         dilation = math.ceil(reach * grid.resolution / 2.0)
         near_occupied = grid.lookup(centres, dilation) & (step > 0)[:, None]
     with phase("fine lookup"):
