@@ -47,7 +47,8 @@ EARLY_STOP_TRANSMITTANCE = 1e-4
 # Occupied samples each ray takes per round (the last size repeats). Most rays that hit the car stop
 # within ~10-20 occupied samples: a first round of 8 covers many, small rounds then stop the rest
 # close to where they turn opaque, and doubling rounds finish the few long, faint rays in few
-# rounds, each of which costs ~80 operator launches and two host syncs however few rays it runs.
+# rounds, each of which costs ~130 operators and two host syncs however few rays it runs
+# (bench/march_phases.py counts them).
 MARCH_ROUNDS = (8, 4, 4, 8, 16, 32, 64)
 # A ray that has met density takes, within a round, at most 1.5 times the samples its latest
 # optical depth says it needs to turn opaque. Density mostly rises into a surface, where that count
