@@ -11,10 +11,12 @@ instant-ngp and nerfacc skip both, and so does this module:
    cells without a dilation pass. The build goes coarse to fine: the corners of a grid of half
    the resolution first, then only the fine corners near the coarse cells that were occupied.
 2. Marching: the dense sample positions are kept exactly (so the image matches the dense one).
-   One pass over all samples finds those in occupied cells; each ray's list of them is marched in
-   rounds of up to MARCH_ROUNDS samples (fewer once the ray's density says it turns opaque sooner),
-   only over the rays still marching, and a ray stops once its transmittance falls under
-   EARLY_STOP_TRANSMITTANCE or its list ends.
+   The samples in occupied cells are found coarse to fine, without a pass over every sample: the
+   centre of each block of SAMPLE_BLOCK consecutive samples is looked up in the grid dilated by the
+   block's reach, and only the samples of the blocks found there are looked up one by one. Each
+   ray's list of its occupied samples is then marched in rounds of up to MARCH_ROUNDS samples (fewer
+   once the ray's density says it turns opaque sooner), only over the rays still marching, and a ray
+   stops once its transmittance falls under EARLY_STOP_TRANSMITTANCE or its list ends.
 
 A skipped sample in a cell with no corner over the threshold has, where the density is smooth
 over a cell, an alpha under ~1e-4 at the dense step; the rest of a stopped ray could add at most
@@ -24,15 +26,17 @@ speed-up never comes from a worse picture.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from itertools import chain, repeat
 
 import torch
 import torch.nn.functional as F
 
 from models.mlp import mlp_forward
-from models.volumetric import decode_samples, sample_along_rays, sample_inputs, sample_weights
+from models.volumetric import decode_samples, sample_inputs, sample_weights, sphere_interval
 
 DENSITY_THRESHOLD = 0.01  # nerfacc's default for its occupancy grid
 # The coarse pass keeps cells at a tenth of the threshold, and their neighbours, so that a peak
@@ -43,12 +47,18 @@ EARLY_STOP_TRANSMITTANCE = 1e-4
 # Occupied samples each ray takes per round (the last size repeats). Most rays that hit the car stop
 # within ~10-20 occupied samples: a first round of 8 covers many, small rounds then stop the rest
 # close to where they turn opaque, and doubling rounds finish the few long, faint rays in few
-# rounds, each of which costs ~80 operator launches and two host syncs however few rays it runs.
+# rounds, each of which costs ~130 operators and two host syncs however few rays it runs
+# (bench/march_phases.py counts them).
 MARCH_ROUNDS = (8, 4, 4, 8, 16, 32, 64)
 # A ray that has met density takes, within a round, at most 1.5 times the samples its latest
 # optical depth says it needs to turn opaque. Density mostly rises into a surface, where that count
 # is already more than enough; the margin spares another round where it falls off instead.
 STOP_SLACK = 1.5
+# Consecutive samples of a ray whose block is tested at its centre before its samples are (the
+# centre is looked up in the grid dilated by the block's reach). On the cars checkpoint at 256² with
+# the 128³ grid, 8 leaves ~2.6 blocks of a ray's 25 to look up sample by sample: ~46 lookups a ray
+# instead of 196, for its ~12 occupied samples; 4 and 16 cost about as many.
+SAMPLE_BLOCK = 8
 # Axis directions both ways: density is read from every side a camera can see the cell from.
 PROBE_DIRECTIONS = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
 
@@ -57,19 +67,33 @@ PROBE_DIRECTIONS = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0,
 class OccupancyGrid:
     occupied: torch.Tensor  # (G, G, G) bool over the cube [-1, 1]^3, indexed [x, y, z]
     build_evaluations: int = 0  # density evaluations the build took (per latent, not per frame)
+    # grid_sample volumes, made once per grid: cells dilated by 0, 1, ... cells → (1, 1, G, G, G)
+    _volumes: dict[int, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def resolution(self) -> int:
         return self.occupied.shape[0]
 
-    def lookup(self, points: torch.Tensor) -> torch.Tensor:
-        """(..., 3) points → (...) bool: inside an occupied cell (outside the cube: empty)."""
+    def lookup(self, points: torch.Tensor, dilation: int = 0) -> torch.Tensor:
+        """(..., 3) points → (...) bool: inside an occupied cell (outside the cube: empty), or with
+        `dilation` within that many cells of one along every axis (outside the cube: as the nearest
+        cell on its surface, which is at least as near to every cell)."""
         # grid_sample's nearest mode reads the cell a point is in, in one pass over the points,
-        # where integer indexing takes a dozen passes over (..., 3) tensors (all samples of a frame).
-        volume = self.occupied.permute(2, 1, 0)[None, None].float()  # its (D, H, W) is our (z, y, x)
-        found = F.grid_sample(volume, points.reshape(1, -1, 1, 1, 3).float(), mode="nearest",
-                              padding_mode="zeros", align_corners=False)
+        # where integer indexing takes a dozen passes over (..., 3) tensors. A dilated lookup is a
+        # test for points near occupied cells: one just outside the cube (a block's centre while its
+        # samples lie on a face, in fp16) must still find the cells inside.
+        found = F.grid_sample(self._volume(dilation), points.reshape(1, -1, 1, 1, 3).float(), mode="nearest",
+                              padding_mode="border" if dilation else "zeros", align_corners=False)
         return found.view(points.shape[:-1]) > 0
+
+    def _volume(self, dilation: int) -> torch.Tensor:
+        if dilation not in self._volumes:
+            volume = self.occupied.permute(2, 1, 0)[None, None].float()  # its (D, H, W) is our (z, y, x)
+            if dilation:  # a cube of 2 * dilation + 1 cells, one axis at a time
+                for kernel in ((1, 1, 2 * dilation + 1), (1, 2 * dilation + 1, 1), (2 * dilation + 1, 1, 1)):
+                    volume = F.max_pool3d(volume, kernel, stride=1, padding=tuple(k // 2 for k in kernel))
+            self._volumes[dilation] = volume
+        return self._volumes[dilation]
 
     @property
     def occupied_share(self) -> float:
@@ -163,66 +187,133 @@ class MarchResult:
     rounds: int  # marching rounds the rays took (each one network call and two host syncs)
 
 
+@dataclass
+class OccupiedSamples:
+    """Every ray's samples in occupied cells in one list, ray after ray and in order along each ray:
+    ray i's are distances[first[i]:first[i] + counts[i]]."""
+
+    distances: torch.Tensor  # (M,) in the rays' dtype, equal to the dense render's distances
+    counts: torch.Tensor  # (N,) long
+    first: torch.Tensor  # (N,) long
+    step: torch.Tensor  # (N,) the rays' sample length (0 on a ray that misses the unit sphere)
+
+
 def round_sizes(rounds: Sequence[int]) -> Iterator[int]:
     """The sizes of `rounds`, then its last one forever."""
     return chain(rounds, repeat(rounds[-1]))
+
+
+def no_phase(name: str) -> AbstractContextManager:
+    return nullcontext()
+
+
+def sample_distances(near: torch.Tensor, step: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Distances of samples `index` (long, broadcast with near and step) at bin centres, computed
+    as models.volumetric.sample_along_rays does without jitter, so they are bit-equal to its."""
+    return near + (index.to(near.dtype) + 0.5) * step
+
+
+def occupied_samples(
+    origins: torch.Tensor, dirs: torch.Tensor, samples: int, grid: OccupancyGrid,
+    phase: Callable[[str], AbstractContextManager] = no_phase,
+) -> OccupiedSamples:
+    """The dense render's sample positions of (N, 3) rays that lie in occupied cells, found block by
+    block (SAMPLE_BLOCK): the samples of a block whose centre is farther from every occupied cell
+    than the block reaches are never looked up. A ray that misses the unit sphere has samples of
+    length 0 (models/volumetric.py): nothing to see."""
+    near, far = sphere_interval(origins, dirs)
+    step = (far - near) / samples
+    blocks = -(-samples // SAMPLE_BLOCK)
+    with phase("coarse lookup"):
+        block_start = torch.arange(blocks, device=origins.device) * SAMPLE_BLOCK
+        block_centre = (block_start + (torch.clamp(samples - block_start, max=SAMPLE_BLOCK) - 1) / 2).float()
+        centre_t = near.float()[:, None] + (block_centre + 0.5) * step.float()[:, None]
+        centres = origins.float()[:, None] + centre_t[..., None] * dirs.float()[:, None]
+        # Samples are at most 2 / samples apart (the sphere's diameter), so a block reaches this far
+        # from its centre, and the grid dilated by that many cells holds every cell it may touch. A
+        # sample's position, computed in the rays' dtype as the dense render does, lies off the exact
+        # one by its four roundings (offset, distance, times the direction, plus the origin), each
+        # half an ulp: at most eps / 2 * (3 + 2 * far); twice that is allowed (fp16: 0.01 at far 4).
+        rounding = torch.finfo(origins.dtype).eps * (3.0 + 2.0 * float(far.max() if far.numel() else 0.0))
+        reach = (SAMPLE_BLOCK - 1) / 2 * (2.0 / samples) + rounding
+        dilation = math.ceil(reach * grid.resolution / 2.0)
+        near_occupied = grid.lookup(centres, dilation) & (step > 0)[:, None]
+    with phase("fine lookup"):
+        ray, block = near_occupied.nonzero(as_tuple=True)  # in order: ray after ray, block after block
+        index = block_start[block, None] + torch.arange(SAMPLE_BLOCK, device=origins.device)
+        t = sample_distances(near[ray, None], step[ray, None], index)
+        points = origins[ray, None] + t[..., None] * dirs[ray, None]
+        occupied = grid.lookup(points) & (index < samples)
+    with phase("sample list"):
+        counts = torch.zeros(origins.shape[0], dtype=torch.long, device=origins.device)
+        counts.index_add_(0, ray, occupied.sum(1))
+        return OccupiedSamples(t[occupied], counts, torch.cumsum(counts, 0) - counts, step)
 
 
 @torch.no_grad()
 def march(
     origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
     frequencies: int, grid: OccupancyGrid, rounds: Sequence[int] = MARCH_ROUNDS,
+    phase: Callable[[str], AbstractContextManager] = no_phase,
 ) -> MarchResult:
     """Render (N, 3) rays at the dense sample positions, evaluating the network only where the grid
-    says occupied and only while the ray can still be seen through."""
-    t, deltas = sample_along_rays(origins, dirs, samples, jitter=False)
+    says occupied and only while the ray can still be seen through. `phase(name)` wraps each stage
+    of the work (bench/march_phases.py times them); by default nothing."""
     n, device, dtype = origins.shape[0], origins.device, mlp_tensors[0].dtype
-    # A ray that misses the unit sphere has samples of length 0 (models/volumetric.py): nothing to see.
-    occupied = grid.lookup(origins[:, None] + t[..., None] * dirs[:, None]) & (deltas > 0)
-    # Every ray's occupied samples in one list, ray after ray and in order along each ray: a ray's
-    # next samples are the next entries of its slice, starting at `first`.
-    occupied_steps = occupied.nonzero()[:, 1]
-    counts = occupied.sum(1)
-    first = torch.cumsum(counts, 0) - counts
-    transmittance = torch.ones(n, device=device)
-    color = torch.zeros(n, 3, device=device)
-    depth = torch.zeros(n, device=device)
-    evaluations = torch.zeros(n, dtype=torch.long, device=device)  # also where each ray is in its list
-    optical_depth = torch.zeros(n, device=device)  # of each ray's latest sample; 0 before the first
-    rays = counts.nonzero()[:, 0]  # the rays still marching
+    listed = occupied_samples(origins, dirs, samples, grid, phase)
+    with phase("march setup"):
+        step = listed.step.float()
+        transmittance = torch.ones(n, device=device)
+        color = torch.zeros(n, 3, device=device)
+        depth = torch.zeros(n, device=device)
+        evaluations = torch.zeros(n, dtype=torch.long, device=device)  # also where each ray is in its list
+        optical_depth = torch.zeros(n, device=device)  # of each ray's latest sample; 0 before the first
+        rays = listed.counts.nonzero()[:, 0]  # the rays still marching
+        last = max(listed.distances.numel() - 1, 0)
     marched = 0
     for size in round_sizes(rounds):
         if rays.numel() == 0:
             break
-        # At its latest sample's optical depth a ray turns opaque in ln(T / ε) / depth more samples:
-        # it takes up to STOP_SLACK times that many this round (all `size` while it has seen nothing).
-        needed = STOP_SLACK * torch.log(transmittance[rays] / EARLY_STOP_TRANSMITTANCE) / optical_depth[rays]
-        offset = torch.arange(size, device=device)
-        rank = evaluations[rays, None] + offset
-        # (A, size), a prefix of each row: a ray's list may end, or its need be met, within the round
-        valid = (rank < counts[rays, None]) & (offset < needed[:, None])
-        steps = occupied_steps[(first[rays, None] + rank).clamp(max=occupied_steps.numel() - 1)]
-        t_round = t[rays[:, None], steps]
-        at, position = valid.nonzero(as_tuple=True)
-        evaluated = rays[at]
-        x = sample_inputs(origins[evaluated].to(dtype), dirs[evaluated].to(dtype),
-                          t_round[at, position, None].to(dtype), frequencies)[:, 0]
-        density = torch.zeros(valid.shape, device=device)
-        rgb = torch.zeros(*valid.shape, 3, device=device)
-        density[at, position], rgb[at, position] = decode_samples(mlp_forward(x, *mlp_tensors).float())
-        # Skipped samples between these ones add nothing (alpha 0), so the round composites as if
-        # its samples were adjacent.
-        step = deltas[rays, :1].float()
-        round_weights, through = sample_weights(density, step)
-        weights = transmittance[rays, None] * round_weights
-        color[rays] += (weights[..., None] * rgb).sum(1)
-        depth[rays] += (weights * t_round.float()).sum(1)
-        transmittance[rays] *= through
-        took = valid.sum(1)  # at least 1: a marching ray has samples left and transmittance to lose
-        evaluations[rays] += took
-        optical_depth[rays] = (density * step).gather(1, took[:, None] - 1)[:, 0]
-        marched += 1
-        rays = rays[(transmittance[rays] > EARLY_STOP_TRANSMITTANCE) & (counts[rays] > evaluations[rays])]
+        with phase(f"round {marched + 1} select"):
+            # Each marching ray's state is read once a round here and written back once below.
+            ray_transmittance, ray_evaluations = transmittance[rays], evaluations[rays]
+            ray_counts = listed.counts[rays]
+            # At its latest sample's optical depth a ray turns opaque in ln(T / ε) / depth more
+            # samples: it takes up to STOP_SLACK times that many this round (all `size` while it has
+            # seen nothing).
+            seen_through = ray_transmittance / EARLY_STOP_TRANSMITTANCE
+            needed = STOP_SLACK * torch.log(seen_through) / optical_depth[rays]
+            offset = torch.arange(size, device=device)
+            rank = ray_evaluations[:, None] + offset
+            # (A, size), a prefix of each row: a ray's list may end, or its need be met, within the round
+            valid = (rank < ray_counts[:, None]) & (offset < needed[:, None])
+            t_round = listed.distances[(listed.first[rays, None] + rank).clamp(max=last)]
+            at, position = valid.nonzero(as_tuple=True)
+            evaluated = rays[at]
+        with phase(f"round {marched + 1} network"):
+            x = sample_inputs(origins[evaluated].to(dtype), dirs[evaluated].to(dtype),
+                              t_round[at, position, None].to(dtype), frequencies)[:, 0]
+            decoded = decode_samples(mlp_forward(x, *mlp_tensors).float())
+        with phase(f"round {marched + 1} composite"):
+            density = torch.zeros(valid.shape, device=device)
+            rgb = torch.zeros(*valid.shape, 3, device=device)
+            density[at, position], rgb[at, position] = decoded
+            # Skipped samples between these ones add nothing (alpha 0), so the round composites as if
+            # its samples were adjacent.
+            ray_step = step[rays, None]
+            round_weights, through = sample_weights(density, ray_step)
+            weights = ray_transmittance[:, None] * round_weights
+            # A ray is in `rays` once: index_add_ adds to its row once, as `color[rays] += ...` would.
+            color.index_add_(0, rays, (weights[..., None] * rgb).sum(1))
+            depth.index_add_(0, rays, (weights * t_round.float()).sum(1))
+            ray_transmittance = ray_transmittance * through
+            transmittance[rays] = ray_transmittance
+            took = valid.sum(1)  # at least 1: a marching ray has samples left and transmittance to lose
+            ray_evaluations = ray_evaluations + took
+            evaluations[rays] = ray_evaluations
+            optical_depth[rays] = (density * ray_step).gather(1, took[:, None] - 1)[:, 0]
+            marched += 1
+            rays = rays[(ray_transmittance > EARLY_STOP_TRANSMITTANCE) & (ray_counts > ray_evaluations)]
     opacity = 1.0 - transmittance
     return MarchResult(color + transmittance[:, None], depth / opacity.clamp(min=1e-6), opacity, evaluations,
                        marched)

@@ -61,3 +61,22 @@ def test_occupancy_march_compares_the_accelerated_frames_with_the_dense_ones(tin
     assert (row["res"], row["occupancy_res"]) == ("16", 8) and row["psnr_vs_dense"] >= 40.0
     assert 0 < row["evals_per_ray"] <= row["evals_per_hit_ray"] <= 196  # rays that miss take fewer
     assert row["grid_build_evaluations"] > 0 and row["march_rounds"] >= 1 and row["ms_median"] > 0
+
+
+def test_march_phases_times_and_counts_each_phase_of_the_march(tiny_volumetric_ckpt, tmp_path):
+    out = tmp_path / "phases.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "march_phases.py"), "--device", "cpu",
+                             "--volumetric", str(tiny_volumetric_ckpt), "--res", "16", "--occupancy-res", "8",
+                             "--rounds", "3", "5", "--repeats", "2", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(out.read_text())["rows"]
+    phases = {phase["phase"]: phase for phase in row["phases"]}
+    assert {"coarse lookup", "fine lookup", "sample list", "march setup"} <= set(phases)
+    for stage in ("select", "network", "composite"):  # every round's three stages, each timed and counted
+        assert {f"round {k} {stage}" for k in range(1, row["rounds"] + 1)} <= set(phases)
+    assert row["rounds"] >= 1 and row["round_sizes"] == [3, 5]
+    assert all(phase["ms_median"] >= 0 and phase["ops"] > 0 for phase in phases.values())
+    assert phases["round 1 network"]["host_syncs"] == 0 and phases["round 1 select"]["host_syncs"] == 1
+    assert row["ops"] == sum(phase["ops"] for phase in phases.values()) and row["evaluations"] > 0
+    assert row["host_syncs"] >= 2 * row["rounds"] and row["peak_mem_mb"] > 0

@@ -18,6 +18,7 @@ from models.occupancy import (
     cells_over,
     field_density,
     march,
+    occupied_samples,
     peak_density,
 )
 from models.renderer import frame_rays
@@ -62,6 +63,51 @@ def test_lookup_finds_the_cell_a_point_is_in():
     cell = cell.clamp(0, 7)
     expected = inside & occupied[cell[:, 0], cell[:, 1], cell[:, 2]]
     assert torch.equal(OccupancyGrid(occupied).lookup(points.view(50, 100, 3)), expected.view(50, 100))
+
+
+def test_a_dilated_lookup_finds_the_cells_within_that_many_cells_of_an_occupied_one():
+    occupied = torch.zeros(8, 8, 8, dtype=torch.bool)
+    occupied[2, 5, 4] = True
+    centers = cell_centers(8, CPU)
+    reach = (cell_centers(8, CPU) - centers[2, 5, 4]).abs().amax(-1) * 4  # in cells along the farthest axis
+    grid = OccupancyGrid(occupied)
+    for dilation in (0, 1, 2):
+        assert torch.equal(grid.lookup(centers, dilation), reach < dilation + 0.5)
+    # Just outside the cube, next to an occupied cell on its surface: near it, though in no cell.
+    occupied[0, 5, 4] = True
+    grid = OccupancyGrid(occupied)
+    outside = torch.tensor([[-1.01, centers[0, 5, 4, 1], centers[0, 5, 4, 2]], [0.0, 1.3, 0.0]])
+    assert grid.lookup(outside, 1).tolist() == [True, False] and not grid.lookup(outside).any()
+
+
+class CountingGrid(OccupancyGrid):
+    """An OccupancyGrid that counts the points looked up in the undilated grid."""
+
+    fine_lookups = 0
+
+    def lookup(self, points, dilation=0):
+        if dilation == 0:
+            self.fine_lookups += points.numel() // 3
+        return super().lookup(points, dilation)
+
+
+def test_occupied_samples_are_the_dense_samples_in_occupied_cells_without_looking_up_all():
+    origins, dirs = frame(16)
+    samples = 196
+    for dtype in (torch.float32, torch.float16):
+        o, d = origins.to(dtype), dirs.to(dtype)
+        t, deltas = sample_along_rays(o, d, samples, jitter=False)
+        ball = cell_centers(32, CPU).norm(dim=-1) < 0.4
+        for occupied in (ball, torch.rand(32, 32, 32, generator=torch.Generator().manual_seed(3)) < 0.05):
+            grid = CountingGrid(occupied)
+            expected = OccupancyGrid(occupied).lookup(o[:, None] + t[..., None] * d[:, None]) & (deltas > 0)
+            listed = occupied_samples(o, d, samples, grid)
+            assert expected.any() and torch.equal(listed.counts, expected.sum(1))
+            assert torch.equal(listed.distances, t[expected])  # bit for bit, in the rays' dtype
+            assert torch.equal(listed.first, torch.cumsum(expected.sum(1), 0) - expected.sum(1))
+            assert torch.equal(listed.step, deltas[:, 0])
+            if occupied is ball:  # only the blocks near it are looked up sample by sample
+                assert 0 < grid.fine_lookups < t.numel() / 3
 
 
 def tiny_field():

@@ -1,0 +1,201 @@
+"""Where the accelerated volumetric frame's time goes: the occupancy march (models/occupancy.py) by phase.
+
+    python bench/march_phases.py [--device cpu] [--res 128 512] [--occupancy-res 128] [--azimuth 0]
+                                 [--rounds 8 4 4 8 16 32 64] [--repeats 5]
+                                 [--volumetric checkpoints/cars_volumetric.pt] [--json PATH]
+
+One march over all of a frame's rays (what the GPU renders at 512² in one chunk; a CPU frame renders
+in chunks), with the benchmark's camera (elevation 20°, radius 3, the given azimuth) and the model's
+occupancy grid for the latent, built once before. Each phase (the coarse lookup of sample blocks, the
+fine lookup of their samples, the list of occupied samples; per round the selection of samples, the
+network call and the compositing) is timed with CUDA events on a GPU, the wall clock on a CPU, after
+a warm-up march: the median over --repeats marches. One more march runs under torch.profiler and
+counts each phase's operators issued from Python (the launches a GPU pays, whatever their size; views
+included) and the host syncs among them and their callees (nonzero and scalar reads; on a CPU they
+cost nothing, on a GPU each waits for the stream). The counts, evaluations and rounds do not depend
+on the device; the milliseconds do. Peak memory is the most the march had allocated at once beyond
+what it was given: CUDA's allocator peak on a GPU, the profiled march's allocations and frees on a
+CPU. --rounds tries another schedule than the renderer's MARCH_ROUNDS: fewer, larger rounds trade
+network evaluations for launches and syncs, which only a GPU can weigh.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/march_phases.py` anywhere
+
+from engine.benchmark import ELEVATION, RADIUS, device_name  # noqa: E402
+from engine.cli import OneLineParser, resolution_argument, run_entry_point, write_json  # noqa: E402
+from engine.timing import synchronize  # noqa: E402
+from models.cameras import orbit_pose  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.occupancy import MARCH_ROUNDS, march  # noqa: E402
+from models.renderer import OCCUPANCY_RES, PRECISIONS, VolumetricRenderer, frame_rays  # noqa: E402
+from models.resolution import Resolution  # noqa: E402
+
+PHASE_PREFIX = "phase: "
+# Operators that wait for the GPU before they return (on CUDA): a result's size or a scalar.
+HOST_SYNC_OPS = {"aten::nonzero", "aten::_local_scalar_dense"}
+
+
+class PhaseClock:
+    """A march's `phase`: the time of each named phase of one march, CUDA events on a GPU (read
+    after the march), perf_counter on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.spans: list[tuple[str, object, object]] = []
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+        else:
+            start = time.perf_counter()
+            yield
+            end = time.perf_counter()
+        self.spans.append((name, start, end))
+
+    def milliseconds(self) -> dict[str, float]:
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            return {name: start.elapsed_time(end) for name, start, end in self.spans}
+        return {name: (end - start) * 1000.0 for name, start, end in self.spans}
+
+
+@contextmanager
+def profiled_phase(name: str) -> Iterator[None]:
+    with record_function(PHASE_PREFIX + name):
+        yield
+
+
+def descendants(event) -> Iterator:
+    for child in event.cpu_children:
+        yield child
+        yield from descendants(child)
+
+
+def operator_counts(events) -> dict[str, dict[str, int]]:
+    """Per phase: operators called directly from its Python code, and host syncs anywhere below."""
+    counts = {}
+    for event in events:
+        if event.name.startswith(PHASE_PREFIX):
+            counts[event.name.removeprefix(PHASE_PREFIX)] = {
+                "ops": sum(child.name.startswith("aten::") for child in event.cpu_children),
+                "host_syncs": sum(op.name in HOST_SYNC_OPS for op in descendants(event)),
+            }
+    return counts
+
+
+def peak_allocated_mb(events) -> float:
+    """The most bytes live at once from a profile's allocations and frees, in MB: each op's own
+    (its callees' are theirs) and the frees outside ops, in the order they happened."""
+    leaves = sorted((event for event in events if not event.cpu_children), key=lambda e: e.time_range.start)
+    live = np.cumsum([event.cpu_memory_usage for event in leaves])
+    return float(live.max(initial=0)) / 2**20
+
+
+def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, rounds: tuple[int, ...],
+            repeats: int) -> dict:
+    cfg = renderer.model.config
+    origins, dirs = frame_rays(orbit_pose(azimuth, ELEVATION, RADIUS), res, renderer.device)
+    origins, dirs = origins.to(renderer.dtype), dirs.to(renderer.dtype)
+
+    def run_march(phase):
+        return march(origins, dirs, renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid,
+                     rounds, phase)
+
+    result = run_march(PhaseClock(renderer.device))  # warm-up (and the grid's dilated volumes)
+    if renderer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(renderer.device)
+        given = torch.cuda.memory_allocated(renderer.device)
+    phases, totals = defaultdict(list), []
+    for _ in range(repeats):
+        clock = PhaseClock(renderer.device)
+        synchronize(renderer.device)
+        start = time.perf_counter()
+        run_march(clock)
+        synchronize(renderer.device)
+        totals.append((time.perf_counter() - start) * 1000.0)
+        for name, ms in clock.milliseconds().items():
+            phases[name].append(ms)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run_march(profiled_phase)
+    counts = operator_counts(prof.events())
+    evaluations = result.evaluations
+    hit = result.opacity > 0.5
+    return {
+        "res": str(res), "rays": origins.shape[0], "azimuth": azimuth,
+        "occupancy_res": renderer.grid.resolution, "round_sizes": list(rounds),
+        "march_ms_median": float(np.median(totals)),
+        "phases": [{"phase": name, "ms_median": float(np.median(ms)), **counts.get(name, {})}
+                   for name, ms in phases.items()],
+        "ops": sum(count["ops"] for count in counts.values()),
+        "host_syncs": sum(count["host_syncs"] for count in counts.values()),
+        "rounds": result.rounds, "evaluations": int(evaluations.sum()),
+        "evals_per_ray": float(evaluations.float().mean()),
+        "evals_per_hit_ray": float(evaluations[hit].float().mean()) if bool(hit.any()) else 0.0,
+        "peak_mem_mb": (torch.cuda.max_memory_allocated(renderer.device) - given) / 2**20
+        if renderer.device.type == "cuda" else peak_allocated_mb(prof.events()),
+    }
+
+
+def main(args) -> int:
+    device = torch.device(args.device)
+    ckpt = load_checkpoint(args.volumetric)
+    renderer = VolumetricRenderer(ckpt.model, device, args.precision, sampling="accelerated",
+                                  occupancy_res=args.occupancy_res or OCCUPANCY_RES[device.type])
+    renderer.set_latent(ckpt.latents[ckpt.resolve_instance(args.instance)])
+    renderer.render(orbit_pose(args.azimuth, ELEVATION, RADIUS), Resolution.square(8))  # builds the grid
+    rows = [measure(renderer, res, args.azimuth, tuple(args.rounds), args.repeats) for res in args.res]
+    env = {"device": device_name(device), "precision": args.precision, "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "volumetric": str(args.volumetric), "repeats": args.repeats,
+           "timer": "cuda-events" if device.type == "cuda" else "perf_counter",
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    for row in rows:
+        print(f"\n{env['device']}, {args.precision}, {row['res']}, {row['occupancy_res']}³ grid: march "
+              f"{row['march_ms_median']:.2f} ms, {row['rounds']} rounds,"
+              f" {row['evals_per_ray']:.2f} evaluations a ray "
+              f"({row['evals_per_hit_ray']:.1f} a hit ray), {row['ops']} ops, {row['host_syncs']} host syncs,"
+              f" peak {row['peak_mem_mb']:.0f} MB")
+        for phase in row["phases"]:
+            print(f"  {phase['phase']:<22} {phase['ms_median']:9.2f} ms  {phase.get('ops', 0):4d} ops"
+                  f"  {phase.get('host_syncs', 0):2d} syncs")
+    if args.json:
+        write_json(args.json, {"env": env, "rows": rows})
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volumetric", type=Path, default=Path("checkpoints/cars_volumetric.pt"))
+    parser.add_argument("--instance", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
+                        help="default: fp16 on CUDA, fp32 on a CPU")
+    parser.add_argument("--res", type=resolution_argument, nargs="+", metavar="N|WxH",
+                        default=[Resolution.square(128)])
+    parser.add_argument("--occupancy-res", type=int, default=None,
+                        help="occupancy grid cells per axis (default: the renderer's for the device)")
+    parser.add_argument("--azimuth", type=float, default=0.0)
+    parser.add_argument("--rounds", type=int, nargs="+", default=list(MARCH_ROUNDS),
+                        help="samples a ray takes in each marching round, the last repeating")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
+    sys.exit(run_entry_point(lambda: main(args), args.debug))
