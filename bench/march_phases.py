@@ -34,13 +34,14 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/march_phases.py` anywhere
 
+from bench.volumetric_scripts import parse_volumetric_args, volumetric_parser, write_rows  # noqa: E402
 from engine.benchmark import ELEVATION, RADIUS, device_name  # noqa: E402
-from engine.cli import OneLineParser, resolution_argument, run_entry_point, write_json  # noqa: E402
+from engine.cli import run_entry_point  # noqa: E402
 from engine.timing import synchronize  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.occupancy import MARCH_ROUNDS, march  # noqa: E402
-from models.renderer import OCCUPANCY_RES, PRECISIONS, VolumetricRenderer, frame_rays  # noqa: E402
+from models.renderer import OCCUPANCY_RES, VolumetricRenderer, frame_rays  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
 
 PHASE_PREFIX = "phase: "
@@ -174,28 +175,17 @@ def main(args) -> int:
         for phase in row["phases"]:
             print(f"  {phase['phase']:<22} {phase['ms_median']:9.2f} ms  {phase.get('ops', 0):4d} ops"
                   f"  {phase.get('host_syncs', 0):2d} syncs")
-    if args.json:
-        write_json(args.json, {"env": env, "rows": rows})
-        print(f"wrote {args.json}")
+    write_rows(args.json, env, rows)
     return 0
 
 
 if __name__ == "__main__":
-    parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volumetric", type=Path, default=Path("checkpoints/cars_volumetric.pt"))
-    parser.add_argument("--instance", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
-                        help="default: fp16 on CUDA, fp32 on a CPU")
-    parser.add_argument("--res", type=resolution_argument, nargs="+", metavar="N|WxH",
-                        default=[Resolution.square(128)])
+    parser = volumetric_parser(__doc__.splitlines()[0], default_res=[Resolution.square(128)])
     parser.add_argument("--occupancy-res", type=int, default=None,
                         help="occupancy grid cells per axis (default: the renderer's for the device)")
     parser.add_argument("--azimuth", type=float, default=0.0)
     parser.add_argument("--rounds", type=int, nargs="+", default=list(MARCH_ROUNDS),
                         help="samples a ray takes in each marching round, the last repeating")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
+    args = parse_volumetric_args(parser)
     sys.exit(run_entry_point(lambda: main(args), args.debug))

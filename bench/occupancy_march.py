@@ -23,13 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/occupancy_march.py` anywhere
 
+from bench.volumetric_scripts import parse_volumetric_args, volumetric_parser, write_rows  # noqa: E402
 from engine.benchmark import ELEVATION, RADIUS, device_name  # noqa: E402
-from engine.cli import OneLineParser, resolution_argument, run_entry_point, write_json  # noqa: E402
+from engine.cli import run_entry_point  # noqa: E402
 from engine.metrics import psnr  # noqa: E402
 from engine.timing import median_p90, time_frames  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.renderer import PRECISIONS, VolumetricRenderer  # noqa: E402
+from models.renderer import VolumetricRenderer  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
 
 
@@ -84,24 +85,14 @@ def main(args) -> int:
               f"  {row['evals_per_hit_ray']:13.2f}  {row['evals_per_ray']:9.2f}  {row['march_rounds']:6d}"
               f"  {row['psnr_vs_dense']:10.1f} dB  {row['grid_build_ms']:.0f} ms,"
               f" {row['grid_build_evaluations'] / 1e6:.2f} M evaluations")
-    if args.json:
-        write_json(args.json, {"env": env, "rows": rows})
-        print(f"wrote {args.json}")
+    write_rows(args.json, env, rows)
     return 0
 
 
 if __name__ == "__main__":
-    parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--volumetric", type=Path, default=Path("checkpoints/cars_volumetric.pt"))
-    parser.add_argument("--instance", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
-                        help="default: fp16 on CUDA, fp32 on a CPU")
-    parser.add_argument("--res", type=resolution_argument, nargs="+", metavar="N|WxH",
-                        default=[Resolution.square(side) for side in (64, 128)])
+    parser = volumetric_parser(__doc__.splitlines()[0],
+                               default_res=[Resolution.square(side) for side in (64, 128)])
     parser.add_argument("--frames", type=int, default=3)
     parser.add_argument("--occupancy-res", type=int, nargs="+", default=[64, 128])
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "fp32")
+    args = parse_volumetric_args(parser)
     sys.exit(run_entry_point(lambda: main(args), args.debug))

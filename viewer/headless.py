@@ -103,9 +103,10 @@ class PathExportTimes:
     total_s: float
 
     def line(self, out: Path) -> str:
-        return (f"wrote {out}: {self.frames} frames at {self.res.label}, {self.total_s:.2f} s "
-                f"(render {self.render_s:.2f} s, encode {self.encode_s:.2f} s, "
-                f"setup {self.total_s - self.render_s - self.encode_s:.2f} s)")
+        # milliseconds shown: a short clip encodes in a few of them, which 10 ms steps read as 0
+        return (f"wrote {out}: {self.frames} frames at {self.res.label}, {self.total_s:.3f} s "
+                f"(render {self.render_s:.3f} s, encode {self.encode_s:.3f} s, "
+                f"setup {self.total_s - self.render_s - self.encode_s:.3f} s)")
 
 
 def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
