@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, help="write a PNG chart of FPS per method")
     bench.add_argument("--volumetric", type=Path, default=None,
                        help="volumetric baseline checkpoint (default checkpoints/cars_volumetric.pt)")
+    bench.add_argument("--backends", nargs="+", choices=BACKEND_NAMES, metavar="BACKEND", default=None,
+                       help="the LFN backends to time (default: every one available here; --backend's, "
+                       "which depth and the viewer frame use, is always timed); fewer builds, a shorter run")
 
     fit = p.add_argument_group("fit a latent to one image")
     fit.add_argument("--fit-image", type=Path, metavar="FILE.png",
@@ -190,6 +193,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"argument --{flag}: needs --headless --out FILE.gif or FILE.mp4")
     if args.fit_image and args.out is None:
         parser.error("--fit-image needs --out FILE.pt")
+    if args.backends is not None and not args.benchmark:
+        parser.error("argument --backends: used by --benchmark only")
     if args.encoder is not None and (args.headless or args.benchmark):
         parser.error("argument --encoder: used by the viewer, --web and --fit-image only")
     return args
@@ -274,8 +279,9 @@ def run(args: argparse.Namespace) -> int:
     if mode == "--benchmark":
         from bench.benchmark import run_benchmark
 
+        backends = tuple(args.backends) if args.backends else None
         return run_benchmark(BenchmarkConfig(render, instance, tuple(args.res), args.frames,
-                                             volumetric, args.json, args.plot), ckpt)
+                                             volumetric, args.json, args.plot, backends), ckpt)
     if mode == "--fit-image":
         from tools.fit_image import run_fit_image
 

@@ -24,8 +24,12 @@ def run_benchmark(config: BenchmarkConfig, ckpt: Checkpoint) -> int:
             raise FileNotFoundError(f"--volumetric {source.path}: no such file")
         print(f"note: no volumetric checkpoint at {source.path}; benchmarking the LFN alone (no speedup)")
     render = config.render
-    backends = [render.backend] + [
-        b for b in available_backends(render.device, render.precision) if b != render.backend]
+    available = available_backends(render.device, render.precision)
+    if config.backends is not None and (missing := [b for b in config.backends if b not in available]):
+        raise ValueError(f"--backends {' '.join(missing)}: not available with {render.device} and "
+                         f"{render.precision} here (available: {' '.join(available)})")
+    wanted = available if config.backends is None else config.backends
+    backends = [render.backend] + [b for b in dict.fromkeys(wanted) if b != render.backend]
     result = benchmark(ckpt, volumetric, render.device, render.precision, config.resolutions,
                        config.frames, config.instance, backends,
                        progress=lambda line: print(line, flush=True))

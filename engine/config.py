@@ -75,6 +75,7 @@ class BenchmarkConfig:
     volumetric: VolumetricSource
     json: Path | None
     plot: Path | None
+    backends: tuple[str, ...] | None = None  # LFN backends to time beside render.backend; None: all here
 
 
 @dataclass(frozen=True)

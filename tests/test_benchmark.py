@@ -246,6 +246,34 @@ def test_cli_benchmark_json_carries_non_square_rows(tiny_ckpt, tiny_volumetric_c
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_cli_backends_times_those_and_the_viewers_only(tiny_ckpt, tiny_volumetric_ckpt, tmp_path):
+    out_json = tmp_path / "out.json"
+    result = subprocess.run(
+        [sys.executable, str(MAIN), "--benchmark", "--ckpt", str(tiny_ckpt), "--volumetric",
+         str(tiny_volumetric_ckpt), "--res", "16", "--frames", "2", "--backend", "eager",
+         "--backends", "torchscript", "eager", "--json", str(out_json)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out_json.read_text())
+    assert saved["backends"] == ["eager", "torchscript"]
+    lfn_rows = {row["method"] for row in saved["results"] if row["method"].startswith("lfn")}
+    assert {m for m in lfn_rows if not m.startswith(("lfn_depth", "lfn_frame"))} == {"lfn:eager", "lfn"}
+    assert "building lfn:export" not in result.stdout and "building lfn:aoti" not in result.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    ("--benchmark --backends triton", 1, "error: --backends triton: not available with cpu and fp32 here"),
+    ("--backends eager", 2, "argument --backends: used by --benchmark only"),
+])
+def test_cli_backends_misuse_is_one_line(tiny_ckpt, args, code, message):
+    result = subprocess.run([sys.executable, str(MAIN), "--ckpt", str(tiny_ckpt), "--device", "cpu",
+                             *args.split()], capture_output=True, text=True, timeout=120)
+    assert result.returncode == code
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert message in result.stderr
+
+
 def test_cli_explicit_missing_volumetric_is_one_line_error(tiny_ckpt, tmp_path):
     missing = tmp_path / "none.pt"
     result = subprocess.run(
