@@ -69,13 +69,18 @@ class StaticMarcher:
 
     def __call__(self, origins: torch.Tensor, dirs: torch.Tensor,
                  phase: Callable[[str], AbstractContextManager] = no_phase) -> MarchResult:
-        """The rays' march; `phase` wraps its stages as march()'s does (a graph's replay has none)."""
+        """The rays' march; `phase` wraps its stages as march()'s does (a graph's replay is one), and
+        the read of its demand."""
         key = (origins.shape[0], origins.dtype)
         capacity = self.capacities.get(key)
         if capacity is not None:
-            static = self._replay(key, capacity, origins, dirs) if self.graphs else \
-                march_static(origins, dirs, *self.field, capacity, phase)
-            demand = static.read_demand()  # the frame's one host sync
+            if self.graphs:
+                with phase("graph replay"):
+                    static = self._replay(key, capacity, origins, dirs)
+            else:
+                static = march_static(origins, dirs, *self.field, capacity, phase)
+            with phase("read demand"):
+                demand = static.read_demand()  # the frame's one host sync
             if capacity.fits(demand):
                 return static.result(demand)
         self.fallbacks += 1
