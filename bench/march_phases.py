@@ -157,6 +157,7 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, round
         "occupancy_res": renderer.grid.resolution, "round_sizes": list(rounds),
         "static_rounds": len(static.capacities[origins.shape[0], origins.dtype].sizes) if static else None,
         "fallbacks": static.fallbacks - planning_fallbacks if static else 0,
+        "graph_error": static.graph_error if static else None,  # a refused capture: it ran eagerly
         "color_max_diff_vs_dynamic": float((result.color.float() - dynamic.color.float()).abs().max()),
         "evaluations_equal_dynamic": bool(torch.equal(result.evaluations, dynamic.evaluations)),
         "march_ms_median": float(np.median(totals)),
@@ -196,6 +197,8 @@ def main(args) -> int:
               f" peak {row['peak_mem_mb']:.0f} MB, {row['fallbacks']} fallbacks, colors within"
               f" {row['color_max_diff_vs_dynamic']:.2g} of march()'s, evaluations"
               f" {'equal' if row['evaluations_equal_dynamic'] else 'NOT equal'}")
+        if row["graph_error"]:
+            print(f"  its CUDA graph capture failed, so it ran eagerly: {row['graph_error']}")
         for phase in row["phases"]:
             print(f"  {phase['phase']:<22} {phase['ms_median']:9.2f} ms  {phase.get('ops', 0):4d} ops"
                   f"  {phase.get('host_syncs', 0):2d} syncs")

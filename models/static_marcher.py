@@ -14,6 +14,7 @@ capacity grows to cover it, so no pixel ever comes from an overflowed march.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -54,7 +55,9 @@ class StaticMarcher:
     replayed. A new latent or grid needs a new marcher: a graph reads the tensors it was captured with.
 
     `fallbacks` counts the frames marched again by march() because they did not fit (the first frame
-    of each size included), `captures` the graphs captured.
+    of each size included), `captures` the graphs captured. A capture this torch refuses (an operator
+    that cannot be captured) is warned about once and kept in `graph_error`; the march then runs
+    eagerly, still without host syncs.
     """
 
     def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], samples: int, frequencies: int,
@@ -66,6 +69,7 @@ class StaticMarcher:
         self.capacities: dict[tuple[int, torch.dtype], MarchCapacity] = {}
         self._captured: dict[tuple[int, torch.dtype], CapturedMarch] = {}
         self.fallbacks = self.captures = 0
+        self.graph_error: str | None = None
 
     def __call__(self, origins: torch.Tensor, dirs: torch.Tensor,
                  phase: Callable[[str], AbstractContextManager] = no_phase) -> MarchResult:
@@ -74,10 +78,11 @@ class StaticMarcher:
         key = (origins.shape[0], origins.dtype)
         capacity = self.capacities.get(key)
         if capacity is not None:
+            static = None
             if self.graphs:
                 with phase("graph replay"):
                     static = self._replay(key, capacity, origins, dirs)
-            else:
+            if static is None:  # no graphs, or the capture was just refused
                 static = march_static(origins, dirs, *self.field, capacity, phase)
             with phase("read demand"):
                 demand = static.read_demand()  # the frame's one host sync
@@ -90,11 +95,19 @@ class StaticMarcher:
         return result
 
     def _replay(self, key: tuple[int, torch.dtype], capacity: MarchCapacity, origins: torch.Tensor,
-                dirs: torch.Tensor) -> StaticMarch:
+                dirs: torch.Tensor) -> StaticMarch | None:
+        """The static march of the rays replayed from the capacity's graph (captured first if need
+        be); None, graphs given up, if the capture was refused."""
         captured = self._captured.get(key)
         if captured is None:
             rays = origins.clone(), dirs.clone()
-            graph, output = capture(lambda: march_static(*rays, *self.field, capacity))
+            try:
+                graph, output = capture(lambda: march_static(*rays, *self.field, capacity))
+            except RuntimeError as error:
+                self.graphs, self.graph_error = False, str(error)
+                warnings.warn(f"the static march runs eagerly: its CUDA graph capture failed: {error}",
+                              stacklevel=2)
+                return None
             captured = self._captured[key] = CapturedMarch(graph, *rays, output)
             self.captures += 1
         captured.origins.copy_(origins)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import models.static_marcher
 from models.cameras import orbit_pose
 from models.checkpoint import load_checkpoint
 from models.occupancy import MarchCapacity, OccupancyGrid, build_occupancy, field_density, march, march_static
@@ -118,3 +119,19 @@ def test_graphs_are_refused_on_a_cpu():
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         StaticMarcher(tensors, model.config.samples_per_ray, model.config.frequencies,
                       OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool)), graphs=True)
+
+
+def test_a_refused_capture_leaves_the_march_eager_and_right(shipped_field, monkeypatch):
+    def refuse(step):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(models.static_marcher, "capture", refuse)
+    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher.graphs = True  # as on CUDA, whose capture this CPU cannot try
+    origins, dirs = rays(0.0, 24)
+    expected = march(origins, dirs, *shipped_field)
+    assert_same_frame(marcher(origins, dirs), expected)  # plans the capacity
+    with pytest.warns(UserWarning, match="capture failed"):
+        assert_same_frame(marcher(origins, dirs), expected)
+    assert not marcher.graphs and "stream is capturing" in marcher.graph_error
+    assert marcher.fallbacks == 1 and not marcher.captures
