@@ -210,17 +210,21 @@ class MarchResult:
 
 
 # A static march's room for each count of a MarchDemand: this share more, and this many more (tiny
-# frames), so that the next frames of a moving camera still fit. Padded evaluations cost network time
-# as real ones do; a frame that does not fit costs a dynamic march and a new capture.
+# frames), so that the next views of a moving camera still fit. A round's padded evaluations cost
+# network time as real ones do, and a round without room for every marching ray or evaluation leaves
+# the rest to the next rounds; the lists of occupied blocks and samples cost little padded, but a
+# frame whose lists do not fit is marched again by march() (~a dynamic frame and a new capture).
+# Along the benchmark's orbit the counts vary by ~1.4× (cars_volumetric.pt, 128², 50 views).
 CAPACITY_MARGIN = 1.2
+LIST_MARGIN = 1.5
 CAPACITY_SLACK = 256
-# Rounds a static march has beyond those its planning march took: one ray of the next view that
-# takes one more round would otherwise send the frame back to march(). A round of few rays is cheap.
-EXTRA_ROUNDS = 1
+# Rounds a static march has beyond those its planning march took: they take what fuller rounds left,
+# and the rays of a view that take a round or two more. A round of few rays costs its launches.
+EXTRA_ROUNDS = 2
 
 
-def with_margin(count: int) -> int:
-    return math.ceil(count * CAPACITY_MARGIN) + CAPACITY_SLACK
+def with_margin(count: int, margin: float = CAPACITY_MARGIN) -> int:
+    return math.ceil(count * margin) + CAPACITY_SLACK
 
 
 @dataclass(frozen=True)
@@ -252,13 +256,21 @@ class MarchCapacity:
         wanted = room(demand.evaluations, previous and previous.evaluations)
         evaluations = tuple(min(e, r * s) for e, r, s in zip(wanted, rays, sizes, strict=True))
         return cls(sizes, max(demand.dilation, previous.dilation if previous else 0),
-                   max(with_margin(demand.blocks), previous.blocks if previous else 0),
-                   max(with_margin(demand.samples), previous.samples if previous else 0), rays, evaluations)
+                   max(with_margin(demand.blocks, LIST_MARGIN), previous.blocks if previous else 0),
+                   max(with_margin(demand.samples, LIST_MARGIN), previous.samples if previous else 0),
+                   rays, evaluations)
+
+    def holds(self, demand: MarchDemand) -> bool:
+        """Whether a static march with `demand` is right: its lists had room, its lookup's dilation
+        sufficed, and every ray finished. Otherwise it has wrong pixels."""
+        return (demand.unfinished == 0 and demand.dilation <= self.dilation and demand.blocks <= self.blocks
+                and demand.samples <= self.samples)
 
     def fits(self, demand: MarchDemand) -> bool:
-        """Whether a march with `demand` fits: a static march that did not has wrong pixels."""
-        return (demand.unfinished == 0 and demand.dilation <= self.dilation and demand.blocks <= self.blocks
-                and demand.samples <= self.samples and len(demand.rays) <= len(self.sizes)
+        """Whether a static march with `demand` is march()'s bit for bit: it holds, and every round
+        had room for all it wanted (a round without leaves the rest to later ones, so a ray may stop
+        a sample or so elsewhere: colors within EARLY_STOP_TRANSMITTANCE)."""
+        return (self.holds(demand) and len(demand.rays) <= len(self.sizes)
                 and all(map(int.__le__, demand.rays, self.rays))
                 and all(map(int.__le__, demand.evaluations, self.evaluations)))
 
@@ -401,8 +413,10 @@ def march_static(
 ) -> StaticMarch:
     """march() in `capacity`'s rounds with its fixed sizes: the same launches whatever the rays, and
     no host sync, so that a CUDA graph can replay it. Padding entries evaluate the network on
-    harmless inputs and are discarded; its results equal march()'s where the demand fits the capacity
-    (StaticMarch.read_demand, MarchCapacity.fits), and are wrong otherwise."""
+    harmless inputs and are discarded. A round without room for all its rays or evaluations takes
+    the first ones and leaves the rest to the next rounds. Its results are march()'s bit for bit
+    where the demand fits the capacity, right (within EARLY_STOP_TRANSMITTANCE) where the capacity
+    holds it, and wrong otherwise (StaticMarch.read_demand, MarchCapacity.fits and holds)."""
     marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, capacity.sizes, capacity, phase)
     listed, rays, evaluations = marched.demand
     counts = [listed.dilation, listed.blocks, listed.samples, *rays, *evaluations, marched.unfinished]
@@ -461,10 +475,14 @@ def _march(
             # (A, size), a prefix of each row: a ray's list may end, or its need be met, within the round
             valid = (rank < ray_counts[:, None]) & (offset < needed[:, None])
             t_round = listed.distances[(first[rays, None] + rank).clamp(max=last)]
-            entries, entry_count = compact(valid.view(-1), capacity and capacity.evaluations[number - 1])
+            taken = valid
+            if capacity is not None:  # without room for all, the first ones in order: each row a prefix
+                room = capacity.evaluations[number - 1]
+                taken = valid & (torch.cumsum(valid.view(-1), 0).view(valid.shape) <= room)
+            entries, entry_count = compact(taken.view(-1), capacity and capacity.evaluations[number - 1])
             evaluated = rays[(entries // size).clamp(max=rays.numel() - 1)]
             demand_rays.append(marching_count)
-            demand_evaluations.append(entry_count)
+            demand_evaluations.append(entry_count if capacity is None else valid.sum())
         with phase(f"round {number} network"):
             t_evaluated = t_round.view(-1)[entries.clamp(max=valid.numel() - 1)]
             x = sample_inputs(ray_origins[evaluated].to(dtype), ray_dirs[evaluated].to(dtype),
@@ -487,10 +505,13 @@ def _march(
             depth.index_add_(0, rays, (weights * t_round.float()).sum(1))
             ray_transmittance = ray_transmittance * through
             transmittance[rays] = ray_transmittance
-            took = valid.sum(1)  # at least 1 on a marching ray: it has samples left and transmittance to lose
+            # at least 1 on a marching ray of march(): it has samples left and transmittance to lose;
+            # 0 on a static round's padding and on rays it had no room for
+            took = taken.sum(1)
             ray_evaluations = ray_evaluations + took
             evaluations[rays] = ray_evaluations
-            optical_depth[rays] = (density * ray_step).gather(1, took.clamp(min=1)[:, None] - 1)[:, 0]
+            latest = (density * ray_step).gather(1, took.clamp(min=1)[:, None] - 1)[:, 0]
+            optical_depth[rays] = torch.where(took > 0, latest, optical_depth[rays])
             marching = ((transmittance > EARLY_STOP_TRANSMITTANCE) & (counts > evaluations))[:n]
     transmittance, evaluations = transmittance[:n], evaluations[:n]
     opacity = 1.0 - transmittance

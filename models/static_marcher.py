@@ -5,8 +5,10 @@ round and operators launched one by one (about 130 a round, 9 rounds at 512²). 
 the same computation in tensors of fixed sizes, a MarchCapacity, so its launches are the same every
 frame and a CUDA graph replays them in one call. The capacity of each ray count comes from a
 dynamic march with margin (the first frame of that size is one); the frame's demand, read once at
-its end, says whether it fitted. A frame that did not fit is marched again by march(), and the
-capacity grows to cover it, so no pixel ever comes from an overflowed march.
+its end, says whether it held. A round short of room leaves work to the next rounds (the frame is
+then right, though not march()'s bit for bit); a frame whose lists of occupied samples had no room,
+or whose rays did not finish in its rounds, is marched again by march() and the capacity grows to
+cover it, so no pixel ever comes from an overflowed march.
 
     marcher = StaticMarcher(mlp_tensors, samples, frequencies, grid, graphs=True)  # per latent and grid
     result = marcher(origins, dirs)  # MarchResult, as march() returns it
@@ -54,8 +56,9 @@ class StaticMarcher:
     dtype); with `graphs` (CUDA only) each capacity's march is captured in a CUDA graph once and
     replayed. A new latent or grid needs a new marcher: a graph reads the tensors it was captured with.
 
-    `fallbacks` counts the frames marched again by march() because they did not fit (the first frame
-    of each size included), `captures` the graphs captured. A capture this torch refuses (an operator
+    `fallbacks` counts the frames marched again by march() because the capacity did not hold them
+    (the first frame of each size included), `deferred` the static frames some round of which left
+    work to later ones, `captures` the graphs captured. A capture this torch refuses (an operator
     that cannot be captured) is warned about once and kept in `graph_error`; the march then runs
     eagerly, still without host syncs.
     """
@@ -68,7 +71,7 @@ class StaticMarcher:
         self.graphs, self.rounds = graphs, tuple(rounds)
         self.capacities: dict[tuple[int, torch.dtype], MarchCapacity] = {}
         self._captured: dict[tuple[int, torch.dtype], CapturedMarch] = {}
-        self.fallbacks = self.captures = 0
+        self.fallbacks = self.deferred = self.captures = 0
         self.graph_error: str | None = None
 
     def __call__(self, origins: torch.Tensor, dirs: torch.Tensor,
@@ -86,7 +89,8 @@ class StaticMarcher:
                 static = march_static(origins, dirs, *self.field, capacity, phase)
             with phase("read demand"):
                 demand = static.read_demand()  # the frame's one host sync
-            if capacity.fits(demand):
+            if capacity.holds(demand):
+                self.deferred += not capacity.fits(demand)
                 return static.result(demand)
         self.fallbacks += 1
         result = march(origins, dirs, *self.field, self.rounds, phase)
