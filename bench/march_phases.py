@@ -22,9 +22,9 @@ network evaluations for launches and syncs, which only a GPU can weigh.
 march(), `static` march_static() run eagerly (its rounds' fixed sizes, no host sync but the demand's
 read), `graph` the same replayed from a CUDA graph (one phase; CUDA only: skipped elsewhere), the
 accelerated renderer's marcher on CUDA. A static marcher's warm-up is two marches (the first plans
-its capacity, the second captures); `fallbacks` counts the measured marches that did not fit and
-were marched again, and each row says how far its colors are from march()'s and whether its
-evaluations are the same.
+its capacity, the second captures); `fallbacks` counts the measured marches that did not hold and
+were marched again, `deferred` those a round of which left work to later rounds, and each row says
+how far its colors are from march()'s and whether its evaluations are the same.
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, round
         "occupancy_res": renderer.grid.resolution, "round_sizes": list(rounds),
         "static_rounds": len(static.capacities[origins.shape[0], origins.dtype].sizes) if static else None,
         "fallbacks": static.fallbacks - planning_fallbacks if static else 0,
+        "deferred": static.deferred if static else 0,  # frames a round of which left work to later ones
         "graph_error": static.graph_error if static else None,  # a refused capture: it ran eagerly
         "color_max_diff_vs_dynamic": float((result.color.float() - dynamic.color.float()).abs().max()),
         "evaluations_equal_dynamic": bool(torch.equal(result.evaluations, dynamic.evaluations)),
@@ -194,7 +195,8 @@ def main(args) -> int:
               f" {row['marcher']}: march {row['march_ms_median']:.2f} ms, {row['rounds']} rounds,"
               f" {row['evals_per_ray']:.2f} evaluations a ray "
               f"({row['evals_per_hit_ray']:.1f} a hit ray), {row['ops']} ops, {row['host_syncs']} host syncs,"
-              f" peak {row['peak_mem_mb']:.0f} MB, {row['fallbacks']} fallbacks, colors within"
+              f" peak {row['peak_mem_mb']:.0f} MB, {row['fallbacks']} fallbacks, {row['deferred']} deferred,"
+              f" colors within"
               f" {row['color_max_diff_vs_dynamic']:.2g} of march()'s, evaluations"
               f" {'equal' if row['evaluations_equal_dynamic'] else 'NOT equal'}")
         if row["graph_error"]:

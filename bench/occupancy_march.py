@@ -11,7 +11,8 @@ the most marching rounds a chunk took, the worst PSNR against the dense frame, a
 grid cost (once per latent, not in the frame time). The evaluation counts do not depend on the
 device; the milliseconds do. On CUDA the renderer marches from CUDA graphs (models/static_marcher.py):
 `march_fallbacks` counts its timed frames that march() marched instead (any whose view needed more
-room than the capacity planned from the warm-up frame had, or than it grew to since).
+room than the capacity planned from the warm-up frame had, or than it grew to since), and
+`march_deferred` those a round of which left work to later rounds.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def measure(renderer: VolumetricRenderer, res: Resolution, poses: list[torch.Ten
     reference."""
     renderer.render(poses[0], res)
     stats = []
-    fallbacks_before = renderer.marcher.fallbacks if renderer.marcher else 0
+    before = (renderer.marcher.fallbacks, renderer.marcher.deferred) if renderer.marcher else (0, 0)
 
     def frame(pose: torch.Tensor) -> None:
         image = renderer.render(pose, res)
@@ -57,7 +58,8 @@ def measure(renderer: VolumetricRenderer, res: Resolution, poses: list[torch.Ten
             "march_rounds": max(rounds), "psnr_vs_dense": worst, "grid_build_ms": renderer.grid_build_ms,
             "grid_build_evaluations": renderer.grid.build_evaluations,
             "occupied_share": renderer.grid.occupied_share,
-            "march_fallbacks": renderer.marcher.fallbacks - fallbacks_before if renderer.marcher else None}
+            "march_fallbacks": renderer.marcher.fallbacks - before[0] if renderer.marcher else None,
+            "march_deferred": renderer.marcher.deferred - before[1] if renderer.marcher else None}
 
 
 def main(args) -> int:

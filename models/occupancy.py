@@ -218,6 +218,9 @@ class MarchResult:
 CAPACITY_MARGIN = 1.2
 LIST_MARGIN = 1.5
 CAPACITY_SLACK = 256
+# A round's room is at least this share of the busiest round's rays and of all the evaluations: the
+# late rounds, of few rays each, vary most from view to view, and take what fuller rounds left.
+ROUND_FLOOR = 0.03
 # Rounds a static march has beyond those its planning march took: they take what fuller rounds left,
 # and the rays of a view that take a round or two more. A round of few rays costs its launches.
 EXTRA_ROUNDS = 2
@@ -246,14 +249,15 @@ class MarchCapacity:
         count = max(len(demand.rays) + EXTRA_ROUNDS, len(previous.sizes) if previous else 0)
         sizes = tuple(islice(round_sizes(rounds), count))
 
-        def room(needed: Sequence[int], had: Sequence[int] | None) -> tuple[int, ...]:
+        def room(needed: Sequence[int], floor: float, had: Sequence[int] | None) -> tuple[int, ...]:
             padded = tuple(needed) + (0,) * (count - len(needed))
-            wanted = tuple(with_margin(n) for n in padded)
+            wanted = tuple(max(with_margin(n), math.ceil(floor)) for n in padded)
             return wanted if had is None else tuple(map(max, wanted, tuple(had) + (0,) * (count - len(had))))
 
-        rays = room(demand.rays, previous and previous.rays)
+        rays = room(demand.rays, ROUND_FLOOR * max(demand.rays, default=0), previous and previous.rays)
         # a round evaluates at most each of its rays' `size` samples
-        wanted = room(demand.evaluations, previous and previous.evaluations)
+        wanted = room(demand.evaluations, ROUND_FLOOR * sum(demand.evaluations),
+                      previous and previous.evaluations)
         evaluations = tuple(min(e, r * s) for e, r, s in zip(wanted, rays, sizes, strict=True))
         return cls(sizes, max(demand.dilation, previous.dilation if previous else 0),
                    max(with_margin(demand.blocks, LIST_MARGIN), previous.blocks if previous else 0),
