@@ -332,8 +332,8 @@ class VolumetricRenderer:
     OCCUPANCY_RES of the device) in the first frame after set_latent: `grid_build_ms` is that cost,
     once per latent (a renderer made for one instance and set to another builds one grid, not two).
     On CUDA it marches with a StaticMarcher (models/static_marcher.py): replayed from CUDA graphs,
-    no host sync but the frame's one; its first frame of a size and any that does not fit its
-    capacity march with march(), which is also a CPU's marcher (a CPU chunk is small, its host syncs
+    no host sync but the frame's one; its first frame of a size and any that its capacity does not
+    hold march with march(), which is also a CPU's marcher (a CPU chunk is small, its host syncs
     cost nothing, and padding would cost network evaluations).
 
     A frame's `abandon` is asked before each chunk of rays and each chunk of the grid's density
@@ -390,7 +390,7 @@ class VolumetricRenderer:
         if self.device.type == "cuda":
             self.marcher = StaticMarcher(self.mlp_tensors, self.model.config.samples_per_ray,
                                          self.model.config.frequencies, self.grid, graphs=True)
-        if self.device.type == "cuda":  # this stream only: another thread may be capturing a graph
+            # this stream only: another thread may be capturing a graph
             torch.cuda.current_stream(self.device).synchronize()
         self.grid_build_ms = (time.perf_counter() - start) * 1000.0
 
