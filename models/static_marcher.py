@@ -38,6 +38,9 @@ from models.occupancy import (
 # How the accelerated baseline may march a frame (bench/march_phases.py --marcher times each):
 # march() as is; march_static() run eagerly; march_static() replayed from a CUDA graph.
 MARCHERS = ("dynamic", "static", "graph")
+# Graphs a marcher keeps, the latest captured: each holds a memory pool as large as its march's
+# tensors (~GBs at 512²), and a viewer whose window is resized marches many ray counts.
+KEPT_GRAPHS = 2
 
 
 @dataclass
@@ -70,7 +73,7 @@ class StaticMarcher:
         self.field = (mlp_tensors, samples, frequencies, grid)  # march()'s arguments after the rays
         self.graphs, self.rounds = graphs, tuple(rounds)
         self.capacities: dict[tuple[int, torch.dtype], MarchCapacity] = {}
-        self._captured: dict[tuple[int, torch.dtype], CapturedMarch] = {}
+        self.captured: dict[tuple[int, torch.dtype], CapturedMarch] = {}
         self.fallbacks = self.deferred = self.captures = 0
         self.graph_error: str | None = None
 
@@ -95,14 +98,14 @@ class StaticMarcher:
         self.fallbacks += 1
         result = march(origins, dirs, *self.field, self.rounds, phase)
         self.capacities[key] = MarchCapacity.covering(result.demand, self.rounds, capacity)
-        self._captured.pop(key, None)  # captured with the old capacity
+        self.captured.pop(key, None)  # captured with the old capacity
         return result
 
     def _replay(self, key: tuple[int, torch.dtype], capacity: MarchCapacity, origins: torch.Tensor,
                 dirs: torch.Tensor) -> StaticMarch | None:
         """The static march of the rays replayed from the capacity's graph (captured first if need
         be); None, graphs given up, if the capture was refused."""
-        captured = self._captured.get(key)
+        captured = self.captured.get(key)
         if captured is None:
             rays = origins.clone(), dirs.clone()
             try:
@@ -112,8 +115,10 @@ class StaticMarcher:
                 warnings.warn(f"the static march runs eagerly: its CUDA graph capture failed: {error}",
                               stacklevel=2)
                 return None
-            captured = self._captured[key] = CapturedMarch(graph, *rays, output)
+            captured = self.captured[key] = CapturedMarch(graph, *rays, output)
             self.captures += 1
+            for stale in list(self.captured)[:-KEPT_GRAPHS]:
+                del self.captured[stale]
         captured.origins.copy_(origins)
         captured.dirs.copy_(dirs)
         captured.graph.replay()

@@ -159,3 +159,36 @@ def test_a_refused_capture_leaves_the_march_eager_and_right(shipped_field, monke
         assert_same_frame(marcher(origins, dirs), expected)
     assert not marcher.graphs and "stream is capturing" in marcher.graph_error
     assert marcher.fallbacks == 1 and not marcher.captures
+
+
+class ReplayedStep:
+    """Stands in for a CUDA graph on a CPU: a replay runs the captured step again into the same
+    output tensors, as a graph rewrites its static outputs."""
+
+    def __init__(self, step):
+        self.step, self.output = step, step()
+
+    def replay(self):
+        fresh = self.step()
+        for name in ("color", "depth", "opacity", "evaluations", "demand"):
+            getattr(self.output, name).copy_(getattr(fresh, name))
+
+
+def test_replays_read_each_frames_rays_and_keep_only_the_latest_graphs(shipped_field, monkeypatch):
+    def fake_capture(step):
+        graph = ReplayedStep(step)
+        return graph, graph.output
+
+    monkeypatch.setattr(models.static_marcher, "capture", fake_capture)
+    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher.graphs = True  # as on CUDA
+    for res in (16, 20, 24):
+        for azimuth in (0.0, 0.0, 3.0):  # plans, captures and replays, replays other rays
+            origins, dirs = rays(azimuth, res)
+            result = marcher(origins, dirs)
+            assert_same_frame(result, march(origins, dirs, *shipped_field))
+        kept = result.color.clone()
+        marcher(*rays(0.0, res))  # the next replay rewrites the graph's output, not what was returned
+        assert torch.equal(result.color, kept)
+    assert marcher.fallbacks == 3 and marcher.captures == 3 and not marcher.deferred
+    assert [count for count, _ in marcher.captured] == [20 * 20, 24 * 24]  # KEPT_GRAPHS, the latest
