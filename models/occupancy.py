@@ -16,7 +16,9 @@ instant-ngp and nerfacc skip both, and so does this module:
    block's reach, and only the samples of the blocks found there are looked up one by one. Each
    ray's list of its occupied samples is then marched in rounds of up to MARCH_ROUNDS samples (fewer
    once the ray's density says it turns opaque sooner), only over the rays still marching, and a ray
-   stops once its transmittance falls under EARLY_STOP_TRANSMITTANCE or its list ends.
+   stops once its transmittance falls under EARLY_STOP_TRANSMITTANCE or its list ends. march() sizes
+   every tensor by what the rays need (host syncs); march_static() runs the same march in the fixed
+   sizes of a MarchCapacity, which models/static_marcher.py replays from CUDA graphs.
 
 A skipped sample in a cell with no corner over the threshold has, where the density is smooth
 over a cell, an alpha under ~1e-4 at the dense step; the rest of a stopped ray could add at most
