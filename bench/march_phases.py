@@ -1,7 +1,7 @@
 """Where the accelerated volumetric frame's time goes: the occupancy march (models/occupancy.py) by phase.
 
     python bench/march_phases.py [--device cpu] [--res 128 512] [--occupancy-res 128] [--azimuth 0]
-                                 [--rounds 8 4 4 8 16 32 64] [--repeats 5]
+                                 [--rounds 8 4 4 8 16 32 64] [--repeats 5] [--marcher dynamic static graph]
                                  [--volumetric checkpoints/cars_volumetric.pt] [--json PATH]
 
 One march over all of a frame's rays (what the GPU renders at 512² in one chunk; a CPU frame renders
@@ -17,6 +17,14 @@ on the device; the milliseconds do. Peak memory is the most the march had alloca
 what it was given: CUDA's allocator peak on a GPU, the profiled march's allocations and frees on a
 CPU. --rounds tries another schedule than the renderer's MARCH_ROUNDS: fewer, larger rounds trade
 network evaluations for launches and syncs, which only a GPU can weigh.
+
+--marcher times each of models/static_marcher.py's MARCHERS in turn, one row each: `dynamic` is
+march(), `static` march_static() run eagerly (its rounds' fixed sizes, no host sync but the demand's
+read), `graph` the same replayed from a CUDA graph (one phase; CUDA only: skipped elsewhere), the
+accelerated renderer's marcher on CUDA. A static marcher's warm-up is two marches (the first plans
+its capacity, the second captures); `fallbacks` counts the measured marches that did not hold and
+were marched again, `deferred` those a round of which left work to later rounds, and each row says
+how far its colors are from march()'s and whether its evaluations are the same.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from models.checkpoint import load_checkpoint  # noqa: E402
 from models.occupancy import MARCH_ROUNDS, march  # noqa: E402
 from models.renderer import OCCUPANCY_RES, VolumetricRenderer, frame_rays  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
+from models.static_marcher import MARCHERS, StaticMarcher  # noqa: E402
 
 PHASE_PREFIX = "phase: "
 # Operators that wait for the GPU before they return (on CUDA): a result's size or a scalar.
@@ -110,16 +119,21 @@ def peak_allocated_mb(events) -> float:
 
 
 def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, rounds: tuple[int, ...],
-            repeats: int) -> dict:
+            repeats: int, marcher: str) -> dict:
     cfg = renderer.model.config
     origins, dirs = frame_rays(orbit_pose(azimuth, ELEVATION, RADIUS), res, renderer.device)
     origins, dirs = origins.to(renderer.dtype), dirs.to(renderer.dtype)
+    field = (renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid)
+    dynamic = march(origins, dirs, *field, rounds)  # the reference (and the grid's dilated volumes)
+    static = None if marcher == "dynamic" else StaticMarcher(*field, graphs=marcher == "graph", rounds=rounds)
 
     def run_march(phase):
-        return march(origins, dirs, renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid,
-                     rounds, phase)
+        return march(origins, dirs, *field, rounds, phase) if static is None else static(origins, dirs, phase)
 
-    result = run_march(PhaseClock(renderer.device))  # warm-up (and the grid's dilated volumes)
+    if static is not None:
+        run_march(PhaseClock(renderer.device))  # plans its capacity
+    result = run_march(PhaseClock(renderer.device))  # warm-up (and a graph's capture)
+    planning_fallbacks = static.fallbacks if static else 0
     if renderer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(renderer.device)
         given = torch.cuda.memory_allocated(renderer.device)
@@ -139,8 +153,14 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, round
     evaluations = result.evaluations
     hit = result.opacity > 0.5
     return {
-        "res": str(res), "rays": origins.shape[0], "azimuth": azimuth,
+        "res": str(res), "rays": origins.shape[0], "azimuth": azimuth, "marcher": marcher,
         "occupancy_res": renderer.grid.resolution, "round_sizes": list(rounds),
+        "static_rounds": len(static.capacities[origins.shape[0], origins.dtype].sizes) if static else None,
+        "fallbacks": static.fallbacks - planning_fallbacks if static else 0,
+        "deferred": static.deferred if static else 0,  # frames a round of which left work to later ones
+        "graph_error": static.graph_error if static else None,  # a refused capture: it ran eagerly
+        "color_max_diff_vs_dynamic": float((result.color.float() - dynamic.color.float()).abs().max()),
+        "evaluations_equal_dynamic": bool(torch.equal(result.evaluations, dynamic.evaluations)),
         "march_ms_median": float(np.median(totals)),
         "phases": [{"phase": name, "ms_median": float(np.median(ms)), **counts.get(name, {})}
                    for name, ms in phases.items()],
@@ -161,17 +181,26 @@ def main(args) -> int:
                                   occupancy_res=args.occupancy_res or OCCUPANCY_RES[device.type])
     renderer.set_latent(ckpt.latents[ckpt.resolve_instance(args.instance)])
     renderer.render(orbit_pose(args.azimuth, ELEVATION, RADIUS), Resolution.square(8))  # builds the grid
-    rows = [measure(renderer, res, args.azimuth, tuple(args.rounds), args.repeats) for res in args.res]
+    marchers = [name for name in args.marcher if name != "graph" or device.type == "cuda"]
+    if marchers != args.marcher:
+        print("graph: skipped (CUDA graphs need a CUDA device)")
+    rows = [measure(renderer, res, args.azimuth, tuple(args.rounds), args.repeats, marcher)
+            for res in args.res for marcher in marchers]
     env = {"device": device_name(device), "precision": args.precision, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "volumetric": str(args.volumetric), "repeats": args.repeats,
            "timer": "cuda-events" if device.type == "cuda" else "perf_counter",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for row in rows:
-        print(f"\n{env['device']}, {args.precision}, {row['res']}, {row['occupancy_res']}³ grid: march "
-              f"{row['march_ms_median']:.2f} ms, {row['rounds']} rounds,"
+        print(f"\n{env['device']}, {args.precision}, {row['res']}, {row['occupancy_res']}³ grid,"
+              f" {row['marcher']}: march {row['march_ms_median']:.2f} ms, {row['rounds']} rounds,"
               f" {row['evals_per_ray']:.2f} evaluations a ray "
               f"({row['evals_per_hit_ray']:.1f} a hit ray), {row['ops']} ops, {row['host_syncs']} host syncs,"
-              f" peak {row['peak_mem_mb']:.0f} MB")
+              f" peak {row['peak_mem_mb']:.0f} MB, {row['fallbacks']} fallbacks, {row['deferred']} deferred,"
+              f" colors within"
+              f" {row['color_max_diff_vs_dynamic']:.2g} of march()'s, evaluations"
+              f" {'equal' if row['evaluations_equal_dynamic'] else 'NOT equal'}")
+        if row["graph_error"]:
+            print(f"  its CUDA graph capture failed, so it ran eagerly: {row['graph_error']}")
         for phase in row["phases"]:
             print(f"  {phase['phase']:<22} {phase['ms_median']:9.2f} ms  {phase.get('ops', 0):4d} ops"
                   f"  {phase.get('host_syncs', 0):2d} syncs")
@@ -187,5 +216,7 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, nargs="+", default=list(MARCH_ROUNDS),
                         help="samples a ray takes in each marching round, the last repeating")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--marcher", nargs="+", choices=MARCHERS, default=["dynamic"],
+                        help="the marchers to time, a row each (graph: CUDA only)")
     args = parse_volumetric_args(parser)
     sys.exit(run_entry_point(lambda: main(args), args.debug))

@@ -9,7 +9,10 @@ renderer (models/occupancy.py), one warm-up frame, then every pose timed. Per ro
 network evaluations per ray that hits the car (opacity > 0.5) and per ray (means over the poses),
 the most marching rounds a chunk took, the worst PSNR against the dense frame, and what building the
 grid cost (once per latent, not in the frame time). The evaluation counts do not depend on the
-device; the milliseconds do.
+device; the milliseconds do. On CUDA the renderer marches from CUDA graphs (models/static_marcher.py):
+`march_fallbacks` counts its timed frames that march() marched instead (any whose view needed more
+room than the capacity planned from the warm-up frame had, or than it grew to since), and
+`march_deferred` those a round of which left work to later rounds.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def measure(renderer: VolumetricRenderer, res: Resolution, poses: list[torch.Ten
     reference."""
     renderer.render(poses[0], res)
     stats = []
+    before = (renderer.marcher.fallbacks, renderer.marcher.deferred) if renderer.marcher else (0, 0)
 
     def frame(pose: torch.Tensor) -> None:
         image = renderer.render(pose, res)
@@ -53,7 +57,9 @@ def measure(renderer: VolumetricRenderer, res: Resolution, poses: list[torch.Ten
             "evals_per_hit_ray": float(np.mean(hit)), "evals_per_ray": float(np.mean(every)),
             "march_rounds": max(rounds), "psnr_vs_dense": worst, "grid_build_ms": renderer.grid_build_ms,
             "grid_build_evaluations": renderer.grid.build_evaluations,
-            "occupied_share": renderer.grid.occupied_share}
+            "occupied_share": renderer.grid.occupied_share,
+            "march_fallbacks": renderer.marcher.fallbacks - before[0] if renderer.marcher else None,
+            "march_deferred": renderer.marcher.deferred - before[1] if renderer.marcher else None}
 
 
 def main(args) -> int:

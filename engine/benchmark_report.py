@@ -29,6 +29,9 @@ def details(row: dict) -> str:
         if "grid_build_ms" in row:  # runs before the coarse-to-fine grid lack it
             chunks += (f", {row['march_rounds']} rounds, {row['occupancy_res']}³ grid built in "
                        f"{row['grid_build_ms']:.0f} ms once per latent")
+        if "march_fallbacks" in row:  # CUDA: the static march replayed from CUDA graphs
+            chunks += (f", CUDA-graph march: {row['march_fallbacks']} frame(s) marched again by march(),"
+                       f" {row['march_deferred']} deferring work to later rounds")
         return chunks
     if "texture_path" in row:
         paths = (("shared frames", "shared_fallback"), ("interop", "interop_fallback"))

@@ -16,7 +16,9 @@ instant-ngp and nerfacc skip both, and so does this module:
    block's reach, and only the samples of the blocks found there are looked up one by one. Each
    ray's list of its occupied samples is then marched in rounds of up to MARCH_ROUNDS samples (fewer
    once the ray's density says it turns opaque sooner), only over the rays still marching, and a ray
-   stops once its transmittance falls under EARLY_STOP_TRANSMITTANCE or its list ends.
+   stops once its transmittance falls under EARLY_STOP_TRANSMITTANCE or its list ends. march() sizes
+   every tensor by what the rays need (host syncs); march_static() runs the same march in the fixed
+   sizes of a MarchCapacity, which models/static_marcher.py replays from CUDA graphs.
 
 A skipped sample in a cell with no corner over the threshold has, where the density is smooth
 over a cell, an alpha under ~1e-4 at the dense step; the rest of a stopped ray could add at most
@@ -27,10 +29,10 @@ speed-up never comes from a worse picture.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 
 import torch
 import torch.nn.functional as F
@@ -179,23 +181,118 @@ def field_density(mlp_tensors: tuple[torch.Tensor, ...], frequencies: int):
 
 
 @dataclass
+class MarchDemand:
+    """What a march over a set of rays needed: the sizes march() gave its tensors, which a static
+    march (march_static) must have room for."""
+
+    dilation: int  # cells the block lookup's grid is dilated by (in fp16 it grows with the rays' far end)
+    blocks: int  # (ray, block) pairs near occupied cells, looked up sample by sample
+    samples: int  # samples in occupied cells
+    rays: tuple[int, ...]  # rays marching in each round
+    evaluations: tuple[int, ...]  # network evaluations in each round
+    unfinished: int = 0  # rays still marching after a static march's last round
+
+    @property
+    def rounds(self) -> int:
+        return sum(count > 0 for count in self.rays)
+
+
+@dataclass
 class MarchResult:
     color: torch.Tensor  # (N, 3) over the white background
     depth: torch.Tensor  # (N,) expected distance, normalised by opacity
     opacity: torch.Tensor  # (N,)
     evaluations: torch.Tensor  # (N,) network evaluations each ray took
-    rounds: int  # marching rounds the rays took (each one network call and two host syncs)
+    demand: MarchDemand
+
+    @property
+    def rounds(self) -> int:
+        """Marching rounds the rays took (in march() each one network call and two host syncs)."""
+        return self.demand.rounds
+
+
+# A static march's room for each count of a MarchDemand: this share more, and this many more (tiny
+# frames), so that the next views of a moving camera still fit. A round's padded evaluations cost
+# network time as real ones do, and a round without room for every marching ray or evaluation leaves
+# the rest to the next rounds; the lists of occupied blocks and samples cost little padded, but a
+# frame whose lists do not fit is marched again by march() (~a dynamic frame and a new capture).
+# Along the benchmark's orbit the counts vary by ~1.4× (cars_volumetric.pt, 128², 50 views).
+CAPACITY_MARGIN = 1.2
+LIST_MARGIN = 1.5
+CAPACITY_SLACK = 256
+# A round's room is at least this share of the busiest round's rays and of all the evaluations: the
+# late rounds, of few rays each, vary most from view to view, and take what fuller rounds left.
+ROUND_FLOOR = 0.03
+# Rounds a static march has beyond those its planning march took: they take what fuller rounds left,
+# and the rays of a view that take a round or two more. A round of few rays costs its launches.
+EXTRA_ROUNDS = 2
+
+
+def with_margin(count: int, margin: float = CAPACITY_MARGIN) -> int:
+    return math.ceil(count * margin) + CAPACITY_SLACK
+
+
+@dataclass(frozen=True)
+class MarchCapacity:
+    """The fixed sizes of a static march: its rounds and the room its tensors have in each stage."""
+
+    sizes: tuple[int, ...]  # samples a ray takes in each round: a fixed number of rounds
+    dilation: int
+    blocks: int
+    samples: int
+    rays: tuple[int, ...]  # per round
+    evaluations: tuple[int, ...]  # per round
+
+    @classmethod
+    def covering(cls, demand: MarchDemand, rounds: Sequence[int] = MARCH_ROUNDS,
+                 previous: MarchCapacity | None = None) -> MarchCapacity:
+        """Room for `demand` with margin in EXTRA_ROUNDS more rounds than it took, and at least
+        `previous`'s."""
+        count = max(len(demand.rays) + EXTRA_ROUNDS, len(previous.sizes) if previous else 0)
+        sizes = tuple(islice(round_sizes(rounds), count))
+
+        def room(needed: Sequence[int], floor: float, had: Sequence[int] | None) -> tuple[int, ...]:
+            padded = tuple(needed) + (0,) * (count - len(needed))
+            wanted = tuple(max(with_margin(n), math.ceil(floor)) for n in padded)
+            return wanted if had is None else tuple(map(max, wanted, tuple(had) + (0,) * (count - len(had))))
+
+        rays = room(demand.rays, ROUND_FLOOR * max(demand.rays, default=0), previous and previous.rays)
+        # a round evaluates at most each of its rays' `size` samples
+        wanted = room(demand.evaluations, ROUND_FLOOR * sum(demand.evaluations),
+                      previous and previous.evaluations)
+        evaluations = tuple(min(e, r * s) for e, r, s in zip(wanted, rays, sizes, strict=True))
+        return cls(sizes, max(demand.dilation, previous.dilation if previous else 0),
+                   max(with_margin(demand.blocks, LIST_MARGIN), previous.blocks if previous else 0),
+                   max(with_margin(demand.samples, LIST_MARGIN), previous.samples if previous else 0),
+                   rays, evaluations)
+
+    def holds(self, demand: MarchDemand) -> bool:
+        """Whether a static march with `demand` is right: its lists had room, its lookup's dilation
+        sufficed, and every ray finished. Otherwise it has wrong pixels."""
+        return (demand.unfinished == 0 and demand.dilation <= self.dilation and demand.blocks <= self.blocks
+                and demand.samples <= self.samples)
+
+    def fits(self, demand: MarchDemand) -> bool:
+        """Whether a static march with `demand` is march()'s bit for bit: it holds, and every round
+        had room for all it wanted (a round without leaves the rest to later ones, so a ray may stop
+        a sample or so elsewhere: colors within EARLY_STOP_TRANSMITTANCE)."""
+        return (self.holds(demand) and len(demand.rays) <= len(self.sizes)
+                and all(map(int.__le__, demand.rays, self.rays))
+                and all(map(int.__le__, demand.evaluations, self.evaluations)))
 
 
 @dataclass
 class OccupiedSamples:
     """Every ray's samples in occupied cells in one list, ray after ray and in order along each ray:
-    ray i's are distances[first[i]:first[i] + counts[i]]."""
+    ray i's are distances[first[i]:first[i] + counts[i]] (a static list is padded past the last)."""
 
     distances: torch.Tensor  # (M,) in the rays' dtype, equal to the dense render's distances
     counts: torch.Tensor  # (N,) long
     first: torch.Tensor  # (N,) long
     step: torch.Tensor  # (N,) the rays' sample length (0 on a ray that misses the unit sphere)
+    dilation: int | torch.Tensor  # what the rays needed (MarchDemand): ints, or 0-d tensors if static
+    blocks: int | torch.Tensor
+    samples: int | torch.Tensor
 
 
 def round_sizes(rounds: Sequence[int]) -> Iterator[int]:
@@ -213,14 +310,37 @@ def sample_distances(near: torch.Tensor, step: torch.Tensor, index: torch.Tensor
     return near + (index.to(near.dtype) + 0.5) * step
 
 
+def compact(mask: torch.Tensor, capacity: int | None) -> tuple[torch.Tensor, int | torch.Tensor]:
+    """The indices of a 1-D mask's set entries, in order, and how many there are. Without a capacity,
+    all of them (the host waits for the count). With one, exactly `capacity`, padded with mask.numel()
+    (one past the end), and the count a 0-d tensor that may exceed it: nothing waits."""
+    if capacity is None:
+        found = mask.nonzero()[:, 0]
+        return found, found.numel()
+    return torch.nonzero_static(mask, size=capacity, fill_value=mask.numel())[:, 0], mask.sum()
+
+
+def block_dilation(far_max: float | torch.Tensor, samples: int, resolution: int, dtype: torch.dtype):
+    """Cells the grid must be dilated by for a block's centre to find every cell its samples may
+    touch, on rays ending at most `far_max` away (a float, or a 0-d float64 tensor: then a tensor)."""
+    # Samples are at most 2 / samples apart (the sphere's diameter), so a block reaches this far from
+    # its centre. A sample's position, computed in the rays' dtype as the dense render does, lies off
+    # the exact one by its four roundings (offset, distance, times the direction, plus the origin),
+    # each half an ulp: at most eps / 2 * (3 + 2 * far); twice that is allowed (fp16: 0.01 at far 4).
+    rounding = torch.finfo(dtype).eps * (3.0 + 2.0 * far_max)
+    cells = ((SAMPLE_BLOCK - 1) / 2 * (2.0 / samples) + rounding) * resolution / 2.0
+    return math.ceil(cells) if isinstance(cells, float) else torch.ceil(cells).long()
+
+
 def occupied_samples(
     origins: torch.Tensor, dirs: torch.Tensor, samples: int, grid: OccupancyGrid,
-    phase: Callable[[str], AbstractContextManager] = no_phase,
+    phase: Callable[[str], AbstractContextManager] = no_phase, capacity: MarchCapacity | None = None,
 ) -> OccupiedSamples:
     """The dense render's sample positions of (N, 3) rays that lie in occupied cells, found block by
     block (SAMPLE_BLOCK): the samples of a block whose centre is farther from every occupied cell
     than the block reaches are never looked up. A ray that misses the unit sphere has samples of
-    length 0 (models/volumetric.py): nothing to see."""
+    length 0 (models/volumetric.py): nothing to see. With a `capacity`, the lists have its fixed
+    sizes and nothing waits for the device (the counts may then exceed the room)."""
     near, far = sphere_interval(origins, dirs)
     step = (far - near) / samples
     blocks = -(-samples // SAMPLE_BLOCK)
@@ -229,25 +349,50 @@ def occupied_samples(
         block_centre = (block_start + (torch.clamp(samples - block_start, max=SAMPLE_BLOCK) - 1) / 2).float()
         centre_t = near.float()[:, None] + (block_centre + 0.5) * step.float()[:, None]
         centres = origins.float()[:, None] + centre_t[..., None] * dirs.float()[:, None]
-        # Samples are at most 2 / samples apart (the sphere's diameter), so a block reaches this far
-        # from its centre, and the grid dilated by that many cells holds every cell it may touch. A
-        # sample's position, computed in the rays' dtype as the dense render does, lies off the exact
-        # one by its four roundings (offset, distance, times the direction, plus the origin), each
-        # half an ulp: at most eps / 2 * (3 + 2 * far); twice that is allowed (fp16: 0.01 at far 4).
-        rounding = torch.finfo(origins.dtype).eps * (3.0 + 2.0 * float(far.max() if far.numel() else 0.0))
-        reach = (SAMPLE_BLOCK - 1) / 2 * (2.0 / samples) + rounding
-        dilation = math.ceil(reach * grid.resolution / 2.0)
+        if capacity is None:
+            dilation = needed = block_dilation(float(far.max() if far.numel() else 0.0), samples,
+                                               grid.resolution, origins.dtype)
+        else:  # the capacity's; a frame that needs more does not fit it
+            dilation = capacity.dilation
+            needed = block_dilation(far.max().double(), samples, grid.resolution, origins.dtype)
         near_occupied = grid.lookup(centres, dilation) & (step > 0)[:, None]
     with phase("fine lookup"):
-        ray, block = near_occupied.nonzero(as_tuple=True)  # in order: ray after ray, block after block
+        # in order: ray after ray, block after block; padding: a block of the last ray, looked up in
+        # vain (below)
+        found, found_count = compact(near_occupied.view(-1), capacity and capacity.blocks)
+        ray, block = (found // blocks).clamp(max=max(origins.shape[0] - 1, 0)), found % blocks
         index = block_start[block, None] + torch.arange(SAMPLE_BLOCK, device=origins.device)
         t = sample_distances(near[ray, None], step[ray, None], index)
         points = origins[ray, None] + t[..., None] * dirs[ray, None]
-        occupied = grid.lookup(points) & (index < samples)
+        occupied = grid.lookup(points) & (index < samples) & (found < near_occupied.numel())[:, None]
     with phase("sample list"):
         counts = torch.zeros(origins.shape[0], dtype=torch.long, device=origins.device)
         counts.index_add_(0, ray, occupied.sum(1))
-        return OccupiedSamples(t[occupied], counts, torch.cumsum(counts, 0) - counts, step)
+        listed, listed_count = compact(occupied.view(-1), capacity and capacity.samples)
+        distances = t.view(-1)[listed.clamp(max=max(t.numel() - 1, 0))]
+        return OccupiedSamples(distances, counts, torch.cumsum(counts, 0) - counts, step, needed, found_count,
+                               listed_count)
+
+
+@dataclass
+class StaticMarch:
+    """A static march's results, tensors of fixed sizes (a CUDA graph's outputs), and its demand:
+    read it (the frame's one host sync) before trusting them."""
+
+    color: torch.Tensor
+    depth: torch.Tensor
+    opacity: torch.Tensor
+    evaluations: torch.Tensor
+    demand: torch.Tensor  # (5 + 2 * rounds,) long: MarchDemand's counts, in its order
+
+    def read_demand(self) -> MarchDemand:
+        dilation, blocks, samples, *per_round, unfinished = self.demand.tolist()
+        rounds = len(per_round) // 2
+        return MarchDemand(dilation, blocks, samples, tuple(per_round[:rounds]), tuple(per_round[rounds:]),
+                           unfinished)
+
+    def result(self, demand: MarchDemand) -> MarchResult:
+        return MarchResult(self.color, self.depth, self.opacity, self.evaluations, demand)
 
 
 @torch.no_grad()
@@ -257,27 +402,75 @@ def march(
     phase: Callable[[str], AbstractContextManager] = no_phase,
 ) -> MarchResult:
     """Render (N, 3) rays at the dense sample positions, evaluating the network only where the grid
-    says occupied and only while the ray can still be seen through. `phase(name)` wraps each stage
-    of the work (bench/march_phases.py times them); by default nothing."""
+    says occupied and only while the ray can still be seen through. Each round's tensors are as
+    large as the rays it has need (two host syncs a round). `phase(name)` wraps each stage of the
+    work (bench/march_phases.py times them); by default nothing."""
+    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, round_sizes(rounds), None, phase)
+    listed, rays, evaluations = marched.demand
+    demand = MarchDemand(listed.dilation, listed.blocks, listed.samples, tuple(rays), tuple(evaluations))
+    return MarchResult(marched.color, marched.depth, marched.opacity, marched.evaluations, demand)
+
+
+@torch.no_grad()
+def march_static(
+    origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
+    frequencies: int, grid: OccupancyGrid, capacity: MarchCapacity,
+    phase: Callable[[str], AbstractContextManager] = no_phase,
+) -> StaticMarch:
+    """march() in `capacity`'s rounds with its fixed sizes: the same launches whatever the rays, and
+    no host sync, so that a CUDA graph can replay it. Padding entries evaluate the network on
+    harmless inputs and are discarded. A round without room for all its rays or evaluations takes
+    the first ones and leaves the rest to the next rounds. Its results are march()'s bit for bit
+    where the demand fits the capacity, right (within EARLY_STOP_TRANSMITTANCE) where the capacity
+    holds it, and wrong otherwise (StaticMarch.read_demand, MarchCapacity.fits and holds)."""
+    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, capacity.sizes, capacity, phase)
+    listed, rays, evaluations = marched.demand
+    counts = [listed.dilation, listed.blocks, listed.samples, *rays, *evaluations, marched.unfinished]
+    return StaticMarch(marched.color, marched.depth, marched.opacity, marched.evaluations,
+                       torch.stack([count.to(torch.long) for count in counts]))
+
+
+@dataclass
+class _Marched:
+    color: torch.Tensor
+    depth: torch.Tensor
+    opacity: torch.Tensor
+    evaluations: torch.Tensor
+    demand: tuple[OccupiedSamples, list, list]  # the list, rays and evaluations per round
+    unfinished: torch.Tensor | None
+
+
+def _march(
+    origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
+    frequencies: int, grid: OccupancyGrid, sizes: Iterable[int], capacity: MarchCapacity | None,
+    phase: Callable[[str], AbstractContextManager],
+) -> _Marched:
+    """march() without a capacity (until no ray marches), march_static() with one (every round)."""
     n, device, dtype = origins.shape[0], origins.device, mlp_tensors[0].dtype
-    listed = occupied_samples(origins, dirs, samples, grid, phase)
+    listed = occupied_samples(origins, dirs, samples, grid, phase, capacity)
     with phase("march setup"):
-        step = listed.step.float()
-        transmittance = torch.ones(n, device=device)
-        color = torch.zeros(n, 3, device=device)
-        depth = torch.zeros(n, device=device)
-        evaluations = torch.zeros(n, dtype=torch.long, device=device)  # also where each ray is in its list
-        optical_depth = torch.zeros(n, device=device)  # of each ray's latest sample; 0 before the first
-        rays = listed.counts.nonzero()[:, 0]  # the rays still marching
+        # Each ray's state has one row more, never marching: a static round's padding reads and
+        # writes it, and what it gathers is discarded.
+        step = F.pad(listed.step.float(), (0, 1))
+        ray_origins, ray_dirs = F.pad(origins, (0, 0, 0, 1)), F.pad(dirs, (0, 0, 0, 1))
+        counts, first = F.pad(listed.counts, (0, 1)), F.pad(listed.first, (0, 1))
+        transmittance = torch.ones(n + 1, device=device)
+        color = torch.zeros(n + 1, 3, device=device)
+        depth = torch.zeros(n + 1, device=device)
+        # also where each ray is in its list
+        evaluations = torch.zeros(n + 1, dtype=torch.long, device=device)
+        optical_depth = torch.zeros(n + 1, device=device)  # of each ray's latest sample; 0 before the first
+        marching = listed.counts > 0  # padded with n, a static round's padding is the extra row
         last = max(listed.distances.numel() - 1, 0)
-    marched = 0
-    for size in round_sizes(rounds):
-        if rays.numel() == 0:
-            break
-        with phase(f"round {marched + 1} select"):
+    demand_rays, demand_evaluations = [], []
+    for number, size in enumerate(sizes, 1):
+        with phase(f"round {number} select"):
+            rays, marching_count = compact(marching, capacity and capacity.rays[number - 1])
+            if capacity is None and marching_count == 0:
+                break
             # Each marching ray's state is read once a round here and written back once below.
             ray_transmittance, ray_evaluations = transmittance[rays], evaluations[rays]
-            ray_counts = listed.counts[rays]
+            ray_counts = counts[rays]
             # At its latest sample's optical depth a ray turns opaque in ln(T / ε) / depth more
             # samples: it takes up to STOP_SLACK times that many this round (all `size` while it has
             # seen nothing).
@@ -287,33 +480,47 @@ def march(
             rank = ray_evaluations[:, None] + offset
             # (A, size), a prefix of each row: a ray's list may end, or its need be met, within the round
             valid = (rank < ray_counts[:, None]) & (offset < needed[:, None])
-            t_round = listed.distances[(listed.first[rays, None] + rank).clamp(max=last)]
-            at, position = valid.nonzero(as_tuple=True)
-            evaluated = rays[at]
-        with phase(f"round {marched + 1} network"):
-            x = sample_inputs(origins[evaluated].to(dtype), dirs[evaluated].to(dtype),
-                              t_round[at, position, None].to(dtype), frequencies)[:, 0]
-            decoded = decode_samples(mlp_forward(x, *mlp_tensors).float())
-        with phase(f"round {marched + 1} composite"):
-            density = torch.zeros(valid.shape, device=device)
-            rgb = torch.zeros(*valid.shape, 3, device=device)
-            density[at, position], rgb[at, position] = decoded
+            t_round = listed.distances[(first[rays, None] + rank).clamp(max=last)]
+            taken = valid
+            if capacity is not None:  # without room for all, the first ones in order: each row a prefix
+                room = capacity.evaluations[number - 1]
+                taken = valid & (torch.cumsum(valid.view(-1), 0).view(valid.shape) <= room)
+            entries, entry_count = compact(taken.view(-1), capacity and capacity.evaluations[number - 1])
+            evaluated = rays[(entries // size).clamp(max=rays.numel() - 1)]
+            demand_rays.append(marching_count)
+            demand_evaluations.append(entry_count if capacity is None else valid.sum())
+        with phase(f"round {number} network"):
+            t_evaluated = t_round.view(-1)[entries.clamp(max=valid.numel() - 1)]
+            x = sample_inputs(ray_origins[evaluated].to(dtype), ray_dirs[evaluated].to(dtype),
+                              t_evaluated[:, None].to(dtype), frequencies)[:, 0]
+            decoded_density, decoded_rgb = decode_samples(mlp_forward(x, *mlp_tensors).float())
+        with phase(f"round {number} composite"):
+            # one slot past the round's samples takes the padding's results
+            density = torch.zeros(valid.numel() + 1, device=device)
+            rgb = torch.zeros(valid.numel() + 1, 3, device=device)
+            density[entries], rgb[entries] = decoded_density, decoded_rgb
+            density, rgb = density[:-1].view(valid.shape), rgb[:-1].view(*valid.shape, 3)
             # Skipped samples between these ones add nothing (alpha 0), so the round composites as if
             # its samples were adjacent.
             ray_step = step[rays, None]
             round_weights, through = sample_weights(density, ray_step)
             weights = ray_transmittance[:, None] * round_weights
-            # A ray is in `rays` once: index_add_ adds to its row once, as `color[rays] += ...` would.
+            # A ray is in `rays` once (but the padding row): index_add_ adds to its row once, as
+            # `color[rays] += ...` would.
             color.index_add_(0, rays, (weights[..., None] * rgb).sum(1))
             depth.index_add_(0, rays, (weights * t_round.float()).sum(1))
             ray_transmittance = ray_transmittance * through
             transmittance[rays] = ray_transmittance
-            took = valid.sum(1)  # at least 1: a marching ray has samples left and transmittance to lose
+            # at least 1 on a marching ray of march(): it has samples left and transmittance to lose;
+            # 0 on a static round's padding and on rays it had no room for
+            took = taken.sum(1)
             ray_evaluations = ray_evaluations + took
             evaluations[rays] = ray_evaluations
-            optical_depth[rays] = (density * ray_step).gather(1, took[:, None] - 1)[:, 0]
-            marched += 1
-            rays = rays[(ray_transmittance > EARLY_STOP_TRANSMITTANCE) & (ray_counts > ray_evaluations)]
+            latest = (density * ray_step).gather(1, took.clamp(min=1)[:, None] - 1)[:, 0]
+            optical_depth[rays] = torch.where(took > 0, latest, optical_depth[rays])
+            marching = ((transmittance > EARLY_STOP_TRANSMITTANCE) & (counts > evaluations))[:n]
+    transmittance, evaluations = transmittance[:n], evaluations[:n]
     opacity = 1.0 - transmittance
-    return MarchResult(color + transmittance[:, None], depth / opacity.clamp(min=1e-6), opacity, evaluations,
-                       marched)
+    unfinished = marching.sum() if capacity else None
+    return _Marched(color[:n] + transmittance[:, None], depth[:n] / opacity.clamp(min=1e-6), opacity,
+                    evaluations, (listed, demand_rays, demand_evaluations), unfinished)

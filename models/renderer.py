@@ -31,6 +31,7 @@ from models.occupancy import MARCH_ROUNDS, OccupancyGrid, build_occupancy, field
 from models.plucker import plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
 from models.resolution import Resolution
+from models.static_marcher import StaticMarcher
 from models.volumetric import VolumetricField, render_specialized
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -330,6 +331,10 @@ class VolumetricRenderer:
     `accelerated` builds its occupancy grid (`occupancy_res` cells per axis, by default
     OCCUPANCY_RES of the device) in the first frame after set_latent: `grid_build_ms` is that cost,
     once per latent (a renderer made for one instance and set to another builds one grid, not two).
+    On CUDA it marches with a StaticMarcher (models/static_marcher.py): replayed from CUDA graphs,
+    no host sync but the frame's one; its first frame of a size and any that its capacity does not
+    hold march with march(), which is also a CPU's marcher (a CPU chunk is small, its host syncs
+    cost nothing, and padding would cost network evaluations).
 
     A frame's `abandon` is asked before each chunk of rays and each chunk of the grid's density
     evaluations; when it answers True the frame raises FrameAbandoned (a CPU frame at 64² takes
@@ -365,6 +370,7 @@ class VolumetricRenderer:
         self.march_rounds = 0  # the most marching rounds a chunk of the last accelerated frame took
         self.occupancy_res = occupancy_res or OCCUPANCY_RES[self.device.type]
         self.grid: OccupancyGrid | None = None
+        self.marcher: StaticMarcher | None = None  # CUDA: this grid's
         self.grid_build_ms = 0.0
         self._dense = torch.compile(render_specialized, dynamic=False) if sampling == "fused" \
             else render_specialized
@@ -374,14 +380,17 @@ class VolumetricRenderer:
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
         self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
-        self.grid = None  # accelerated: the next frame builds this latent's
+        self.grid = self.marcher = None  # accelerated: the next frame builds this latent's
 
     def _build_grid(self, abandon: Callable[[], bool] | None) -> None:
         density = field_density(self.mlp_tensors, self.model.config.frequencies)
         start = time.perf_counter()
         self.grid = build_occupancy(density, self.occupancy_res, self.device,
                                     before_chunk=lambda: give_up_if(abandon))
-        if self.device.type == "cuda":  # this stream only: another thread may be capturing a graph
+        if self.device.type == "cuda":
+            self.marcher = StaticMarcher(self.mlp_tensors, self.model.config.samples_per_ray,
+                                         self.model.config.frequencies, self.grid, graphs=True)
+            # this stream only: another thread may be capturing a graph
             torch.cuda.current_stream(self.device).synchronize()
         self.grid_build_ms = (time.perf_counter() - start) * 1000.0
 
@@ -389,8 +398,9 @@ class VolumetricRenderer:
         give_up_if(abandon)
         cfg = self.model.config
         if self.grid is not None:
-            marched = march(origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
-                            cfg.samples_per_ray, cfg.frequencies, self.grid)
+            origins, dirs = origins.to(self.dtype), dirs.to(self.dtype)
+            marched = self.marcher(origins, dirs) if self.marcher is not None else \
+                march(origins, dirs, self.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, self.grid)
             self.march_rounds = max(self.march_rounds, marched.rounds)
             return marched.color, marched.depth, marched.opacity, marched.evaluations
         return self._dense(

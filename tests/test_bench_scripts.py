@@ -77,6 +77,23 @@ def test_march_phases_times_and_counts_each_phase_of_the_march(tiny_volumetric_c
         assert {f"round {k} {stage}" for k in range(1, row["rounds"] + 1)} <= set(phases)
     assert row["rounds"] >= 1 and row["round_sizes"] == [3, 5]
     assert all(phase["ms_median"] >= 0 and phase["ops"] > 0 for phase in phases.values())
-    assert phases["round 1 network"]["host_syncs"] == 0 and phases["round 1 select"]["host_syncs"] == 1
+    assert phases["round 1 network"]["host_syncs"] == 0 and phases["round 1 select"]["host_syncs"] == 2
     assert row["ops"] == sum(phase["ops"] for phase in phases.values()) and row["evaluations"] > 0
     assert row["host_syncs"] >= 2 * row["rounds"] and row["peak_mem_mb"] > 0
+
+
+def test_march_phases_times_the_static_marcher_beside_the_dynamic_one(tiny_volumetric_ckpt, tmp_path):
+    out = tmp_path / "phases.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "march_phases.py"), "--device", "cpu",
+                             "--volumetric", str(tiny_volumetric_ckpt), "--res", "16", "--occupancy-res", "8",
+                             "--repeats", "2", "--marcher", "dynamic", "static", "graph", "--json", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "graph: skipped (CUDA graphs need a CUDA device)" in result.stdout
+    dynamic, static = json.loads(out.read_text())["rows"]
+    assert (dynamic["marcher"], static["marcher"]) == ("dynamic", "static")
+    assert static["host_syncs"] == 0 < dynamic["host_syncs"] and static["fallbacks"] == 0
+    assert static["evaluations_equal_dynamic"] and static["color_max_diff_vs_dynamic"] == 0.0
+    assert static["evaluations"] == dynamic["evaluations"] and static["static_rounds"] > dynamic["rounds"]
+    phases = {phase["phase"] for phase in static["phases"]}
+    assert {f"round {k} network" for k in range(1, static["static_rounds"] + 1)} | {"read demand"} <= phases

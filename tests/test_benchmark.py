@@ -12,7 +12,7 @@ import torch
 
 from engine import benchmark_methods
 from engine.benchmark import BenchmarkCancelled, benchmark, load_volumetric
-from engine.benchmark_report import format_table, ms_table, plot
+from engine.benchmark_report import details, format_table, ms_table, plot
 from engine.memory import PeakMemory
 from models import renderer as renderer_module
 from models.checkpoint import load_checkpoint
@@ -295,3 +295,13 @@ def test_ms_table_has_a_row_per_variant_and_a_column_per_resolution():
     wide = [{"variant": "render", "res": "1920x1080", "median_ms": 0.75}]
     header, render = ms_table(wide, [Resolution(1920, 1080)]).splitlines()
     assert header.split() == ["variant", "1920×1080"] and render.split() == ["render", "0.750"]
+
+
+def test_the_accelerated_rows_details_tell_what_its_cuda_graph_march_marched_again():
+    row = {"chunks_per_frame": 1, "rays_per_chunk": 342_392, "evals_per_ray_all_rays": 3.9,
+           "psnr_vs_dense": 60.0, "march_rounds": 9, "occupancy_res": 128, "grid_build_ms": 69.0,
+           "march_fallbacks": 2, "march_deferred": 5}
+    told = "CUDA-graph march: 2 frame(s) marched again by march(), 5 deferring work to later rounds"
+    assert told in details(row)
+    del row["march_fallbacks"], row["march_deferred"]  # a CPU's row: march() alone
+    assert "CUDA-graph" not in details(row) and "9 rounds" in details(row)

@@ -1,0 +1,194 @@
+"""The march with fixed sizes and no host sync (march_static in models/occupancy.py, StaticMarcher)."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import models.static_marcher
+from models.cameras import orbit_pose
+from models.checkpoint import load_checkpoint
+from models.occupancy import (
+    EARLY_STOP_TRANSMITTANCE,
+    MarchCapacity,
+    OccupancyGrid,
+    build_occupancy,
+    field_density,
+    march,
+    march_static,
+)
+from models.renderer import VolumetricRenderer, frame_rays
+from models.resolution import Resolution
+from models.static_marcher import StaticMarcher
+from tests.conftest import tiny_volumetric
+
+CPU = torch.device("cpu")
+SHIPPED_VOLUMETRIC = Path(__file__).resolve().parents[1] / "checkpoints" / "cars_volumetric.pt"
+FIELDS = ("color", "depth", "opacity", "evaluations")
+
+
+def assert_same_frame(result, expected):
+    for name in FIELDS:
+        assert torch.equal(getattr(result, name), getattr(expected, name)), name
+    assert result.rounds == expected.rounds
+
+
+def rays(azimuth: float, res: int):
+    return frame_rays(orbit_pose(azimuth, 20.0, 3.0), Resolution.square(res), CPU)
+
+
+@pytest.fixture(scope="module")
+def shipped_field():
+    """The shipped checkpoint's first car: (mlp tensors, samples, frequencies, 64³ grid), fp32."""
+    ckpt = load_checkpoint(SHIPPED_VOLUMETRIC)
+    renderer = VolumetricRenderer(ckpt.model, CPU, sampling="accelerated", occupancy_res=64)
+    renderer.set_latent(ckpt.latents[0])
+    renderer.render(orbit_pose(0.0, 20.0, 3.0), Resolution.square(4))  # builds the grid
+    cfg = renderer.model.config
+    assert renderer.marcher is None  # a CPU marches with march()
+    return renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid
+
+
+def test_a_static_march_is_the_dynamic_one_bit_for_bit_on_the_shipped_car(shipped_field):
+    marcher = StaticMarcher(*shipped_field, graphs=False)
+    # The first frame plans the capacity, the next views fit it; a far view may not (then it is
+    # marched again), but every frame is the dynamic one's.
+    for frame, azimuth in enumerate((0.0, 0.0, 5.0, 10.0, 120.0)):
+        origins, dirs = rays(azimuth, 40)
+        expected = march(origins, dirs, *shipped_field)
+        assert expected.rounds >= 5 and expected.evaluations.sum() > 0
+        assert_same_frame(marcher(origins, dirs), expected)
+        if frame < 4:
+            assert marcher.fallbacks == 1
+    assert not marcher.captures
+
+
+def test_static_marches_of_other_schedules_equal_the_dynamic_ones():
+    model = tiny_volumetric()
+    tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
+    field = (tensors, model.config.samples_per_ray, model.config.frequencies)
+    grid = build_occupancy(field_density(tensors, model.config.frequencies), 8, CPU)
+    origins, dirs = rays(40.0, 12)
+    for rounds in ((1,), (8, 8, 64), (model.config.samples_per_ray,)):
+        expected = march(origins, dirs, *field, grid, rounds)
+        static = march_static(origins, dirs, *field, grid, MarchCapacity.covering(expected.demand, rounds))
+        demand = static.read_demand()
+        extra = (0,) * (len(demand.rays) - len(expected.demand.rays))  # rounds when no ray marched
+        assert extra and demand == replace(expected.demand, rays=expected.demand.rays + extra,
+                                           evaluations=expected.demand.evaluations + extra)
+        result = static.result(demand)
+        if rounds == (1,):  # rounds of a few evaluations: the BLAS may sum a batch of 3 otherwise than of 300
+            assert torch.equal(result.evaluations, expected.evaluations)
+            for name in ("color", "opacity", "depth"):
+                assert torch.allclose(getattr(result, name), getattr(expected, name), rtol=0, atol=1e-6)
+        else:
+            assert_same_frame(result, expected)
+
+
+def test_a_frame_whose_lists_overflow_is_detected_and_marched_again(shipped_field):
+    origins, dirs = rays(0.0, 32)
+    expected = march(origins, dirs, *shipped_field)
+    fitting = MarchCapacity.covering(expected.demand)
+    short = expected.rounds - 1  # a round fewer than the rays take: some cannot finish
+    for too_small in (replace(fitting, samples=expected.demand.samples - 1),
+                      replace(fitting, blocks=expected.demand.blocks - 1),
+                      replace(fitting, sizes=fitting.sizes[:short], rays=fitting.rays[:short],
+                              evaluations=fitting.evaluations[:short]),
+                      replace(fitting, dilation=expected.demand.dilation - 1)):
+        static = march_static(origins, dirs, *shipped_field, too_small)
+        assert not too_small.holds(static.read_demand())
+        marcher = StaticMarcher(*shipped_field, graphs=False)
+        marcher.capacities[(origins.shape[0], origins.dtype)] = too_small
+        assert_same_frame(marcher(origins, dirs), expected)  # marched again by march()
+        grown = marcher.capacities[(origins.shape[0], origins.dtype)]
+        assert marcher.fallbacks == 1 and grown.fits(expected.demand)
+        assert_same_frame(marcher(origins, dirs), expected)  # and the next frame fits
+        assert marcher.fallbacks == 1
+
+
+def test_a_round_short_of_room_leaves_the_rest_to_later_rounds(shipped_field):
+    origins, dirs = rays(0.0, 32)
+    expected = march(origins, dirs, *shipped_field)
+    fitting = MarchCapacity.covering(expected.demand)
+    for crowded in (replace(fitting, rays=(expected.demand.rays[0] // 2, *fitting.rays[1:])),
+                    replace(fitting, evaluations=(*fitting.evaluations[:2], 10, *fitting.evaluations[3:]))):
+        marcher = StaticMarcher(*shipped_field, graphs=False)
+        marcher.capacities[(origins.shape[0], origins.dtype)] = crowded
+        result = marcher(origins, dirs)
+        assert marcher.fallbacks == 0 and marcher.deferred == 1  # right, though not march()'s bit for bit
+        assert not torch.equal(result.evaluations, expected.evaluations)
+        # a ray may stop a sample or so elsewhere: what lies behind is under the early-stop transmittance
+        assert (result.color - expected.color).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
+        assert (result.opacity - expected.opacity).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
+        assert result.evaluations.sum() <= expected.evaluations.sum() * 1.1
+
+
+def test_an_empty_grid_marches_nothing_in_a_static_march():
+    model = tiny_volumetric()
+    tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
+    field = (tensors, model.config.samples_per_ray, model.config.frequencies,
+             OccupancyGrid(torch.zeros(8, 8, 8, dtype=torch.bool)))
+    origins, dirs = rays(40.0, 8)
+    marcher = StaticMarcher(*field, graphs=False)
+    marcher(origins, dirs)
+    result = marcher(origins, dirs)
+    assert marcher.fallbacks == 1 and result.rounds == 0 and result.evaluations.sum() == 0
+    assert torch.equal(result.color, torch.ones_like(result.color))
+
+
+def test_graphs_are_refused_on_a_cpu():
+    model = tiny_volumetric()
+    tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        StaticMarcher(tensors, model.config.samples_per_ray, model.config.frequencies,
+                      OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool)), graphs=True)
+
+
+def test_a_refused_capture_leaves_the_march_eager_and_right(shipped_field, monkeypatch):
+    def refuse(step):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(models.static_marcher, "capture", refuse)
+    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher.graphs = True  # as on CUDA, whose capture this CPU cannot try
+    origins, dirs = rays(0.0, 24)
+    expected = march(origins, dirs, *shipped_field)
+    assert_same_frame(marcher(origins, dirs), expected)  # plans the capacity
+    with pytest.warns(UserWarning, match="capture failed"):
+        assert_same_frame(marcher(origins, dirs), expected)
+    assert not marcher.graphs and "stream is capturing" in marcher.graph_error
+    assert marcher.fallbacks == 1 and not marcher.captures
+
+
+class ReplayedStep:
+    """Stands in for a CUDA graph on a CPU: a replay runs the captured step again into the same
+    output tensors, as a graph rewrites its static outputs."""
+
+    def __init__(self, step):
+        self.step, self.output = step, step()
+
+    def replay(self):
+        fresh = self.step()
+        for name in ("color", "depth", "opacity", "evaluations", "demand"):
+            getattr(self.output, name).copy_(getattr(fresh, name))
+
+
+def test_replays_read_each_frames_rays_and_keep_only_the_latest_graphs(shipped_field, monkeypatch):
+    def fake_capture(step):
+        graph = ReplayedStep(step)
+        return graph, graph.output
+
+    monkeypatch.setattr(models.static_marcher, "capture", fake_capture)
+    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher.graphs = True  # as on CUDA
+    for res in (16, 20, 24):
+        for azimuth in (0.0, 0.0, 3.0):  # plans, captures and replays, replays other rays
+            origins, dirs = rays(azimuth, res)
+            result = marcher(origins, dirs)
+            assert_same_frame(result, march(origins, dirs, *shipped_field))
+        kept = result.color.clone()
+        marcher(*rays(0.0, res))  # the next replay rewrites the graph's output, not what was returned
+        assert torch.equal(result.color, kept)
+    assert marcher.fallbacks == 3 and marcher.captures == 3 and not marcher.deferred
+    assert [count for count, _ in marcher.captured] == [20 * 20, 24 * 24]  # KEPT_GRAPHS, the latest
