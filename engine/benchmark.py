@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from engine.benchmark_methods import Method, available_backends, build_methods, method_name
+from engine.latents import VolumetricTwins
 from engine.memory import PeakMemory
 from engine.timing import median_p90, synchronize, time_frames, time_pipelined, timer_name
 from models.cameras import orbit_pose
@@ -82,10 +83,8 @@ def device_name(device: torch.device) -> str:
 
 def volumetric_instance(lfn_ckpt: Checkpoint, volumetric_ckpt: Checkpoint, instance: int) -> int:
     """The same object in the volumetric checkpoint: by name, else by index."""
-    name = lfn_ckpt.instance_names[instance]
-    if name in volumetric_ckpt.instance_names:
-        return volumetric_ckpt.instance_names.index(name)
-    return volumetric_ckpt.resolve_instance(instance)
+    row = VolumetricTwins(lfn_ckpt.instance_names, volumetric_ckpt.instance_names).row(instance)
+    return volumetric_ckpt.resolve_instance(instance) if row is None else row
 
 
 def measure(

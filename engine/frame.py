@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 
 from engine.display_mode import DisplayMode
-from engine.latents import LatentBank, LatentSelection, has_volumetric_twin
+from engine.latents import LatentBank, LatentSelection, VolumetricTwins
 from models.cameras import Orbit
 from models.depth import DepthResult, gradient_depth, normals_from_depth
 from models.epi import EpipolarImage, epipolar_plane_image
@@ -135,7 +135,8 @@ def timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
 
 
 class FrameRenderer:
-    """Renders FrameRequests with an LFN renderer and, for compare frames, a volumetric one.
+    """Renders FrameRequests with an LFN renderer and, for compare frames, a volumetric one: its
+    half shows the same cars, looked up by name in its own table (VolumetricTwins).
 
     With `shared_frames` (engine/shared_frames.py) the LFN image is written into a shared frame when
     one is free, so the GL thread copies it without the CUDA-GL interop.
@@ -148,6 +149,8 @@ class FrameRenderer:
     ):
         self.renderer, self.latents = renderer, latents
         self.volumetric, self.volumetric_latents = volumetric, volumetric_latents
+        self.twins = (None if volumetric_latents is None
+                      else VolumetricTwins(latents.names, volumetric_latents.names))
         self.shared_frames = shared_frames
         self._latents: dict[int, LatentSelection] = {}  # renderer id → the latent it holds
         # The gradient depth of the view the last EPI showed, and that view: an EPI of another
@@ -221,8 +224,9 @@ class FrameRenderer:
             return Frame(request, image, depth_range=near_far, render_ms=ms)
         image, ms = timed(lambda: self.renderer.render_rgba(cam2world, request.res, out, abandon), device)
         frame = Frame(request, image, render_ms=ms)
-        if request.mode is DisplayMode.COMPARE and self.has_reference(request.latent):
-            self._use_latent(self.volumetric, self.volumetric_latents, request.latent)
+        twin = self.volumetric_twin(request.latent) if request.mode is DisplayMode.COMPARE else None
+        if twin is not None:
+            self._use_latent(self.volumetric, self.volumetric_latents, twin)
             volumetric_abandon = self._volumetric_abandon(request, waiting)
             frame.reference, frame.reference_ms = timed(
                 lambda: self.volumetric.render(cam2world, request.res, volumetric_abandon),
@@ -280,7 +284,7 @@ class FrameRenderer:
         image, ms = timed(epi, self.renderer.device)
         return EpiFrame(request, image, ms)
 
-    def has_reference(self, latent: LatentSelection) -> bool:
-        """Whether a compare frame can show the volumetric model: a random or fitted code has no
-        twin there."""
-        return self.volumetric is not None and has_volumetric_twin(latent)
+    def volumetric_twin(self, latent: LatentSelection) -> LatentSelection | None:
+        """`latent` in the volumetric table, or None where a compare frame shows the LFN alone: no
+        baseline, a random or fitted code, or a car the baseline lacks."""
+        return None if self.volumetric is None else self.twins.twin(latent)

@@ -64,9 +64,57 @@ LatentSelection = InstanceLatent | BlendLatent | RandomLatent | FittedLatent | W
 
 
 def has_volumetric_twin(selection: LatentSelection) -> bool:
-    """Whether the volumetric baseline has this code too: it holds the same table, but no random
-    draw or fitted code of it."""
+    """Whether the volumetric baseline can have this code too: a code of table rows can (where it
+    holds those cars, VolumetricTwins), a random draw or fitted code never."""
     return isinstance(selection, InstanceLatent | BlendLatent | WeightedLatent)
+
+
+def table_rows(selection: LatentSelection) -> tuple[int, ...]:
+    """The table rows a code of table rows mixes (none for a random draw or fitted code)."""
+    match selection:
+        case InstanceLatent(index):
+            return (index,)
+        case BlendLatent(a, b, _):
+            return (a, b)
+        case WeightedLatent(weights):
+            return tuple(index for index, _ in weights)
+    return ()
+
+
+class VolumetricTwins:
+    """The LFN's table codes in the volumetric baseline's table, matched by car name: the two
+    checkpoints may hold different cars, in different orders."""
+
+    def __init__(self, names: list[str], volumetric_names: list[str]):
+        self.names = names  # the LFN's
+        self.rows = {name: row for row, name in enumerate(volumetric_names)}
+
+    def row(self, index: int) -> int | None:
+        """The baseline's row of the LFN's instance `index`, or None where it lacks that car."""
+        return self.rows.get(self.names[index])
+
+    def shared(self) -> int:
+        """How many of the LFN's cars the baseline holds."""
+        return sum(name in self.rows for name in self.names)
+
+    def missing(self, selection: LatentSelection) -> list[str]:
+        """The cars `selection` mixes that the baseline lacks, by name."""
+        indices = dict.fromkeys(table_rows(selection))  # a blend of a car with itself names it once
+        return [self.names[index] for index in indices if self.row(index) is None]
+
+    def twin(self, selection: LatentSelection) -> LatentSelection | None:
+        """`selection` in the baseline's rows, or None where it has no twin: a random draw, a
+        fitted code, or a mix of a car the baseline lacks."""
+        if self.missing(selection):
+            return None
+        match selection:
+            case InstanceLatent(index):
+                return InstanceLatent(self.row(index))
+            case BlendLatent(a, b, t):
+                return BlendLatent(self.row(a), self.row(b), t)
+            case WeightedLatent(weights):
+                return WeightedLatent(tuple((self.row(index), weight) for index, weight in weights))
+        return None  # a random draw or fitted code
 
 
 def cholesky_with_jitter(cov: torch.Tensor) -> torch.Tensor:

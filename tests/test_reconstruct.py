@@ -368,7 +368,8 @@ def test_fitted_selections_blend_toward_an_instance_and_find_neighbours():
     assert [i for i, _ in bank.nearest(torch.tensor([0.9, 0.2]), k=3)] == [1, 0, 2]
     assert bank.typical_spacing() == pytest.approx(1.0)
     frames = FrameRenderer(LFNRenderer(tiny_lfn()), bank, volumetric=object(), volumetric_latents=bank)
-    assert not frames.has_reference(fitted) and frames.has_reference(InstanceLatent(0))
+    assert frames.volumetric_twin(fitted) is None
+    assert frames.volumetric_twin(InstanceLatent(0)) == InstanceLatent(0)
 
 
 def test_png_list_is_of_the_typed_paths_folder(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from models.checkpoint import load_checkpoint
 from models.epi import EpipolarImage
 from models.renderer import make_renderer
 from models.resolution import Resolution
+from tests.conftest import tiny_lfn
 from viewer.worker import RenderWorker, join_within
 
 
@@ -78,6 +79,30 @@ def test_compare_frame_renders_the_volumetric_twin(frames):
     assert frames.render(request(DisplayMode.COMPARE, RandomLatent(1))).reference is None
     assert frames.render(request(DisplayMode.COMPARE, FittedLatent(1, "fit", 0, 0.0))).reference is None
 
+
+
+def test_compare_frame_renders_the_car_of_the_same_name(tiny_volumetric_ckpt):
+    """An LFN holding more cars than the baseline, in another order: the volumetric half renders
+    the car of the LFN's name, and a car the baseline lacks is shown by the LFN alone."""
+    baseline = load_checkpoint(tiny_volumetric_ckpt)  # car000, car001, car002
+    lfn = tiny_lfn(num_instances=4)
+    volumetric = make_renderer(baseline.model)
+    lfn_names = ["car002", "extra", "car000", "car001"]
+    frames = FrameRenderer(make_renderer(lfn), LatentBank(lfn.latents.weight, lfn_names),
+                           volumetric, LatentBank(baseline.latents, baseline.instance_names))
+    fed = []
+    original = volumetric.set_latent
+    volumetric.set_latent = lambda z: (fed.append(z), original(z))
+    table = frames.volumetric_latents.table
+    assert frames.render(request(DisplayMode.COMPARE, InstanceLatent(0))).reference is not None
+    assert torch.equal(fed[-1], table[2])
+    assert frames.render(request(DisplayMode.COMPARE, BlendLatent(2, 3, 0.25))).reference is not None
+    assert torch.equal(fed[-1], torch.lerp(table[0], table[1], 0.25))
+    fed.clear()
+    for lacking in (InstanceLatent(1), BlendLatent(0, 1, 0.5)):
+        frame = frames.render(request(DisplayMode.COMPARE, lacking))
+        assert frame.reference is None and torch.isfinite(frame.image).all()
+    assert fed == []  # no other car was put in its place
 
 @pytest.mark.parametrize("mode, channels", [(DisplayMode.DEPTH, 3), (DisplayMode.NORMALS, 4)])
 def test_depth_modes(frames, mode, channels):

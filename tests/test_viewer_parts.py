@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import viewer.panel
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRequest, rendering_for
 from engine.latents import (
@@ -22,6 +23,8 @@ from engine.latents import (
     LatentBank,
     LatentGaussian,
     RandomLatent,
+    VolumetricTwins,
+    WeightedLatent,
     cholesky_with_jitter,
     has_volumetric_twin,
 )
@@ -149,6 +152,38 @@ def test_equal_selections_are_one_key_and_only_table_codes_have_twins():
                                              RandomLatent(0), FittedLatent(1, "x", 0, 0.0))] == \
         [True, True, False, False]
 
+
+
+def test_volumetric_twins_match_cars_by_name_in_any_order():
+    # the LFN holds more cars than the baseline, in another order
+    twins = VolumetricTwins(["b", "extra", "a", "c"], ["a", "b", "c"])
+    assert twins.shared() == 3 and [twins.row(i) for i in range(4)] == [1, None, 0, 2]
+    assert twins.twin(InstanceLatent(0)) == InstanceLatent(1)
+    assert twins.twin(BlendLatent(2, 3, 0.25)) == BlendLatent(0, 2, 0.25)
+    assert twins.twin(WeightedLatent(((3, 0.5), (0, 0.5)))) == WeightedLatent(((2, 0.5), (1, 0.5)))
+    for lacking in (InstanceLatent(1), BlendLatent(0, 1, 0.5), WeightedLatent(((1, 0.2), (1, 0.8)))):
+        assert twins.twin(lacking) is None and twins.missing(lacking) == ["extra"]
+    for code in (RandomLatent(0), FittedLatent(1, "x", 0, 0.0)):
+        assert twins.twin(code) is None and twins.missing(code) == []
+    assert VolumetricTwins(["a", "b"], ["x", "y"]).shared() == 0
+
+
+def test_the_compare_panel_names_the_car_the_volumetric_checkpoint_lacks(monkeypatch):
+    lines = []
+    for draw in ("text", "text_wrapped"):
+        monkeypatch.setattr(viewer.panel.imgui, draw, lambda text: lines.append(text))
+    monkeypatch.setattr(viewer.panel.imgui, "text_colored", lambda _color, text: lines.append(text))
+    monkeypatch.setattr(viewer.panel.imgui, "push_style_color", lambda *_: None)
+    monkeypatch.setattr(viewer.panel.imgui, "pop_style_color", lambda *_: None)
+    cars = ["b", "extra", "a"]
+    panel = ControlPanel(cars, Resolution.square(64), VolumetricTwins(cars, ["a", "b"]))
+    count = "volumetric twins: 2 of 3 cars"
+    lacking = "extra is not in the volumetric checkpoint: the LFN alone."
+    for selection, notes in ((InstanceLatent(0), [count]), (BlendLatent(0, 1, 0.5), [lacking, count]),
+                             (RandomLatent(3), ["A random latent has no volumetric twin.", count])):
+        lines.clear()
+        panel._twin_notes(selection)
+        assert lines == notes
 
 def test_state_selections_and_instance_steps():
     state = ViewerState(num_instances=3)

@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 import main
-from models.checkpoint import save_checkpoint
-from tests.conftest import names, skip_or_fail, tiny_lfn
+from models.checkpoint import load_checkpoint, save_checkpoint
+from tests.conftest import names, skip_or_fail, tiny_lfn, tiny_volumetric
 from viewer import app as viewer_app
 from viewer.app import BACKGROUND, NO_DISPLAY, WINDOW_SIZE, save_screenshot_png, window_size, window_sizes
 from viewer.layout import PANEL_WIDTH, Layout
@@ -270,6 +270,35 @@ def test_display_modes(viewer_factory, vivid_ckpt, tiny_volumetric_ckpt):
     assert heatmap.std((0, 1)).max() > 1, "the difference pane is flat"
     viewer.stop()
 
+
+def test_compare_mode_shows_a_car_the_baseline_lacks_by_the_lfn_alone(
+        viewer_factory, vivid_ckpt, tiny_volumetric_ckpt, tmp_path):
+    """The baseline holds car000-car002; this LFN holds two of them and "extra", in another order."""
+    vivid = load_checkpoint(vivid_ckpt)
+    ckpt = tmp_path / "more_cars.pt"
+    save_checkpoint(vivid.model, ["car002", "extra", "car000"], vivid.meta, ckpt)
+    viewer = viewer_factory(ckpt, "--res", "32", "--volumetric", str(tiny_volumetric_ckpt), "--instance", "1")
+    alone = viewer.settled(r"extra - RGB - 32px$")
+    viewer.key("4")
+    # one pane where the RGB frame was: the LFN's picture, no volumetric car beside it
+    assert np.abs(viewer.settled(r"extra - LFN vs volumetric - 32px$") - alone).max() <= 1
+    viewer.key("bracketright")
+    viewer.settled(r"car000 - LFN vs volumetric - 32px$")
+    x, y, w, h = Layout(*WINDOW_SIZE, (1.0, 1.0)).pictures(3)[2]
+    heatmap = viewer.screenshot()[y + h // 4 : y + 3 * h // 4, x + w // 4 : x + 3 * w // 4]
+    assert heatmap.std((0, 1)).max() > 1, "car000 has a twin, but no difference pane shows"
+    viewer.stop()
+
+
+def test_the_comparison_is_refused_only_for_a_baseline_sharing_no_car(tiny_ckpt, tmp_path):
+    ckpt, baseline = load_checkpoint(tiny_ckpt), tmp_path / "baseline.pt"  # car000, car001, car002
+    for baseline_names, note in ((["car002", "elsewhere", "car000"], None),
+                                 (["a", "b", "c"], f"{baseline} holds none of the LFN's cars (no instance "
+                                                   "name in common)")):
+        save_checkpoint(tiny_volumetric(), baseline_names, {"steps": 0, "dataset": "none", "metrics": {}},
+                        baseline)
+        renderer, latents, why = viewer_app.load_volumetric(baseline, ckpt, torch.device("cpu"), "fp32")
+        assert why == note and (renderer is None) == (latents is None) == (note is not None)
 
 def test_no_display_is_one_line_and_exit_1(tiny_ckpt):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}

@@ -59,7 +59,7 @@ from PIL import Image
 from engine.config import ViewerConfig
 from engine.display_mode import DisplayMode
 from engine.frame import EpiRequest, Frame, FrameRenderer, FrameRequest, rendering_for
-from engine.latents import FittedLatent, LatentBank
+from engine.latents import FittedLatent, LatentBank, VolumetricTwins
 from engine.memory import freeze_startup_heap
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
@@ -153,7 +153,9 @@ def overlay_text(x: float, y: float, text: str) -> None:
 def load_volumetric(
     path: Path | None, ckpt: Checkpoint, device: torch.device, precision: str
 ) -> tuple[VolumetricRenderer | None, LatentBank | None, str | None]:
-    """The volumetric baseline's renderer and latents, or why the comparison is off."""
+    """The volumetric baseline's renderer and latents, or why the comparison is off: it shows the
+    cars both checkpoints hold, matched by name (VolumetricTwins), so one with none of the LFN's
+    is refused."""
     if path is None or not path.exists():
         return None, None, f"no checkpoint at {path}"
     try:
@@ -162,8 +164,8 @@ def load_volumetric(
         return None, None, str(error)
     if baseline.model.kind != "volumetric":
         return None, None, f"{path} is a {baseline.model.kind} checkpoint"
-    if baseline.instance_names != ckpt.instance_names:
-        return None, None, f"{path} holds other instances than the LFN"
+    if VolumetricTwins(ckpt.instance_names, baseline.instance_names).shared() == 0:
+        return None, None, f"{path} holds none of the LFN's cars (no instance name in common)"
     # As interactive volumetric renderers run: occupancy grid and early stopping (models/occupancy.py),
     # the dense image within a PSNR the benchmark reports, at a fraction of its evaluations.
     renderer = make_renderer(baseline.model, device, precision, sampling="accelerated")
@@ -213,10 +215,10 @@ class ViewerApp:
         )
         # LFN frames rendered into memory GL imported: no CUDA-GL interop per frame (texture.py)
         self.shared_frames = shared_frame_pool(self.ctx, render.device)
+        frames = FrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
+                               self.shared_frames)
         self.worker = RenderWorker(
-            FrameRenderer(renderer, self.latents, self.volumetric, volumetric_latents,
-                          self.shared_frames),
-            on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
+            frames, on_done=glfw.post_empty_event,  # thread-safe: wakes wait_events_timeout below
         )
         self.switch = BackendSwitch(self.worker)
         n = len(ckpt.instance_names)
@@ -224,7 +226,7 @@ class ViewerApp:
             num_instances=n, instance=config.instance, mix_a=config.instance,
             mix_b=(config.instance + 1) % n, res=config.res,
         )
-        self.panel = ControlPanel(ckpt.instance_names, config.res)
+        self.panel = ControlPanel(ckpt.instance_names, config.res, frames.twins)
         self.reconstruction = Reconstruction(
             ckpt, config.checkpoint, self.latents,
             encoder.to(config.render.device) if encoder is not None else None, encoder_note,

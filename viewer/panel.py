@@ -17,7 +17,9 @@ from engine.latents import (
     BlendLatent,
     FittedLatent,
     InstanceLatent,
+    LatentSelection,
     RandomLatent,
+    VolumetricTwins,
     has_volumetric_twin,
 )
 from models.resolution import Resolution
@@ -105,9 +107,12 @@ def choice_combo(label: str, active: str, reasons: dict[str, str | None]) -> str
 
 
 class ControlPanel:
-    def __init__(self, names: list[str], requested_res: Resolution):
+    def __init__(self, names: list[str], requested_res: Resolution, twins: VolumetricTwins | None = None):
+        """`twins`: the LFN's cars in the volumetric baseline, None while the comparison is off."""
         self.names = names
         self.res_choices = requested_res.at_heights(RES_CHOICES)
+        self.twins = twins
+        self.twin_count = 0 if twins is None else twins.shared()
 
     def draw(
         self, state: ViewerState, info: PanelInfo, width: float, height: float,
@@ -183,9 +188,8 @@ class ControlPanel:
                                   "triton backend one reverse pass instead of three, 1.3x faster\n"
                                   "at 512² (H200); median depth error 1.04 % instead of 0.99 %\n"
                                   "(DEPTH.md).")
-        if state.mode is DisplayMode.COMPARE and not has_volumetric_twin(state.latent_selection()):
-            source = SOURCE_LABELS[state.latent_source]
-            imgui.text_colored(WARNING, f"A {source} latent has no volumetric twin.")
+        if state.mode is DisplayMode.COMPARE:
+            self._twin_notes(state.latent_selection())
         if info.volumetric_note:
             imgui.text_wrapped(f"Volumetric comparison off: {info.volumetric_note}")
         if state.mode is DisplayMode.DEPTH:
@@ -196,6 +200,22 @@ class ControlPanel:
             _, state.near = imgui.slider_float("near", state.near, 0.0, 10.0)
             _, state.far = imgui.slider_float("far", state.far, 0.0, 10.0)
             imgui.end_disabled()
+
+    def _twin_notes(self, selection: LatentSelection) -> None:
+        """Why a compare frame shows the LFN alone, and which cars the volumetric baseline holds."""
+        if not has_volumetric_twin(selection):
+            source = SOURCE_LABELS[type(selection)]
+            imgui.text_colored(WARNING, f"A {source} latent has no volumetric twin.")
+        if self.twins is None:
+            return
+        missing = self.twins.missing(selection)
+        if missing:
+            imgui.push_style_color(imgui.Col_.text, WARNING)
+            imgui.text_wrapped(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the "
+                               "volumetric checkpoint: the LFN alone.")
+            imgui.pop_style_color()
+        if self.twin_count < len(self.names):
+            imgui.text(f"volumetric twins: {self.twin_count} of {len(self.names)} cars")
 
     def _render(self, state: ViewerState, info: PanelInfo) -> None:
         imgui.separator_text("Rendering")
