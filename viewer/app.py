@@ -453,7 +453,9 @@ class ViewerApp:
             f"{frame.reference_ms:.0f} ms",
             f"|LFN - volumetric| x{DIFFERENCE_GAIN:g} (turbo)",
         )
-        for (x, y, _, _), label in zip(rects, labels, strict=True):
+        for (x, y, width, _), label in zip(rects, labels, strict=True):
+            if imgui.calc_text_size(label).x > width - 12:  # a narrow pane: one clause a line, not into the next pane
+                label = label.replace(", ", "\n")
             overlay_text(x + 6, y + 4, label)
 
     def update_title(self) -> None:
