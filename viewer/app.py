@@ -454,7 +454,8 @@ class ViewerApp:
             f"|LFN - volumetric| x{DIFFERENCE_GAIN:g} (turbo)",
         )
         for (x, y, width, _), label in zip(rects, labels, strict=True):
-            if imgui.calc_text_size(label).x > width - 12:  # a narrow pane: one clause a line, not into the next pane
+            # a narrow pane: one clause a line rather than into the next pane
+            if imgui.calc_text_size(label).x > width - 12:
                 label = label.replace(", ", "\n")
             overlay_text(x + 6, y + 4, label)
 
