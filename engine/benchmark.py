@@ -156,14 +156,19 @@ def benchmark(
     on_cpu = device.type == "cpu"
     volumetric_frames = min(frames, CPU_VOLUMETRIC_FRAMES) if on_cpu else None
     volumetric_warmup = CPU_VOLUMETRIC_WARMUP if on_cpu else None
+    twin = volumetric_instance(lfn_ckpt, volumetric_ckpt, instance) if volumetric_ckpt else 0
     with abandoned_as_cancelled():  # a build or volumetric frame given up for `stop`
         found = build_methods(
-            lfn_ckpt, volumetric_ckpt, device, precision, instance,
-            volumetric_instance(lfn_ckpt, volumetric_ckpt, instance) if volumetric_ckpt else 0,
+            lfn_ckpt, volumetric_ckpt, device, precision, instance, twin,
             backends, volumetric_frames, volumetric_warmup, progress, None if stop is None else stop.is_set,
         )
         poses = orbit_path(frames)
         results, notes = [], list(found.notes)
+        name = lfn_ckpt.instance_names[instance]
+        if volumetric_ckpt is not None and volumetric_ckpt.instance_names[twin] != name:
+            # The speeds compare, the pictures do not: say which car the volumetric rows drew.
+            notes.append(f"the volumetric checkpoint has no {name}: its rows render "
+                         f"{volumetric_ckpt.instance_names[twin]} (its instance {twin})")
         try:
             check()  # building the methods (tracing, a GL context) takes a while
             for res in resolutions:
@@ -189,6 +194,7 @@ def benchmark(
         "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
         "precision": precision, "date": datetime.now().astimezone().isoformat(timespec="seconds"),
         "instance": instance, "instance_name": lfn_ckpt.instance_names[instance],
+        "volumetric_instance_name": volumetric_ckpt.instance_names[twin] if volumetric_ckpt else None,
         "orbit": {"elevation": ELEVATION, "radius": RADIUS, "azimuth_step": 360.0 / frames},
         "frames": frames, "warmup": warmup, "backends": backends,
         "results": results,

@@ -183,6 +183,25 @@ def test_a_stop_inside_the_occupancy_grid_build_ends_the_run_before_its_next_chu
     assert lines[-1].startswith("timing volumetric:accelerated")  # the grid: in its first warm-up frame
 
 
+def test_the_volumetric_rows_draw_the_lfns_car_by_name_and_say_when_they_cannot(checkpoints):
+    import dataclasses
+
+    lfn, volumetric = checkpoints
+    n = len(lfn.instance_names)
+    # the LFN's car 0 is the volumetric checkpoint's last: found by name, whatever its index
+    named = dataclasses.replace(lfn, instance_names=[volumetric.instance_names[-1], *lfn.instance_names[1:]])
+    small = {"resolutions": [16], "frames": 2, "backends": ["eager"]}
+    result = benchmark(named, volumetric, "cpu", "fp32", instance=0, **small)
+    assert result["volumetric_instance_name"] == volumetric.instance_names[-1]
+    assert "has no" not in " ".join(result["notes"])
+    # a car the volumetric checkpoint lacks: its rows draw the same index, and a note says so
+    alone = dataclasses.replace(lfn, instance_names=[f"only-in-the-lfn-{i}" for i in range(n)])
+    result = benchmark(alone, volumetric, "cpu", "fp32", instance=1, **small)
+    assert result["volumetric_instance_name"] == volumetric.instance_names[1]
+    assert (f"the volumetric checkpoint has no only-in-the-lfn-1: its rows render "
+            f"{volumetric.instance_names[1]} (its instance 1)") in result["notes"]
+
+
 def test_missing_gl_is_a_note_not_a_failure(checkpoints, monkeypatch):
     import moderngl
 
