@@ -63,7 +63,9 @@ class StaticMarcher:
     (the first frame of each size included), `deferred` the static frames some round of which left
     work to later ones, `captures` the graphs captured. A capture this torch refuses (an operator
     that cannot be captured) is warned about once and kept in `graph_error`; the march then runs
-    eagerly, still without host syncs.
+    eagerly, still without host syncs. A static march that fails itself (an operator this torch
+    lacks on the device, no memory for its room) is warned about once, kept in `static_error`, and
+    every frame after it is march()'s: the frame is right, only slower.
     """
 
     def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], samples: int, frequencies: int,
@@ -76,6 +78,7 @@ class StaticMarcher:
         self.captured: dict[tuple[int, torch.dtype], CapturedMarch] = {}
         self.fallbacks = self.deferred = self.captures = 0
         self.graph_error: str | None = None
+        self.static_error: str | None = None  # set when march_static itself failed: march() from then on
 
     def __call__(self, origins: torch.Tensor, dirs: torch.Tensor,
                  phase: Callable[[str], AbstractContextManager] = no_phase) -> MarchResult:
@@ -83,18 +86,23 @@ class StaticMarcher:
         the read of its demand."""
         key = (origins.shape[0], origins.dtype)
         capacity = self.capacities.get(key)
-        if capacity is not None:
-            static = None
-            if self.graphs:
-                with phase("graph replay"):
-                    static = self._replay(key, capacity, origins, dirs)
-            if static is None:  # no graphs, or the capture was just refused
-                static = march_static(origins, dirs, *self.field, capacity, phase)
-            with phase("read demand"):
-                demand = static.read_demand()  # the frame's one host sync
-            if capacity.holds(demand):
-                self.deferred += not capacity.fits(demand)
-                return static.result(demand)
+        if capacity is not None and self.static_error is None:
+            try:
+                static = None
+                if self.graphs:
+                    with phase("graph replay"):
+                        static = self._replay(key, capacity, origins, dirs)
+                if static is None:  # no graphs, or the capture was just refused
+                    static = march_static(origins, dirs, *self.field, capacity, phase)
+                with phase("read demand"):
+                    demand = static.read_demand()  # the frame's one host sync
+            except RuntimeError as error:  # an operator this torch lacks here, or no memory for the room
+                self.graphs, self.static_error = False, str(error)
+                warnings.warn(f"the static march is given up, march() marches: {error}", stacklevel=2)
+            else:
+                if capacity.holds(demand):
+                    self.deferred += not capacity.fits(demand)
+                    return static.result(demand)
         self.fallbacks += 1
         result = march(origins, dirs, *self.field, self.rounds, phase)
         self.capacities[key] = MarchCapacity.covering(result.demand, self.rounds, capacity)

@@ -161,6 +161,21 @@ def test_a_refused_capture_leaves_the_march_eager_and_right(shipped_field, monke
     assert marcher.fallbacks == 1 and not marcher.captures
 
 
+def test_a_static_march_that_fails_leaves_every_frame_to_march(shipped_field, monkeypatch):
+    def unsupported(*args, **kwargs):
+        raise NotImplementedError("aten::nonzero_static is not implemented for this backend")
+
+    marcher = StaticMarcher(*shipped_field, graphs=False)
+    origins, dirs = rays(0.0, 24)
+    expected = march(origins, dirs, *shipped_field)
+    assert_same_frame(marcher(origins, dirs), expected)  # plans the capacity
+    monkeypatch.setattr(models.static_marcher, "march_static", unsupported)
+    with pytest.warns(UserWarning, match="static march is given up"):
+        assert_same_frame(marcher(origins, dirs), expected)
+    assert_same_frame(marcher(origins, dirs), expected)  # no second warning, no second try
+    assert "not implemented" in marcher.static_error and marcher.fallbacks == 3
+
+
 class ReplayedStep:
     """Stands in for a CUDA graph on a CPU: a replay runs the captured step again into the same
     output tensors, as a graph rewrites its static outputs."""
