@@ -34,6 +34,31 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+# glibc's mallopt parameters (malloc.h) and what they are fixed at (RELIABILITY.md, "Run K").
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # the ceiling glibc's own moving threshold stops at
+TRIM_THRESHOLD_BYTES = 1024 * 1024
+
+
+def fix_malloc_thresholds() -> bool:
+    """Fix glibc's trim threshold at 1 MiB and its mmap threshold at 32 MiB for the rest of the
+    process; True where glibc took both, False off glibc (a no-op).
+
+    glibc raises both as torch frees large tensors (the trim threshold to twice the largest freed
+    mmapped block, up to 64 MiB), and a thread arena's free top goes back to the OS only past the
+    trim threshold (malloc_trim leaves it): after a fit or a cancelled benchmark the job thread's
+    arena kept 30-60 MB, steps at the chaos run's rests. At 1 MiB the top goes back as it is freed.
+    The mmap threshold stays where glibc's would end, so tensors up to 32 MiB keep coming from the
+    arenas, whose freed pages the next frame reuses: both at 128 KiB also took the steps away, but
+    every tensor was mapped and page-faulted afresh: 1.8-2x a frame's time, 2.4x a fit step's."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+            and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1)
+
+
 def then_trim(work: Callable[..., object]) -> Callable[..., None]:
     """`work`, then trim_heap: a background job's working memory, freed as its call returns (its
     frames, renderers, encoder), would otherwise stay resident until some later trim, often none:

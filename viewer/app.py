@@ -60,7 +60,7 @@ from engine.config import ViewerConfig
 from engine.display_mode import DisplayMode
 from engine.frame import EpiRequest, Frame, FrameRenderer, FrameRequest, rendering_for
 from engine.latents import FittedLatent, LatentBank, VolumetricTwins
-from engine.memory import freeze_startup_heap
+from engine.memory import fix_malloc_thresholds, freeze_startup_heap
 from engine.shared_frames import shared_frame_pool
 from engine.texture import FrameTexture
 from models.checkpoint import Checkpoint, CheckpointError, load_checkpoint
@@ -550,6 +550,7 @@ class ViewerApp:
 
 
 def run_viewer(config: ViewerConfig, ckpt: Checkpoint) -> int:
+    fix_malloc_thresholds()  # jobs' threads give freed memory back: no steps at rest after them
     app = ViewerApp(config, ckpt)
     freeze_startup_heap()  # full collections then skip the startup heap: shorter UI stalls
     try:

@@ -48,6 +48,7 @@ from engine.config import WebConfig
 from engine.display_mode import DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import BlendLatent, InstanceLatent, RandomLatent
+from engine.memory import fix_malloc_thresholds
 from engine.video import VideoError
 from models.cameras import DEFAULT_FOV_DEG, Orbit
 from models.checkpoint import Checkpoint
@@ -686,6 +687,7 @@ class WebViewer:
 
 
 def run_web(config: WebConfig, ckpt: Checkpoint) -> int:
+    fix_malloc_thresholds()  # jobs' threads give freed memory back: no steps at rest after them
     if not is_loopback(config.host):
         print(LOOPBACK_WARNING.format(host=config.host), file=sys.stderr, flush=True)
     viewer = WebViewer(config, ckpt)
