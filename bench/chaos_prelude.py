@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +30,7 @@ from models.renderer import BACKENDS, PRECISIONS
 from models.resolution import Resolution
 
 STEP_TIMEOUT_S = 240.0  # the slowest wait: a compare frame or the benchmark while all else runs
-STOP_TIMEOUT_S = 5.0  # stop_jobs' waits for a section's stop button
+STOP_TIMEOUT_S = 5.0  # the wait for a stop button, which goes when its job ends by itself
 SETTLED_S = 0.2  # the map has not changed for this long: the layout after a click has settled
 REST_S = 0.15  # on a widget before and after a click: ImGui takes hovering from a frame that saw it
 SCROLL_X = 2  # the panel's left margin: inside its window, over no widget nor the frame-time plot
@@ -133,6 +134,15 @@ class Prelude:
         x, y = widget.point(fraction)
         self.window.run("mousemove", "--window", self.window.window, str(x), str(y), "sleep", str(REST_S),
                         "click", "1", "sleep", str(REST_S))
+
+    @contextmanager
+    def short_waits(self) -> Iterator[None]:
+        """Waits of STOP_TIMEOUT_S inside: for a stop button, which its job removes when it ends."""
+        self.timeout_s = STOP_TIMEOUT_S
+        try:
+            yield
+        finally:
+            self.timeout_s = STEP_TIMEOUT_S
 
     def keys(self, *words: str) -> None:
         """Type or press keys into the window, focused first, as the window tests do: xdotool's
@@ -266,13 +276,22 @@ class Prelude:
         # the fit runs until Stop (or its last step, on a fast machine): then Continue is offered
         self.wait_for(lambda: self.fit_steps() >= FIT_STEPS or "Continue" in self.settled(),
                       f"{FIT_STEPS} fit steps")
-        if "Stop" in self.settled():
-            self.press("Stop")
-        self.widget("Continue")
+        self.stop_fit()
         steps = self.fit_steps()
         self.close_section("Reconstruct from a photo", "photo")
         self.press("one")  # the instance again, as a run without the prelude starts
         return f"fitted {photo.name} for {steps} steps, stopped"
+
+    def stop_fit(self) -> None:
+        """Press Stop until the fit offers Continue. The fit can end by itself between a look at
+        the panel and the press: Stop is gone then, or the click lands on Continue in its place
+        and the fit runs on (Stop again)."""
+        for _ in range(3):
+            if "Continue" in self.settled():
+                return
+            with self.short_waits(), suppress(StepFailed):  # StepFailed: the fit ended first
+                self.press("Stop")
+        self.widget("Continue")
 
     def fit_steps(self) -> int:
         """The fit step the title names ("<photo> fit step 12"), 0 before the first."""
@@ -290,8 +309,7 @@ class Prelude:
         a user stops what runs and leaves the window alone); what was pressed, or why not (a
         button not there within STOP_TIMEOUT_S: the job ended meanwhile)."""
         notes = []
-        self.timeout_s = STOP_TIMEOUT_S
-        try:
+        with self.short_waits():
             for job in jobs:
                 if job not in JOB_STOPS:
                     notes.append(f"{job}: waited for")  # a backend switch ends by itself
@@ -304,8 +322,6 @@ class Prelude:
                     notes.append(f"{job}: pressed {button}")
                 except StepFailed as failure:
                     notes.append(f"{job}: {failure}")
-        finally:
-            self.timeout_s = STEP_TIMEOUT_S
         return tuple(notes)
 
     def run(self, names: tuple[str, ...]) -> list[PreludeStep]:

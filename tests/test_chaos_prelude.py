@@ -114,3 +114,36 @@ def test_stopping_the_running_jobs_presses_their_buttons_and_says_what_it_did(tm
     assert notes[2].startswith("video export: no widget 'Cancel' within")
     assert panel.pressed == ["Cancel benchmark", "Record path (exporting)"]  # the section, to show Cancel
     assert prelude.timeout_s == chaos_prelude.STEP_TIMEOUT_S  # the prelude's own waits are long again
+
+
+class FitEndingAtThePress(FakePanel):
+    """A fit that reaches its last step just as Stop is clicked: Continue takes Stop's place and
+    receives the click, so the fit runs on and Stop is drawn again."""
+
+    def click(self, x: int, y: int) -> None:
+        if "Stop" in self.widgets and not self.pressed:
+            self.widgets["Continue"] = self.widgets.pop("Stop")
+        super().click(x, y)
+        if self.pressed[-1] == "Continue":
+            self.widgets["Stop"] = self.widgets.pop("Continue")
+        elif self.pressed[-1] == "Stop":
+            self.widgets["Continue"] = self.widgets.pop("Stop")
+
+
+def test_a_click_that_lands_on_continue_is_followed_by_a_stop(tmp_path):
+    panel = FitEndingAtThePress(tmp_path / "map.json", {"Stop": Widget("button", 8, 500, 60, 19)}, {})
+    prelude_over(panel, tmp_path).stop_fit()
+    assert panel.pressed == ["Continue", "Stop"] and "Continue" in panel.widgets
+
+
+def test_a_fit_that_ended_before_the_press_is_not_waited_for(tmp_path, monkeypatch):
+    monkeypatch.setattr(chaos_prelude, "STEP_TIMEOUT_S", 60.0)  # what a press of a vanished Stop waited
+    monkeypatch.setattr(chaos_prelude, "STOP_TIMEOUT_S", 0.3)
+    panel = FakePanel(tmp_path / "map.json", {"Continue": Widget("button", 8, 500, 80, 19)}, {})
+    prelude = prelude_over(panel, tmp_path)
+    looks = [{"Stop": Widget("button", 8, 500, 60, 19)}]  # the look taken before the fit ended
+    real_look = prelude.settled
+    monkeypatch.setattr(prelude, "settled", lambda: looks.pop() if looks else real_look())
+    begun = time.monotonic()
+    prelude.stop_fit()
+    assert panel.pressed == [] and time.monotonic() - begun < 10.0
