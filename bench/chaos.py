@@ -57,11 +57,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from bench.chaos_prelude import STEPS, Prelude, PreludeStep, StepFailed
-from engine.display_mode import DisplayMode
-from engine.widget_map import EXPORTING, FITTING, WIDGET_MAP_ENV, Widget, read_widget_map
-from models.encoder import encoder_path
-from models.resolution import Resolution
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/chaos.py` from anywhere
+
+from bench.chaos_prelude import STEPS, Prelude, PreludeStep, StepFailed  # noqa: E402
+from engine.display_mode import DisplayMode  # noqa: E402
+from engine.widget_map import EXPORTING, FITTING, WIDGET_MAP_ENV, Widget, read_widget_map  # noqa: E402
+from models.encoder import encoder_path  # noqa: E402
+from models.resolution import Resolution  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_MS = 1000.0

@@ -28,12 +28,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.benchmark import device_name
-from engine.cardata import load_cars
-from engine.cli import OneLineParser, UsageError, run_entry_point, write_json
-from engine.evaluation import evaluate
-from models.checkpoint import load_checkpoint
-from models.renderer import make_renderer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/ddp_scaling.py` from anywhere
+
+from engine.benchmark import device_name  # noqa: E402
+from engine.cardata import load_cars  # noqa: E402
+from engine.cli import OneLineParser, UsageError, run_entry_point, write_json  # noqa: E402
+from engine.evaluation import evaluate  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.renderer import make_renderer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

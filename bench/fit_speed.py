@@ -23,14 +23,16 @@ from pathlib import Path
 
 import torch
 
-from engine.benchmark import device_name
-from engine.cardata import load_cars
-from engine.cli import OneLineParser, run_entry_point
-from engine.evaluation import INPUT_VIEW
-from engine.metrics import psnr
-from models.checkpoint import load_checkpoint
-from models.fitting import fit_latent_steps
-from models.renderer import make_renderer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/fit_speed.py` from anywhere
+
+from engine.benchmark import device_name  # noqa: E402
+from engine.cardata import load_cars  # noqa: E402
+from engine.cli import OneLineParser, run_entry_point  # noqa: E402
+from engine.evaluation import INPUT_VIEW  # noqa: E402
+from engine.metrics import psnr  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.fitting import fit_latent_steps  # noqa: E402
+from models.renderer import make_renderer  # noqa: E402
 
 BUDGETS_S = (1.0, 2.0, 5.0, 10.0)
 WARMUP_STEPS = 3  # one-off allocator and thread-pool start-up; a viewer has paid it already

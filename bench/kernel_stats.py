@@ -19,9 +19,11 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.cli import OneLineParser, run_entry_point
-from models import triton_depth_kernels, triton_lfn, triton_lfn_kernel, triton_pool
-from models.lfn import LFNConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/kernel_stats.py` from anywhere
+
+from engine.cli import OneLineParser, run_entry_point  # noqa: E402
+from models import triton_depth_kernels, triton_lfn, triton_lfn_kernel, triton_pool  # noqa: E402
+from models.lfn import LFNConfig  # noqa: E402
 
 try:
     import triton

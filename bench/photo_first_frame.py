@@ -40,9 +40,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.chaos import start_xvfb
-from bench.xdnd import drop
-from engine.cli import OneLineParser, UsageError, run_entry_point, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/photo_first_frame.py` anywhere
+
+from bench.chaos import start_xvfb  # noqa: E402
+from bench.xdnd import drop  # noqa: E402
+from engine.cli import OneLineParser, UsageError, run_entry_point, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MS = 500.0  # issue 20: the first frame of a dropped photo's car within 0.5 s on a CPU

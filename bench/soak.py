@@ -27,15 +27,17 @@ from pathlib import Path
 
 import torch
 
-from engine.benchmark import device_name
-from engine.cli import OneLineParser, UsageError, run_entry_point
-from engine.display_mode import DisplayMode
-from engine.frame import FrameRenderer, FrameRequest
-from engine.latents import BlendLatent, InstanceLatent, LatentBank, LatentSelection
-from engine.memory import MB, rss_bytes, trim_heap
-from models.cameras import Orbit
-from models.checkpoint import load_checkpoint
-from models.renderer import make_renderer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/soak.py` from anywhere
+
+from engine.benchmark import device_name  # noqa: E402
+from engine.cli import OneLineParser, UsageError, run_entry_point  # noqa: E402
+from engine.display_mode import DisplayMode  # noqa: E402
+from engine.frame import FrameRenderer, FrameRequest  # noqa: E402
+from engine.latents import BlendLatent, InstanceLatent, LatentBank, LatentSelection  # noqa: E402
+from engine.memory import MB, rss_bytes, trim_heap  # noqa: E402
+from models.cameras import Orbit  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
+from models.renderer import make_renderer  # noqa: E402
 
 GROWTH_LIMIT = 0.02
 WARMUP_FRAMES = 50

@@ -31,13 +31,15 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from engine.benchmark import device_name
-from engine.cardata import CarViews, load_cars
-from engine.cli import OneLineParser, UsageError, run_entry_point, write_json
-from engine.reprojection import GeometryConfig, ReprojectionLoss
-from engine.train_step import COMPILE_MODES, draw_batch, make_training_step
-from models.cameras import intrinsics, orbit_pose
-from models.lfn import LFNConfig, LightFieldNetwork
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/train_throughput.py` anywhere
+
+from engine.benchmark import device_name  # noqa: E402
+from engine.cardata import CarViews, load_cars  # noqa: E402
+from engine.cli import OneLineParser, UsageError, run_entry_point, write_json  # noqa: E402
+from engine.reprojection import GeometryConfig, ReprojectionLoss  # noqa: E402
+from engine.train_step import COMPILE_MODES, draw_batch, make_training_step  # noqa: E402
+from models.cameras import intrinsics, orbit_pose  # noqa: E402
+from models.lfn import LFNConfig, LightFieldNetwork  # noqa: E402
 
 
 def random_cars(cars: int, views: int, res: int, device: torch.device) -> CarViews:

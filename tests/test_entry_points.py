@@ -247,3 +247,21 @@ if __name__ == "__main__":
     with tempfile.TemporaryDirectory() as temp:
         write_inputs(Path(temp))
         print(markdown_table(run_all(Path(temp))))
+
+
+def bench_scripts() -> list[Path]:
+    return sorted(p for p in (ROOT / "bench").glob("*.py") if '__name__ == "__main__"' in p.read_text())
+
+
+def test_every_bench_script_runs_by_its_path_from_any_folder(tmp_path):
+    """`python bench/x.py` as well as `python -m bench.x`: nothing on PYTHONPATH, another folder."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    scripts = bench_scripts()
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        done = list(pool.map(lambda script: subprocess.run(
+            [sys.executable, str(script), "--help"], cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=TIMEOUT_S), scripts))
+    failed = {script.name: outcome.stderr.strip().splitlines()[-1:]
+              for script, outcome in zip(scripts, done, strict=True)
+              if outcome.returncode != 0 or "usage:" not in outcome.stdout}
+    assert len(scripts) >= 10 and not failed, failed  # 14 on 2026-12-06
