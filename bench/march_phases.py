@@ -125,7 +125,8 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, round
     origins, dirs = origins.to(renderer.dtype), dirs.to(renderer.dtype)
     field = (renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid)
     dynamic = march(origins, dirs, *field, rounds)  # the reference (and the grid's dilated volumes)
-    static = None if marcher == "dynamic" else StaticMarcher(*field, graphs=marcher == "graph", rounds=rounds)
+    static = None if marcher == "dynamic" else \
+        StaticMarcher(*field, graphs=marcher == "graph", choose_faster=False, rounds=rounds)
 
     def run_march(phase):
         return march(origins, dirs, *field, rounds, phase) if static is None else static(origins, dirs, phase)

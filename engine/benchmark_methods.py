@@ -121,7 +121,8 @@ def volumetric_method(renderer, max_frames: int | None, warmup: int | None,
                          grid_build_ms=renderer.grid_build_ms,
                          grid_build_evaluations=renderer.grid.build_evaluations)
         if renderer.marcher is not None:  # CUDA: frames marched again by march(), warm-up's included
-            extra.update(march_fallbacks=renderer.marcher.fallbacks, march_deferred=renderer.marcher.deferred)
+            extra.update(march_fallbacks=renderer.marcher.fallbacks, march_deferred=renderer.marcher.deferred,
+                         march_kept=sorted(set(renderer.marcher.kept.values())))
         if dense is not None and "image" in last:
             reference = dense.render(*last["camera"], abandon).float()
             extra["psnr_vs_dense"] = min(psnr(last["image"].float(), reference), PSNR_CAP)

@@ -9,6 +9,8 @@ import numpy as np
 from engine.benchmark_methods import PSNR_CAP
 from models.resolution import Resolution
 
+# StaticMarcher.kept's names as a reader of the table knows them
+MARCHER_NAMES = {"dynamic": "march()", "graph": "the CUDA-graph march", "static": "the static march"}
 COLUMNS = ("method", "res", "backend", "ms median", "ms p90", "FPS", "evals/ray", "peak MB", "frames",
            "details")
 
@@ -32,6 +34,9 @@ def details(row: dict) -> str:
         if "march_fallbacks" in row:  # CUDA: the static march replayed from CUDA graphs
             chunks += (f", CUDA-graph march: {row['march_fallbacks']} frame(s) marched again by march(),"
                        f" {row['march_deferred']} deferring work to later rounds")
+        if row.get("march_kept"):  # which marcher each ray count's timed trial kept
+            kept = " and ".join(MARCHER_NAMES.get(name, name) for name in row["march_kept"])
+            chunks += f", kept after timing both: {kept}"
         return chunks
     if "texture_path" in row:
         paths = (("shared frames", "shared_fallback"), ("interop", "interop_fallback"))

@@ -389,7 +389,8 @@ class VolumetricRenderer:
                                     before_chunk=lambda: give_up_if(abandon))
         if self.device.type == "cuda":
             self.marcher = StaticMarcher(self.mlp_tensors, self.model.config.samples_per_ray,
-                                         self.model.config.frequencies, self.grid, graphs=True)
+                                         self.model.config.frequencies, self.grid, graphs=True,
+                                         choose_faster=True)
             # this stream only: another thread may be capturing a graph
             torch.cuda.current_stream(self.device).synchronize()
         self.grid_build_ms = (time.perf_counter() - start) * 1000.0

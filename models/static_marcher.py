@@ -10,16 +10,25 @@ then right, though not march()'s bit for bit); a frame whose lists of occupied s
 or whose rays did not finish in its rounds, is marched again by march() and the capacity grows to
 cover it, so no pixel ever comes from an overflowed march.
 
-    marcher = StaticMarcher(mlp_tensors, samples, frequencies, grid, graphs=True)  # per latent and grid
+Fixed sizes are not always faster: a capacity must hold the busiest frame of its ray count, and a
+Full-HD frame's chunks differ (sky, car), so each static chunk does the busiest one's work. Measured
+on an H100 (fp16, 2026-12-06): 512², one chunk, the graph 17 ms against march()'s 18-22 ms; 1920×1080,
+seven chunks, 210 ms against 86 ms. So each ray count's first frames time both (TRIAL_FRAMES each,
+a capture not counted) and the faster is kept for the marcher's life.
+
+    marcher = StaticMarcher(mlp_tensors, samples, frequencies, grid, graphs=True, choose_faster=True)
     result = marcher(origins, dirs)  # MarchResult, as march() returns it
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import torch
 
@@ -41,6 +50,44 @@ MARCHERS = ("dynamic", "static", "graph")
 # Graphs a marcher keeps, the latest captured: each holds a memory pool as large as its march's
 # tensors (~GBs at 512²), and a viewer whose window is resized marches many ray counts.
 KEPT_GRAPHS = 2
+TRIAL_FRAMES = 2  # frames each marcher is timed on, per ray count, before the faster is kept
+
+Result = TypeVar("Result")
+Key = tuple[int, torch.dtype]  # a march's ray count and dtype: one capacity, one graph, one choice
+
+
+@dataclass
+class MarcherTrial:
+    """One ray count's frame times (ms) on each marcher, until the faster is known."""
+
+    dynamic_ms: list[float] = field(default_factory=list)
+    static_ms: list[float] = field(default_factory=list)  # an overflowed frame: with its march() again
+
+    def wants_dynamic(self) -> bool:
+        """Whether the next frame should time march(): the two take turns, the static march first
+        (the frame that planned its capacity was march()'s)."""
+        return len(self.dynamic_ms) < TRIAL_FRAMES and len(self.dynamic_ms) < len(self.static_ms)
+
+    def faster(self) -> str | None:
+        """"dynamic" or "static" once each has TRIAL_FRAMES times, by their medians; None before."""
+        if min(len(self.dynamic_ms), len(self.static_ms)) < TRIAL_FRAMES:
+            return None
+        static, dynamic = statistics.median(self.static_ms), statistics.median(self.dynamic_ms)
+        return "static" if static < dynamic else "dynamic"
+
+
+def timed(device: torch.device, step: Callable[[], Result]) -> tuple[Result, float]:
+    """`step`'s result and its milliseconds: on CUDA between events on the stream (work queued
+    before is not counted), on a CPU by the clock."""
+    if device.type != "cuda":
+        began = time.perf_counter()
+        return step(), (time.perf_counter() - began) * 1000.0
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    result = step()
+    end.record()
+    end.synchronize()
+    return result, start.elapsed_time(end)
 
 
 @dataclass
@@ -58,24 +105,31 @@ class StaticMarcher:
     """Marches one latent's rays through one grid with march_static(), a capacity per (ray count,
     dtype); with `graphs` (CUDA only) each capacity's march is captured in a CUDA graph once and
     replayed. A new latent or grid needs a new marcher: a graph reads the tensors it was captured with.
+    With `choose_faster`, each ray count's first frames time the static march against march() and
+    keep the faster; without, every frame is static but those the capacity cannot hold.
 
     `fallbacks` counts the frames marched again by march() because the capacity did not hold them
     (the first frame of each size included), `deferred` the static frames some round of which left
-    work to later ones, `captures` the graphs captured. A capture this torch refuses (an operator
-    that cannot be captured) is warned about once and kept in `graph_error`; the march then runs
-    eagerly, still without host syncs. A static march that fails itself (an operator this torch
-    lacks on the device, no memory for its room) is warned about once, kept in `static_error`, and
+    work to later ones, `captures` the graphs captured, `kept` which marcher each ray count's trial
+    found faster ("dynamic", or "graph" / "static": the static march replayed / eager). A capture
+    this torch refuses (an operator that cannot be captured) is warned about once and kept in
+    `graph_error`; the march then runs eagerly, still without host syncs. A static march that fails
+    itself (an operator this torch lacks on the device, no memory for its room) is warned about
+    once, kept in `static_error`, and
     every frame after it is march()'s: the frame is right, only slower.
     """
 
     def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], samples: int, frequencies: int,
-                 grid: OccupancyGrid, graphs: bool, rounds: Sequence[int] = MARCH_ROUNDS):
+                 grid: OccupancyGrid, graphs: bool, choose_faster: bool,
+                 rounds: Sequence[int] = MARCH_ROUNDS):
         if graphs and mlp_tensors[0].device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, not {mlp_tensors[0].device}")
         self.field = (mlp_tensors, samples, frequencies, grid)  # march()'s arguments after the rays
-        self.graphs, self.rounds = graphs, tuple(rounds)
-        self.capacities: dict[tuple[int, torch.dtype], MarchCapacity] = {}
-        self.captured: dict[tuple[int, torch.dtype], CapturedMarch] = {}
+        self.graphs, self.choose_faster, self.rounds = graphs, choose_faster, tuple(rounds)
+        self.capacities: dict[Key, MarchCapacity] = {}
+        self.captured: dict[Key, CapturedMarch] = {}
+        self.trials: dict[Key, MarcherTrial] = {}
+        self.kept: dict[Key, str] = {}
         self.fallbacks = self.deferred = self.captures = 0
         self.graph_error: str | None = None
         self.static_error: str | None = None  # set when march_static itself failed: march() from then on
@@ -85,31 +139,80 @@ class StaticMarcher:
         """The rays' march; `phase` wraps its stages as march()'s does (a graph's replay is one), and
         the read of its demand."""
         key = (origins.shape[0], origins.dtype)
+        if self.kept.get(key) == "dynamic":
+            return march(origins, dirs, *self.field, self.rounds, phase)
+        if self.static_error is not None:
+            self.fallbacks += 1
+            return march(origins, dirs, *self.field, self.rounds, phase)
+        trial = self.trials.setdefault(key, MarcherTrial())
         capacity = self.capacities.get(key)
-        if capacity is not None and self.static_error is None:
+        static_ms = None  # the static march's time this frame, if it ran and was timed
+        on_trial = self.choose_faster and key not in self.kept
+        if capacity is not None and not (on_trial and trial.wants_dynamic()):
+            captures = self.captures
             try:
-                static = None
-                if self.graphs:
-                    with phase("graph replay"):
-                        static = self._replay(key, capacity, origins, dirs)
-                if static is None:  # no graphs, or the capture was just refused
-                    static = march_static(origins, dirs, *self.field, capacity, phase)
-                with phase("read demand"):
-                    demand = static.read_demand()  # the frame's one host sync
+                (static, demand), static_ms = self._timed_if(on_trial, origins.device, lambda: self._static(
+                    key, capacity, origins, dirs, phase))
             except RuntimeError as error:  # an operator this torch lacks here, or no memory for the room
                 self.graphs, self.static_error = False, str(error)
                 warnings.warn(f"the static march is given up, march() marches: {error}", stacklevel=2)
-            else:
-                if capacity.holds(demand):
-                    self.deferred += not capacity.fits(demand)
-                    return static.result(demand)
-        self.fallbacks += 1
-        result = march(origins, dirs, *self.field, self.rounds, phase)
-        self.capacities[key] = MarchCapacity.covering(result.demand, self.rounds, capacity)
-        self.captured.pop(key, None)  # captured with the old capacity
+                self.fallbacks += 1
+                return march(origins, dirs, *self.field, self.rounds, phase)
+            if self.captures != captures:
+                static_ms = None  # the capture's time is not a frame's
+            if capacity.holds(demand):
+                self.deferred += not capacity.fits(demand)
+                self._record(key, trial, static_ms=static_ms)
+                return static.result(demand)
+            self.fallbacks += 1
+        elif capacity is None:
+            self.fallbacks += 1
+        result, dynamic_ms = self._timed_if(on_trial, origins.device,
+                                            lambda: march(origins, dirs, *self.field, self.rounds, phase))
+        if capacity is None or not capacity.fits(result.demand):  # the first frame, or the room overflowed
+            self.capacities[key] = MarchCapacity.covering(result.demand, self.rounds, capacity)
+            self.captured.pop(key, None)  # captured with the old capacity
+        if static_ms is not None:  # the static march overflowed: its frame cost both marches
+            self._record(key, trial, static_ms=static_ms + dynamic_ms)
+        elif on_trial and (capacity is None or trial.wants_dynamic()):
+            self._record(key, trial, dynamic_ms=dynamic_ms)
         return result
 
-    def _replay(self, key: tuple[int, torch.dtype], capacity: MarchCapacity, origins: torch.Tensor,
+    @staticmethod
+    def _timed_if(on_trial: bool, device: torch.device,
+                  step: Callable[[], Result]) -> tuple[Result, float | None]:
+        """`step`'s result, and its time while its ray count is on trial (None after: no sync)."""
+        return timed(device, step) if on_trial else (step(), None)
+
+    def _static(self, key: Key, capacity: MarchCapacity, origins: torch.Tensor, dirs: torch.Tensor,
+                phase: Callable[[str], AbstractContextManager]):
+        """The static march (replayed from its graph where graphs are on) and its demand."""
+        static = None
+        if self.graphs:
+            with phase("graph replay"):
+                static = self._replay(key, capacity, origins, dirs)
+        if static is None:  # no graphs, or the capture was just refused
+            static = march_static(origins, dirs, *self.field, capacity, phase)
+        with phase("read demand"):
+            return static, static.read_demand()  # the frame's one host sync
+
+    def _record(self, key: Key, trial: MarcherTrial, static_ms: float | None = None,
+                dynamic_ms: float | None = None) -> None:
+        """A trial frame's time; once both marchers have theirs, the faster is kept for `key`."""
+        if key in self.kept:
+            return
+        if static_ms is not None:
+            trial.static_ms.append(static_ms)
+        if dynamic_ms is not None:
+            trial.dynamic_ms.append(dynamic_ms)
+        faster = trial.faster()
+        if faster == "dynamic":
+            self.kept[key] = "dynamic"
+            self.captured.pop(key, None)  # its memory pool is not needed any more
+        elif faster == "static":
+            self.kept[key] = "graph" if self.graphs else "static"
+
+    def _replay(self, key: Key, capacity: MarchCapacity, origins: torch.Tensor,
                 dirs: torch.Tensor) -> StaticMarch | None:
         """The static march of the rays replayed from the capacity's graph (captured first if need
         be); None, graphs given up, if the capture was refused."""

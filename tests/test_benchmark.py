@@ -322,5 +322,7 @@ def test_the_accelerated_rows_details_tell_what_its_cuda_graph_march_marched_aga
            "march_fallbacks": 2, "march_deferred": 5}
     told = "CUDA-graph march: 2 frame(s) marched again by march(), 5 deferring work to later rounds"
     assert told in details(row)
-    del row["march_fallbacks"], row["march_deferred"]  # a CPU's row: march() alone
+    row["march_kept"] = ["dynamic", "graph"]  # one ray count's trial kept each
+    assert details(row).endswith(", kept after timing both: march() and the CUDA-graph march")
+    del row["march_fallbacks"], row["march_deferred"], row["march_kept"]  # a CPU's row: march() alone
     assert "CUDA-graph" not in details(row) and "9 rounds" in details(row)

@@ -51,7 +51,7 @@ def shipped_field():
 
 
 def test_a_static_march_is_the_dynamic_one_bit_for_bit_on_the_shipped_car(shipped_field):
-    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=False)
     # The first frame plans the capacity, the next views fit it; a far view may not (then it is
     # marched again), but every frame is the dynamic one's.
     for frame, azimuth in enumerate((0.0, 0.0, 5.0, 10.0, 120.0)):
@@ -98,7 +98,7 @@ def test_a_frame_whose_lists_overflow_is_detected_and_marched_again(shipped_fiel
                       replace(fitting, dilation=expected.demand.dilation - 1)):
         static = march_static(origins, dirs, *shipped_field, too_small)
         assert not too_small.holds(static.read_demand())
-        marcher = StaticMarcher(*shipped_field, graphs=False)
+        marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=False)
         marcher.capacities[(origins.shape[0], origins.dtype)] = too_small
         assert_same_frame(marcher(origins, dirs), expected)  # marched again by march()
         grown = marcher.capacities[(origins.shape[0], origins.dtype)]
@@ -113,7 +113,7 @@ def test_a_round_short_of_room_leaves_the_rest_to_later_rounds(shipped_field):
     fitting = MarchCapacity.covering(expected.demand)
     for crowded in (replace(fitting, rays=(expected.demand.rays[0] // 2, *fitting.rays[1:])),
                     replace(fitting, evaluations=(*fitting.evaluations[:2], 10, *fitting.evaluations[3:]))):
-        marcher = StaticMarcher(*shipped_field, graphs=False)
+        marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=False)
         marcher.capacities[(origins.shape[0], origins.dtype)] = crowded
         result = marcher(origins, dirs)
         assert marcher.fallbacks == 0 and marcher.deferred == 1  # right, though not march()'s bit for bit
@@ -130,7 +130,7 @@ def test_an_empty_grid_marches_nothing_in_a_static_march():
     field = (tensors, model.config.samples_per_ray, model.config.frequencies,
              OccupancyGrid(torch.zeros(8, 8, 8, dtype=torch.bool)))
     origins, dirs = rays(40.0, 8)
-    marcher = StaticMarcher(*field, graphs=False)
+    marcher = StaticMarcher(*field, graphs=False, choose_faster=False)
     marcher(origins, dirs)
     result = marcher(origins, dirs)
     assert marcher.fallbacks == 1 and result.rounds == 0 and result.evaluations.sum() == 0
@@ -142,7 +142,7 @@ def test_graphs_are_refused_on_a_cpu():
     tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         StaticMarcher(tensors, model.config.samples_per_ray, model.config.frequencies,
-                      OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool)), graphs=True)
+                      OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool)), graphs=True, choose_faster=True)
 
 
 def test_a_refused_capture_leaves_the_march_eager_and_right(shipped_field, monkeypatch):
@@ -150,7 +150,7 @@ def test_a_refused_capture_leaves_the_march_eager_and_right(shipped_field, monke
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(models.static_marcher, "capture", refuse)
-    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=False)
     marcher.graphs = True  # as on CUDA, whose capture this CPU cannot try
     origins, dirs = rays(0.0, 24)
     expected = march(origins, dirs, *shipped_field)
@@ -165,7 +165,7 @@ def test_a_static_march_that_fails_leaves_every_frame_to_march(shipped_field, mo
     def unsupported(*args, **kwargs):
         raise NotImplementedError("aten::nonzero_static is not implemented for this backend")
 
-    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=False)
     origins, dirs = rays(0.0, 24)
     expected = march(origins, dirs, *shipped_field)
     assert_same_frame(marcher(origins, dirs), expected)  # plans the capacity
@@ -195,7 +195,7 @@ def test_replays_read_each_frames_rays_and_keep_only_the_latest_graphs(shipped_f
         return graph, graph.output
 
     monkeypatch.setattr(models.static_marcher, "capture", fake_capture)
-    marcher = StaticMarcher(*shipped_field, graphs=False)
+    marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=False)
     marcher.graphs = True  # as on CUDA
     for res in (16, 20, 24):
         for azimuth in (0.0, 0.0, 3.0):  # plans, captures and replays, replays other rays
@@ -207,3 +207,56 @@ def test_replays_read_each_frames_rays_and_keep_only_the_latest_graphs(shipped_f
         assert torch.equal(result.color, kept)
     assert marcher.fallbacks == 3 and marcher.captures == 3 and not marcher.deferred
     assert [count for count, _ in marcher.captured] == [20 * 20, 24 * 24]  # KEPT_GRAPHS, the latest
+
+
+class FakeTimes:
+    """Stands in for models.static_marcher.timed: runs the step and says it took `static_ms` if it was
+    a static march (which returns the march and its demand), `dynamic_ms` if march()'s."""
+
+    def __init__(self, static_ms: float, dynamic_ms: float):
+        self.ms = {"static": static_ms, "dynamic": dynamic_ms}
+        self.ran: list[str] = []
+
+    def __call__(self, device, step):
+        result = step()
+        self.ran.append("static" if isinstance(result, tuple) else "dynamic")
+        return result, self.ms[self.ran[-1]]
+
+
+@pytest.mark.parametrize("static_ms, dynamic_ms, kept", [(10.0, 20.0, "static"), (30.0, 12.0, "dynamic")])
+def test_each_ray_count_keeps_the_marcher_its_trial_frames_found_faster(shipped_field, monkeypatch,
+                                                                        static_ms, dynamic_ms, kept):
+    times = FakeTimes(static_ms, dynamic_ms)
+    monkeypatch.setattr(models.static_marcher, "timed", times)
+    marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=True)
+    origins, dirs = rays(0.0, 24)
+    expected = march(origins, dirs, *shipped_field)
+    for _ in range(6):
+        assert_same_frame(marcher(origins, dirs), expected)
+    # the planning frame, then turns: static, static, march(); from there on the faster, untimed
+    assert times.ran == ["dynamic", "static", "static", "dynamic"]
+    assert marcher.kept == {(24 * 24, torch.float32): kept} and marcher.fallbacks == 1
+    other = rays(5.0, 20)  # another ray count is tried on its own
+    marcher(*other)
+    assert (20 * 20, torch.float32) not in marcher.kept and times.ran[-1] == "dynamic"
+
+
+def test_a_kept_march_runs_without_its_static_room_or_graph(shipped_field, monkeypatch):
+    def fake_capture(step):
+        graph = ReplayedStep(step)
+        return graph, graph.output
+
+    monkeypatch.setattr(models.static_marcher, "capture", fake_capture)
+    times = FakeTimes(static_ms=30.0, dynamic_ms=12.0)
+    monkeypatch.setattr(models.static_marcher, "timed", times)
+    marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=True)
+    marcher.graphs = True  # as on CUDA
+    origins, dirs = rays(0.0, 24)
+    for _ in range(5):
+        marcher(origins, dirs)
+    # plans, captures (its time not a frame's: a static frame more), static, static, march()
+    assert times.ran == ["dynamic", "static", "static", "static", "dynamic"]
+    assert marcher.trials[(24 * 24, torch.float32)].static_ms == [30.0, 30.0]
+    assert marcher.kept == {(24 * 24, torch.float32): "dynamic"} and not marcher.captured
+    monkeypatch.setattr(models.static_marcher, "march_static", lambda *args: pytest.fail("static march"))
+    assert_same_frame(marcher(origins, dirs), march(origins, dirs, *shipped_field))
