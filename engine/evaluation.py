@@ -19,6 +19,7 @@ from tqdm import tqdm
 from engine.cardata import CarSource, CarViews, car_origin, car_source, load_cars, read_manifest
 from engine.metrics import psnr, ssim
 from models.checkpoint import Checkpoint
+from models.encoder import CarEncoder
 from models.fitting import fit_latent
 from models.renderer import make_renderer
 
@@ -88,6 +89,7 @@ class Evaluation:
     cars: list[CarScore]
     notes: list[str]
     fit_steps: int
+    fit_start: str  # where a single-image fit starts: "mean" (the latent table's) or "encoder"
     max_cars: int | None  # limits of a quick run: the first cars of each split, views of a car
     max_views: int | None
     resolution: int | None  # None: no split had cars
@@ -141,6 +143,7 @@ class Evaluation:
             "single_image_views_scored":
                 overall["single_image"].views if overall["single_image"] else 0,
             "fit_steps": self.fit_steps,
+            "fit_start": self.fit_start,
             "fit_seconds_median": fit_seconds[len(fit_seconds) // 2] if fit_seconds else None,
             "per_source": {
                 str(source): {task: asdict(s) if (s := self.summary(task, source)) else None
@@ -167,12 +170,16 @@ class Evaluation:
 
 def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
              max_cars: int | None = None, max_views: int | None = None,
-             any_resolution: bool = False) -> Evaluation:
+             any_resolution: bool = False, encoder: CarEncoder | None = None) -> Evaluation:
     """Score every car of each split the data set has (at most max_cars per split and max_views
     views per car where given: the first ones, in manifest order). Views of another resolution
     than the checkpoint's are refused unless `any_resolution` (an LFN's rays are continuous, so a
-    128² model can be scored on 256² views; the result notes it)."""
+    128² model can be scored on 256² views; the result notes it). A single-image fit starts from
+    the latent table's mean, or with `encoder` from its code for the input view (the pose is
+    given either way)."""
     model = ckpt.model.to(device)
+    if encoder is not None:
+        encoder = encoder.to(device)
     renderer = make_renderer(model, device, "fp32", "eager")
     entries = read_manifest(data)["cars"]
     where_from = {car["id"]: (car_source(car), car_origin(car)) for car in entries}
@@ -198,9 +205,10 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
         if split == "train":
             rows += score_heldout_views(ckpt, renderer, cars, views, where_from, notes)
         else:
-            rows += score_single_images(ckpt.model, renderer, cars, views, where_from, fit_steps)
+            rows += score_single_images(ckpt.model, renderer, cars, views, where_from, fit_steps, encoder)
     return Evaluation(
-        cars=rows, notes=notes, fit_steps=fit_steps, max_cars=max_cars, max_views=max_views,
+        cars=rows, notes=notes, fit_steps=fit_steps, fit_start="mean" if encoder is None else "encoder",
+        max_cars=max_cars, max_views=max_views,
         resolution=resolution, model=model.kind,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         train_steps=ckpt.meta.get("steps"), train_seconds=ckpt.meta.get("train_seconds"),
@@ -227,14 +235,16 @@ def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch
 
 def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
                         where_from: dict[str, tuple[CarSource, str]],
-                        fit_steps: int) -> list[CarScore]:
-    """Held-out cars: a latent fitted to one view (network frozen), scored on the held-out views."""
+                        fit_steps: int, encoder: CarEncoder | None = None) -> list[CarScore]:
+    """Held-out cars: a latent fitted to one view (network frozen), scored on the held-out views;
+    the fit starts from the table's mean, or from `encoder`'s code for that view (its time counted)."""
     rows = []
     for c, car_id in enumerate(tqdm(cars.ids, desc="single-image fits", leave=False)):
         start = time.perf_counter()
-        fit = fit_latent(model, cars.rgb[c, INPUT_VIEW:INPUT_VIEW + 1],
-                         cars.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1], cars.intrinsics,
-                         steps=fit_steps, seed=c)
+        photo = cars.rgb[c, INPUT_VIEW]
+        init = None if encoder is None else encoder.encode_photo(photo).latent[0]
+        fit = fit_latent(model, photo[None], cars.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1], cars.intrinsics,
+                         steps=fit_steps, seed=c, init=init)
         seconds = time.perf_counter() - start
         (input_psnr, _), = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c],
                                        torch.tensor([INPUT_VIEW]))

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+import engine.evaluation
 from engine.cardata import CarSource, car_source
-from engine.evaluation import evaluate
+from engine.evaluation import INPUT_VIEW, evaluate
 from engine.metrics import psnr
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.encoder import CarEncoder, EncoderConfig, encoder_path, network_fingerprint, save_encoder
 from models.renderer import make_renderer
-from tests.conftest import tiny_lfn
+from tests.conftest import TINY, tiny_lfn
 from tests.synthetic_cars import write_synthetic_dataset
 from tools.evaluate import main, source_table
 
@@ -224,3 +226,31 @@ def test_views_of_another_resolution_are_refused_unless_asked_for(data, tmp_path
     with pytest.raises(SystemExit) as rejected:
         main(["--ckpt", str(path), "--data", str(data), "--any-resolution", "--write-metrics"])
     assert rejected.value.code == 2
+
+
+def test_single_image_fits_can_start_from_the_encoders_code(data, ckpt_path, tmp_path, monkeypatch,
+                                                           capsys):
+    model = load_checkpoint(ckpt_path).model
+    torch.manual_seed(0)
+    encoder = CarEncoder(EncoderConfig(latent_dim=TINY["latent_dim"], input_res=32, channels=(8, 16),
+                                       hidden=32, azimuth_bins=24)).eval()
+    starts, real_fit = [], engine.evaluation.fit_latent
+
+    def fit_and_note_start(*args, init=None, **options):
+        starts.append(init)
+        return real_fit(*args, init=init, **options)
+
+    monkeypatch.setattr(engine.evaluation, "fit_latent", fit_and_note_start)
+    out = tmp_path / "eval.json"
+    command = ["--ckpt", str(ckpt_path), "--data", str(data), "--fit-steps", "1", "--device", "cpu",
+               "--fit-start", "encoder", "--json", str(out)]
+    assert main(command) == 1  # no encoder beside the checkpoint yet
+    assert capsys.readouterr().err.startswith("error: --fit-start encoder: no encoder beside")
+    save_encoder(encoder, network_fingerprint(model), {}, encoder_path(ckpt_path))
+    assert main(command) == 0 and json.loads(out.read_text())["fit_start"] == "encoder"
+    with np.load(data / "sphere004.npz") as z:  # the first held-out car, its input view
+        expected = encoder.encode_photo(torch.from_numpy(z["rgb"][INPUT_VIEW])).latent[0]
+    assert len(starts) == 2 and torch.equal(starts[0], expected)
+    starts.clear()
+    main(command[:-4] + ["--json", str(out)])  # from the mean, as before
+    assert starts == [None, None] and json.loads(out.read_text())["fit_start"] == "mean"

@@ -5,6 +5,7 @@ single-image reconstruction of held-out cars (network frozen, a fresh latent fit
         [--write-metrics]   # also store the headline metrics, overall and per source, in the meta
         [--max-cars N --max-views M]   # a quick run: the first N cars of each split, M views each
         [--any-resolution]   # e.g. a 128² checkpoint on 256² views (refused otherwise)
+        [--fit-start encoder]   # single-image fits start from the encoder's code, not the mean
 
 Every car of each split is scored by default. Prints the JSON (per-car rows included), then a
 table per source (real cars, procedural cars, all) and, where the real cars come from several
@@ -24,6 +25,7 @@ import torch
 from engine.cli import OneLineParser, run_entry_point, write_json
 from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.encoder import encoder_path, find_encoder
 
 
 def source_table(result: Evaluation) -> str:
@@ -65,17 +67,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--any-resolution", action="store_true",
                    help="score views of another resolution than the checkpoint was trained on "
                         "(e.g. a 128² model on 256² views; noted in the result)")
+    p.add_argument("--fit-start", choices=("mean", "encoder"), default="mean",
+                   help="where each single-image fit starts: the latent table's mean "
+                        "(auto-decoding), or the code the checkpoint's encoder (beside it) "
+                        "predicts for the input view; the pose is given either way")
     args = p.parse_args(argv)
     if args.any_resolution and args.write_metrics:
         p.error("--write-metrics stores the checkpoint's own scores: not with --any-resolution")
+    if args.fit_start == "encoder" and args.write_metrics:
+        p.error("--write-metrics stores the auto-decoding scores: not with --fit-start encoder")
     return run_entry_point(lambda: score(args), args.debug)
 
 
 def score(args: argparse.Namespace) -> None:
     """The scores on stdout, in --json, and with --write-metrics in the checkpoint."""
     ckpt = load_checkpoint(args.ckpt)
+    encoder = None
+    if args.fit_start == "encoder":
+        encoder = find_encoder(args.ckpt, ckpt.model)
+        if encoder is None:
+            raise FileNotFoundError(f"--fit-start encoder: no encoder beside {args.ckpt} "
+                                    f"({encoder_path(args.ckpt).name}; python -m tools.train_encoder)")
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
-                      args.max_cars, args.max_views, args.any_resolution)
+                      args.max_cars, args.max_views, args.any_resolution, encoder)
     print(json.dumps(result.to_json(), indent=1))
     print(source_table(result))
     if args.json:
