@@ -50,7 +50,9 @@ MARCHERS = ("dynamic", "static", "graph")
 # Graphs a marcher keeps, the latest captured: each holds a memory pool as large as its march's
 # tensors (~GBs at 512²), and a viewer whose window is resized marches many ray counts.
 KEPT_GRAPHS = 2
-TRIAL_FRAMES = 2  # frames each marcher is timed on, per ray count, before the faster is kept
+# Frames each marcher is timed on, per ray count, before the faster is kept; compared by medians,
+# so one slow frame (a first use's allocations, a busy GPU) does not decide.
+TRIAL_FRAMES = 3
 
 Result = TypeVar("Result")
 Key = tuple[int, torch.dtype]  # a march's ray count and dtype: one capacity, one graph, one choice
