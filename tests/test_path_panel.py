@@ -89,7 +89,7 @@ def test_the_exported_video_has_the_frames_asked_and_is_the_headless_one(tiny_ck
     headless = tmp_path / "headless.mp4"
     assert main.main(["--ckpt", str(tiny_ckpt), "--headless", "--path", str(tmp_path / "path.json"),
                       "--out", str(headless), "--frames", "7", "--fps", "12", "--res", str(RES),
-                      "--device", "cpu"]) == 0
+                      "--device", "cpu", "--precision", "fp32"]) == 0  # as export() rendered
     assert max(np.abs(a - b).max() for a, b in zip(frames, decoded(headless)[0], strict=True)) <= 2
 
 
@@ -106,8 +106,9 @@ def test_a_wide_views_video_is_its_size_and_the_printed_command_renders_the_same
 
     path_file = tmp_path / "path.json"
     recording.save(path_file)
-    command = headless_command(tiny_ckpt, str(path_file), recording.frames, recording.fps, WIDE)
-    assert "--res 48x32" in command
+    command = headless_command(tiny_ckpt, str(path_file), recording.frames, recording.fps, WIDE, "fp32",
+                               "torchscript")  # as export() rendered
+    assert "--res 48x32 --precision fp32 --backend torchscript" in command
     program, script, *args = shlex.split(command)
     assert (program, script) == ("python", "main.py")
     monkeypatch.chdir(tmp_path)  # the command writes video.mp4 in the working folder

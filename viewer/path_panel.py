@@ -26,11 +26,13 @@ KEYFRAME_LIST_HEIGHT = 90
 WARNING = imgui.ImVec4(1.0, 0.55, 0.3, 1.0)
 
 
-def headless_command(ckpt_path: Path, path_file: str, frames: int, fps: float, res: Resolution) -> str:
-    """The command line that renders a saved path file as the export button does (str(res) is
-    --res's own form, N or WxH)."""
+def headless_command(ckpt_path: Path, path_file: str, frames: int, fps: float, res: Resolution,
+                     precision: str, backend: str) -> str:
+    """The command line that renders a saved path file as the export button does, in the viewer's
+    precision and backend (str(res) is --res's own form, N or WxH)."""
     return (f"python main.py --ckpt {shlex.quote(str(ckpt_path))} --headless --path "
-            f"{shlex.quote(path_file)} --frames {frames} --fps {fps:g} --res {res} --out video.mp4")
+            f"{shlex.quote(path_file)} --frames {frames} --fps {fps:g} --res {res} "
+            f"--precision {precision} --backend {backend} --out video.mp4")
 
 
 class PathPanel:
@@ -50,7 +52,7 @@ class PathPanel:
             return
         self._keyframes(state, view)
         self._timing()
-        self._save(state.res)
+        self._save(state.res, precision, backend)
         self._export(state.res, device, precision, backend)
         if self.message:
             self._text(self.message, self.is_error)
@@ -97,7 +99,7 @@ class PathPanel:
         _, fps = imgui.input_float("fps", rec.fps, 1.0, 10.0, "%.1f")
         rec.set_timing(frames, fps)
 
-    def _save(self, res: Resolution) -> None:
+    def _save(self, res: Resolution, precision: str, backend: str) -> None:
         _, self.path_file = imgui.input_text("path file", self.path_file)
         if imgui.button("Save path"):
             try:
@@ -105,7 +107,8 @@ class PathPanel:
             except CameraPathError as error:
                 self._say(str(error), is_error=True)
             else:
-                command = headless_command(self.ckpt_path, self.path_file, self.rec.frames, self.rec.fps, res)
+                command = headless_command(self.ckpt_path, self.path_file, self.rec.frames, self.rec.fps, res,
+                                           precision, backend)
                 self._say(f"{written}; render it with: {command}")
 
     def _export(self, res: Resolution, device: torch.device, precision: str, backend: str) -> None:
