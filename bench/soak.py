@@ -37,7 +37,7 @@ from engine.latents import BlendLatent, InstanceLatent, LatentBank, LatentSelect
 from engine.memory import MB, rss_bytes, trim_heap  # noqa: E402
 from models.cameras import Orbit  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.renderer import make_renderer  # noqa: E402
+from models.renderer import default_precision, make_renderer  # noqa: E402
 
 GROWTH_LIMIT = 0.02
 WARMUP_FRAMES = 50
@@ -176,7 +176,7 @@ def soak_checkpoint(config: SoakConfig) -> int:
     if ckpt.model.kind != "lfn":
         raise UsageError(f"--ckpt {config.ckpt}: is a {ckpt.model.kind} checkpoint, not an LFN")
     device = config.device
-    renderer = make_renderer(ckpt.model, device, "fp16" if device.type == "cuda" else "fp32")
+    renderer = make_renderer(ckpt.model, device, default_precision(device))
     frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
     result = soak(frames, len(ckpt.instance_names), config.res, config.frames, config.warmup,
                   None if config.quiet else lambda line: print(line, flush=True))

@@ -65,7 +65,7 @@ def test_without_a_compiler_the_backend_says_why_and_the_cli_refuses_it(monkeypa
                       "is not installed (install g++ or set CXX)")
     assert AOTIBackend.unavailable_reason(CPU, "fp16") == reason
     code = main.main(["--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "a.png"),
-                      "--device", "cpu", "--backend", "aoti"])
+                      "--device", "cpu", "--precision", "fp32", "--backend", "aoti"])  # the package above
     assert code == 1 and capsys.readouterr().err == f"error: --backend aoti: {reason}\n"
 
 
@@ -114,7 +114,7 @@ def test_a_package_whose_load_crashes_a_test_process_is_refused_in_one_line(monk
     assert [m.name for m in found.methods if m.name.startswith("lfn:")] == []
     assert any(n.startswith("lfn:aoti skipped: PackageLoadError: AOTInductor package") for n in found.notes)
     code = main.main(["--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "a.png"),
-                      "--device", "cpu", "--backend", "aoti"])
+                      "--device", "cpu", "--precision", "fp32", "--backend", "aoti"])  # the package above
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "SIGSEGV" in err and err.startswith("error: ")
     assert not (tmp_path / "a.png").exists()

@@ -282,7 +282,8 @@ def test_cli_backends_times_those_and_the_viewers_only(tiny_ckpt, tiny_volumetri
 
 
 @pytest.mark.parametrize("args, code, message", [
-    ("--benchmark --backends triton", 1, "error: --backends triton: not available with cpu and fp32 here"),
+    ("--benchmark --backends triton --precision fp32", 1,
+     "error: --backends triton: not available with cpu and fp32 here"),
     ("--backends eager", 2, "argument --backends: used by --benchmark only"),
 ])
 def test_cli_backends_misuse_is_one_line(tiny_ckpt, args, code, message):

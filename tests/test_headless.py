@@ -89,7 +89,8 @@ def test_without_egl_the_tensor_is_written_directly(capsys, tiny_ckpt, tmp_path,
 
     monkeypatch.setattr(offscreen, "offscreen_context", no_egl)
     out = tmp_path / "direct.png"
-    code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "24", "--device", "cpu")
+    code, stdout, stderr = export(capsys, tiny_ckpt, out, "--res", "24", "--device", "cpu",
+                                  "--precision", "fp32")
     assert (code, stderr) == (0, "") and "no EGL here" in stdout
     image = np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
     assert np.array_equal(image, renderer_image(tiny_ckpt, 0, Orbit(), 24))
