@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import argparse
 import io
+import itertools
 import json
 import math
 import os
@@ -507,12 +508,14 @@ class BrowserPage:
         return self.server.returncode, stderr
 
 
-def measure(ckpt: Path, res: int, seconds: float, dynamic: bool, driver: str, device: str) -> dict:
+def measure(ckpt: Path, res: int, seconds: float, dynamic: bool, driver: str, device: str,
+            precision: str = "auto") -> dict:
     """One continuous drag of `seconds` through the page `driver` opens; what the server sent
     meanwhile, and what the page measured itself where it can."""
     with tempfile.TemporaryDirectory() as folder:
         stats_path = Path(folder) / "stats.json"
-        server = BrowserPage(ckpt, ("--res", str(res)), stats=stats_path, device=device)
+        server = BrowserPage(ckpt, ("--res", str(res), "--precision", precision), stats=stats_path,
+                             device=device)
         try:
             page = server.open_page(driver)
             before = page.wait_settled(res, timeout=300)
@@ -528,7 +531,8 @@ def measure(ckpt: Path, res: int, seconds: float, dynamic: bool, driver: str, de
             raise RuntimeError(f"server exit {code}: {stderr.strip()[-500:]}")
         stats = json.loads(stats_path.read_text())
     return {"checkpoint": ckpt.name, "driver": driver, "device": stats["device"],
-            "requested_res": res, "dynamic_resolution": dynamic, "drag_s": seconds,
+            "precision": stats["precision"], "requested_res": res, "dynamic_resolution": dynamic,
+            "drag_s": seconds,
             **sent_summary(stats["sessions"][0], before.frames_sent), **received}
 
 
@@ -571,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                              "speaking viser's protocol (no browser needed)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="cpu",
                         help="the server's --device")
+    parser.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "fp32", "fp16", "bf16"),
+                        help="the server's --precision, each measured in turn (default auto)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--screenshot", type=Path,
                         help="only save a screenshot of the page showing the first --ckpt (Chromium)")
@@ -583,9 +589,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> None:
     results, load_before = [], os.getloadavg()
     for ckpt in args.ckpt:
-        for res in args.res:
+        for res, precision in itertools.product(args.res, args.precision):
             for dynamic in (False, True):
-                result = measure(ckpt, res, args.seconds, dynamic, args.driver, args.device)
+                result = measure(ckpt, res, args.seconds, dynamic, args.driver, args.device, precision)
                 print(json.dumps(result), flush=True)
                 results.append(result)
     if args.json is not None:
