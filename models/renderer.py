@@ -35,6 +35,10 @@ from models.static_marcher import StaticMarcher
 from models.volumetric import VolumetricField, render_specialized
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Each captured resolution keeps its graph's memory pool, a one-pass frame's activations (0.5 GB per
+# 256-wide layer output at 1024² in fp16); frames of more pixels render without a graph.
+GRAPH_MAX_PIXELS = 1024 * 1024
+T = TypeVar("T")
 
 
 def cpu_computes_bf16() -> bool:
@@ -51,10 +55,6 @@ def default_precision(device: torch.device) -> str:
     if device.type == "cuda":
         return "fp16"
     return "bf16" if cpu_computes_bf16() else "fp32"
-# Each captured resolution keeps its graph's memory pool, a one-pass frame's activations (0.5 GB per
-# 256-wide layer output at 1024² in fp16); frames of more pixels render without a graph.
-GRAPH_MAX_PIXELS = 1024 * 1024
-T = TypeVar("T")
 
 
 def ray_backend(name: str) -> type[RayBackend]:

@@ -117,8 +117,7 @@ class StaticMarcher:
     this torch refuses (an operator that cannot be captured) is warned about once and kept in
     `graph_error`; the march then runs eagerly, still without host syncs. A static march that fails
     itself (an operator this torch lacks on the device, no memory for its room) is warned about
-    once, kept in `static_error`, and
-    every frame after it is march()'s: the frame is right, only slower.
+    once, kept in `static_error`, and every frame after it is march()'s: right, only slower.
     """
 
     def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], samples: int, frequencies: int,
@@ -141,11 +140,12 @@ class StaticMarcher:
         """The rays' march; `phase` wraps its stages as march()'s does (a graph's replay is one), and
         the read of its demand."""
         key = (origins.shape[0], origins.dtype)
+        dynamic = lambda: march(origins, dirs, *self.field, self.rounds, phase)  # noqa: E731
         if self.kept.get(key) == "dynamic":
-            return march(origins, dirs, *self.field, self.rounds, phase)
+            return dynamic()
         if self.static_error is not None:
             self.fallbacks += 1
-            return march(origins, dirs, *self.field, self.rounds, phase)
+            return dynamic()
         trial = self.trials.setdefault(key, MarcherTrial())
         capacity = self.capacities.get(key)
         static_ms = None  # the static march's time this frame, if it ran and was timed
@@ -153,13 +153,13 @@ class StaticMarcher:
         if capacity is not None and not (on_trial and trial.wants_dynamic()):
             captures = self.captures
             try:
-                (static, demand), static_ms = self._timed_if(on_trial, origins.device, lambda: self._static(
-                    key, capacity, origins, dirs, phase))
+                (static, demand), static_ms = self._timed_if(
+                    on_trial, origins.device, lambda: self._static(key, capacity, origins, dirs, phase))
             except RuntimeError as error:  # an operator this torch lacks here, or no memory for the room
                 self.graphs, self.static_error = False, str(error)
                 warnings.warn(f"the static march is given up, march() marches: {error}", stacklevel=2)
                 self.fallbacks += 1
-                return march(origins, dirs, *self.field, self.rounds, phase)
+                return dynamic()
             if self.captures != captures:
                 static_ms = None  # the capture's time is not a frame's
             if capacity.holds(demand):
@@ -169,8 +169,7 @@ class StaticMarcher:
             self.fallbacks += 1
         elif capacity is None:
             self.fallbacks += 1
-        result, dynamic_ms = self._timed_if(on_trial, origins.device,
-                                            lambda: march(origins, dirs, *self.field, self.rounds, phase))
+        result, dynamic_ms = self._timed_if(on_trial, origins.device, dynamic)
         if capacity is None or not capacity.fits(result.demand):  # the first frame, or the room overflowed
             self.capacities[key] = MarchCapacity.covering(result.demand, self.rounds, capacity)
             self.captured.pop(key, None)  # captured with the old capacity
