@@ -40,6 +40,7 @@ from models.renderer import (
 )
 from models.renderer_protocol import GradientDepth
 from models.resolution import Resolution
+from models.static_marcher import FRAMES_TO_CHOOSE
 
 PSNR_CAP = 100.0  # dB: identical images have an infinite PSNR, which JSON cannot hold
 
@@ -272,7 +273,10 @@ def build_methods(
                 continue
             say(f"building volumetric:{sampling}")
             faster = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager", sampling)
-            found.methods.append(volumetric_method(faster, None, None, dense, abandon))
+            # on CUDA the accelerated row's marcher chooses in its first frames: warm up through them
+            choosing = sampling == "accelerated" and device.type == "cuda"
+            found.methods.append(volumetric_method(faster, None, FRAMES_TO_CHOOSE if choosing else None,
+                                                   dense, abandon))
 
     say("building lfn_frame (an offscreen GL context)")
     try:
