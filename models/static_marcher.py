@@ -53,9 +53,9 @@ KEPT_GRAPHS = 2
 # Frames each marcher is timed on, per ray count, before the faster is kept; compared by medians,
 # so one slow frame (a first use's allocations, a busy GPU) does not decide.
 TRIAL_FRAMES = 3
-# A ray count's frames until its marcher is chosen: the planning frame, the capture's, each
-# marcher's trial frames; a timed run warms up through them (engine/benchmark_methods.py).
-FRAMES_TO_CHOOSE = 2 + 2 * TRIAL_FRAMES
+# A ray count's frames until its marcher is chosen: the capture's and each marcher's trial frames
+# (march()'s first is the planning frame); a timed run warms up through them (benchmark_methods.py).
+FRAMES_TO_CHOOSE = 1 + 2 * TRIAL_FRAMES
 
 Result = TypeVar("Result")
 Key = tuple[int, torch.dtype]  # a march's ray count and dtype: one capacity, one graph, one choice

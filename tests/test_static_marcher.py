@@ -241,7 +241,7 @@ def test_each_ray_count_keeps_the_marcher_its_trial_frames_found_faster(shipped_
     assert (20 * 20, torch.float32) not in marcher.kept and times.ran[-1] == "dynamic"
 
 
-def test_a_kept_march_runs_without_its_static_room_or_graph(shipped_field, monkeypatch):
+def test_a_ray_count_that_keeps_march_drops_its_graph(shipped_field, monkeypatch):
     def fake_capture(step):
         graph = ReplayedStep(step)
         return graph, graph.output
@@ -252,7 +252,7 @@ def test_a_kept_march_runs_without_its_static_room_or_graph(shipped_field, monke
     marcher = StaticMarcher(*shipped_field, graphs=False, choose_faster=True)
     marcher.graphs = True  # as on CUDA
     origins, dirs = rays(0.0, 24)
-    for _ in range(7):
+    for _ in range(models.static_marcher.FRAMES_TO_CHOOSE):
         marcher(origins, dirs)
     # plans, captures (its time not a frame's: a static frame more), then turns as above
     assert times.ran == ["dynamic", "static", "static", "static", "dynamic", "static", "dynamic"]
