@@ -10,6 +10,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from models.step_timing import event_timed
+
 T = TypeVar("T")
 
 
@@ -44,12 +46,7 @@ class ProducerClock:
 
 
 def _event_ms(frame: Callable[[], object]) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    frame()
-    end.record()
-    end.synchronize()  # one frame at a time, as the viewer renders them
-    return start.elapsed_time(end)
+    return event_timed(frame)[1]  # one frame at a time, as the viewer renders them
 
 
 def _wall_ms(frame: Callable[[], object], device: torch.device) -> float:

@@ -28,7 +28,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
 
 import torch
 
@@ -43,6 +42,7 @@ from models.occupancy import (
     march_static,
     no_phase,
 )
+from models.step_timing import Result, event_timed
 
 # How the accelerated baseline may march a frame (bench/march_phases.py --marcher times each):
 # march() as is; march_static() run eagerly; march_static() replayed from a CUDA graph.
@@ -57,7 +57,6 @@ TRIAL_FRAMES = 3
 # (march()'s first is the planning frame); a timed run warms up through them (benchmark_methods.py).
 FRAMES_TO_CHOOSE = 1 + 2 * TRIAL_FRAMES
 
-Result = TypeVar("Result")
 Key = tuple[int, torch.dtype]  # a march's ray count and dtype: one capacity, one graph, one choice
 
 
@@ -84,15 +83,10 @@ class MarcherTrial:
 def timed(device: torch.device, step: Callable[[], Result]) -> tuple[Result, float]:
     """`step`'s result and its milliseconds: on CUDA between events on the stream (work queued
     before is not counted), on a CPU by the clock."""
-    if device.type != "cuda":
-        began = time.perf_counter()
-        return step(), (time.perf_counter() - began) * 1000.0
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    result = step()
-    end.record()
-    end.synchronize()
-    return result, start.elapsed_time(end)
+    if device.type == "cuda":
+        return event_timed(step)
+    began = time.perf_counter()
+    return step(), (time.perf_counter() - began) * 1000.0
 
 
 @dataclass
