@@ -14,6 +14,7 @@ def with_instance(ckpt: Checkpoint, latent: torch.Tensor, name: str, meta: dict)
     config = dataclasses.replace(ckpt.model.config, num_instances=ckpt.model.config.num_instances + 1)
     model = MODEL_KINDS[ckpt.model.kind][1](config)
     state = ckpt.model.state_dict()
-    state["latents.weight"] = torch.cat([state["latents.weight"], latent.detach().cpu()[None]])
+    table = state["latents.weight"]  # on the device the model was moved to
+    state["latents.weight"] = torch.cat([table, latent.detach().to(table.device)[None]])
     model.load_state_dict(state)
     return Checkpoint(model.eval(), [*ckpt.instance_names, name], {**ckpt.meta, **meta})
