@@ -21,7 +21,6 @@ DEFAULT_RADIUS = 3.0
 DEFAULT_FOV_DEG = 40.0
 DEFAULT_AZIMUTH = 30.0
 DEFAULT_ELEVATION = 20.0
-WORLD_UP = (0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,28 +48,26 @@ def intrinsics(width: int, height: int, fov_y_deg: float = DEFAULT_FOV_DEG) -> t
 def orbit_position(
     azimuth: float | torch.Tensor, elevation: float | torch.Tensor, radius: float | torch.Tensor
 ) -> torch.Tensor:
-    """Camera center relative to the target, (3,) float32.
+    """Camera center relative to the target, (3,) float32, on the device of a tensor angle.
 
     Angles may be tensors that require grad (pose refinement differentiates through this); the
     trigonometry runs in float64 so floats give the same values as Python's math.
     """
-    az, el = (torch.deg2rad(torch.as_tensor(a, dtype=torch.float64)) for a in (azimuth, elevation))
+    az, el = _radians(azimuth, elevation)
     direction = torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)])
-    return (torch.as_tensor(radius, dtype=torch.float64) * direction).float()
+    if isinstance(radius, torch.Tensor):
+        radius = radius.to(direction)
+    return (radius * direction).float()
 
 
-def look_at(eye: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(4, 4) OpenCV cam2world for a camera at `eye` looking at `target`, world z up in image -y."""
-    forward = torch.nn.functional.normalize(target - eye, dim=0)
-    up = torch.tensor(WORLD_UP, dtype=eye.dtype)
-    right = torch.linalg.cross(forward, up)
-    if right.norm() < 1e-6:  # looking straight up or down: any right vector perpendicular to forward
-        right = torch.linalg.cross(forward, torch.tensor([0.0, 1.0, 0.0], dtype=eye.dtype))
-    right = torch.nn.functional.normalize(right, dim=0)
-    down = torch.linalg.cross(forward, right)
-    pose = torch.eye(4, dtype=eye.dtype)
-    pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, eye
-    return pose
+def _radians(azimuth: float | torch.Tensor, elevation: float | torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    # a number becomes a tensor by a fill on the device, not a copy from the host (which a CUDA
+    # graph cannot capture)
+    device = next((a.device for a in (azimuth, elevation) if isinstance(a, torch.Tensor)), None)
+    return tuple(torch.deg2rad(a.to(torch.float64) if isinstance(a, torch.Tensor)
+                               else torch.full((), a, dtype=torch.float64, device=device))
+                 for a in (azimuth, elevation))
 
 
 def orbit_pose(
@@ -79,9 +76,24 @@ def orbit_pose(
     radius: float | torch.Tensor = DEFAULT_RADIUS,
     target: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> torch.Tensor:
-    """(4, 4) cam2world of an orbit camera (OpenCV axes)."""
-    center = torch.tensor(target, dtype=torch.float32)
-    return look_at(center + orbit_position(azimuth, elevation, radius), center)
+    """(4, 4) float32 cam2world of an orbit camera looking at `target` (OpenCV axes, world z up
+    in image -y), on the device of a tensor angle.
+
+    It reads nothing back from the device and copies nothing to it, so a fit that refines the
+    angles can replay it from a CUDA graph: the cross products with the world's up axis (and, at
+    the poles, with its y axis) are written out, not taken with constant vectors.
+    """
+    offset = orbit_position(azimuth, elevation, radius)
+    center = torch.stack([offset.new_full((), t) for t in target])
+    eye = center + offset
+    forward = torch.nn.functional.normalize(center - eye, dim=0)
+    zero = torch.zeros_like(forward[0])
+    right = torch.stack([forward[1], -forward[0], zero])  # forward × z
+    at_pole = torch.stack([-forward[2], zero, forward[0]])  # forward × y, where forward × z vanishes
+    right = torch.nn.functional.normalize(torch.where(right.norm() < 1e-6, at_pole, right), dim=0)
+    down = torch.linalg.cross(forward, right)
+    columns = torch.stack([right, down, forward, eye], dim=1)
+    return torch.cat([columns, torch.stack([zero, zero, zero, torch.ones_like(zero)])[None]])
 
 
 def orbit_from_cam2world(

@@ -2,6 +2,11 @@
 
 The learned prior over the class is the latent table: fitting starts at its mean and a penalty
 keeps the code near the table's scale, so one view determines a plausible whole light field.
+
+On a GPU a step is a few hundred small kernels launched one by one (≈ 3 ms on an H100 whatever
+the batch), so `cuda_graph` replays the steps after the first few from one CUDA graph: the
+pixels are drawn outside it into fixed buffers, the rest (rays, network, loss, backward, Adam)
+is captured once.
 """
 
 from __future__ import annotations
@@ -13,7 +18,11 @@ from dataclasses import dataclass
 import torch
 
 from models.cameras import Orbit, orbit_pose
-from models.sampling import sample_rays
+from models.sampling import PixelDraw, draw_pixels, rays_at_pixels
+
+# Steps run eagerly (on a side stream) before the capture, as CUDA graphs need: they initialise
+# cuBLAS's workspaces and Adam's state. They are real steps of the fit.
+EAGER_STEPS_BEFORE_CAPTURE = 3
 
 
 @dataclass
@@ -32,7 +41,7 @@ def psnr_from_mse(mse: float) -> float:
 def fit_latent_steps(
     model, rgb: torch.Tensor, cam2world: torch.Tensor | Orbit, intrinsics: torch.Tensor,
     rays_per_step: int = 4096, lr: float = 1e-2, latent_weight: float = 1e-3,
-    init: torch.Tensor | None = None, seed: int = 0, pose_lr: float = 0.5,
+    init: torch.Tensor | None = None, seed: int = 0, pose_lr: float = 0.5, cuda_graph: bool = False,
 ) -> Iterator[FitStep]:
     """Yield one FitStep per optimization step, forever; the caller decides when to stop.
 
@@ -41,51 +50,89 @@ def fit_latent_steps(
     the latent by the same gradient steps (`pose_lr` degrees a step, Adam); the radius is kept,
     since a closer camera and a larger car look alike.
     Works for any model called as `model(origins, dirs, latents)` and a `latents` table.
+    `cuda_graph` replays the steps after EAGER_STEPS_BEFORE_CAPTURE from a CUDA graph (on a CUDA
+    device; ignored elsewhere): the same draws and arithmetic, a fraction of the launch cost.
+    The model must then read nothing back from the device in its forward (the LFN does not).
     """
     device = next(model.parameters()).device
+    graphed = cuda_graph and device.type == "cuda"
     table = model.latents.weight.detach()
     latent = (table.mean(0) if init is None else init.to(device)).clone().requires_grad_(True)
     scale = table.pow(2).sum(1).mean().clamp(min=1e-6)
     groups = [{"params": [latent], "lr": lr}]
     orbit = cam2world if isinstance(cam2world, Orbit) else None
     if orbit is not None:
-        angles = torch.tensor([orbit.azimuth, orbit.elevation], requires_grad=True)
+        angles = torch.tensor([orbit.azimuth, orbit.elevation], device=device, requires_grad=True)
         groups.append({"params": [angles], "lr": pose_lr})
-    optimizer = torch.optim.Adam(groups)
+    # capturable: Adam keeps its step count on the device, so a replayed step advances it
+    optimizer = torch.optim.Adam(groups, capturable=graphed)
     generator = torch.Generator(device=device).manual_seed(seed)
     rgb = rgb.to(device)[None]
+    intrinsics = intrinsics.to(device)  # a copy from the host cannot be captured
     views = torch.arange(rgb.shape[1], device=device)
+    fixed_pose = None if orbit is not None else cam2world.to(device)[None]
+    pixels = PixelDraw.empty((1, rays_per_step), device)
 
     def current_pose() -> torch.Tensor:
         if orbit is None:
-            return cam2world.to(device)[None]
-        return orbit_pose(angles[0], angles[1], orbit.radius, orbit.target).to(device)[None, None]
+            return fixed_pose
+        return orbit_pose(angles[0], angles[1], orbit.radius, orbit.target)[None, None]
 
-    def refined_orbit() -> Orbit | None:
-        if orbit is None:
-            return None
-        return dataclasses.replace(orbit, azimuth=angles[0].item(), elevation=angles[1].item())
+    def step() -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimization step on the pixels drawn into `pixels`: (loss, image MSE)."""
+        origins, dirs, target = rays_at_pixels(rgb, current_pose(), intrinsics, views, pixels)
+        mse = torch.nn.functional.mse_loss(model(origins, dirs, latent[None]), target)
+        loss = mse + latent_weight * latent.pow(2).sum() / scale
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach(), mse.detach()
 
+    def fit_step(count: int, loss: torch.Tensor, mse: torch.Tensor) -> FitStep:
+        refined = None if orbit is None else dataclasses.replace(
+            orbit, azimuth=angles[0].item(), elevation=angles[1].item())
+        return FitStep(count, loss.item(), psnr_from_mse(mse.item()), latent.detach().clone(), refined)
+
+    graph = None
     for p in model.parameters():
         p.requires_grad_(False)
-    step = 0
+    count = 0
     try:
         while True:
-            origins, dirs, target = sample_rays(
-                rgb, current_pose(), intrinsics, views, rays_per_step, generator
-            )
-            color = model(origins, dirs, latent[None])
-            mse = torch.nn.functional.mse_loss(color, target)
-            loss = mse + latent_weight * latent.pow(2).sum() / scale
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            yield FitStep(step, loss.item(), psnr_from_mse(mse.item()), latent.detach().clone(),
-                          refined_orbit())
+            draw_pixels(len(views), rgb.shape[2], rgb.shape[3], (1, rays_per_step), device,
+                        generator, out=pixels)
+            if not graphed:
+                losses = step()
+            elif count < EAGER_STEPS_BEFORE_CAPTURE:
+                losses = step_on_side_stream(step)
+            else:
+                if graph is None:
+                    graph, losses = capture(step)
+                graph.replay()
+            count += 1
+            yield fit_step(count, *losses)
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
+
+
+def step_on_side_stream(step: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out = step()
+    torch.cuda.current_stream().wait_stream(side)
+    return out
+
+
+def capture(step: Callable[[], tuple[torch.Tensor, ...]]
+            ) -> tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...]]:
+    """`step` captured, not run: the graph and the tensors each replay writes its outputs to.
+    `step` sets the gradients to None first, so its backward writes them instead of adding."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = step()
+    return graph, outputs
 
 
 def fit_latent(

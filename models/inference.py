@@ -226,7 +226,7 @@ def infer(
     if steps:
         res = photo.shape[0]
         fit = fit_latent(model, photo[None], fit_camera(start), intrinsics(res, res), steps,
-                         on_step=on_step, init=start.latent)
+                         on_step=on_step, init=start.latent, cuda_graph=True)
         latent, orbit = fit.latent.to(device), fit.orbit or orbit
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -2,9 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from models.cameras import rays_through_pixels
+
+
+@dataclass(frozen=True)
+class PixelDraw:
+    """The pixels of one batch: for each object and ray, a view (an index into the view pool)
+    and a row and column, each (B, R) int64."""
+
+    views: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int], device: torch.device) -> PixelDraw:
+        return cls(*(torch.empty(shape, dtype=torch.int64, device=device) for _ in range(3)))
+
+
+def draw_pixels(view_count: int, height: int, width: int, shape: tuple[int, int],
+                device: torch.device, generator: torch.Generator | None = None,
+                out: PixelDraw | None = None) -> PixelDraw:
+    """Uniform random pixels of `shape` (objects, rays), written into `out` when given (the
+    static inputs of a fit step replayed from a CUDA graph)."""
+    out = out or PixelDraw.empty(shape, device)
+    for tensor, high in ((out.views, view_count), (out.rows, height), (out.cols, width)):
+        torch.randint(high, shape, generator=generator, out=tensor)
+    return out
+
+
+def rays_at_pixels(
+    rgb: torch.Tensor, cam2world: torch.Tensor, intrinsics: torch.Tensor, view_pool: torch.Tensor,
+    pixels: PixelDraw, objects: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rays through `pixels` and their target colors, each (B, R, 3) (sample_rays' shapes);
+    reads nothing back from the device."""
+    if objects is None:
+        objects = torch.arange(rgb.shape[0], device=rgb.device)
+    views = view_pool.to(rgb.device)[pixels.views]
+    rows_of = objects[:, None].expand(pixels.views.shape)
+    target = rgb[rows_of, views, pixels.rows, pixels.cols].float() / 255.0
+    poses = cam2world[rows_of, views]
+    origins, dirs = rays_through_pixels(poses, intrinsics, pixels.cols.float(), pixels.rows.float())
+    return origins, dirs, target
 
 
 def sample_rays(
@@ -20,17 +63,6 @@ def sample_rays(
     Returns origins, dirs (B, R, 3) and target colors (B, R, 3) in [0, 1].
     """
     _, _, h, w, _ = rgb.shape
-    device = rgb.device
-    if objects is None:
-        objects = torch.arange(rgb.shape[0], device=device)
-    b = objects.shape[0]
-    shape = (b, rays_per_object)
-    pick = torch.randint(len(view_pool), shape, device=device, generator=generator)
-    views = view_pool.to(device)[pick]
-    rows = torch.randint(h, shape, device=device, generator=generator)
-    cols = torch.randint(w, shape, device=device, generator=generator)
-    rows_of = objects[:, None].expand(shape)
-    target = rgb[rows_of, views, rows, cols].float() / 255.0
-    poses = cam2world[rows_of, views]
-    origins, dirs = rays_through_pixels(poses, intrinsics, cols.float(), rows.float())
-    return origins, dirs, target
+    b = rgb.shape[0] if objects is None else objects.shape[0]
+    pixels = draw_pixels(len(view_pool), h, w, (b, rays_per_object), rgb.device, generator)
+    return rays_at_pixels(rgb, cam2world, intrinsics, view_pool, pixels, objects)

@@ -50,6 +50,21 @@ def test_frame_path_times_a_non_square_viewer_frame_on_a_cpu(tiny_ckpt, tmp_path
     assert "24×16" in result.stdout  # the ms table's column
 
 
+def test_fit_step_times_the_eager_step_on_a_cpu(tiny_ckpt, tmp_path):
+    out = tmp_path / "fit_step.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "fit_step.py"), "--device", "cpu",
+                             "--ckpt", str(tiny_ckpt), "--rays", "64", "--steps", "4", "--warmup", "1",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert (data["rays_per_step"], data["timed_steps"], data["timer"]) == (64, 4, "perf_counter")
+    rows = data["rows"]
+    assert [(row["camera"], row["step"]) for row in rows] == [("given", "eager"), ("estimated", "eager")]
+    for row in rows:  # no graph on a CPU, so nothing to compare with
+        assert row["step_ms_median"] > 0 and "speedup_vs_eager" not in row
+        assert row["fit_300_s_at_median"] == pytest.approx(0.3 * row["step_ms_median"])
+
+
 def test_occupancy_march_compares_the_accelerated_frames_with_the_dense_ones(tiny_volumetric_ckpt, tmp_path):
     out = tmp_path / "occupancy.json"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "occupancy_march.py"), "--device", "cpu",

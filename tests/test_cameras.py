@@ -59,3 +59,17 @@ def test_a_wider_frame_keeps_the_vertical_field_of_view_and_sees_more_to_the_sid
     (square_x, square_y), (wide_x, wide_y) = slopes(square[0, 0]), slopes(wide[0, 0])
     assert math.isclose(wide_y, square_y, rel_tol=1e-5)
     assert math.isclose(wide_x, square_x * 23.5 / 15.5, rel_tol=1e-5)
+
+
+def test_orbit_pose_is_defined_at_the_poles_and_differentiable_in_its_angles():
+    top = orbit_pose(30.0, 90.0, 2.0)
+    assert torch.isfinite(top).all()
+    assert torch.allclose(top[:3, :3] @ top[:3, :3].T, torch.eye(3), atol=1e-6)
+    assert torch.allclose(top[:3, 2], torch.tensor([0.0, 0, -1]), atol=1e-6)  # looking straight down
+    angles = torch.tensor([30.0, 20.0], requires_grad=True)
+    pose = orbit_pose(angles[0], angles[1], 3.0, (0.1, -0.2, 0.3))
+    assert torch.allclose(pose, orbit_pose(30.0, 20.0, 3.0, (0.1, -0.2, 0.3)), atol=1e-6)
+    assert torch.allclose(pose[:3, 3] - torch.tensor([0.1, -0.2, 0.3]),
+                          3.0 * -pose[:3, 2], atol=1e-5)  # it looks at its target
+    pose[:3, 3].sum().backward()
+    assert angles.grad is not None and angles.grad.abs().sum() > 0
