@@ -1,7 +1,8 @@
 """Where the accelerated volumetric frame's time goes: the occupancy march (models/occupancy.py) by phase.
 
     python bench/march_phases.py [--device cpu] [--res 128 512] [--occupancy-res 128] [--azimuth 0]
-                                 [--rounds 8 4 4 8 16 32 64] [--repeats 5] [--marcher dynamic static graph]
+                                 [--rounds 16 16 64] [--stop-slack 6] [--repeats 5]
+                                 [--marcher dynamic static graph]
                                  [--volumetric checkpoints/cars_volumetric.pt] [--json PATH]
 
 One march over all of a frame's rays (what the GPU renders at 512² in one chunk; a CPU frame renders
@@ -15,8 +16,9 @@ included) and the host syncs among them and their callees (nonzero and scalar re
 cost nothing, on a GPU each waits for the stream). The counts, evaluations and rounds do not depend
 on the device; the milliseconds do. Peak memory is the most the march had allocated at once beyond
 what it was given: CUDA's allocator peak on a GPU, the profiled march's allocations and frees on a
-CPU. --rounds tries another schedule than the renderer's MARCH_ROUNDS: fewer, larger rounds trade
-network evaluations for launches and syncs, which only a GPU can weigh.
+CPU. --rounds and --stop-slack try another schedule than the renderer's for the device
+(models/occupancy.py's MarchSchedule): fewer, larger rounds trade network evaluations for launches
+and syncs, which only a GPU can weigh.
 
 --marcher times each of models/static_marcher.py's MARCHERS in turn, one row each: `dynamic` is
 march(), `static` march_static() run eagerly (its rounds' fixed sizes, no host sync but the demand's
@@ -48,7 +50,7 @@ from engine.cli import run_entry_point  # noqa: E402
 from engine.timing import synchronize  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.occupancy import MARCH_ROUNDS, march  # noqa: E402
+from models.occupancy import MarchSchedule, march, schedule_for  # noqa: E402
 from models.renderer import OCCUPANCY_RES, VolumetricRenderer, frame_rays  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
 from models.static_marcher import MARCHERS, StaticMarcher  # noqa: E402
@@ -118,18 +120,20 @@ def peak_allocated_mb(events) -> float:
     return float(live.max(initial=0)) / 2**20
 
 
-def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, rounds: tuple[int, ...],
+def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, schedule: MarchSchedule,
             repeats: int, marcher: str) -> dict:
     cfg = renderer.model.config
     origins, dirs = frame_rays(orbit_pose(azimuth, ELEVATION, RADIUS), res, renderer.device)
     origins, dirs = origins.to(renderer.dtype), dirs.to(renderer.dtype)
     field = (renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid)
-    dynamic = march(origins, dirs, *field, rounds)  # the reference (and the grid's dilated volumes)
+    dynamic = march(origins, dirs, *field, schedule)  # the reference (and the grid's dilated volumes)
     static = None if marcher == "dynamic" else \
-        StaticMarcher(*field, graphs=marcher == "graph", choose_faster=False, rounds=rounds)
+        StaticMarcher(*field, graphs=marcher == "graph", choose_faster=False, schedule=schedule)
 
     def run_march(phase):
-        return march(origins, dirs, *field, rounds, phase) if static is None else static(origins, dirs, phase)
+        if static is None:
+            return march(origins, dirs, *field, schedule, phase)
+        return static(origins, dirs, phase)
 
     if static is not None:
         run_march(PhaseClock(renderer.device))  # plans its capacity
@@ -155,7 +159,8 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, round
     hit = result.opacity > 0.5
     return {
         "res": str(res), "rays": origins.shape[0], "azimuth": azimuth, "marcher": marcher,
-        "occupancy_res": renderer.grid.resolution, "round_sizes": list(rounds),
+        "occupancy_res": renderer.grid.resolution, "round_sizes": list(schedule.rounds),
+        "stop_slack": schedule.stop_slack,
         "static_rounds": len(static.capacities[origins.shape[0], origins.dtype].sizes) if static else None,
         "fallbacks": static.fallbacks - planning_fallbacks if static else 0,
         "deferred": static.deferred if static else 0,  # frames a round of which left work to later ones
@@ -185,7 +190,10 @@ def main(args) -> int:
     marchers = [name for name in args.marcher if name != "graph" or device.type == "cuda"]
     if marchers != args.marcher:
         print("graph: skipped (CUDA graphs need a CUDA device)")
-    rows = [measure(renderer, res, args.azimuth, tuple(args.rounds), args.repeats, marcher)
+    default = schedule_for(device)
+    schedule = MarchSchedule(tuple(args.rounds or default.rounds),
+                             default.stop_slack if args.stop_slack is None else args.stop_slack)
+    rows = [measure(renderer, res, args.azimuth, schedule, args.repeats, marcher)
             for res in args.res for marcher in marchers]
     env = {"device": device_name(device), "precision": args.precision, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "volumetric": str(args.volumetric), "repeats": args.repeats,
@@ -214,8 +222,12 @@ if __name__ == "__main__":
     parser.add_argument("--occupancy-res", type=int, default=None,
                         help="occupancy grid cells per axis (default: the renderer's for the device)")
     parser.add_argument("--azimuth", type=float, default=0.0)
-    parser.add_argument("--rounds", type=int, nargs="+", default=list(MARCH_ROUNDS),
-                        help="samples a ray takes in each marching round, the last repeating")
+    parser.add_argument("--rounds", type=int, nargs="+",
+                        help="samples a ray takes in each marching round, the last repeating "
+                             "(default: the renderer's schedule for the device)")
+    parser.add_argument("--stop-slack", type=float,
+                        help="a ray takes at most this times the samples its optical depth says it "
+                             "needs in a round (default: the device's schedule)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--marcher", nargs="+", choices=MARCHERS, default=["dynamic"],
                         help="the marchers to time, a row each (graph: CUDA only)")

@@ -14,7 +14,7 @@ instant-ngp and nerfacc skip both, and so does this module:
    The samples in occupied cells are found coarse to fine, without a pass over every sample: the
    centre of each block of SAMPLE_BLOCK consecutive samples is looked up in the grid dilated by the
    block's reach, and only the samples of the blocks found there are looked up one by one. Each
-   ray's list of its occupied samples is then marched in rounds of up to MARCH_ROUNDS samples (fewer
+   ray's list of its occupied samples is then marched in rounds of up to a MarchSchedule's samples (fewer
    once the ray's density says it turns opaque sooner), only over the rays still marching, and a ray
    stops once its transmittance falls under EARLY_STOP_TRANSMITTANCE or its list ends. march() sizes
    every tensor by what the rays need (host syncs); march_static() runs the same march in the fixed
@@ -46,16 +46,40 @@ DENSITY_THRESHOLD = 0.01  # nerfacc's default for its occupancy grid
 # build then marks every cell that probing all 129³ corners marks (46 of 143 k lost without it).
 COARSE_MARGIN = 0.1
 EARLY_STOP_TRANSMITTANCE = 1e-4
-# Occupied samples each ray takes per round (the last size repeats). Most rays that hit the car stop
-# within ~10-20 occupied samples: a first round of 8 covers many, small rounds then stop the rest
-# close to where they turn opaque, and doubling rounds finish the few long, faint rays in few
-# rounds, each of which costs ~130 operators and two host syncs however few rays it runs
-# (bench/march_phases.py counts them).
-MARCH_ROUNDS = (8, 4, 4, 8, 16, 32, 64)
-# A ray that has met density takes, within a round, at most 1.5 times the samples its latest
-# optical depth says it needs to turn opaque. Density mostly rises into a surface, where that count
-# is already more than enough; the margin spares another round where it falls off instead.
-STOP_SLACK = 1.5
+
+
+@dataclass(frozen=True)
+class MarchSchedule:
+    """How the occupied samples of the rays still marching are taken, round by round."""
+
+    rounds: tuple[int, ...]  # samples a ray takes in each round; the last size repeats
+    # A ray that has met density takes, within a round, at most `stop_slack` times the samples its
+    # latest optical depth says it needs to turn opaque. Density mostly rises into a surface, where
+    # that count is already more than enough; the margin spares another round where it falls off.
+    stop_slack: float
+
+    def __post_init__(self):
+        # a ray that took nothing in a round would march forever
+        if not self.rounds or min(self.rounds) < 1 or not self.stop_slack > 0:
+            raise ValueError(f"a march schedule needs rounds of at least one sample and a positive "
+                             f"stop slack, not {self.rounds} and {self.stop_slack}")
+
+
+# Most rays that hit the car stop within ~20 occupied samples. On a CPU the evaluations are the
+# cost: a first round of 8 covers many, small rounds then stop the rest close to where they turn
+# opaque, and doubling rounds finish the few long, faint rays.
+CPU_SCHEDULE = MarchSchedule((8, 4, 4, 8, 16, 32, 64), 1.5)
+# On a GPU every round costs ~150 operators (and two host syncs in march()) however few rays it
+# runs, and replayed from a CUDA graph it still pays its padded kernels over every ray: fewer,
+# fuller rounds win. 4-5 rounds instead of 9-11 for +25 % evaluations (19 -> 24 a hit ray): at
+# 512² on an H100 the graph march 13.7 -> 12.3 ms, march() 26 -> 18 ms, at 1920x1080 the faster
+# of the two 49.6 -> 48.1 ms; on this CPU (128², march()) 278 -> 399 ms, so the CPU keeps its own
+# (BENCHMARKS.md, "Fewer, fuller rounds on a GPU"; results/march_schedules_h100.json).
+GPU_SCHEDULE = MarchSchedule((16, 16, 64), 6.0)
+
+
+def schedule_for(device: torch.device) -> MarchSchedule:
+    return GPU_SCHEDULE if device.type == "cuda" else CPU_SCHEDULE
 # Consecutive samples of a ray whose block is tested at its centre before its samples are (the
 # centre is looked up in the grid dilated by the block's reach). On the cars checkpoint at 256² with
 # the 128³ grid, 8 leaves ~2.6 blocks of a ray's 25 to look up sample by sample: ~46 lookups a ray
@@ -237,6 +261,7 @@ class MarchCapacity:
     """The fixed sizes of a static march: its rounds and the room its tensors have in each stage."""
 
     sizes: tuple[int, ...]  # samples a ray takes in each round: a fixed number of rounds
+    stop_slack: float  # the schedule's
     dilation: int
     blocks: int
     samples: int
@@ -244,12 +269,12 @@ class MarchCapacity:
     evaluations: tuple[int, ...]  # per round
 
     @classmethod
-    def covering(cls, demand: MarchDemand, rounds: Sequence[int] = MARCH_ROUNDS,
+    def covering(cls, demand: MarchDemand, schedule: MarchSchedule,
                  previous: MarchCapacity | None = None) -> MarchCapacity:
-        """Room for `demand` with margin in EXTRA_ROUNDS more rounds than it took, and at least
-        `previous`'s."""
+        """Room for `demand` (a march in `schedule`) with margin in EXTRA_ROUNDS more rounds than
+        it took, and at least `previous`'s."""
         count = max(len(demand.rays) + EXTRA_ROUNDS, len(previous.sizes) if previous else 0)
-        sizes = tuple(islice(round_sizes(rounds), count))
+        sizes = tuple(islice(round_sizes(schedule.rounds), count))
 
         def room(needed: Sequence[int], floor: float, had: Sequence[int] | None) -> tuple[int, ...]:
             padded = tuple(needed) + (0,) * (count - len(needed))
@@ -261,7 +286,7 @@ class MarchCapacity:
         wanted = room(demand.evaluations, ROUND_FLOOR * sum(demand.evaluations),
                       previous and previous.evaluations)
         evaluations = tuple(min(e, r * s) for e, r, s in zip(wanted, rays, sizes, strict=True))
-        return cls(sizes, max(demand.dilation, previous.dilation if previous else 0),
+        return cls(sizes, schedule.stop_slack, max(demand.dilation, previous.dilation if previous else 0),
                    max(with_margin(demand.blocks, LIST_MARGIN), previous.blocks if previous else 0),
                    max(with_margin(demand.samples, LIST_MARGIN), previous.samples if previous else 0),
                    rays, evaluations)
@@ -398,14 +423,15 @@ class StaticMarch:
 @torch.no_grad()
 def march(
     origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
-    frequencies: int, grid: OccupancyGrid, rounds: Sequence[int] = MARCH_ROUNDS,
+    frequencies: int, grid: OccupancyGrid, schedule: MarchSchedule = CPU_SCHEDULE,
     phase: Callable[[str], AbstractContextManager] = no_phase,
 ) -> MarchResult:
     """Render (N, 3) rays at the dense sample positions, evaluating the network only where the grid
     says occupied and only while the ray can still be seen through. Each round's tensors are as
     large as the rays it has need (two host syncs a round). `phase(name)` wraps each stage of the
     work (bench/march_phases.py times them); by default nothing."""
-    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, round_sizes(rounds), None, phase)
+    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, round_sizes(schedule.rounds),
+                     schedule.stop_slack, None, phase)
     listed, rays, evaluations = marched.demand
     demand = MarchDemand(listed.dilation, listed.blocks, listed.samples, tuple(rays), tuple(evaluations))
     return MarchResult(marched.color, marched.depth, marched.opacity, marched.evaluations, demand)
@@ -423,7 +449,8 @@ def march_static(
     the first ones and leaves the rest to the next rounds. Its results are march()'s bit for bit
     where the demand fits the capacity, right (within EARLY_STOP_TRANSMITTANCE) where the capacity
     holds it, and wrong otherwise (StaticMarch.read_demand, MarchCapacity.fits and holds)."""
-    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, capacity.sizes, capacity, phase)
+    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, capacity.sizes,
+                     capacity.stop_slack, capacity, phase)
     listed, rays, evaluations = marched.demand
     counts = [listed.dilation, listed.blocks, listed.samples, *rays, *evaluations, marched.unfinished]
     return StaticMarch(marched.color, marched.depth, marched.opacity, marched.evaluations,
@@ -442,8 +469,8 @@ class _Marched:
 
 def _march(
     origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
-    frequencies: int, grid: OccupancyGrid, sizes: Iterable[int], capacity: MarchCapacity | None,
-    phase: Callable[[str], AbstractContextManager],
+    frequencies: int, grid: OccupancyGrid, sizes: Iterable[int], stop_slack: float,
+    capacity: MarchCapacity | None, phase: Callable[[str], AbstractContextManager],
 ) -> _Marched:
     """march() without a capacity (until no ray marches), march_static() with one (every round)."""
     n, device, dtype = origins.shape[0], origins.device, mlp_tensors[0].dtype
@@ -472,10 +499,10 @@ def _march(
             ray_transmittance, ray_evaluations = transmittance[rays], evaluations[rays]
             ray_counts = counts[rays]
             # At its latest sample's optical depth a ray turns opaque in ln(T / ε) / depth more
-            # samples: it takes up to STOP_SLACK times that many this round (all `size` while it has
-            # seen nothing).
+            # samples: it takes up to `stop_slack` times that many this round (all `size` while it
+            # has seen nothing).
             seen_through = ray_transmittance / EARLY_STOP_TRANSMITTANCE
-            needed = STOP_SLACK * torch.log(seen_through) / optical_depth[rays]
+            needed = stop_slack * torch.log(seen_through) / optical_depth[rays]
             offset = torch.arange(size, device=device)
             rank = ray_evaluations[:, None] + offset
             # (A, size), a prefix of each row: a ray's list may end, or its need be met, within the round

@@ -27,7 +27,7 @@ from models.backends import BACKENDS
 from models.cameras import intrinsics, pixel_rays
 from models.frame_graphs import FrameGraphs
 from models.lfn import LightFieldNetwork
-from models.occupancy import MARCH_ROUNDS, OccupancyGrid, build_occupancy, field_density, march
+from models.occupancy import OccupancyGrid, build_occupancy, field_density, march, schedule_for
 from models.plucker import plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
 from models.resolution import Resolution
@@ -366,12 +366,13 @@ class VolumetricRenderer:
         self.evals_per_ray_all = float(model.evals_per_ray)  # mean over every ray of the last frame
         self.evals_per_hit_ray = float(model.evals_per_ray)  # unrounded, over the rays that hit
         self.capabilities = Capabilities(expected_depth=True)
+        self.schedule = schedule_for(self.device)  # accelerated: its marching rounds
         if max_samples is not None:
             self.rays_per_chunk = max(1, max_samples // model.evals_per_ray)
         elif self.device.type == "cuda":
             self.rays_per_chunk = max(1, (1 << 26) // model.evals_per_ray)
-        else:  # a marching round evaluates at most max(MARCH_ROUNDS) samples of a ray at once
-            at_once = max(MARCH_ROUNDS) if sampling == "accelerated" else model.evals_per_ray
+        else:  # a marching round evaluates at most its largest round's samples of a ray at once
+            at_once = max(self.schedule.rounds) if sampling == "accelerated" else model.evals_per_ray
             self.rays_per_chunk = rays_within_budget(model.config.width * at_once, self.dtype)
         self.chunks_last_frame = 1
         self.march_rounds = 0  # the most marching rounds a chunk of the last accelerated frame took
@@ -397,7 +398,7 @@ class VolumetricRenderer:
         if self.device.type == "cuda":
             self.marcher = StaticMarcher(self.mlp_tensors, self.model.config.samples_per_ray,
                                          self.model.config.frequencies, self.grid, graphs=True,
-                                         choose_faster=True)
+                                         choose_faster=True, schedule=self.schedule)
             # this stream only: another thread may be capturing a graph
             torch.cuda.current_stream(self.device).synchronize()
         self.grid_build_ms = (time.perf_counter() - start) * 1000.0
@@ -408,7 +409,8 @@ class VolumetricRenderer:
         if self.grid is not None:
             origins, dirs = origins.to(self.dtype), dirs.to(self.dtype)
             marched = self.marcher(origins, dirs) if self.marcher is not None else \
-                march(origins, dirs, self.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, self.grid)
+                march(origins, dirs, self.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, self.grid,
+                      self.schedule)
             self.march_rounds = max(self.march_rounds, marched.rounds)
             return marched.color, marched.depth, marched.opacity, marched.evaluations
         return self._dense(

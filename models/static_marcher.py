@@ -1,14 +1,14 @@
 """The accelerated baseline's march with no host sync in its frame, replayed from CUDA graphs.
 
 march() (models/occupancy.py) sizes each round's tensors by what the rays need: two host syncs a
-round and operators launched one by one (about 130 a round, 9 rounds at 512²). march_static() runs
-the same computation in tensors of fixed sizes, a MarchCapacity, so its launches are the same every
-frame and a CUDA graph replays them in one call. The capacity of each ray count comes from a
-dynamic march with margin (the first frame of that size is one); the frame's demand, read once at
-its end, says whether it held. A round short of room leaves work to the next rounds (the frame is
-then right, though not march()'s bit for bit); a frame whose lists of occupied samples had no room,
-or whose rays did not finish in its rounds, is marched again by march() and the capacity grows to
-cover it, so no pixel ever comes from an overflowed march.
+round and operators launched one by one (about 150 a round; 4-5 rounds at 512² in the GPU's
+schedule). march_static() runs the same computation in tensors of fixed sizes, a MarchCapacity, so
+its launches are the same every frame and a CUDA graph replays them in one call. The capacity of
+each ray count comes from a dynamic march with margin (the first frame of that size is one); the
+frame's demand, read once at its end, says whether it held. A round short of room leaves work to the
+next rounds (the frame is then right, though not march()'s bit for bit); a frame whose lists of
+occupied samples had no room, or whose rays did not finish in its rounds, is marched again by
+march() and the capacity grows to cover it, so no pixel ever comes from an overflowed march.
 
 Fixed sizes are not always faster: a capacity must hold the busiest frame of its ray count, and a
 Full-HD frame's chunks differ (sky, car), so each static chunk does the busiest one's work. Measured
@@ -16,7 +16,8 @@ on an H100 (fp16, 2026-12-06): 512², one chunk, the graph 17 ms against march()
 seven chunks, 210 ms against 86 ms. So each ray count's first frames time both (TRIAL_FRAMES each,
 a capture not counted) and the faster is kept for the marcher's life.
 
-    marcher = StaticMarcher(mlp_tensors, samples, frequencies, grid, graphs=True, choose_faster=True)
+    marcher = StaticMarcher(mlp_tensors, samples, frequencies, grid, graphs=True, choose_faster=True,
+                            schedule=GPU_SCHEDULE)
     result = marcher(origins, dirs)  # MarchResult, as march() returns it
 """
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
@@ -33,9 +34,9 @@ import torch
 
 from models.frame_graphs import capture
 from models.occupancy import (
-    MARCH_ROUNDS,
     MarchCapacity,
     MarchResult,
+    MarchSchedule,
     OccupancyGrid,
     StaticMarch,
     march,
@@ -118,12 +119,11 @@ class StaticMarcher:
     """
 
     def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], samples: int, frequencies: int,
-                 grid: OccupancyGrid, graphs: bool, choose_faster: bool,
-                 rounds: Sequence[int] = MARCH_ROUNDS):
+                 grid: OccupancyGrid, graphs: bool, choose_faster: bool, schedule: MarchSchedule):
         if graphs and mlp_tensors[0].device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA device, not {mlp_tensors[0].device}")
         self.field = (mlp_tensors, samples, frequencies, grid)  # march()'s arguments after the rays
-        self.graphs, self.choose_faster, self.rounds = graphs, choose_faster, tuple(rounds)
+        self.graphs, self.choose_faster, self.schedule = graphs, choose_faster, schedule
         self.capacities: dict[Key, MarchCapacity] = {}
         self.captured: dict[Key, CapturedMarch] = {}
         self.trials: dict[Key, MarcherTrial] = {}
@@ -137,7 +137,7 @@ class StaticMarcher:
         """The rays' march; `phase` wraps its stages as march()'s does (a graph's replay is one), and
         the read of its demand."""
         key = (origins.shape[0], origins.dtype)
-        dynamic = lambda: march(origins, dirs, *self.field, self.rounds, phase)  # noqa: E731
+        dynamic = lambda: march(origins, dirs, *self.field, self.schedule, phase)  # noqa: E731
         if self.kept.get(key) == "dynamic":
             return dynamic()
         if self.static_error is not None:
@@ -168,7 +168,7 @@ class StaticMarcher:
             self.fallbacks += 1
         result, dynamic_ms = self._timed_if(on_trial, origins.device, dynamic)
         if capacity is None or not capacity.fits(result.demand):  # the first frame, or the room overflowed
-            self.capacities[key] = MarchCapacity.covering(result.demand, self.rounds, capacity)
+            self.capacities[key] = MarchCapacity.covering(result.demand, self.schedule, capacity)
             self.captured.pop(key, None)  # captured with the old capacity
         if static_ms is not None:  # the static march overflowed: its frame cost both marches
             self._record(key, trial, static_ms=static_ms + dynamic_ms)

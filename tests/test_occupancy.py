@@ -2,15 +2,17 @@
 
 import math
 
+import pytest
 import torch
 
 from models.cameras import orbit_pose
 from models.mlp import mlp_forward
 from models.occupancy import (
+    CPU_SCHEDULE,
     DENSITY_THRESHOLD,
     EARLY_STOP_TRANSMITTANCE,
-    MARCH_ROUNDS,
-    STOP_SLACK,
+    GPU_SCHEDULE,
+    MarchSchedule,
     OccupancyGrid,
     build_occupancy,
     cell_centers,
@@ -20,6 +22,7 @@ from models.occupancy import (
     march,
     occupied_samples,
     peak_density,
+    schedule_for,
 )
 from models.renderer import frame_rays
 from models.volumetric import composite, decode_samples, render_specialized, sample_along_rays, sample_inputs
@@ -152,7 +155,7 @@ def test_one_round_of_every_sample_composites_the_occupied_ones_exactly():
     origins, dirs = frame()
     grid = OccupancyGrid(torch.rand(8, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.4)
     result = march(origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies, grid,
-                   rounds=(cfg.samples_per_ray,))
+                   schedule=MarchSchedule((cfg.samples_per_ray,), CPU_SCHEDULE.stop_slack))
     density, rgb, t, deltas = dense_samples(origins, dirs, tensors, cfg)
     occupied = grid.lookup(origins[:, None] + t[..., None] * dirs[:, None]) & (deltas > 0)  # misses: none
     color, depth, opacity = composite(torch.where(occupied, density, 0.0), rgb, t, deltas)
@@ -169,7 +172,8 @@ def test_rounds_of_one_sample_stop_each_ray_at_the_sample_that_makes_it_opaque()
     opaque = tuple(t.clone() for t in tensors)
     opaque[-1][0] += 4.0  # the density output's bias: rays turn opaque within a few samples
     full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
-    exact = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full, rounds=(1,))
+    exact = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full,
+                  schedule=MarchSchedule((1,), CPU_SCHEDULE.stop_slack))
     density, rgb, t, deltas = dense_samples(origins, dirs, opaque, cfg)
     tau = density * deltas
     in_front = torch.exp(-(torch.cumsum(tau, 1) - tau))  # transmittance before each sample
@@ -200,7 +204,8 @@ def test_marching_skips_empty_cells_and_stops_behind_opaque_ones():
     result = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full)
     step = sample_along_rays(origins, dirs, cfg.samples_per_ray, jitter=False)[1][:, 0]
     through_the_middle = step > 0.5 * step.max()  # long samples: each one nearly opaque
-    assert through_the_middle.any() and (result.evaluations[through_the_middle] == MARCH_ROUNDS[0]).all()
+    first_round = CPU_SCHEDULE.rounds[0]  # march()'s default
+    assert through_the_middle.any() and (result.evaluations[through_the_middle] == first_round).all()
     assert (result.evaluations[step == 0] == 0).all()  # a miss has nothing to evaluate
 
 
@@ -212,13 +217,28 @@ def test_a_ray_in_even_density_takes_about_what_it_needs_to_turn_opaque():
     even[-2].zero_()  # the output layer's weights: the network returns its bias alone
     even[-1][0] = 5.5  # density ~45 everywhere: ~20 samples to opacity through the sphere's middle
     full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
-    exact = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full, rounds=(1,))
+    exact = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full,
+                  schedule=MarchSchedule((1,), CPU_SCHEDULE.stop_slack))
     # After one sample, a second round could take every sample left: the ray's optical depth so far
-    # says how many it needs, and it takes STOP_SLACK times that many.
+    # says how many it needs, and it takes the schedule's stop slack times that many.
     budgeted = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full,
-                     rounds=(1, cfg.samples_per_ray))
+                     schedule=MarchSchedule((1, cfg.samples_per_ray), CPU_SCHEDULE.stop_slack))
     needed = exact.evaluations
     assert budgeted.rounds == 2 and (needed[needed > 0] < cfg.samples_per_ray // 4).any()
     assert (needed <= budgeted.evaluations).all()
-    assert (budgeted.evaluations <= 1 + torch.ceil(STOP_SLACK * (needed - 1)) + 1).all()
+    hit = needed > 0
+    slack = CPU_SCHEDULE.stop_slack
+    assert (budgeted.evaluations[hit] <= 1 + torch.ceil(slack * (needed[hit] - 1)) + 1).all()
+    assert (budgeted.evaluations[~hit] == 0).all()
     assert (budgeted.color - exact.color).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
+
+
+def test_each_device_marches_in_its_own_schedule_and_a_schedule_that_cannot_end_is_refused():
+    assert schedule_for(torch.device("cpu")) is CPU_SCHEDULE
+    assert schedule_for(torch.device("cuda")) is GPU_SCHEDULE
+    # fewer, fuller rounds where each round's launches cost more than its evaluations
+    assert len(GPU_SCHEDULE.rounds) < len(CPU_SCHEDULE.rounds)
+    assert GPU_SCHEDULE.stop_slack > CPU_SCHEDULE.stop_slack
+    for rounds, slack in (((), 1.5), ((8, 0), 1.5), ((8,), 0.0), ((8,), float("nan"))):
+        with pytest.raises(ValueError, match="march schedule"):
+            MarchSchedule(rounds, slack)

@@ -29,7 +29,7 @@ from models.cameras import Orbit
 from models.checkpoint import checkpoint_dict, load_checkpoint
 from models.depth import gradient_depth
 from models.lfn import LFNConfig, LightFieldNetwork
-from models.occupancy import MARCH_ROUNDS
+from models.occupancy import CPU_SCHEDULE
 from models.renderer import CPU_WORKING_BYTES, LIVE_ACTIVATIONS, LFNRenderer, VolumetricRenderer
 from models.resolution import Resolution
 from models.volumetric import VolumetricConfig, VolumetricField
@@ -228,11 +228,11 @@ def test_cpu_chunks_keep_to_the_working_memory_budget():
         assert renderer.rays_per_chunk * per_ray <= CPU_WORKING_BYTES
         assert renderer.rays_per_chunk * per_ray > CPU_WORKING_BYTES // 2  # and use most of it
     assert LFNRenderer(full_lfn).rays_per_chunk < 512 * 512  # a 512² frame is more than one chunk
-    # The accelerated baseline evaluates at most one marching round (max(MARCH_ROUNDS) samples) of a
+    # The accelerated baseline evaluates at most one marching round (its largest round's samples) of a
     # ray at once: its chunks hold that many samples' activations, not all 196.
     model = tiny_volumetric()
     accelerated = VolumetricRenderer(model, sampling="accelerated")
-    per_ray = model.config.width * max(MARCH_ROUNDS) * LIVE_ACTIVATIONS * 4
+    per_ray = model.config.width * max(CPU_SCHEDULE.rounds) * LIVE_ACTIVATIONS * 4
     assert CPU_WORKING_BYTES // 2 < accelerated.rays_per_chunk * per_ray <= CPU_WORKING_BYTES
 
 
