@@ -35,14 +35,20 @@ def trim_heap() -> None:
 
 
 # glibc's mallopt parameters (malloc.h) and what they are fixed at (RELIABILITY.md, "Run K").
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # the ceiling glibc's own moving threshold stops at
 TRIM_THRESHOLD_BYTES = 1024 * 1024
+# What a trimmed arena keeps at its top: a CPU frame's slice (4096 rays) frees its activations
+# at the end of the slice, and without a pad the next slice page-faults them afresh (bf16 on a
+# render thread, 256², this 2-core Xeon: 150 ms a frame, 79 with 16 MiB kept; 32 kept no faster;
+# bench/thread_frames.py). Resident at rest: ~12 MB more in all.
+TOP_PAD_BYTES = 16 * 1024 * 1024
 
 
 def fix_malloc_thresholds() -> bool:
-    """Fix glibc's trim threshold at 1 MiB and its mmap threshold at 32 MiB for the rest of the
-    process; True where glibc took both, False off glibc (a no-op).
+    """Fix glibc's trim threshold at 1 MiB (keeping TOP_PAD_BYTES at a trimmed top) and its mmap
+    threshold at 32 MiB for the rest of the process; True where glibc took all, False off glibc
+    (a no-op).
 
     glibc raises both as torch frees large tensors (the trim threshold to twice the largest freed
     mmapped block, up to 64 MiB), and a thread arena's free top goes back to the OS only past the
@@ -56,7 +62,8 @@ def fix_malloc_thresholds() -> bool:
     except (OSError, AttributeError):
         return False
     return (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-            and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1)
+            and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+            and mallopt(M_TOP_PAD, TOP_PAD_BYTES) == 1)
 
 
 def then_trim(work: Callable[..., object]) -> Callable[..., None]:

@@ -65,6 +65,19 @@ def test_fit_step_times_the_eager_step_on_a_cpu(tiny_ckpt, tmp_path):
         assert row["fit_300_s_at_median"] == pytest.approx(0.3 * row["step_ms_median"])
 
 
+def test_thread_frames_times_each_malloc_setting_in_its_own_process(tiny_ckpt, tmp_path):
+    out = tmp_path / "thread_frames.json"
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "thread_frames.py"), "--ckpt",
+                             str(tiny_ckpt), "--res", "16", "--frames", "2", "--precision", "fp32",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["setting"] for row in rows] == ["glibc", "fixed, no top pad", "fixed"]
+    for row in rows:
+        assert row["precision"] == "fp32" and len(row["ms_all"]) == 2 and row["ms_median"] > 0
+        assert row["rss_mb_after"] > 0
+
+
 def test_occupancy_march_compares_the_accelerated_frames_with_the_dense_ones(tiny_volumetric_ckpt, tmp_path):
     out = tmp_path / "occupancy.json"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "occupancy_march.py"), "--device", "cpu",

@@ -110,6 +110,8 @@ BAD_INPUTS = [
     bad("bench/frame_path.py", "--ckpt missing.pt", 1, "missing.pt"),
     bad("bench/fit_step.py", "--ckpt corrupt.pt", 1, "corrupt.pt"),
     bad("bench.fit_step", "--rays many", 2, "--rays"),
+    bad("bench/thread_frames.py", "--ckpt missing.pt", 1, "missing.pt"),
+    bad("bench.thread_frames", "--precision fp64", 2, "--precision"),
     bad("bench/interop_paths.py", "--ckpt corrupt.pt", 1, "corrupt.pt"),
     bad("bench/depth_skip.py", "--ckpt a_folder", 1, "a_folder"),
     bad("bench/gpu_check.py", "--res big", 2, "--res"),

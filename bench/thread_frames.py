@@ -1,0 +1,114 @@
+"""CPU frames on a render thread under each of the viewer's malloc settings, in one run.
+
+    python bench/thread_frames.py [--ckpt checkpoints/cars.pt] [--res 256] [--precision bf16 fp32]
+        [--frames 9] [--json results/thread_frames_cpu.json]
+
+The viewer and `--web` render on a thread of their own after engine/memory.py has fixed glibc's
+malloc thresholds for the process, so what a frame's slices free at the top of that thread's arena
+goes back to the OS, or not, between slices. Each setting runs in a fresh process (the thresholds
+are the process's): glibc's own; the thresholds fixed without a top pad (the viewer until
+2026-12-06); the thresholds as fix_malloc_thresholds() sets them now. In each, a thread renders
+the checkpoint's first car (2 warm-up frames, then --frames timed ones at azimuths a degree apart,
+wall clock), per precision; reported: the median and the resident MB after the frames, their
+renderer dropped and the heap trimmed (what stays at rest).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python bench/thread_frames.py` from anywhere
+
+from engine.cli import OneLineParser, run_entry_point, write_json  # noqa: E402
+
+SETTINGS = ("glibc", "fixed, no top pad", "fixed")
+
+# One setting's measurement, in a fresh interpreter: argv = setting, ckpt, res, frames, precisions...
+CHILD = """
+import ctypes, json, statistics, sys, threading, time
+import torch
+from engine.memory import M_TOP_PAD, MB, fix_malloc_thresholds, rss_bytes, trim_heap
+from models.cameras import orbit_pose
+from models.checkpoint import load_checkpoint
+from models.renderer import make_renderer
+from models.resolution import Resolution
+setting, ckpt, precisions = sys.argv[1], sys.argv[2], sys.argv[5:]
+res, frames = int(sys.argv[3]), int(sys.argv[4])
+if setting != "glibc":
+    assert fix_malloc_thresholds()
+    if setting == "fixed, no top pad":
+        assert ctypes.CDLL("libc.so.6").mallopt(M_TOP_PAD, 128 * 1024) == 1  # glibc's default pad
+model = load_checkpoint(ckpt).model
+rows = []
+def render(precision):
+    renderer = make_renderer(model, torch.device("cpu"), precision)
+    size = Resolution.square(res)
+    for _ in range(2):
+        renderer.render(orbit_pose(30.0, 20.0, 3.0), size)
+    times = []
+    for i in range(frames):
+        began = time.perf_counter()
+        renderer.render(orbit_pose(31.0 + i, 20.0, 3.0), size)
+        times.append(1e3 * (time.perf_counter() - began))
+    del renderer
+    trim_heap()
+    rows.append({"setting": setting, "precision": precision, "ms_median": statistics.median(times),
+                 "ms_all": times, "rss_mb_after": rss_bytes() / MB})
+for precision in precisions:
+    thread = threading.Thread(target=render, args=(precision,))
+    thread.start()
+    thread.join()
+print(json.dumps(rows))
+"""
+
+
+def measure(setting: str, ckpt: Path, res: int, frames: int, precisions: list[str]) -> list[dict]:
+    done = subprocess.run([sys.executable, "-c", CHILD, setting, str(ckpt), str(res), str(frames),
+                           *precisions], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise RuntimeError(f"{setting}: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(ckpt: Path, res: int, frames: int, precisions: list[str]) -> dict:
+    rows = [row for setting in SETTINGS for row in measure(setting, ckpt, res, frames, precisions)]
+    cpu = platform.processor() or platform.machine()
+    return {"device": f"cpu ({cpu}, {torch.get_num_threads()} threads)",
+            "torch": torch.__version__, "checkpoint": str(ckpt), "res": res, "frames": frames,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
+
+
+def report(result: dict, json_path: Path | None) -> None:
+    print(f"{result['device']}, torch {result['torch']}, {result['res']}², median of {result['frames']} "
+          "frames on a thread")
+    for row in result["rows"]:
+        print(f"  {row['setting']:<18} {row['precision']:<5} {row['ms_median']:8.1f} ms   "
+              f"{row['rss_mb_after']:6.0f} MB resident after")
+    if json_path:
+        write_json(json_path, result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
+    p.add_argument("--res", type=int, default=256)
+    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["bf16", "fp32"])
+    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    return run_entry_point(
+        lambda: report(run(args.ckpt.resolve(), args.res, args.frames, args.precision), args.json),
+        args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
