@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from models.cameras import Orbit, orbit_pose
+from models.frame_graphs import capture, on_side_stream
 from models.sampling import PixelDraw, draw_pixels, rays_at_pixels
 
 # Steps run eagerly (on a side stream) before the capture, as CUDA graphs need: they initialise
@@ -83,6 +84,7 @@ def fit_latent_steps(
         origins, dirs, target = rays_at_pixels(rgb, current_pose(), intrinsics, views, pixels)
         mse = torch.nn.functional.mse_loss(model(origins, dirs, latent[None]), target)
         loss = mse + latent_weight * latent.pow(2).sum() / scale
+        # to None, not zeros: captured, the backward then writes the gradients, not adds to them
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -104,35 +106,16 @@ def fit_latent_steps(
             if not graphed:
                 losses = step()
             elif count < EAGER_STEPS_BEFORE_CAPTURE:
-                losses = step_on_side_stream(step)
+                losses = on_side_stream(step)
             else:
-                if graph is None:
-                    graph, losses = capture(step)
+                if graph is None:  # captured, not run: the warm-up steps were the eager ones
+                    graph, losses = capture(step, warmup_runs=0)
                 graph.replay()
             count += 1
             yield fit_step(count, *losses)
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
-
-
-def step_on_side_stream(step: Callable[[], tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        out = step()
-    torch.cuda.current_stream().wait_stream(side)
-    return out
-
-
-def capture(step: Callable[[], tuple[torch.Tensor, ...]]
-            ) -> tuple[torch.cuda.CUDAGraph, tuple[torch.Tensor, ...]]:
-    """`step` captured, not run: the graph and the tensors each replay writes its outputs to.
-    `step` sets the gradients to None first, so its backward writes them instead of adding."""
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outputs = step()
-    return graph, outputs
 
 
 def fit_latent(

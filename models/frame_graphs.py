@@ -30,19 +30,27 @@ WARMUP_RUNS = 3
 _CAPTURE_LOCK = threading.Lock()
 
 
-def capture(step: Callable[[], T]) -> tuple[torch.cuda.CUDAGraph, T]:
-    """A CUDA graph of `step` and its static output (rewritten by each replay), after warm-up runs.
+def on_side_stream(work: Callable[[], T]) -> T:
+    """`work` run off the current stream, which then waits for it: where a CUDA graph's warm-up
+    runs must run, as torch.cuda.graph captures on a stream of its own."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out = work()
+    torch.cuda.current_stream().wait_stream(side)
+    return out
+
+
+def capture(step: Callable[[], T], warmup_runs: int = WARMUP_RUNS) -> tuple[torch.cuda.CUDAGraph, T]:
+    """A CUDA graph of `step` and its static output (rewritten by each replay), after `warmup_runs`
+    runs of it (0 where the caller has run it already, as a fit's steps, which must not repeat).
 
     Other threads may go on using the device meanwhile, but not synchronize all of it (a device-wide
     synchronize while a stream captures is an error on both sides): synchronize a stream instead.
     """
     with _CAPTURE_LOCK:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the current stream, as torch.cuda.graph captures
-            for _ in range(WARMUP_RUNS):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
+        if warmup_runs:
+            on_side_stream(lambda: [step() for _ in range(warmup_runs)])
         graph = torch.cuda.CUDAGraph()
         # thread_local: the viewer's UI thread keeps making CUDA calls (the texture interop) while
         # the render thread captures; the default "global" mode would make those calls fail.
