@@ -40,9 +40,11 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # the ceiling glibc's own moving thresh
 TRIM_THRESHOLD_BYTES = 1024 * 1024
 # What a trimmed arena keeps at its top: a CPU frame's slice (4096 rays) frees its activations
 # at the end of the slice, and without a pad the next slice page-faults them afresh (bf16 on a
-# render thread, 256², this 2-core Xeon: 150 ms a frame, 79 with 16 MiB kept; 32 kept no faster;
-# bench/thread_frames.py). Resident at rest: ~12 MB more in all.
-TOP_PAD_BYTES = 16 * 1024 * 1024
+# render thread, 256², this 2-core Xeon: 156 ms a frame; with 2 / 4 / 8 / 16 MiB kept 116 / 84 /
+# 74 / 71 ms; bench/thread_frames.py). Each arena that served a frame keeps it at rest: the
+# window's chaos run held ~80 MB more at its rests with 16 MiB, ~30 MB with 8 (RELIABILITY.md,
+# run O).
+TOP_PAD_BYTES = 8 * 1024 * 1024
 
 
 def fix_malloc_thresholds() -> bool:

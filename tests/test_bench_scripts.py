@@ -72,7 +72,7 @@ def test_thread_frames_times_each_malloc_setting_in_its_own_process(tiny_ckpt, t
                              "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["rows"]
-    assert [row["setting"] for row in rows] == ["glibc", "fixed, no top pad", "fixed"]
+    assert [row["setting"] for row in rows] == ["glibc", "fixed, top pad 0.125 MiB", "fixed, top pad 8 MiB"]
     for row in rows:
         assert row["precision"] == "fp32" and len(row["ms_all"]) == 2 and row["ms_median"] > 0
         assert row["rss_mb_after"] > 0
