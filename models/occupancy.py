@@ -80,6 +80,8 @@ GPU_SCHEDULE = MarchSchedule((16, 16, 64), 6.0)
 
 def schedule_for(device: torch.device) -> MarchSchedule:
     return GPU_SCHEDULE if device.type == "cuda" else CPU_SCHEDULE
+
+
 # Consecutive samples of a ray whose block is tested at its centre before its samples are (the
 # centre is looked up in the grid dilated by the block's reach). On the cars checkpoint at 256² with
 # the 128³ grid, 8 leaves ~2.6 blocks of a ray's 25 to look up sample by sample: ~46 lookups a ray
