@@ -16,9 +16,7 @@ they differ by rounding). On a CPU there is no graph: only the eager row.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,27 +27,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/fi
 
 from engine.benchmark import device_name  # noqa: E402
 from engine.cli import OneLineParser, run_entry_point, write_json  # noqa: E402
+from engine.timing import median_p90  # noqa: E402
 from models.cameras import Orbit, intrinsics  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.fitting import FitStep, fit_latent_steps  # noqa: E402
 from models.inference import render_view  # noqa: E402
-from models.step_timing import event_timed  # noqa: E402
+from models.step_timing import timed  # noqa: E402
 
 PHOTO_ORBIT = Orbit(40.0, 15.0)
 # The estimated camera starts a few degrees off, as the encoder's does (RESULTS.md: 1-2°).
 ESTIMATE_OFFSET_DEG = (3.0, -2.0)
 
 
-def timed_steps(steps: Iterator[FitStep], count: int, cuda: bool) -> tuple[list[float], FitStep]:
+def timed_steps(steps: Iterator[FitStep], count: int, device: torch.device
+                ) -> tuple[list[float], FitStep]:
     """Milliseconds of each of `count` steps, and the last step."""
     times, last = [], None
     for _ in range(count):
-        if cuda:
-            last, ms = event_timed(lambda: next(steps))
-        else:
-            began = time.perf_counter()
-            last = next(steps)
-            ms = 1e3 * (time.perf_counter() - began)
+        last, ms = timed(device, lambda: next(steps))
         times.append(ms)
     return times, last
 
@@ -60,14 +55,13 @@ def measure(model, photo: torch.Tensor, camera, graph: bool, rays: int, warmup: 
     res = photo.shape[0]
     fit = fit_latent_steps(model, photo[None], camera, intrinsics(res, res), rays_per_step=rays,
                            cuda_graph=graph)
-    cuda = device.type == "cuda"
-    timed_steps(fit, warmup, cuda)
-    times, last = timed_steps(fit, steps, cuda)
+    timed_steps(fit, warmup, device)
+    times, last = timed_steps(fit, steps, device)
     fit.close()
-    median = statistics.median(times)
+    median, p90 = median_p90(times)
     row = {
         "step_ms_median": median,
-        "step_ms_p90": statistics.quantiles(times, n=10)[-1] if len(times) > 1 else median,
+        "step_ms_p90": p90,
         "steps_per_s": 1e3 / median,
         "fit_300_s_at_median": 0.3 * median,
         "final_psnr_on_batch": last.psnr,

@@ -24,7 +24,6 @@ a capture not counted) and the faster is kept for the marcher's life.
 from __future__ import annotations
 
 import statistics
-import time
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -43,7 +42,7 @@ from models.occupancy import (
     march_static,
     no_phase,
 )
-from models.step_timing import Result, event_timed
+from models.step_timing import Result, timed
 
 # How the accelerated baseline may march a frame (bench/march_phases.py --marcher times each):
 # march() as is; march_static() run eagerly; march_static() replayed from a CUDA graph.
@@ -79,15 +78,6 @@ class MarcherTrial:
             return None
         static, dynamic = statistics.median(self.static_ms), statistics.median(self.dynamic_ms)
         return "static" if static < dynamic else "dynamic"
-
-
-def timed(device: torch.device, step: Callable[[], Result]) -> tuple[Result, float]:
-    """`step`'s result and its milliseconds: on CUDA between events on the stream (work queued
-    before is not counted), on a CPU by the clock."""
-    if device.type == "cuda":
-        return event_timed(step)
-    began = time.perf_counter()
-    return step(), (time.perf_counter() - began) * 1000.0
 
 
 @dataclass
