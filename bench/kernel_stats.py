@@ -22,8 +22,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/kernel_stats.py` from anywhere
 
 from engine.cli import OneLineParser, run_entry_point  # noqa: E402
-from models import triton_depth_kernels, triton_lfn, triton_lfn_kernel, triton_pool  # noqa: E402
+from models import (  # noqa: E402
+    triton_depth_kernels,
+    triton_field,
+    triton_field_kernel,
+    triton_lfn,
+    triton_lfn_kernel,
+    triton_pool,
+)
 from models.lfn import LFNConfig  # noqa: E402
+from models.volumetric import VolumetricConfig  # noqa: E402
 
 try:
     import triton
@@ -110,6 +118,17 @@ def fused_kernel_builds() -> list[KernelBuild]:
     for block, warps, chunks in triton_lfn.TUNE_CONFIGS["depth"]:
         builds.append(KernelBuild(f"reverse depth {block}x{warps}x{chunks}", reverse, signature,
                                   dict(layers, BLOCK_M=block, CHUNKS=chunks), warps))
+    field = {"out_ptr": "*fp32", "origins_ptr": "*fp16", "dirs_ptr": "*fp16", "ray_ptr": "*i64",
+             "t_ptr": "*fp16", "w_in_ptr": "*fp16", "b_in_ptr": "*fp32", "w_hid_ptr": "*fp16",
+             "b_hid_ptr": "*fp32", "w_out_ptr": "*fp32", "b_out_ptr": "*fp32", "n_samples": "i32"}
+    frequencies = VolumetricConfig.frequencies
+    field_layers = {"FREQUENCIES": frequencies, "WIDTH": VolumetricConfig.width,
+                    "N_HIDDEN": VolumetricConfig.hidden_layers - 1,
+                    "IN_PAD": triton_field.input_pad(triton_field.encoded_width(frequencies))}
+    field_kernel = triton.jit(triton_field_kernel._field_kernel)
+    for block, warps, chunks in triton_lfn.TUNE_CONFIGS["field"]:
+        builds.append(KernelBuild(f"field {block}x{warps}x{chunks}", field_kernel, field,
+                                  dict(field_layers, BLOCK_M=block, CHUNKS=chunks), warps))
     pool = {"eq_ptr": "*fp32", "depth_ptr": "*fp32", "confidence_ptr": "*fp32", "width": "i32",
             "height": "i32", "inv_two_sigma2": "fp32"}
     builds.append(KernelBuild("pooled solve 5x5", triton.jit(triton_pool._pool_kernel), pool,

@@ -2,7 +2,7 @@
 
     python bench/march_phases.py [--device cpu] [--res 128 512] [--occupancy-res 128] [--azimuth 0]
                                  [--rounds 16 16 64] [--stop-slack 6] [--repeats 5]
-                                 [--marcher dynamic static graph]
+                                 [--marcher dynamic static graph] [--network eager triton]
                                  [--volumetric checkpoints/cars_volumetric.pt] [--json PATH]
 
 One march over all of a frame's rays (what the GPU renders at 512² in one chunk; a CPU frame renders
@@ -27,6 +27,10 @@ accelerated renderer's marcher on CUDA. A static marcher's warm-up is two marche
 its capacity, the second captures); `fallbacks` counts the measured marches that did not hold and
 were marched again, `deferred` those a round of which left work to later rounds, and each row says
 how far its colors are from march()'s and whether its evaluations are the same.
+
+--network evaluates the samples eagerly (models/volumetric.py's inputs, then one operator a layer)
+or through the fused Triton kernel (models/triton_field.py; CUDA with fp16 or bf16 only), a row
+each: the renderer's choice on a GPU is the kernel. Each row's march() reference uses its network.
 """
 
 from __future__ import annotations
@@ -50,14 +54,16 @@ from engine.cli import run_entry_point  # noqa: E402
 from engine.timing import synchronize  # noqa: E402
 from models.cameras import orbit_pose  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
+from models.folded_field import FoldedField  # noqa: E402
 from models.occupancy import MarchSchedule, march, schedule_for  # noqa: E402
-from models.renderer import OCCUPANCY_RES, VolumetricRenderer, frame_rays  # noqa: E402
+from models.renderer import OCCUPANCY_RES, VolumetricRenderer, frame_rays, fused_field_unavailable  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
 from models.static_marcher import MARCHERS, StaticMarcher  # noqa: E402
 
 PHASE_PREFIX = "phase: "
 # Operators that wait for the GPU before they return (on CUDA): a result's size or a scalar.
 HOST_SYNC_OPS = {"aten::nonzero", "aten::_local_scalar_dense"}
+NETWORKS = ("eager", "triton")
 
 
 class PhaseClock:
@@ -121,11 +127,12 @@ def peak_allocated_mb(events) -> float:
 
 
 def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, schedule: MarchSchedule,
-            repeats: int, marcher: str) -> dict:
+            repeats: int, marcher: str, network: str) -> dict:
     cfg = renderer.model.config
     origins, dirs = frame_rays(orbit_pose(azimuth, ELEVATION, RADIUS), res, renderer.device)
     origins, dirs = origins.to(renderer.dtype), dirs.to(renderer.dtype)
-    field = (renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid)
+    folded = FoldedField.of(renderer.field.mlp_tensors, cfg.frequencies, fused=network == "triton")
+    field = (folded, cfg.samples_per_ray, renderer.grid)
     dynamic = march(origins, dirs, *field, schedule)  # the reference (and the grid's dilated volumes)
     static = None if marcher == "dynamic" else \
         StaticMarcher(*field, graphs=marcher == "graph", choose_faster=False, schedule=schedule)
@@ -158,7 +165,7 @@ def measure(renderer: VolumetricRenderer, res: Resolution, azimuth: float, sched
     evaluations = result.evaluations
     hit = result.opacity > 0.5
     return {
-        "res": str(res), "rays": origins.shape[0], "azimuth": azimuth, "marcher": marcher,
+        "res": str(res), "rays": origins.shape[0], "azimuth": azimuth, "marcher": marcher, "network": network,
         "occupancy_res": renderer.grid.resolution, "round_sizes": list(schedule.rounds),
         "stop_slack": schedule.stop_slack,
         "static_rounds": len(static.capacities[origins.shape[0], origins.dtype].sizes) if static else None,
@@ -193,15 +200,20 @@ def main(args) -> int:
     default = schedule_for(device)
     schedule = MarchSchedule(tuple(args.rounds or default.rounds),
                              default.stop_slack if args.stop_slack is None else args.stop_slack)
-    rows = [measure(renderer, res, args.azimuth, schedule, args.repeats, marcher)
-            for res in args.res for marcher in marchers]
+    networks = [name for name in args.network
+                if name == "eager" or fused_field_unavailable(device, args.precision) is None]
+    if networks != args.network:
+        print(f"triton: skipped ({fused_field_unavailable(device, args.precision)})")
+    rows = [measure(renderer, res, args.azimuth, schedule, args.repeats, marcher, network)
+            for res in args.res for network in networks for marcher in marchers]
     env = {"device": device_name(device), "precision": args.precision, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "volumetric": str(args.volumetric), "repeats": args.repeats,
            "timer": "cuda-events" if device.type == "cuda" else "perf_counter",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     for row in rows:
         print(f"\n{env['device']}, {args.precision}, {row['res']}, {row['occupancy_res']}³ grid,"
-              f" {row['marcher']}: march {row['march_ms_median']:.2f} ms, {row['rounds']} rounds,"
+              f" {row['marcher']}, {row['network']} network: march {row['march_ms_median']:.2f} ms,"
+              f" {row['rounds']} rounds,"
               f" {row['evals_per_ray']:.2f} evaluations a ray "
               f"({row['evals_per_hit_ray']:.1f} a hit ray), {row['ops']} ops, {row['host_syncs']} host syncs,"
               f" peak {row['peak_mem_mb']:.0f} MB, {row['fallbacks']} fallbacks, {row['deferred']} deferred,"
@@ -231,5 +243,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--marcher", nargs="+", choices=MARCHERS, default=["dynamic"],
                         help="the marchers to time, a row each (graph: CUDA only)")
+    parser.add_argument("--network", nargs="+", choices=NETWORKS, default=["eager"],
+                        help="how the samples are evaluated, a row each (triton: CUDA, fp16 or bf16)")
     args = parse_volumetric_args(parser)
     sys.exit(run_entry_point(lambda: main(args), args.debug))

@@ -268,7 +268,7 @@ def build_methods(
         dense = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")
         found.methods.append(volumetric_method(dense, volumetric_frames, volumetric_warmup, abandon=abandon))
         for sampling in VOLUMETRIC_SAMPLINGS[1:]:
-            if (reason := volumetric_unavailable(sampling, device)) is not None:
+            if (reason := volumetric_unavailable(sampling, device, precision)) is not None:
                 found.notes.append(f"volumetric:{sampling} skipped: {reason}")
                 continue
             say(f"building volumetric:{sampling}")

@@ -37,8 +37,8 @@ from itertools import chain, islice, repeat
 import torch
 import torch.nn.functional as F
 
-from models.mlp import mlp_forward
-from models.volumetric import decode_samples, sample_inputs, sample_weights, sphere_interval
+from models.folded_field import FoldedField
+from models.volumetric import sample_weights, sphere_interval
 
 DENSITY_THRESHOLD = 0.01  # nerfacc's default for its occupancy grid
 # The coarse pass keeps cells at a tenth of the threshold, and their neighbours, so that a peak
@@ -192,18 +192,6 @@ def build_occupancy(
     fine[wanted] = peak_density(density, cell_corners(resolution, device)[wanted], chunk, before_chunk)
     evaluations = (coarse.numel() + int(wanted.sum())) * len(PROBE_DIRECTIONS)
     return OccupancyGrid(cells_over(fine, DENSITY_THRESHOLD), evaluations)
-
-
-def field_density(mlp_tensors: tuple[torch.Tensor, ...], frequencies: int):
-    """density(points, dirs) of the volumetric field whose latent is folded into `mlp_tensors`."""
-
-    def density(points: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
-        dtype = mlp_tensors[0].dtype
-        x = sample_inputs(points.to(dtype), dirs.to(dtype), torch.zeros_like(points[:, :1], dtype=dtype),
-                          frequencies)[:, 0]
-        return decode_samples(mlp_forward(x, *mlp_tensors).float())[0]
-
-    return density
 
 
 @dataclass
@@ -424,16 +412,15 @@ class StaticMarch:
 
 @torch.no_grad()
 def march(
-    origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
-    frequencies: int, grid: OccupancyGrid, schedule: MarchSchedule = CPU_SCHEDULE,
-    phase: Callable[[str], AbstractContextManager] = no_phase,
+    origins: torch.Tensor, dirs: torch.Tensor, field: FoldedField, samples: int, grid: OccupancyGrid,
+    schedule: MarchSchedule = CPU_SCHEDULE, phase: Callable[[str], AbstractContextManager] = no_phase,
 ) -> MarchResult:
-    """Render (N, 3) rays at the dense sample positions, evaluating the network only where the grid
+    """Render (N, 3) rays at the dense sample positions, evaluating `field` only where the grid
     says occupied and only while the ray can still be seen through. Each round's tensors are as
     large as the rays it has need (two host syncs a round). `phase(name)` wraps each stage of the
     work (bench/march_phases.py times them); by default nothing."""
-    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, round_sizes(schedule.rounds),
-                     schedule.stop_slack, None, phase)
+    marched = _march(origins, dirs, field, samples, grid, round_sizes(schedule.rounds), schedule.stop_slack,
+                     None, phase)
     listed, rays, evaluations = marched.demand
     demand = MarchDemand(listed.dilation, listed.blocks, listed.samples, tuple(rays), tuple(evaluations))
     return MarchResult(marched.color, marched.depth, marched.opacity, marched.evaluations, demand)
@@ -441,9 +428,8 @@ def march(
 
 @torch.no_grad()
 def march_static(
-    origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
-    frequencies: int, grid: OccupancyGrid, capacity: MarchCapacity,
-    phase: Callable[[str], AbstractContextManager] = no_phase,
+    origins: torch.Tensor, dirs: torch.Tensor, field: FoldedField, samples: int, grid: OccupancyGrid,
+    capacity: MarchCapacity, phase: Callable[[str], AbstractContextManager] = no_phase,
 ) -> StaticMarch:
     """march() in `capacity`'s rounds with its fixed sizes: the same launches whatever the rays, and
     no host sync, so that a CUDA graph can replay it. Padding entries evaluate the network on
@@ -451,8 +437,8 @@ def march_static(
     the first ones and leaves the rest to the next rounds. Its results are march()'s bit for bit
     where the demand fits the capacity, right (within EARLY_STOP_TRANSMITTANCE) where the capacity
     holds it, and wrong otherwise (StaticMarch.read_demand, MarchCapacity.fits and holds)."""
-    marched = _march(origins, dirs, mlp_tensors, samples, frequencies, grid, capacity.sizes,
-                     capacity.stop_slack, capacity, phase)
+    marched = _march(origins, dirs, field, samples, grid, capacity.sizes, capacity.stop_slack, capacity,
+                     phase)
     listed, rays, evaluations = marched.demand
     counts = [listed.dilation, listed.blocks, listed.samples, *rays, *evaluations, marched.unfinished]
     return StaticMarch(marched.color, marched.depth, marched.opacity, marched.evaluations,
@@ -470,12 +456,12 @@ class _Marched:
 
 
 def _march(
-    origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...], samples: int,
-    frequencies: int, grid: OccupancyGrid, sizes: Iterable[int], stop_slack: float,
-    capacity: MarchCapacity | None, phase: Callable[[str], AbstractContextManager],
+    origins: torch.Tensor, dirs: torch.Tensor, field: FoldedField, samples: int, grid: OccupancyGrid,
+    sizes: Iterable[int], stop_slack: float, capacity: MarchCapacity | None,
+    phase: Callable[[str], AbstractContextManager],
 ) -> _Marched:
     """march() without a capacity (until no ray marches), march_static() with one (every round)."""
-    n, device, dtype = origins.shape[0], origins.device, mlp_tensors[0].dtype
+    n, device = origins.shape[0], origins.device
     listed = occupied_samples(origins, dirs, samples, grid, phase, capacity)
     with phase("march setup"):
         # Each ray's state has one row more, never marching: a static round's padding reads and
@@ -520,9 +506,7 @@ def _march(
             demand_evaluations.append(entry_count if capacity is None else valid.sum())
         with phase(f"round {number} network"):
             t_evaluated = t_round.view(-1)[entries.clamp(max=valid.numel() - 1)]
-            x = sample_inputs(ray_origins[evaluated].to(dtype), ray_dirs[evaluated].to(dtype),
-                              t_evaluated[:, None].to(dtype), frequencies)[:, 0]
-            decoded_density, decoded_rgb = decode_samples(mlp_forward(x, *mlp_tensors).float())
+            decoded_density, decoded_rgb = field.at_samples(ray_origins, ray_dirs, evaluated, t_evaluated)
         with phase(f"round {number} composite"):
             # one slot past the round's samples takes the padding's results
             density = torch.zeros(valid.numel() + 1, device=device)

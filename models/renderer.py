@@ -25,13 +25,15 @@ import torch
 
 from models.backends import BACKENDS
 from models.cameras import intrinsics, pixel_rays
+from models.folded_field import FoldedField
 from models.frame_graphs import FrameGraphs
 from models.lfn import LightFieldNetwork
-from models.occupancy import OccupancyGrid, build_occupancy, field_density, march, schedule_for
+from models.occupancy import OccupancyGrid, build_occupancy, march, schedule_for
 from models.plucker import plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
 from models.resolution import Resolution
 from models.static_marcher import StaticMarcher
+from models.triton_lfn import OPERAND_DTYPES, triton_available
 from models.volumetric import VolumetricField, render_specialized
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -318,12 +320,24 @@ VOLUMETRIC_SAMPLINGS = ("dense", "fused", "accelerated")
 OCCUPANCY_RES = {"cuda": 128, "cpu": 64}
 
 
-def volumetric_unavailable(sampling: str, device: torch.device) -> str | None:
-    """Why the volumetric `sampling` cannot run on `device`, or None when it can."""
+def volumetric_unavailable(sampling: str, device: torch.device, precision: str = "fp16") -> str | None:
+    """Why the volumetric `sampling` cannot run on `device` in `precision`, or None when it can."""
     if sampling not in VOLUMETRIC_SAMPLINGS:
         return f"unknown sampling {sampling!r}; choose from {', '.join(VOLUMETRIC_SAMPLINGS)}"
-    if sampling == "fused" and device.type != "cuda":
-        return "torch.compile is used on CUDA only here (its CPU path needs a C++ toolchain)"
+    if sampling == "fused":
+        return fused_field_unavailable(device, precision)
+    return None
+
+
+def fused_field_unavailable(device: torch.device, precision: str) -> str | None:
+    """Why the volumetric samples cannot run through the fused Triton kernel (models/triton_field.py)
+    on `device` in `precision`, or None when they can."""
+    if device.type != "cuda":
+        return "the fused Triton kernel runs on CUDA only"
+    if (ok := triton_available())[0] is False:
+        return f"the fused Triton kernel cannot run: {ok[1]}"
+    if PRECISIONS[precision] not in OPERAND_DTYPES:
+        return f"the fused Triton kernel takes fp16 or bf16 operands, not {precision}"
     return None
 
 
@@ -356,12 +370,15 @@ class VolumetricRenderer:
     ):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
-        if (reason := volumetric_unavailable(sampling, self.device)) is not None:
+        if (reason := volumetric_unavailable(sampling, self.device, precision)) is not None:
             raise ValueError(f"volumetric sampling {sampling}: {reason}")
         self.dtype = PRECISIONS[precision]
         self.precision, self.sampling = precision, sampling
-        # Its samples run op by op through models.volumetric.render_specialized: eager PyTorch.
-        self.backend = "compile" if sampling == "fused" else "eager"
+        # Dense samples run op by op (eager PyTorch: the paper's comparison); fused ones through the
+        # Triton kernel, and so do the accelerated march's where it can run (a CPU's are eager).
+        self.fused_kernel = sampling == "fused" or (
+            sampling == "accelerated" and fused_field_unavailable(self.device, precision) is None)
+        self.backend = "triton" if self.fused_kernel else "eager"
         self.evals_per_ray = model.evals_per_ray
         self.evals_per_ray_all = float(model.evals_per_ray)  # mean over every ray of the last frame
         self.evals_per_hit_ray = float(model.evals_per_ray)  # unrounded, over the rays that hit
@@ -380,25 +397,22 @@ class VolumetricRenderer:
         self.grid: OccupancyGrid | None = None
         self.marcher: StaticMarcher | None = None  # CUDA: this grid's
         self.grid_build_ms = 0.0
-        self._dense = torch.compile(render_specialized, dynamic=False) if sampling == "fused" \
-            else render_specialized
         self.set_latent(model.latents.weight[0])
 
     def set_latent(self, latent: torch.Tensor) -> None:
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
-        self.mlp_tensors = tuple(t.to(self.dtype).contiguous() for t in folded)
+        self.field = FoldedField.of(tuple(t.to(self.dtype).contiguous() for t in folded),
+                                    self.model.config.frequencies, self.fused_kernel)
         self.grid = self.marcher = None  # accelerated: the next frame builds this latent's
 
     def _build_grid(self, abandon: Callable[[], bool] | None) -> None:
-        density = field_density(self.mlp_tensors, self.model.config.frequencies)
         start = time.perf_counter()
-        self.grid = build_occupancy(density, self.occupancy_res, self.device,
+        self.grid = build_occupancy(self.field.density, self.occupancy_res, self.device,
                                     before_chunk=lambda: give_up_if(abandon))
         if self.device.type == "cuda":
-            self.marcher = StaticMarcher(self.mlp_tensors, self.model.config.samples_per_ray,
-                                         self.model.config.frequencies, self.grid, graphs=True,
-                                         choose_faster=True, schedule=self.schedule)
+            self.marcher = StaticMarcher(self.field, self.model.config.samples_per_ray, self.grid,
+                                         graphs=True, choose_faster=True, schedule=self.schedule)
             # this stream only: another thread may be capturing a graph
             torch.cuda.current_stream(self.device).synchronize()
         self.grid_build_ms = (time.perf_counter() - start) * 1000.0
@@ -409,14 +423,11 @@ class VolumetricRenderer:
         if self.grid is not None:
             origins, dirs = origins.to(self.dtype), dirs.to(self.dtype)
             marched = self.marcher(origins, dirs) if self.marcher is not None else \
-                march(origins, dirs, self.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, self.grid,
-                      self.schedule)
+                march(origins, dirs, self.field, cfg.samples_per_ray, self.grid, self.schedule)
             self.march_rounds = max(self.march_rounds, marched.rounds)
             return marched.color, marched.depth, marched.opacity, marched.evaluations
-        return self._dense(
-            origins.to(self.dtype), dirs.to(self.dtype), self.mlp_tensors,
-            cfg.samples_per_ray, cfg.frequencies,
-        )
+        return render_specialized(origins.to(self.dtype), dirs.to(self.dtype), self.field,
+                                  cfg.samples_per_ray)
 
     @torch.no_grad()
     def render_with_depth(

@@ -16,8 +16,7 @@ on an H100 (fp16, 2026-12-06): 512², one chunk, the graph 17 ms against march()
 seven chunks, 210 ms against 86 ms. So each ray count's first frames time both (TRIAL_FRAMES each,
 a capture not counted) and the faster is kept for the marcher's life.
 
-    marcher = StaticMarcher(mlp_tensors, samples, frequencies, grid, graphs=True, choose_faster=True,
-                            schedule=GPU_SCHEDULE)
+    marcher = StaticMarcher(field, samples, grid, graphs=True, choose_faster=True, schedule=GPU_SCHEDULE)
     result = marcher(origins, dirs)  # MarchResult, as march() returns it
 """
 
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from models.folded_field import FoldedField
 from models.frame_graphs import capture
 from models.occupancy import (
     MarchCapacity,
@@ -108,11 +108,11 @@ class StaticMarcher:
     once, kept in `static_error`, and every frame after it is march()'s: right, only slower.
     """
 
-    def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], samples: int, frequencies: int,
-                 grid: OccupancyGrid, graphs: bool, choose_faster: bool, schedule: MarchSchedule):
-        if graphs and mlp_tensors[0].device.type != "cuda":
-            raise ValueError(f"CUDA graphs need a CUDA device, not {mlp_tensors[0].device}")
-        self.field = (mlp_tensors, samples, frequencies, grid)  # march()'s arguments after the rays
+    def __init__(self, field: FoldedField, samples: int, grid: OccupancyGrid, graphs: bool,
+                 choose_faster: bool, schedule: MarchSchedule):
+        if graphs and field.mlp_tensors[0].device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device, not {field.mlp_tensors[0].device}")
+        self.marched = (field, samples, grid)  # march()'s arguments after the rays
         self.graphs, self.choose_faster, self.schedule = graphs, choose_faster, schedule
         self.capacities: dict[Key, MarchCapacity] = {}
         self.captured: dict[Key, CapturedMarch] = {}
@@ -127,7 +127,7 @@ class StaticMarcher:
         """The rays' march; `phase` wraps its stages as march()'s does (a graph's replay is one), and
         the read of its demand."""
         key = (origins.shape[0], origins.dtype)
-        dynamic = lambda: march(origins, dirs, *self.field, self.schedule, phase)  # noqa: E731
+        dynamic = lambda: march(origins, dirs, *self.marched, self.schedule, phase)  # noqa: E731
         if self.kept.get(key) == "dynamic":
             return dynamic()
         if self.static_error is not None:
@@ -180,7 +180,7 @@ class StaticMarcher:
             with phase("graph replay"):
                 static = self._replay(key, capacity, origins, dirs)
         if static is None:  # no graphs, or the capture was just refused
-            static = march_static(origins, dirs, *self.field, capacity, phase)
+            static = march_static(origins, dirs, *self.marched, capacity, phase)
         with phase("read demand"):
             return static, static.read_demand()  # the frame's one host sync
 
@@ -208,7 +208,7 @@ class StaticMarcher:
         if captured is None:
             rays = origins.clone(), dirs.clone()
             try:
-                graph, output = capture(lambda: march_static(*rays, *self.field, capacity))
+                graph, output = capture(lambda: march_static(*rays, *self.marched, capacity))
             except RuntimeError as error:
                 self.graphs, self.graph_error = False, str(error)
                 warnings.warn(f"the static march runs eagerly: its CUDA graph capture failed: {error}",

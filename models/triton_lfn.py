@@ -26,7 +26,7 @@ import functools
 
 import torch
 
-from models import triton_depth_kernels, triton_lfn_kernel
+from models import triton_depth_kernels, triton_field_kernel, triton_lfn_kernel
 from models.cameras import intrinsics
 from models.resolution import Resolution
 from models.triton_depth_kernels import _reverse_depth_kernel
@@ -58,7 +58,7 @@ def bind_device_functions(interpret: bool) -> None:
     """The compiler resolves a kernel's callees from its module's globals and needs them jitted;
     the interpreter runs a kernel as Python and calls the plain functions. (One process uses one
     of the two: tests interpret, a GPU compiles.)"""
-    for module in (triton_lfn_kernel, triton_depth_kernels):
+    for module in (triton_lfn_kernel, triton_depth_kernels, triton_field_kernel):
         for name, fn in module.DEVICE_FUNCTIONS.items():
             setattr(module, name, fn if interpret else triton.jit(fn))
 
@@ -68,7 +68,10 @@ def bind_device_functions(interpret: bool) -> None:
 # (64, 4, 2) 1.78, (128, 8, 4) 1.74, (64, 4, 4) 1.96; the two kept are the best with blocks valid
 # from width 32. Depth's passes (colors with masks, and each reverse pass; 512²): (128, 8, 2)
 # beat (64, 4, 2) for both, so only it is compiled, which halves the first depth frame's tuning.
-TUNE_CONFIGS = {"colors": ((128, 8, 2), (64, 4, 2)), "depth": ((128, 8, 2),)}
+# The volumetric field's kernel (models/triton_field_kernel.py): its wider input tile makes
+# (128, 8, 2) spill 160 bytes (bench/kernel_stats.py), so it tries the three that do not.
+TUNE_CONFIGS = {"colors": ((128, 8, 2), (64, 4, 2)), "depth": ((128, 8, 2),),
+                "field": ((64, 4, 2), (128, 8, 4), (64, 4, 4))}
 
 
 def _configs_for(configs: list, named_args: dict, **kwargs) -> list:
@@ -91,8 +94,9 @@ def _launchable(fn, interpret: bool, modes: tuple[str, ...], key: list[str], no_
     ]
     # cache_results: the choice is kept on disk with the compiled kernels, so a later process
     # skips the benchmarking (the first tuning of a key compiles every config: ~10 s each).
-    tuned = triton.autotune(configs, key=key, cache_results=True,
-                            prune_configs_by={"early_config_prune": _configs_for})
+    # A kernel of several modes (the frame kernel: colors, or colors and masks) prunes per launch.
+    prune = {"early_config_prune": _configs_for} if len(modes) > 1 else None
+    tuned = triton.autotune(configs, key=key, cache_results=True, prune_configs_by=prune)
     return tuned(jitted), {}
 
 
@@ -116,48 +120,66 @@ def _supported_width(value: int) -> bool:
     return value >= 32 and value & (value - 1) == 0
 
 
-class TritonLFN:
-    """The folded per-ray MLP in the fused kernel's layout, with preallocated weight buffers.
+class PackedMLP:
+    """A folded MLP (models/mlp.py's tensors) in the fused kernels' layout, in preallocated buffers:
+    input and hidden weights transposed to (K, N), N contiguous, in the operand `dtype`, the input
+    layer's K padded with zeros to `in_pad`; the head (outputs, W) and all biases in fp32."""
 
-    Layout: input and hidden weights transposed to (K, N), N contiguous, in `dtype`, the input
-    layer's K padded with zeros to IN_PAD; the head (3, W) and all biases in fp32.
-    """
-
-    def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype = torch.float16):
+    def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype, in_pad: int):
         if dtype not in OPERAND_DTYPES:
             raise ValueError(f"operand dtype must be float16 or bfloat16, not {dtype}")
         w_in, _, w_hidden, _, w_out, _ = mlp_tensors
-        width, in_dim = w_in.shape
-        if not _supported_width(width) or in_dim != 6 or w_out.shape[0] != 3:
-            raise ValueError(
-                f"needs 6 inputs, 3 outputs and a power-of-two width ≥ 32; got in {in_dim}, "
-                f"width {width}, out {w_out.shape[0]}"
-            )
+        width, self.inputs = w_in.shape
+        if not _supported_width(width) or self.inputs > in_pad:
+            raise ValueError(f"needs at most {in_pad} inputs and a power-of-two width ≥ 32; got in "
+                             f"{self.inputs}, width {width}")
         device = w_in.device
-        self.width, self.hidden = width, w_hidden.shape[0]
+        self.width, self.hidden, self.outputs = width, w_hidden.shape[0], w_out.shape[0]
         self.dtype, self.device = dtype, device
-        self._w_in = torch.zeros(IN_PAD, width, dtype=dtype, device=device)
-        self._b_in = torch.zeros(width, dtype=torch.float32, device=device)
-        self._w_hid = torch.zeros(self.hidden, width, width, dtype=dtype, device=device)
-        self._b_hid = torch.zeros(self.hidden, width, dtype=torch.float32, device=device)
-        self._w_out = torch.zeros(3, width, dtype=torch.float32, device=device)
-        self._b_out = torch.zeros(3, dtype=torch.float32, device=device)
-        self._pose = torch.zeros(3, 4, dtype=torch.float32, device=device)
-        self._masks = torch.empty(0, dtype=torch.uint8, device=device)  # depth's ReLU masks, as bits
-        self.set_mlp_tensors(mlp_tensors)
+        self.w_in = torch.zeros(in_pad, width, dtype=dtype, device=device)
+        self.b_in = torch.zeros(width, dtype=torch.float32, device=device)
+        self.w_hid = torch.zeros(self.hidden, width, width, dtype=dtype, device=device)
+        self.b_hid = torch.zeros(self.hidden, width, dtype=torch.float32, device=device)
+        self.w_out = torch.zeros(self.outputs, width, dtype=torch.float32, device=device)
+        self.b_out = torch.zeros(self.outputs, dtype=torch.float32, device=device)
+        self.set(mlp_tensors)
 
     @torch.no_grad()
+    def set(self, mlp_tensors: tuple[torch.Tensor, ...]) -> None:
+        """Re-pack another latent's folded tensors into the same buffers: nothing is allocated."""
+        w_in, b_in, w_hidden, b_hidden, w_out, b_out = mlp_tensors
+        if w_hidden.shape != self.w_hid.shape or w_in.shape[1] != self.inputs:
+            raise ValueError(f"hidden weights {tuple(w_hidden.shape)} on {w_in.shape[1]} inputs don't match "
+                             f"{tuple(self.w_hid.shape)} on {self.inputs}")
+        self.w_in[:self.inputs].copy_(w_in.t())
+        self.b_in.copy_(b_in)
+        self.w_hid.copy_(w_hidden.transpose(1, 2))
+        self.b_hid.copy_(b_hidden)
+        self.w_out.copy_(w_out)
+        self.b_out.copy_(b_out)
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The kernels' weight arguments, in their order."""
+        return self.w_in, self.b_in, self.w_hid, self.b_hid, self.w_out, self.b_out
+
+
+class TritonLFN:
+    """The folded per-ray MLP packed for the fused kernels (PackedMLP; 6 Plücker inputs, 3 colors)."""
+
+    def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype = torch.float16):
+        w_in, _, _, _, w_out, _ = mlp_tensors
+        if w_in.shape[1] != 6 or w_out.shape[0] != 3:
+            raise ValueError(f"needs 6 inputs and 3 outputs; got in {w_in.shape[1]}, out {w_out.shape[0]}")
+        self.mlp = PackedMLP(mlp_tensors, dtype, IN_PAD)
+        self.width, self.hidden = self.mlp.width, self.mlp.hidden
+        self.dtype, self.device = dtype, self.mlp.device
+        self._pose = torch.zeros(3, 4, dtype=torch.float32, device=self.device)
+        self._masks = torch.empty(0, dtype=torch.uint8, device=self.device)  # depth's ReLU masks, as bits
+
     def set_mlp_tensors(self, mlp_tensors: tuple[torch.Tensor, ...]) -> None:
         """Re-pack a latent's folded tensors into the existing buffers: nothing is allocated."""
-        w_in, b_in, w_hidden, b_hidden, w_out, b_out = mlp_tensors
-        if w_hidden.shape != self._w_hid.shape:
-            raise ValueError(f"hidden weights {tuple(w_hidden.shape)} don't match {tuple(self._w_hid.shape)}")
-        self._w_in[:6].copy_(w_in.t())
-        self._b_in.copy_(b_in)
-        self._w_hid.copy_(w_hidden.transpose(1, 2))
-        self._b_hid.copy_(b_hidden)
-        self._w_out.copy_(w_out)
-        self._b_out.copy_(b_out)
+        self.mlp.set(mlp_tensors)
 
     def _launch(self, out: torch.Tensor, n_rays: int, out_ch: int, res: Resolution = RAYS_GIVEN,
                 rays: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> None:
@@ -166,8 +188,7 @@ class TritonLFN:
         kernel, fixed = _kernel(bool(triton.knobs.runtime.interpret))
         kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
             out, self._pose if rays is None else rays, self._pose,
-            self._pose if masks is None else masks,
-            self._w_in, self._b_in, self._w_hid, self._b_hid, self._w_out, self._b_out,
+            self._pose if masks is None else masks, *self.mlp.tensors,
             n_rays, out_ch, res.width, *_camera(res),
             WIDTH=self.width, N_HIDDEN=self.hidden, FUSED_RAYS=rays is None,
             MASKS=masks is not None, IN_PAD=IN_PAD, **fixed,
@@ -228,7 +249,7 @@ class TritonLFN:
         kernel, fixed = _reverse_kernel(bool(triton.knobs.runtime.interpret))
         for channel in (-1,) if summed else (0, 1, 2):
             kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
-                out, self._pose, self._masks, self._w_in, self._w_hid, self._w_out,
+                out, self._pose, self._masks, self.mlp.w_in, self.mlp.w_hid, self.mlp.w_out,
                 n_rays, res.width, *_camera(res), channel, int(skip_saturated),
                 WIDTH=self.width, N_HIDDEN=self.hidden, IN_PAD=IN_PAD, **fixed,
             )

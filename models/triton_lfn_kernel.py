@@ -55,6 +55,58 @@ def _store_mask(masks_ptr, rows, valid, active, first_unit, units_per_ray, C: tl
 
 
 
+def _layers(x, rows, valid, masks_ptr, w_in_ptr, b_in_ptr, w_hid_ptr, b_hid_ptr,
+            WIDTH: tl.constexpr, N_HIDDEN: tl.constexpr, MASKS: tl.constexpr, IN_PAD: tl.constexpr,
+            BLOCK_M: tl.constexpr, CHUNKS: tl.constexpr):
+    """Every ReLU layer of the folded MLP on a (BLOCK_M, IN_PAD) input tile of operands: the last
+    hidden activations, as a tuple of CHUNKS (BLOCK_M, WIDTH / CHUNKS) column blocks. With MASKS
+    every layer's ReLU mask is stored too, for the reverse passes of the depth equations.
+
+    Triton can't slice a register tile, but a layer's K-chunk i is just block i, and its output
+    block j is a new tuple entry. Each (C, C) weight tile is a tl.dot operand loaded from L2; only
+    one tile and one fp32 accumulator block are live at a time, which keeps registers from
+    spilling."""
+    operand = w_in_ptr.dtype.element_ty
+    C: tl.constexpr = WIDTH // CHUNKS
+    UNITS: tl.constexpr = WIDTH * (N_HIDDEN + 1)
+    tile_k = tl.arange(0, C)[:, None]
+    tile_n = tl.arange(0, C)[None, :]
+    h = ()
+    for j in tl.static_range(CHUNKS):
+        w = tl.load(w_in_ptr + tl.arange(0, IN_PAD)[:, None] * WIDTH + j * C + tile_n)
+        acc = tl.dot(x, w, tl.load(b_in_ptr + j * C + tile_n).broadcast_to(BLOCK_M, C))
+        h = h + (tl.maximum(acc, 0.0).to(operand),)
+        if MASKS:
+            _store_mask(masks_ptr, rows, valid, acc > 0.0, j * C, UNITS, C)
+    for layer in tl.static_range(N_HIDDEN):
+        weights = w_hid_ptr + layer * WIDTH * WIDTH
+        new = ()
+        for j in tl.static_range(CHUNKS):
+            acc = tl.load(b_hid_ptr + layer * WIDTH + j * C + tile_n).broadcast_to(BLOCK_M, C)
+            for i in tl.static_range(CHUNKS):
+                w = tl.load(weights + (i * C + tile_k) * WIDTH + j * C + tile_n)
+                acc = tl.dot(h[i], w, acc)
+            new = new + (tl.maximum(acc, 0.0).to(operand),)
+            if MASKS:
+                _store_mask(masks_ptr, rows, valid, acc > 0.0, (layer + 1) * WIDTH + j * C, UNITS, C)
+        h = new
+    return h
+
+
+def _head_row(h, w_out_ptr, b_out_ptr, ch, WIDTH: tl.constexpr, BLOCK_M: tl.constexpr,
+              CHUNKS: tl.constexpr):
+    """Output `ch` of the linear head on _layers' activations, (BLOCK_M,) fp32: an fp32 row
+    reduction, as a tl.dot would need N padded to 16, and on Triton 3.6 / H100 such a narrow dot
+    after the wide layers faulted (illegal address)."""
+    C: tl.constexpr = WIDTH // CHUNKS
+    cols = tl.arange(0, C)
+    total = tl.load(b_out_ptr + ch).broadcast_to(BLOCK_M)
+    for i in tl.static_range(CHUNKS):
+        row = tl.load(w_out_ptr + ch * WIDTH + i * C + cols)[None, :]
+        total += tl.sum(h[i].to(tl.float32) * row, axis=1)
+    return total
+
+
 def _lfn_kernel(
     out_ptr, rays_ptr, pose_ptr, masks_ptr,
     w_in_ptr, b_in_ptr, w_hid_ptr, b_hid_ptr, w_out_ptr, b_out_ptr,
@@ -79,45 +131,11 @@ def _lfn_kernel(
         x = tl.load(rays_ptr + rows[:, None] * 6 + k_in, mask=valid[:, None] & (k_in < 6), other=0.0)
     x = x.to(operand)
 
-    # Activations live as a tuple of (BLOCK_M, C) column blocks: Triton can't slice a register
-    # tile, but a layer's K-chunk i is just block i, and its output block j is a new tuple entry.
-    # Each (C, C) weight tile is a tl.dot operand loaded from L2; only one tile and one fp32
-    # accumulator block are live at a time, which keeps registers from spilling. With MASKS every
-    # layer's ReLU mask is stored too, for the reverse passes of the depth equations.
-    C: tl.constexpr = WIDTH // CHUNKS
-    UNITS: tl.constexpr = WIDTH * (N_HIDDEN + 1)
-    tile_k = tl.arange(0, C)[:, None]
-    tile_n = tl.arange(0, C)[None, :]
-    h = ()
-    for j in tl.static_range(CHUNKS):
-        w = tl.load(w_in_ptr + tl.arange(0, IN_PAD)[:, None] * WIDTH + j * C + tile_n)
-        acc = tl.dot(x, w, tl.load(b_in_ptr + j * C + tile_n).broadcast_to(BLOCK_M, C))
-        h = h + (tl.maximum(acc, 0.0).to(operand),)
-        if MASKS:
-            _store_mask(masks_ptr, rows, valid, acc > 0.0, j * C, UNITS, C)
-    for layer in tl.static_range(N_HIDDEN):
-        weights = w_hid_ptr + layer * WIDTH * WIDTH
-        new = ()
-        for j in tl.static_range(CHUNKS):
-            acc = tl.load(b_hid_ptr + layer * WIDTH + j * C + tile_n).broadcast_to(BLOCK_M, C)
-            for i in tl.static_range(CHUNKS):
-                w = tl.load(weights + (i * C + tile_k) * WIDTH + j * C + tile_n)
-                acc = tl.dot(h[i], w, acc)
-            new = new + (tl.maximum(acc, 0.0).to(operand),)
-            if MASKS:
-                _store_mask(masks_ptr, rows, valid, acc > 0.0, (layer + 1) * WIDTH + j * C, UNITS, C)
-        h = new
-
-    # The 3-wide head as fp32 row reductions: a tl.dot would need N padded to 16, and on
-    # Triton 3.6 / H100 such a narrow dot after the wide layers faulted (illegal address).
-    cols = tl.arange(0, C)
+    h = _layers(x, rows, valid, masks_ptr, w_in_ptr, b_in_ptr, w_hid_ptr, b_hid_ptr,
+                WIDTH, N_HIDDEN, MASKS, IN_PAD, BLOCK_M, CHUNKS)
     colors = ()
     for ch in tl.static_range(3):
-        total = tl.load(b_out_ptr + ch).broadcast_to(BLOCK_M)
-        for i in tl.static_range(CHUNKS):
-            row = tl.load(w_out_ptr + ch * WIDTH + i * C + cols)[None, :]
-            total += tl.sum(h[i].to(tl.float32) * row, axis=1)
-        colors = colors + (tl.sigmoid(total),)
+        colors = colors + (tl.sigmoid(_head_row(h, w_out_ptr, b_out_ptr, ch, WIDTH, BLOCK_M, CHUNKS)),)
     c = tl.arange(0, 4)[None, :]
     values = tl.where(c == 0, colors[0][:, None], tl.where(c == 1, colors[1][:, None], colors[2][:, None]))
     values = tl.where(c == 3, 1.0, values)  # alpha; dropped by the mask when out_ch is 3
@@ -129,4 +147,4 @@ def _lfn_kernel(
 
 
 # The kernel's callees, by the global names it calls them with (models.triton_lfn binds them).
-DEVICE_FUNCTIONS = {f.__name__: f for f in (_pixel_rays, _store_mask)}
+DEVICE_FUNCTIONS = {f.__name__: f for f in (_pixel_rays, _store_mask, _layers, _head_row)}

@@ -10,12 +10,15 @@ holds every object; rays that miss the sphere see the white background.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from models.lfn import FiLMNetwork
-from models.mlp import mlp_forward
+
+if TYPE_CHECKING:  # models.folded_field evaluates this module's field: imported for the annotation only
+    from models.folded_field import FoldedField
 
 SAMPLES_PER_RAY = 196
 
@@ -137,12 +140,9 @@ class VolumetricField(nn.Module):
 
 
 def render_specialized(
-    origins: torch.Tensor, dirs: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...],
-    samples: int, frequencies: int,
+    origins: torch.Tensor, dirs: torch.Tensor, field: FoldedField, samples: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render (N, 3) rays with a latent already folded into plain MLP tensors (no jitter)."""
+    """Render (N, 3) rays with a latent already folded into `field` (all `samples`, no jitter)."""
     t, deltas = sample_along_rays(origins, dirs, samples, jitter=False)
-    x = sample_inputs(origins, dirs, t, frequencies)
-    raw = mlp_forward(x.view(-1, x.shape[-1]), *mlp_tensors).view(*t.shape, 4)
-    density, rgb = decode_samples(raw.float())
+    density, rgb = field.at_ray_samples(origins, dirs, t)
     return composite(density, rgb, t.float(), deltas.float())

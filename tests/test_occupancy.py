@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from models.cameras import orbit_pose
+from models.folded_field import FoldedField
 from models.mlp import mlp_forward
 from models.occupancy import (
     CPU_SCHEDULE,
@@ -18,7 +19,6 @@ from models.occupancy import (
     cell_centers,
     cell_corners,
     cells_over,
-    field_density,
     march,
     occupied_samples,
     peak_density,
@@ -136,9 +136,9 @@ def test_marching_matches_the_dense_render_within_the_stated_bound():
     cfg = model.config
     origins, dirs = frame()
     dense_color, dense_depth, dense_opacity = render_specialized(
-        origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies)
-    grid = build_occupancy(field_density(tensors, cfg.frequencies), 8, CPU)
-    result = march(origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies, grid)
+        origins, dirs, FoldedField(tensors, cfg.frequencies), cfg.samples_per_ray)
+    grid = build_occupancy(FoldedField(tensors, cfg.frequencies).density, 8, CPU)
+    result = march(origins, dirs, FoldedField(tensors, cfg.frequencies), cfg.samples_per_ray, grid)
     # A skipped sample has alpha < 1 - exp(-threshold * step) where the density is smooth over a
     # cell; a stopped ray hides less than its remaining transmittance. Both bound how far a color can
     # move (white background, colors in [0, 1]).
@@ -154,7 +154,7 @@ def test_one_round_of_every_sample_composites_the_occupied_ones_exactly():
     cfg = model.config
     origins, dirs = frame()
     grid = OccupancyGrid(torch.rand(8, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.4)
-    result = march(origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies, grid,
+    result = march(origins, dirs, FoldedField(tensors, cfg.frequencies), cfg.samples_per_ray, grid,
                    schedule=MarchSchedule((cfg.samples_per_ray,), CPU_SCHEDULE.stop_slack))
     density, rgb, t, deltas = dense_samples(origins, dirs, tensors, cfg)
     occupied = grid.lookup(origins[:, None] + t[..., None] * dirs[:, None]) & (deltas > 0)  # misses: none
@@ -172,7 +172,7 @@ def test_rounds_of_one_sample_stop_each_ray_at_the_sample_that_makes_it_opaque()
     opaque = tuple(t.clone() for t in tensors)
     opaque[-1][0] += 4.0  # the density output's bias: rays turn opaque within a few samples
     full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
-    exact = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full,
+    exact = march(origins, dirs, FoldedField(opaque, cfg.frequencies), cfg.samples_per_ray, full,
                   schedule=MarchSchedule((1,), CPU_SCHEDULE.stop_slack))
     density, rgb, t, deltas = dense_samples(origins, dirs, opaque, cfg)
     tau = density * deltas
@@ -182,7 +182,7 @@ def test_rounds_of_one_sample_stop_each_ray_at_the_sample_that_makes_it_opaque()
     assert torch.equal(exact.evaluations, expected)
     # Larger rounds evaluate a few samples past the stop, which change a color by less than the rest
     # of the transmittance.
-    rounded = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full)
+    rounded = march(origins, dirs, FoldedField(opaque, cfg.frequencies), cfg.samples_per_ray, full)
     assert (rounded.evaluations >= exact.evaluations).all()
     assert (rounded.color - exact.color).abs().max() <= EARLY_STOP_TRANSMITTANCE + 1e-5
     dense_color = composite(density, rgb, t, deltas)[0]
@@ -193,7 +193,7 @@ def test_marching_skips_empty_cells_and_stops_behind_opaque_ones():
     model, tensors = tiny_field()
     cfg = model.config
     origins, dirs = frame()
-    empty = march(origins, dirs, tensors, cfg.samples_per_ray, cfg.frequencies,
+    empty = march(origins, dirs, FoldedField(tensors, cfg.frequencies), cfg.samples_per_ray,
                   OccupancyGrid(torch.zeros(8, 8, 8, dtype=torch.bool)))
     assert empty.evaluations.sum() == 0 and empty.rounds == 0
     assert torch.equal(empty.color, torch.ones_like(empty.color))
@@ -201,7 +201,7 @@ def test_marching_skips_empty_cells_and_stops_behind_opaque_ones():
     full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
     opaque = tuple(t.clone() for t in tensors)
     opaque[-1][0] += 40.0  # the density output's bias: every sample nearly opaque
-    result = march(origins, dirs, opaque, cfg.samples_per_ray, cfg.frequencies, full)
+    result = march(origins, dirs, FoldedField(opaque, cfg.frequencies), cfg.samples_per_ray, full)
     step = sample_along_rays(origins, dirs, cfg.samples_per_ray, jitter=False)[1][:, 0]
     through_the_middle = step > 0.5 * step.max()  # long samples: each one nearly opaque
     first_round = CPU_SCHEDULE.rounds[0]  # march()'s default
@@ -217,11 +217,11 @@ def test_a_ray_in_even_density_takes_about_what_it_needs_to_turn_opaque():
     even[-2].zero_()  # the output layer's weights: the network returns its bias alone
     even[-1][0] = 5.5  # density ~45 everywhere: ~20 samples to opacity through the sphere's middle
     full = OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool))
-    exact = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full,
+    exact = march(origins, dirs, FoldedField(even, cfg.frequencies), cfg.samples_per_ray, full,
                   schedule=MarchSchedule((1,), CPU_SCHEDULE.stop_slack))
     # After one sample, a second round could take every sample left: the ray's optical depth so far
     # says how many it needs, and it takes the schedule's stop slack times that many.
-    budgeted = march(origins, dirs, even, cfg.samples_per_ray, cfg.frequencies, full,
+    budgeted = march(origins, dirs, FoldedField(even, cfg.frequencies), cfg.samples_per_ray, full,
                      schedule=MarchSchedule((1, cfg.samples_per_ray), CPU_SCHEDULE.stop_slack))
     needed = exact.evaluations
     assert budgeted.rounds == 2 and (needed[needed > 0] < cfg.samples_per_ray // 4).any()

@@ -9,6 +9,7 @@ import torch
 import models.static_marcher
 from models.cameras import orbit_pose
 from models.checkpoint import load_checkpoint
+from models.folded_field import FoldedField
 from models.occupancy import (
     CPU_SCHEDULE,
     EARLY_STOP_TRANSMITTANCE,
@@ -17,7 +18,6 @@ from models.occupancy import (
     MarchSchedule,
     OccupancyGrid,
     build_occupancy,
-    field_density,
     march,
     march_static,
 )
@@ -44,14 +44,14 @@ def rays(azimuth: float, res: int):
 
 @pytest.fixture(scope="module")
 def shipped_field():
-    """The shipped checkpoint's first car: (mlp tensors, samples, frequencies, 64³ grid), fp32."""
+    """The shipped checkpoint's first car: (its folded field, samples, 64³ grid), fp32."""
     ckpt = load_checkpoint(SHIPPED_VOLUMETRIC)
     renderer = VolumetricRenderer(ckpt.model, CPU, sampling="accelerated", occupancy_res=64)
     renderer.set_latent(ckpt.latents[0])
     renderer.render(orbit_pose(0.0, 20.0, 3.0), Resolution.square(4))  # builds the grid
     cfg = renderer.model.config
     assert renderer.marcher is None  # a CPU marches with march()
-    return renderer.mlp_tensors, cfg.samples_per_ray, cfg.frequencies, renderer.grid
+    return renderer.field, cfg.samples_per_ray, renderer.grid
 
 
 def test_a_static_march_is_the_dynamic_one_bit_for_bit_on_the_shipped_car(shipped_field):
@@ -71,8 +71,9 @@ def test_a_static_march_is_the_dynamic_one_bit_for_bit_on_the_shipped_car(shippe
 def test_static_marches_of_other_schedules_equal_the_dynamic_ones():
     model = tiny_volumetric()
     tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
-    field = (tensors, model.config.samples_per_ray, model.config.frequencies)
-    grid = build_occupancy(field_density(tensors, model.config.frequencies), 8, CPU)
+    folded = FoldedField(tensors, model.config.frequencies)
+    field = (folded, model.config.samples_per_ray)
+    grid = build_occupancy(folded.density, 8, CPU)
     origins, dirs = rays(40.0, 12)
     for rounds in ((1,), (8, 8, 64), (model.config.samples_per_ray,)):
         schedule = MarchSchedule(rounds, CPU_SCHEDULE.stop_slack)
@@ -135,7 +136,7 @@ def test_a_round_short_of_room_leaves_the_rest_to_later_rounds(shipped_field):
 def test_an_empty_grid_marches_nothing_in_a_static_march():
     model = tiny_volumetric()
     tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
-    field = (tensors, model.config.samples_per_ray, model.config.frequencies,
+    field = (FoldedField(tensors, model.config.frequencies), model.config.samples_per_ray,
              OccupancyGrid(torch.zeros(8, 8, 8, dtype=torch.bool)))
     origins, dirs = rays(40.0, 8)
     marcher = StaticMarcher(*field, graphs=False, choose_faster=False, schedule=SCHEDULE)
@@ -149,7 +150,7 @@ def test_graphs_are_refused_on_a_cpu():
     model = tiny_volumetric()
     tensors = tuple(t.detach() for t in model.specialize(model.latents.weight[1]))
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
-        StaticMarcher(tensors, model.config.samples_per_ray, model.config.frequencies,
+        StaticMarcher(FoldedField(tensors, model.config.frequencies), model.config.samples_per_ray,
                       OccupancyGrid(torch.ones(8, 8, 8, dtype=torch.bool)), graphs=True, choose_faster=True,
                       schedule=GPU_SCHEDULE)
 

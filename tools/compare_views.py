@@ -49,6 +49,7 @@ from tools.scene_render import SceneRenderer
 DEFAULT_CARS = ("torcs-car1-trb1", "torcs-baja-bug", "proc-0-0040")
 LABEL_HEIGHT = 22
 KIND_NAMES = {"lfn": "LFN", "volumetric": "volumetric"}
+RENDER_PRECISION = "fp32"  # the crops are scored: every network renders at full precision
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class Network:
         trained_at = ckpt.meta.get("resolution")
         trained = f", {trained_at}x{trained_at}" if trained_at else ""
         label = f"{name} ({KIND_NAMES[ckpt.model.kind]}{trained})"
-        renderer = make_renderer(ckpt.model, device, "fp32", "eager", sampling=volumetric_sampling)
+        renderer = make_renderer(ckpt.model, device, RENDER_PRECISION, "eager", sampling=volumetric_sampling)
         return cls(path, label, ckpt, renderer)
 
     def require_training_cars(self, cars: list[str]) -> None:
@@ -183,7 +184,7 @@ def load_networks(args: argparse.Namespace) -> list[Network]:
     ckpts = [load_checkpoint(path) for path in paths]
     sampling = args.volumetric_sampling
     if any(ckpt.model.kind == "volumetric" for ckpt in ckpts) and (
-            reason := volumetric_unavailable(sampling, torch.device(args.device))):
+            reason := volumetric_unavailable(sampling, torch.device(args.device), RENDER_PRECISION)):
         raise UsageError(f"--volumetric-sampling {sampling}: {reason}")
     return [Network.load(path, name, ckpt, args.device, sampling)
             for path, name, ckpt in zip(paths, names, ckpts, strict=True)]
