@@ -34,6 +34,18 @@ def import_triton_interpreted() -> None:
         del os.environ["TRITON_INTERPRET"]
 
 
+def triton_interpreted_or_skip():
+    """The triton module in its CPU interpreter's mode, or a skip of the calling test module (no
+    triton, or triton imported compiled before the interpreter's switch could be set). The module's
+    tests set TRITON_INTERPRET=1 again for their kernels (a fixture)."""
+    import_triton_interpreted()
+    triton = pytest.importorskip("triton", reason="triton is not installed: these tests need its interpreter")
+    if type(triton.language.standard.sum).__name__ != "InterpretedFunction":
+        pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run this file on its own",
+                    allow_module_level=True)
+    return triton
+
+
 # Without CUDA the fused kernels run only interpreted: import triton so before any test module can
 # import it otherwise, whatever the collection order. (With CUDA the other tests compile kernels.)
 if not torch.cuda.is_available():

@@ -7,14 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import import_triton_interpreted
+from tests.conftest import triton_interpreted_or_skip
 
-NO_TRITON = "triton is not installed: these tests need its CPU interpreter"
-import_triton_interpreted()
-triton = pytest.importorskip("triton", reason=NO_TRITON)
-if type(triton.language.standard.sum).__name__ != "InterpretedFunction":
-    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run this file on its own",
-                allow_module_level=True)
+triton = triton_interpreted_or_skip()  # the fixture below sets the switch again for each test
 
 from models.cameras import orbit_pose  # noqa: E402 - after the skips
 from models.folded_field import FoldedField  # noqa: E402
@@ -51,7 +46,8 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
 @pytest.mark.parametrize(("frequencies", "width"), [(2, 32), (6, 32), (6, 64)])
 def test_the_kernel_evaluates_what_the_eager_network_does_at_any_samples(frequencies, width):
     _, tensors = random_field(frequencies, width)
-    eager, fused = FoldedField(tensors, frequencies), FoldedField(tensors, frequencies, TritonField(tensors, frequencies))
+    eager = FoldedField(tensors, frequencies)
+    fused = FoldedField(tensors, frequencies, TritonField(tensors, frequencies))
     gen = torch.Generator().manual_seed(1)
     origins = torch.randn(9, 3, generator=gen) * 2.0
     dirs = torch.nn.functional.normalize(torch.randn(9, 3, generator=gen), dim=-1)

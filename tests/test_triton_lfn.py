@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import import_triton_interpreted
+from tests.conftest import triton_interpreted_or_skip
 
-# The fixture below sets the interpreter's switch again for each test's kernels.
-NO_TRITON = "triton is not installed: these tests need its CPU interpreter"
-import_triton_interpreted()
-triton = pytest.importorskip("triton", reason=NO_TRITON)
-if type(triton.language.standard.sum).__name__ != "InterpretedFunction":
-    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set: run this file on its own",
-                allow_module_level=True)
+triton = triton_interpreted_or_skip()  # the fixture below sets the switch again for each test
 
 from models.cameras import Orbit, orbit_pose  # noqa: E402 - after the skips
 from models.checkpoint import load_checkpoint  # noqa: E402
