@@ -30,7 +30,8 @@ how far its colors are from march()'s and whether its evaluations are the same.
 
 --network evaluates the samples eagerly (models/volumetric.py's inputs, then one operator a layer)
 or through the fused Triton kernel (models/triton_field.py; CUDA with fp16 or bf16 only), a row
-each: the renderer's choice on a GPU is the kernel. Each row's march() reference uses its network.
+each; by default the renderer's choice (the kernel on a GPU). Each row's march() reference uses
+its network.
 """
 
 from __future__ import annotations
@@ -200,10 +201,11 @@ def main(args) -> int:
     default = schedule_for(device)
     schedule = MarchSchedule(tuple(args.rounds or default.rounds),
                              default.stop_slack if args.stop_slack is None else args.stop_slack)
-    networks = [name for name in args.network
-                if name == "eager" or fused_field_unavailable(device, args.precision) is None]
-    if networks != args.network:
-        print(f"triton: skipped ({fused_field_unavailable(device, args.precision)})")
+    asked = args.network or ["triton" if renderer.fused_kernel else "eager"]  # the renderer's
+    why_not = fused_field_unavailable(device, args.precision)
+    networks = [name for name in asked if name == "eager" or why_not is None]
+    if networks != asked:
+        print(f"triton: skipped ({why_not})")
     rows = [measure(renderer, res, args.azimuth, schedule, args.repeats, marcher, network)
             for res in args.res for network in networks for marcher in marchers]
     env = {"device": device_name(device), "precision": args.precision, "torch": torch.__version__,
@@ -243,7 +245,8 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--marcher", nargs="+", choices=MARCHERS, default=["dynamic"],
                         help="the marchers to time, a row each (graph: CUDA only)")
-    parser.add_argument("--network", nargs="+", choices=NETWORKS, default=["eager"],
-                        help="how the samples are evaluated, a row each (triton: CUDA, fp16 or bf16)")
+    parser.add_argument("--network", nargs="+", choices=NETWORKS,
+                        help="how the samples are evaluated, a row each (triton: CUDA, fp16 or bf16; "
+                             "default: the renderer's choice here)")
     args = parse_volumetric_args(parser)
     sys.exit(run_entry_point(lambda: main(args), args.debug))

@@ -334,8 +334,9 @@ def fused_field_unavailable(device: torch.device, precision: str) -> str | None:
     on `device` in `precision`, or None when they can."""
     if device.type != "cuda":
         return "the fused Triton kernel runs on CUDA only"
-    if (ok := triton_available())[0] is False:
-        return f"the fused Triton kernel cannot run: {ok[1]}"
+    available, why_not = triton_available()
+    if not available:
+        return f"the fused Triton kernel cannot run: {why_not}"
     if PRECISIONS[precision] not in OPERAND_DTYPES:
         return f"the fused Triton kernel takes fp16 or bf16 operands, not {precision}"
     return None

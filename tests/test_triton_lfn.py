@@ -118,12 +118,12 @@ def test_a_new_latent_reuses_the_weight_buffers():
     model = random_lfn(32)
     eager = LFNRenderer(model, backend="eager")
     fused = TritonLFN(eager.folded_mlp())
-    buffers = [t.data_ptr() for t in vars(fused).values() if isinstance(t, torch.Tensor)]
+    buffers = [t.data_ptr() for t in fused.mlp.tensors]
     pose = orbit_pose(30, 20)
     first = fused.render(pose, 8)
     eager.set_latent(model.latents.weight[2])
     fused.set_mlp_tensors(eager.folded_mlp())
-    assert [t.data_ptr() for t in vars(fused).values() if isinstance(t, torch.Tensor)] == buffers
+    assert [t.data_ptr() for t in fused.mlp.tensors] == buffers
     second = fused.render(pose, 8)
     assert (second.float() - first.float()).abs().max() > 1e-2
     assert rel_err(second, eager.render(pose, 8)) <= TOLERANCE
