@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.mlp import mlp_forward
+from models.mlp import in_row_buckets, mlp_forward
 from models.triton_field import TritonField
 from models.volumetric import decode_samples, sample_inputs
 
@@ -42,7 +42,9 @@ class FoldedField:
             return decode_samples(self.kernel.raw(origins, dirs, rays, t))
         x = sample_inputs(origins[rays].to(self.dtype), dirs[rays].to(self.dtype), t[:, None].to(self.dtype),
                           self.frequencies)[:, 0]
-        return decode_samples(mlp_forward(x, *self.mlp_tensors).float())
+        # a march's every round has a new sample count: on a CPU they share a few row counts
+        raw = in_row_buckets(lambda rows: mlp_forward(rows, *self.mlp_tensors), x, self.dtype)
+        return decode_samples(raw.float())
 
     def at_ray_samples(self, origins: torch.Tensor, dirs: torch.Tensor,
                        t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

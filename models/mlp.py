@@ -7,7 +7,20 @@ is an ordinary MLP whose weights are tensors, and one traced function serves eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.nn.functional as F
+
+# On a CPU, oneDNN multiplies bf16 and fp16 and keeps state for every row count it has multiplied
+# for the life of the process: 0.29 MB a count even with its primitive cache off, and 800 counts
+# of a 256-wide layer grew the process by 613 MB with it on (PERF.md, "bf16's memory on a CPU").
+# A march's rounds and a window's frame sizes bring new counts all the time, so a CPU evaluation in
+# those dtypes pads its rows up to one of ROW_BUCKETS_PER_OCTAVE counts between two powers of two
+# (at least MIN_ROW_BUCKET apart): ≤ 12.5 % more rows, and ~100 counts serve every size up to 2^18.
+ROW_BUCKETS_PER_OCTAVE = 8
+MIN_ROW_BUCKET = 64
+ONEDNN_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def mlp_forward(
@@ -27,3 +40,21 @@ def mlp_forward(
     for layer in range(w_hidden.shape[0]):
         h = torch.relu(torch.addmm(b_hidden[layer], h, w_hidden[layer].t()))
     return torch.addmm(b_out, h, w_out.t())
+
+
+def row_bucket(n: int) -> int:
+    """The row count `n` rows are padded to: the next multiple of an eighth of the power of two at
+    or below n, and at least of MIN_ROW_BUCKET: at most 12.5 % or MIN_ROW_BUCKET - 1 rows more."""
+    step = max(MIN_ROW_BUCKET, (1 << max(n.bit_length() - 1, 0)) // ROW_BUCKETS_PER_OCTAVE)
+    return -(-n // step) * step
+
+
+def in_row_buckets(evaluate: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """evaluate(x) for (N, C) rows x, by a network whose operands are `dtype`: on a CPU in bf16 or
+    fp16 with N padded (zero rows) to row_bucket(N), the padding's outputs dropped. Each row's
+    result is the same either way (rows are multiplied independently)."""
+    n = x.shape[0]
+    if x.device.type != "cpu" or dtype not in ONEDNN_DTYPES or row_bucket(n) == n:
+        return evaluate(x)
+    return evaluate(F.pad(x, (0, 0, 0, row_bucket(n) - n)))[:n]

@@ -28,6 +28,7 @@ from models.cameras import intrinsics, pixel_rays
 from models.folded_field import FoldedField
 from models.frame_graphs import FrameGraphs
 from models.lfn import LightFieldNetwork
+from models.mlp import in_row_buckets
 from models.occupancy import OccupancyGrid, build_occupancy, march, schedule_for
 from models.plucker import plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
@@ -135,7 +136,8 @@ def ray_colors(renderer, rays: torch.Tensor, abandon: Callable[[], bool] | None 
             slices = []
             for i in range(start, stop, CPU_SLICE_RAYS):
                 give_up_if(abandon)
-                slices.append(renderer.colors(rays[i:min(i + CPU_SLICE_RAYS, stop)]))
+                slices.append(in_row_buckets(renderer.colors, rays[i:min(i + CPU_SLICE_RAYS, stop)],
+                                             renderer.dtype))
             return slices[0] if len(slices) == 1 else torch.cat(slices)
 
         parts = render_in_chunks(renderer, rays.shape[0], sliced)
@@ -308,8 +310,8 @@ class LFNRenderer:
 
 # How the volumetric baseline places its network evaluations along a ray:
 #   dense        all SAMPLES_PER_RAY samples of every ray, op by op (the paper's comparison)
-#   fused        the same samples through torch.compile (CUDA), so a ratio against the LFN measures
-#                evaluations per ray alone, not the two models' code paths
+#   fused        the same samples through one fused Triton kernel (CUDA; models/triton_field.py),
+#                so a ratio against the LFN measures evaluations per ray alone, not code paths
 #   accelerated  the same sample positions, evaluated only in cells an occupancy grid of the
 #                model's density marks and only until the ray is opaque (models/occupancy.py), as
 #                instant-ngp and nerfacc render interactively
