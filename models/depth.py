@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from models.mlp import mlp_forward
+from models.mlp import in_row_buckets, mlp_forward
 from models.plucker import plucker
 from models.renderer import CPU_SLICE_RAYS, frame_rays, give_up_if
 from models.renderer_protocol import GradientDepth
@@ -117,19 +117,27 @@ def color_derivatives(renderer, cam2world: torch.Tensor, res: Resolution | int,
     for chunk in rays.split(step):
         for rays_slice in chunk.split(slice_rays):
             give_up_if(abandon)
-            colors.append(torch.sigmoid(mlp_forward(rays_slice, *mlp_tensors).float()))
+            logits = in_row_buckets(lambda x: mlp_forward(x, *mlp_tensors), rays_slice, rays.dtype)
+            colors.append(torch.sigmoid(logits.float()))
     color = torch.cat(colors)
     slope = color * (1 - color)
     derivatives = torch.zeros(4, *color.shape, device=color.device)
     live = (slope > 0).any(1).nonzero()[:, 0]
     pose = cam2world.to(renderer.device, torch.float32)
     step, slice_rays = max(1, step // TANGENT_STREAMS), max(1, slice_rays // TANGENT_STREAMS)
+
+    def logit_tangents(ray_ids: torch.Tensor) -> torch.Tensor:
+        """(n, 4, 3): the logits' derivatives along each ray's 4 tangents, ray by ray."""
+        tangents = ray_tangents(origins[ray_ids], dirs[ray_ids], pose[:3, 0].expand(len(ray_ids), 3),
+                                pose[:3, 1].expand(len(ray_ids), 3))
+        _, dlogits = mlp_forward_with_tangents(rays[ray_ids], tangents.to(rays.dtype), *mlp_tensors)
+        return dlogits.transpose(0, 1)
+
     for chunk in live.split(step):
         for ray_ids in chunk.split(slice_rays):
             give_up_if(abandon)
-            tangents = ray_tangents(origins[ray_ids], dirs[ray_ids], pose[:3, 0].expand(len(ray_ids), 3),
-                                    pose[:3, 1].expand(len(ray_ids), 3))
-            _, dlogits = mlp_forward_with_tangents(rays[ray_ids], tangents.to(rays.dtype), *mlp_tensors)
+            # a view's live rays are a new count every frame: on a CPU in bf16 they share a few
+            dlogits = in_row_buckets(logit_tangents, ray_ids, rays.dtype).transpose(0, 1)
             derivatives[:, ray_ids] = slope[ray_ids][None] * dlogits.float()
     return color, derivatives
 

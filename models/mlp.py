@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 # On a CPU, oneDNN multiplies bf16 and fp16 and keeps state for every row count it has multiplied
 # for the life of the process: 0.29 MB a count even with its primitive cache off, and 800 counts
@@ -51,10 +50,11 @@ def row_bucket(n: int) -> int:
 
 def in_row_buckets(evaluate: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                    dtype: torch.dtype) -> torch.Tensor:
-    """evaluate(x) for (N, C) rows x, by a network whose operands are `dtype`: on a CPU in bf16 or
-    fp16 with N padded (zero rows) to row_bucket(N), the padding's outputs dropped. Each row's
-    result is the same either way (rows are multiplied independently)."""
+    """evaluate(x) for the N rows of x (its first dimension: inputs, or indices of them), by a
+    network whose operands are `dtype`: on a CPU in bf16 or fp16 with N padded (zeros) to
+    row_bucket(N), the padding's outputs dropped. Each row's result is the same either way (rows
+    are multiplied independently)."""
     n = x.shape[0]
     if x.device.type != "cpu" or dtype not in ONEDNN_DTYPES or row_bucket(n) == n:
         return evaluate(x)
-    return evaluate(F.pad(x, (0, 0, 0, row_bucket(n) - n)))[:n]
+    return evaluate(torch.cat([x, x.new_zeros(row_bucket(n) - n, *x.shape[1:])]))[:n]

@@ -128,7 +128,8 @@ def render_in_chunks(renderer, count: int, render_rays: Callable[[int, int], T])
 def ray_colors(renderer, rays: torch.Tensor, abandon: Callable[[], bool] | None = None) -> torch.Tensor:
     """(N, 6) Plücker rays → (N, 3) colors from `renderer.colors`, in chunks of its rays_per_chunk
     (render_in_chunks); on a CPU each chunk in CPU_SLICE_RAYS slices, `abandon` asked before each
-    (a frame's rays, an EPI's: models/epi.py). A CUDA chunk is one call and never asks it."""
+    (a frame's rays, an EPI's: models/epi.py), their rows bucketed for the renderer's `dtype`
+    (models.mlp.in_row_buckets). A CUDA chunk is one call and never asks it."""
     if renderer.device.type != "cpu":
         parts = render_in_chunks(renderer, rays.shape[0], lambda i, j: renderer.colors(rays[i:j]))
     else:

@@ -30,6 +30,7 @@ class StripedPlane:
     the camera's right axis (one phase per channel, so some channel always changes)."""
 
     device = torch.device("cpu")
+    dtype = torch.float32
     rays_per_chunk = 1000  # several chunks per EPI: the chunked path is the one tested
 
     def __init__(self, depth: float, period: float = 0.6):

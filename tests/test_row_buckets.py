@@ -3,12 +3,14 @@ keeps state for every row count it multiplies, which grew a bf16 viewer by ~0.6 
 
 import torch
 
+from models import depth as depth_module
 from models.cameras import orbit_pose
+from models.depth import color_derivatives
 from models.folded_field import FoldedField
 from models.mlp import MIN_ROW_BUCKET, in_row_buckets, mlp_forward, row_bucket
 from models.occupancy import OccupancyGrid, march
-from models.renderer import frame_rays
-from tests.conftest import tiny_volumetric
+from models.renderer import LFNRenderer, frame_rays
+from tests.conftest import tiny_lfn, tiny_volumetric
 
 
 def test_row_buckets_are_few_and_pad_at_most_an_eighth():
@@ -54,3 +56,24 @@ def test_a_bf16_march_on_a_cpu_multiplies_only_bucketed_row_counts(monkeypatch):
     result = march(origins, dirs, field, model.config.samples_per_ray, full)
     assert result.rounds >= 2 and len(counts) == result.rounds
     assert all(count == row_bucket(count) for count in counts)
+
+
+def test_a_bf16_depth_frame_on_a_cpu_multiplies_only_bucketed_row_counts(monkeypatch):
+    model = tiny_lfn()
+    renderer = LFNRenderer(model, precision="bf16", backend="eager")
+    counts = []
+    forward, with_tangents = depth_module.mlp_forward, depth_module.mlp_forward_with_tangents
+
+    def counting(x, *weights):
+        counts.append(x.shape[0])
+        return forward(x, *weights)
+
+    def counting_tangents(x, tangents, *weights):
+        counts.append(x.shape[0])
+        return with_tangents(x, tangents, *weights)
+
+    monkeypatch.setattr(depth_module, "mlp_forward", counting)
+    monkeypatch.setattr(depth_module, "mlp_forward_with_tangents", counting_tangents)
+    color, derivatives = color_derivatives(renderer, orbit_pose(40.0, 25.0, 3.0), 21)  # 441 rays
+    assert color.shape == (441, 3) and derivatives.shape == (4, 441, 3)
+    assert counts and all(count == row_bucket(count) for count in counts)
