@@ -78,6 +78,26 @@ def test_thread_frames_times_each_malloc_setting_in_its_own_process(tiny_ckpt, t
         assert row["rss_mb_after"] > 0
 
 
+def test_bf16_memory_measures_each_setting_at_rest_in_its_own_process(tiny_ckpt, tiny_volumetric_ckpt,
+                                                                        tmp_path):
+    out = tmp_path / "bf16_memory.json"
+    script = str(ROOT / "bench" / "bf16_memory.py")
+    result = subprocess.run([sys.executable, script, "--ckpt", str(tiny_ckpt), "--volumetric",
+                             str(tiny_volumetric_ckpt), "--sizes", "8", "12", "--latents", "1",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["precision"], row["rows_bucketed"]) for row in rows] == [("fp32", True), ("bf16", True),
+                                                                          ("bf16", False)]
+    for row in rows:
+        assert list(row["rest_mb"]) == ["renderers built", "after the frames", "thread ended"]
+        assert all(mb > 0 for mb in row["rest_mb"].values())
+    missing = subprocess.run([sys.executable, script, "--ckpt", str(tmp_path / "none.pt")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error:")
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+
 def test_occupancy_march_compares_the_accelerated_frames_with_the_dense_ones(tiny_volumetric_ckpt, tmp_path):
     out = tmp_path / "occupancy.json"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "occupancy_march.py"), "--device", "cpu",
