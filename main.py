@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                         help="where the network runs; auto picks CUDA when present")
     common.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                        help="network precision; auto is fp16 on CUDA and fp32 on a CPU (bf16 is "
-                             "~5x faster on a CPU with AVX-512 BF16: PERF.md)")
+                        help="network precision; auto is fp16 on CUDA, bf16 on a CPU that computes "
+                             "it natively (AVX-512 BF16, AMX), fp32 on other CPUs")
     # models/backends' names, written out so that parsing needs no torch (a test keeps them equal)
     common.add_argument("--backend", choices=BACKEND_NAMES,
                         default="torchscript", help="how the per-ray network runs: the traced "

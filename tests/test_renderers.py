@@ -236,6 +236,16 @@ def test_renderers_of_one_backend_and_precision_share_one_built_function(name):
     assert other_precision.ray_backend.function is not a.ray_backend.function
 
 
-def test_the_default_precision_is_fp16_on_cuda_and_fp32_on_a_cpu():
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bf16"), (False, True, "bf16"),
+                                                        (False, False, "fp32")])
+def test_a_cpu_defaults_to_bf16_only_where_it_computes_bf16(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert default_precision(torch.device("cpu")) == expected
     assert default_precision(torch.device("cuda")) == "fp16"
+
+
+def test_a_torch_without_the_cpu_helpers_defaults_to_fp32(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     assert default_precision(torch.device("cpu")) == "fp32"
