@@ -4,8 +4,9 @@
     lfn_depth            gradient depth from models/depth.py
     lfn_depth_summed     the same from the channel-summed equations (on triton: one reverse pass)
     volumetric           the baseline's colors, samples_per_ray evaluations per ray, chunked
-    volumetric:fused     the same dense samples through torch.compile (CUDA): evaluations per ray
-                         alone against the LFN's fastest paths
+    volumetric:fused     the same dense samples through one fused Triton kernel (CUDA;
+                         models/triton_field.py): evaluations per ray alone against the LFN's
+                         fastest paths
     volumetric:accelerated
                          occupancy grid + early stopping (models/occupancy.py): the baseline as
                          interactive renderers run it; its evals_per_ray is the mean over rays that

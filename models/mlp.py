@@ -16,7 +16,7 @@ import torch
 # of a 256-wide layer grew the process by 613 MB with it on (PERF.md, "bf16's memory on a CPU").
 # A march's rounds and a window's frame sizes bring new counts all the time, so a CPU evaluation in
 # those dtypes pads its rows up to one of ROW_BUCKETS_PER_OCTAVE counts between two powers of two
-# (at least MIN_ROW_BUCKET apart): ≤ 12.5 % more rows, and ~100 counts serve every size up to 2^18.
+# (at least MIN_ROW_BUCKET apart): ≤ 12.5 % more rows, and 80 counts serve every size up to 2^18.
 ROW_BUCKETS_PER_OCTAVE = 8
 MIN_ROW_BUCKET = 64
 ONEDNN_DTYPES = (torch.bfloat16, torch.float16)
