@@ -16,6 +16,9 @@ context. Each row says which path the texture write took. Measured:
                            a CPU)
     latency                render + write + glFinish, one frame at a time (wall clock): how long
                            until one frame is in the texture; the benchmark's lfn_frame
+    render + empty GL      (GPU) the render into a reused tensor, then the smallest GL work there
+                           is (an empty compute dispatch) and glFinish (wall clock): what handing
+                           the GPU from CUDA's context to GL's costs a frame, whatever GL then does
     throughput             FRAMES_PER_RUN frames of render + write back to back, one glFinish at
                            the end (wall clock ÷ frames): the rate a pipelined loop sustains,
                            every frame still written whole into the texture
@@ -41,6 +44,7 @@ from models.renderer import LFNRenderer  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
 
 FRAMES_PER_RUN, REPEATS, WARMUP = 200, 7, 20
+EMPTY_COMPUTE_SHADER = "#version 430\nlayout(local_size_x = 1) in;\nvoid main() {}\n"
 
 
 def measure_res(renderer: LFNRenderer, res: Resolution, poses: list[torch.Tensor]) -> list[dict]:
@@ -79,6 +83,17 @@ def measure_res(renderer: LFNRenderer, res: Resolution, poses: list[torch.Tensor
     add("upload + finish", per_frame(lambda pose: upload_and_finish(), wall=True))
     add("render", per_frame(lambda pose: renderer.render_rgba(pose, res, rendered), wall=False))
     add("latency", per_frame(finished_frame, wall=True))
+    if device.type == "cuda":
+        empty_dispatch = ctx.compute_shader(EMPTY_COMPUTE_SHADER)
+
+        def render_then_empty_gl(pose: torch.Tensor) -> None:
+            renderer.render_rgba(pose, res, rendered)
+            synchronize(device)
+            empty_dispatch.run(1)
+            ctx.finish()
+
+        add("render + empty GL", per_frame(render_then_empty_gl, wall=True))
+        empty_dispatch.release()
     path = [poses[k % len(poses)] for k in range(FRAMES_PER_RUN)]
     write = functools.partial(frames.write, res=res)
     time_pipelined(write, path[:WARMUP], device, ctx.finish, passes=1)
