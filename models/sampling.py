@@ -42,10 +42,14 @@ def rays_at_pixels(
     reads nothing back from the device."""
     if objects is None:
         objects = torch.arange(rgb.shape[0], device=rgb.device)
-    views = view_pool.to(rgb.device)[pixels.views]
+    view_pool = view_pool.to(rgb.device)
+    views = view_pool[pixels.views]
     rows_of = objects[:, None].expand(pixels.views.shape)
     target = rgb[rows_of, views, pixels.rows, pixels.cols].float() / 255.0
-    poses = cam2world[rows_of, views]
+    if len(view_pool) == 1:  # one camera per object (a photo's fit): broadcast it, not a copy per ray,
+        poses = cam2world[objects[:, None], view_pool[None, :]]  # whose backward is a scatter-add
+    else:
+        poses = cam2world[rows_of, views]
     origins, dirs = rays_through_pixels(poses, intrinsics, pixels.cols.float(), pixels.rows.float())
     return origins, dirs, target
 
