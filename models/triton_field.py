@@ -53,9 +53,6 @@ class TritonField:
         self.frequencies = frequencies
         self.mlp = PackedMLP(mlp_tensors, dtype, input_pad(w_in.shape[1]))
 
-    def set_mlp_tensors(self, mlp_tensors: tuple[torch.Tensor, ...]) -> None:
-        self.mlp.set(mlp_tensors)
-
     @torch.no_grad()
     def raw(self, origins: torch.Tensor, dirs: torch.Tensor, rays: torch.Tensor,
             t: torch.Tensor) -> torch.Tensor:

@@ -91,4 +91,4 @@ def test_networks_the_kernel_cannot_run_are_refused():
     fused = TritonField(tensors, 2)
     w_in, b_in, w_hidden, b_hidden, w_out, b_out = tensors
     with pytest.raises(ValueError, match="hidden weights"):
-        fused.set_mlp_tensors((w_in, b_in, w_hidden[:1], b_hidden[:1], w_out, b_out))
+        fused.mlp.set((w_in, b_in, w_hidden[:1], b_hidden[:1], w_out, b_out))  # its packed buffers
