@@ -44,6 +44,7 @@ from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
 from models.renderer import LFNRenderer, capturable_frame
+from models.resolution import Resolution
 from models.triton_lfn import TritonLFN, triton_available
 
 TOLERANCE = 1e-2
@@ -158,14 +159,16 @@ def network_macs(config: LFNConfig) -> int:
 
 
 def check_latent(
-    index: int, model: LightFieldNetwork, eager: LFNRenderer, renderers: dict[str, LFNRenderer],
-    fused: TritonLFN | None, fused_bf16: TritonLFN | None, resolutions: list[int], gen: torch.Generator,
-    errors: list[str],
+    index: int, model: LightFieldNetwork, eager: LFNRenderer, every_ray: LFNRenderer,
+    renderers: dict[str, LFNRenderer], fused: TritonLFN | None, fused_bf16: TritonLFN | None,
+    resolutions: list[int], gen: torch.Generator, errors: list[str],
 ) -> list[dict]:
     """Every variant against fp32 eager for one fresh latent: an orbit camera per resolution,
-    and for the kernel also given random rays (no ray generation)."""
+    and for the kernel also given random rays (no ray generation) and every ray of a frame
+    evaluated (against `every_ray`, eager without the unit sphere's bound)."""
     latent = torch.randn(model.config.latent_dim, generator=gen).to(DEVICE)
     eager.set_latent(latent)
+    every_ray.set_latent(latent)
     for renderer in renderers.values():
         renderer.set_latent(latent)
     kernels = [k for k in (fused, fused_bf16) if k is not None]
@@ -193,6 +196,11 @@ def check_latent(
                 out = torch.full((res * res, 4), POISON, device=DEVICE, dtype=dtype)
                 name = f"triton {short(kernel.dtype)} → rgba {short(dtype)}"
                 add(name, res, ref, lambda k=kernel, o=out, p=pose, n=res: k.render_rgba(p, n, out=o))
+        if fused is not None:
+            with torch.no_grad():
+                every = every_ray.render(pose, res).view(-1, 3)
+            add("triton fp16 every ray", res, every,
+                lambda p=pose, n=res: fused.render_rgba(p, n, bounded=False)[:, :3])
         with torch.no_grad():
             color, derivatives = color_derivatives(eager, pose, res)
         for summed, kind in ((False, ""), (True, "summed ")):
@@ -263,8 +271,8 @@ def traced_frame(
     def colors(rays: torch.Tensor) -> torch.Tensor:
         return function(rays.to(renderer.dtype), *renderer.folded_mlp())
 
-    def make_step(pose: torch.Tensor, n: int) -> Callable[[], torch.Tensor]:
-        return capturable_frame(pose, n, colors)
+    def make_step(pose: torch.Tensor, n: int | Resolution) -> Callable[[], torch.Tensor]:
+        return capturable_frame(pose, Resolution.of(n), colors)
 
     if graphed:
         return graph_frame(FrameGraphs(make_step, renderer.device), res)
@@ -335,6 +343,7 @@ def check(resolutions: list[int], json_path: Path | None, warmup: int, reps: int
     errors: list[str] = [] if ok else [f"triton: skipped: {why}"]
     model = build_model()
     eager = LFNRenderer(model, DEVICE, "fp32", "eager", cuda_graphs=False)  # the reference: plain
+    every_ray = LFNRenderer(model, DEVICE, "fp32", "eager", cuda_graphs=False, bounded=False)
     renderers = {}
     for name, backend, graphs in (("torchscript fp16", "torchscript", False),
                                   ("torchscript fp16 graph", "torchscript", True),
@@ -351,7 +360,7 @@ def check(resolutions: list[int], json_path: Path | None, warmup: int, reps: int
     gen = torch.Generator().manual_seed(1)
     for index in range(LATENTS):
         rows = attempt(f"checks latent {index}", errors, lambda i=index: check_latent(
-            i, model, eager, renderers, fused, fused_bf16, resolutions, gen, errors))
+            i, model, eager, every_ray, renderers, fused, fused_bf16, resolutions, gen, errors))
         checks += rows or []
         print(*(rows or []), sep="\n", flush=True)
 
