@@ -96,19 +96,22 @@ def fused_kernel_builds() -> list[KernelBuild]:
     scalars = {"fx": "fp32", "fy": "fp32", "cx": "fp32", "cy": "fp32"}
     layers = {"WIDTH": WIDTH, "N_HIDDEN": N_HIDDEN, "IN_PAD": triton_lfn_kernel.IN_PAD}
     mlp = triton.jit(triton_lfn_kernel._lfn_kernel)
+    frame = {"FUSED_RAYS": True, "TILE_W": triton_lfn_kernel.FRAME_TILE_WIDTH}
     reverse = triton.jit(triton_depth_kernels._reverse_depth_kernel)
     builds = []
-    for masks, configs in ((False, "colors"), (True, "depth")):
+    # the viewer's colors (bounded by the unit sphere), every ray's colors, depth's masked colors
+    for name, masks, bounded in (("colors", False, True), ("colors every ray", False, False),
+                                 ("masked colors", True, False)):
         signature = {
             "out_ptr": "*fp32" if masks else "*fp16", "rays_ptr": "*fp32", "pose_ptr": "*fp32",
             "masks_ptr": "*u8", "w_in_ptr": "*fp16", "b_in_ptr": "*fp32", "w_hid_ptr": "*fp16",
             "b_hid_ptr": "*fp32", "w_out_ptr": "*fp32", "b_out_ptr": "*fp32",
             "n_rays": "i32", "out_ch": "i32", "frame_width": "i32", **scalars,
         }
-        for block, warps, chunks in triton_lfn.TUNE_CONFIGS[configs]:
+        for block, warps, chunks in triton_lfn.TUNE_CONFIGS[triton_lfn.frame_pass(masks, bounded)]:
             builds.append(KernelBuild(
-                f"{'masked colors' if masks else 'colors'} {block}x{warps}x{chunks}", mlp, signature,
-                dict(layers, FUSED_RAYS=True, MASKS=masks, BLOCK_M=block, CHUNKS=chunks), warps,
+                f"{name} {block}x{warps}x{chunks}", mlp, signature,
+                dict(layers, **frame, MASKS=masks, BOUNDED=bounded, BLOCK_M=block, CHUNKS=chunks), warps,
             ))
     signature = {
         "out_ptr": "*fp32", "pose_ptr": "*fp32", "masks_ptr": "*u8", "w_in_ptr": "*fp16",

@@ -1,6 +1,9 @@
 """What one timed frame is for each benchmark method, built around the project's renderers.
 
-    lfn, lfn:<backend>   LFN colors, one network evaluation per ray ("lfn" is TorchScript)
+    lfn, lfn:<backend>   LFN colors, one network evaluation per ray that meets the unit sphere
+                         (LFNRenderer's bound; "lfn" is TorchScript); rays_in_bound is their share
+    lfn_every_ray        the viewer's backend evaluating every ray, as the paper's LFN does; the
+                         viewer's row gives psnr_vs_every_ray, its image against this one's
     lfn_depth            gradient depth from models/depth.py
     lfn_depth_summed     the same from the channel-summed equations (on triton: one reverse pass)
     volumetric           the baseline's colors, samples_per_ray evaluations per ray, chunked
@@ -30,11 +33,13 @@ import torch
 from engine.metrics import psnr
 from models.checkpoint import Checkpoint
 from models.depth import gradient_depth
+from models.plucker import meets_unit_sphere, plucker
 from models.renderer import (
     BACKENDS,
     VOLUMETRIC_SAMPLINGS,
     VolumetricRenderer,
     backend_unavailable,
+    frame_rays,
     give_up_if,
     make_renderer,
     volumetric_unavailable,
@@ -73,16 +78,36 @@ def method_name(backend: str) -> str:
 
 
 def renderer_for(ckpt: Checkpoint, instance: int, device: torch.device, precision: str, backend: str,
-                 sampling: str = "dense"):
-    renderer = make_renderer(ckpt.model, device, precision, backend, sampling)
+                 sampling: str = "dense", bounded: bool = True):
+    renderer = make_renderer(ckpt.model, device, precision, backend, sampling, bounded)
     renderer.set_latent(ckpt.latents[instance])
     return renderer
 
 
-def lfn_method(renderer, optional: bool) -> Method:
-    return Method(method_name(renderer.backend), renderer.backend, renderer.evals_per_ray,
-                  renderer.render, optional=optional,
-                  memory_in_warmup=renderer.capabilities.cuda_graphs)
+def lfn_method(renderer, optional: bool, every_ray=None) -> Method:
+    """LFN colors from `renderer`. A bounded one's details: the share of its last frame's rays that
+    it evaluated and, given `every_ray` (a renderer of the same backend that evaluates every ray),
+    that frame's PSNR against every ray's colors: what the bound changes in the picture."""
+    last: dict[str, tuple[torch.Tensor, Resolution]] = {}
+
+    def frame(cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
+        last["camera"] = (cam2world, res)
+        return renderer.render(cam2world, res)
+
+    def details() -> dict:
+        if not renderer.bounded or "camera" not in last:
+            return {}
+        cam2world, res = last["camera"]
+        inside = meets_unit_sphere(plucker(*frame_rays(cam2world, res, renderer.device)))
+        extra = {"rays_in_bound": float(inside.float().mean())}
+        if every_ray is not None:
+            image, reference = renderer.render(cam2world, res), every_ray.render(cam2world, res)
+            extra["psnr_vs_every_ray"] = min(psnr(image.float(), reference.float()), PSNR_CAP)
+        return extra
+
+    name = method_name(renderer.backend) if renderer.bounded else "lfn_every_ray"
+    return Method(name, renderer.backend, renderer.evals_per_ray, frame, optional=optional,
+                  memory_in_warmup=renderer.capabilities.cuda_graphs, details=details)
 
 
 def depth_method(renderer, summed: bool = False) -> Method:
@@ -259,8 +284,14 @@ def build_methods(
                 raise
             found.notes.append(f"{method_name(backend)} skipped: {type(error).__name__}: {error}")
             continue
-        viewer_renderer = viewer_renderer or renderer
-        found.methods.append(lfn_method(renderer, optional=renderer is not viewer_renderer))
+        if viewer_renderer is None:
+            viewer_renderer = renderer
+            say("building lfn_every_ray")
+            every_ray = renderer_for(lfn_ckpt, instance, device, precision, backend, bounded=False)
+            found.methods.append(lfn_method(renderer, optional=False, every_ray=every_ray))
+            found.methods.append(lfn_method(every_ray, optional=True))
+        else:
+            found.methods.append(lfn_method(renderer, optional=True))
 
     for summed in (False, True):
         found.methods.append(depth_method(viewer_renderer, summed))

@@ -38,6 +38,12 @@ def details(row: dict) -> str:
             kept = " and ".join(MARCHER_NAMES.get(name, name) for name in row["march_kept"])
             chunks += f", kept after timing both: {kept}"
         return chunks
+    if "rays_in_bound" in row:  # an LFN row: evals/ray is over the rays that meet the unit sphere
+        text = f"{row['rays_in_bound']:.0%} of rays meet the unit sphere"
+        if "psnr_vs_every_ray" in row:
+            at_least = "≥" if row["psnr_vs_every_ray"] >= PSNR_CAP else ""
+            text += f", {at_least}{row['psnr_vs_every_ray']:.1f} dB vs every ray evaluated"
+        return text
     if "texture_path" in row:
         paths = (("shared frames", "shared_fallback"), ("interop", "interop_fallback"))
         failed = [what for what, key in paths if key in row]

@@ -180,7 +180,9 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
     model = ckpt.model.to(device)
     if encoder is not None:
         encoder = encoder.to(device)
-    renderer = make_renderer(model, device, "fp32", "eager")
+    # the network's own colors on every ray, as the paper scores them and every earlier result
+    # was; the viewer's bound (LFNRenderer) only whitens rays that meet no object
+    renderer = make_renderer(model, device, "fp32", "eager", bounded=False)
     entries = read_manifest(data)["cars"]
     where_from = {car["id"]: (car_source(car), car_origin(car)) for car in entries}
     rows, notes, resolution = [], [], None

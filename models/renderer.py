@@ -30,7 +30,7 @@ from models.frame_graphs import FrameGraphs
 from models.lfn import LightFieldNetwork
 from models.mlp import in_row_buckets
 from models.occupancy import OccupancyGrid, build_occupancy, march, schedule_for
-from models.plucker import plucker
+from models.plucker import meets_unit_sphere, plucker
 from models.renderer_protocol import Capabilities, RayBackend, Renderer
 from models.resolution import Resolution
 from models.static_marcher import StaticMarcher
@@ -139,7 +139,20 @@ def ray_colors(renderer, rays: torch.Tensor, abandon: Callable[[], bool] | None 
     """(N, 6) Plücker rays → (N, 3) colors from `renderer.colors`, in chunks of its rays_per_chunk
     (render_in_chunks); on a CPU each chunk in CPU_SLICE_RAYS slices, `abandon` asked before each
     (a frame's rays, an EPI's: models/epi.py), their rows bucketed for the renderer's `dtype`
-    (models.mlp.in_row_buckets). A CUDA chunk is one call and never asks it."""
+    (models.mlp.in_row_buckets). A CUDA chunk is one call and never asks it. A `bounded` renderer
+    evaluates only the rays that meet the unit sphere; the others are white."""
+    if renderer.bounded:
+        inside = meets_unit_sphere(rays)
+        if not inside.all():
+            colors = torch.ones(rays.shape[0], 3, dtype=renderer.dtype, device=rays.device)
+            if inside.any():
+                colors[inside] = _evaluated_colors(renderer, rays[inside], abandon).to(colors.dtype)
+            return colors
+    return _evaluated_colors(renderer, rays, abandon)
+
+
+def _evaluated_colors(renderer, rays: torch.Tensor, abandon: Callable[[], bool] | None) -> torch.Tensor:
+    """ray_colors with every ray evaluated."""
     if renderer.device.type != "cpu":
         parts = render_in_chunks(renderer, rays.shape[0], lambda i, j: renderer.colors(rays[i:j]))
     else:
@@ -176,6 +189,11 @@ def rgba_frame(colors: torch.Tensor, res: Resolution, out: torch.Tensor | None) 
 class LFNRenderer:
     """Renders an LFN: one network evaluation per pixel ray.
 
+    `bounded` (the default) evaluates only the rays whose line meets the unit sphere, which holds
+    every object (models.plucker.meets_unit_sphere); the others are the white background the
+    training views show there, as the volumetric renderer's do. False evaluates every ray, as the
+    paper's LFN does (tools.evaluate scores that network output).
+
     The per-ray MLP runs in the ray backend named `backend` (models/backends/); a backend with
     fused frames renders them itself, the others get Plücker rays from here.
 
@@ -190,9 +208,10 @@ class LFNRenderer:
     def __init__(
         self, model: LightFieldNetwork, device: torch.device | str = "cpu",
         precision: str = "fp32", backend: str = "torchscript", max_rays: int | None = None,
-        cuda_graphs: bool = True,
+        cuda_graphs: bool = True, bounded: bool = True,
     ):
         backend_class = ray_backend(backend)
+        self.bounded = bounded
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.dtype = PRECISIONS[precision]
@@ -209,7 +228,7 @@ class LFNRenderer:
         self.ray_backend = backend_class(self._mlp_tensors, self.dtype)
         # Chosen once, so a frame is one direct call with no per-frame test of the backend.
         if self.capabilities.fused_frames:
-            self._render_frame, self._render_rgba_frame = self.ray_backend.render, self._fused_rgba
+            self._render_frame, self._render_rgba_frame = self._fused_frame, self._fused_rgba
         else:
             self._render_frame, self._render_rgba_frame = self._render_rays, self._render_rays_rgba
 
@@ -241,8 +260,15 @@ class LFNRenderer:
                     self.frame_graphs.clear()
 
     def _graph_step(self, pose: torch.Tensor, res: Resolution) -> Callable[[], torch.Tensor]:
-        """render's one-pass frame from the camera in the device tensor `pose`: (W*H, 3) colors."""
-        return capturable_frame(pose, res, self.colors)
+        """render's one-pass frame from the camera in the device tensor `pose`: (W*H, 3) colors.
+        A graph's shapes are fixed, so a bounded one evaluates every ray and whitens those outside."""
+        if not self.bounded:
+            return capturable_frame(pose, res, self.colors)
+
+        def bounded_colors(rays: torch.Tensor) -> torch.Tensor:
+            return torch.where(meets_unit_sphere(rays)[:, None], self.colors(rays), 1.0)
+
+        return capturable_frame(pose, res, bounded_colors)
 
     def _graphed_colors(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor | None:
         """The frame's (W*H, 3) colors replayed from its CUDA graph, or None where this frame
@@ -290,7 +316,10 @@ class LFNRenderer:
         abandon: Callable[[], bool] | None,
     ) -> torch.Tensor:
         """A fused backend's frame (CUDA): one kernel, nothing between slices to abandon."""
-        return self.ray_backend.render_rgba(cam2world, res, out)
+        return self.ray_backend.render_rgba(cam2world, res, out, self.bounded)
+
+    def _fused_frame(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
+        return self.ray_backend.render(cam2world, res, self.bounded)
 
     @torch.no_grad()
     def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
@@ -483,11 +512,11 @@ class VolumetricRenderer:
 
 
 def make_renderer(model, device="cpu", precision: str = "fp32", backend: str = "torchscript",
-                  sampling: str = "dense") -> Renderer:
-    """The renderer for a loaded model of either kind; `backend` (a BACKENDS name) is the LFN's,
-    `sampling` (a VOLUMETRIC_SAMPLINGS name) the volumetric baseline's."""
+                  sampling: str = "dense", bounded: bool = True) -> Renderer:
+    """The renderer for a loaded model of either kind; `backend` (a BACKENDS name) and `bounded`
+    are the LFN's (LFNRenderer), `sampling` (a VOLUMETRIC_SAMPLINGS name) the volumetric baseline's."""
     if isinstance(model, LightFieldNetwork):
-        return LFNRenderer(model, device, precision, backend)
+        return LFNRenderer(model, device, precision, backend, bounded=bounded)
     return VolumetricRenderer(model, device, precision, sampling=sampling)
 
 

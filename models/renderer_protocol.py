@@ -76,7 +76,8 @@ class RayBackend(Protocol):
     """One way to evaluate an LFN's folded per-ray MLP (models/mlp.py), built from its tensors.
 
     Backends with capabilities.fused_frames also render whole frames:
-    `render(cam2world, res)` and `render_rgba(cam2world, res, out)` as in Renderer; those with
+    `render(cam2world, res, bounded)` and `render_rgba(cam2world, res, out, bounded)` as in
+    Renderer, where `bounded` whitens the rays that miss the unit sphere unevaluated; those with
     capabilities.gradient_depth FUSED_REVERSE give `depth_equations(cam2world, res, summed)`,
     colors (N, 3) and the equations Σ a·b, Σ a² (N,) of models/depth.py.
     """

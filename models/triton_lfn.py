@@ -8,12 +8,15 @@ models/triton_depth_kernels.py. This module binds their device functions, picks 
     lfn = TritonLFN(renderer.folded_mlp())         # packs the weights once
     lfn.set_mlp_tensors(other_latent_tensors)      # new latent: copies into the same buffers
     lfn.render_rgba(cam2world, res, out=texture)   # (W*H, 4), nothing allocated per frame
+    lfn.render_rgba(cam2world, res, bounded=False) # every ray evaluated, none whitened by the bound
     lfn.depth_equations(cam2world, res)            # (W*H, 5): r, g, b, Σ a·b, Σ a²
     lfn.depth_equations(cam2world, res, summed=True)  # the channel-summed equations: one pass less
 
 The kernels see a frame as a flat batch of W*H rays, rows top to bottom: the frame's width alone
-turns a ray's index into its pixel, and its intrinsics (models/cameras.py) give the aspect. `res`
-is a models.resolution.Resolution, or an int N for N × N.
+turns a ray's index into its pixel, and its intrinsics (models/cameras.py) give the aspect. The
+frame kernel's programs take tiles of 16 × BLOCK_M / 16 pixels, so that a frame bounded by the unit
+sphere skips whole tiles; the reverse passes take runs of BLOCK_M rays. `res` is a
+models.resolution.Resolution, or an int N for N × N.
 
 Triton is optional: importing this module never needs it (the kernels are decorated on first
 use), and triton_available() says why the backend can't run. Under TRITON_INTERPRET=1, set before
@@ -30,7 +33,7 @@ from models import triton_depth_kernels, triton_field_kernel, triton_lfn_kernel
 from models.cameras import intrinsics
 from models.resolution import Resolution
 from models.triton_depth_kernels import _reverse_depth_kernel
-from models.triton_lfn_kernel import IN_PAD, _lfn_kernel
+from models.triton_lfn_kernel import FRAME_TILE_WIDTH, IN_PAD, _lfn_kernel
 
 try:
     import triton
@@ -70,14 +73,21 @@ def bind_device_functions(interpret: bool) -> None:
 # beat (64, 4, 2) for both, so only it is compiled, which halves the first depth frame's tuning.
 # The volumetric field's kernel (models/triton_field_kernel.py): its wider input tile makes
 # (128, 8, 2) spill 160 bytes (bench/kernel_stats.py), so it tries the three that do not.
-TUNE_CONFIGS = {"colors": ((128, 8, 2), (64, 4, 2)), "depth": ((128, 8, 2),),
+# Colors bounded by the unit sphere (the viewer's frames) compile spill-free at (128, 8, 2) only:
+# (64, 4, 2) spills 12 bytes there (bench/kernel_stats.py).
+TUNE_CONFIGS = {"colors": ((128, 8, 2), (64, 4, 2)), "bounded": ((128, 8, 2),), "depth": ((128, 8, 2),),
                 "field": ((64, 4, 2), (128, 8, 4), (64, 4, 4))}
+
+
+def frame_pass(masks: bool, bounded: bool) -> str:
+    """The TUNE_CONFIGS key of a frame kernel launch."""
+    return "depth" if masks else "bounded" if bounded else "colors"
 
 
 def _configs_for(configs: list, named_args: dict, **kwargs) -> list:
     """The autotuner's pruning hook: only the configs meant for this pass."""
-    depth = kwargs.get("MASKS", True)  # the reverse kernel has no MASKS: it always reads them
-    wanted = TUNE_CONFIGS["depth" if depth else "colors"]
+    # the reverse kernel has neither flag: it always reads masks
+    wanted = TUNE_CONFIGS[frame_pass(kwargs.get("MASKS", True), kwargs.get("BOUNDED", False))]
     return [c for c in configs if (c.kwargs["BLOCK_M"], c.num_warps, c.kwargs["CHUNKS"]) in wanted]
 
 
@@ -103,8 +113,8 @@ def _launchable(fn, interpret: bool, modes: tuple[str, ...], key: list[str], no_
 @functools.cache
 def _kernel(interpret: bool):
     """The MLP kernel (colors, or colors and ReLU masks) and its meta-parameters."""
-    return _launchable(_lfn_kernel, interpret, ("colors", "depth"),
-                       ["WIDTH", "N_HIDDEN", "FUSED_RAYS", "MASKS"],
+    return _launchable(_lfn_kernel, interpret, ("colors", "bounded", "depth"),
+                       ["WIDTH", "N_HIDDEN", "FUSED_RAYS", "MASKS", "BOUNDED"],
                        ["n_rays", "out_ch", "frame_width"])
 
 
@@ -182,27 +192,40 @@ class TritonLFN:
         self.mlp.set(mlp_tensors)
 
     def _launch(self, out: torch.Tensor, n_rays: int, out_ch: int, res: Resolution = RAYS_GIVEN,
-                rays: torch.Tensor | None = None, masks: torch.Tensor | None = None) -> None:
+                rays: torch.Tensor | None = None, masks: torch.Tensor | None = None,
+                bounded: bool = False) -> None:
         """Rays from the camera in self._pose for a frame of `res` when `rays` is None, else from
-        `rays`; `masks` also stores every layer's ReLU mask there (bits) for _reverse_depth_kernel."""
+        `rays`; `masks` also stores every layer's ReLU mask there (bits) for _reverse_depth_kernel.
+        `bounded`: rays that miss the unit sphere are white (no masks are stored for them)."""
+        if bounded and masks is not None:
+            raise ValueError("a bounded launch skips tiles, whose ReLU masks the depth passes need")
         kernel, fixed = _kernel(bool(triton.knobs.runtime.interpret))
-        kernel[lambda meta: (triton.cdiv(n_rays, meta["BLOCK_M"]),)](
+        if rays is None:  # the frame in tiles of FRAME_TILE_WIDTH × (BLOCK_M / FRAME_TILE_WIDTH) pixels
+            def grid(meta):
+                return (triton.cdiv(res.width, FRAME_TILE_WIDTH)
+                        * triton.cdiv(res.height, meta["BLOCK_M"] // FRAME_TILE_WIDTH),)
+        else:
+            def grid(meta):
+                return (triton.cdiv(n_rays, meta["BLOCK_M"]),)
+        kernel[grid](
             out, self._pose if rays is None else rays, self._pose,
             self._pose if masks is None else masks, *self.mlp.tensors,
             n_rays, out_ch, res.width, *_camera(res),
             WIDTH=self.width, N_HIDDEN=self.hidden, FUSED_RAYS=rays is None,
-            MASKS=masks is not None, IN_PAD=IN_PAD, **fixed,
+            MASKS=masks is not None, BOUNDED=bounded, IN_PAD=IN_PAD, TILE_W=FRAME_TILE_WIDTH, **fixed,
         )
 
     @torch.no_grad()
     def render_rgba(
         self, cam2world: torch.Tensor, res: Resolution | int, out: torch.Tensor | None = None,
-        dtype: torch.dtype = torch.float16,
+        dtype: torch.dtype = torch.float16, bounded: bool = True,
     ) -> torch.Tensor:
         """A W×H frame as (W*H, 4) RGBA, alpha 1, rows top to bottom.
 
         `out`, when given, is written in place (float16 or float32, contiguous, W*H*4 values,
         e.g. a mapped GL texture); then the frame allocates nothing. `dtype` is for a new `out`.
+        `bounded`: rays that miss the unit sphere are white without an evaluation
+        (models.plucker.meets_unit_sphere); False evaluates every ray.
         """
         res = Resolution.of(res)
         if out is None:
@@ -210,16 +233,16 @@ class TritonLFN:
         if out.dtype not in OUTPUT_DTYPES or not out.is_contiguous() or out.numel() != res.pixels * 4:
             raise ValueError(f"out must be a contiguous float16/float32 tensor of {res.pixels * 4} values")
         self._pose.copy_(cam2world[:3, :4])  # read on the device: a CUDA graph replays new poses
-        self._launch(out, res.pixels, 4, res)
+        self._launch(out, res.pixels, 4, res, bounded=bounded)
         return out.view(res.pixels, 4)
 
     @torch.no_grad()
-    def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
-        """(H, W, 3) colors in the operand dtype: the renderer interface."""
+    def render(self, cam2world: torch.Tensor, res: Resolution | int, bounded: bool = True) -> torch.Tensor:
+        """(H, W, 3) colors in the operand dtype: the renderer interface (`bounded` as render_rgba's)."""
         res = Resolution.of(res)
         out = torch.empty(res.height, res.width, 3, dtype=self.dtype, device=self.device)
         self._pose.copy_(cam2world[:3, :4])
-        self._launch(out, res.pixels, 3, res)
+        self._launch(out, res.pixels, 3, res, bounded=bounded)
         return out
 
     @torch.no_grad()

@@ -24,8 +24,8 @@ MAIN = Path(__file__).resolve().parents[1] / "main.py"
 TOP_KEYS = {"device": str, "torch": str, "precision": str, "date": str, "results": list, "speedup": dict}
 ROW_KEYS = {"method": str, "resolution": str, "width": int, "height": int, "backend": str, "precision": str,
             "ms_median": float, "ms_p90": float, "fps": float, "evals_per_ray": int, "peak_mem_mb": float}
-METHODS = {"lfn", "lfn_depth", "lfn_depth_summed", "volumetric", "volumetric:fused", "volumetric:accelerated",
-           "lfn_frame", "lfn_frame_pipelined"}
+METHODS = {"lfn", "lfn_every_ray", "lfn_depth", "lfn_depth_summed", "volumetric", "volumetric:fused",
+           "volumetric:accelerated", "lfn_frame", "lfn_frame_pipelined"}
 
 
 @pytest.fixture
@@ -62,9 +62,15 @@ def test_benchmark_result_table_and_chart(checkpoints, tmp_path):
     result = benchmark(*checkpoints, "cpu", "fp32", resolutions=[16, 24], frames=4, instance=-1)
     check_shape(result)
     methods = {row["method"] for row in result["results"]}
-    required = {"lfn", "lfn:eager", "volumetric", "volumetric:accelerated", "lfn_frame",
+    required = {"lfn", "lfn_every_ray", "lfn:eager", "volumetric", "volumetric:accelerated", "lfn_frame",
                 "lfn_frame_pipelined"}
     assert required <= methods
+    rows = {(row["method"], row["resolution"]): row for row in result["results"]}
+    for res in ("16", "24"):  # the bound: the viewer's row evaluates the rays that meet the unit sphere
+        viewer = rows["lfn", res]
+        assert 0.5 < viewer["rays_in_bound"] < 1 and viewer["psnr_vs_every_ray"] > 0
+        assert "rays_in_bound" in rows["lfn:eager", res] and "psnr_vs_every_ray" not in rows["lfn:eager", res]
+        assert "rays_in_bound" not in rows["lfn_every_ray", res]
     for row in result["results"]:
         if row["method"] == "volumetric:accelerated":  # mean over rays that hit: at most the dense count
             assert 0 < row["evals_per_ray"] <= 196 and row["psnr_vs_dense"] >= 40.0
@@ -208,7 +214,8 @@ def test_missing_gl_is_a_note_not_a_failure(checkpoints, monkeypatch):
     monkeypatch.setattr(moderngl, "create_standalone_context", no_gl)
     result = benchmark(checkpoints[0], None, "cpu", "fp32", resolutions=[16], frames=2, backends=["eager"])
     check_shape(result)
-    assert [row["method"] for row in result["results"]] == ["lfn:eager", "lfn_depth", "lfn_depth_summed"]
+    assert [row["method"] for row in result["results"]] == ["lfn:eager", "lfn_every_ray", "lfn_depth",
+                                                            "lfn_depth_summed"]
     assert result["speedup"] == {}
     notes = " ".join(result["notes"])
     assert "lfn_frame unavailable" in notes and "no EGL display" in notes
@@ -274,7 +281,9 @@ def test_cli_backends_times_those_and_the_viewers_only(tiny_ckpt, tiny_volumetri
     saved = json.loads(out_json.read_text())
     assert saved["backends"] == ["eager", "torchscript"]
     lfn_rows = {row["method"] for row in saved["results"] if row["method"].startswith("lfn")}
-    assert {m for m in lfn_rows if not m.startswith(("lfn_depth", "lfn_frame"))} == {"lfn:eager", "lfn"}
+    assert {m for m in lfn_rows if not m.startswith(("lfn_depth", "lfn_frame"))} == {
+        "lfn:eager", "lfn_every_ray", "lfn"}
+    assert next(row["backend"] for row in saved["results"] if row["method"] == "lfn_every_ray") == "eager"
     assert "building lfn:export" not in result.stdout and "building lfn:aoti" not in result.stdout
 
 

@@ -49,8 +49,8 @@ def tiny_encoder(seed: int = 0) -> CarEncoder:
 
 
 def view_of(model, instance: int, orbit: Orbit, res: int = RES) -> torch.Tensor:
-    """(res, res, 3) uint8 render of one instance."""
-    renderer = LFNRenderer(model)
+    """(res, res, 3) uint8 render of one instance, every ray the network's (a fit matches them all)."""
+    renderer = LFNRenderer(model, bounded=False)
     renderer.set_latent(model.latents.weight[instance])
     return (renderer.render(orbit.cam2world(), res) * 255).round().to(torch.uint8)
 

@@ -32,6 +32,7 @@ class StripedPlane:
     device = torch.device("cpu")
     dtype = torch.float32
     rays_per_chunk = 1000  # several chunks per EPI: the chunked path is the one tested
+    bounded = False  # a plane: no sphere holds it
 
     def __init__(self, depth: float, period: float = 0.6):
         self.right, self.forward, self.center = POSE[:3, 0], POSE[:3, 2], POSE[:3, 3]

@@ -21,7 +21,7 @@ MAIN = Path(__file__).resolve().parents[1] / "main.py"
 
 def test_fitting_a_latent_recovers_a_view_of_a_known_latent():
     model = tiny_lfn(num_instances=4)
-    renderer = LFNRenderer(model)
+    renderer = LFNRenderer(model, bounded=False)  # the network's view on every ray, as the fit sees it
     pose = orbit_pose(40, 25)
     renderer.set_latent(model.latents.weight[2])
     target = renderer.render(pose, 24)

@@ -18,7 +18,7 @@ from engine.latents import InstanceLatent, LatentBank
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.lfn import LFNConfig, LightFieldNetwork
-from models.plucker import plucker
+from models.plucker import meets_unit_sphere, plucker
 from models.renderer import CPU_SLICE_RAYS, FrameAbandoned, LFNRenderer, VolumetricRenderer, frame_rays
 from models.resolution import Resolution
 from tests.conftest import names, tiny_lfn, tiny_volumetric
@@ -37,12 +37,24 @@ def full_size_lfn() -> LightFieldNetwork:
     return model
 
 
+def every_ray(model: LightFieldNetwork, max_rays: int | None = None) -> LFNRenderer:
+    """A renderer that evaluates every ray: the worker tests count a frame's slices, which the
+    unit sphere's bound would make depend on the camera."""
+    return LFNRenderer(model, max_rays=max_rays, bounded=False)
+
+
 def one_pass_colors(renderer: LFNRenderer, res: Resolution, chunk: int) -> torch.Tensor:
-    """The colors before slicing: rays in chunks of `chunk`, each one call of the backend."""
+    """The colors before slicing: the rays inside the renderer's bound (the unit sphere) in chunks
+    of `chunk`, each one call of the backend; the others white."""
     origins, dirs = frame_rays(CAMERA, res, renderer.device)
     rays = plucker(origins, dirs)
-    parts = [renderer.colors(rays[i:i + chunk]) for i in range(0, rays.shape[0], chunk)]
-    return torch.cat(parts).view(res.height, res.width, 3)
+    inside = meets_unit_sphere(rays)
+    assert 0 < inside.sum() < res.pixels  # the bound cuts the frame: the sliced rays are a subset
+    evaluated = rays[inside]
+    colors = torch.ones(res.pixels, 3, dtype=renderer.dtype)
+    colors[inside] = torch.cat([renderer.colors(evaluated[i:i + chunk])
+                                for i in range(0, evaluated.shape[0], chunk)])
+    return colors.view(res.height, res.width, 3)
 
 
 @pytest.mark.parametrize("model", [tiny_lfn, full_size_lfn], ids=["tiny", "full-size"])
@@ -131,7 +143,7 @@ def frames_shown_when_superseded(frames: FrameRenderer, stale: Request, gate: Ga
 
 def test_the_worker_gives_up_a_stale_frame_and_never_shows_it(tiny_ckpt):
     ckpt = load_checkpoint(tiny_ckpt)
-    frames = FrameRenderer(LFNRenderer(ckpt.model), LatentBank(ckpt.latents, ckpt.instance_names))
+    frames = FrameRenderer(every_ray(ckpt.model), LatentBank(ckpt.latents, ckpt.instance_names))
     gate = GatedColors(frames.renderer.colors, holds=(0, 1))
     frames.renderer.colors = gate
 
@@ -159,7 +171,7 @@ COMPARE_RES, VOLUMETRIC_CHUNK_RAYS = 24, 64
 def compare_frames(volumetric_chunk_rays: int = VOLUMETRIC_CHUNK_RAYS) -> FrameRenderer:
     lfn, volumetric = tiny_lfn(), tiny_volumetric()
     return FrameRenderer(
-        LFNRenderer(lfn), LatentBank(lfn.latents.weight, names(3)),
+        every_ray(lfn), LatentBank(lfn.latents.weight, names(3)),
         VolumetricRenderer(volumetric, sampling="accelerated", occupancy_res=16,
                            max_samples=volumetric_chunk_rays * volumetric.evals_per_ray),
         LatentBank(volumetric.latents.weight, names(3)),
@@ -308,7 +320,7 @@ EPI_SLICES = [CPU_SLICE_RAYS] * 3 + [97 * 128 - 3 * CPU_SLICE_RAYS]
 
 def epi_frames(max_rays: int | None = None) -> FrameRenderer:
     lfn = tiny_lfn()
-    return FrameRenderer(LFNRenderer(lfn, max_rays=max_rays), LatentBank(lfn.latents.weight, names(3)))
+    return FrameRenderer(every_ray(lfn, max_rays=max_rays), LatentBank(lfn.latents.weight, names(3)))
 
 
 def epi_request(azimuth: float = 10.0, scanline: float = 0.5, res: Resolution = EPI_VIEW) -> EpiRequest:

@@ -112,8 +112,10 @@ def test_the_graph_step_renders_what_the_plain_path_renders(backend):
     graphs = with_eager_graphs(graphed)
     for azimuth, elevation in [(30, 20), (200, -5), (95, 60)]:
         pose = orbit_pose(azimuth, elevation, 2.7)
-        assert torch.equal(graphed.render(pose, 16), plain.render(pose, 16))
-        assert torch.equal(graphed.render_rgba(pose, 16), plain.render_rgba(pose, 16))
+        # the plain path evaluates only the rays inside the bound, the graph all of them: a CPU
+        # product's rounding may differ with the batch, so equal up to float32's last bits
+        assert torch.allclose(graphed.render(pose, 16), plain.render(pose, 16), rtol=0, atol=1e-6)
+        assert torch.allclose(graphed.render_rgba(pose, 16), plain.render_rgba(pose, 16), rtol=0, atol=1e-6)
     assert graphs.calls == [Resolution.square(16)] * 6
 
 

@@ -65,8 +65,8 @@ def settle(session: FitSession) -> int:
 
 
 def known_view(model, pose: Orbit, res: int = 24) -> np.ndarray:
-    """What the model shows of instance 2 from `pose`: a photo whose best latent is known."""
-    renderer = LFNRenderer(model)
+    """What the model shows of instance 2 from `pose` on every ray: a photo whose best latent is known."""
+    renderer = LFNRenderer(model, bounded=False)
     renderer.set_latent(model.latents.weight[2])
     return (renderer.render(pose.cam2world(), res) * 255).round().to(torch.uint8).numpy()
 
@@ -116,7 +116,7 @@ def test_session_runs_stops_continues_and_saves_a_loadable_instance(tiny_ckpt, t
     assert saved.instance_names[-1] == "red" and saved.meta["fit_steps"] == 120
     assert torch.equal(saved.latents[:-1], ckpt.latents.detach())
     assert torch.allclose(saved.latents[-1], latent)
-    renderer = LFNRenderer(saved.model)
+    renderer = LFNRenderer(saved.model, bounded=False)  # as known_view rendered the photo
     renderer.set_latent(saved.latents[-1])
     assert psnr(renderer.render(pose.cam2world(), 24), torch.from_numpy(photo) / 255) > 25
 

@@ -192,7 +192,7 @@ def test_out_of_memory_halves_the_chunk_and_the_image_is_unchanged(kind, monkeyp
         renderer = VolumetricRenderer(tiny_volumetric(), max_samples=1 << 30)
         attribute = "_render_rays"
     else:
-        renderer = LFNRenderer(tiny_lfn(), max_rays=1 << 24)
+        renderer = LFNRenderer(tiny_lfn(), max_rays=1 << 24, bounded=False)  # every ray counted below
         attribute = "colors"
     whole = renderer.render(cam, res)  # one pass: the chunk holds the whole frame
     calls: list[int] = []

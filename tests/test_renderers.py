@@ -17,11 +17,13 @@ from models.backends.ray_function import RayFunctionBackend
 from models.cameras import orbit_pose
 from models.depth import gradient_depth
 from models.lfn import ray_colors
+from models.plucker import meets_unit_sphere, plucker
 from models.renderer import (
     LFNRenderer,
     VolumetricRenderer,
     backend_unavailable,
     default_precision,
+    frame_rays,
     make_renderer,
 )
 from models.renderer_protocol import Capabilities, GradientDepth, RayBackend, Renderer
@@ -107,7 +109,11 @@ def test_a_non_square_lfn_frame_is_the_square_frame_widened(name):
     assert renderer.render_rgba(POSE, WIDE, out).data_ptr() == out.data_ptr()
     assert torch.allclose(out[..., :3], image) and (out[..., 3] == 1).all()
     depth = gradient_depth(renderer, POSE, WIDE)
-    assert depth.depth.shape == depth.valid.shape == (32, 48) and torch.equal(depth.color, image)
+    assert depth.depth.shape == depth.valid.shape == (32, 48)
+    # depth's passes evaluate every ray; the frame only those that meet the unit sphere
+    inside = meets_unit_sphere(plucker(*frame_rays(POSE, WIDE, CPU))).view(32, 48)
+    assert 0 < inside.sum() < inside.numel() and (image[~inside] == 1).all()
+    assert torch.allclose(depth.color[inside], image[inside], atol=1e-6)
 
 
 @pytest.mark.parametrize("sampling", ["dense", "accelerated"])
@@ -140,10 +146,11 @@ def test_a_registered_backend_is_listed_checked_and_built_without_other_edits(mo
     assert HalfGrey.name not in available_backends(CPU, "fp16")
     assert backend_unavailable(HalfGrey.name, CPU, "fp16") == "needs fp32"
     model = tiny_lfn()
-    renderer = make_renderer(model, "cpu", "fp32", HalfGrey.name)
+    # every ray evaluated: the unit sphere's white background would be the same in both
+    renderer = make_renderer(model, "cpu", "fp32", HalfGrey.name, bounded=False)
     assert isinstance(renderer.ray_backend, HalfGrey) and renderer.backend == HalfGrey.name
     image = renderer.render(POSE, RES)
-    reference = LFNRenderer(model, backend="eager").render(POSE, RES)
+    reference = LFNRenderer(model, backend="eager", bounded=False).render(POSE, RES)
     assert torch.allclose(image, 0.5 * reference.mean(-1, keepdim=True).expand(-1, -1, 3), atol=1e-6)
 
 
@@ -159,7 +166,7 @@ class FusedConstant:
 
     name = "fused-constant"
     capabilities = Capabilities(gradient_depth=GradientDepth.FUSED_REVERSE, fused_frames=True)
-    frames: ClassVar[list[str]] = []
+    frames: ClassVar[list[tuple[str, bool]]] = []
 
     def __init__(self, mlp_tensors, dtype):
         self.dtype = dtype
@@ -174,12 +181,12 @@ class FusedConstant:
     def colors(self, plucker_rays):
         return torch.full((plucker_rays.shape[0], 3), 0.25, dtype=self.dtype)
 
-    def render(self, cam2world, res):
-        self.frames.append("render")
+    def render(self, cam2world, res, bounded):
+        self.frames.append(("render", bounded))
         return torch.full((res.height, res.width, 3), 0.25)
 
-    def render_rgba(self, cam2world, res, out=None):
-        self.frames.append("render_rgba")
+    def render_rgba(self, cam2world, res, out, bounded):
+        self.frames.append(("render_rgba", bounded))
         rgba = torch.full((res.height, res.width, 4), 0.25) if out is None else out.fill_(0.25)
         rgba[..., 3] = 1.0
         return rgba
@@ -198,7 +205,9 @@ def test_fused_frames_and_fused_depth_are_the_backends(monkeypatch):
     assert (renderer.render(POSE, RES) == 0.25).all()
     out = torch.zeros(RES, RES, 4)
     assert renderer.render_rgba(POSE, RES, out) is out
-    assert FusedConstant.frames == ["render", "render_rgba"]
+    assert FusedConstant.frames == [("render", True), ("render_rgba", True)]
+    LFNRenderer(tiny_lfn(), backend=FusedConstant.name, bounded=False).render_rgba(POSE, RES)
+    assert FusedConstant.frames[-1] == ("render_rgba", False)  # the renderer's bound goes along
     depth = gradient_depth(renderer, POSE, RES, window=1)
     assert depth.valid.all() and torch.allclose(depth.depth, torch.full((RES, RES), 2.0))
     # the benchmark labels the depth method by who computes it, from the capabilities alone
@@ -249,3 +258,26 @@ def test_a_torch_without_the_cpu_helpers_defaults_to_fp32(monkeypatch):
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported", raising=False)
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     assert default_precision(torch.device("cpu")) == "fp32"
+
+
+def test_a_bounded_frame_evaluates_only_the_rays_that_meet_the_unit_sphere():
+    model = tiny_lfn()
+    bounded = LFNRenderer(model, backend="eager")
+    every_ray = LFNRenderer(model, backend="eager", bounded=False)
+    evaluated = []
+    network = bounded.ray_backend.colors
+    bounded.ray_backend.colors = lambda rays: evaluated.append(rays.shape[0]) or network(rays)
+    inside = meets_unit_sphere(plucker(*frame_rays(POSE, WIDE, CPU))).view(32, 48)
+    image, reference = bounded.render(POSE, WIDE), every_ray.render(POSE, WIDE)
+    assert sum(evaluated) == inside.sum() < inside.numel()
+    assert (image[~inside] == 1).all() and (reference[~inside] != 1).any()
+    assert torch.allclose(image[inside], reference[inside], atol=1e-6)
+
+
+def test_a_line_meets_the_unit_sphere_within_distance_one_of_its_center_wherever_its_origin():
+    d = torch.tensor([1.0, 0.0, 0.0])
+    for origin, meets in (((-5.0, 0.0, 0.0), True), ((3.0, 0.99, 0.0), True), ((0.0, 0.0, 1.01), False),
+                          ((40.0, 0.0, -1.5), False)):
+        for along in (0.0, 7.0):  # another point of the same line: the same answer
+            o = torch.tensor(origin) + along * d
+            assert bool(meets_unit_sphere(plucker(o, d))) is meets, (origin, along)

@@ -20,8 +20,8 @@ from models.cameras import Orbit, orbit_pose  # noqa: E402 - after the skips
 from models.checkpoint import load_checkpoint  # noqa: E402
 from models.depth import color_derivatives, gradient_depth, pixel_equations, pool_equations  # noqa: E402
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors  # noqa: E402
-from models.plucker import plucker  # noqa: E402
-from models.renderer import LFNRenderer  # noqa: E402
+from models.plucker import meets_unit_sphere, plucker  # noqa: E402
+from models.renderer import LFNRenderer, frame_rays  # noqa: E402
 from models.renderer_protocol import RayBackend, Renderer  # noqa: E402
 from models.resolution import Resolution  # noqa: E402
 from models.triton_lfn import INTERPRETER_META, TritonLFN, triton_available  # noqa: E402
@@ -273,3 +273,22 @@ def test_non_square_frames_and_depth_equations_match_the_eager_ones():
     for fast, slow in ((equations[:, 3], ab), (equations[:, 4], aa)):  # see the square test above
         close = (fast - slow).abs() <= 0.01 * slow.abs() + 1e-4
         assert close.float().mean() >= 0.95
+
+
+@pytest.mark.parametrize("block", [16, 64])  # frame tiles of 16 × 1 and of 16 × 4 pixels
+def test_a_bounded_frame_is_white_outside_the_unit_sphere_and_the_network_inside(monkeypatch, block):
+    monkeypatch.setitem(INTERPRETER_META, "BLOCK_M", block)
+    model = random_lfn(32)
+    every_ray = LFNRenderer(model, backend="eager", bounded=False)
+    fused = TritonLFN(every_ray.folded_mlp())
+    res, pose = Resolution(40, 18), orbit_pose(30, 20, 3.0)  # tiles inside, across and outside the sphere
+    inside = meets_unit_sphere(plucker(*frame_rays(pose, res, torch.device("cpu"))))
+    assert 0.2 < inside.float().mean() < 0.8
+    reference = every_ray.render(pose, res).view(-1, 3)
+    out = torch.full((res.pixels, 4), POISON)
+    fused.render_rgba(pose, res, out=out)
+    assert (out[~inside] == 1).all() and (out[:, 3] == 1).all()
+    assert rel_err(out[inside, :3], reference[inside]) <= TOLERANCE
+    # the network's own colors outside the sphere are not white: the bound is what whitened them
+    every = fused.render_rgba(pose, res, bounded=False)
+    assert rel_err(every[:, :3], reference) <= TOLERANCE and (every[~inside, :3] - 1).abs().min() > 0.01

@@ -40,14 +40,14 @@ class TritonBackend:
     def colors(self, plucker_rays: torch.Tensor) -> torch.Tensor:
         return self.kernel.colors(plucker_rays)
 
-    def render(self, cam2world: torch.Tensor, res: Resolution) -> torch.Tensor:
-        return self.kernel.render(cam2world.to(self.device), res)
+    def render(self, cam2world: torch.Tensor, res: Resolution, bounded: bool) -> torch.Tensor:
+        return self.kernel.render(cam2world.to(self.device), res, bounded)
 
     def render_rgba(
-        self, cam2world: torch.Tensor, res: Resolution, out: torch.Tensor | None = None,
+        self, cam2world: torch.Tensor, res: Resolution, out: torch.Tensor | None, bounded: bool,
     ) -> torch.Tensor:
         flat = None if out is None else out.view(res.pixels, 4)
-        rgba = self.kernel.render_rgba(cam2world.to(self.device), res, flat, torch.float32)
+        rgba = self.kernel.render_rgba(cam2world.to(self.device), res, flat, torch.float32, bounded)
         return rgba.view(res.height, res.width, 4)
 
     def depth_equations(
