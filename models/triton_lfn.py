@@ -13,10 +13,10 @@ models/triton_depth_kernels.py. This module binds their device functions, picks 
     lfn.depth_equations(cam2world, res, summed=True)  # the channel-summed equations: one pass less
 
 The kernels see a frame as a flat batch of W*H rays, rows top to bottom: the frame's width alone
-turns a ray's index into its pixel, and its intrinsics (models/cameras.py) give the aspect. The
-frame kernel's programs take tiles of 16 × BLOCK_M / 16 pixels, so that a frame bounded by the unit
-sphere skips whole tiles; the reverse passes take runs of BLOCK_M rays. `res` is a
-models.resolution.Resolution, or an int N for N × N.
+turns a ray's index into its pixel, and its intrinsics (models/cameras.py) give the aspect. A
+program takes a run of BLOCK_M rays, except in a frame bounded by the unit sphere, where it takes a
+tile of 16 × BLOCK_M / 16 pixels, so that the tiles outside the sphere are skipped whole. `res` is
+a models.resolution.Resolution, or an int N for N × N.
 
 Triton is optional: importing this module never needs it (the kernels are decorated on first
 use), and triton_available() says why the backend can't run. Under TRITON_INTERPRET=1, set before
@@ -200,7 +200,7 @@ class TritonLFN:
         if bounded and masks is not None:
             raise ValueError("a bounded launch skips tiles, whose ReLU masks the depth passes need")
         kernel, fixed = _kernel(bool(triton.knobs.runtime.interpret))
-        if rays is None:  # the frame in tiles of FRAME_TILE_WIDTH × (BLOCK_M / FRAME_TILE_WIDTH) pixels
+        if rays is None and bounded:  # tiles of FRAME_TILE_WIDTH × (BLOCK_M / FRAME_TILE_WIDTH) pixels
             def grid(meta):
                 return (triton.cdiv(res.width, FRAME_TILE_WIDTH)
                         * triton.cdiv(res.height, meta["BLOCK_M"] // FRAME_TILE_WIDTH),)
