@@ -143,9 +143,10 @@ def ray_colors(renderer, rays: torch.Tensor, abandon: Callable[[], bool] | None 
     evaluates only the rays that meet the unit sphere; the others are white."""
     if renderer.bounded:
         inside = meets_unit_sphere(rays)
-        if not inside.all():
+        evaluated = int(inside.sum())  # one read back from the device decides both cases below
+        if evaluated < rays.shape[0]:
             colors = torch.ones(rays.shape[0], 3, dtype=renderer.dtype, device=rays.device)
-            if inside.any():
+            if evaluated:
                 colors[inside] = _evaluated_colors(renderer, rays[inside], abandon).to(colors.dtype)
             return colors
     return _evaluated_colors(renderer, rays, abandon)
