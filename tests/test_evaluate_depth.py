@@ -83,3 +83,27 @@ def test_cars_are_picked_per_source_models_before_repaints(tmp_path) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"cars": cars}))
     assert select_cars(tmp_path, 2) == {"torcs-a": "real", "torcs-c": "real",
                                         "proc-1": "procedural", "proc-2": "procedural"}
+
+
+def test_stereo_scores_the_refined_depth_beside_the_gradient_depth(tmp_path) -> None:
+    """--stereo adds stereo_ keys on the same pixels as the gradient depth's (the same coverage)."""
+    import json
+
+    from models.checkpoint import save_checkpoint
+    from tests.conftest import tiny_lfn
+    from tests.synthetic_cars import write_synthetic_dataset
+    from tools.evaluate_depth import main
+
+    data = write_synthetic_dataset(tmp_path / "cars", cars=3, views=6, test_views=2, test_cars=1, res=24)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(tiny_lfn(num_instances=2), ["sphere000", "sphere001"],
+                    {"steps": 0, "dataset": "cars", "metrics": {}}, ckpt)
+    out = tmp_path / "depth.json"
+    assert main(["--ckpt", str(ckpt), "--data", str(data), "--device", "cpu", "--max-views", "1",
+                 "--stereo", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["views_scored"] == 2 and result["stereo"]["angles_deg"] == [20.0, 35.0]
+    assert result["depth_coverage"] > 0
+    for scores in (result, *result["per_source"].values()):
+        assert scores["stereo_depth_coverage"] == scores["depth_coverage"]
+    assert result["stereo_depth_absrel_median"] is not None

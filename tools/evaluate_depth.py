@@ -2,7 +2,7 @@
 
     python -m tools.evaluate_depth --ckpt checkpoints/cars.pt --data data/cars [--json PATH]
         [--volumetric checkpoints/cars_volumetric.pt [--volumetric-cache F.npz]]
-        [--cars-per-source N] [--images DIR] [--figure PNG]
+        [--cars-per-source N] [--images DIR] [--figure PNG] [--stereo]
 
 Scores car pixels (ground-truth mask) of the held-out (test) views of training cars, the first
 N training cars of each source (TORCS models before their repaints, procedural cars), overall and
@@ -13,6 +13,8 @@ sets without them, to normals from the ground-truth depth through the same opera
 pixels where every method scored has a normal, so the methods are compared on the same pixels.
 The volumetric baseline's expected depth is scored the same way (valid where its opacity
 exceeds 0.5); it costs minutes a view on a CPU, so --volumetric-cache keeps it between runs.
+--stereo also scores the gradient depth refined by the wide-baseline search in the light field
+(models/stereo_depth.py), keys prefixed `stereo_`, on the same pixels.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +35,12 @@ from engine.cli import OneLineParser, run_entry_point, write_json
 from models.checkpoint import load_checkpoint
 from models.depth import gradient_depth, normals_from_depth
 from models.renderer import BACKENDS, PRECISIONS, make_renderer
+from models.stereo_depth import StereoConfig, refine_depth
 
 THRESHOLDS_DEG = (10, 20, 30)
+# the estimates scored, by JSON key prefix: the LFN's gradient depth, the same refined by the
+# wide-baseline search (--stereo), the volumetric baseline's expected depth (--volumetric)
+LABELS = {"": "LFN", "stereo_": "LFN + stereo", "volumetric_": "volumetric"}
 
 
 def angular_error_deg(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -127,10 +133,12 @@ class Tally:
 def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric: Path | None,
                    per_source: int, max_views: int | None, window: int, images: Path | None,
                    precision: str = "fp32", backend: str = "eager", summed: bool = False,
-                   volumetric_cache: Path | None = None, figure: Path | None = None) -> dict:
+                   volumetric_cache: Path | None = None, figure: Path | None = None,
+                   stereo: bool = False) -> dict:
     """Gradient depth of the LFN (in `precision` through `backend`) and its normals and,
-    optionally, the volumetric baseline's expected depth (fp32) and its normals, against the
-    data set's ground truth."""
+    optionally, the same refined by the wide-baseline search (models/stereo_depth.py) and the
+    volumetric baseline's expected depth (fp32), with their normals, against the data set's
+    ground truth."""
     ckpt = load_checkpoint(ckpt_path)
     sources = select_cars(data, per_source)
     cars = load_cars(data, "train", with_depth=True, ids=list(sources))
@@ -144,7 +152,7 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
         vol = (make_renderer(vol_ckpt.model, device, "fp32", "eager"),
                {name: i for i, name in enumerate(vol_ckpt.instance_names)}, vol_ckpt.latents)
         cache = VolumetricCache(volumetric_cache, volumetric, res)
-    prefixes = ("", "volumetric_") if vol else ("",)
+    prefixes = ("", *("stereo_",) * stereo, *("volumetric_",) * (vol is not None))
     stats = {str(s): {p: Tally() for p in (*prefixes, "shared")}
              for s in (CarSource.REAL, CarSource.PROCEDURAL)}
     real_ids = [i for i, s in sources.items() if s == CarSource.REAL]
@@ -160,6 +168,9 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
             pose, truth, mask = cars.cam2world[c, v], cars.depth[c, v], cars.mask[c, v]
             estimate = gradient_depth(renderer, pose, res, window=window, summed=summed)
             depths = {"": (estimate.depth.cpu(), estimate.valid.cpu())}
+            if stereo:
+                refined = refine_depth(renderer, pose, res, estimate)
+                depths["stereo_"] = (refined.depth.cpu(), refined.valid.cpu())
             if vol:
                 key = f"{car_id}:{v}"
                 depth, opacity = cache.get(key, lambda p=pose: vol[0].render_with_depth(p, res)[1:])
@@ -191,8 +202,9 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
             if images is not None and scored <= 4:
                 save_comparison(images, f"lfn_{car_id}_{v}", *depths[""], truth, mask)
     if figure is not None and rows:
-        names = ("LFN normals", "volumetric normals")[: len(prefixes)]
-        save_figure(figure, rows, ["RGB", "mesh normals", *names, "LFN error, 0-45 deg"])
+        lfn = [p for p in prefixes if p != "volumetric_"]
+        save_figure(figure, rows, ["RGB", "mesh normals", *(f"{LABELS[p]} normals" for p in prefixes),
+                                   *(f"{LABELS[p]} error, 0-45 deg" for p in lfn)])
 
     def summary(groups: list[str]) -> dict:
         out = {}
@@ -215,6 +227,7 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "window": window, "precision": precision, "backend": backend,
         "equations": "summed" if summed else "per-channel",
+        "stereo": asdict(StereoConfig()) if stereo else None,
         "normal_truth": "mesh" if cars.normal is not None else "ground-truth depth",
         **summary(list(stats)),
         "per_source": {s: summary([s]) for s in stats},
@@ -229,18 +242,20 @@ def normal_image(normals: torch.Tensor, defined: torch.Tensor) -> np.ndarray:
 
 
 def figure_row(rgb, true_normals, has_truth, normals: dict, use) -> np.ndarray:
-    """RGB | true normals | LFN normals | volumetric normals | LFN angular error (0–45°, turbo;
-    gray on car pixels not scored)."""
+    """RGB | true normals | each estimate's normals | each LFN estimate's angular error (0–45°,
+    turbo; gray on car pixels not scored)."""
     from matplotlib import colormaps
 
-    angles = torch.zeros(use.shape, dtype=torch.float64)
-    angles[use] = angular_error_deg(normals[""][0][use], true_normals[use])
-    error = (colormaps["turbo"]((angles / 45).clamp(0, 1).numpy())[..., :3] * 255).astype(np.uint8)
-    error[~use.numpy()] = 128
-    error[~has_truth.numpy()] = 255
     panels = [rgb.numpy(), normal_image(true_normals, has_truth)]
     panels += [normal_image(*normals[p]) for p in normals]
-    return np.concatenate([*panels, error], axis=1)
+    for p in (p for p in normals if p != "volumetric_"):
+        angles = torch.zeros(use.shape, dtype=torch.float64)
+        angles[use] = angular_error_deg(normals[p][0][use], true_normals[use])
+        error = (colormaps["turbo"]((angles / 45).clamp(0, 1).numpy())[..., :3] * 255).astype(np.uint8)
+        error[~use.numpy()] = 128
+        error[~has_truth.numpy()] = 255
+        panels.append(error)
+    return np.concatenate(panels, axis=1)
 
 
 def save_figure(path: Path, rows: list[np.ndarray], labels: list[str]) -> None:
@@ -286,11 +301,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="the LFN's backend (triton: depth from the fused kernel)")
     p.add_argument("--summed", action="store_true",
                    help="the channel-summed depth equations (on triton: one reverse pass)")
+    p.add_argument("--stereo", action="store_true",
+                   help="also score the depth refined by the wide-baseline search (stereo_ keys)")
     args = p.parse_args(argv)
     return run_entry_point(lambda: report(evaluate_depth(
         args.ckpt, args.data, torch.device(args.device), args.volumetric, args.cars_per_source,
         args.max_views, args.window, args.images, args.precision, args.backend, args.summed,
-        args.volumetric_cache, args.figure), args.json), args.debug)
+        args.volumetric_cache, args.figure, args.stereo), args.json), args.debug)
 
 
 def report(result: dict, json_path: Path | None) -> None:
