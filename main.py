@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                           ".pt (--fit-image)")
     headless.add_argument("--summed-depth", action="store_true",
                           help="depth and normals from the channel-summed equations (faster)")
+    headless.add_argument("--gradient-depth", action="store_true",
+                          help="depth, normals and --ply from gradient depth alone, the live view's "
+                               "estimate (much faster; by default it is refined by a wide-baseline "
+                               "search in the light field, DEPTH.md)")
     headless.add_argument("--mode", choices=("rgb", "depth", "normals"), default="rgb",
                           help="what to render: colors, gradient depth or normals")
     headless.add_argument("--azimuth", type=float, default=None, help="degrees from +x toward +y")
@@ -274,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             return run_headless(HeadlessConfig(render, instance, args.res[0], home, DisplayMode(args.mode),
                                                args.summed_depth, args.out, args.frames, args.ply,
-                                               args.path, args.fps), ckpt)
+                                               args.path, args.fps, not args.gradient_depth), ckpt)
         except CameraPathError as error:
             raise UsageError(f"--path {error}") from None
     if mode == "--benchmark":

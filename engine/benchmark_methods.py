@@ -6,6 +6,8 @@
                          viewer's row gives psnr_vs_every_ray, its image against this one's
     lfn_depth            gradient depth from models/depth.py
     lfn_depth_summed     the same from the channel-summed equations (on triton: one reverse pass)
+    lfn_depth_stereo     lfn_depth refined by the wide-baseline search (models/stereo_depth.py; CUDA
+                         only): its evals_per_ray counts a pixel with depth, refined_pixels their share
     volumetric           the baseline's colors, samples_per_ray evaluations per ray, chunked
     volumetric:fused     the same dense samples through one fused Triton kernel (CUDA;
                          models/triton_field.py): evaluations per ray alone against the LFN's
@@ -47,6 +49,7 @@ from models.renderer import (
 from models.renderer_protocol import GradientDepth
 from models.resolution import Resolution
 from models.static_marcher import FRAMES_TO_CHOOSE
+from models.stereo_depth import StereoConfig, refine_depth
 
 PSNR_CAP = 100.0  # dB: identical images have an infinite PSNR, which JSON cannot hold
 
@@ -121,6 +124,23 @@ def depth_method(renderer, summed: bool = False) -> Method:
                   renderer.evals_per_ray,
                   lambda cam2world, res: gradient_depth(renderer, cam2world, res, summed=summed),
                   memory_in_warmup=fused)
+
+
+def stereo_depth_method(renderer) -> Method:
+    """lfn_depth's frame, then each pixel with depth refined by the wide-baseline search."""
+    config = StereoConfig()
+    last: dict[str, torch.Tensor] = {}
+
+    def frame(cam2world: torch.Tensor, res: Resolution):
+        estimate = gradient_depth(renderer, cam2world, res)
+        last["valid"] = estimate.valid
+        return refine_depth(renderer, cam2world, res, estimate, config)
+
+    def details() -> dict:
+        return {"refined_pixels": float(last["valid"].float().mean())} if last else {}
+
+    return Method("lfn_depth_stereo", renderer.backend, 1 + config.evaluations_per_pixel, frame,
+                  details=details)
 
 
 def volumetric_method(renderer, max_frames: int | None, warmup: int | None,
@@ -295,6 +315,10 @@ def build_methods(
 
     for summed in (False, True):
         found.methods.append(depth_method(viewer_renderer, summed))
+    if device.type == "cuda":
+        found.methods.append(stereo_depth_method(viewer_renderer))
+    else:
+        found.notes.append("lfn_depth_stereo skipped: CUDA only (hundreds of evaluations a pixel)")
 
     if volumetric_ckpt is not None:
         dense = renderer_for(volumetric_ckpt, volumetric_instance, device, precision, "eager")

@@ -64,6 +64,7 @@ class HeadlessConfig:
     ply: Path | None
     path: str | None = None  # "orbit" (a turntable) or a camera path's JSON file; None: orbit
     fps: float | None = None  # a .gif's or .mp4's frame rate; None: the default
+    stereo_depth: bool = True  # depth, normals and points refined by the wide-baseline search
 
 
 @dataclass(frozen=True)

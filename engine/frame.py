@@ -21,6 +21,7 @@ from models.depth import DepthResult, gradient_depth, normals_from_depth
 from models.epi import EpipolarImage, epipolar_plane_image
 from models.renderer import LFNRenderer, VolumetricRenderer
 from models.resolution import Resolution
+from models.stereo_depth import estimate_depth
 
 if TYPE_CHECKING:  # types only: the shared frames are GL's, and a browser server has no GL
     from engine.shared_frames import SharedFrame, SharedFramePool
@@ -38,6 +39,7 @@ class FrameRequest:
     mode: DisplayMode
     latent: LatentSelection
     summed_depth: bool = False  # depth from the channel-summed equations (models/depth.py)
+    stereo_depth: bool = False  # refined by the wide-baseline search (models/stereo_depth.py)
 
     def __post_init__(self) -> None:
         # one type from here on: requests compare equal and frames read width and height
@@ -177,8 +179,8 @@ class FrameRenderer:
     def _depth_image(
         self, cam2world: torch.Tensor, request: FrameRequest, abandon: Callable[[], bool] | None,
     ):
-        result = gradient_depth(self.renderer, cam2world, request.res, summed=request.summed_depth,
-                                abandon=abandon)
+        result = estimate_depth(self.renderer, cam2world, request.res, request.summed_depth,
+                                request.stereo_depth, abandon)
         valid = result.valid.float()
         if request.mode is DisplayMode.NORMALS:
             # normals are defined where a pixel and its 4 neighbours have depth: a tighter mask

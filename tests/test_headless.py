@@ -72,6 +72,22 @@ def test_depth_modes(capsys, tiny_ckpt, tmp_path, mode, options):
     assert np.asarray(Image.open(out)).shape == (32, 32, 3)
 
 
+def test_exported_depth_is_refined_unless_gradient_depth_is_asked_for(capsys, tiny_ckpt, tmp_path):
+    depths = {}
+    for name, options in (("refined", []), ("gradient", ["--gradient-depth"])):
+        out = tmp_path / f"{name}.png"
+        code, _, stderr = export(capsys, tiny_ckpt, out, "--res", "32", "--mode", "depth",
+                                 "--device", "cpu", "--precision", "fp32", *options)
+        assert (code, stderr) == (0, "")
+        depths[name] = np.load(out.with_suffix(".npy"))
+    refined, gradient = depths["refined"], depths["gradient"]
+    assert np.array_equal(np.isnan(refined), np.isnan(gradient))  # the same pixels have a depth
+    valid = ~np.isnan(gradient)
+    assert valid.any() and not np.array_equal(refined[valid], gradient[valid])
+    # the search moves a depth by at most its ±6 % range
+    assert np.all(np.abs(refined[valid] / gradient[valid] - 1) <= 0.06 + 1e-5)
+
+
 def test_point_cloud(capsys, tiny_ckpt, tmp_path):
     ply = tmp_path / "car.ply"
     code, stdout, stderr = export(capsys, tiny_ckpt, tmp_path / "v.png", "--res", "24",

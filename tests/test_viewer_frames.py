@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import engine.frame
+import models.stereo_depth
 from engine.display_mode import DisplayMode
 from engine.frame import EpiFrame, EpiRequest, Frame, FrameRenderer, FrameRequest
 from engine.latents import (
@@ -121,16 +122,23 @@ def test_non_square_frames_of_every_mode(frames, mode, channels):
         assert frame.reference.shape == (16, 24, 3)
 
 
-def test_a_summed_depth_request_asks_for_the_summed_equations(frames, monkeypatch):
-    asked = []
-    original = engine.frame.gradient_depth
-    monkeypatch.setattr(engine.frame, "gradient_depth", lambda *a, **k: asked.append(k) or original(*a, **k))
+def test_depth_requests_ask_for_the_summed_equations_and_the_refinement(frames, monkeypatch):
+    asked, refined = [], []
+    gradient, refine = models.stereo_depth.gradient_depth, models.stereo_depth.refine_depth
+    monkeypatch.setattr(models.stereo_depth, "gradient_depth",
+                        lambda *a, **k: asked.append(k) or gradient(*a, **k))
+    monkeypatch.setattr(models.stereo_depth, "refine_depth",
+                        lambda *a, **k: refined.append(a[3]) or refine(*a, **k))
     plain = request(DisplayMode.DEPTH)
     summed = dataclasses.replace(plain, summed_depth=True)
-    assert plain != summed  # a toggle in the panel asks for a new frame
+    stereo = dataclasses.replace(plain, stereo_depth=True)
+    assert len({plain, summed, stereo}) == 3  # a toggle in the panel asks for a new frame
     frames.render(plain)
     frames.render(summed)
-    assert [k["summed"] for k in asked] == [False, True]
+    frame = frames.render(stereo)
+    assert [k["summed"] for k in asked] == [False, True, False]
+    assert len(refined) == 1  # the refinement runs on the stereo request's gradient depth only
+    assert torch.isfinite(frame.image).all()
 
 
 def test_epis_of_one_view_share_its_gradient_depth(frames, monkeypatch):

@@ -376,7 +376,7 @@ class ViewerApp:
         if state.mode is DisplayMode.COMPARE and self.renderer.device.type == "cpu":
             rows = min(rows, COMPARE_RES_CPU)
         return FrameRequest(self.orbit.orbit, state.res.at_height(rows), state.mode,
-                            state.latent_selection(), state.summed_depth)
+                            state.latent_selection(), state.summed_depth, state.stereo_depth)
 
     def update_frame(self, now: float) -> None:
         request = self.next_request(now)

@@ -82,10 +82,10 @@ def picture(offscreen: OffscreenDisplay | None, frame: Frame) -> np.ndarray:
 
 def path_pictures(frames: FrameRenderer, offscreen: OffscreenDisplay | None, steps: Iterable[PathFrame],
                   res: Resolution, mode: DisplayMode = DisplayMode.RGB, summed_depth: bool = False,
-                  ) -> Iterator[np.ndarray]:
+                  stereo_depth: bool = False) -> Iterator[np.ndarray]:
     """A camera path's pictures, each rendered when taken: a video encoder holds one at a time."""
     for step in steps:
-        request = FrameRequest(step.orbit, res, mode, path_latent(step.weights), summed_depth)
+        request = FrameRequest(step.orbit, res, mode, path_latent(step.weights), summed_depth, stereo_depth)
         yield picture(offscreen, frames.render(request))
 
 
@@ -123,7 +123,7 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
     try:
         if path is None:
             request = FrameRequest(config.home, config.res, config.mode, InstanceLatent(config.instance),
-                                   config.summed_depth)
+                                   config.summed_depth, config.stereo_depth)
             frame = frames.render(request)
             Image.fromarray(picture(offscreen, frame)).save(config.out)
             if config.mode is DisplayMode.DEPTH:  # the numbers behind the colormap: world units
@@ -137,7 +137,8 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
             fps = config.fps or DEFAULT_FPS[suffix]
             rendering = ProducerClock()
             pictures = rendering.timed(
-                path_pictures(frames, offscreen, steps, config.res, config.mode, config.summed_depth),
+                path_pictures(frames, offscreen, steps, config.res, config.mode, config.summed_depth,
+                              config.stereo_depth),
                 render.device)
             writing = time.perf_counter()
             if suffix == ".mp4":
@@ -157,7 +158,8 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
                               time.perf_counter() - started).line(config.out))
     if config.ply is not None:  # the instance's points, whatever code a camera path ended on
         renderer.set_latent(ckpt.latents[config.instance])
-        points, colors = view_points(renderer, config.home.cam2world(), config.res, config.summed_depth)
+        points, colors = view_points(renderer, config.home.cam2world(), config.res, config.summed_depth,
+                                     config.stereo_depth)
         write_ply(config.ply, points, colors)
         print(f"wrote {config.ply} ({len(points)} points)")
     return 0

@@ -7,16 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.depth import depth_to_points, gradient_depth
+from models.depth import depth_to_points
 from models.renderer import LFNRenderer
 from models.resolution import Resolution
+from models.stereo_depth import estimate_depth
 
 
 def view_points(renderer: LFNRenderer, cam2world: torch.Tensor, res: Resolution,
-                summed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                summed: bool = False, stereo: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """World points (N, 3) float32 and colors (N, 3) uint8 of the pixels with a valid depth,
-    for the latent the renderer holds."""
-    depth = gradient_depth(renderer, cam2world, res, summed=summed)
+    for the latent the renderer holds; `stereo` refines the depth (models/stereo_depth.py)."""
+    depth = estimate_depth(renderer, cam2world, res, summed, stereo)
     colors = renderer.render(cam2world, res).float().clamp(0, 1)
     points = depth_to_points(depth.depth, cam2world, res)  # depth is distance along each ray
     valid = depth.valid.to(points.device)

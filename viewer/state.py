@@ -30,6 +30,7 @@ class ViewerState:
     res: Resolution = Resolution.square(256)
     auto_depth_range: bool = True
     summed_depth: bool = False  # the faster depth equations (one reverse pass on triton)
+    stereo_depth: bool = False  # refined by the wide-baseline search (slow: not a live view)
     near: float = 2.0
     far: float = 4.0
     epi_open: bool = False  # the EPI section is open: its image renders with the view
