@@ -337,3 +337,16 @@ def test_the_startup_heap_is_frozen_without_its_garbage_and_later_cycles_are_sti
     result = subprocess.run([sys.executable, "-c", FREEZE_PROBE], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.split() == ["True", "True", "True"], result.stderr[-2000:]
+
+
+def test_the_frame_line_names_what_a_frame_of_the_mode_costs():
+    from viewer.panel import frame_cost
+
+    state = ViewerState(num_instances=3)
+    assert frame_cost(state, 1) == "1 eval/ray"
+    state.mode = DisplayMode.NORMALS
+    assert frame_cost(state, 1) == "1 eval/ray + derivatives"
+    state.stereo_depth = True
+    assert frame_cost(state, 1) == "refined: +400 evals/px"
+    state.mode = DisplayMode.RGB  # the refine box is for depth and normals only
+    assert frame_cost(state, 1) == "1 eval/ray"

@@ -23,6 +23,7 @@ from engine.latents import (
     has_volumetric_twin,
 )
 from models.resolution import Resolution
+from models.stereo_depth import StereoConfig
 from viewer.state import ViewerState
 
 RES_CHOICES = (32, 64, 128, 256, 512, 1024)  # rows; each offered at the requested aspect
@@ -68,6 +69,15 @@ class PanelInfo:
     switching: str | None  # the backend and precision being built, while that runs
     switch_error: str | None  # why the last switch failed
     waiting_s: float | None  # how long the requested frame has been rendering; None once shown
+
+
+def frame_cost(state: ViewerState, evals_per_ray: int) -> str:
+    """What a frame of the state's display mode costs in network evaluations, for the panel."""
+    if not state.mode.uses_depth:
+        return f"{evals_per_ray} eval/ray"
+    if state.stereo_depth:
+        return f"refined: +{StereoConfig().evaluations_per_pixel} evals/px"
+    return f"{evals_per_ray} eval/ray + derivatives"
 
 
 def handle_shortcuts(state: ViewerState) -> None:
@@ -235,7 +245,7 @@ class ControlPanel:
         moving = state.res.at_height(min(info.moving_res, state.res.height))
         imgui.text(f"shown: {shown}, while moving: {size_text(moving)}")
         if info.render_ms is not None:
-            imgui.text(f"frame: {info.render_ms:.1f} ms ({info.evals_per_ray} eval/ray)")
+            imgui.text(f"frame: {info.render_ms:.1f} ms ({frame_cost(state, info.evals_per_ray)})")
         if info.waiting_s is not None and info.waiting_s >= SLOW_FRAME_S:
             imgui.text_colored(WARNING, f"rendering the next frame: {info.waiting_s:.0f} s")
             if info.device.startswith("cuda"):
