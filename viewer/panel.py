@@ -100,6 +100,14 @@ def size_text(res: Resolution) -> str:
     return f"{res.width} x {res.height}"
 
 
+def explained_checkbox(label: str, value: bool, tooltip: str) -> bool:
+    """A checkbox whose tooltip says what it trades; returns its new value."""
+    _, value = imgui.checkbox(label, value)
+    if imgui.is_item_hovered():
+        imgui.set_tooltip(tooltip)
+    return value
+
+
 def choice_combo(label: str, active: str, reasons: dict[str, str | None]) -> str:
     """A combo of `reasons`' keys showing `active`; an option with a reason is disabled and shows
     the reason on hover. Returns the option picked this frame, else `active`."""
@@ -192,18 +200,18 @@ class ControlPanel:
                 state.mode = mode
             imgui.end_disabled()
         if state.mode.uses_depth:
-            _, state.summed_depth = imgui.checkbox("fast: channels summed", state.summed_depth)
-            if imgui.is_item_hovered():
-                imgui.set_tooltip("One equation per axis from the sum of the color channels: on the\n"
-                                  "triton backend one reverse pass instead of three, 1.3x faster\n"
-                                  "at 512² (H200); median depth error 1.04 % instead of 0.99 %\n"
-                                  "(DEPTH.md).")
-            _, state.stereo_depth = imgui.checkbox("refine: wide-baseline search (slow)", state.stereo_depth)
-            if imgui.is_item_hovered():
-                imgui.set_tooltip("Moves each pixel's depth to where the light field's views 20° and\n"
-                                  "35° to each side agree with its color: 400 more LFN evaluations\n"
-                                  "a pixel, for stills, not motion; the depth error drops by about\n"
-                                  "a quarter on the trained cars (DEPTH.md).")
+            state.summed_depth = explained_checkbox(
+                "fast: channels summed", state.summed_depth,
+                "One equation per axis from the sum of the color channels: on the\n"
+                "triton backend one reverse pass instead of three, 1.3x faster\n"
+                "at 512² (H200); median depth error 1.04 % instead of 0.99 %\n"
+                "(DEPTH.md).")
+            state.stereo_depth = explained_checkbox(
+                "refine: wide-baseline search (slow)", state.stereo_depth,
+                "Moves each pixel's depth to where the light field's views 20° and\n"
+                "35° to each side agree with its color: 400 more LFN evaluations\n"
+                "a pixel, for stills, not motion; the depth error drops by about\n"
+                "a quarter on the trained cars (DEPTH.md).")
         if state.mode is DisplayMode.COMPARE:
             self._twin_notes(state.latent_selection())
         if info.volumetric_note:
