@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "estimate (much faster; by default it is refined by a wide-baseline "
                                "search in the light field, DEPTH.md)")
     headless.add_argument("--mode", choices=("rgb", "depth", "normals"), default="rgb",
-                          help="what to render: colors, gradient depth or normals")
+                          help="what to render: colors, depth or normals")
     headless.add_argument("--azimuth", type=float, default=None, help="degrees from +x toward +y")
     headless.add_argument("--elevation", type=float, default=None,
                           help="degrees above the ground plane")

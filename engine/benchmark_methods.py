@@ -49,7 +49,7 @@ from models.renderer import (
 from models.renderer_protocol import GradientDepth
 from models.resolution import Resolution
 from models.static_marcher import FRAMES_TO_CHOOSE
-from models.stereo_depth import StereoConfig, refine_depth
+from models.stereo_depth import StereoConfig, estimate_depth
 
 PSNR_CAP = 100.0  # dB: identical images have an infinite PSNR, which JSON cannot hold
 
@@ -128,18 +128,17 @@ def depth_method(renderer, summed: bool = False) -> Method:
 
 def stereo_depth_method(renderer) -> Method:
     """lfn_depth's frame, then each pixel with depth refined by the wide-baseline search."""
-    config = StereoConfig()
     last: dict[str, torch.Tensor] = {}
 
     def frame(cam2world: torch.Tensor, res: Resolution):
-        estimate = gradient_depth(renderer, cam2world, res)
-        last["valid"] = estimate.valid
-        return refine_depth(renderer, cam2world, res, estimate, config)
+        result = estimate_depth(renderer, cam2world, res, stereo=True)
+        last["valid"] = result.valid  # the pixels with a gradient depth, each one refined
+        return result
 
     def details() -> dict:
         return {"refined_pixels": float(last["valid"].float().mean())} if last else {}
 
-    return Method("lfn_depth_stereo", renderer.backend, 1 + config.evaluations_per_pixel, frame,
+    return Method("lfn_depth_stereo", renderer.backend, 1 + StereoConfig().evaluations_per_pixel, frame,
                   details=details)
 
 

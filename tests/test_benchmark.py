@@ -333,3 +333,20 @@ def test_the_accelerated_rows_details_tell_what_its_cuda_graph_march_marched_aga
     assert details(row).endswith(", kept after timing both: march() and the CUDA-graph march")
     del row["march_fallbacks"], row["march_deferred"], row["march_kept"]  # a CPU's row: march() alone
     assert "CUDA-graph" not in details(row) and "9 rounds" in details(row)
+
+
+def test_the_refined_depth_row_times_gradient_depth_then_the_search(tiny_ckpt):
+    """lfn_depth_stereo (a CUDA row; its frame checked here on a CPU renderer): the refined depth
+    of the view, its evaluations counted for a pixel with depth, their share in the details."""
+    from models.cameras import orbit_pose
+    from models.depth import gradient_depth
+
+    ckpt = load_checkpoint(tiny_ckpt)
+    renderer = benchmark_methods.renderer_for(ckpt, 0, torch.device("cpu"), "fp32", "eager")
+    method = benchmark_methods.stereo_depth_method(renderer)
+    assert (method.name, method.evals_per_ray, method.details()) == ("lfn_depth_stereo", 401, {})
+    pose = orbit_pose(30.0, 20.0)
+    result = method.frame(pose, Resolution.square(24))
+    gradient = gradient_depth(renderer, pose, Resolution.square(24))
+    assert torch.equal(result.valid, gradient.valid) and gradient.valid.any()
+    assert method.details() == {"refined_pixels": float(gradient.valid.float().mean())}
