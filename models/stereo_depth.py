@@ -25,9 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from models.depth import DepthResult, gradient_depth
+from models.depth import DepthResult, box_pool, gradient_depth
 from models.plucker import plucker
 from models.renderer import frame_rays, give_up_if, ray_colors
 from models.resolution import Resolution
@@ -111,11 +110,8 @@ def _patch_mean(cost: torch.Tensor, live: torch.Tensor, res: Resolution, patch: 
         return cost
     image = torch.zeros(res.height * res.width, cost.shape[1], device=cost.device)
     image[live] = cost
-    weight = torch.zeros(1, res.height * res.width, device=cost.device)
-    weight[0, live] = 1
-    image = image.T.reshape(1, -1, res.height, res.width)
-    weight = weight.view(1, 1, res.height, res.width)
-    total = F.avg_pool2d(image, patch, 1, patch // 2, count_include_pad=False)
-    count = F.avg_pool2d(weight, patch, 1, patch // 2, count_include_pad=False)
-    pooled = (total / count.clamp(min=1e-6)).reshape(cost.shape[1], -1).T
-    return pooled[live]
+    weight = torch.zeros(res.height * res.width, device=cost.device)
+    weight[live] = 1
+    total = box_pool(image.T.reshape(-1, res.height, res.width), patch)
+    count = box_pool(weight.view(1, res.height, res.width), patch)
+    return (total / count.clamp(min=1e-6)).reshape(cost.shape[1], -1).T[live]
