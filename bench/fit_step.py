@@ -4,12 +4,13 @@
         [--steps 300] [--warmup 10] [--json results/fit_step_X.json]
 
 Auto-decoding a photo (models/fitting.py) takes a few hundred steps of a few hundred small kernels
-each. For each camera (given, and an estimated orbit refined with the latent) and each way of
-running the step, a fit of one held-out-like photo (the checkpoint's first car rendered at
-azimuth 40°, elevation 15°, its code replaced by the table's mean to start) runs --warmup steps
-(the graph's eager steps and its capture among them), then --steps timed steps: each with CUDA
-events on a GPU (it ends with the step's loss read back, as a viewer's step does), the wall clock
-on a CPU. Reported: the median and p90 step, steps per second, the whole fit's seconds at that
+each. For each camera (given, and an estimated orbit refined with the latent), with and without
+the photo's mirrored rays (the fit's default MIRROR_WEIGHT and 0: twice the rays or the observed
+ones alone) and each way of running the step, a fit of one held-out-like photo (the checkpoint's
+first car rendered at azimuth 40°, elevation 15°, its code replaced by the table's mean to start)
+runs --warmup steps (the graph's eager steps and its capture among them), then --steps timed
+steps: each with CUDA events on a GPU (it ends with the step's loss read back, as a viewer's step
+does), the wall clock on a CPU. Reported: the median and p90 step, steps per second, the whole fit's seconds at that
 pace, and how far the graph's latent ends from the eager one's (the same draws and arithmetic;
 they differ by rounding). On a CPU there is no graph: only the eager row.
 """
@@ -30,7 +31,7 @@ from engine.cli import OneLineParser, run_entry_point, write_json  # noqa: E402
 from engine.timing import median_p90  # noqa: E402
 from models.cameras import Orbit, intrinsics  # noqa: E402
 from models.checkpoint import load_checkpoint  # noqa: E402
-from models.fitting import FitStep, fit_latent_steps  # noqa: E402
+from models.fitting import MIRROR_WEIGHT, FitStep, fit_latent_steps  # noqa: E402
 from models.inference import render_view  # noqa: E402
 from models.step_timing import timed  # noqa: E402
 
@@ -49,12 +50,12 @@ def timed_steps(steps: Iterator[FitStep], count: int, device: torch.device
     return times, last
 
 
-def measure(model, photo: torch.Tensor, camera, graph: bool, rays: int, warmup: int, steps: int
-            ) -> tuple[dict, torch.Tensor]:
+def measure(model, photo: torch.Tensor, camera, graph: bool, mirror_weight: float, rays: int,
+            warmup: int, steps: int) -> tuple[dict, torch.Tensor]:
     device = next(model.parameters()).device
     res = photo.shape[0]
     fit = fit_latent_steps(model, photo[None], camera, intrinsics(res, res), rays_per_step=rays,
-                           cuda_graph=graph)
+                           cuda_graph=graph, mirror_weight=mirror_weight)
     timed_steps(fit, warmup, device)
     times, last = timed_steps(fit, steps, device)
     fit.close()
@@ -81,13 +82,16 @@ def run(ckpt_path: Path, device: torch.device, rays: int, warmup: int, steps: in
     ways = ["eager", "graph"] if device.type == "cuda" else ["eager"]
     rows = []
     for camera_name, camera in cameras.items():
-        latents = {}
-        for way in ways:
-            row, latents[way] = measure(model, photo, camera, way == "graph", rays, warmup, steps)
-            rows.append({"camera": camera_name, "step": way, **row})
-        if len(latents) == 2:
-            rows[-1]["latent_max_diff_vs_eager"] = float((latents["graph"] - latents["eager"]).abs().max())
-            rows[-1]["speedup_vs_eager"] = rows[-2]["step_ms_median"] / rows[-1]["step_ms_median"]
+        for mirror_weight in (0.0, MIRROR_WEIGHT):
+            latents = {}
+            for way in ways:
+                row, latents[way] = measure(model, photo, camera, way == "graph", mirror_weight, rays,
+                                            warmup, steps)
+                rows.append({"camera": camera_name, "mirror_weight": mirror_weight, "step": way, **row})
+            if len(latents) == 2:
+                rows[-1]["latent_max_diff_vs_eager"] = float(
+                    (latents["graph"] - latents["eager"]).abs().max())
+                rows[-1]["speedup_vs_eager"] = rows[-2]["step_ms_median"] / rows[-1]["step_ms_median"]
     return {
         "device": device_name(device), "torch": torch.__version__, "checkpoint": str(ckpt_path),
         "rays_per_step": rays, "warmup_steps": warmup, "timed_steps": steps,
@@ -102,7 +106,8 @@ def report(result: dict, json_path: Path | None) -> None:
     for row in result["rows"]:
         extra = (f", {row['speedup_vs_eager']:.1f}x eager, latent within "
                  f"{row['latent_max_diff_vs_eager']:.1e} of eager's" if "speedup_vs_eager" in row else "")
-        print(f"  {row['camera']:<9} {row['step']:<5} {row['step_ms_median']:7.3f} ms a step "
+        print(f"  {row['camera']:<9} mirror {row['mirror_weight']:<4} {row['step']:<5} "
+              f"{row['step_ms_median']:7.3f} ms a step "
               f"(p90 {row['step_ms_p90']:.3f}), 300 steps {row['fit_300_s_at_median']:.3f} s{extra}")
     if json_path:
         write_json(json_path, result)

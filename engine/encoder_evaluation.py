@@ -27,6 +27,7 @@ from engine.evaluation import INPUT_VIEW
 from engine.metrics import psnr
 from models.cameras import Orbit, orbit_from_cam2world, orbit_position
 from models.encoder import CarEncoder
+from models.fitting import MIRROR_WEIGHT
 from models.inference import (
     HYPOTHESIS_RAYS,
     Inference,
@@ -87,7 +88,7 @@ def median(values: list[float]) -> float:
 
 def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: int | None,
                        novel_views: int, refine_steps: int, autodecode_steps: int,
-                       front_back_views: int) -> dict:
+                       front_back_views: int, mirror_weight: float = MIRROR_WEIGHT) -> dict:
     manifest = {c["id"]: c for c in read_manifest(data)["cars"]}
     cars = load_cars(data, "test")
     sources = sorted({str(car_source(manifest[i])) for i in cars.ids})
@@ -103,14 +104,16 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
             photo, truth = cars.rgb[c, INPUT_VIEW], orbit_from_cam2world(cars.cam2world[c, INPUT_VIEW])
             row = {"id": cars.ids[c]}
             for method in methods(refine_steps, autodecode_steps):
-                result = infer(model, photo, method.mode, encoder, truth, method.steps)
+                result = infer(model, photo, method.mode, encoder, truth, method.steps,
+                               mirror_weight=mirror_weight)
                 row[method.name] = {
                     "input_psnr": round(result.psnr, 3),
                     "novel_psnr": round(novel_view_psnr(model, result, cars.rgb[c],
                                                         cars.cam2world[c], targets), 3),
                     "seconds": round(result.seconds, 3)}
             for mode in (InferenceMode.ENCODER, InferenceMode.REFINE):
-                result = infer(model, photo, mode, encoder, None, refine_steps)
+                result = infer(model, photo, mode, encoder, None, refine_steps,
+                               mirror_weight=mirror_weight)
                 row[f"pose_error_deg_{mode.value}"] = round(viewing_angle_error(result.orbit, truth),
                                                             3)
                 row[f"{mode.value}_estimated_pose"] = {
@@ -129,7 +132,8 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
                for m in ("encoder", "refine")},
             "rows": rows,
         }
-    return {"input_view": INPUT_VIEW, "novel_views": len(targets), "per_source": per_source,
+    return {"input_view": INPUT_VIEW, "novel_views": len(targets), "mirror_weight": mirror_weight,
+            "per_source": per_source,
             "front_back": front_back_evidence(model, encoder, cars, front_back_views)}
 
 

@@ -20,7 +20,7 @@ from engine.cardata import CarSource, CarViews, car_origin, car_source, load_car
 from engine.metrics import psnr, ssim
 from models.checkpoint import Checkpoint
 from models.encoder import CarEncoder
-from models.fitting import fit_latent
+from models.fitting import MIRROR_WEIGHT, fit_latent
 from models.renderer import make_renderer
 
 INPUT_VIEW = 0  # the single observed view of a held-out car: its first training view
@@ -90,6 +90,7 @@ class Evaluation:
     notes: list[str]
     fit_steps: int
     fit_start: str  # where a single-image fit starts: "mean" (the latent table's) or "encoder"
+    fit_mirror_weight: float  # the weight of the photo's mirrored rays in a fit (models/fitting.py)
     max_cars: int | None  # limits of a quick run: the first cars of each split, views of a car
     max_views: int | None
     resolution: int | None  # None: no split had cars
@@ -144,6 +145,7 @@ class Evaluation:
                 overall["single_image"].views if overall["single_image"] else 0,
             "fit_steps": self.fit_steps,
             "fit_start": self.fit_start,
+            "fit_mirror_weight": self.fit_mirror_weight,
             "fit_seconds_median": fit_seconds[len(fit_seconds) // 2] if fit_seconds else None,
             "per_source": {
                 str(source): {task: asdict(s) if (s := self.summary(task, source)) else None
@@ -170,13 +172,14 @@ class Evaluation:
 
 def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
              max_cars: int | None = None, max_views: int | None = None,
-             any_resolution: bool = False, encoder: CarEncoder | None = None) -> Evaluation:
+             any_resolution: bool = False, encoder: CarEncoder | None = None,
+             mirror_weight: float = MIRROR_WEIGHT) -> Evaluation:
     """Score every car of each split the data set has (at most max_cars per split and max_views
     views per car where given: the first ones, in manifest order). Views of another resolution
     than the checkpoint's are refused unless `any_resolution` (an LFN's rays are continuous, so a
     128² model can be scored on 256² views; the result notes it). A single-image fit starts from
     the latent table's mean, or with `encoder` from its code for the input view (the pose is
-    given either way)."""
+    given either way), and fits the photo's mirrored rays with `mirror_weight`."""
     model = ckpt.model.to(device)
     if encoder is not None:
         encoder = encoder.to(device)
@@ -207,9 +210,11 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
         if split == "train":
             rows += score_heldout_views(ckpt, renderer, cars, views, where_from, notes)
         else:
-            rows += score_single_images(ckpt.model, renderer, cars, views, where_from, fit_steps, encoder)
+            rows += score_single_images(ckpt.model, renderer, cars, views, where_from, fit_steps,
+                                        encoder, mirror_weight)
     return Evaluation(
         cars=rows, notes=notes, fit_steps=fit_steps, fit_start="mean" if encoder is None else "encoder",
+        fit_mirror_weight=mirror_weight,
         max_cars=max_cars, max_views=max_views,
         resolution=resolution, model=model.kind,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -237,7 +242,8 @@ def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch
 
 def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
                         where_from: dict[str, tuple[CarSource, str]],
-                        fit_steps: int, encoder: CarEncoder | None = None) -> list[CarScore]:
+                        fit_steps: int, encoder: CarEncoder | None = None,
+                        mirror_weight: float = MIRROR_WEIGHT) -> list[CarScore]:
     """Held-out cars: a latent fitted to one view (network frozen), scored on the held-out views;
     the fit starts from the table's mean, or from `encoder`'s code for that view (its time counted)."""
     rows = []
@@ -246,7 +252,7 @@ def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
         photo = cars.rgb[c, INPUT_VIEW]
         init = None if encoder is None else encoder.encode_photo(photo).latent[0]
         fit = fit_latent(model, photo[None], cars.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1], cars.intrinsics,
-                         steps=fit_steps, seed=c, init=init)
+                         steps=fit_steps, seed=c, init=init, mirror_weight=mirror_weight)
         seconds = time.perf_counter() - start
         (input_psnr, _), = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c],
                                        torch.tensor([INPUT_VIEW]))

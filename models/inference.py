@@ -26,7 +26,7 @@ import torch
 
 from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics, pixel_rays
 from models.encoder import CarEncoder, uniform_peak_mass
-from models.fitting import FitStep, fit_latent, fit_latent_steps, psnr_from_mse
+from models.fitting import MIRROR_WEIGHT, FitStep, fit_latent, fit_latent_steps, psnr_from_mse
 
 DEFAULT_STEPS = {"refine": 20, "autodecode": 300}
 HYPOTHESIS_RAYS = 4096
@@ -211,11 +211,12 @@ def view_psnr(model, latent: torch.Tensor, orbit: Orbit, photo: torch.Tensor) ->
 def infer(
     model, photo: torch.Tensor, mode: InferenceMode, encoder: CarEncoder | None = None,
     orbit: Orbit | None = None, steps: int | None = None,
-    on_step: Callable[[FitStep], None] | None = None,
+    on_step: Callable[[FitStep], None] | None = None, mirror_weight: float = MIRROR_WEIGHT,
 ) -> Inference:
     """Reconstruct one photo, (H, W, 3) uint8 on white at the network's resolution.
 
-    `orbit` None asks the encoder for the pose; `steps` None takes the mode's default.
+    `orbit` None asks the encoder for the pose; `steps` None takes the mode's default;
+    `mirror_weight` weighs the photo's mirrored rays in the steps (models/fitting.py).
     Raises InferenceError from check_inputs.
     """
     device = next(model.parameters()).device
@@ -226,7 +227,8 @@ def infer(
     if steps:
         res = photo.shape[0]
         fit = fit_latent(model, photo[None], fit_camera(start), intrinsics(res, res), steps,
-                         on_step=on_step, init=start.latent, cuda_graph=True)
+                         on_step=on_step, init=start.latent, cuda_graph=True,
+                         mirror_weight=mirror_weight)
         latent, orbit = fit.latent.to(device), fit.orbit or orbit
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bench.depth_skip import TILE, saturated_share
+from models.fitting import MIRROR_WEIGHT
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +60,8 @@ def test_fit_step_times_the_eager_step_on_a_cpu(tiny_ckpt, tmp_path):
     data = json.loads(out.read_text())
     assert (data["rays_per_step"], data["timed_steps"], data["timer"]) == (64, 4, "perf_counter")
     rows = data["rows"]
-    assert [(row["camera"], row["step"]) for row in rows] == [("given", "eager"), ("estimated", "eager")]
+    assert [(row["camera"], row["mirror_weight"], row["step"]) for row in rows] == [
+        (camera, weight, "eager") for camera in ("given", "estimated") for weight in (0.0, MIRROR_WEIGHT)]
     for row in rows:  # no graph on a CPU, so nothing to compare with
         assert row["step_ms_median"] > 0 and "speedup_vs_eager" not in row
         assert row["fit_300_s_at_median"] == pytest.approx(0.3 * row["step_ms_median"])

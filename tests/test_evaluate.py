@@ -16,6 +16,7 @@ from engine.evaluation import INPUT_VIEW, evaluate
 from engine.metrics import psnr
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.encoder import CarEncoder, EncoderConfig, encoder_path, network_fingerprint, save_encoder
+from models.fitting import MIRROR_WEIGHT
 from models.renderer import make_renderer
 from tests.conftest import TINY, tiny_lfn
 from tests.synthetic_cars import write_synthetic_dataset
@@ -254,3 +255,25 @@ def test_single_image_fits_can_start_from_the_encoders_code(data, ckpt_path, tmp
     starts.clear()
     main(command[:-4] + ["--json", str(out)])  # from the mean, as before
     assert starts == [None, None] and json.loads(out.read_text())["fit_start"] == "mean"
+
+
+def test_the_fits_mirror_weight_is_passed_on_and_recorded(data, ckpt_path, tmp_path, monkeypatch):
+    weights, real_fit = [], engine.evaluation.fit_latent
+
+    def fit_and_note_weight(*args, mirror_weight, **options):
+        weights.append(mirror_weight)
+        return real_fit(*args, mirror_weight=mirror_weight, **options)
+
+    monkeypatch.setattr(engine.evaluation, "fit_latent", fit_and_note_weight)
+    out = tmp_path / "eval.json"
+    command = ["--ckpt", str(ckpt_path), "--data", str(data), "--fit-steps", "1", "--device", "cpu",
+               "--json", str(out)]
+    assert main(command) == 0
+    assert weights == [MIRROR_WEIGHT] * 2
+    assert json.loads(out.read_text())["fit_mirror_weight"] == MIRROR_WEIGHT
+    weights.clear()
+    assert main(command + ["--mirror-weight", "0"]) == 0
+    assert weights == [0.0, 0.0] and json.loads(out.read_text())["fit_mirror_weight"] == 0.0
+    with pytest.raises(SystemExit) as rejected:
+        main(command + ["--mirror-weight", "-1"])
+    assert rejected.value.code == 2

@@ -6,6 +6,7 @@ single-image reconstruction of held-out cars (network frozen, a fresh latent fit
         [--max-cars N --max-views M]   # a quick run: the first N cars of each split, M views each
         [--any-resolution]   # e.g. a 128² checkpoint on 256² views (refused otherwise)
         [--fit-start encoder]   # single-image fits start from the encoder's code, not the mean
+        [--mirror-weight 0]   # single-image fits without the photo's mirrored rays
 
 Every car of each split is scored by default. Prints the JSON (per-car rows included), then a
 table per source (real cars, procedural cars, all) and, where the real cars come from several
@@ -26,6 +27,7 @@ from engine.cli import OneLineParser, run_entry_point, write_json
 from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.encoder import encoder_path, find_encoder
+from models.fitting import MIRROR_WEIGHT
 
 
 def source_table(result: Evaluation) -> str:
@@ -71,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="where each single-image fit starts: the latent table's mean "
                         "(auto-decoding), or the code the checkpoint's encoder (beside it) "
                         "predicts for the input view; the pose is given either way")
+    p.add_argument("--mirror-weight", type=float, default=MIRROR_WEIGHT,
+                   help="weight of the photo's rays mirrored in the car's plane of symmetry in a "
+                        "single-image fit (default %(default)s; 0: the observed rays alone)")
     args = p.parse_args(argv)
+    if args.mirror_weight < 0:
+        p.error("--mirror-weight must be at least 0")
     if args.any_resolution and args.write_metrics:
         p.error("--write-metrics stores the checkpoint's own scores: not with --any-resolution")
     if args.fit_start == "encoder" and args.write_metrics:
@@ -89,7 +96,8 @@ def score(args: argparse.Namespace) -> None:
             raise FileNotFoundError(f"--fit-start encoder: no encoder beside {args.ckpt} "
                                     f"({encoder_path(args.ckpt).name}; python -m tools.train_encoder)")
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
-                      args.max_cars, args.max_views, args.any_resolution, encoder)
+                      args.max_cars, args.max_views, args.any_resolution, encoder,
+                      args.mirror_weight)
     print(json.dumps(result.to_json(), indent=1))
     print(source_table(result))
     if args.json:

@@ -19,6 +19,7 @@ from engine.cli import OneLineParser, run_entry_point, write_json
 from engine.encoder_evaluation import encoder_latency_ms, evaluate_inference
 from models.checkpoint import load_checkpoint, read_torch_file
 from models.encoder import encoder_path, encoder_size_bytes, load_encoder
+from models.fitting import MIRROR_WEIGHT
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> dict:
                                                            "date", "train_config", "history")},
         "encoder_ms_per_image_median": encoder_latency_ms(encoder, args.res),
         **evaluate_inference(model, encoder, args.data, args.cars_per_source, args.novel_views,
-                             args.refine_steps, args.autodecode_steps, args.front_back_views),
+                             args.refine_steps, args.autodecode_steps, args.front_back_views,
+                             args.mirror_weight),
     }
     return result
 
@@ -62,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path)
+    p.add_argument("--mirror-weight", type=float, default=MIRROR_WEIGHT,
+                   help="weight of the photo's mirrored rays in the refine and autodecode steps "
+                        "(default %(default)s; 0: the observed rays alone)")
     args = p.parse_args(argv)
+    if args.mirror_weight < 0:
+        p.error("--mirror-weight must be at least 0")
     return run_entry_point(lambda: report(run(args), args.json), args.debug)
 
 
