@@ -24,7 +24,8 @@ from models.sampling import PixelDraw, draw_pixels, rays_at_pixels
 # A car is mirror-symmetric about its length-and-up plane, y = 0 (models/cameras.py): the observed
 # rays reflected in it see (nearly) the same colors, a second view of the other side for free.
 # Their squared error is weighted below the observed rays' since paint and decals need not be
-# symmetric; the weight was chosen on 20 held-out cars on a CPU (RESULTS.md, "A mirrored view").
+# symmetric; the weight was chosen on 16 held-out cars on a CPU (RESULTS.md, "A mirrored view for
+# free").
 MIRROR_WEIGHT = 0.25
 REFLECT_Y = (1.0, -1.0, 1.0)
 
