@@ -38,13 +38,24 @@ DEFAULT_RES = Resolution.square(256)
 BACKEND_NAMES = ("torchscript", "eager", "compile", "triton", "export", "aoti")
 
 
-def positive_float(text: str) -> float:
+def number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    value = number(text)
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} must be a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or a positive number")
     return value
 
 
@@ -166,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: refine with an encoder, else autodecode)")
     fit.add_argument("--steps", type=positive_int, default=None,
                      help="optimization steps (default 20 for refine, 300 for autodecode)")
+    fit.add_argument("--mirror-weight", type=non_negative_float, default=None,
+                     help="weight of the photo's rays mirrored in the car's plane of symmetry in "
+                     "each step (default 0.25; 0 for a car whose sides differ, e.g. a livery "
+                     "on one side)")
     fit.add_argument("--encoder", type=Path, metavar="FILE.pt", default=None,
                      help="the image encoder that estimates a photo's latent and pose, for "
                      "--fit-image and the viewer's photo reconstruction, in the window or --web "
@@ -198,6 +213,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"argument --{flag}: needs --headless --out FILE.gif or FILE.mp4")
     if args.fit_image and args.out is None:
         parser.error("--fit-image needs --out FILE.pt")
+    if args.mirror_weight is not None and not args.fit_image:
+        parser.error("argument --mirror-weight: used by --fit-image only")
     if args.backends is not None and not args.benchmark:
         parser.error("argument --backends: used by --benchmark only")
     if args.encoder is not None and (args.headless or args.benchmark):
@@ -292,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
 
         pose = Orbit(*args.pose) if args.pose else None
         return run_fit_image(FitImageConfig(render, args.ckpt, args.fit_image, pose, args.inference,
-                                            args.steps, args.out, args.encoder), ckpt)
+                                            args.steps, args.out, args.encoder, args.mirror_weight),
+                             ckpt)
     if mode == "--web":
         from viewer.web import run_web
 

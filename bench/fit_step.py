@@ -4,15 +4,15 @@
         [--steps 300] [--warmup 10] [--json results/fit_step_X.json]
 
 Auto-decoding a photo (models/fitting.py) takes a few hundred steps of a few hundred small kernels
-each. For each camera (given, and an estimated orbit refined with the latent), with and without
-the photo's mirrored rays (the fit's default MIRROR_WEIGHT and 0: twice the rays or the observed
-ones alone) and each way of running the step, a fit of one held-out-like photo (the checkpoint's
-first car rendered at azimuth 40°, elevation 15°, its code replaced by the table's mean to start)
-runs --warmup steps (the graph's eager steps and its capture among them), then --steps timed
-steps: each with CUDA events on a GPU (it ends with the step's loss read back, as a viewer's step
-does), the wall clock on a CPU. Reported: the median and p90 step, steps per second, the whole fit's seconds at that
-pace, and how far the graph's latent ends from the eager one's (the same draws and arithmetic;
-they differ by rounding). On a CPU there is no graph: only the eager row.
+each. For each camera (given, and an estimated orbit refined with the latent), with and without the
+photo's mirrored rays (the fit's default MIRROR_WEIGHT and 0: twice the rays or the observed ones
+alone) and each way of running the step, a fit of one held-out-like photo (the checkpoint's first
+car rendered at azimuth 40°, elevation 15°, its code replaced by the table's mean to start) runs
+--warmup steps (the graph's eager steps and its capture among them), then --steps timed steps: each
+with CUDA events on a GPU (it ends with the step's loss read back, as a viewer's step does), the
+wall clock on a CPU. Reported: the median and p90 step, steps per second, the whole fit's seconds
+at that pace, and how far the graph's latent ends from the eager one's (the same draws and
+arithmetic; they differ by rounding). On a CPU there is no graph: only the eager row.
 """
 
 from __future__ import annotations

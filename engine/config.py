@@ -89,6 +89,7 @@ class FitImageConfig:
     steps: int | None  # refinement or auto-decoding steps; None: the mode's default
     out: Path  # the checkpoint copy with the fitted instance appended
     encoder: Path | None = None  # --encoder; None: CKPT.encoder.pt beside the checkpoint, if any
+    mirror_weight: float | None = None  # the photo's mirrored rays in each step; None: the fit's default
 
 
 @dataclass(frozen=True)

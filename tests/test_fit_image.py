@@ -12,7 +12,7 @@ from PIL import Image
 from engine.metrics import psnr
 from models.cameras import intrinsics, orbit_pose
 from models.checkpoint import load_checkpoint
-from models.fitting import fit_latent
+from models.fitting import MIRROR_WEIGHT, fit_latent
 from models.renderer import LFNRenderer
 from tests.conftest import tiny_lfn
 
@@ -60,6 +60,25 @@ def test_cli_appends_the_fitted_car_as_the_last_instance(tiny_ckpt, tmp_path):
     shown = run("--ckpt", str(out), "--instance", "-1", "--headless", "--out",
                 str(tmp_path / "v.png"), "--res", "16")
     assert shown.returncode == 0, shown.stderr
+
+
+def test_cli_mirror_weight_reaches_the_fit_and_the_meta(tiny_ckpt, tmp_path):
+    out, image = tmp_path / "car.pt", str(photo(tmp_path / "red.png"))
+    common = ["--ckpt", str(tiny_ckpt), "--fit-image", image, "--pose", "30,20", "--steps", "5",
+              "--out", str(out)]
+    assert run(*common).returncode == 0
+    default = load_checkpoint(out)
+    assert default.meta["fit_mirror_weight"] == MIRROR_WEIGHT
+    assert run(*common, "--mirror-weight", "0").returncode == 0
+    alone = load_checkpoint(out)
+    assert alone.meta["fit_mirror_weight"] == 0.0
+    assert not torch.equal(alone.latents[-1], default.latents[-1])  # the mirrored rays moved it
+    for bad in (["--mirror-weight", "-1"], ["--mirror-weight", "x"]):
+        rejected = run(*common, *bad)
+        assert rejected.returncode == 2 and "--mirror-weight" in rejected.stderr
+    elsewhere = run("--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "v.png"),
+                    "--mirror-weight", "0")
+    assert elsewhere.returncode == 2 and "used by --fit-image only" in elsewhere.stderr
 
 
 @pytest.mark.parametrize("make, needle", [

@@ -16,6 +16,7 @@ from engine.config import FitImageConfig
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
 from models.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from models.encoder import encoder_path, find_encoder
+from models.fitting import MIRROR_WEIGHT
 from models.inference import (
     InferenceError,
     InferenceMode,
@@ -52,16 +53,19 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
             f"(python -m tools.train_encoder --ckpt {config.checkpoint}, written to "
             f"{encoder_path(config.checkpoint)})") from None
     steps = resolve_steps(mode, config.steps)
+    mirror_weight = MIRROR_WEIGHT if config.mirror_weight is None else config.mirror_weight
     with tqdm(total=steps, desc=f"{mode.value} inference", unit="step") as bar:
         def progress(step):
             bar.set_postfix(psnr=f"{step.psnr:.2f} dB")
             bar.update(1)
 
-        result = infer(model, photo, mode, encoder, orbit, steps, on_step=progress)
+        result = infer(model, photo, mode, encoder, orbit, steps, on_step=progress,
+                       mirror_weight=mirror_weight)
     pose = result.orbit
     fitted = with_instance(ckpt, result.latent, config.photo.stem,
                            {"fitted_from": config.photo.name, "fit_mode": mode.value,
-                            "fit_steps": steps, "fit_psnr": round(result.psnr, 3),
+                            "fit_steps": steps, "fit_mirror_weight": mirror_weight,
+                            "fit_psnr": round(result.psnr, 3),
                             "fit_pose": [round(pose.azimuth, 3), round(pose.elevation, 3),
                                          round(pose.radius, 3)]})
     save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, config.out)
