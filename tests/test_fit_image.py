@@ -79,6 +79,8 @@ def test_cli_mirror_weight_reaches_the_fit_and_the_meta(tiny_ckpt, tmp_path):
     elsewhere = run("--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "v.png"),
                     "--mirror-weight", "0")
     assert elsewhere.returncode == 2 and "used by --fit-image only" in elsewhere.stderr
+    # main.py names the default without importing torch to parse: it must be the fit's
+    assert f"(default {MIRROR_WEIGHT};" in " ".join(run("--help").stdout.split())
 
 
 @pytest.mark.parametrize("make, needle", [
