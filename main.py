@@ -18,7 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.cli import OneLineParser, UsageError, resolution_argument, run_entry_point
+from engine.cli import (
+    OneLineParser,
+    UsageError,
+    non_negative_float,
+    positive_float,
+    resolution_argument,
+    run_entry_point,
+)
 from engine.config import (
     BenchmarkConfig,
     FitImageConfig,
@@ -36,27 +43,6 @@ DEFAULT_CKPT = ROOT / "checkpoints" / "cars.pt"
 DEFAULT_VOLUMETRIC = ROOT / "checkpoints" / "cars_volumetric.pt"
 DEFAULT_RES = Resolution.square(256)
 BACKEND_NAMES = ("torchscript", "eager", "compile", "triton", "export", "aoti")
-
-
-def number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def positive_float(text: str) -> float:
-    value = number(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} must be a positive number")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = number(text)
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or a positive number")
-    return value
 
 
 def positive_int(text: str) -> int:

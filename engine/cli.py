@@ -52,6 +52,27 @@ def resolution_argument(text: str) -> Resolution:
     return res
 
 
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    value = number(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a positive number")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or a positive number")
+    return value
+
+
 def one_line(error: BaseException) -> str:
     """The `error: …` line for an exception: its message on one line, or its type's name."""
     text = " ".join(str(error).split()) or type(error).__name__

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from engine.cli import OneLineParser, run_entry_point, write_json
+from engine.cli import OneLineParser, non_negative_float, run_entry_point, write_json
 from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.encoder import encoder_path, find_encoder
@@ -73,12 +73,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="where each single-image fit starts: the latent table's mean "
                         "(auto-decoding), or the code the checkpoint's encoder (beside it) "
                         "predicts for the input view; the pose is given either way")
-    p.add_argument("--mirror-weight", type=float, default=MIRROR_WEIGHT,
+    p.add_argument("--mirror-weight", type=non_negative_float, default=MIRROR_WEIGHT,
                    help="weight of the photo's rays mirrored in the car's plane of symmetry in a "
                         "single-image fit (default %(default)s; 0: the observed rays alone)")
     args = p.parse_args(argv)
-    if args.mirror_weight < 0:
-        p.error("--mirror-weight must be at least 0")
     if args.any_resolution and args.write_metrics:
         p.error("--write-metrics stores the checkpoint's own scores: not with --any-resolution")
     if args.fit_start == "encoder" and args.write_metrics:

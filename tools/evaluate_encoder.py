@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from engine.cli import OneLineParser, run_entry_point, write_json
+from engine.cli import OneLineParser, non_negative_float, run_entry_point, write_json
 from engine.encoder_evaluation import encoder_latency_ms, evaluate_inference
 from models.checkpoint import load_checkpoint, read_torch_file
 from models.encoder import encoder_path, encoder_size_bytes, load_encoder
@@ -64,12 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path)
-    p.add_argument("--mirror-weight", type=float, default=MIRROR_WEIGHT,
+    p.add_argument("--mirror-weight", type=non_negative_float, default=MIRROR_WEIGHT,
                    help="weight of the photo's mirrored rays in the refine and autodecode steps "
                         "(default %(default)s; 0: the observed rays alone)")
     args = p.parse_args(argv)
-    if args.mirror_weight < 0:
-        p.error("--mirror-weight must be at least 0")
     return run_entry_point(lambda: report(run(args), args.json), args.debug)
 
 
