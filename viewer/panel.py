@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from engine.display_mode import DisplayMode
+from engine.display_mode import STEREO_DEPTH, SUMMED_DEPTH, DisplayMode
 from engine.latents import (
     BlendLatent,
     FittedLatent,
@@ -200,18 +200,8 @@ class ControlPanel:
                 state.mode = mode
             imgui.end_disabled()
         if state.mode.uses_depth:
-            state.summed_depth = explained_checkbox(
-                "fast: channels summed", state.summed_depth,
-                "One equation per axis from the sum of the color channels: on the\n"
-                "triton backend one reverse pass instead of three, 1.3x faster\n"
-                "at 512² (H200); median depth error 1.04 % instead of 0.99 %\n"
-                "(DEPTH.md).")
-            state.stereo_depth = explained_checkbox(
-                "refine: wide-baseline search (slow)", state.stereo_depth,
-                "Moves each pixel's depth to where the light field's views 20° and\n"
-                "35° to each side agree with its color: 400 more LFN evaluations\n"
-                "a pixel, for stills, not motion; the depth error drops by about\n"
-                "a quarter on the trained cars (DEPTH.md).")
+            state.summed_depth = explained_checkbox(SUMMED_DEPTH.label, state.summed_depth, SUMMED_DEPTH.hint)
+            state.stereo_depth = explained_checkbox(STEREO_DEPTH.label, state.stereo_depth, STEREO_DEPTH.hint)
         if state.mode is DisplayMode.COMPARE:
             self._twin_notes(state.latent_selection())
         if info.volumetric_note:

@@ -45,7 +45,7 @@ import viser
 from engine.benchmark_report import fps_grid, fps_label
 from engine.camera_path import CameraPathError
 from engine.config import WebConfig
-from engine.display_mode import DisplayMode
+from engine.display_mode import STEREO_DEPTH, SUMMED_DEPTH, DepthOption, DisplayMode
 from engine.frame import Frame, FrameRenderer, FrameRequest
 from engine.latents import BlendLatent, InstanceLatent, RandomLatent
 from engine.memory import fix_malloc_thresholds
@@ -152,6 +152,13 @@ def fit_aspect(image: np.ndarray, aspect: float) -> np.ndarray:
     return np.ascontiguousarray(image[:, left:left + target])
 
 
+def depth_checkbox(gui: viser.GuiApi, option: DepthOption, value: bool,
+                   visible: bool) -> viser.GuiCheckboxHandle:
+    """The page's checkbox for a depth frame's option. Viser's tooltip wraps the hint itself, so the
+    line breaks meant for the window's tooltip become spaces."""
+    return gui.add_checkbox(option.label, value, hint=" ".join(option.hint.splitlines()), visible=visible)
+
+
 @dataclass
 class SessionStats:
     """What one browser was sent, per frame: when, at which size, its render time, and for a frame of
@@ -244,6 +251,9 @@ class WebSession:
         with gui.add_folder("View"):
             mode = gui.add_dropdown("display", [m.label for m in WEB_MODES],
                                     initial_value=state.mode.label)
+            # shown while the display mode uses depth, as in the window's panel (set_mode)
+            summed = depth_checkbox(gui, SUMMED_DEPTH, state.summed_depth, state.mode.uses_depth)
+            stereo = depth_checkbox(gui, STEREO_DEPTH, state.stereo_depth, state.mode.uses_depth)
             res_options = state.res.at_heights(RESOLUTIONS)
             res = gui.add_dropdown("resolution", [str(r) for r in res_options],
                                    initial_value=str(state.res))
@@ -308,6 +318,7 @@ class WebSession:
 
         def set_mode(label):
             state.mode = next(m for m in WEB_MODES if m.label == label)
+            summed.visible = stereo.visible = state.mode.uses_depth
 
         def set_dynamic(value):
             self.dynamic_res = bool(value)
@@ -318,6 +329,8 @@ class WebSession:
         mix_t.on_update(edit(blend("mix_t")))
         random.on_click(edit(lambda _: self.new_random_latent()))
         mode.on_update(edit(set_mode))
+        summed.on_update(edit(lambda value: setattr(state, "summed_depth", bool(value))))
+        stereo.on_update(edit(lambda value: setattr(state, "stereo_depth", bool(value))))
         res.on_update(edit(lambda value: setattr(state, "res", Resolution.parse(value))))
         dynamic.on_update(edit(set_dynamic))
         backend.on_update(edit(lambda value: self.switch.start(value, self.switch.renderer.precision)))
@@ -434,13 +447,14 @@ class WebSession:
             if state.camera_requested is not None:  # a photo's first code, seen as the photo sees it
                 self.move_camera(state.camera_requested)
                 state.camera_requested = None
-            key = (self.orbit, state.latent_selection(), state.mode, state.res)
+            key = (self.orbit, state.latent_selection(), state.mode, state.res, state.summed_depth,
+                   state.stereo_depth)
             if key != self.view_key:
                 self.view_key = key
                 self.quality.changed(now)
             rows = self.quality.resolution(state.res.height, now) if self.dynamic_res else state.res.height
             request = FrameRequest(self.orbit, state.res.at_height(rows), state.mode,
-                                   state.latent_selection())
+                                   state.latent_selection(), state.summed_depth, state.stereo_depth)
             if request == self.submitted:
                 return
             self.submitted = request
