@@ -364,7 +364,8 @@ class ViewerApp:
 
     def next_request(self, now: float) -> FrameRequest:
         state = self.state
-        key = (self.orbit.orbit, state.latent_selection(), state.mode, state.res)
+        key = (self.orbit.orbit, state.latent_selection(), state.mode, state.res, state.summed_depth,
+               state.stereo_depth)
         fitting = self.reconstruction.running and state.latent_source is FittedLatent
         if key != self.view_key or fitting:  # the latent being fitted keeps moving
             self.view_key = key
