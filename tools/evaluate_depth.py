@@ -19,6 +19,7 @@ exceeds 0.5); it costs minutes a view on a CPU, so --volumetric-cache keeps it b
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import sys
@@ -130,29 +131,45 @@ class Tally:
                      sum(t.pixels for t in tallies), sum(t.kept for t in tallies))
 
 
-def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric: Path | None,
-                   per_source: int, max_views: int | None, window: int, images: Path | None,
-                   precision: str = "fp32", backend: str = "eager", summed: bool = False,
-                   volumetric_cache: Path | None = None, figure: Path | None = None,
-                   stereo: bool = False) -> dict:
-    """Gradient depth of the LFN (in `precision` through `backend`) and its normals and,
-    optionally, the same refined by the wide-baseline search (models/stereo_depth.py) and the
+@dataclass(frozen=True)
+class DepthEvaluationConfig:
+    """What one evaluation scores and where it writes its pictures; defaults as on the command line."""
+
+    checkpoint: Path  # the LFN scored
+    data: Path  # the data set the checkpoint was trained on, with ground-truth depth
+    device: torch.device  # where the LFN (and the volumetric baseline) run
+    volumetric: Path | None = None  # the volumetric baseline's checkpoint, scored beside the LFN
+    volumetric_cache: Path | None = None  # .npz of the baseline's depth, reused between runs
+    cars_per_source: int = 6  # training cars scored from each source (TORCS, procedural)
+    max_views: int = 5  # held-out views scored per car
+    window: int = 5  # pooling window of the gradient depth's least squares
+    images: Path | None = None  # folder for depth-vs-ground-truth PNGs of the first views
+    figure: Path | None = None  # PNG of RGB, normals and angular error for 3 views
+    precision: str = "fp32"  # the LFN's precision (models.renderer.PRECISIONS)
+    backend: str = "eager"  # the LFN's backend (models.renderer.BACKENDS)
+    summed: bool = False  # the channel-summed depth equations
+    stereo: bool = False  # also score the depth refined by the wide-baseline search
+
+
+def evaluate_depth(config: DepthEvaluationConfig) -> dict:
+    """Gradient depth of the LFN (in `config.precision` through `config.backend`) and its normals
+    and, optionally, the same refined by the wide-baseline search (models/stereo_depth.py) and the
     volumetric baseline's expected depth (fp32), with their normals, against the data set's
     ground truth."""
-    ckpt = load_checkpoint(ckpt_path)
-    sources = select_cars(data, per_source)
-    cars = load_cars(data, "train", with_depth=True, ids=list(sources))
-    views = torch.nonzero(~cars.train_view).flatten()[:max_views].tolist()
+    ckpt = load_checkpoint(config.checkpoint)
+    sources = select_cars(config.data, config.cars_per_source)
+    cars = load_cars(config.data, "train", with_depth=True, ids=list(sources))
+    views = torch.nonzero(~cars.train_view).flatten()[:config.max_views].tolist()
     res = cars.resolution
-    renderer = make_renderer(ckpt.model, device, precision, backend)
+    renderer = make_renderer(ckpt.model, config.device, config.precision, config.backend)
     index = {name: i for i, name in enumerate(ckpt.instance_names)}
     vol = cache = None
-    if volumetric is not None:
-        vol_ckpt = load_checkpoint(volumetric)
-        vol = (make_renderer(vol_ckpt.model, device, "fp32", "eager"),
+    if config.volumetric is not None:
+        vol_ckpt = load_checkpoint(config.volumetric)
+        vol = (make_renderer(vol_ckpt.model, config.device, "fp32", "eager"),
                {name: i for i, name in enumerate(vol_ckpt.instance_names)}, vol_ckpt.latents)
-        cache = VolumetricCache(volumetric_cache, volumetric, res)
-    prefixes = ("", *("stereo_",) * stereo, *("volumetric_",) * (vol is not None))
+        cache = VolumetricCache(config.volumetric_cache, config.volumetric, res)
+    prefixes = ("", *("stereo_",) * config.stereo, *("volumetric_",) * (vol is not None))
     stats = {str(s): {p: Tally() for p in (*prefixes, "shared")}
              for s in (CarSource.REAL, CarSource.PROCEDURAL)}
     real_ids = [i for i, s in sources.items() if s == CarSource.REAL]
@@ -166,9 +183,9 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
             vol[0].set_latent(vol[2][vol[1][car_id]])
         for v in views:
             pose, truth, mask = cars.cam2world[c, v], cars.depth[c, v], cars.mask[c, v]
-            estimate = gradient_depth(renderer, pose, res, window=window, summed=summed)
+            estimate = gradient_depth(renderer, pose, res, window=config.window, summed=config.summed)
             depths = {"": (estimate.depth.cpu(), estimate.valid.cpu())}
-            if stereo:
+            if config.stereo:
                 refined = refine_depth(renderer, pose, res, estimate)
                 depths["stereo_"] = (refined.depth.cpu(), refined.valid.cpu())
             if vol:
@@ -197,14 +214,14 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
             group["shared"].pixels += int(has_truth.sum())
             group["shared"].kept += int(use.sum())
             scored += 1
-            if figure is not None and v == views[0] and car_id in figure_ids:
+            if config.figure is not None and v == views[0] and car_id in figure_ids:
                 rows.append(figure_row(cars.rgb[c, v], true_normals, has_truth, normals, use))
-            if images is not None and scored <= 4:
-                save_comparison(images, f"lfn_{car_id}_{v}", *depths[""], truth, mask)
-    if figure is not None and rows:
+            if config.images is not None and scored <= 4:
+                save_comparison(config.images, f"lfn_{car_id}_{v}", *depths[""], truth, mask)
+    if config.figure is not None and rows:
         lfn = [p for p in prefixes if p != "volumetric_"]
-        save_figure(figure, rows, ["RGB", "mesh normals", *(f"{LABELS[p]} normals" for p in prefixes),
-                                   *(f"{LABELS[p]} error, 0-45 deg" for p in lfn)])
+        save_figure(config.figure, rows, ["RGB", "mesh normals", *(f"{LABELS[p]} normals" for p in prefixes),
+                                          *(f"{LABELS[p]} error, 0-45 deg" for p in lfn)])
 
     def summary(groups: list[str]) -> dict:
         out = {}
@@ -224,10 +241,10 @@ def evaluate_depth(ckpt_path: Path, data: Path, device: torch.device, volumetric
         "date": time.strftime("%Y-%m-%d"), "resolution": res, "views_scored": scored,
         "cars": {s: [i for i, src in sources.items() if src == s] for s in stats},
         "views": views,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "window": window, "precision": precision, "backend": backend,
-        "equations": "summed" if summed else "per-channel",
-        "stereo": asdict(StereoConfig()) if stereo else None,
+        "device": torch.cuda.get_device_name(config.device) if config.device.type == "cuda" else "cpu",
+        "window": config.window, "precision": config.precision, "backend": config.backend,
+        "equations": "summed" if config.summed else "per-channel",
+        "stereo": asdict(StereoConfig()) if config.stereo else None,
         "normal_truth": "mesh" if cars.normal is not None else "ground-truth depth",
         **summary(list(stats)),
         "per_source": {s: summary([s]) for s in stats},
@@ -291,23 +308,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=Path, help="write depth-vs-ground-truth PNGs here")
     p.add_argument("--figure", type=Path, help="write RGB | normals (true, LFN, volumetric) | "
                                                "LFN angular error for 3 views to this PNG")
-    p.add_argument("--cars-per-source", type=int, default=6,
+    p.add_argument("--cars-per-source", type=int, default=DepthEvaluationConfig.cars_per_source,
                    help="training cars scored from each source (TORCS, procedural)")
-    p.add_argument("--max-views", type=int, default=5)
-    p.add_argument("--window", type=int, default=5, help="pooling window of the least squares")
+    p.add_argument("--max-views", type=int, default=DepthEvaluationConfig.max_views)
+    p.add_argument("--window", type=int, default=DepthEvaluationConfig.window,
+                   help="pooling window of the least squares")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--precision", choices=sorted(PRECISIONS), default="fp32", help="the LFN's precision")
-    p.add_argument("--backend", choices=BACKENDS, default="eager",
+    p.add_argument("--precision", choices=sorted(PRECISIONS), default=DepthEvaluationConfig.precision,
+                   help="the LFN's precision")
+    p.add_argument("--backend", choices=BACKENDS, default=DepthEvaluationConfig.backend,
                    help="the LFN's backend (triton: depth from the fused kernel)")
     p.add_argument("--summed", action="store_true",
                    help="the channel-summed depth equations (on triton: one reverse pass)")
     p.add_argument("--stereo", action="store_true",
                    help="also score the depth refined by the wide-baseline search (stereo_ keys)")
     args = p.parse_args(argv)
-    return run_entry_point(lambda: report(evaluate_depth(
-        args.ckpt, args.data, torch.device(args.device), args.volumetric, args.cars_per_source,
-        args.max_views, args.window, args.images, args.precision, args.backend, args.summed,
-        args.volumetric_cache, args.figure, args.stereo), args.json), args.debug)
+    # built inside the entry point, so a bad --device is one error line like any other failure
+    return run_entry_point(lambda: report(evaluate_depth(config_from(args)), args.json), args.debug)
+
+
+def config_from(args: argparse.Namespace) -> DepthEvaluationConfig:
+    """The parsed command line as the evaluation's settings."""
+    return DepthEvaluationConfig(
+        checkpoint=args.ckpt, data=args.data, device=torch.device(args.device),
+        volumetric=args.volumetric, volumetric_cache=args.volumetric_cache,
+        cars_per_source=args.cars_per_source, max_views=args.max_views, window=args.window,
+        images=args.images, figure=args.figure, precision=args.precision, backend=args.backend,
+        summed=args.summed, stereo=args.stereo)
 
 
 def report(result: dict, json_path: Path | None) -> None:
