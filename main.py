@@ -120,13 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     headless.add_argument("--out", type=Path, help="output file: .png, .gif or .mp4 (headless), "
                           ".pt (--fit-image)")
     headless.add_argument("--summed-depth", action="store_true",
-                          help="depth and normals from the channel-summed equations (faster)")
+                          help="depth and normals from the channel-summed equations (faster); in the "
+                               "window and --web, that option ticked from the start")
     headless.add_argument("--gradient-depth", action="store_true",
                           help="depth, normals and --ply from gradient depth alone, the live view's "
                                "estimate (much faster; by default it is refined by a wide-baseline "
                                "search in the light field, DEPTH.md)")
     headless.add_argument("--mode", choices=("rgb", "depth", "normals"), default="rgb",
-                          help="what to render: colors, depth or normals")
+                          help="what to render: colors, depth or normals (the window and --web: "
+                               "what the view shows first)")
     headless.add_argument("--azimuth", type=float, default=None, help="degrees from +x toward +y")
     headless.add_argument("--elevation", type=float, default=None,
                           help="degrees above the ground plane")
@@ -301,11 +303,13 @@ def run(args: argparse.Namespace) -> int:
         from viewer.web import run_web
 
         return run_web(WebConfig(render, args.host, args.port, args.res[0], instance, home, args.ckpt,
-                                 volumetric, args.exit_after, args.stats, args.encoder), ckpt)
+                                 volumetric, args.exit_after, args.stats, args.encoder,
+                                 DisplayMode(args.mode), args.summed_depth), ckpt)
     from viewer.app import run_viewer
 
     return run_viewer(ViewerConfig(render, args.ckpt, instance, args.res[0], home, volumetric,
-                                   args.stats, args.exit_after, args.debug, args.encoder), ckpt)
+                                   args.stats, args.exit_after, args.debug, args.encoder,
+                                   DisplayMode(args.mode), args.summed_depth), ckpt)
 
 
 def main(argv: list[str] | None = None) -> int:

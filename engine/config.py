@@ -49,6 +49,8 @@ class ViewerConfig:
     exit_after_s: float | None
     debug: bool  # a failed frame raises instead of showing its message
     encoder: Path | None = None  # --encoder; None: CKPT.encoder.pt beside the checkpoint, if any
+    mode: DisplayMode = DisplayMode.RGB  # what the view shows first (--mode)
+    summed_depth: bool = False  # the depth option ticked from the start (--summed-depth)
 
 
 @dataclass(frozen=True)
@@ -105,3 +107,5 @@ class WebConfig:
     exit_after_s: float | None
     stats: Path | None  # JSON of the frames sent to each browser, written on exit
     encoder: Path | None = None  # --encoder; None: CKPT.encoder.pt beside the checkpoint, if any
+    mode: DisplayMode = DisplayMode.RGB  # what a new browser's view shows first (--mode)
+    summed_depth: bool = False  # the depth option ticked from the start (--summed-depth)

@@ -178,6 +178,16 @@ def headless_png(ckpt: Path, folder: Path, *args: str) -> np.ndarray:
     return np.asarray(Image.open(out).convert("RGB")).astype(np.int16)
 
 
+def test_mode_flag_opens_the_window_on_that_display(viewer_factory, vivid_ckpt):
+    """--mode normals: the first picture is the normals display, not RGB's (the title says which)."""
+    first = viewer_factory(vivid_ckpt, "--res", "64")
+    rgb = first.settled(r"car000 - RGB - 64px$")
+    first.kill()  # one window named "LFN viewer" at a time: the next one is found by that name
+    normals = viewer_factory(vivid_ckpt, "--res", "64", "--mode", "normals").settled(
+        r"car000 - normals - 64px$")
+    assert np.abs(normals - rgb).max() > 30
+
+
 def test_orbit_instance_keys_and_screenshot(viewer_factory, vivid_ckpt, tmp_path):
     viewer = viewer_factory(vivid_ckpt, "--res", "128")
     home = viewer.settled(r"car000 - RGB - 128px$")

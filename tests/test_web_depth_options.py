@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,7 +29,8 @@ RES = 32
 
 
 class PanelPage(SocketPage):
-    """The websocket page, also keeping each panel input's uuid by label and its props as updated."""
+    """The websocket page, also keeping each panel input's uuid by label and its props and value as
+    updated."""
 
     def __init__(self, url: str):
         self.inputs: dict[str, str] = {}  # label -> uuid
@@ -40,7 +42,9 @@ class PanelPage(SocketPage):
         props = message.get("props")
         if isinstance(props, dict) and "label" in props:
             self.inputs[props["label"]] = message["uuid"]
-            self.props[message["uuid"]] = dict(props)
+            # an input's value comes beside its props, and later in its updates
+            value = {"value": message["value"]} if "value" in message else {}
+            self.props[message["uuid"]] = {**props, **value}
         elif message["type"] == "GuiUpdateMessage" and message["uuid"] in self.props:
             self.props[message["uuid"]].update(message["updates"])
 
@@ -51,13 +55,14 @@ class PanelPage(SocketPage):
         self.send({"type": "GuiUpdateMessage", "uuid": self.inputs[label], "updates": {"value": value}})
 
 
-@pytest.fixture
-def web(tiny_ckpt: Path, tmp_path: Path) -> Iterator[tuple[PanelPage, WebSession]]:
-    """A served page at RES² on the CPU, its websocket client and the server's session for it."""
+@contextmanager
+def served(ckpt: Path, folder: Path, **options) -> Iterator[tuple[PanelPage, WebSession]]:
+    """A served page at RES² on the CPU (WebConfig's `options` added), its websocket client and the
+    server's session for it."""
     render = RenderSettings(torch.device("cpu"), "fp32", "torchscript")
-    config = WebConfig(render, "127.0.0.1", free_port(), Resolution.square(RES), 0, Orbit(), tiny_ckpt,
-                       VolumetricSource(tmp_path / "none.pt", False), None, None)
-    server = WebViewer(config, load_checkpoint(tiny_ckpt))
+    config = WebConfig(render, "127.0.0.1", free_port(), Resolution.square(RES), 0, Orbit(), ckpt,
+                       VolumetricSource(folder / "none.pt", False), None, None, **options)
+    server = WebViewer(config, load_checkpoint(ckpt))
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
     page = PanelPage(f"ws://127.0.0.1:{config.port}/")
@@ -73,6 +78,12 @@ def web(tiny_ckpt: Path, tmp_path: Path) -> Iterator[tuple[PanelPage, WebSession
         server.wake.set()
         serving.join(timeout=30)
         server.close()
+
+
+@pytest.fixture
+def web(tiny_ckpt: Path, tmp_path: Path) -> Iterator[tuple[PanelPage, WebSession]]:
+    with served(tiny_ckpt, tmp_path) as page_and_session:
+        yield page_and_session
 
 
 def visible(page: PanelPage) -> tuple[bool, bool]:
@@ -135,3 +146,15 @@ def test_the_panel_and_the_page_label_the_depth_options_alike(web, monkeypatch):
         imgui.destroy_context(context)
     assert drawn == [(SUMMED_DEPTH.label, SUMMED_DEPTH.hint), (STEREO_DEPTH.label, STEREO_DEPTH.hint)]
     assert {SUMMED_DEPTH.label, STEREO_DEPTH.label} <= page.checkboxes.keys()
+
+
+def test_mode_and_summed_depth_flags_open_the_page_on_them(tiny_ckpt, tmp_path):
+    """main.py --web --mode depth --summed-depth: a new browser's first request is the summed depth
+    frame, and the page shows the depth boxes with that one ticked."""
+    with served(tiny_ckpt, tmp_path, mode=DisplayMode.DEPTH, summed_depth=True) as (page, session):
+        first = session.submitted
+        assert first.mode is DisplayMode.DEPTH and first.summed_depth and not first.stereo_depth
+        assert visible(page) == (True, True)
+        assert page.input_props(SUMMED_DEPTH.label)["value"] is True
+        assert page.input_props(STEREO_DEPTH.label)["value"] is False
+        assert page.input_props("display")["value"] == DisplayMode.DEPTH.label

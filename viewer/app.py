@@ -224,7 +224,8 @@ class ViewerApp:
         n = len(ckpt.instance_names)
         self.state = ViewerState(
             num_instances=n, instance=config.instance, mix_a=config.instance,
-            mix_b=(config.instance + 1) % n, res=config.res,
+            mix_b=(config.instance + 1) % n, res=config.res, mode=config.mode,
+            summed_depth=config.summed_depth,
         )
         self.panel = ControlPanel(ckpt.instance_names, config.res, frames.twins)
         self.reconstruction = Reconstruction(

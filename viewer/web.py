@@ -200,7 +200,8 @@ class WebSession:
         names = ckpt.instance_names
         n = len(names)
         self.state = ViewerState(num_instances=n, instance=config.instance, mix_a=config.instance,
-                                 mix_b=(config.instance + 1) % n, res=config.res)
+                                 mix_b=(config.instance + 1) % n, res=config.res, mode=config.mode,
+                                 summed_depth=config.summed_depth)
         self.quality = QualityPolicy()
         self.dynamic_res = True
         self.stats = SessionStats() if config.stats is not None else None
