@@ -149,7 +149,7 @@ def measure(scaling: ScalingRun) -> dict:
         ckpt = load_checkpoint(out / "model.pt")  # from disk, as a user loads it
         run["checkpoint_meta"] = {k: ckpt.meta.get(k) for k in ("steps", "world_size", "replicas")}
         run["evaluation"] = evaluate(ckpt, Path(scaling.data), scaling.device, scaling.fit_steps,
-                                     scaling.eval_cars, scaling.eval_views).to_json()
+                                     max_cars=scaling.eval_cars, max_views=scaling.eval_views).to_json()
         runs[str(gpus)] = run
         checkpoints.append(out / "model.pt")
     if scaling.views_png:

@@ -170,7 +170,7 @@ class Evaluation:
         }
 
 
-def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
+def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int, *,
              max_cars: int | None = None, max_views: int | None = None,
              any_resolution: bool = False, encoder: CarEncoder | None = None,
              mirror_weight: float = MIRROR_WEIGHT) -> Evaluation:

@@ -94,8 +94,9 @@ def score(args: argparse.Namespace) -> None:
             raise FileNotFoundError(f"--fit-start encoder: no encoder beside {args.ckpt} "
                                     f"({encoder_path(args.ckpt).name}; python -m tools.train_encoder)")
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
-                      args.max_cars, args.max_views, args.any_resolution, encoder,
-                      args.mirror_weight)
+                      max_cars=args.max_cars, max_views=args.max_views,
+                      any_resolution=args.any_resolution, encoder=encoder,
+                      mirror_weight=args.mirror_weight)
     print(json.dumps(result.to_json(), indent=1))
     print(source_table(result))
     if args.json:
