@@ -21,8 +21,10 @@ from pathlib import Path
 from engine.cli import (
     OneLineParser,
     UsageError,
+    integer,
     non_negative_float,
     positive_float,
+    positive_int,
     resolution_argument,
     run_entry_point,
 )
@@ -45,21 +47,8 @@ DEFAULT_RES = Resolution.square(256)
 BACKEND_NAMES = ("torchscript", "eager", "compile", "triton", "export", "aoti")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = integer(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is outside 1..65535")
     return value
