@@ -86,16 +86,30 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 3) if values else float("nan")
 
 
-def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: int | None,
-                       novel_views: int, refine_steps: int, autodecode_steps: int,
-                       front_back_views: int, mirror_weight: float = MIRROR_WEIGHT) -> dict:
-    manifest = {c["id"]: c for c in read_manifest(data)["cars"]}
-    cars = load_cars(data, "test")
+@dataclass(frozen=True)
+class InferenceEvaluationConfig:
+    """Which held-out cars are scored, and how; defaults as on tools.evaluate_encoder's command line."""
+
+    data: Path  # a data set with a test split
+    cars_per_source: int | None = None  # spread over each source's ids; None: all, 0: front/back alone
+    novel_views: int = 5  # held-out views scored per car
+    refine_steps: int = 20  # the steps of refine, and of the autodecode run beside it
+    autodecode_steps: int = 300  # the long auto-decoding baseline; 0 leaves it out
+    front_back_views: int = 5  # views per held-out car for the front/back evidence
+    mirror_weight: float = MIRROR_WEIGHT  # the photo's mirrored rays in the steps (models/fitting.py)
+
+
+def evaluate_inference(model, encoder: CarEncoder, config: InferenceEvaluationConfig) -> dict:
+    """Per source: each chosen car's row of every method (module docstring) and their medians;
+    then the front/back evidence over every held-out car."""
+    refine_steps, mirror_weight = config.refine_steps, config.mirror_weight
+    manifest = {c["id"]: c for c in read_manifest(config.data)["cars"]}
+    cars = load_cars(config.data, "test")
     sources = sorted({str(car_source(manifest[i])) for i in cars.ids})
     chosen = {s: spread_subset([i for i in cars.ids if car_source(manifest[i]) == s],
-                               cars_per_source) for s in sources}
+                               config.cars_per_source) for s in sources}
     index = {car_id: c for c, car_id in enumerate(cars.ids)}
-    targets = torch.nonzero(~cars.train_view).flatten()[:novel_views]
+    targets = torch.nonzero(~cars.train_view).flatten()[:config.novel_views]
     per_source = {}
     for source in (s for s in sources if chosen[s]):  # --cars-per-source 0: front/back alone
         rows = []
@@ -103,7 +117,7 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
             c = index[car_id]
             photo, truth = cars.rgb[c, INPUT_VIEW], orbit_from_cam2world(cars.cam2world[c, INPUT_VIEW])
             row = {"id": cars.ids[c]}
-            for method in methods(refine_steps, autodecode_steps):
+            for method in methods(refine_steps, config.autodecode_steps):
                 result = infer(model, photo, method.mode, encoder, truth, method.steps,
                                mirror_weight=mirror_weight)
                 row[method.name] = {
@@ -122,7 +136,7 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
                                                         cars.cam2world[c], targets), 3),
                     "seconds": round(result.seconds, 3)}
             rows.append(row)
-        names = [m.name for m in methods(refine_steps, autodecode_steps)] + [
+        names = [m.name for m in methods(refine_steps, config.autodecode_steps)] + [
             f"{m.value}_estimated_pose" for m in (InferenceMode.ENCODER, InferenceMode.REFINE)]
         per_source[source] = {
             "cars": len(rows),
@@ -134,7 +148,7 @@ def evaluate_inference(model, encoder: CarEncoder, data: Path, cars_per_source: 
         }
     return {"input_view": INPUT_VIEW, "novel_views": len(targets), "mirror_weight": mirror_weight,
             "per_source": per_source,
-            "front_back": front_back_evidence(model, encoder, cars, front_back_views)}
+            "front_back": front_back_evidence(model, encoder, cars, config.front_back_views)}
 
 
 def front_back_evidence(model, encoder: CarEncoder, cars: CarViews, views: int) -> dict:

@@ -16,10 +16,13 @@ from pathlib import Path
 import torch
 
 from engine.cli import OneLineParser, non_negative_float, run_entry_point, write_json
-from engine.encoder_evaluation import encoder_latency_ms, evaluate_inference
+from engine.encoder_evaluation import (
+    InferenceEvaluationConfig,
+    encoder_latency_ms,
+    evaluate_inference,
+)
 from models.checkpoint import load_checkpoint, read_torch_file
 from models.encoder import encoder_path, encoder_size_bytes, load_encoder
-from models.fitting import MIRROR_WEIGHT
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -40,31 +43,38 @@ def run(args: argparse.Namespace) -> dict:
         "encoder_train": {k: encoder_meta.get(k) for k in ("steps", "train_seconds", "device",
                                                            "date", "train_config", "history")},
         "encoder_ms_per_image_median": encoder_latency_ms(encoder, args.res),
-        **evaluate_inference(model, encoder, args.data, args.cars_per_source, args.novel_views,
-                             args.refine_steps, args.autodecode_steps, args.front_back_views,
-                             args.mirror_weight),
+        **evaluate_inference(model, encoder, config_from(args)),
     }
     return result
 
 
+def config_from(args: argparse.Namespace) -> InferenceEvaluationConfig:
+    return InferenceEvaluationConfig(
+        data=args.data, cars_per_source=args.cars_per_source, novel_views=args.novel_views,
+        refine_steps=args.refine_steps, autodecode_steps=args.autodecode_steps,
+        front_back_views=args.front_back_views, mirror_weight=args.mirror_weight)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
+    defaults = InferenceEvaluationConfig
     p.add_argument("--ckpt", type=Path, required=True)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--encoder", type=Path, help="default: beside the checkpoint")
     p.add_argument("--cars-per-source", type=int,
                    help="held-out cars scored per source, spread over the ids (default: all; "
                         "0: the front/back evidence alone)")
-    p.add_argument("--novel-views", type=int, default=5, help="held-out views scored per car")
-    p.add_argument("--refine-steps", type=int, default=20)
-    p.add_argument("--autodecode-steps", type=int, default=300,
+    p.add_argument("--novel-views", type=int, default=defaults.novel_views,
+                   help="held-out views scored per car")
+    p.add_argument("--refine-steps", type=int, default=defaults.refine_steps)
+    p.add_argument("--autodecode-steps", type=int, default=defaults.autodecode_steps,
                    help="the long auto-decoding baseline; 0 leaves it out")
-    p.add_argument("--front-back-views", type=int, default=5,
+    p.add_argument("--front-back-views", type=int, default=defaults.front_back_views,
                    help="views per held-out car (all of them) for the front/back evidence")
     p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--json", type=Path)
-    p.add_argument("--mirror-weight", type=non_negative_float, default=MIRROR_WEIGHT,
+    p.add_argument("--mirror-weight", type=non_negative_float, default=defaults.mirror_weight,
                    help="weight of the photo's mirrored rays in the refine and autodecode steps "
                         "(default %(default)s; 0: the observed rays alone)")
     args = p.parse_args(argv)
