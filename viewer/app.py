@@ -245,7 +245,7 @@ class ViewerApp:
         self.stats.watch_collections()
         self.widget_recorder = WidgetRecorder.from_environment()  # off unless LFN_WIDGET_MAP names a file
 
-        self.view_key: tuple | None = None
+        self.view_key: FrameRequest | None = None  # the full-resolution request last shown
         self.submitted: FrameRequest | None = None
         self.submitted_s = 0.0  # when `submitted` went to the render thread (perf_counter)
         self.epi_submitted: EpiRequest | None = None
@@ -365,8 +365,7 @@ class ViewerApp:
 
     def next_request(self, now: float) -> FrameRequest:
         state = self.state
-        key = (self.orbit.orbit, state.latent_selection(), state.mode, state.res, state.summed_depth,
-               state.stereo_depth)
+        key = state.frame_request(self.orbit.orbit)
         fitting = self.reconstruction.running and state.latent_source is FittedLatent
         if key != self.view_key or fitting:  # the latent being fitted keeps moving
             self.view_key = key
@@ -377,8 +376,7 @@ class ViewerApp:
             rows = max(rows, min(FIT_PREVIEW_RES, state.res.height))
         if state.mode is DisplayMode.COMPARE and self.renderer.device.type == "cpu":
             rows = min(rows, COMPARE_RES_CPU)
-        return FrameRequest(self.orbit.orbit, state.res.at_height(rows), state.mode,
-                            state.latent_selection(), state.summed_depth, state.stereo_depth)
+        return state.frame_request(self.orbit.orbit, rows)
 
     def update_frame(self, now: float) -> None:
         request = self.next_request(now)

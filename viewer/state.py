@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.display_mode import DisplayMode
+from engine.frame import FrameRequest
 from engine.latents import BlendLatent, FittedLatent, InstanceLatent, LatentSelection, RandomLatent
 from models.cameras import Orbit
 from models.resolution import Resolution
@@ -50,6 +51,13 @@ class ViewerState:
             return FittedLatent(self.fitted_serial, self.fitted_label, self.fit_target,
                                 round(self.fit_t, 4))
         return InstanceLatent(self.instance)
+
+    def frame_request(self, orbit: Orbit, rows: int | None = None) -> FrameRequest:
+        """The frame this state shows from `orbit`, `rows` high (default: the chosen resolution).
+        At full height it is also the view's key: any change to it is a view change."""
+        res = self.res if rows is None else self.res.at_height(rows)
+        return FrameRequest(orbit, res, self.mode, self.latent_selection(), self.summed_depth,
+                            self.stereo_depth)
 
     def step_instance(self, step: int) -> None:
         """Next or previous instance (wrapping), and show it."""

@@ -227,7 +227,7 @@ class WebSession:
         self.orbit: Orbit | None = None  # None until the browser's first camera message
         self.aspect = 1.0
         self.camera_seen_s: dict[Orbit, float] = {}  # when each not yet shown camera arrived
-        self.view_key: tuple | None = None
+        self.view_key: FrameRequest | None = None  # the full-resolution request last shown
         self.submitted: FrameRequest | None = None
         self.shown_orbit: Orbit | None = None
         self.shown_res: Resolution | None = None
@@ -448,14 +448,12 @@ class WebSession:
             if state.camera_requested is not None:  # a photo's first code, seen as the photo sees it
                 self.move_camera(state.camera_requested)
                 state.camera_requested = None
-            key = (self.orbit, state.latent_selection(), state.mode, state.res, state.summed_depth,
-                   state.stereo_depth)
+            key = state.frame_request(self.orbit)
             if key != self.view_key:
                 self.view_key = key
                 self.quality.changed(now)
             rows = self.quality.resolution(state.res.height, now) if self.dynamic_res else state.res.height
-            request = FrameRequest(self.orbit, state.res.at_height(rows), state.mode,
-                                   state.latent_selection(), state.summed_depth, state.stereo_depth)
+            request = state.frame_request(self.orbit, rows)
             if request == self.submitted:
                 return
             self.submitted = request
