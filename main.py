@@ -115,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="depth, normals and --ply from gradient depth alone, the live view's "
                                "estimate (much faster; by default it is refined by a wide-baseline "
                                "search in the light field, DEPTH.md)")
-    headless.add_argument("--mode", choices=("rgb", "depth", "normals"), default="rgb",
-                          help="what to render: colors, depth or normals (the window and --web: "
-                               "what the view shows first)")
+    headless.add_argument("--mode", choices=("rgb", "depth", "normals"), default=None,
+                          help="what to render: colors (the default), depth or normals (the window "
+                               "and --web: what the view shows first)")
     headless.add_argument("--azimuth", type=float, default=None, help="degrees from +x toward +y")
     headless.add_argument("--elevation", type=float, default=None,
                           help="degrees above the ground plane")
@@ -196,6 +196,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("argument --backends: used by --benchmark only")
     if args.encoder is not None and (args.headless or args.benchmark):
         parser.error("argument --encoder: used by the viewer, --web and --fit-image only")
+    if args.benchmark or args.fit_image:  # neither shows a view: the view's flags would do nothing
+        for flag, given in (("--mode", args.mode is not None), ("--summed-depth", args.summed_depth)):
+            if given:
+                parser.error(f"argument {flag}: used by --headless, the viewer and --web only")
+    if args.gradient_depth and not args.headless:  # the live views refine only when their box is ticked
+        parser.error("argument --gradient-depth: used by --headless only")
+    args.mode = args.mode or "rgb"
     return args
 
 

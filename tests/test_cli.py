@@ -37,6 +37,9 @@ def assert_one_line_error(result, code: int, *needles: str) -> None:
     (["--fit-image", "a.png"], "--out"),
     (["--fit-image", "a.png", "--pose", "1,2,3,4", "--out", "c.pt"], "--pose"),
     (["--headless", "--benchmark", "--out", "x.png"], "mode"),
+    (["--benchmark", "--summed-depth"], "argument --summed-depth: used by --headless, the viewer"),
+    (["--fit-image", "a.png", "--out", "c.pt", "--mode", "rgb"], "argument --mode: used by"),
+    (["--web", "--gradient-depth"], "argument --gradient-depth: used by --headless only"),
 ])
 def test_argparse_rejections_exit_2_with_one_line(args, needle):
     assert_one_line_error(run(*args), 2, needle)
