@@ -201,6 +201,20 @@ def test_state_selections_and_instance_steps():
     assert state.latent_selection() == InstanceLatent(0)
 
 
+def test_a_state_frame_request_is_the_view_key_and_a_coarse_frame_keeps_its_aspect():
+    state = ViewerState(num_instances=3, res=Resolution(320, 160))
+    view = Orbit(azimuth=30.0)
+    key = state.frame_request(view)
+    assert key == FrameRequest(view, Resolution(320, 160), DisplayMode.RGB, InstanceLatent(0))
+    assert state.frame_request(view, 80) == FrameRequest(view, Resolution(160, 80), DisplayMode.RGB,
+                                                         InstanceLatent(0))
+    for change in ({"mode": DisplayMode.DEPTH}, {"summed_depth": True}, {"stereo_depth": True},
+                   {"instance": 1}, {"res": Resolution.square(256)}):
+        changed = ViewerState(num_instances=3, **{"res": Resolution(320, 160), **change})
+        assert changed.frame_request(view) != key, change  # each field is part of the view
+    assert state.frame_request(Orbit(azimuth=31.0)) != key
+
+
 @pytest.mark.parametrize("name", ["rgb", "depth", "normals"])  # main.py's --mode choices
 def test_display_mode_round_trips_from_the_command_line_names(name):
     mode = DisplayMode(name)
