@@ -85,6 +85,13 @@ class PageStatus:
     frames_sent: int
 
 
+def labelled(label: str) -> str:
+    """XPath of the innermost element whose text is `label`, taken whole: viser breaks a long
+    label after each hyphen with a <wbr>, so no single text node holds it."""
+    text = f"normalize-space(string(.))='{label}'"
+    return f"//*[{text} and not(*[{text}])]"
+
+
 def chromium_paths() -> tuple[str, str] | None:
     """(chromium, chromedriver) when both are installed, else None."""
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
@@ -277,12 +284,14 @@ class Browser(PageView):
 
         return self.driver.find_element(By.TAG_NAME, "body").text
 
-    def click_checkbox(self, label: str) -> None:
+    def checkbox(self, label: str):
         from selenium.webdriver.common.by import By
 
-        box = self.driver.find_element(
-            By.XPATH, f"//*[normalize-space(text())='{label}']/following::input[@type='checkbox'][1]")
-        self.driver.execute_script("arguments[0].click();", box)
+        return self.driver.find_element(
+            By.XPATH, f"{labelled(label)}/following::input[@type='checkbox'][1]")
+
+    def click_checkbox(self, label: str) -> None:
+        self.driver.execute_script("arguments[0].click();", self.checkbox(label))
 
     def set_number(self, label: str, value: float) -> None:
         """Type `value` into the number field labelled `label`."""
@@ -290,8 +299,7 @@ class Browser(PageView):
         from selenium.webdriver.common.keys import Keys
 
         field = self.driver.find_element(
-            By.XPATH, f"//*[normalize-space(text())='{label}']/following::input[contains(@class, "
-            "'NumberInput-input')][1]")
+            By.XPATH, f"{labelled(label)}/following::input[contains(@class, 'NumberInput-input')][1]")
         field.send_keys(Keys.CONTROL, "a")
         field.send_keys(f"{value:g}", Keys.ENTER)
 

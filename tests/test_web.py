@@ -25,6 +25,7 @@ from PIL import Image
 from viser.transforms import SO3
 
 from bench.web_latency import SERVER_START_S, BrowserPage, SocketPage, chromium_paths, free_port, poll
+from engine.display_mode import STEREO_DEPTH, SUMMED_DEPTH
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.encoder import encoder_path, network_fingerprint, save_encoder
@@ -210,6 +211,25 @@ def test_page_follows_drag_and_instance(vivid_ckpt):
         assert "car002" in browser.driver.page_source  # the panel names the instance shown
         time.sleep(1.5)
         assert differs(browser.view(), other) == 0.0
+    finally:
+        code, stderr = page.close()
+    assert code == 0, stderr
+
+
+def test_the_depth_options_are_ticked_in_the_browser_by_their_labels(vivid_ckpt):
+    """The refinement's label has hyphens, which viser breaks with <wbr>: the driver still finds
+    its box, and ticking it brings new frames."""
+    require_chromium()
+    page = BrowserPage(vivid_ckpt, ("--res", str(RES), "--mode", "depth", "--exit-after", "600"))
+    try:
+        browser = page.open_browser()
+        browser.dismiss_notifications()
+        status = browser.wait_settled(RES, timeout=180)
+        for option in (STEREO_DEPTH, SUMMED_DEPTH):
+            assert not browser.checkbox(option.label).is_selected()
+            browser.click_checkbox(option.label)
+            status = browser.wait_settled(RES, after_frames=status.frames_sent, timeout=180)
+            assert browser.checkbox(option.label).is_selected()
     finally:
         code, stderr = page.close()
     assert code == 0, stderr
