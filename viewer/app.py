@@ -245,7 +245,7 @@ class ViewerApp:
         self.stats.watch_collections()
         self.widget_recorder = WidgetRecorder.from_environment()  # off unless LFN_WIDGET_MAP names a file
 
-        self.view_key: FrameRequest | None = None  # the full-resolution request last shown
+        self.view_key: FrameRequest | None = None  # the view last asked for, at full resolution
         self.submitted: FrameRequest | None = None
         self.submitted_s = 0.0  # when `submitted` went to the render thread (perf_counter)
         self.epi_submitted: EpiRequest | None = None

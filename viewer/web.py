@@ -227,7 +227,7 @@ class WebSession:
         self.orbit: Orbit | None = None  # None until the browser's first camera message
         self.aspect = 1.0
         self.camera_seen_s: dict[Orbit, float] = {}  # when each not yet shown camera arrived
-        self.view_key: FrameRequest | None = None  # the full-resolution request last shown
+        self.view_key: FrameRequest | None = None  # the view last asked for, at full resolution
         self.submitted: FrameRequest | None = None
         self.shown_orbit: Orbit | None = None
         self.shown_res: Resolution | None = None
