@@ -6,11 +6,13 @@ hue-shifted paint variants up to `paints_per_model` per model, and procedural ca
 or with `style` "v2" the second, tools/procedural_variety.py). Opt-in real cars: SUMO's models
 with repaints, FlightGear's road vehicles with their paint files and repaints. Held out (split
 'test'): the TORCS models in TEST_MODELS with all their variants, and the first `test_procedural`
-procedural cars; SUMO and FlightGear cars all train.
+procedural cars; SUMO and FlightGear cars all train. Opt-in: reshaped copies of each real
+training model, its proportions stretched, for more real shapes than the sources hold.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ import numpy as np
 from engine.cli import UsageError
 from tools.flightgear_cars import FLIGHTGEAR_LICENSE, MODELS, find_flightgear_models, load_flightgear_car
 from tools.livery import PAINTS
-from tools.mesh import Mesh
+from tools.mesh import Mesh, normalize_to_unit_sphere, stretched_proportions
 from tools.paint import recolor_paint
 from tools.procedural_cars import procedural_car
 from tools.procedural_variety import variety_car
@@ -73,6 +75,7 @@ class Instance:
     skin: str | None = None  # path of a driver paint scheme replacing the model's texture
     hue: tuple[float, float] | None = None  # (hue shift in turns, saturation scale)
     paint: tuple[float, float, float] | None = None  # RGB replacing an untextured body's paint
+    proportions: tuple[float, float, float] | None = None  # (wheelbase, cabin, width) stretch
 
     def manifest_entry(self) -> dict:
         return {"id": self.id, "source": self.source, "variant_of": self.variant_of,
@@ -154,6 +157,25 @@ def sumo_instances(folder: Path, paints_per_model: int, seed: int) -> list[Insta
     return out
 
 
+def reshaped_instances(instances: list[Instance], per_model: int, seed: int) -> list[Instance]:
+    """`per_model` more cars from each real training model: its proportions stretched
+    (tools.mesh.stretched_proportions), each painted like one of the model's instances in turn.
+    Held-out models are never reshaped: their shapes stay unseen."""
+    out = []
+    for original in instances:
+        if original.group != "original" or original.split != "train":
+            continue
+        paints = [i for i in instances if original.id in (i.id, i.variant_of)]
+        rng = np.random.default_rng([seed, zlib.crc32(f"{original.id}-shape".encode())])
+        for k in range(1, per_model + 1):
+            wheelbase, cabin = np.exp(rng.uniform(np.log(0.77), np.log(1.3), size=2))
+            width = float(rng.uniform(0.9, 1.1))
+            out.append(dataclasses.replace(
+                paints[k % len(paints)], id=f"{original.id}-shape{k}", variant_of=original.id,
+                group="variant", proportions=(float(wheelbase), float(cabin), width)))
+    return out
+
+
 def interleave(instances: list[Instance]) -> list[Instance]:
     """Real cars (every model before any variant) and procedural cars taken in turn, so a
     `--cars` limit keeps a mix, and `--source torcs --cars 2` gives two distinct models."""
@@ -167,6 +189,13 @@ def interleave(instances: list[Instance]) -> list[Instance]:
 
 def build(instance: Instance, roots: CarRoots) -> tuple[Mesh, dict[str, np.ndarray]]:
     """The instance's mesh (in the unit sphere) and its textures as (H, W, 3) uint8 images."""
+    mesh, images = _build_model(instance, roots)
+    if instance.proportions is not None:
+        mesh = normalize_to_unit_sphere(stretched_proportions(mesh, *instance.proportions))
+    return mesh, images
+
+
+def _build_model(instance: Instance, roots: CarRoots) -> tuple[Mesh, dict[str, np.ndarray]]:
     kind, _, name = instance.source.partition(":")
     if kind == "procedural":
         style, _, seed = name.rpartition(":")

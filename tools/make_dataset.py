@@ -44,6 +44,7 @@ from tools.car_set import (
     flightgear_instances,
     interleave,
     procedural_instances,
+    reshaped_instances,
     sumo_instances,
     torcs_instances,
 )
@@ -116,6 +117,7 @@ def plan(args: argparse.Namespace, roots: CarRoots) -> list[Instance]:
         instances += sumo_instances(roots.sumo, args.paints, args.seed)
     if args.source in ("all", "torcs") and roots.flightgear is not None:
         instances += flightgear_instances(roots.flightgear, args.paints, args.seed)
+    instances += reshaped_instances(instances, args.reshapes, args.seed)
     if args.source in ("all", "procedural"):
         for style in dict.fromkeys(args.procedural_style):  # each style once, in the order given
             instances += procedural_instances(args.procedural, args.test_procedural, args.seed,
@@ -195,6 +197,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="of them, held out (split test), per style")
     parser.add_argument("--paints", type=int, default=8,
                         help="instances per real model: skins, then hue-shifted paints")
+    parser.add_argument("--reshapes", type=int, default=0,
+                        help="more cars per real training model: its proportions stretched "
+                             "(wheelbase, cabin height, width), painted like its instances")
     parser.add_argument("--supersample", type=int, default=3, help="odd anti-aliasing factor")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--overwrite", action="store_true", help="re-render existing cars")

@@ -110,6 +110,33 @@ def transformed(mesh: Mesh, linear: np.ndarray, offset: np.ndarray | None = None
                 mesh.colors, mesh.tri_texture, list(mesh.textures))
 
 
+def stretched_proportions(mesh: Mesh, wheelbase: float, cabin: float, width: float) -> Mesh:
+    """Another car's proportions from one model (world frame: length along x, up along z).
+
+    The middle 40 % of the length is scaled by `wheelbase` and the ends shift with it, the
+    top 45 % of the height (above the wheels) by `cabin`, and the width by `width`, so the
+    wheels stay round while the car gets longer or shorter, taller or lower, wider or
+    narrower. Normals follow the warp's local Jacobian.
+    """
+    p = mesh.positions.astype(np.float64)
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    center_x, half_middle = (lo[0] + hi[0]) / 2, 0.2 * (hi[0] - lo[0])
+    belt = lo[2] + 0.55 * (hi[2] - lo[2])
+    dx = p[:, 0] - center_x
+    middle = np.abs(dx) < half_middle
+    x = center_x + np.where(middle, wheelbase * dx,
+                            dx + np.sign(dx) * (wheelbase - 1) * half_middle)
+    above = p[:, 2] > belt
+    z = np.where(above, belt + cabin * (p[:, 2] - belt), p[:, 2])
+    positions = np.stack([x, width * p[:, 1], z], axis=1)
+    jacobian = np.stack([np.where(middle, wheelbase, 1.0), np.full(len(p), width),
+                         np.where(above, cabin, 1.0)], axis=1)
+    normals = mesh.normals / jacobian  # the inverse transpose of a diagonal Jacobian
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-20)
+    return Mesh(positions.astype(np.float32), normals.astype(np.float32), mesh.uvs,
+                mesh.colors, mesh.tri_texture, list(mesh.textures))
+
+
 def y_up_to_world(forward: str) -> np.ndarray:
     """(3, 3) rotation taking a y-up model whose front faces `forward` ("+z", "-z", "+x" or
     "-x") to the product's world: front along +x, up along +z, the car's left along +y."""
