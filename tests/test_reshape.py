@@ -101,6 +101,10 @@ def test_plan_adds_reshaped_sumo_cars_that_build_inside_the_unit_sphere(tmp_path
     assert [c.id for c in cars] == ["sumo-tiny", "sumo-tiny-paint1", "sumo-tiny-shape1",
                                     "sumo-tiny-shape2"]
     assert cars[2].paint == cars[1].paint and cars[3].paint is None
+    entry = cars[2].manifest_entry()
+    assert entry["variant_of"] == "sumo-tiny" and list(entry["proportions"]) == [
+        "wheelbase", "cabin", "width"]
+    assert "proportions" not in cars[1].manifest_entry()
     mesh, _ = build(cars[2], roots)
     assert np.linalg.norm(mesh.positions, axis=1).max() <= 0.95 + 1e-5
     plain, _ = build(cars[0], roots)

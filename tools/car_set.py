@@ -78,8 +78,11 @@ class Instance:
     proportions: tuple[float, float, float] | None = None  # (wheelbase, cabin, width) stretch
 
     def manifest_entry(self) -> dict:
-        return {"id": self.id, "source": self.source, "variant_of": self.variant_of,
-                "license": self.license, "split": self.split}
+        entry = {"id": self.id, "source": self.source, "variant_of": self.variant_of,
+                 "license": self.license, "split": self.split}
+        if self.proportions is not None:
+            entry["proportions"] = dict(zip(("wheelbase", "cabin", "width"), self.proportions))
+        return entry
 
 
 def torcs_instances(root: Path, paints_per_model: int, seed: int) -> list[Instance]:
