@@ -81,7 +81,7 @@ class Instance:
         entry = {"id": self.id, "source": self.source, "variant_of": self.variant_of,
                  "license": self.license, "split": self.split}
         if self.proportions is not None:
-            entry["proportions"] = dict(zip(("wheelbase", "cabin", "width"), self.proportions))
+            entry["proportions"] = dict(zip(("wheelbase", "cabin", "width"), self.proportions, strict=True))
         return entry
 
 
