@@ -12,7 +12,7 @@ from tools.mesh import face_normals, make_mesh, stretched_proportions
 
 
 def _car() -> tuple[np.ndarray, np.ndarray]:
-    """A body (two boxes' corner points as triangles) and a wheel: a ring of points in the
+    """A body (a box's 8 corners, as triangles) and a wheel: a ring of points in the
     x-z plane near the front, below the belt line."""
     body = np.array([[x, y, z] for x in (-2.0, 2.0) for y in (-0.8, 0.8) for z in (0.0, 1.0)])
     angles = np.linspace(0, 2 * np.pi, 30, endpoint=False)
