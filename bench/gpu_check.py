@@ -40,6 +40,7 @@ from engine.timing import median_p90, time_frames
 from models.backends.torchscript import trace_ray_function, without_jit_optimizer
 from models.cameras import orbit_pose
 from models.depth import color_derivatives, gradient_depth, pixel_equations
+from models.encoding import encoded_dim
 from models.frame_graphs import FrameGraphs
 from models.lfn import LFNConfig, LightFieldNetwork, ray_colors
 from models.plucker import plucker
@@ -155,7 +156,8 @@ def copy_gbps(nbytes: int = 1 << 30, reps: int = 10) -> float:
 def network_macs(config: LFNConfig) -> int:
     """Multiply-adds per ray of the unpadded network: input layer, hidden layers, head."""
     w = config.width
-    return config.in_dim * w + (config.hidden_layers - 1) * w * w + w * config.out_dim
+    inputs = encoded_dim(config.in_dim, config.frequencies)
+    return inputs * w + (config.hidden_layers - 1) * w * w + w * config.out_dim
 
 
 def check_latent(

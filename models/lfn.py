@@ -11,11 +11,13 @@ weights (models/mlp.py), so the specialized per-ray network is a plain MLP that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from models.encoding import encoded_dim, fourier_features, fourier_tangents
 from models.mlp import mlp_forward
 from models.plucker import plucker
 
@@ -29,6 +31,9 @@ class LFNConfig:
     cond_width: int = 256
     in_dim: int = 6
     out_dim: int = 3
+    # Fourier features of the Plücker coordinates (models/encoding.py); 0 = the raw coordinates,
+    # as the paper's LFN and every checkpoint before 2026-12-07
+    frequencies: int = 0
 
 
 class FiLMNetwork(nn.Module):
@@ -132,8 +137,8 @@ class LightFieldNetwork(nn.Module):
         self.latents = nn.Embedding(config.num_instances, config.latent_dim)
         nn.init.normal_(self.latents.weight, std=0.01)
         self.net = FiLMNetwork(
-            config.in_dim, config.out_dim, config.latent_dim, config.width, config.hidden_layers,
-            config.cond_width,
+            encoded_dim(config.in_dim, config.frequencies), config.out_dim, config.latent_dim,
+            config.width, config.hidden_layers, config.cond_width,
         )
 
     def forward(
@@ -149,7 +154,7 @@ class LightFieldNetwork(nn.Module):
     ) -> torch.Tensor:
         """rays (B, N, 6) Plücker, latents (B, latent_dim) → colors (B, N, 3)."""
         net = self.net.forward_folded if folded else self.net
-        return torch.sigmoid(net(rays, latents))
+        return torch.sigmoid(net(fourier_features(rays, self.config.frequencies), latents))
 
     def colors_with_derivatives(
         self, rays: torch.Tensor, tangents: torch.Tensor, latents: torch.Tensor
@@ -157,7 +162,10 @@ class LightFieldNetwork(nn.Module):
         """rays (B, N, 6) Plücker, tangents (T, B, K, 6) of the first K rays of each object →
         colors (B, N, 3) and the first K colors' derivatives along the tangents (T, B, K, 3),
         through the folded forward; for training losses on the light field's gradients."""
-        logits, dlogits = self.net.forward_folded_with_tangents(rays, tangents, latents)
+        frequencies = self.config.frequencies
+        logits, dlogits = self.net.forward_folded_with_tangents(
+            fourier_features(rays, frequencies),
+            fourier_tangents(rays[:, :tangents.shape[2]], tangents, frequencies), latents)
         colors = torch.sigmoid(logits)
         head = colors[:, :tangents.shape[2]]
         return colors, head * (1 - head) * dlogits
@@ -169,3 +177,23 @@ class LightFieldNetwork(nn.Module):
 def ray_colors(plucker_rays: torch.Tensor, *mlp_tensors: torch.Tensor) -> torch.Tensor:
     """The specialized per-ray function: (N, 6) Plücker → (N, 3) colors. This is what is traced."""
     return torch.sigmoid(mlp_forward(plucker_rays, *mlp_tensors))
+
+
+def per_ray_function(frequencies: int) -> Callable[..., torch.Tensor]:
+    """ray_colors for an LFN that encodes its rays with `frequencies` Fourier frequencies: the
+    encoding is fixed when the function is made, so a trace or compile of it has no branch."""
+    if not frequencies:
+        return ray_colors
+
+    def encoded_ray_colors(plucker_rays: torch.Tensor, *mlp_tensors: torch.Tensor) -> torch.Tensor:
+        return ray_colors(fourier_features(plucker_rays, frequencies), *mlp_tensors)
+
+    return encoded_ray_colors
+
+
+def encoding_frequencies(w_in: torch.Tensor, ray_dim: int = 6) -> int:
+    """The Fourier frequencies of a folded LFN, from its first layer's (W, in) weight."""
+    frequencies, rest = divmod(w_in.shape[1] // ray_dim - 1, 2)
+    if rest or w_in.shape[1] % ray_dim:
+        raise ValueError(f"a first layer of {w_in.shape[1]} inputs encodes no {ray_dim}-D ray")
+    return frequencies

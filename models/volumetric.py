@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from models.encoding import encoded_dim, fourier_features
 from models.lfn import FiLMNetwork
 
 if TYPE_CHECKING:  # models.folded_field evaluates this module's field: imported for the annotation only
@@ -32,13 +33,6 @@ class VolumetricConfig:
     cond_width: int = 256
     frequencies: int = 6
     samples_per_ray: int = SAMPLES_PER_RAY
-
-
-def positional_encoding(x: torch.Tensor, frequencies: int) -> torch.Tensor:
-    """(..., 3) → (..., 3 + 6 * frequencies): x, then sin and cos of x at octave frequencies."""
-    scales = 2.0 ** torch.arange(frequencies, device=x.device, dtype=x.dtype) * torch.pi
-    angles = (x[..., None, :] * scales[:, None]).flatten(-2)
-    return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
 def sphere_interval(origins: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +84,7 @@ def sample_inputs(origins: torch.Tensor, dirs: torch.Tensor, t: torch.Tensor, fr
     """(N, S) distances → per-sample network inputs (N, S, 3 + 6F + 3)."""
     points = origins[:, None] + t[..., None] * dirs[:, None]
     return torch.cat(
-        [positional_encoding(points, frequencies), dirs[:, None].expand_as(points)], dim=-1
+        [fourier_features(points, frequencies), dirs[:, None].expand_as(points)], dim=-1
     )
 
 
@@ -110,7 +104,7 @@ class VolumetricField(nn.Module):
         self.evals_per_ray = config.samples_per_ray
         self.latents = nn.Embedding(config.num_instances, config.latent_dim)
         nn.init.normal_(self.latents.weight, std=0.01)
-        in_dim = 3 + 6 * config.frequencies + 3
+        in_dim = encoded_dim(3, config.frequencies) + 3
         self.net = FiLMNetwork(
             in_dim, 4, config.latent_dim, config.width, config.hidden_layers, config.cond_width
         )

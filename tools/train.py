@@ -21,7 +21,7 @@ is skipped and counted (`skipped_steps` in the log and the state).
 --geometry-rays rays of each car the LFN's gradient depth is pulled toward the depth at which a
 patch of the ray's photo matches the nearest --geometry-neighbours training views (stereo).
 --init CKPT starts from a checkpoint's network and the latent codes of the cars it shares by name
-(a fine-tune).
+(a fine-tune); a raw-ray LFN may start a run with --frequencies F > 0 (the same function at first).
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class TrainConfig:
     latent_dim: int = 256
     width: int = 256
     hidden_layers: int = 6
+    cond_width: int = 256  # the conditioning network's hidden width (latent → FiLM modulations)
+    frequencies: int = 0  # the LFN's Fourier features of its rays (models/encoding.py); 0 = raw
     save_every: int = 1000
     eval_every: int = 1000
     eval_cars: int = 8
@@ -191,9 +193,11 @@ def replica_check(model, drawn: torch.Tensor) -> dict:
 
 
 def build_model(cfg: TrainConfig, num_instances: int) -> LightFieldNetwork | VolumetricField:
-    arch = dict(latent_dim=cfg.latent_dim, width=cfg.width, hidden_layers=cfg.hidden_layers)
+    arch = dict(latent_dim=cfg.latent_dim, width=cfg.width, hidden_layers=cfg.hidden_layers,
+                cond_width=cfg.cond_width)
     if cfg.model == "lfn":
-        return LightFieldNetwork(LFNConfig(num_instances=num_instances, **arch))
+        return LightFieldNetwork(LFNConfig(num_instances=num_instances, frequencies=cfg.frequencies,
+                                           **arch))
     if cfg.model == "volumetric":
         return VolumetricField(VolumetricConfig(num_instances=num_instances, **arch))
     raise ValueError(f"--model {cfg.model!r}: choose lfn or volumetric")
@@ -214,11 +218,17 @@ def initialize_from(model, path: str, car_ids: list[str]) -> InitializedFrom:
     (by name); the other cars keep their fresh codes. Also returns the checkpoint's own training
     (steps, time, data, device) after the runs it was itself started from."""
     ckpt = load_checkpoint(path)
-    if ckpt.model.kind != model.kind or ckpt.model.config != dataclasses.replace(
-            model.config, num_instances=ckpt.model.config.num_instances):
-        raise ValueError(f"--init {path}: its architecture {ckpt.model.config} differs from this "
+    theirs = ckpt.model.config
+    encodes_theirs = model.kind == "lfn" and theirs.frequencies == 0 and model.config.frequencies > 0
+    if ckpt.model.kind != model.kind or theirs != dataclasses.replace(
+            model.config, num_instances=theirs.num_instances,
+            **({"frequencies": 0} if encodes_theirs else {})):
+        raise ValueError(f"--init {path}: its architecture {theirs} differs from this "
                          f"run's {model.config}")
     network = {k: v for k, v in ckpt.model.state_dict().items() if not k.startswith("latents")}
+    if encodes_theirs:
+        network["net.layers.0.weight"] = with_encoding_columns(network["net.layers.0.weight"],
+                                                               model.net.layers[0].in_features)
     missing = model.load_state_dict(network, strict=False).missing_keys
     assert missing == ["latents.weight"], missing  # the same architecture: only the table differs
     row = {name: i for i, name in enumerate(ckpt.instance_names)}
@@ -228,6 +238,13 @@ def initialize_from(model, path: str, car_ids: list[str]) -> InitializedFrom:
             model.latents.weight[mine] = ckpt.latents[theirs].to(model.latents.weight)
     own = {"checkpoint": Path(path).name, **{k: ckpt.meta.get(k) for k in LINEAGE_KEYS}}
     return InitializedFrom(len(shared), [*ckpt.meta.get("started_from", []), own])
+
+
+def with_encoding_columns(w_in: torch.Tensor, encoded_inputs: int) -> torch.Tensor:
+    """A raw-ray first layer's (W, 6) weight widened to Fourier-encoded rays with zero weights on
+    the sines and cosines (they follow the raw coordinates, models/encoding.py): the network starts
+    as the checkpoint's, and training gives the new columns their weights."""
+    return torch.cat([w_in, w_in.new_zeros(w_in.shape[0], encoded_inputs - w_in.shape[1])], 1)
 
 
 def state_files(out: Path) -> list[Path]:

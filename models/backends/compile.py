@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from models.backends.ray_function import RayFunctionBackend
-from models.lfn import ray_colors
+from models.lfn import encoding_frequencies, per_ray_function
 from models.renderer_protocol import Capabilities, GradientDepth
 
 
@@ -16,7 +16,7 @@ class CompileBackend(RayFunctionBackend):
 
     @staticmethod
     def build_function(mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype):
-        return torch.compile(ray_colors, dynamic=False)
+        return torch.compile(per_ray_function(encoding_frequencies(mlp_tensors[0])), dynamic=False)
 
     @classmethod
     def unavailable_reason(cls, device: torch.device, precision: str) -> str | None:

@@ -1,11 +1,11 @@
-"""The eager backend: models.lfn.ray_colors, op by op."""
+"""The eager backend: models.lfn.ray_colors (with the LFN's ray encoding), op by op."""
 
 from __future__ import annotations
 
 import torch
 
 from models.backends.ray_function import RayFunctionBackend
-from models.lfn import ray_colors
+from models.lfn import encoding_frequencies, per_ray_function
 
 
 class EagerBackend(RayFunctionBackend):
@@ -13,4 +13,4 @@ class EagerBackend(RayFunctionBackend):
 
     @staticmethod
     def build_function(mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype):
-        return ray_colors
+        return per_ray_function(encoding_frequencies(mlp_tensors[0]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from models.backends.ray_function import RayFunctionBackend
-from models.lfn import ray_colors
+from models.lfn import encoding_frequencies, per_ray_function
 
 # torch.export specializes sizes 0 and 1, so the symbolic ray count starts at 2; a lone ray is
 # padded to two.
@@ -24,12 +24,17 @@ MIN_RAYS = 2
 
 
 class RayColors(torch.nn.Module):
-    """ray_colors as a module with named inputs (models/mlp.py's order), what torch.export takes."""
+    """ray_colors (with the LFN's ray encoding) as a module with named inputs (models/mlp.py's
+    order), what torch.export takes."""
+
+    def __init__(self, frequencies: int):
+        super().__init__()
+        self.function = per_ray_function(frequencies)
 
     def forward(self, plucker_rays: torch.Tensor, w_in: torch.Tensor, b_in: torch.Tensor,
                 w_hidden: torch.Tensor, b_hidden: torch.Tensor, w_out: torch.Tensor,
                 b_out: torch.Tensor) -> torch.Tensor:
-        return ray_colors(plucker_rays, w_in, b_in, w_hidden, b_hidden, w_out, b_out)
+        return self.function(plucker_rays, w_in, b_in, w_hidden, b_hidden, w_out, b_out)
 
 
 def export_ray_function(
@@ -39,7 +44,7 @@ def export_ray_function(
     example = torch.randn(64, 6, device=mlp_tensors[0].device, dtype=dtype)
     rays = torch.export.Dim("rays", min=MIN_RAYS)
     with torch.no_grad():
-        return torch.export.export(RayColors(), (example, *mlp_tensors),
+        return torch.export.export(RayColors(encoding_frequencies(mlp_tensors[0])), (example, *mlp_tensors),
                                    dynamic_shapes=({0: rays}, *[None] * len(mlp_tensors)))
 
 

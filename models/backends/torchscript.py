@@ -8,13 +8,15 @@ from collections.abc import Callable
 import torch
 
 from models.backends.ray_function import RayFunctionBackend
-from models.lfn import ray_colors
+from models.lfn import encoding_frequencies, per_ray_function
 
 
 def trace_ray_function(example_rays: torch.Tensor, mlp_tensors: tuple[torch.Tensor, ...]):
-    """TorchScript of models.lfn.ray_colors, specialized to no latent: weights are its inputs."""
+    """TorchScript of models.lfn.ray_colors (with the LFN's ray encoding), specialized to no
+    latent: weights are its inputs."""
     with torch.no_grad():
-        return torch.jit.trace(ray_colors, (example_rays, *mlp_tensors), check_trace=False)
+        function = per_ray_function(encoding_frequencies(mlp_tensors[0]))
+        return torch.jit.trace(function, (example_rays, *mlp_tensors), check_trace=False)
 
 
 def without_jit_optimizer(traced: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from models.lfn import encoding_frequencies
 from models.renderer_protocol import Capabilities, GradientDepth
 from models.resolution import Resolution
 
@@ -14,6 +15,9 @@ class TritonBackend:
     capabilities = Capabilities(gradient_depth=GradientDepth.FUSED_REVERSE, fused_frames=True)
 
     def __init__(self, mlp_tensors: tuple[torch.Tensor, ...], dtype: torch.dtype):
+        if encoding_frequencies(mlp_tensors[0]):
+            raise ValueError("the fused Triton kernel takes raw Plücker rays: this LFN encodes them "
+                             "(Fourier features); use another backend")
         # Imported here: importing triton costs a second, and the interpreter tests must import it
         # themselves first.
         from models.triton_lfn import TritonLFN

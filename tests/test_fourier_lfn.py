@@ -1,0 +1,102 @@
+"""An LFN that encodes its Plücker rays with Fourier features (LFNConfig.frequencies): every path
+that evaluates it agrees with the module, and a raw-ray checkpoint starts such a run unchanged."""
+
+import pytest
+import torch
+
+from models.backends.triton import TritonBackend
+from models.checkpoint import save_checkpoint
+from models.encoding import encoded_dim, fourier_features, fourier_tangents
+from models.lfn import LFNConfig, LightFieldNetwork, encoding_frequencies
+from models.plucker import plucker
+from models.renderer import LFNRenderer
+from tools.train import initialize_from
+
+TINY = dict(width=32, hidden_layers=3, latent_dim=8, cond_width=16)
+
+
+def random_lfn(frequencies: int, instances: int = 3, seed: int = 0) -> LightFieldNetwork:
+    torch.manual_seed(seed)
+    model = LightFieldNetwork(LFNConfig(num_instances=instances, frequencies=frequencies, **TINY))
+    with torch.no_grad():
+        for p in model.parameters():  # FiLM away from the identity, colors away from 0.5
+            p.normal_(std=0.3)
+    return model.double()
+
+
+def random_rays(objects: int, n: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    origins = 3 * torch.nn.functional.normalize(torch.randn(objects, n, 3, generator=gen), dim=-1)
+    targets = 0.5 * torch.randn(objects, n, 3, generator=gen)
+    return plucker(origins, targets - origins).double()
+
+
+def test_features_are_the_input_then_sines_then_cosines_at_octaves():
+    x = torch.tensor([[0.25, -0.5]])
+    features = fourier_features(x, 2)
+    assert features.shape == (1, encoded_dim(2, 2)) == (1, 10)
+    angles = torch.pi * torch.tensor([0.25, -0.5, 0.5, -1.0])  # frequency-major: pi x, then 2 pi x
+    assert torch.allclose(features, torch.cat([x[0], angles.sin(), angles.cos()])[None])
+    assert fourier_features(x, 0) is x
+
+
+def test_tangents_are_the_features_derivative():
+    x = torch.randn(4, 5, 6, dtype=torch.float64)
+    t = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    for i in range(2):
+        _, expected = torch.func.jvp(lambda v: fourier_features(v, 3), (x,), (t[i],))
+        assert torch.allclose(fourier_tangents(x, t, 3)[i], expected)
+
+
+def test_folded_forward_and_its_derivatives_match_the_module():
+    model = random_lfn(frequencies=4)
+    rays, latents = random_rays(3, 10), model.latents.weight
+    colors = model.plucker_colors(rays, latents)
+    assert torch.allclose(model.plucker_colors(rays, latents, folded=True), colors)
+    tangents = torch.randn(2, 3, 4, 6, dtype=torch.float64)
+    with_derivatives, derivatives = model.colors_with_derivatives(rays, tangents, latents)
+    assert torch.allclose(with_derivatives, colors)
+    for i in range(2):
+        _, expected = torch.func.jvp(
+            lambda head: model.plucker_colors(torch.cat([head, rays[:, 4:]], 1), latents)[:, :4],
+            (rays[:, :4],), (tangents[i],))
+        assert torch.allclose(derivatives[i], expected)
+
+
+@pytest.mark.parametrize("backend", ["eager", "torchscript", "export"])
+def test_every_cpu_backend_renders_the_encoded_rays(backend):
+    model = random_lfn(frequencies=3).float()
+    renderer = LFNRenderer(model, "cpu", "fp32", backend, bounded=False)
+    rays = random_rays(1, 64)[0].float()
+    for index in range(3):
+        renderer.set_latent(model.latents.weight[index])
+        expected = model.plucker_colors(rays[None], model.latents.weight[index:index + 1])[0]
+        assert torch.allclose(renderer.colors(rays), expected, atol=1e-5)
+
+
+def test_the_first_layer_names_the_encoding_and_triton_refuses_one():
+    folded = random_lfn(frequencies=5).specialize(torch.zeros(8, dtype=torch.float64))
+    assert encoding_frequencies(folded[0]) == 5
+    assert encoding_frequencies(random_lfn(0).specialize(torch.zeros(8, dtype=torch.float64))[0]) == 0
+    with pytest.raises(ValueError, match="encodes no 6-D ray"):
+        encoding_frequencies(torch.zeros(32, 9))
+    with pytest.raises(ValueError, match="raw Plücker rays"):
+        TritonBackend(folded, torch.float16)
+
+
+def test_a_raw_checkpoint_starts_an_encoded_run_as_the_same_function(tmp_path):
+    raw = random_lfn(frequencies=0).float()
+    path = tmp_path / "raw.pt"
+    save_checkpoint(raw, ["a", "b", "c"], {}, path)
+    encoded = LightFieldNetwork(LFNConfig(num_instances=2, frequencies=6, **TINY))
+    started = initialize_from(encoded, str(path), ["c", "new"])
+    assert started.codes_copied == 1
+    rays = random_rays(1, 32).float()
+    code = raw.latents.weight[2:3]
+    assert torch.allclose(encoded.plucker_colors(rays, encoded.latents.weight[:1]),
+                          raw.plucker_colors(rays, code), atol=1e-6)
+    assert torch.equal(encoded.net.layers[0].weight[:, 6:], torch.zeros(32, encoded_dim(6, 6) - 6))
+    # the other way (an encoded start for a raw run) is another architecture
+    save_checkpoint(encoded, ["c", "new"], {}, tmp_path / "encoded.pt")
+    with pytest.raises(ValueError, match="architecture"):
+        initialize_from(random_lfn(0).float(), str(tmp_path / "encoded.pt"), ["c"])
