@@ -21,6 +21,7 @@ from engine.metrics import psnr, ssim
 from models.checkpoint import Checkpoint
 from models.encoder import CarEncoder
 from models.fitting import MIRROR_WEIGHT, fit_latent
+from models.modulation_fit import refine_modulations
 from models.renderer import make_renderer
 
 INPUT_VIEW = 0  # the single observed view of a held-out car: its first training view
@@ -30,10 +31,9 @@ TASK_OF_SPLIT = {"train": "heldout_views", "test": "single_image"}
 ALL = "all"  # the summary over every source
 
 
-def score_views(renderer, latent: torch.Tensor, rgb: torch.Tensor, poses: torch.Tensor,
+def score_views(renderer, rgb: torch.Tensor, poses: torch.Tensor,
                 views: torch.Tensor) -> list[tuple[float, float]]:
-    """(PSNR, SSIM) for each listed view rendered with `latent`."""
-    renderer.set_latent(latent)
+    """(PSNR, SSIM) for each listed view rendered with the renderer's current car."""
     res = rgb.shape[1]
     scores = []
     for v in views.tolist():
@@ -91,6 +91,7 @@ class Evaluation:
     fit_steps: int
     fit_start: str  # where a single-image fit starts: "mean" (the latent table's) or "encoder"
     fit_mirror_weight: float  # the weight of the photo's mirrored rays in a fit (models/fitting.py)
+    fit_modulation_steps: int  # steps refining the fit's modulations past its latent (0: none)
     max_cars: int | None  # limits of a quick run: the first cars of each split, views of a car
     max_views: int | None
     resolution: int | None  # None: no split had cars
@@ -146,6 +147,7 @@ class Evaluation:
             "fit_steps": self.fit_steps,
             "fit_start": self.fit_start,
             "fit_mirror_weight": self.fit_mirror_weight,
+            "fit_modulation_steps": self.fit_modulation_steps,
             "fit_seconds_median": fit_seconds[len(fit_seconds) // 2] if fit_seconds else None,
             "per_source": {
                 str(source): {task: asdict(s) if (s := self.summary(task, source)) else None
@@ -173,13 +175,15 @@ class Evaluation:
 def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int, *,
              max_cars: int | None = None, max_views: int | None = None,
              any_resolution: bool = False, encoder: CarEncoder | None = None,
-             mirror_weight: float = MIRROR_WEIGHT) -> Evaluation:
+             mirror_weight: float = MIRROR_WEIGHT, modulation_steps: int = 0) -> Evaluation:
     """Score every car of each split the data set has (at most max_cars per split and max_views
     views per car where given: the first ones, in manifest order). Views of another resolution
     than the checkpoint's are refused unless `any_resolution` (an LFN's rays are continuous, so a
     128² model can be scored on 256² views; the result notes it). A single-image fit starts from
     the latent table's mean, or with `encoder` from its code for the input view (the pose is
-    given either way), and fits the photo's mirrored rays with `mirror_weight`."""
+    given either way), and fits the photo's mirrored rays with `mirror_weight`; with
+    `modulation_steps` the fitted latent's modulations are then refined that many steps
+    (models/modulation_fit.py)."""
     model = ckpt.model.to(device)
     if encoder is not None:
         encoder = encoder.to(device)
@@ -211,10 +215,10 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
             rows += score_heldout_views(ckpt, renderer, cars, views, where_from, notes)
         else:
             rows += score_single_images(ckpt.model, renderer, cars, views, where_from, fit_steps,
-                                        encoder, mirror_weight)
+                                        encoder, mirror_weight, modulation_steps)
     return Evaluation(
         cars=rows, notes=notes, fit_steps=fit_steps, fit_start="mean" if encoder is None else "encoder",
-        fit_mirror_weight=mirror_weight,
+        fit_mirror_weight=mirror_weight, fit_modulation_steps=modulation_steps,
         max_cars=max_cars, max_views=max_views,
         resolution=resolution, model=model.kind,
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -234,8 +238,8 @@ def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch
     rows = []
     for c, car_id in enumerate(tqdm(cars.ids, desc="held-out views", leave=False)):
         if car_id in index:
-            scores = score_views(renderer, ckpt.latents[index[car_id]], cars.rgb[c],
-                                 cars.cam2world[c], views)
+            renderer.set_latent(ckpt.latents[index[car_id]])
+            scores = score_views(renderer, cars.rgb[c], cars.cam2world[c], views)
             rows.append(car_row(car_id, where_from[car_id], "train", scores))
     return rows
 
@@ -243,20 +247,28 @@ def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch
 def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
                         where_from: dict[str, tuple[CarSource, str]],
                         fit_steps: int, encoder: CarEncoder | None = None,
-                        mirror_weight: float = MIRROR_WEIGHT) -> list[CarScore]:
+                        mirror_weight: float = MIRROR_WEIGHT,
+                        modulation_steps: int = 0) -> list[CarScore]:
     """Held-out cars: a latent fitted to one view (network frozen), scored on the held-out views;
-    the fit starts from the table's mean, or from `encoder`'s code for that view (its time counted)."""
+    the fit starts from the table's mean, or from `encoder`'s code for that view (its time counted);
+    with `modulation_steps` its modulations are refined past it (models/modulation_fit.py)."""
     rows = []
     for c, car_id in enumerate(tqdm(cars.ids, desc="single-image fits", leave=False)):
         start = time.perf_counter()
         photo = cars.rgb[c, INPUT_VIEW]
         init = None if encoder is None else encoder.encode_photo(photo).latent[0]
-        fit = fit_latent(model, photo[None], cars.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1], cars.intrinsics,
-                         steps=fit_steps, seed=c, init=init, mirror_weight=mirror_weight)
+        pose = cars.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1]
+        fit = fit_latent(model, photo[None], pose, cars.intrinsics, steps=fit_steps, seed=c, init=init,
+                         mirror_weight=mirror_weight)
+        if modulation_steps:
+            renderer.set_modulations(refine_modulations(
+                model, photo[None], pose, cars.intrinsics, fit.latent, steps=modulation_steps, seed=c,
+                mirror_weight=mirror_weight))
+        else:
+            renderer.set_latent(fit.latent)
         seconds = time.perf_counter() - start
-        (input_psnr, _), = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c],
-                                       torch.tensor([INPUT_VIEW]))
-        scores = score_views(renderer, fit.latent, cars.rgb[c], cars.cam2world[c], views)
+        (input_psnr, _), = score_views(renderer, cars.rgb[c], cars.cam2world[c], torch.tensor([INPUT_VIEW]))
+        scores = score_views(renderer, cars.rgb[c], cars.cam2world[c], views)
         rows.append(car_row(car_id, where_from[car_id], "test", scores, input_psnr, seconds))
     return rows
 

@@ -65,12 +65,20 @@ class FiLMNetwork(nn.Module):
 
     def film(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, latent_dim) → gamma, beta, each (B, hidden_layers, width)."""
-        out = self.conditioning(latents).view(-1, 2, self.hidden_layers, self.width)
+        return self.split_modulations(self.conditioning(latents))
+
+    def split_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 2 · hidden_layers · width) conditioning outputs → gamma, beta as `film` gives them."""
+        out = modulations.view(-1, 2, self.hidden_layers, self.width)
         return out[:, 0], out[:, 1]
 
     def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """x (B, N, in_dim), latents (B, latent_dim) → (B, N, out_dim)."""
-        gamma, beta = self.film(latents)
+        return self.modulated(x, self.conditioning(latents))
+
+    def modulated(self, x: torch.Tensor, modulations: torch.Tensor) -> torch.Tensor:
+        """`forward` with the conditioning's outputs (B, 2 · hidden_layers · width) given."""
+        gamma, beta = self.split_modulations(modulations)
         h = x
         for i, layer in enumerate(self.layers):
             h = torch.relu(gamma[:, None, i] * layer(h) + beta[:, None, i])
@@ -118,8 +126,13 @@ class FiLMNetwork(nn.Module):
 
     def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Fold one latent (latent_dim,) into plain MLP tensors for models.mlp.mlp_forward."""
-        w, b = zip(*[(weight[0], bias[0]) for weight, bias in self.folded_layers(latent[None])],
-                   strict=True)
+        return self.specialize_modulations(self.conditioning(latent[None])[0])
+
+    def specialize_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`specialize` of the conditioning's outputs (2 · hidden_layers · width,) for one object."""
+        gamma, beta = self.split_modulations(modulations[None])
+        w, b = zip(*[(gamma[0, i, :, None] * layer.weight, gamma[0, i] * layer.bias + beta[0, i])
+                     for i, layer in enumerate(self.layers)], strict=True)
         return (
             w[0], b[0], torch.stack(w[1:]), torch.stack(b[1:]), self.head.weight, self.head.bias
         )
@@ -172,6 +185,21 @@ class LightFieldNetwork(nn.Module):
 
     def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.net.specialize(latent)
+
+    def modulations(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, latent_dim) → the FiLM modulations (B, 2 · hidden_layers · width) they stand for:
+        every scale, then every shift. A car fitted past its latent is these numbers
+        (models/modulation_fit.py)."""
+        return self.net.conditioning(latents)
+
+    def modulated_colors(self, origins: torch.Tensor, dirs: torch.Tensor,
+                         modulations: torch.Tensor) -> torch.Tensor:
+        """`forward` with modulations (B, 2 · hidden_layers · width) in place of latents."""
+        rays = fourier_features(plucker(origins, dirs), self.config.frequencies)
+        return torch.sigmoid(self.net.modulated(rays, modulations))
+
+    def specialize_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.net.specialize_modulations(modulations)
 
 
 def ray_colors(plucker_rays: torch.Tensor, *mlp_tensors: torch.Tensor) -> torch.Tensor:

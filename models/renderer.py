@@ -245,9 +245,16 @@ class LFNRenderer:
         self._fold(latent)
         self.ray_backend.set_mlp_tensors(self._mlp_tensors)
 
-    def _fold(self, latent: torch.Tensor) -> None:
+    def set_modulations(self, modulations: torch.Tensor) -> None:
+        """set_latent for a car given by its FiLM modulations (models/modulation_fit.py)."""
+        self._fold(modulations, self.model.specialize_modulations)
+        self.ray_backend.set_mlp_tensors(self._mlp_tensors)
+
+    def _fold(self, code: torch.Tensor,
+              specialize: Callable[..., tuple[torch.Tensor, ...]] | None = None) -> None:
+        """The MLP tensors of `code`, a latent (or modulations, with their `specialize`)."""
         with torch.no_grad():
-            folded = self.model.specialize(latent.to(self.device, torch.float32))
+            folded = (specialize or self.model.specialize)(code.to(self.device, torch.float32))
             if [(t.shape, self.dtype) for t in folded] == [(t.shape, t.dtype) for t in self._mlp_tensors]:
                 for target, source in zip(self._mlp_tensors, folded, strict=True):
                     target.copy_(source)

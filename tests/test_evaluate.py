@@ -277,3 +277,25 @@ def test_the_fits_mirror_weight_is_passed_on_and_recorded(data, ckpt_path, tmp_p
     with pytest.raises(SystemExit) as rejected:
         main(command + ["--mirror-weight", "-1"])
     assert rejected.value.code == 2
+
+
+def test_evaluation_scores_the_refined_cars(data, ckpt_path):
+    ckpt = load_checkpoint(ckpt_path)
+    plain = evaluate(ckpt, data, CPU, fit_steps=3, modulation_steps=0)
+    refined = evaluate(ckpt, data, CPU, fit_steps=3, modulation_steps=5)
+    assert refined.to_json()["fit_modulation_steps"] == 5
+    before = {r.car_id: r.psnr for r in plain.cars if r.split == "test"}
+    after = {r.car_id: r.psnr for r in refined.cars if r.split == "test"}
+    assert before.keys() == after.keys() and before != after
+    # training cars are scored with their own latents either way
+    assert [r for r in plain.cars if r.split == "train"] == [r for r in refined.cars if r.split == "train"]
+
+
+def test_the_cli_refuses_modulations_of_a_volumetric_model(data, tiny_volumetric_ckpt, capsys):
+    assert main(["--ckpt", str(tiny_volumetric_ckpt), "--data", str(data), "--device", "cpu",
+                 "--modulation-steps", "5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --modulation-steps refines an LFN's")
+    with pytest.raises(SystemExit) as stop:
+        main(["--ckpt", str(tiny_volumetric_ckpt), "--data", str(data), "--modulation-steps", "-1"])
+    assert stop.value.code == 2

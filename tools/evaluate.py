@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from engine.cli import OneLineParser, non_negative_float, run_entry_point, write_json
+from engine.cli import OneLineParser, non_negative_float, non_negative_int, run_entry_point, write_json
 from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.encoder import encoder_path, find_encoder
@@ -76,17 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mirror-weight", type=non_negative_float, default=MIRROR_WEIGHT,
                    help="weight of the photo's rays mirrored in the car's plane of symmetry in a "
                         "single-image fit (default %(default)s; 0: the observed rays alone)")
+    p.add_argument("--modulation-steps", type=non_negative_int, default=0,
+                   help="after each single-image fit, refine the LFN's FiLM modulations from the "
+                        "photo this many steps, past what a latent reaches (default 0: none)")
     args = p.parse_args(argv)
     if args.any_resolution and args.write_metrics:
         p.error("--write-metrics stores the checkpoint's own scores: not with --any-resolution")
     if args.fit_start == "encoder" and args.write_metrics:
         p.error("--write-metrics stores the auto-decoding scores: not with --fit-start encoder")
+    if args.modulation_steps and args.write_metrics:
+        p.error("--write-metrics stores the auto-decoding scores: not with --modulation-steps")
     return run_entry_point(lambda: score(args), args.debug)
 
 
 def score(args: argparse.Namespace) -> None:
     """The scores on stdout, in --json, and with --write-metrics in the checkpoint."""
     ckpt = load_checkpoint(args.ckpt)
+    if args.modulation_steps and ckpt.model.kind != "lfn":
+        raise ValueError(f"--modulation-steps refines an LFN's FiLM modulations; {args.ckpt} holds "
+                         f"a {ckpt.model.kind} model")
     encoder = None
     if args.fit_start == "encoder":
         encoder = find_encoder(args.ckpt, ckpt.model)
@@ -96,7 +104,7 @@ def score(args: argparse.Namespace) -> None:
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
                       max_cars=args.max_cars, max_views=args.max_views,
                       any_resolution=args.any_resolution, encoder=encoder,
-                      mirror_weight=args.mirror_weight)
+                      mirror_weight=args.mirror_weight, modulation_steps=args.modulation_steps)
     print(json.dumps(result.to_json(), indent=1))
     print(source_table(result))
     if args.json:
