@@ -63,12 +63,9 @@ class FiLMNetwork(nn.Module):
                 torch.cat([torch.ones(hidden_layers * width), torch.zeros(hidden_layers * width)])
             )
 
-    def film(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, latent_dim) → gamma, beta, each (B, hidden_layers, width)."""
-        return self.split_modulations(self.conditioning(latents))
-
     def split_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 2 · hidden_layers · width) conditioning outputs → gamma, beta as `film` gives them."""
+        """(B, 2 · hidden_layers · width) conditioning outputs → gamma, beta, each
+        (B, hidden_layers, width): every layer's scales, then every layer's shifts."""
         out = modulations.view(-1, 2, self.hidden_layers, self.width)
         return out[:, 0], out[:, 1]
 
@@ -86,7 +83,11 @@ class FiLMNetwork(nn.Module):
 
     def folded_layers(self, latents: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(B, latent_dim) → per hidden layer the FiLM-folded weight (B, W, in) and bias (B, W)."""
-        gamma, beta = self.film(latents)
+        return self.folded_modulated_layers(self.conditioning(latents))
+
+    def folded_modulated_layers(self, modulations: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`folded_layers` of the conditioning's outputs (B, 2 · hidden_layers · width)."""
+        gamma, beta = self.split_modulations(modulations)
         return [(gamma[:, i, :, None] * layer.weight, gamma[:, i] * layer.bias + beta[:, i])
                 for i, layer in enumerate(self.layers)]
 
@@ -130,9 +131,8 @@ class FiLMNetwork(nn.Module):
 
     def specialize_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """`specialize` of the conditioning's outputs (2 · hidden_layers · width,) for one object."""
-        gamma, beta = self.split_modulations(modulations[None])
-        w, b = zip(*[(gamma[0, i, :, None] * layer.weight, gamma[0, i] * layer.bias + beta[0, i])
-                     for i, layer in enumerate(self.layers)], strict=True)
+        w, b = zip(*[(weight[0], bias[0])
+                     for weight, bias in self.folded_modulated_layers(modulations[None])], strict=True)
         return (
             w[0], b[0], torch.stack(w[1:]), torch.stack(b[1:]), self.head.weight, self.head.bias
         )

@@ -118,3 +118,13 @@ def test_a_time_budget_alone_is_not_cut_short_by_a_default_step_count():
     both = parse_args(["--data", "d", "--out", "o", "--minutes", "21", "--steps", "1000"])
     assert both.step_budget == 1000
     assert learning_rate_scale(both, step=500, seconds=1.0) == pytest.approx(0.1 ** 0.5)
+
+
+def test_a_state_resumes_only_with_its_ray_encoding(data, tmp_path):
+    common = ["--data", str(data), "--out", str(tmp_path / "run"), "--save-every", "5",
+              "--eval-every", "1000", *TINY_ARGS]
+    train(parse_args([*common, "--steps", "5", "--frequencies", "2"]))
+    with pytest.raises(ValueError, match="--frequencies 2 \\(now 0\\)"):
+        train(parse_args([*common, "--steps", "10", "--resume"]))
+    train(parse_args([*common, "--steps", "10", "--resume", "--frequencies", "2"]))
+    assert load_latest_state(tmp_path / "run")[1]["step"] == 10

@@ -265,7 +265,7 @@ def load_latest_state(out: Path) -> tuple[Path, dict] | None:
     return None
 
 
-ARCHITECTURE = ("model", "latent_dim", "width", "hidden_layers")
+ARCHITECTURE = ("model", "latent_dim", "width", "hidden_layers", "cond_width", "frequencies")
 
 
 def check_resumable(path: Path, state: dict, cars: CarViews, cfg: TrainConfig) -> None:
