@@ -29,8 +29,8 @@ MODULATION_WEIGHT = 1e-2
 class ModulationOffset(nn.Module):
     """The LFN rendering `base` modulations plus an offset that fit_latent fits as its 'latent'.
 
-    Its `latents` table holds the training cars' modulations about their mean: the offset starts
-    at the table's mean (zero), and the fit's penalty is in units of the table's spread."""
+    Its `latents` table holds the training cars' modulations about their mean, so the fit's penalty
+    on the offset is in units of how much modulations vary between training cars."""
 
     def __init__(self, model: LightFieldNetwork, base: torch.Tensor):
         super().__init__()
@@ -56,5 +56,6 @@ def refine_modulations(
         base = model.modulations(latent[None].to(model.latents.weight))[0]
     offset = ModulationOffset(model, base)
     fit = fit_latent(offset, rgb, cam2world, intrinsics, steps=steps, lr=lr, latent_weight=weight,
-                     seed=seed, mirror_weight=mirror_weight, rays_per_step=rays_per_step)
+                     init=torch.zeros_like(base), seed=seed, mirror_weight=mirror_weight,
+                     rays_per_step=rays_per_step)
     return base + fit.latent
