@@ -225,7 +225,7 @@ class LFNRenderer:
         if cuda_graphs and self.device.type == "cuda" and backend_class.capabilities.cuda_graphs:
             self.frame_graphs = FrameGraphs(self._graph_step, self.device)
         self.capabilities = replace(backend_class.capabilities, cuda_graphs=self.frame_graphs is not None)
-        self._fold(model.latents.weight[0])
+        self._fold(model.latents.weight[0], model.specialize)
         self.ray_backend = backend_class(self._mlp_tensors, self.dtype)
         # Chosen once, so a frame is one direct call with no per-frame test of the backend.
         if self.capabilities.fused_frames:
@@ -242,7 +242,7 @@ class LFNRenderer:
     def set_latent(self, latent: torch.Tensor) -> None:
         """Fold `latent` into the MLP tensors, in place: the tensors keep their addresses, so a
         captured CUDA graph (and anyone holding folded_mlp()) sees the new latent."""
-        self._fold(latent)
+        self._fold(latent, self.model.specialize)
         self.ray_backend.set_mlp_tensors(self._mlp_tensors)
 
     def set_modulations(self, modulations: torch.Tensor) -> None:
@@ -250,11 +250,10 @@ class LFNRenderer:
         self._fold(modulations, self.model.specialize_modulations)
         self.ray_backend.set_mlp_tensors(self._mlp_tensors)
 
-    def _fold(self, code: torch.Tensor,
-              specialize: Callable[..., tuple[torch.Tensor, ...]] | None = None) -> None:
-        """The MLP tensors of `code`, a latent (or modulations, with their `specialize`)."""
+    def _fold(self, code: torch.Tensor, specialize: Callable[..., tuple[torch.Tensor, ...]]) -> None:
+        """The MLP tensors of `code` (a latent or modulations) by its model's `specialize`."""
         with torch.no_grad():
-            folded = (specialize or self.model.specialize)(code.to(self.device, torch.float32))
+            folded = specialize(code.to(self.device, torch.float32))
             if [(t.shape, self.dtype) for t in folded] == [(t.shape, t.dtype) for t in self._mlp_tensors]:
                 for target, source in zip(self._mlp_tensors, folded, strict=True):
                     target.copy_(source)
