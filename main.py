@@ -23,6 +23,7 @@ from engine.cli import (
     UsageError,
     integer,
     non_negative_float,
+    non_negative_int,
     positive_float,
     positive_int,
     resolution_argument,
@@ -158,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="weight of the photo's rays mirrored in the car's plane of symmetry in "
                      "each step (default 0.25; 0 for a car whose sides differ, e.g. a livery "
                      "on one side)")
+    fit.add_argument("--modulation-steps", type=non_negative_int, default=None,
+                     help="after the latent, refine the car's FiLM modulations from the photo this "
+                     "many steps, past what a latent reaches (default 100 after autodecode, 0 "
+                     "after the encoder's modes)")
     fit.add_argument("--encoder", type=Path, metavar="FILE.pt", default=None,
                      help="the image encoder that estimates a photo's latent and pose, for "
                      "--fit-image and the viewer's photo reconstruction, in the window or --web "
@@ -190,8 +195,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"argument --{flag}: needs --headless --out FILE.gif or FILE.mp4")
     if args.fit_image and args.out is None:
         parser.error("--fit-image needs --out FILE.pt")
-    if args.mirror_weight is not None and not args.fit_image:
-        parser.error("argument --mirror-weight: used by --fit-image only")
+    for flag in ("mirror_weight", "modulation_steps"):
+        if getattr(args, flag) is not None and not args.fit_image:
+            parser.error(f"argument --{flag.replace('_', '-')}: used by --fit-image only")
     if args.backends is not None and not args.benchmark:
         parser.error("argument --backends: used by --benchmark only")
     if args.encoder is not None and (args.headless or args.benchmark):
@@ -293,7 +299,8 @@ def run(args: argparse.Namespace) -> int:
 
         pose = Orbit(*args.pose) if args.pose else None
         return run_fit_image(FitImageConfig(render, args.ckpt, args.fit_image, pose, args.inference,
-                                            args.steps, args.out, args.encoder, args.mirror_weight),
+                                            args.steps, args.out, args.encoder, args.mirror_weight,
+                                            args.modulation_steps),
                              ckpt)
     if mode == "--web":
         from viewer.web import run_web

@@ -177,7 +177,7 @@ def soak_checkpoint(config: SoakConfig) -> int:
         raise UsageError(f"--ckpt {config.ckpt}: is a {ckpt.model.kind} checkpoint, not an LFN")
     device = config.device
     renderer = make_renderer(ckpt.model, device, default_precision(device))
-    frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
+    frames = FrameRenderer(renderer, LatentBank.of_checkpoint(ckpt))
     result = soak(frames, len(ckpt.instance_names), config.res, config.frames, config.warmup,
                   None if config.quiet else lambda line: print(line, flush=True))
     result["checkpoint"] = str(config.ckpt)

@@ -83,7 +83,7 @@ def method_name(backend: str) -> str:
 def renderer_for(ckpt: Checkpoint, instance: int, device: torch.device, precision: str, backend: str,
                  sampling: str = "dense", bounded: bool = True):
     renderer = make_renderer(ckpt.model, device, precision, backend, sampling, bounded)
-    renderer.set_latent(ckpt.latents[instance])
+    renderer.set_latent(*ckpt.instance_code(instance))
     return renderer
 
 

@@ -92,6 +92,7 @@ class FitImageConfig:
     out: Path  # the checkpoint copy with the fitted instance appended
     encoder: Path | None = None  # --encoder; None: CKPT.encoder.pt beside the checkpoint, if any
     mirror_weight: float | None = None  # the photo's mirrored rays in each step; None: the fit's default
+    modulation_steps: int | None = None  # refinement past the latent; None: the mode's default
 
 
 @dataclass(frozen=True)

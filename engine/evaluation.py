@@ -260,12 +260,10 @@ def score_single_images(model, renderer, cars: CarViews, views: torch.Tensor,
         pose = cars.cam2world[c, INPUT_VIEW:INPUT_VIEW + 1]
         fit = fit_latent(model, photo[None], pose, cars.intrinsics, steps=fit_steps, seed=c, init=init,
                          mirror_weight=mirror_weight)
-        if modulation_steps:
-            renderer.set_modulations(refine_modulations(
-                model, photo[None], pose, cars.intrinsics, fit.latent, steps=modulation_steps, seed=c,
-                mirror_weight=mirror_weight))
-        else:
-            renderer.set_latent(fit.latent)
+        offset = None if not modulation_steps else refine_modulations(
+            model, photo[None], pose, cars.intrinsics, fit.latent, steps=modulation_steps, seed=c,
+            mirror_weight=mirror_weight)
+        renderer.set_latent(fit.latent, offset)
         seconds = time.perf_counter() - start
         (input_psnr, _), = score_views(renderer, cars.rgb[c], cars.cam2world[c], torch.tensor([INPUT_VIEW]))
         scores = score_views(renderer, cars.rgb[c], cars.cam2world[c], views)

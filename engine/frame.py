@@ -163,7 +163,7 @@ class FrameRenderer:
         self, renderer: LFNRenderer | VolumetricRenderer, bank: LatentBank, latent: LatentSelection
     ) -> None:
         if self._latents.get(id(renderer)) != latent:  # set_latent folds weights; it never re-traces
-            renderer.set_latent(bank.latent(latent))
+            renderer.set_latent(bank.latent(latent), bank.offset(latent))
             self._latents[id(renderer)] = latent
 
     def replace_renderer(self, renderer: LFNRenderer) -> None:
@@ -171,7 +171,7 @@ class FrameRenderer:
         it on the thread that renders."""
         latent = self._latents.pop(id(self.renderer), None)  # ids are reused once the old one is freed
         if latent is not None:
-            renderer.set_latent(self.latents.latent(latent))
+            renderer.set_latent(self.latents.latent(latent), self.latents.offset(latent))
             self._latents[id(renderer)] = latent
         self.renderer = renderer
         self._epi_view = None  # the new backend or precision computes its own

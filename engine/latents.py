@@ -3,6 +3,9 @@
 A selection is a small frozen dataclass: hashable and compared per frame (a frame request holds
 one), resolved to a code and a label by the LatentBank of the checkpoint it names codes of.
 
+A car fitted past its latent (models/modulation_fit.py) also has a modulation offset; a mix of
+table rows mixes their offsets with the same weights (a row without one counts as zero).
+
 A random latent comes from a Gaussian fitted to the latent table (mean and full covariance), so it
 looks like the codes the network was trained on. With fewer instances than latent dimensions the
 covariance is singular; a small diagonal jitter makes its Cholesky factor exist.
@@ -13,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from models.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -147,20 +152,32 @@ class LatentGaussian:
 
 
 class LatentBank:
-    """The latent table of one checkpoint and the codes derived from it, by LatentSelection.
+    """The latent table of one checkpoint, its rows' modulation offsets (Checkpoint.
+    modulation_offsets), and the codes derived from them, by LatentSelection.
 
     `fitted` is the code a FittedLatent starts from: the table's mean until a fit publishes one.
     """
 
-    def __init__(self, table: torch.Tensor, names: list[str]):
+    def __init__(self, table: torch.Tensor, names: list[str],
+                 modulation_offsets: dict[int, torch.Tensor] | None = None):
         self.table = table.detach().float().cpu()
         self.names = names
+        self.offsets = {row: offset.detach().float().cpu()
+                        for row, offset in (modulation_offsets or {}).items()}
         self.gaussian = LatentGaussian(self.table)
         self.fitted = self.table.mean(0)  # where every fit starts
+        self.fitted_offset: torch.Tensor | None = None
 
-    def publish(self, latent: torch.Tensor) -> None:
-        """Make `latent` the fitted code (called by the UI thread while the render thread reads)."""
-        self.fitted = latent.detach().float().cpu()  # one reference swap: safe for the render thread
+    @classmethod
+    def of_checkpoint(cls, ckpt: Checkpoint) -> LatentBank:
+        return cls(ckpt.latents, ckpt.instance_names, ckpt.modulation_offsets)
+
+    def publish(self, latent: torch.Tensor, modulation_offset: torch.Tensor | None = None) -> None:
+        """Make `latent` (and its offset) the fitted code (called by the UI thread while the
+        render thread reads)."""
+        offset = None if modulation_offset is None else modulation_offset.detach().float().cpu()
+        # one reference swap: safe for the render thread
+        self.fitted, self.fitted_offset = latent.detach().float().cpu(), offset
 
     def latent(self, selection: LatentSelection) -> torch.Tensor:
         match selection:
@@ -177,6 +194,24 @@ class LatentBank:
             case WeightedLatent(weights):
                 return sum(weight * self.table[index] for index, weight in weights)
         raise TypeError(f"not a latent selection: {selection!r}")
+
+    def offset(self, selection: LatentSelection) -> torch.Tensor | None:
+        """The modulation offset of the selected code, or None where it mixes none."""
+        match selection:
+            case InstanceLatent(index):
+                return self.offsets.get(index)
+            case BlendLatent(a, b, t):
+                return self._mix([(self.offsets.get(a), 1 - t), (self.offsets.get(b), t)])
+            case FittedLatent(target=target, t=t):
+                return self._mix([(self.fitted_offset, 1 - t), (self.offsets.get(target), t)])
+            case WeightedLatent(weights):
+                return self._mix([(self.offsets.get(index), weight) for index, weight in weights])
+        return None
+
+    @staticmethod
+    def _mix(weighted: list[tuple[torch.Tensor | None, float]]) -> torch.Tensor | None:
+        present = [(offset, weight) for offset, weight in weighted if offset is not None]
+        return sum(weight * offset for offset, weight in present) if present else None
 
     def label(self, selection: LatentSelection) -> str:
         match selection:

@@ -9,6 +9,10 @@ Contents (plain dicts, lists, strings, numbers and tensors only):
     latents       (num_instances, latent_dim) float32, one code per object
     instance_names
     meta          {"steps": int, "dataset": str, "metrics": {...}, ...}
+Optional (an LFN with cars fitted past their latents, models/modulation_fit.py; a reader that
+ignores it shows those cars as their latents):
+    modulation_offsets  {"rows": [int, ...], "offsets": (len(rows), 2 · hidden_layers · width)}:
+                  the FiLM modulations each listed instance adds to its latent's
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class Checkpoint:
     model: Model
     instance_names: list[str]
     meta: dict[str, Any]
+    # instance → the FiLM modulations it adds to its latent's; most instances have none
+    modulation_offsets: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     @property
     def latents(self) -> torch.Tensor:
@@ -57,9 +63,21 @@ class Checkpoint:
             raise IndexError(f"{index} is out of range: this checkpoint has {n} instances")
         return index % n
 
+    def instance_code(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Instance `index`'s latent and modulation offset (None: the latent alone), as
+        Renderer.set_latent takes them."""
+        return self.latents[index], self.modulation_offsets.get(index)
 
-def checkpoint_dict(model: Model, instance_names: list[str], meta: dict[str, Any]) -> dict:
+
+def checkpoint_dict(model: Model, instance_names: list[str], meta: dict[str, Any],
+                    modulation_offsets: dict[int, torch.Tensor] | None = None) -> dict:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k != "latents.weight"}
+    extra = {}
+    if modulation_offsets:
+        rows = sorted(modulation_offsets)
+        extra["modulation_offsets"] = {
+            "rows": rows,
+            "offsets": torch.stack([modulation_offsets[r].detach().cpu().float() for r in rows])}
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -69,6 +87,7 @@ def checkpoint_dict(model: Model, instance_names: list[str], meta: dict[str, Any
         "latents": model.latents.weight.detach().cpu().float().clone(),
         "instance_names": list(instance_names),
         "meta": meta,
+        **extra,
     }
 
 
@@ -89,9 +108,10 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def save_checkpoint(
-    model: Model, instance_names: list[str], meta: dict[str, Any], path: str | os.PathLike
+    model: Model, instance_names: list[str], meta: dict[str, Any], path: str | os.PathLike,
+    modulation_offsets: dict[int, torch.Tensor] | None = None,
 ) -> None:
-    atomic_save(checkpoint_dict(model, instance_names, meta), path)
+    atomic_save(checkpoint_dict(model, instance_names, meta, modulation_offsets), path)
 
 
 def read_torch_file(path: str | os.PathLike) -> Any:
@@ -154,7 +174,26 @@ def parse_checkpoint(data: Any, path: str | os.PathLike) -> Checkpoint:
     if not all(torch.isfinite(p).all() for p in model.parameters()):
         raise CheckpointError(path, "holds NaN or infinite weights")
     model.eval()
-    return Checkpoint(model, [str(n) for n in names], dict(data["meta"]))
+    offsets = parse_modulation_offsets(data.get("modulation_offsets"), model, path)
+    return Checkpoint(model, [str(n) for n in names], dict(data["meta"]), offsets)
+
+
+def parse_modulation_offsets(data: Any, model: Model, path: str | os.PathLike) -> dict[int, torch.Tensor]:
+    """The optional modulation offsets, checked against the model; CheckpointError if malformed."""
+    if data is None:
+        return {}
+    if model.kind != "lfn":
+        raise CheckpointError(path, "a volumetric checkpoint cannot hold modulation offsets")
+    width = 2 * model.config.hidden_layers * model.config.width
+    rows, offsets = (data.get("rows"), data.get("offsets")) if isinstance(data, dict) else (None, None)
+    if not (isinstance(rows, list) and all(isinstance(r, int) for r in rows)
+            and isinstance(offsets, torch.Tensor) and offsets.shape == (len(rows), width)):
+        raise CheckpointError(path, f"modulation_offsets is not rows and a (rows, {width}) table")
+    if len(set(rows)) != len(rows) or not all(0 <= r < model.config.num_instances for r in rows):
+        raise CheckpointError(path, "modulation_offsets names instances it does not hold")
+    if not torch.isfinite(offsets).all():
+        raise CheckpointError(path, "holds NaN or infinite modulation offsets")
+    return {row: offsets[i].float() for i, row in enumerate(rows)}
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

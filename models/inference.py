@@ -5,6 +5,9 @@
                  (models/fitting.py); an estimated pose is refined jointly with the latent
     autodecode   auto-decoding from the mean latent (no encoder needed when the pose is given)
 
+After its latent, a mode may refine the car past it: its FiLM modulations from the same photo
+(models/modulation_fit.py), by default after auto-decoding only, where it was measured.
+
 Each mode is a start (`start_inference`: the code and camera before any step) and then, except
 for `encoder`, auto-decoding steps from it (`refinement_steps`); `infer` runs both to the end.
 
@@ -27,8 +30,12 @@ import torch
 from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics, pixel_rays
 from models.encoder import CarEncoder, uniform_peak_mass
 from models.fitting import MIRROR_WEIGHT, FitStep, fit_latent, fit_latent_steps, psnr_from_mse
+from models.modulation_fit import MODULATION_STEPS, refine_modulations
 
 DEFAULT_STEPS = {"refine": 20, "autodecode": 300}
+# held-out real cars from one photo +0.27 dB after auto-decoding (RESULTS.md, "Past the latent");
+# not measured after the encoder's modes, so off there unless asked for
+DEFAULT_MODULATION_STEPS = {"encoder": 0, "refine": 0, "autodecode": MODULATION_STEPS}
 HYPOTHESIS_RAYS = 4096
 # Nats of evidence per unit of log MSE ratio between two hypotheses' renders: the slope of a
 # logistic fit of "the true azimuth renders better than its front/back twin" on 1080 held-out
@@ -52,11 +59,13 @@ class InferenceError(ValueError):
 class Inference:
     latent: torch.Tensor  # (latent_dim,)
     orbit: Orbit  # the photo's camera: given, estimated or refined
-    psnr: float  # of the whole input view rendered with `latent` from `orbit`, dB
+    psnr: float  # of the whole input view rendered as the car from `orbit`, dB
     seconds: float  # wall time of the inference itself (not of the PSNR render)
     mode: InferenceMode
     steps: int
     pose_estimated: bool
+    modulation_offset: torch.Tensor | None = None  # a car refined past its latent
+    modulation_steps: int = 0
 
 
 def default_mode(encoder: CarEncoder | None) -> InferenceMode:
@@ -68,6 +77,11 @@ def resolve_steps(mode: InferenceMode, steps: int | None) -> int:
     return 0 if mode is InferenceMode.ENCODER else (steps or DEFAULT_STEPS[mode.value])
 
 
+def resolve_modulation_steps(mode: InferenceMode, steps: int | None) -> int:
+    """Modulation steps after a mode's latent: `steps`, or the mode's default when None."""
+    return DEFAULT_MODULATION_STEPS[mode.value] if steps is None else steps
+
+
 def check_inputs(mode: InferenceMode, encoder: CarEncoder | None, orbit: Orbit | None) -> None:
     """Raise InferenceError when the mode needs an encoder or a pose that is missing."""
     if mode is not InferenceMode.AUTODECODE and encoder is None:
@@ -76,12 +90,19 @@ def check_inputs(mode: InferenceMode, encoder: CarEncoder | None, orbit: Orbit |
         raise InferenceError("no pose given and no encoder to estimate it")
 
 
-def render_view(model, latent: torch.Tensor, orbit: Orbit, res: int) -> torch.Tensor:
-    """(res, res, 3) colors in [0, 1] of the whole view, no grad."""
+def render_view(model, latent: torch.Tensor, orbit: Orbit, res: int,
+                modulation_offset: torch.Tensor | None = None) -> torch.Tensor:
+    """(res, res, 3) colors in [0, 1] of the whole view of the car, no grad."""
     device = latent.device
     origins, dirs = pixel_rays(orbit.cam2world().to(device), intrinsics(res, res), res, res)
+    origins, dirs = origins.reshape(1, -1, 3), dirs.reshape(1, -1, 3)
     with torch.no_grad():
-        return model(origins.reshape(1, -1, 3), dirs.reshape(1, -1, 3), latent[None]).reshape(res, res, 3)
+        if modulation_offset is None:
+            colors = model(origins, dirs, latent[None])
+        else:
+            modulations = model.modulations(latent[None]) + modulation_offset.to(latent)
+            colors = model.modulated_colors(origins, dirs, modulations)
+    return colors.reshape(res, res, 3)
 
 
 def photometric_mse(model, latent: torch.Tensor, orbit: Orbit, photo: torch.Tensor,
@@ -202,9 +223,10 @@ def refinement_steps(model, photo: torch.Tensor, start: InferenceStart, **fit_op
                             init=start.latent, **fit_options)
 
 
-def view_psnr(model, latent: torch.Tensor, orbit: Orbit, photo: torch.Tensor) -> float:
-    """PSNR of the whole photo against `latent` rendered from `orbit`, dB."""
-    rendered = render_view(model, latent, orbit, photo.shape[0])
+def view_psnr(model, latent: torch.Tensor, orbit: Orbit, photo: torch.Tensor,
+              modulation_offset: torch.Tensor | None = None) -> float:
+    """PSNR of the whole photo against the car rendered from `orbit`, dB."""
+    rendered = render_view(model, latent, orbit, photo.shape[0], modulation_offset)
     return psnr_from_mse(float(((rendered - photo.to(latent.device).float() / 255.0) ** 2).mean()))
 
 
@@ -212,12 +234,13 @@ def infer(
     model, photo: torch.Tensor, mode: InferenceMode, encoder: CarEncoder | None = None,
     orbit: Orbit | None = None, steps: int | None = None,
     on_step: Callable[[FitStep], None] | None = None, mirror_weight: float = MIRROR_WEIGHT,
+    modulation_steps: int | None = None,
 ) -> Inference:
     """Reconstruct one photo, (H, W, 3) uint8 on white at the network's resolution.
 
-    `orbit` None asks the encoder for the pose; `steps` None takes the mode's default;
-    `mirror_weight` weighs the photo's mirrored rays in the steps (models/fitting.py).
-    Raises InferenceError from check_inputs.
+    `orbit` None asks the encoder for the pose; `steps` and `modulation_steps` None take the
+    mode's defaults; `mirror_weight` weighs the photo's mirrored rays in the steps
+    (models/fitting.py). Raises InferenceError from check_inputs.
     """
     device = next(model.parameters()).device
     began = time.perf_counter()
@@ -230,8 +253,14 @@ def infer(
                          on_step=on_step, init=start.latent, cuda_graph=True,
                          mirror_weight=mirror_weight)
         latent, orbit = fit.latent.to(device), fit.orbit or orbit
+    modulation_steps = resolve_modulation_steps(mode, modulation_steps)
+    offset = None
+    if modulation_steps:
+        res = photo.shape[0]
+        offset = refine_modulations(model, photo[None], orbit.cam2world()[None], intrinsics(res, res),
+                                    latent, steps=modulation_steps, mirror_weight=mirror_weight)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - began
-    return Inference(latent, orbit, view_psnr(model, latent, orbit, photo), seconds, mode, steps,
-                     start.estimate is not None)
+    return Inference(latent, orbit, view_psnr(model, latent, orbit, photo, offset), seconds, mode,
+                     steps, start.estimate is not None, offset, modulation_steps)

@@ -12,10 +12,12 @@ prior still decides what the photo leaves open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-from models.fitting import MIRROR_WEIGHT, fit_latent
+from models.fitting import MIRROR_WEIGHT, FitStep, fit_latent
 from models.lfn import LightFieldNetwork
 
 MODULATION_STEPS = 100
@@ -48,14 +50,17 @@ def refine_modulations(
     intrinsics: torch.Tensor, latent: torch.Tensor, steps: int = MODULATION_STEPS,
     lr: float = MODULATION_LR, weight: float = MODULATION_WEIGHT, seed: int = 0,
     mirror_weight: float = MIRROR_WEIGHT, rays_per_step: int = 4096,
+    on_step: Callable[[FitStep], None] | None = None,
 ) -> torch.Tensor:
-    """The modulations (2 · hidden_layers · width,) of `latent` refined for `steps` steps on the
-    views `rgb` (V, H, W, 3) uint8 seen from cam2world (V, 4, 4) (a pose the latent fit refined
-    is passed as its camera), the network frozen; fit_latent's ray draws and mirrored rays."""
+    """The offset (2 · hidden_layers · width,) that `latent`'s modulations take, fitted for `steps`
+    steps on the views `rgb` (V, H, W, 3) uint8 seen from cam2world (V, 4, 4) (a pose the latent
+    fit refined is passed as its camera), the network frozen; fit_latent's ray draws and mirrored
+    rays; `on_step` sees each step (its `latent` is the offset so far). The car renders as
+    LFNRenderer.set_latent(latent, offset)."""
     with torch.no_grad():
         base = model.modulations(latent[None].to(model.latents.weight))[0]
     offset = ModulationOffset(model, base)
     fit = fit_latent(offset, rgb, cam2world, intrinsics, steps=steps, lr=lr, latent_weight=weight,
                      init=torch.zeros_like(base), seed=seed, mirror_weight=mirror_weight,
-                     rays_per_step=rays_per_step)
-    return base + fit.latent
+                     rays_per_step=rays_per_step, on_step=on_step)
+    return fit.latent

@@ -239,15 +239,18 @@ class LFNRenderer:
         place: read them, never write them."""
         return self._mlp_tensors
 
-    def set_latent(self, latent: torch.Tensor) -> None:
+    def set_latent(self, latent: torch.Tensor, modulation_offset: torch.Tensor | None = None) -> None:
         """Fold `latent` into the MLP tensors, in place: the tensors keep their addresses, so a
-        captured CUDA graph (and anyone holding folded_mlp()) sees the new latent."""
-        self._fold(latent, self.model.specialize)
-        self.ray_backend.set_mlp_tensors(self._mlp_tensors)
-
-    def set_modulations(self, modulations: torch.Tensor) -> None:
-        """set_latent for a car given by its FiLM modulations (models/modulation_fit.py)."""
-        self._fold(modulations, self.model.specialize_modulations)
+        captured CUDA graph (and anyone holding folded_mlp()) sees the new latent. A car refined
+        past its latent (models/modulation_fit.py) adds its `modulation_offset` to the latent's
+        FiLM modulations."""
+        if modulation_offset is None:
+            self._fold(latent, self.model.specialize)
+        else:
+            with torch.no_grad():
+                latent = latent.to(self.device, torch.float32)
+                modulations = self.model.modulations(latent[None])[0] + modulation_offset.to(latent)
+            self._fold(modulations, self.model.specialize_modulations)
         self.ray_backend.set_mlp_tensors(self._mlp_tensors)
 
     def _fold(self, code: torch.Tensor, specialize: Callable[..., tuple[torch.Tensor, ...]]) -> None:
@@ -449,7 +452,9 @@ class VolumetricRenderer:
         self.grid_build_ms = 0.0
         self.set_latent(model.latents.weight[0])
 
-    def set_latent(self, latent: torch.Tensor) -> None:
+    def set_latent(self, latent: torch.Tensor, modulation_offset: torch.Tensor | None = None) -> None:
+        if modulation_offset is not None:
+            raise ValueError("the volumetric baseline's cars are latents: no modulation offsets")
         with torch.no_grad():
             folded = self.model.specialize(latent.to(self.device, torch.float32))
         self.field = FoldedField.of(tuple(t.to(self.dtype).contiguous() for t in folded),

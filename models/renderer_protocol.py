@@ -2,6 +2,7 @@
 `RayBackend` (how an LFN renderer evaluates its per-ray MLP), and what each can do.
 
     renderer.set_latent(latent)                        # a (latent_dim,) code
+    renderer.set_latent(latent, offset)                # an LFN car refined past its latent
     image = renderer.render(cam2world, res)            # (H, W, 3) colors in [0, 1], on renderer.device
     rgba = renderer.render_rgba(cam2world, res, out)   # (H, W, 4) float32, alpha 1, into `out` if given
     renderer.capabilities.gradient_depth               # how models/depth.py gets its equations, or None
@@ -57,7 +58,9 @@ class Renderer(Protocol):
     evals_per_ray: int  # network evaluations per pixel ray
     capabilities: Capabilities
 
-    def set_latent(self, latent: torch.Tensor) -> None: ...
+    def set_latent(self, latent: torch.Tensor, modulation_offset: torch.Tensor | None = None) -> None:
+        """Render the car `latent`; an LFN's car refined past its latent also adds its FiLM
+        `modulation_offset` (models/modulation_fit.py)."""
 
     def render(self, cam2world: torch.Tensor, res: Resolution | int) -> torch.Tensor:
         """(H, W, 3) colors in [0, 1] seen from cam2world ((4, 4) or (3, 4))."""

@@ -1,5 +1,6 @@
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -22,6 +23,45 @@ def test_round_trip_keeps_weights_latents_names_and_meta(tmp_path):
     assert ckpt.resolve_instance(-1) == 2
     with pytest.raises(IndexError):
         ckpt.resolve_instance(3)
+
+
+def test_modulation_offsets_round_trip_and_render_their_instances(tmp_path):
+    model = tiny_lfn()
+    width = 2 * model.config.hidden_layers * model.config.width
+    offset = 0.1 * torch.randn(width)
+    save_checkpoint(model, names(3), META, tmp_path / "a.pt", {2: offset})
+    ckpt = load_checkpoint(tmp_path / "a.pt")
+    assert set(ckpt.modulation_offsets) == {2} and torch.equal(ckpt.modulation_offsets[2], offset)
+    latent, kept = ckpt.instance_code(2)
+    assert torch.equal(latent, ckpt.latents[2]) and torch.equal(kept, offset)
+    assert ckpt.instance_code(1)[1] is None
+    save_checkpoint(model, names(3), META, tmp_path / "plain.pt")  # none: no key, as before
+    assert "modulation_offsets" not in torch.load(tmp_path / "plain.pt", weights_only=True)
+    assert load_checkpoint(tmp_path / "plain.pt").modulation_offsets == {}
+
+
+WIDTH = 192  # tiny_lfn's modulations: 2 · 3 hidden layers · 32
+
+
+@pytest.mark.parametrize("offsets, expected", [
+    ({"rows": [3], "offsets": torch.zeros(1, WIDTH)}, "names instances it does not hold"),
+    ({"rows": [1, 1], "offsets": torch.zeros(2, WIDTH)}, "names instances it does not hold"),
+    ({"rows": [1], "offsets": torch.zeros(1, 7)}, f"not rows and a (rows, {WIDTH}) table"),
+    ({"rows": [1]}, f"not rows and a (rows, {WIDTH}) table"),
+    ([1, 2], f"not rows and a (rows, {WIDTH}) table"),
+    ({"rows": [1], "offsets": torch.full((1, WIDTH), float("nan"))}, "NaN or infinite modulation"),
+])
+def test_bad_modulation_offsets_give_one_clear_error(tmp_path, offsets, expected):
+    model = tiny_lfn()
+    assert 2 * model.config.hidden_layers * model.config.width == WIDTH
+    path = write(tmp_path, "o.pt", dict(checkpoint_dict(model, names(3), META),
+                                         modulation_offsets=offsets))
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        load_checkpoint(path)
+    volumetric = write(tmp_path, "v.pt", dict(checkpoint_dict(tiny_volumetric(), names(3), META),
+                                              modulation_offsets={"rows": [], "offsets": torch.zeros(0, 1)}))
+    with pytest.raises(CheckpointError, match="volumetric checkpoint cannot hold modulation"):
+        load_checkpoint(volumetric)
 
 
 def test_volumetric_round_trip(tmp_path):

@@ -13,6 +13,7 @@ from engine.metrics import psnr
 from models.cameras import intrinsics, orbit_pose
 from models.checkpoint import load_checkpoint
 from models.fitting import MIRROR_WEIGHT, fit_latent
+from models.modulation_fit import MODULATION_STEPS
 from models.renderer import LFNRenderer
 from tests.conftest import tiny_lfn
 
@@ -81,6 +82,38 @@ def test_cli_mirror_weight_reaches_the_fit_and_the_meta(tiny_ckpt, tmp_path):
     assert elsewhere.returncode == 2 and "used by --fit-image only" in elsewhere.stderr
     # main.py names the default without importing torch to parse: it must be the fit's
     assert f"(default {MIRROR_WEIGHT};" in " ".join(run("--help").stdout.split())
+
+
+def test_cli_refines_past_the_latent_and_the_viewer_shows_it(tiny_ckpt, tmp_path):
+    image = str(photo(tmp_path / "red.png"))
+    common = ["--ckpt", str(tiny_ckpt), "--fit-image", image, "--pose", "30,20", "--steps", "5"]
+    refined, plain = tmp_path / "refined.pt", tmp_path / "plain.pt"
+    result = run(*common, "--modulation-steps", "30", "--out", str(refined))
+    assert result.returncode == 0, result.stderr
+    assert "+ 30 modulation steps" in result.stdout
+    assert run(*common, "--modulation-steps", "0", "--out", str(plain)).returncode == 0
+    with_offset, without = load_checkpoint(refined), load_checkpoint(plain)
+    last = len(with_offset.instance_names) - 1
+    assert set(with_offset.modulation_offsets) == {last} and without.modulation_offsets == {}
+    assert with_offset.modulation_offsets[last].abs().max() > 0
+    assert (with_offset.meta["fit_modulation_steps"], without.meta["fit_modulation_steps"]) == (30, 0)
+    assert torch.equal(with_offset.latents, without.latents)  # the same latent fit before it
+    views = []
+    for ckpt in (refined, plain):
+        out = tmp_path / f"{ckpt.stem}.png"
+        shown = run("--ckpt", str(ckpt), "--instance", "-1", "--headless", "--out", str(out),
+                    "--res", "16")
+        assert shown.returncode == 0, shown.stderr
+        views.append(np.asarray(Image.open(out), dtype=np.int16))
+    assert np.abs(views[0] - views[1]).max() > 0  # the headless view renders the offset
+    # an auto-decoding fit refines past its latent by default
+    assert run(*common, "--out", str(plain)).returncode == 0
+    assert load_checkpoint(plain).meta["fit_modulation_steps"] == MODULATION_STEPS
+    elsewhere = run("--ckpt", str(tiny_ckpt), "--headless", "--out", str(tmp_path / "v.png"),
+                    "--modulation-steps", "3")
+    assert elsewhere.returncode == 2 and "used by --fit-image only" in elsewhere.stderr
+    # main.py names the default without importing torch to parse: it must be the fit's
+    assert f"(default {MODULATION_STEPS} after autodecode" in " ".join(run("--help").stdout.split())
 
 
 @pytest.mark.parametrize("make, needle", [

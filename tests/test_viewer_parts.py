@@ -134,6 +134,23 @@ def test_latent_bank_resolves_each_selection():
         bank.latent(("instance", 2))  # the old tuples are not selections
 
 
+def test_latent_bank_mixes_modulation_offsets_as_it_mixes_latents():
+    offset = torch.randn(8)
+    bank = LatentBank(torch.randn(3, 5), ["a", "b", "c"], {2: offset})
+    assert bank.offset(InstanceLatent(0)) is None and bank.offset(RandomLatent(1)) is None
+    assert torch.equal(bank.offset(InstanceLatent(2)), offset)
+    assert bank.offset(BlendLatent(0, 1, 0.5)) is None  # rows without one: the plain path
+    assert torch.allclose(bank.offset(BlendLatent(0, 2, 0.25)), 0.25 * offset)  # a row without: zero
+    assert torch.allclose(bank.offset(WeightedLatent(((2, 0.5), (1, 0.5)))), 0.5 * offset)
+    assert bank.offset(FittedLatent(1, "fit", 0, 0.0)) is None  # before a fit, and a latent-only fit
+    fitted = torch.randn(8)
+    bank.publish(torch.randn(5), fitted)
+    assert torch.equal(bank.offset(FittedLatent(2, "fit", 0, 0.0)), fitted)
+    assert torch.allclose(bank.offset(FittedLatent(2, "fit", 2, 0.5)), (fitted + offset) / 2)
+    bank.publish(torch.randn(5))  # a new fit without one drops the old fit's offset
+    assert bank.offset(FittedLatent(3, "fit", 0, 0.0)) is None
+
+
 def test_latent_labels_name_each_selection():
     bank = LatentBank(torch.randn(3, 5), ["a", "b", "c"])
     assert bank.label(InstanceLatent(1)) == "b"

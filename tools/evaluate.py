@@ -111,7 +111,8 @@ def score(args: argparse.Namespace) -> None:
         write_json(args.json, result.to_json())
     if args.write_metrics:
         ckpt.meta["metrics"] = result.meta_metrics()
-        save_checkpoint(ckpt.model.cpu(), ckpt.instance_names, ckpt.meta, args.ckpt)
+        save_checkpoint(ckpt.model.cpu(), ckpt.instance_names, ckpt.meta, args.ckpt,
+                        ckpt.modulation_offsets)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""`main.py --fit-image`: fit a new car's latent to one photo, append it to a checkpoint copy.
+"""`main.py --fit-image`: fit a new car to one photo, append it to a checkpoint copy.
+
+The car is a latent and, refined past it (models/modulation_fit.py), a modulation offset: both
+are stored, and the viewer shows the instance as both.
 
 The photo shows a car on a white background (or with alpha, composited on white), square; it is
 resized to the resolution the network was trained at. Its camera is given in the product's orbit
@@ -60,18 +63,22 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
             bar.update(1)
 
         result = infer(model, photo, mode, encoder, orbit, steps, on_step=progress,
-                       mirror_weight=mirror_weight)
+                       mirror_weight=mirror_weight, modulation_steps=config.modulation_steps)
     pose = result.orbit
     fitted = with_instance(ckpt, result.latent, config.photo.stem,
                            {"fitted_from": config.photo.name, "fit_mode": mode.value,
                             "fit_steps": steps, "fit_mirror_weight": mirror_weight,
+                            "fit_modulation_steps": result.modulation_steps,
                             "fit_psnr": round(result.psnr, 3),
                             "fit_pose": [round(pose.azimuth, 3), round(pose.elevation, 3),
-                                         round(pose.radius, 3)]})
-    save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, config.out)
+                                         round(pose.radius, 3)]},
+                           result.modulation_offset)
+    save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, config.out,
+                    fitted.modulation_offsets)
     source = "estimated" if result.pose_estimated else "given"
+    past = f" + {result.modulation_steps} modulation steps" if result.modulation_steps else ""
     print(f"wrote {config.out}: instance {len(fitted.instance_names) - 1} "
-          f"({config.photo.stem}), {mode.value} inference in {result.seconds:.2f} s, pose "
+          f"({config.photo.stem}), {mode.value} inference{past} in {result.seconds:.2f} s, pose "
           f"{pose.azimuth:.1f},{pose.elevation:.1f},{pose.radius:.2f} ({source}), "
           f"input-view PSNR {result.psnr:.2f} dB")
     return 0

@@ -169,7 +169,7 @@ def load_volumetric(
     # As interactive volumetric renderers run: occupancy grid and early stopping (models/occupancy.py),
     # the dense image within a PSNR the benchmark reports, at a fraction of its evaluations.
     renderer = make_renderer(baseline.model, device, precision, sampling="accelerated")
-    return renderer, LatentBank(baseline.latents, baseline.instance_names), None
+    return renderer, LatentBank.of_checkpoint(baseline), None
 
 
 def save_screenshot_png(image: np.ndarray, folder: Path) -> Path:
@@ -209,7 +209,7 @@ class ViewerApp:
 
         render = config.render
         renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
-        self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
+        self.latents = FittedLatentBank.of_checkpoint(ckpt)
         self.volumetric, volumetric_latents, self.volumetric_note = load_volumetric(
             config.volumetric.path, ckpt, render.device, render.precision
         )

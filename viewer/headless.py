@@ -113,7 +113,7 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
     started = time.perf_counter()
     render = config.render
     renderer = make_renderer(ckpt.model, render.device, render.precision, render.backend)
-    frames = FrameRenderer(renderer, LatentBank(ckpt.latents, ckpt.instance_names))
+    frames = FrameRenderer(renderer, LatentBank.of_checkpoint(ckpt))
     suffix = config.out.suffix.lower()
     path = None
     if suffix != ".png":  # read the path before any rendering: a bad file fails at once
@@ -157,7 +157,7 @@ def run_headless(config: HeadlessConfig, ckpt: Checkpoint) -> int:
         print(PathExportTimes(rendering.items, config.res, rendering.seconds, encode_s,
                               time.perf_counter() - started).line(config.out))
     if config.ply is not None:  # the instance's points, whatever code a camera path ended on
-        renderer.set_latent(ckpt.latents[config.instance])
+        renderer.set_latent(*ckpt.instance_code(config.instance))
         points, colors = view_points(renderer, config.home.cam2world(), config.res, config.summed_depth,
                                      config.stereo_depth)
         write_ply(config.ply, points, colors)

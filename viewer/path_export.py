@@ -111,7 +111,7 @@ class PathVideoExport:
         settings, offscreen = self.settings, None
         try:
             renderer = make_renderer(self.ckpt.model, settings.device, settings.precision, settings.backend)
-            frames = FrameRenderer(renderer, LatentBank(self.ckpt.latents, self.ckpt.instance_names))
+            frames = FrameRenderer(renderer, LatentBank.of_checkpoint(self.ckpt))
             offscreen = open_offscreen()  # current on this thread only: the window's context stays the UI's
             steps = self._counted(self.path.frames(settings.frames))
             written = write_mp4(settings.out, path_pictures(frames, offscreen, steps, settings.res),

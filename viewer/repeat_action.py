@@ -84,7 +84,7 @@ class RenderThread:
         from viewer.worker import RenderWorker
 
         renderer = make_renderer(ckpt.model, "cpu", "fp32", "torchscript")
-        bank = FittedLatentBank(ckpt.latents, ckpt.instance_names)
+        bank = FittedLatentBank.of_checkpoint(ckpt)
         self.worker = RenderWorker(FrameRenderer(renderer, bank))
 
     def result(self, request: FrameRequest | EpiRequest):
@@ -167,7 +167,7 @@ def reconstruct_action(setup: Setup) -> tuple[Action, Action]:
     photo = setup.folder / "car.png"
     Image.fromarray((renderer.render(pose.cam2world(), 64) * 255).byte().numpy()).save(photo)
     state = ViewerState(num_instances=len(ckpt.instance_names))
-    bank = FittedLatentBank(ckpt.latents, ckpt.instance_names)
+    bank = FittedLatentBank.of_checkpoint(ckpt)
     encoder, note = viewer_encoder(None, setup.ckpt_path, ckpt.model)  # the viewer's: the one beside it
     reconstruction = Reconstruction(ckpt, setup.ckpt_path, bank, encoder, note, steps=20)
 
