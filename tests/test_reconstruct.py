@@ -22,7 +22,8 @@ from engine.metrics import psnr
 from models.cameras import Orbit
 from models.checkpoint import load_checkpoint
 from models.encoder import angular_distance, load_encoder
-from models.inference import InferenceMode
+from models.inference import InferenceMode, view_psnr
+from models.modulation_fit import MODULATION_STEPS
 from models.renderer import LFNRenderer
 from tests.conftest import names, tiny_lfn
 from tests.test_fit_image import photo
@@ -194,6 +195,40 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
     saved = load_checkpoint(tmp_path / "out.pt")
     assert saved.instance_names == [*names(3), "red"]
     assert saved.meta["fit_mode"] == "autodecode" and saved.meta["fit_pose_estimated"] is False
+
+
+def test_an_auto_decoding_fit_goes_past_its_latent_shows_and_saves_the_offset(tiny_ckpt, tmp_path):
+    ckpt = load_checkpoint(tiny_ckpt)
+    bank = FittedLatentBank.of_checkpoint(ckpt)
+    rec = Reconstruction(ckpt, tiny_ckpt, bank, options=OPTIONS, steps=20)
+    state = ViewerState(num_instances=3)
+    try:
+        rec.start(photo(tmp_path / "red.png"), Orbit(), state)
+        session = rec.session
+        assert not session.can_go_past_latent  # no latent steps yet
+        wait_for(lambda: session.steps == 20 and session.phase is Phase.DONE)
+        rec.update(state, now=0.0)  # its latent steps are done: autodecode goes past the latent
+        assert session.modulation_target == MODULATION_STEPS and not session.can_go_past_latent
+        wait_for(lambda: session.modulation_offset is not None)
+        assert session.phase is Phase.DONE and session.modulation_steps == MODULATION_STEPS
+        latent = session.latest.latent
+        alone = view_psnr(ckpt.model, latent, Orbit(), torch.tensor(rec.photo))
+        assert session.modulation_psnr > alone  # the photo, better past the latent
+        rec.update(state, now=1.0)
+        assert state.fitted_label == "red past the latent"
+        selection = state.latent_selection()
+        assert torch.equal(bank.latent(selection), latent)
+        assert torch.equal(bank.offset(selection), session.modulation_offset)
+        session.resume(10)  # the offset belongs to this latent: no more latent steps
+        assert not session.running and session.steps == 20
+        message = rec.save(tmp_path / "out.pt")
+        assert "instance 3 (red, step 20 and past the latent)" in message
+    finally:
+        rec.close()
+    saved = load_checkpoint(tmp_path / "out.pt")
+    assert saved.meta["fit_modulation_steps"] == MODULATION_STEPS
+    assert list(saved.modulation_offsets) == [3]
+    assert torch.allclose(saved.modulation_offsets[3], session.modulation_offset)
 
 
 @pytest.fixture(scope="module")

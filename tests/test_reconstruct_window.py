@@ -60,8 +60,9 @@ def test_typed_path_reconstructs_and_shows_the_car(viewer_factory, vivid_ckpt, t
     click(viewer, *PHOTO_FIELD)
     viewer.xdotool("type", "--delay", "10", str(red))
     viewer.xdotool("key", "Return")
-    # The fit pauses by itself after its run of steps; its last code is then shown at full res.
-    fitted = viewer.settled(rf"red fit step {AUTODECODE_STEPS} - RGB - 64px$", unlike=home)
+    # The fit pauses by itself after its run of steps, goes past its latent (autodecode's default),
+    # and the car it ends on is then shown at full res.
+    fitted = viewer.settled(r"red past the latent - RGB - 64px$", unlike=home)
     assert np.abs(fitted - home).max() > 10
 
     stats = viewer.stop()
@@ -86,7 +87,7 @@ def test_dropped_files_reconstruct_or_say_what_is_wrong(viewer_factory, vivid_ck
     assert viewer.proc.poll() is None
 
     drop(xvfb, window, 800, 400, [str(red)])
-    fitted = viewer.settled(rf"red fit step {AUTODECODE_STEPS} - RGB - 64px$", unlike=home)
+    fitted = viewer.settled(r"red past the latent - RGB - 64px$", unlike=home)
     assert np.abs(fitted - home).max() > 10
     assert viewer.stop()["fit_steps"] == AUTODECODE_STEPS
 

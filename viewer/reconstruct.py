@@ -6,6 +6,8 @@ latent and pose, or the mean latent), at once, then auto-decoding steps in runs 
 torch releases the GIL in its kernels, so the UI keeps its frame rate while a step runs (a step on
 the UI thread would cost the UI 50-300 ms per frame on a 2-core CPU). Pausing leaves the step
 generator suspended between steps, so Continue resumes with the same latent and optimizer state.
+Going past the latent (models/modulation_fit.py) ends the session: its modulation steps refine
+the newest latent's FiLM modulations, and the car is then that latent and its offset.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import torch
 
 from engine.memory import trim_heap
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
-from models.cameras import DEFAULT_RADIUS, Orbit
+from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics
 from models.checkpoint import Checkpoint, save_checkpoint
 from models.encoder import CarEncoder
-from models.fitting import FitStep
+from models.fitting import MIRROR_WEIGHT, FitStep
 from models.inference import (
     InferenceMode,
     InferenceStart,
@@ -35,6 +37,7 @@ from models.inference import (
     view_psnr,
 )
 from models.instances import with_instance
+from models.modulation_fit import refine_modulations
 from viewer.worker import join_within
 
 # How long a session's steps wait for its start to be on screen, at most: a window that shows no
@@ -97,11 +100,16 @@ def fit_resolution(ckpt: Checkpoint) -> int:
     return int(ckpt.meta.get("resolution", DEFAULT_FIT_RES))
 
 
+class _Closed(Exception):
+    """The session was closed during its modulation steps: they stop there."""
+
+
 class Phase(enum.Enum):
     """Where a session is, as the panel shows it."""
 
     STARTING = "estimating"  # the mode's start (encoder pass, front/back pick) is being computed
     REFINING = "refining"
+    PAST_LATENT = "past the latent"  # modulation steps on the newest latent: the session's last
     PAUSED = "stopped"  # by the user, before its run of steps ended
     DONE = "done"  # its run of steps ended (Continue runs more), or `encoder` mode has its code
     FAILED = "failed"
@@ -138,6 +146,12 @@ class FitSession:
         self._closed = False
         self._ended = False  # the thread has returned: nothing more will run
         self._pause_at = 0
+        # past the latent: the steps asked for, taken, and the offset they reached
+        self.modulation_target = 0
+        self.modulation_steps = 0
+        self.modulation_offset: torch.Tensor | None = None
+        self.modulation_psnr: float | None = None  # of the whole photo, once they are done
+        self._options = options or {}
         photo = torch.tensor(photo)  # a copy: the photo may be a read-only PIL buffer
         self._thread = threading.Thread(target=self._loop, args=(model, photo, pose, encoder,
                                                                  options or {}),
@@ -163,6 +177,8 @@ class FitSession:
             return Phase.FAILED
         if self.start is None:
             return Phase.STARTING
+        if self.modulation_target and self.modulation_offset is None and not self._ended:
+            return Phase.PAST_LATENT
         if self.running:
             return Phase.REFINING
         return Phase.DONE if self._ended or self.steps >= self._pause_at else Phase.PAUSED
@@ -188,8 +204,22 @@ class FitSession:
     def resume(self, steps: int) -> None:
         """Run `steps` more steps (or until pause())."""
         with self._lock:  # with the thread's own pause check, so neither undoes the other
-            if self.error is None and not self._closed and not self._ended:
+            if self.error is None and not self._closed and not self._ended and not self.modulation_target:
                 self._pause_at = self.steps + steps
+                self._run.set()
+
+    @property
+    def can_go_past_latent(self) -> bool:
+        """Whether past_latent() would start: latent steps were taken and none are running."""
+        return (self.mode is not InferenceMode.ENCODER and self.steps > 0 and not self.running
+                and not self.modulation_target and self.error is None and not self._ended)
+
+    def past_latent(self, steps: int) -> None:
+        """After the latent steps, `steps` modulation steps on the newest latent; the session
+        ends with them (no more latent steps: the offset belongs to that latent)."""
+        with self._lock:
+            if self.can_go_past_latent and steps > 0:
+                self.modulation_target = steps
                 self._run.set()
 
     def start_on_screen(self) -> None:
@@ -213,6 +243,27 @@ class FitSession:
             self._start_shown.set()
         return join_within(self._thread)
 
+    def _go_past_latent(self, model, photo: torch.Tensor) -> None:
+        """The modulation steps of past_latent(), on this thread."""
+        latent, orbit = self.latest.latent, self.pose
+        res = photo.shape[0]
+
+        def count(step: FitStep) -> None:
+            self.modulation_steps = step.step
+            if self._closed:
+                raise _Closed
+
+        try:
+            offset = refine_modulations(
+                model, photo[None], orbit.cam2world()[None], intrinsics(res, res), latent,
+                steps=self.modulation_target, on_step=count,
+                mirror_weight=self._options.get("mirror_weight", MIRROR_WEIGHT))
+        except _Closed:
+            return
+        self.modulation_psnr = view_psnr(model, latent, orbit, photo, offset)
+        with self._lock:
+            self.modulation_offset = offset
+
     def _loop(self, model, photo: torch.Tensor, pose: Orbit | None, encoder: CarEncoder | None,
               options: dict) -> None:
         steps = None
@@ -234,6 +285,11 @@ class FitSession:
                     trim_heap()  # paused: what its steps freed goes back to the OS while it waits
                 self._run.wait()
                 if self._closed:
+                    return
+                if self.modulation_target:
+                    steps.close()  # gives the network back before the modulation fit takes it
+                    steps = None
+                    self._go_past_latent(model, photo)
                     return
                 began = time.perf_counter()
                 step = next(steps)
@@ -260,9 +316,9 @@ def default_save_path(ckpt_path: Path) -> Path:
 
 
 def save_fitted(ckpt: Checkpoint, latent: torch.Tensor, name: str, meta: dict, path: Path,
-                source: Path | None = None) -> int:
-    """Write a copy of `ckpt` with `latent` appended as instance `name`; returns its index.
-    `source`, the file `ckpt` came from, is never overwritten."""
+                source: Path | None = None, modulation_offset: torch.Tensor | None = None) -> int:
+    """Write a copy of `ckpt` with `latent` (and the offset of a car refined past it) appended as
+    instance `name`; returns its index. `source`, the file `ckpt` came from, is never overwritten."""
     if path.suffix.lower() != ".pt":
         raise ReconstructError(f"{path}: expected a .pt file")
     if source is not None and path.resolve() == source.resolve():
@@ -270,10 +326,12 @@ def save_fitted(ckpt: Checkpoint, latent: torch.Tensor, name: str, meta: dict, p
     if not path.parent.is_dir():
         raise ReconstructError(f"{path}: folder {path.parent} does not exist")
     # with_instance concatenates on the CPU; a copy leaves the viewer's (maybe CUDA) model alone
-    on_cpu = Checkpoint(copy.deepcopy(ckpt.model).cpu(), ckpt.instance_names, ckpt.meta)
-    fitted = with_instance(on_cpu, latent, name, meta)
+    on_cpu = Checkpoint(copy.deepcopy(ckpt.model).cpu(), ckpt.instance_names, ckpt.meta,
+                        ckpt.modulation_offsets)
+    fitted = with_instance(on_cpu, latent, name, meta, modulation_offset)
     try:
-        save_checkpoint(fitted.model, fitted.instance_names, fitted.meta, path)
+        save_checkpoint(fitted.model, fitted.instance_names, fitted.meta, path,
+                        fitted.modulation_offsets)
     except OSError as error:
         raise ReconstructError(f"{path}: {error.strerror or error}") from None
     return len(fitted.instance_names) - 1

@@ -24,11 +24,14 @@ from models.inference import (
     InferenceMode,
     check_inputs,
     default_mode,
+    resolve_modulation_steps,
     resolve_steps,
 )
+from models.modulation_fit import MODULATION_STEPS
 from viewer.fitted_latents import FittedLatentBank
 from viewer.reconstruct import (
     FitSession,
+    Phase,
     ReconstructError,
     fit_resolution,
     load_input,
@@ -128,6 +131,7 @@ class Reconstruction:
         self.nearest: list[tuple[int, float]] = []
         self._published_step = -1
         self._published_at = float("-inf")
+        self._published_offset = False
         self.timings: list[PhotoTiming] = []  # one per started photo, for --stats
         self._serial_steps: dict[int, int] = {}  # the running photo's published codes: serial → step
 
@@ -196,6 +200,7 @@ class Reconstruction:
                                   self.wake)
         self.photo, self.name, self.nearest = photo, image.stem, []
         self._published_step, self._published_at = -1, float("-inf")
+        self._published_offset = False
         self.timings.append(PhotoTiming(image.name, mode.value, arrived_s, loaded_ms))
         self._serial_steps = {}
         if steps := resolve_steps(mode, self.steps):
@@ -206,12 +211,27 @@ class Reconstruction:
         if self.session is not None:
             self.session.resume(resolve_steps(self.session.mode, self.steps))
 
+    def past_latent(self) -> None:
+        """Refine the newest latent's modulations (MODULATION_STEPS steps); the session ends."""
+        if self.session is not None:
+            self.session.past_latent(MODULATION_STEPS)
+
     def update(self, state: ViewerState, now: float) -> None:
         """Show the session's newest code: the start at once, from the photo's camera; later steps
-        at once when paused, at most every PUBLISH_INTERVAL_S while running."""
+        at once when paused, at most every PUBLISH_INTERVAL_S while running; the car past its
+        latent once its modulation steps are done. A mode whose fit goes past the latent by
+        default (models/inference.py) does so when its latent steps are done."""
         session = self.session
         if session is None or session.start is None:
             return
+        if session.modulation_offset is not None and not self._published_offset:
+            self.bank.publish(session.latest.latent, session.modulation_offset)
+            self._published_offset = True
+            state.fitted_serial += 1
+            state.fitted_label = f"{self.name} past the latent"
+            return
+        if session.phase is Phase.DONE and session.can_go_past_latent:
+            session.past_latent(resolve_modulation_steps(session.mode, None))
         # The start is always shown first (the encoder's guess, however soon steps follow it).
         first = self._published_step < 0
         step, latent = (0, session.start.latent) if first else session.newest()
@@ -254,13 +274,16 @@ class Reconstruction:
             raise ReconstructError("nothing fitted yet")
         step, latent = newest
         pose = session.pose
+        offset = session.modulation_offset
         meta = {"fitted_from": self.name, "fit_mode": session.mode.value, "fit_steps": step,
+                "fit_modulation_steps": session.modulation_target if offset is not None else 0,
                 "fit_pose": [pose.azimuth, pose.elevation, pose.radius],
                 "fit_pose_estimated": session.start.estimate is not None}
         if session.latest is not None:
             meta["fit_psnr"] = round(session.latest.psnr, 3)
-        index = save_fitted(self.ckpt, latent, self.name, meta, path, self.ckpt_path)
-        return f"wrote {path}: instance {index} ({self.name}, step {step})"
+        index = save_fitted(self.ckpt, latent, self.name, meta, path, self.ckpt_path, offset)
+        past = " and past the latent" if offset is not None else ""
+        return f"wrote {path}: instance {index} ({self.name}, step {step}{past})"
 
     @property
     def running(self) -> bool:

@@ -195,7 +195,7 @@ class WebSession:
                  wake: threading.Event, encoder: CarEncoder | None, encoder_note: str):
         self.client, self.config, self.wake = client, config, wake
         # per browser: the code a reconstruction in this page publishes is this page's alone
-        self.latents = FittedLatentBank(ckpt.latents, ckpt.instance_names)
+        self.latents = FittedLatentBank.of_checkpoint(ckpt)
         self.lock = threading.Lock()  # viser's callback threads, the serving loop, the render thread
         names = ckpt.instance_names
         n = len(names)
@@ -591,6 +591,11 @@ class WebSession:
                          f"{session.steps_per_second:.1f} steps/s")
         elif session.error is None:
             lines.append(f"{session.phase.value}…")
+        if session.modulation_target:
+            past = (f", the photo {session.modulation_psnr:.1f} dB"
+                    if session.modulation_psnr is not None else "")
+            lines.append(f"past the latent: step {session.modulation_steps} of "
+                         f"{session.modulation_target}{past}")
         if (pose := session.pose) is not None:
             estimate = session.start.estimate
             lines.append(f"pose az {pose.azimuth:.1f}°, el {pose.elevation:.1f}°"
