@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "on one side)")
     fit.add_argument("--modulation-steps", type=non_negative_int, default=None,
                      help="after the latent, refine the car's FiLM modulations from the photo this "
-                     "many steps, past what a latent reaches (default 100 after autodecode, 0 "
-                     "after the encoder's modes)")
+                     "many steps, past what a latent reaches (default 100 after refine and "
+                     "autodecode, 0 after encoder)")
     fit.add_argument("--encoder", type=Path, metavar="FILE.pt", default=None,
                      help="the image encoder that estimates a photo's latent and pose, for "
                      "--fit-image and the viewer's photo reconstruction, in the window or --web "

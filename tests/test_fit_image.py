@@ -113,7 +113,8 @@ def test_cli_refines_past_the_latent_and_the_viewer_shows_it(tiny_ckpt, tmp_path
                     "--modulation-steps", "3")
     assert elsewhere.returncode == 2 and "used by --fit-image only" in elsewhere.stderr
     # main.py names the default without importing torch to parse: it must be the fit's
-    assert f"(default {MODULATION_STEPS} after autodecode" in " ".join(run("--help").stdout.split())
+    help_text = " ".join(run("--help").stdout.split())
+    assert f"(default {MODULATION_STEPS} after refine and autodecode" in help_text
 
 
 @pytest.mark.parametrize("make, needle", [
