@@ -154,7 +154,7 @@ class FitSession:
         self._options = options or {}
         photo = torch.tensor(photo)  # a copy: the photo may be a read-only PIL buffer
         self._thread = threading.Thread(target=self._loop, args=(model, photo, pose, encoder,
-                                                                 options or {}),
+                                                                 self._options),
                                         name="lfn-fit", daemon=True)
         self._thread.start()
 

@@ -171,8 +171,8 @@ class ReconstructPanel:
                 self.rec.past_latent()
             if imgui.is_item_hovered():
                 imgui.set_tooltip("refine the car's FiLM modulations from the photo, past what a\n"
-                                  "latent reaches (+0.27 dB on held-out real cars after auto-\n"
-                                  "decoding); the fit ends there: no more latent steps")
+                                  "latent reaches (held-out real cars +0.27 to +0.45 dB); the\n"
+                                  "fit ends there: no more latent steps")
         if session.pose is not None:
             imgui.same_line()
             if imgui.button("View from photo"):
