@@ -62,13 +62,20 @@ def test_latent_swaps_fold_weights_and_never_retrace(frames, monkeypatch):
     traced = frames.renderer.ray_backend.function
     calls = []
     original = frames.renderer.set_latent
-    monkeypatch.setattr(frames.renderer, "set_latent", lambda z: (calls.append(z), original(z)))
+    monkeypatch.setattr(frames.renderer, "set_latent",
+                        lambda z, offset=None: (calls.append((z, offset)), original(z, offset)))
     first = frames.render(request(latent=InstanceLatent(0))).image
     frames.render(request(latent=InstanceLatent(0)))
     mixed = frames.render(request(latent=BlendLatent(0, 2, 0.5))).image
-    assert len(calls) == 2  # only when the latent changes
+    assert len(calls) == 2 and [offset for _, offset in calls] == [None, None]  # on a change only
     assert frames.renderer.ray_backend.function is traced
     assert not torch.equal(first, mixed)
+    # a car refined past its latent: the frame renders its latent with its modulation offset
+    width = 2 * frames.renderer.model.config.hidden_layers * frames.renderer.model.config.width
+    frames.latents.offsets[0] = 0.5 * torch.randn(width)
+    refined = frames.render(request(latent=InstanceLatent(0))).image
+    assert torch.equal(calls[-1][1], frames.latents.offsets[0])
+    assert not torch.equal(refined, first) and frames.renderer.ray_backend.function is traced
 
 
 def test_compare_frame_renders_the_volumetric_twin(frames):
@@ -93,7 +100,7 @@ def test_compare_frame_renders_the_car_of_the_same_name(tiny_volumetric_ckpt):
                            volumetric, LatentBank(baseline.latents, baseline.instance_names))
     fed = []
     original = volumetric.set_latent
-    volumetric.set_latent = lambda z: (fed.append(z), original(z))
+    volumetric.set_latent = lambda z, offset=None: (fed.append(z), original(z, offset))
     table = frames.volumetric_latents.table
     assert frames.render(request(DisplayMode.COMPARE, InstanceLatent(0))).reference is not None
     assert torch.equal(fed[-1], table[2])
