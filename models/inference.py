@@ -101,7 +101,7 @@ def render_view(model, latent: torch.Tensor, orbit: Orbit, res: int,
         if modulation_offset is None:
             colors = model(origins, dirs, latent[None])
         else:
-            modulations = model.modulations(latent[None]) + modulation_offset.to(latent)
+            modulations = model.modulations(latent[None], modulation_offset[None])
             colors = model.modulated_colors(origins, dirs, modulations)
     return colors.reshape(res, res, 3)
 

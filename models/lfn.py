@@ -186,11 +186,12 @@ class LightFieldNetwork(nn.Module):
     def specialize(self, latent: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.net.specialize(latent)
 
-    def modulations(self, latents: torch.Tensor) -> torch.Tensor:
+    def modulations(self, latents: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """(B, latent_dim) → the FiLM modulations (B, 2 · hidden_layers · width) they stand for:
-        every scale, then every shift. A car fitted past its latent is these numbers
-        (models/modulation_fit.py)."""
-        return self.net.conditioning(latents)
+        every scale, then every shift; plus `offsets` (B or 1, same width), the part of a car
+        fitted past its latent (models/modulation_fit.py)."""
+        modulations = self.net.conditioning(latents)
+        return modulations if offsets is None else modulations + offsets.to(modulations)
 
     def modulated_colors(self, origins: torch.Tensor, dirs: torch.Tensor,
                          modulations: torch.Tensor) -> torch.Tensor:

@@ -249,7 +249,7 @@ class LFNRenderer:
         else:
             with torch.no_grad():
                 latent = latent.to(self.device, torch.float32)
-                modulations = self.model.modulations(latent[None])[0] + modulation_offset.to(latent)
+                modulations = self.model.modulations(latent[None], modulation_offset[None])[0]
             self._fold(modulations, self.model.specialize_modulations)
         self.ray_backend.set_mlp_tensors(self._mlp_tensors)
 
