@@ -259,7 +259,8 @@ def infer(
     if modulation_steps:
         res = photo.shape[0]
         offset = refine_modulations(model, photo[None], orbit.cam2world()[None], intrinsics(res, res),
-                                    latent, steps=modulation_steps, mirror_weight=mirror_weight)
+                                    latent, steps=modulation_steps, mirror_weight=mirror_weight,
+                                    cuda_graph=True)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - began

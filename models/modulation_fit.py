@@ -50,17 +50,17 @@ def refine_modulations(
     intrinsics: torch.Tensor, latent: torch.Tensor, steps: int = MODULATION_STEPS,
     lr: float = MODULATION_LR, weight: float = MODULATION_WEIGHT, seed: int = 0,
     mirror_weight: float = MIRROR_WEIGHT, rays_per_step: int = 4096,
-    on_step: Callable[[FitStep], None] | None = None,
+    on_step: Callable[[FitStep], None] | None = None, cuda_graph: bool = False,
 ) -> torch.Tensor:
     """The offset (2 · hidden_layers · width,) that `latent`'s modulations take, fitted for `steps`
     steps on the views `rgb` (V, H, W, 3) uint8 seen from cam2world (V, 4, 4) (a pose the latent
     fit refined is passed as its camera), the network frozen; fit_latent's ray draws and mirrored
-    rays; `on_step` sees each step (its `latent` is the offset so far). The car renders as
-    LFNRenderer.set_latent(latent, offset)."""
+    rays and, with `cuda_graph`, its replayed steps; `on_step` sees each step (its `latent` is the
+    offset so far). The car renders as LFNRenderer.set_latent(latent, offset)."""
     with torch.no_grad():
         base = model.modulations(latent[None].to(model.latents.weight))[0]
     offset = ModulationOffset(model, base)
     fit = fit_latent(offset, rgb, cam2world, intrinsics, steps=steps, lr=lr, latent_weight=weight,
                      init=torch.zeros_like(base), seed=seed, mirror_weight=mirror_weight,
-                     rays_per_step=rays_per_step, on_step=on_step)
+                     rays_per_step=rays_per_step, on_step=on_step, cuda_graph=cuda_graph)
     return fit.latent

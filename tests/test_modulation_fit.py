@@ -1,6 +1,7 @@
 """A car given by its FiLM modulations: the LFN, the renderer and the evaluation treat it as the
 latent it came from, and refining it from a photo reaches what no latent reaches."""
 
+import pytest
 import torch
 
 from models.cameras import intrinsics, orbit_pose
@@ -66,3 +67,15 @@ def test_refining_the_modulations_fits_a_photo_no_latent_reaches():
     near = refine_modulations(model, photo, pose, k, fit.latent, steps=150, lr=1e-2, weight=1e4,
                               mirror_weight=0.0, rays_per_step=256)
     assert near.norm() < 0.2 * refined.norm()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_replayed_modulation_steps_follow_the_eager_ones():
+    model = tiny_lfn().cuda()
+    latent = model.latents.weight[0].detach()
+    pose = orbit_pose(40.0, 15.0, 3.0)[None]
+    photo = torch.randint(0, 256, (1, RES, RES, 3), dtype=torch.uint8)
+    eager, graphed = (refine_modulations(model, photo, pose, intrinsics(RES, RES), latent, steps=12,
+                                         rays_per_step=64, cuda_graph=flag) for flag in (False, True))
+    assert eager.abs().max() > 0  # the steps moved the offset
+    assert torch.allclose(eager, graphed, atol=1e-4, rtol=1e-4)
