@@ -68,7 +68,8 @@ def viewing_angle_error(estimated: Orbit, true: Orbit) -> float:
 def novel_view_psnr(model, result: Inference, rgb: torch.Tensor, poses: torch.Tensor,
                     views: torch.Tensor) -> float:
     res = rgb.shape[1]
-    scores = [psnr(render_view(model, result.latent, orbit_from_cam2world(poses[v]), res).cpu(),
+    scores = [psnr(render_view(model, result.latent, orbit_from_cam2world(poses[v]), res,
+                               result.modulation_offset).cpu(),
                    rgb[v].float() / 255) for v in views.tolist()]
     return sum(scores) / len(scores)
 
@@ -97,12 +98,20 @@ class InferenceEvaluationConfig:
     autodecode_steps: int = 300  # the long auto-decoding baseline; 0 leaves it out
     front_back_views: int = 5  # views per held-out car for the front/back evidence
     mirror_weight: float = MIRROR_WEIGHT  # the photo's mirrored rays in the steps (models/fitting.py)
+    # after the latent steps of refine and autodecode, this many steps past the latent
+    # (models/modulation_fit.py); 0 keeps the modes' scores those of their latents alone
+    modulation_steps: int = 0
 
 
 def evaluate_inference(model, encoder: CarEncoder, config: InferenceEvaluationConfig) -> dict:
     """Per source: each chosen car's row of every method (module docstring) and their medians;
     then the front/back evidence over every held-out car."""
     refine_steps, mirror_weight = config.refine_steps, config.mirror_weight
+
+    def options(mode: InferenceMode) -> dict:  # the encoder's column stays one pass
+        steps = 0 if mode is InferenceMode.ENCODER else config.modulation_steps
+        return {"mirror_weight": mirror_weight, "modulation_steps": steps}
+
     manifest = {c["id"]: c for c in read_manifest(config.data)["cars"]}
     cars = load_cars(config.data, "test")
     sources = sorted({str(car_source(manifest[i])) for i in cars.ids})
@@ -119,15 +128,14 @@ def evaluate_inference(model, encoder: CarEncoder, config: InferenceEvaluationCo
             row = {"id": cars.ids[c]}
             for method in methods(refine_steps, config.autodecode_steps):
                 result = infer(model, photo, method.mode, encoder, truth, method.steps,
-                               mirror_weight=mirror_weight)
+                               **options(method.mode))
                 row[method.name] = {
                     "input_psnr": round(result.psnr, 3),
                     "novel_psnr": round(novel_view_psnr(model, result, cars.rgb[c],
                                                         cars.cam2world[c], targets), 3),
                     "seconds": round(result.seconds, 3)}
             for mode in (InferenceMode.ENCODER, InferenceMode.REFINE):
-                result = infer(model, photo, mode, encoder, None, refine_steps,
-                               mirror_weight=mirror_weight)
+                result = infer(model, photo, mode, encoder, None, refine_steps, **options(mode))
                 row[f"pose_error_deg_{mode.value}"] = round(viewing_angle_error(result.orbit, truth),
                                                             3)
                 row[f"{mode.value}_estimated_pose"] = {
@@ -147,6 +155,7 @@ def evaluate_inference(model, encoder: CarEncoder, config: InferenceEvaluationCo
             "rows": rows,
         }
     return {"input_view": INPUT_VIEW, "novel_views": len(targets), "mirror_weight": mirror_weight,
+            "modulation_steps": config.modulation_steps,
             "per_source": per_source,
             "front_back": front_back_evidence(model, encoder, cars, config.front_back_views)}
 

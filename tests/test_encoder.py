@@ -217,6 +217,18 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     assert 0 <= scores["pose_error_deg_encoder_median"] <= 180
     assert scores["autodecode_5_input_psnr_median"] > 0
     assert scores["refine_estimated_pose_novel_psnr_median"] > 0  # the pose found, not given
+    assert result["modulation_steps"] == 0
+    # past the latent: refine's novel views render the offset; the encoder's column stays one pass
+    assert evaluate_encoder_main(["--ckpt", str(ckpt_path), "--data", str(data),
+                                  "--cars-per-source", "1", "--novel-views", "2", "--refine-steps",
+                                  "3", "--autodecode-steps", "5", "--res", "16",
+                                  "--front-back-views", "2", "--device", "cpu",
+                                  "--modulation-steps", "4", "--json", str(tmp_path / "m.json")]) == 0
+    past = json.loads((tmp_path / "m.json").read_text())
+    assert past["modulation_steps"] == 4
+    row, past_row = scores["rows"][0], past["per_source"]["procedural"]["rows"][0]
+    assert past_row["encoder"]["novel_psnr"] == row["encoder"]["novel_psnr"]
+    assert past_row["refine_3"]["novel_psnr"] != row["refine_3"]["novel_psnr"]
 
 
 def test_init_starts_from_an_encoder_of_the_network_before_its_fine_tune(tmp_path):

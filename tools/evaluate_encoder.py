@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from engine.cli import OneLineParser, non_negative_float, run_entry_point, write_json
+from engine.cli import OneLineParser, non_negative_float, non_negative_int, run_entry_point, write_json
 from engine.encoder_evaluation import (
     InferenceEvaluationConfig,
     encoder_latency_ms,
@@ -52,7 +52,8 @@ def config_from(args: argparse.Namespace) -> InferenceEvaluationConfig:
     return InferenceEvaluationConfig(
         data=args.data, cars_per_source=args.cars_per_source, novel_views=args.novel_views,
         refine_steps=args.refine_steps, autodecode_steps=args.autodecode_steps,
-        front_back_views=args.front_back_views, mirror_weight=args.mirror_weight)
+        front_back_views=args.front_back_views, mirror_weight=args.mirror_weight,
+        modulation_steps=args.modulation_steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mirror-weight", type=non_negative_float, default=defaults.mirror_weight,
                    help="weight of the photo's mirrored rays in the refine and autodecode steps "
                         "(default %(default)s; 0: the observed rays alone)")
+    p.add_argument("--modulation-steps", type=non_negative_int, default=defaults.modulation_steps,
+                   help="after the latent steps of refine and autodecode, refine the car's FiLM "
+                        "modulations this many steps (default 0: the latents alone)")
     args = p.parse_args(argv)
     return run_entry_point(lambda: report(run(args), args.json), args.debug)
 
