@@ -197,11 +197,22 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
     assert saved.meta["fit_mode"] == "autodecode" and saved.meta["fit_pose_estimated"] is False
 
 
-def test_an_auto_decoding_fit_goes_past_its_latent_shows_and_saves_the_offset(tiny_ckpt, tmp_path):
+def test_an_auto_decoding_fit_goes_past_its_latent_shows_and_saves_the_offset(tiny_ckpt, tmp_path,
+                                                                             monkeypatch):
     ckpt = load_checkpoint(tiny_ckpt)
     bank = FittedLatentBank.of_checkpoint(ckpt)
     rec = Reconstruction(ckpt, tiny_ckpt, bank, options=OPTIONS, steps=20)
     state = ViewerState(num_instances=3)
+    gate, refine = threading.Event(), reconstruct.refine_modulations
+
+    def held_at_step_5(*args, on_step, **options):  # the modulation steps wait there for `gate`
+        def step(taken):
+            on_step(taken)
+            if taken.step == 5:
+                gate.wait(30)
+        return refine(*args, on_step=step, **options)
+
+    monkeypatch.setattr(reconstruct, "refine_modulations", held_at_step_5)
     try:
         rec.start(photo(tmp_path / "red.png"), Orbit(), state)
         session = rec.session
@@ -209,6 +220,15 @@ def test_an_auto_decoding_fit_goes_past_its_latent_shows_and_saves_the_offset(ti
         wait_for(lambda: session.steps == 20 and session.phase is Phase.DONE)
         rec.update(state, now=0.0)  # its latent steps are done: autodecode goes past the latent
         assert session.modulation_target == MODULATION_STEPS and not session.can_go_past_latent
+        wait_for(lambda: session.modulation_steps == 5)
+        assert session.phase is Phase.PAST_LATENT
+        rec.update(state, now=1.0)  # the offset so far is shown while the steps run
+        assert state.fitted_label == "red past the latent, step 5"
+        selection = state.latent_selection()
+        assert torch.equal(bank.latent(selection), session.latest.latent)
+        assert torch.equal(bank.offset(selection), session.newest_offset()[1])
+        assert bank.offset(selection).abs().max() > 0
+        gate.set()
         wait_for(lambda: session.modulation_offset is not None)
         assert session.phase is Phase.DONE and session.modulation_steps == MODULATION_STEPS
         latent = session.latest.latent

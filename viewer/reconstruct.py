@@ -150,6 +150,7 @@ class FitSession:
         self.modulation_target = 0
         self.modulation_steps = 0
         self.modulation_offset: torch.Tensor | None = None
+        self.modulation_so_far: torch.Tensor | None = None  # the offset at step modulation_steps
         self.modulation_psnr: float | None = None  # of the whole photo, once they are done
         self._options = options or {}
         photo = torch.tensor(photo)  # a copy: the photo may be a read-only PIL buffer
@@ -201,6 +202,13 @@ class FitSession:
                 return self.latest.step, self.latest.latent
             return (0, self.start.latent) if self.start is not None else None
 
+    def newest_offset(self) -> tuple[int, torch.Tensor] | None:
+        """Past the latent: the modulation step reached and its offset, or None before the first."""
+        with self._lock:
+            if self.modulation_so_far is None:
+                return None
+            return self.modulation_steps, self.modulation_so_far
+
     def resume(self, steps: int) -> None:
         """Run `steps` more steps (or until pause())."""
         with self._lock:  # with the thread's own pause check, so neither undoes the other
@@ -249,7 +257,8 @@ class FitSession:
         res = photo.shape[0]
 
         def count(step: FitStep) -> None:
-            self.modulation_steps = step.step
+            with self._lock:
+                self.modulation_steps, self.modulation_so_far = step.step, step.latent
             if self._closed:
                 raise _Closed
 

@@ -131,7 +131,7 @@ class Reconstruction:
         self.nearest: list[tuple[int, float]] = []
         self._published_step = -1
         self._published_at = float("-inf")
-        self._published_offset = False
+        self._published_offset, self._published_offset_step = False, 0
         self.timings: list[PhotoTiming] = []  # one per started photo, for --stats
         self._serial_steps: dict[int, int] = {}  # the running photo's published codes: serial → step
 
@@ -200,7 +200,7 @@ class Reconstruction:
                                   self.wake)
         self.photo, self.name, self.nearest = photo, image.stem, []
         self._published_step, self._published_at = -1, float("-inf")
-        self._published_offset = False
+        self._published_offset, self._published_offset_step = False, 0
         self.timings.append(PhotoTiming(image.name, mode.value, arrived_s, loaded_ms))
         self._serial_steps = {}
         if steps := resolve_steps(mode, self.steps):
@@ -218,9 +218,10 @@ class Reconstruction:
 
     def update(self, state: ViewerState, now: float) -> None:
         """Show the session's newest code: the start at once, from the photo's camera; later steps
-        at once when paused, at most every PUBLISH_INTERVAL_S while running; the car past its
-        latent once its modulation steps are done. A mode whose fit goes past the latent by
-        default (models/inference.py) does so when its latent steps are done."""
+        at once when paused, at most every PUBLISH_INTERVAL_S while running; past the latent, its
+        offset so far as often, and the final one once the modulation steps are done. A mode whose
+        fit goes past the latent by default (models/inference.py) does so when its latent steps
+        are done."""
         session = self.session
         if session is None or session.start is None:
             return
@@ -229,6 +230,9 @@ class Reconstruction:
             self._published_offset = True
             state.fitted_serial += 1
             state.fitted_label = f"{self.name} past the latent"
+            return
+        if session.phase is Phase.PAST_LATENT:
+            self._show_offset_so_far(session, state, now)
             return
         if session.phase is Phase.DONE and session.can_go_past_latent:
             session.past_latent(resolve_modulation_steps(session.mode, None))
@@ -253,6 +257,18 @@ class Reconstruction:
             timing = self.timings[-1]
             timing.start_ms = 1000.0 * (session.start_known_s - timing.arrived_s)
             timing.published_ms = 1000.0 * (time.perf_counter() - timing.arrived_s)
+
+    def _show_offset_so_far(self, session: FitSession, state: ViewerState, now: float) -> None:
+        so_far = session.newest_offset()
+        if so_far is None or so_far[0] == self._published_offset_step:
+            return
+        if now - self._published_at < PUBLISH_INTERVAL_S:
+            return
+        step, offset = so_far
+        self.bank.publish(session.latest.latent, offset)
+        self._published_offset_step, self._published_at = step, now
+        state.fitted_serial += 1
+        state.fitted_label = f"{self.name} past the latent, step {step}"
 
     def on_screen(self, request: FrameRequest, render_ms: float, now: float) -> None:
         """A new frame is on screen (its buffer swap returned at perf_counter `now`): timed when it
