@@ -90,6 +90,11 @@ class TrainingViews:
     azimuth: torch.Tensor  # (C, V) degrees
     elevation: torch.Tensor  # (C, V) degrees
 
+    def to(self, device: torch.device) -> TrainingViews:
+        """On a GPU the whole set moves there once (≈ 1.7 GB for 710 cars × 50 views at 128²):
+        a step's batch is then gathered on the device instead of copied from the host."""
+        return TrainingViews(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+
 
 def training_views(cfg: EncoderTrainConfig, instance_names: list[str],
                    table: torch.Tensor) -> TrainingViews:
@@ -133,6 +138,7 @@ def batch_losses(encoder: CarEncoder, model, views: TrainingViews, cars: torch.T
                  picks: torch.Tensor, scale: torch.Tensor, cfg: EncoderTrainConfig,
                  generator: torch.Generator) -> Losses:
     device = scale.device
+    cars, picks = cars.to(views.rgb.device), picks.to(views.rgb.device)
     rgb = views.rgb[cars, picks].to(device)  # (B, H, W, 3) uint8
     out = encoder(rgb.permute(0, 3, 1, 2).float() / 255.0)
     target = views.latents[cars].to(device)
@@ -179,6 +185,8 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
     model = ckpt.model.to(device).eval().requires_grad_(False)
     table = ckpt.latents.detach()
     views = training_views(cfg, ckpt.instance_names, table)
+    if device.type == "cuda":
+        views = views.to(device)
     scale = table.pow(2).sum(1).mean().clamp(min=1e-6).to(device)
     encoder = initial_encoder(cfg, table).to(device).train()
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
