@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "auto-decoding steps; autodecode: --steps steps from the mean latent "
                      "(default: refine with an encoder, else autodecode)")
     fit.add_argument("--steps", type=positive_int, default=None,
-                     help="optimization steps (default 20 for refine, 300 for autodecode)")
+                     help="optimization steps (default for refine 20, 100 on a GPU; 300 for autodecode)")
     fit.add_argument("--mirror-weight", type=non_negative_float, default=None,
                      help="weight of the photo's rays mirrored in the car's plane of symmetry in "
                      "each step (default 0.25; 0 for a car whose sides differ, e.g. a livery "

@@ -34,6 +34,10 @@ from models.fitting import MIRROR_WEIGHT, FitStep, fit_latent, fit_latent_steps,
 from models.modulation_fit import MODULATION_STEPS, refine_modulations
 
 DEFAULT_STEPS = {"refine": 20, "autodecode": 300}
+# On a GPU refine takes 100: 0.13 s from the CUDA graph, and with the modulation steps after them
+# 0.26 s and at least autodecode-300's PSNR on every source (H100, RESULTS.md "Refine-100 past
+# the latent"); on a CPU, 20 (0.8 s on 2 cores).
+GPU_REFINE_STEPS = 100
 # every held-out car, RESULTS.md "Past the latent": after 300 auto-decoding steps real cars +0.27 dB;
 # after the encoder and 20 steps every source gains (real +0.45, all +0.28 dB)
 DEFAULT_MODULATION_STEPS = {"encoder": 0, "refine": MODULATION_STEPS, "autodecode": MODULATION_STEPS}
@@ -73,9 +77,17 @@ def default_mode(encoder: CarEncoder | None) -> InferenceMode:
     return InferenceMode.REFINE if encoder is not None else InferenceMode.AUTODECODE
 
 
-def resolve_steps(mode: InferenceMode, steps: int | None) -> int:
-    """Auto-decoding steps a mode takes: none for `encoder`, else `steps` or the mode's default."""
-    return 0 if mode is InferenceMode.ENCODER else (steps or DEFAULT_STEPS[mode.value])
+def resolve_steps(mode: InferenceMode, steps: int | None,
+                  device: torch.device | str | None = None) -> int:
+    """Auto-decoding steps a mode takes: none for `encoder`, else `steps` or the mode's default
+    on `device` (refine's is GPU_REFINE_STEPS on a GPU)."""
+    if mode is InferenceMode.ENCODER:
+        return 0
+    if steps:
+        return steps
+    if mode is InferenceMode.REFINE and device is not None and torch.device(device).type == "cuda":
+        return GPU_REFINE_STEPS
+    return DEFAULT_STEPS[mode.value]
 
 
 def resolve_modulation_steps(mode: InferenceMode, steps: int | None) -> int:
@@ -246,7 +258,7 @@ def infer(
     device = next(model.parameters()).device
     began = time.perf_counter()
     start = start_inference(model, photo, mode, encoder, orbit)
-    steps = resolve_steps(mode, steps)
+    steps = resolve_steps(mode, steps, device)
     latent, orbit = start.latent, start.orbit
     if steps:
         res = photo.shape[0]

@@ -32,6 +32,7 @@ from models.inference import (
     hypothesis_posterior,
     infer,
     pick_hypothesis,
+    resolve_steps,
 )
 from models.renderer import LFNRenderer
 from tests.conftest import TINY, names, tiny_lfn
@@ -179,6 +180,15 @@ def test_three_modes_run_end_to_end(checkpoint_with_encoder):
         infer(ckpt.model, photo, InferenceMode.REFINE, None, truth)
     with pytest.raises(InferenceError, match="no pose"):
         infer(ckpt.model, photo, InferenceMode.AUTODECODE, None)
+
+
+def test_refine_takes_more_steps_by_default_on_a_gpu_and_given_steps_everywhere():
+    refine, autodecode = InferenceMode.REFINE, InferenceMode.AUTODECODE
+    assert resolve_steps(refine, None, "cpu") == resolve_steps(refine, None) == 20
+    assert resolve_steps(refine, None, torch.device("cuda", 0)) == 100
+    assert resolve_steps(refine, 7, "cuda") == 7
+    assert resolve_steps(autodecode, None, "cuda") == resolve_steps(autodecode, None, "cpu") == 300
+    assert resolve_steps(InferenceMode.ENCODER, 50, "cuda") == 0
 
 
 def test_an_encoder_for_another_network_is_refused(checkpoint_with_encoder):

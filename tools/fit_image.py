@@ -55,7 +55,7 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
             f"without an encoder), or name an encoder with --encoder FILE, or train one "
             f"(python -m tools.train_encoder --ckpt {config.checkpoint}, written to "
             f"{encoder_path(config.checkpoint)})") from None
-    steps = resolve_steps(mode, config.steps)
+    steps = resolve_steps(mode, config.steps, config.render.device)
     mirror_weight = MIRROR_WEIGHT if config.mirror_weight is None else config.mirror_weight
     with tqdm(total=steps, desc=f"{mode.value} inference", unit="step") as bar:
         def progress(step):

@@ -118,6 +118,7 @@ class Reconstruction:
         self.encoder, self.encoder_note = encoder, encoder_note
         self.options, self.steps, self.wake = options, steps, wake
         self.res = fit_resolution(ckpt)
+        self.device = next(ckpt.model.parameters()).device  # where the fit runs: its default steps
         self.mode = default_mode(encoder)
         self.path = ""
         self.pose_known = False
@@ -203,13 +204,13 @@ class Reconstruction:
         self._published_offset, self._published_offset_step = False, 0
         self.timings.append(PhotoTiming(image.name, mode.value, arrived_s, loaded_ms))
         self._serial_steps = {}
-        if steps := resolve_steps(mode, self.steps):
+        if steps := resolve_steps(mode, self.steps, self.device):
             self.session.resume(steps)
 
     def resume(self) -> None:
         """Continue: another run of the session's mode's steps."""
         if self.session is not None:
-            self.session.resume(resolve_steps(self.session.mode, self.steps))
+            self.session.resume(resolve_steps(self.session.mode, self.steps, self.device))
 
     def past_latent(self) -> None:
         """Refine the newest latent's modulations (MODULATION_STEPS steps); the session ends."""
