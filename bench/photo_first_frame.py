@@ -53,7 +53,7 @@ FIT_TIMEOUT_S = 180.0  # a drop's refinement and its full-resolution frame, unde
 REST_S = 1.0  # the view rests this long before each drop: no frame or step in flight
 FIRST_POLL_S = 1.5  # no title polling (an xdotool process each) while the first frame is due
 POLL_S = 0.25
-REFINE_STEPS = 20  # models/inference.py DEFAULT_STEPS["refine"]: the viewer's default with an encoder
+REFINE_STEPS = 20  # models/inference.py DEFAULT_STEPS["refine"]: the viewer's CPU default with an encoder
 
 
 @dataclass(frozen=True)
