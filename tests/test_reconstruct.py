@@ -236,6 +236,8 @@ def test_an_auto_decoding_fit_goes_past_its_latent_shows_and_saves_the_offset(ti
         assert session.modulation_psnr > alone  # the photo, better past the latent
         rec.update(state, now=1.0)
         assert state.fitted_label == "red past the latent"
+        rec.update(state, now=2.0)  # and stays: its latent is not shown again without the offset
+        assert state.fitted_label == "red past the latent"
         selection = state.latent_selection()
         assert torch.equal(bank.latent(selection), latent)
         assert torch.equal(bank.offset(selection), session.modulation_offset)

@@ -229,6 +229,7 @@ class Reconstruction:
         if session.modulation_offset is not None and not self._published_offset:
             self.bank.publish(session.latest.latent, session.modulation_offset)
             self._published_offset = True
+            self._published_step = session.steps  # its latent is shown with the offset, not alone
             state.fitted_serial += 1
             state.fitted_label = f"{self.name} past the latent"
             return
@@ -268,6 +269,7 @@ class Reconstruction:
         step, offset = so_far
         self.bank.publish(session.latest.latent, offset)
         self._published_offset_step, self._published_at = step, now
+        self._published_step = session.steps  # its latent is shown with the offset, not alone
         state.fitted_serial += 1
         state.fitted_label = f"{self.name} past the latent, step {step}"
 
