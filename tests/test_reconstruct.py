@@ -253,6 +253,39 @@ def test_an_auto_decoding_fit_goes_past_its_latent_shows_and_saves_the_offset(ti
     assert torch.allclose(saved.modulation_offsets[3], session.modulation_offset)
 
 
+def test_stop_during_the_modulation_steps_keeps_the_offset_so_far(tiny_ckpt, tmp_path, monkeypatch):
+    ckpt = load_checkpoint(tiny_ckpt)
+    rec = Reconstruction(ckpt, tiny_ckpt, FittedLatentBank.of_checkpoint(ckpt), options=OPTIONS,
+                         steps=5)
+    state = ViewerState(num_instances=3)
+    gate, refine = threading.Event(), reconstruct.refine_modulations
+
+    def held_at_step_3(*args, on_step, **options):
+        def step(taken):
+            on_step(taken)
+            if taken.step == 3:
+                gate.wait(30)
+        return refine(*args, on_step=step, **options)
+
+    monkeypatch.setattr(reconstruct, "refine_modulations", held_at_step_3)
+    try:
+        rec.start(photo(tmp_path / "red.png"), Orbit(), state)
+        session = rec.session
+        wait_for(lambda: session.steps == 5 and session.phase is Phase.DONE)
+        rec.update(state, now=0.0)  # past the latent, by itself
+        wait_for(lambda: session.modulation_steps == 3)
+        assert session.running  # the panel offers Stop
+        session.pause()
+        gate.set()
+        wait_for(lambda: session.modulation_offset is not None)
+        assert session.phase is Phase.DONE and session.modulation_steps < MODULATION_STEPS
+        assert torch.equal(session.modulation_offset, session.newest_offset()[1])
+        rec.update(state, now=1.0)
+        assert state.fitted_label == "red past the latent"
+    finally:
+        rec.close()
+
+
 @pytest.fixture(scope="module")
 def cars_with_encoder():
     """The shipped car network and its encoder."""

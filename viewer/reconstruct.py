@@ -104,6 +104,10 @@ class _Closed(Exception):
     """The session was closed during its modulation steps: they stop there."""
 
 
+class _Stopped(Exception):
+    """Stop (pause()) during the modulation steps: the offset so far is the car's."""
+
+
 class Phase(enum.Enum):
     """Where a session is, as the panel shows it."""
 
@@ -235,7 +239,8 @@ class FitSession:
         self._start_shown.set()
 
     def pause(self) -> None:
-        """Stop after the step in flight; the latent and optimizer state stay for resume()."""
+        """Stop after the step in flight; the latent and optimizer state stay for resume(). During
+        the modulation steps they end there: the offset so far is the car's."""
         self._run.clear()
 
     def history(self) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +266,8 @@ class FitSession:
                 self.modulation_steps, self.modulation_so_far = step.step, step.latent
             if self._closed:
                 raise _Closed
+            if not self._run.is_set():
+                raise _Stopped
 
         try:
             offset = refine_modulations(
@@ -269,6 +276,8 @@ class FitSession:
                 mirror_weight=self._options.get("mirror_weight", MIRROR_WEIGHT))
         except _Closed:
             return
+        except _Stopped:
+            offset = self.modulation_so_far
         self.modulation_psnr = view_psnr(model, latent, orbit, photo, offset)
         with self._lock:
             self.modulation_offset = offset

@@ -20,7 +20,7 @@ from engine.widget_map import FITTING, section_label
 from models.cameras import Orbit
 from models.inference import InferenceMode, PoseEstimate
 from viewer.orbit import ELEVATION_LIMIT, RADIUS_RANGE
-from viewer.reconstruct import FitSession, ReconstructError, default_save_path, user_path
+from viewer.reconstruct import FitSession, Phase, ReconstructError, default_save_path, user_path
 from viewer.reconstruction import Reconstruction, mode_unavailable
 from viewer.state import ViewerState
 
@@ -227,7 +227,10 @@ class ReconstructPanel:
         if pose is not None:
             imgui.text(f"az {pose.azimuth:.1f}, el {pose.elevation:.1f} deg")
         imgui.end_group()
-        if session.mode is not InferenceMode.ENCODER:
+        if phase is Phase.PAST_LATENT:
+            done = session.modulation_steps / session.modulation_target
+            imgui.progress_bar(min(done, 1.0), (-1, 0), f"{phase.value} {session.modulation_steps}")
+        elif session.mode is not InferenceMode.ENCODER:
             done = session.steps / max(session.target_steps, 1)
             imgui.progress_bar(min(done, 1.0), (-1, 0), f"{phase.value} {session.steps}")
         if session.start is not None and session.start.estimate is not None:

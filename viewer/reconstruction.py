@@ -236,8 +236,11 @@ class Reconstruction:
         if session.phase is Phase.PAST_LATENT:
             self._show_offset_so_far(session, state, now)
             return
-        if session.phase is Phase.DONE and session.can_go_past_latent:
+        self._show_newest_latent(session, state, now)
+        if session.phase is Phase.DONE and session.can_go_past_latent:  # after its last latent
             session.past_latent(resolve_modulation_steps(session.mode, None))
+
+    def _show_newest_latent(self, session: FitSession, state: ViewerState, now: float) -> None:
         # The start is always shown first (the encoder's guess, however soon steps follow it).
         first = self._published_step < 0
         step, latent = (0, session.start.latent) if first else session.newest()
