@@ -197,22 +197,28 @@ def test_reconstruction_publishes_the_fit_to_the_view(tiny_ckpt, tmp_path):
     assert saved.meta["fit_mode"] == "autodecode" and saved.meta["fit_pose_estimated"] is False
 
 
+def hold_modulation_steps(monkeypatch, at_step: int) -> threading.Event:
+    """The session's modulation steps wait after step `at_step` until the returned event is set."""
+    gate, refine = threading.Event(), reconstruct.refine_modulations
+
+    def held(*args, on_step, **options):
+        def step(taken):
+            on_step(taken)
+            if taken.step == at_step:
+                gate.wait(30)
+        return refine(*args, on_step=step, **options)
+
+    monkeypatch.setattr(reconstruct, "refine_modulations", held)
+    return gate
+
+
 def test_an_auto_decoding_fit_goes_past_its_latent_shows_and_saves_the_offset(tiny_ckpt, tmp_path,
                                                                              monkeypatch):
     ckpt = load_checkpoint(tiny_ckpt)
     bank = FittedLatentBank.of_checkpoint(ckpt)
     rec = Reconstruction(ckpt, tiny_ckpt, bank, options=OPTIONS, steps=20)
     state = ViewerState(num_instances=3)
-    gate, refine = threading.Event(), reconstruct.refine_modulations
-
-    def held_at_step_5(*args, on_step, **options):  # the modulation steps wait there for `gate`
-        def step(taken):
-            on_step(taken)
-            if taken.step == 5:
-                gate.wait(30)
-        return refine(*args, on_step=step, **options)
-
-    monkeypatch.setattr(reconstruct, "refine_modulations", held_at_step_5)
+    gate = hold_modulation_steps(monkeypatch, at_step=5)
     try:
         rec.start(photo(tmp_path / "red.png"), Orbit(), state)
         session = rec.session
@@ -258,16 +264,7 @@ def test_stop_during_the_modulation_steps_keeps_the_offset_so_far(tiny_ckpt, tmp
     rec = Reconstruction(ckpt, tiny_ckpt, FittedLatentBank.of_checkpoint(ckpt), options=OPTIONS,
                          steps=5)
     state = ViewerState(num_instances=3)
-    gate, refine = threading.Event(), reconstruct.refine_modulations
-
-    def held_at_step_3(*args, on_step, **options):
-        def step(taken):
-            on_step(taken)
-            if taken.step == 3:
-                gate.wait(30)
-        return refine(*args, on_step=step, **options)
-
-    monkeypatch.setattr(reconstruct, "refine_modulations", held_at_step_3)
+    gate = hold_modulation_steps(monkeypatch, at_step=3)
     try:
         rec.start(photo(tmp_path / "red.png"), Orbit(), state)
         session = rec.session
