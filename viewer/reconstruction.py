@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from engine.cli import UsageError
 from engine.frame import FrameRequest
@@ -227,11 +228,8 @@ class Reconstruction:
         if session is None or session.start is None:
             return
         if session.modulation_offset is not None and not self._published_offset:
-            self.bank.publish(session.latest.latent, session.modulation_offset)
+            self._publish_offset(session, session.modulation_offset, state, "past the latent")
             self._published_offset = True
-            self._published_step = session.steps  # its latent is shown with the offset, not alone
-            state.fitted_serial += 1
-            state.fitted_label = f"{self.name} past the latent"
             return
         if session.phase is Phase.PAST_LATENT:
             self._show_offset_so_far(session, state, now)
@@ -270,11 +268,15 @@ class Reconstruction:
         if now - self._published_at < PUBLISH_INTERVAL_S:
             return
         step, offset = so_far
-        self.bank.publish(session.latest.latent, offset)
+        self._publish_offset(session, offset, state, f"past the latent, step {step}")
         self._published_offset_step, self._published_at = step, now
+
+    def _publish_offset(self, session: FitSession, offset: torch.Tensor, state: ViewerState,
+                        label: str) -> None:
+        self.bank.publish(session.latest.latent, offset)
         self._published_step = session.steps  # its latent is shown with the offset, not alone
         state.fitted_serial += 1
-        state.fitted_label = f"{self.name} past the latent, step {step}"
+        state.fitted_label = f"{self.name} {label}"
 
     def on_screen(self, request: FrameRequest, render_ms: float, now: float) -> None:
         """A new frame is on screen (its buffer swap returned at perf_counter `now`): timed when it
