@@ -38,7 +38,13 @@ from models.renderer import LFNRenderer
 from tests.conftest import TINY, names, tiny_lfn
 from tests.synthetic_cars import write_synthetic_dataset
 from tools.evaluate_encoder import main as evaluate_encoder_main
-from tools.train_encoder import EncoderTrainConfig, parse_args, train_encoder
+from tools.train_encoder import (
+    EncoderTrainConfig,
+    TrainingViews,
+    parse_args,
+    photo_rays,
+    train_encoder,
+)
 
 RES = 24
 TINY_ENCODER = dict(input_res=32, channels=(8, 16, 16), hidden=32, azimuth_bins=24)
@@ -197,6 +203,31 @@ def test_an_encoder_for_another_network_is_refused(checkpoint_with_encoder):
         load_encoder(encoder_path(checkpoint_with_encoder), other)
 
 
+def test_the_photometric_term_draws_from_other_views_of_the_car():
+    """--photo-views V: the term's colors come from the input view and V - 1 other views of the
+    same car. Car 0's view 0 is black, its other views white; car 1 is all gray."""
+    rgb = torch.full((2, 6, 8, 8, 3), 255, dtype=torch.uint8)
+    rgb[0, 0] = 0
+    rgb[1] = 128
+    poses = torch.stack([orbit_pose(30.0 * v, 20.0, 2.0) for v in range(6)])
+    views = TrainingViews(rgb=rgb, cam2world=poses.expand(2, 6, 4, 4), intrinsics=intrinsics(8, 8),
+                          latents=torch.zeros(2, 4), azimuth=torch.zeros(2, 6),
+                          elevation=torch.zeros(2, 6))
+    cars, picks = torch.tensor([0, 0, 1]), torch.zeros(3, dtype=torch.long)
+
+    def colors(photo_views: int) -> torch.Tensor:
+        cfg = EncoderTrainConfig(data="d", ckpt="c", photo_rays=64, photo_views=photo_views)
+        return photo_rays(views, cars, picks, cfg, torch.Generator().manual_seed(0),
+                          torch.device("cpu"))[2]
+
+    alone, shown = colors(1), colors(4)
+    assert alone.shape == (3, 64, 3) and shown.shape == (3, 256, 3)
+    assert alone[:2].max() == 0  # the input view alone: car 0's black photo
+    white = (shown[:2] == 1).all(-1).float().mean()
+    assert 0.5 < white < 0.95  # three views in four white, the input view's rays black
+    assert torch.allclose(shown[2], torch.tensor(128 / 255))  # never another car's views
+
+
 def test_a_tiny_training_run_lowers_its_losses(tmp_path):
     data = write_synthetic_dataset(tmp_path / "cars", cars=4, views=8, res=16)
     ckpt_path = tmp_path / "spheres.pt"
@@ -205,7 +236,7 @@ def test_a_tiny_training_run_lowers_its_losses(tmp_path):
                     {"steps": 0, "dataset": "spheres", "metrics": {}}, ckpt_path)
     out = train_encoder(EncoderTrainConfig(
         data=str(data), ckpt=str(ckpt_path), steps=60, warmup_steps=10, batch=16, lr=3e-3, input_res=16,
-        channels="8,16,16", hidden=32, azimuth_bins=12, photo_rays=32, log_every=10,
+        channels="8,16,16", hidden=32, azimuth_bins=12, photo_rays=32, photo_views=2, log_every=10,
         device="cpu"))
     assert out == encoder_path(ckpt_path)
     history = torch.load(out, weights_only=True)["meta"]["history"]

@@ -7,7 +7,9 @@ checkpoint's latent table row whose instance name is the car's id) and its camer
 elevation (models/cameras.py, from the view's cam2world). The loss is the latent's squared error
 relative to the table's mean squared norm, a cross-entropy on soft azimuth bins, a smooth L1 on
 the elevation and, with --photo-rays > 0, the color error of the frozen LFN rendering the
-predicted latent on that many random pixels of each view (at the true pose). The encoder is
+predicted latent on that many random pixels of each view (at the true pose); with --photo-views
+V > 1 those pixels are drawn from the view and V - 1 other random views of the same car (as many
+from each, on average), so the code is asked to render the car where the photo does not see it. The encoder is
 written beside the checkpoint (`cars.pt` → `cars.encoder.pt`) unless --out says otherwise.
 
 --init ENCODER starts from an encoder trained for another network, typically this checkpoint's
@@ -65,6 +67,7 @@ class EncoderTrainConfig:
     pose_weight: float = 1.0
     photo_rays: int = 0
     photo_weight: float = 10.0
+    photo_views: int = 1  # the input view and photo_views - 1 other views of the car
     input_res: int = 128
     channels: str = "16,32,48,64,96,128"
     hidden: int = 256
@@ -134,6 +137,21 @@ class Losses:
         return {f.name: round(getattr(self, f.name).item(), 5) for f in dataclasses.fields(self)}
 
 
+def photo_rays(views: TrainingViews, cars: torch.Tensor, picks: torch.Tensor,
+               cfg: EncoderTrainConfig, generator: torch.Generator,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The photometric term's rays and colors, each (B, photo_rays · photo_views, 3): drawn from
+    each example's view and photo_views - 1 other random views of its car."""
+    shown = picks[:, None]  # (B, photo_views): the input view, then the others
+    if cfg.photo_views > 1:
+        others = torch.randint(views.rgb.shape[1], (len(cars), cfg.photo_views - 1),
+                               generator=generator, device=device)
+        shown = torch.cat([shown, others.to(shown.device)], 1)
+    return sample_rays(views.rgb[cars[:, None], shown].to(device),
+                       views.cam2world[cars[:, None], shown].to(device), views.intrinsics,
+                       torch.arange(cfg.photo_views), cfg.photo_rays * cfg.photo_views, generator)
+
+
 def batch_losses(encoder: CarEncoder, model, views: TrainingViews, cars: torch.Tensor,
                  picks: torch.Tensor, scale: torch.Tensor, cfg: EncoderTrainConfig,
                  generator: torch.Generator) -> Losses:
@@ -149,10 +167,7 @@ def batch_losses(encoder: CarEncoder, model, views: TrainingViews, cars: torch.T
                                  views.elevation[cars, picks].to(device) / ELEVATION_SCALE)
     photo = torch.zeros((), device=device)
     if cfg.photo_rays > 0:
-        poses = views.cam2world[cars, picks].to(device)[:, None]
-        origins, dirs, colors = sample_rays(rgb[:, None], poses, views.intrinsics,
-                                            torch.zeros(1, dtype=torch.long), cfg.photo_rays,
-                                            generator)
+        origins, dirs, colors = photo_rays(views, cars, picks, cfg, generator, device)
         photo = F.mse_loss(model(origins, dirs, out.latent), colors)
     return Losses(latent, azimuth, elevation, photo)
 
@@ -179,6 +194,9 @@ def initial_encoder(cfg: EncoderTrainConfig, table: torch.Tensor) -> CarEncoder:
 
 def train_encoder(cfg: EncoderTrainConfig) -> Path:
     """Train, save the encoder, return its path."""
+    if cfg.photo_views < 1:
+        raise ValueError(f"--photo-views {cfg.photo_views}: the photometric term needs at least the "
+                         "input view (1)")
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.ckpt)
