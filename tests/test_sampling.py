@@ -3,7 +3,7 @@
 import torch
 
 from models.cameras import intrinsics, orbit_pose
-from models.sampling import draw_pixels, rays_at_pixels
+from models.sampling import draw_pixels, rays_at_pixels, sample_rays
 
 
 def test_a_one_view_pool_broadcasts_its_camera_to_the_same_rays_and_gradients_as_a_gather():
@@ -26,3 +26,22 @@ def test_a_one_view_pool_broadcasts_its_camera_to_the_same_rays_and_gradients_as
     for got, expected in zip(broadcast, gathered, strict=True):
         torch.testing.assert_close(got, expected)
     assert broadcast[3][:, 2].abs().sum() > 0 and broadcast[3][:, :2].abs().sum() == 0
+
+
+def test_each_object_may_draw_from_a_view_pool_of_its_own():
+    generator = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (3, 4, 8, 8, 3), dtype=torch.uint8, generator=generator)
+    poses = torch.stack([orbit_pose(azimuth, 20.0, 3.0) for azimuth in (10.0, 50.0, 90.0, 130.0)])
+    cameras = poses.expand(3, 4, 4, 4)
+    objects, pools = torch.tensor([2, 0]), torch.tensor([[1, 3], [2, 2]])  # object 2: views 1, 3
+    origins, _, target = sample_rays(rgb, cameras, intrinsics(8, 8), pools, 64, generator,
+                                     objects=objects)
+    assert origins.shape == target.shape == (2, 64, 3)
+    for b, (car, pool) in enumerate(zip(objects.tolist(), pools.tolist(), strict=True)):
+        own = torch.stack([cameras[car, v, :3, 3] for v in pool])  # the pool's camera centers
+        seen = (origins[b, :, None] - own).norm(dim=-1).min(-1).values
+        assert seen.max() < 1e-5  # every ray leaves one of its own pool's cameras
+        colors = rgb[car, pool].reshape(-1, 3).float() / 255
+        assert all((colors == c).all(-1).any() for c in target[b])  # and sees its views' pixels
+    assert (origins[0] - cameras[2, 1, :3, 3]).norm(dim=-1).lt(1e-5).any()
+    assert (origins[0] - cameras[2, 3, :3, 3]).norm(dim=-1).lt(1e-5).any()  # both of its views

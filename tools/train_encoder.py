@@ -147,9 +147,9 @@ def photo_rays(views: TrainingViews, cars: torch.Tensor, picks: torch.Tensor,
         others = torch.randint(views.rgb.shape[1], (len(cars), cfg.photo_views - 1),
                                generator=generator, device=device)
         shown = torch.cat([shown, others.to(shown.device)], 1)
-    return sample_rays(views.rgb[cars[:, None], shown].to(device),
-                       views.cam2world[cars[:, None], shown].to(device), views.intrinsics,
-                       torch.arange(cfg.photo_views), cfg.photo_rays * cfg.photo_views, generator)
+    drawn = sample_rays(views.rgb, views.cam2world, views.intrinsics, shown,
+                        cfg.photo_rays * cfg.photo_views, generator, objects=cars)
+    return tuple(t.to(device) for t in drawn)
 
 
 def batch_losses(encoder: CarEncoder, model, views: TrainingViews, cars: torch.Tensor,
