@@ -9,8 +9,9 @@ relative to the table's mean squared norm, a cross-entropy on soft azimuth bins,
 the elevation and, with --photo-rays > 0, the color error of the frozen LFN rendering the
 predicted latent on that many random pixels of each view (at the true pose); with --photo-views
 V > 1 those pixels are drawn from the view and V - 1 other random views of the same car (as many
-from each, on average), so the code is asked to render the car where the photo does not see it. The encoder is
-written beside the checkpoint (`cars.pt` → `cars.encoder.pt`) unless --out says otherwise.
+from each, on average), so the code is asked to render the car where the photo does not see it.
+The encoder is written beside the checkpoint (`cars.pt` → `cars.encoder.pt`) unless --out says
+otherwise.
 
 --init ENCODER starts from an encoder trained for another network, typically this checkpoint's
 network before a fine-tune moved its latent table: its features still read the photos, so a short
