@@ -12,6 +12,7 @@ from engine.cardata import CarSource, car_source, load_cars
 from tests.conftest import skip_or_fail
 from tests.test_ac3d import TORCS_DIR
 from tools.make_dataset import main
+from tools.mesh import COPLANAR_GAP
 from tools.torcs_cars import find_torcs_root
 
 
@@ -52,6 +53,20 @@ def test_procedural_data_set(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     train = load_cars(tmp_path, "train", with_depth=True)
     assert train.rgb.shape == (2, 5, 24, 24, 3) and train.train_view.sum() == 3
     assert train.normal.shape == (2, 5, 24, 24, 3)
+
+
+def test_the_coplanar_gap_is_a_setting_and_older_sets_read_as_without_it(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path), "--cars", "2", "--procedural", "2", "--test-procedural", "1", *TINY]
+    assert main(args) == 0
+    settings = tmp_path / "settings.json"
+    assert json.loads(settings.read_text())["coplanar_gap"] == 0.0
+    older = json.loads(settings.read_text())
+    del older["coplanar_gap"]  # as written before the option
+    settings.write_text(json.dumps(older))
+    assert main(args) == 0  # the same set: continued, not refused
+    assert main([*args, "--separate-coplanar-faces"]) == 1  # other renders than those on disk
+    assert main([*args, "--separate-coplanar-faces", "--overwrite"]) == 0
+    assert json.loads(settings.read_text())["coplanar_gap"] == COPLANAR_GAP
 
 
 def test_a_data_set_without_normals_still_loads(tmp_path: Path) -> None:

@@ -230,7 +230,9 @@ def compare(args: argparse.Namespace) -> None:
     instances = find_instances(args.cars, roots, settings["seed"], read_manifest(data))
     for network in networks:
         network.require_training_cars(args.cars)
-    scene = SceneRenderer(args.res, settings["fov_deg"], settings["supersample"])
+    # a set made before the gap existed was rendered without it: its settings lack the key
+    scene = SceneRenderer(args.res, settings["fov_deg"], settings["supersample"],
+                          coplanar_gap=settings.get("coplanar_gap", 0.0))
     rows, scores = [], []
     for car, instance in instances.items():
         pose = held_out_pose(data, car, args.view)

@@ -49,6 +49,7 @@ from tools.car_set import (
     torcs_instances,
 )
 from tools.flightgear_cars import find_flightgear_models, pack_flightgear
+from tools.mesh import COPLANAR_GAP
 from tools.scene_render import SceneRenderer
 from tools.torcs_cars import find_torcs_root
 from tools.views import poses, test_directions, train_directions
@@ -63,6 +64,7 @@ class Settings:
     radius: float
     seed: int
     supersample: int
+    coplanar_gap: float  # tools/scene_render.py; 0: faces as the model draws them
 
 
 def render_car(instance: Instance, settings: Settings, roots: CarRoots,
@@ -94,7 +96,8 @@ def _init_worker(settings: Settings, roots: CarRoots, threads: int) -> None:
     os.environ.setdefault("LP_NUM_THREADS", str(threads))
     torch.set_num_threads(1)
     _worker.update(settings=settings, roots=roots,
-                   renderer=SceneRenderer(settings.res, settings.fov_deg, settings.supersample))
+                   renderer=SceneRenderer(settings.res, settings.fov_deg, settings.supersample,
+                                          coplanar_gap=settings.coplanar_gap))
 
 
 def _write_car(instance: Instance, out: Path) -> str:
@@ -133,11 +136,15 @@ def make_dataset(args: argparse.Namespace) -> None:
     if roots == CarRoots() and args.source == "all":
         print("no --torcs given: procedural cars only")
     settings = Settings(args.res, args.views, args.test_views, DEFAULT_FOV_DEG, DEFAULT_RADIUS,
-                        args.seed, args.supersample)
+                        args.seed, args.supersample,
+                        COPLANAR_GAP if args.separate_coplanar_faces else 0.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings_file = out / "settings.json"
-    if settings_file.is_file() and json.loads(settings_file.read_text()) != asdict(settings):
+    stored = json.loads(settings_file.read_text()) if settings_file.is_file() else None
+    if stored is not None:
+        stored.setdefault("coplanar_gap", 0.0)  # a set made before the option
+    if stored is not None and stored != asdict(settings):
         if not args.overwrite:
             raise UsageError(f"--out {out} holds a data set with other settings (--overwrite)")
         for old in out.glob("*.npz"):
@@ -201,6 +208,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="more cars per real training model: its proportions stretched "
                              "(wheelbase, cabin height, width), painted like its instances")
     parser.add_argument("--supersample", type=int, default=3, help="odd anti-aliasing factor")
+    parser.add_argument("--separate-coplanar-faces", action="store_true",
+                        help=f"move coplanar overlapping faces {COPLANAR_GAP:g} apart before rendering, "
+                             "so no view shows two of them fighting in the depth buffer (off: the "
+                             "default data set stays what cars.pt was trained on)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--overwrite", action="store_true", help="re-render existing cars")
     parser.add_argument("--pack-torcs", nargs=2, metavar=("SRC", "DST"),

@@ -153,3 +153,83 @@ def normalize_to_unit_sphere(mesh: Mesh, radius: float = 0.95) -> Mesh:
     scale = radius / np.linalg.norm(centered, axis=1).max()
     return Mesh((centered * scale).astype(np.float32), mesh.normals, mesh.uvs, mesh.colors,
                 mesh.tri_texture, list(mesh.textures))
+
+
+# How far apart coplanar overlapping faces are moved (unit-sphere units, ≈ 0.25 mm on a car):
+# thousands of times the depth buffer's step at the renderer's near and far planes, a fiftieth of
+# a pixel at the data set's supersampled resolution.
+COPLANAR_GAP = 1e-4
+# Planes are the same if their unit normals agree to ~1/200 and their offsets to ~1/2000.
+_PLANE_KEY_SCALE = (200.0, 2000.0)
+
+
+def coplanar_overlaps(mesh: Mesh) -> np.ndarray:
+    """(P, 2) index pairs a < b of triangles that lie in one plane and overlap (not just touch).
+
+    Models built for a game's renderer carry such faces: thin parts modelled as two faces back to
+    back, and decals laid on the body. A depth buffer cannot order them, so which one shows
+    changes from pixel to pixel and from view to view."""
+    tri = mesh.triangles().astype(np.float64)
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(cross, axis=1)
+    normal = cross / np.maximum(length, 1e-30)[:, None]
+    # the plane without its orientation: the normal's first non-zero component made positive
+    lead = np.argmax(np.abs(normal) > 1e-9, axis=1)
+    unoriented = normal * np.sign(normal[np.arange(len(normal)), lead])[:, None]
+    offset = (unoriented * tri[:, 0]).sum(1)
+    scaled = np.c_[unoriented * _PLANE_KEY_SCALE[0], offset * _PLANE_KEY_SCALE[1]]
+    candidates = np.flatnonzero(length > 1e-12)
+    same_plane = [np.zeros((0, 2), np.int64)]
+    # twice, the bins shifted by half a bin: a plane on a bin's border is whole in one of them
+    for shift in (0.0, 0.5):
+        key = np.floor(scaled[candidates] + shift).astype(np.int64)
+        _, group, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+        members = candidates[np.argsort(group.ravel(), kind="stable")]
+        starts = np.cumsum(counts) - counts
+        for start, count in zip(starts[counts > 1], counts[counts > 1], strict=True):
+            first, second = np.triu_indices(count, 1)
+            same_plane.append(members[start + np.stack([first, second], axis=1)])
+    a, b = np.unique(np.sort(np.concatenate(same_plane), axis=1), axis=0).T
+    overlap = _interiors_overlap(tri, unoriented, a, b)
+    return np.stack([a[overlap], b[overlap]], axis=1)
+
+
+def _interiors_overlap(tri: np.ndarray, unoriented: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) whether triangles a and b, of one plane, overlap: no edge normal of either separates
+    them in that plane (two triangles that share an edge only touch)."""
+    plane = unoriented[a]
+    u = np.cross(plane, np.eye(3)[np.argmin(np.abs(plane), axis=1)])
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    v = np.cross(plane, u)
+    first = np.stack([np.einsum("nkd,nd->nk", tri[a], w) for w in (u, v)], axis=-1)  # (N, 3, 2)
+    second = np.stack([np.einsum("nkd,nd->nk", tri[b], w) for w in (u, v)], axis=-1)
+    separated = np.zeros(len(a), bool)
+    for corners in (first, second):
+        edges = np.roll(corners, -1, axis=1) - corners
+        axes = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)  # (N, 3, 2)
+        p = np.einsum("nkd,njd->nkj", axes, first)
+        q = np.einsum("nkd,njd->nkj", axes, second)
+        slack = 1e-6 * np.linalg.norm(axes, axis=-1)
+        separated |= ((p.max(-1) <= q.min(-1) + slack) | (q.max(-1) <= p.min(-1) + slack)).any(-1)
+    return ~separated
+
+
+def separate_coplanar_faces(mesh: Mesh, gap: float = COPLANAR_GAP) -> Mesh:
+    """The mesh with every face of a coplanar overlap (coplanar_overlaps) moved along its own
+    normal, so the depth test orders them the same way in every pixel of every view: of two faces
+    back to back, the one facing the camera shows; of two facing the same way, the later one in
+    the mesh (a decal laid after the body) lies a gap higher and shows."""
+    pairs = coplanar_overlaps(mesh)
+    if not len(pairs):
+        return mesh
+    normal = face_normals(mesh.positions).astype(np.float64)
+    layer = np.zeros(mesh.num_triangles)
+    layer[np.unique(pairs)] = 1.0
+    same_way = (normal[pairs[:, 0]] * normal[pairs[:, 1]]).sum(1) > 0
+    # a face lies one layer above the highest earlier face it covers (pairs are a < b: in order
+    # of b, every earlier face's layer is final)
+    for a, b in sorted(pairs[same_way].tolist(), key=lambda pair: pair[1]):
+        layer[b] = max(layer[b], layer[a] + 1.0)
+    shift = np.repeat(gap * layer[:, None] * normal, 3, axis=0)
+    return Mesh((mesh.positions + shift).astype(np.float32), mesh.normals, mesh.uvs, mesh.colors,
+                mesh.tri_texture, list(mesh.textures))

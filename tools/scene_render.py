@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from models.cameras import DEFAULT_FOV_DEG, intrinsics, pixel_rays
-from tools.mesh import Mesh, face_normals
+from tools.mesh import Mesh, face_normals, separate_coplanar_faces
 
 # A light fixed in the world (not the camera), so a surface looks the same from every view.
 LIGHT_DIR = np.array([0.35, 0.25, 1.0]) / np.linalg.norm([0.35, 0.25, 1.0])
@@ -107,11 +107,13 @@ class SceneRenderer:
         fov_deg: float = DEFAULT_FOV_DEG,
         supersample: int = 3,
         ctx: moderngl.Context | None = None,
+        coplanar_gap: float = 0.0,
     ) -> None:
         if supersample % 2 == 0:
             raise ValueError("supersample must be odd: one sub-sample per pixel on its center")
         self.ctx = ctx or create_context()
         self.resolution, self.supersample = resolution, supersample
+        self.coplanar_gap = coplanar_gap  # 0: coplanar faces left to the depth test
         self.intrinsics = intrinsics(resolution, resolution, fov_deg).numpy()
         size = resolution * supersample
         self._k_render = intrinsics(size, size, fov_deg).numpy()
@@ -133,8 +135,15 @@ class SceneRenderer:
         self._draws: list[tuple[moderngl.Texture, int, int]] = []
 
     def set_mesh(self, mesh: Mesh, images: dict[str, np.ndarray]) -> None:
-        """Upload a mesh and its texture images ((H, W, 3) uint8, rows top to bottom)."""
+        """Upload a mesh and its texture images ((H, W, 3) uint8, rows top to bottom).
+
+        With `coplanar_gap` > 0, coplanar overlapping faces are first moved that far apart
+        (tools.mesh.separate_coplanar_faces). Left to the depth test, 5 of the 14 TORCS training
+        models show 3.6-6 % of their pixels changing between two cameras 1e-4 rad apart (README,
+        "The car data set")."""
         self._release_mesh()
+        if self.coplanar_gap > 0:
+            mesh = separate_coplanar_faces(mesh, self.coplanar_gap)
         order = np.argsort(mesh.tri_texture, kind="stable")
         corners = (order[:, None] * 3 + np.arange(3)).ravel()
         flat = np.repeat(face_normals(mesh.positions), 3, axis=0)
