@@ -43,6 +43,7 @@ from tools.car_set import (
     sumo_instances,
     torcs_instances,
 )
+from tools.make_dataset import read_settings
 from tools.scene_render import SceneRenderer
 
 # Two real TORCS models and one procedural car of the default data set.
@@ -224,15 +225,14 @@ def compare(args: argparse.Namespace) -> None:
     settings_path = data / "settings.json"
     if not settings_path.is_file():
         raise UsageError(f"--data: {settings_path} is missing; make the data set with tools.make_dataset")
-    settings = json.loads(settings_path.read_text())
+    settings = read_settings(settings_path)
     networks = load_networks(args)
     roots = car_roots(args.torcs, args.sumo, args.flightgear)
-    instances = find_instances(args.cars, roots, settings["seed"], read_manifest(data))
+    instances = find_instances(args.cars, roots, settings.seed, read_manifest(data))
     for network in networks:
         network.require_training_cars(args.cars)
-    # a set made before the gap existed was rendered without it: its settings lack the key
-    scene = SceneRenderer(args.res, settings["fov_deg"], settings["supersample"],
-                          coplanar_gap=settings.get("coplanar_gap", 0.0))
+    scene = SceneRenderer(args.res, settings.fov_deg, settings.supersample,
+                          coplanar_gap=settings.coplanar_gap)
     rows, scores = [], []
     for car, instance in instances.items():
         pose = held_out_pose(data, car, args.view)

@@ -67,6 +67,12 @@ class Settings:
     coplanar_gap: float  # tools/scene_render.py; 0: faces as the model draws them
 
 
+def read_settings(path: Path) -> Settings:
+    """The settings a data set was made with (its settings.json); a set made before the coplanar
+    gap existed was rendered without it."""
+    return Settings(**{"coplanar_gap": 0.0, **json.loads(path.read_text())})
+
+
 def render_car(instance: Instance, settings: Settings, roots: CarRoots,
                renderer: SceneRenderer) -> dict[str, np.ndarray]:
     """All views of one car as the arrays its .npz holds."""
@@ -141,10 +147,7 @@ def make_dataset(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings_file = out / "settings.json"
-    stored = json.loads(settings_file.read_text()) if settings_file.is_file() else None
-    if stored is not None:
-        stored.setdefault("coplanar_gap", 0.0)  # a set made before the option
-    if stored is not None and stored != asdict(settings):
+    if settings_file.is_file() and read_settings(settings_file) != settings:
         if not args.overwrite:
             raise UsageError(f"--out {out} holds a data set with other settings (--overwrite)")
         for old in out.glob("*.npz"):
