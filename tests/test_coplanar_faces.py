@@ -8,7 +8,10 @@ import pytest
 
 from models.cameras import orbit_pose
 from tests.conftest import skip_or_fail
+from tests.test_ac3d import TORCS_DIR
 from tools.mesh import COPLANAR_GAP, Mesh, concat, coplanar_overlaps, make_mesh, separate_coplanar_faces
+from tools.textures import flatten_alpha
+from tools.torcs_cars import find_torcs_root, load_car
 
 RES = 48
 
@@ -106,10 +109,6 @@ def test_a_decal_shows_over_the_panel_it_was_laid_on(renderers) -> None:
 def test_a_torcs_model_renders_the_same_from_a_camera_turned_a_hair(renderers) -> None:
     """car3-trb1 carries back-to-back panels: as drawn, ~6 % of its pixels change between two
     cameras 1e-4 rad apart (0.01 px of motion); separated, almost none."""
-    from tests.test_ac3d import TORCS_DIR
-    from tools.textures import flatten_alpha
-    from tools.torcs_cars import find_torcs_root, load_car
-
     try:
         root = find_torcs_root(TORCS_DIR)
     except FileNotFoundError:
