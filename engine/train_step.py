@@ -58,21 +58,31 @@ def draw_batch(cars: CarViews, train_views: torch.Tensor, objects_per_step: int,
 class BatchForward(nn.Module):
     """(objects, origins, dirs) → (colors, the objects' latent codes): what DDP wraps, so that the
     latent lookup and the network run inside its forward. With `tangents` (T, B, K, 6) (the LFN's
-    folded forward only) it also returns the first K colors' derivatives along them."""
+    folded forward only) it also returns the first K colors' derivatives along them.
 
-    def __init__(self, model: nn.Module, folded: bool):
+    `latent_noise` σ > 0 renders each drawn car from its code plus fresh N(0, σ²) noise (drawn
+    from torch's global generator of the device, which training states save): the network must
+    then render a car from every code near it, not only from the point the table holds, so codes
+    a single-image fit lands on between the training cars still render a car. The returned codes
+    are the clean ones, which the latent penalty reads."""
+
+    def __init__(self, model: nn.Module, folded: bool, latent_noise: float = 0.0):
         super().__init__()
         self.model = model
         # Only the LFN has a folded forward; the volumetric model keeps its own.
         self.options = {"folded": True} if folded and model.kind == "lfn" else {}
+        self.latent_noise = latent_noise
 
     def forward(self, objects: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor,
                 tangents: torch.Tensor | None = None):
         latents = self.model.latents(objects)
+        rendered = latents
+        if self.latent_noise > 0:
+            rendered = latents + self.latent_noise * torch.randn_like(latents)
         if tangents is None:
-            return self.model(origins, dirs, latents, **self.options), latents
+            return self.model(origins, dirs, rendered, **self.options), latents
         colors, derivatives = self.model.colors_with_derivatives(plucker(origins, dirs), tangents,
-                                                                 latents)
+                                                                 rendered)
         return colors, latents, derivatives
 
 
@@ -177,10 +187,12 @@ class TrainingStep:
 def make_training_step(model: nn.Module, impl: str, lr: float, latent_lr: float,
                        latent_weight: float, device: torch.device, wrap=None,
                        compile_mode: str = "off", skip_nonfinite: bool = True,
-                       geometry: ReprojectionLoss | None = None) -> TrainingStep:
+                       geometry: ReprojectionLoss | None = None,
+                       latent_noise: float = 0.0) -> TrainingStep:
     """The step `impl` ("reference" or "fast") for `model` on `device`. `wrap` (e.g. DDP) wraps
     the BatchForward; compile_mode != "off" compiles forward and loss (fast step only);
-    `geometry` adds the reprojection term (fast step and LFN only)."""
+    `geometry` adds the reprojection term (fast step and LFN only); `latent_noise` is
+    BatchForward's."""
     if impl not in STEP_IMPLS:
         raise ValueError(f"step implementation {impl!r}: choose {' or '.join(STEP_IMPLS)}")
     if compile_mode not in COMPILE_MODES:
@@ -190,8 +202,10 @@ def make_training_step(model: nn.Module, impl: str, lr: float, latent_lr: float,
     if geometry is not None and (impl != "fast" or model.kind != "lfn"):
         raise ValueError("the geometry term needs the fast step and the LFN (--step-impl fast "
                          "--model lfn)")
+    if latent_noise < 0:
+        raise ValueError(f"latent noise {latent_noise}: 0 (off) or more")
     fast = impl == "fast"
-    forward = BatchForward(model, folded=fast)
+    forward = BatchForward(model, folded=fast, latent_noise=latent_noise)
     if wrap is not None:
         forward = wrap(forward)
     adam = "default" if not fast else "fused" if device.type == "cuda" else "foreach"

@@ -61,10 +61,12 @@ def assert_same_state(a: dict, b: dict) -> None:
 # ---------------------------------------------------------------- long runs across processes
 
 
-def test_two_processes_with_a_resume_equal_one_process_bit_for_bit(data, tmp_path):
-    # The lr decays over --steps 30 in both; the first process stops after 12 of them.
+@pytest.mark.parametrize("noise", [[], ["--latent-noise", "0.05"]], ids=["plain", "latent-noise"])
+def test_two_processes_with_a_resume_equal_one_process_bit_for_bit(data, tmp_path, noise):
+    # The lr decays over --steps 30 in both; the first process stops after 12 of them. The
+    # latent noise draws from the global generator, which the state carries.
     split, whole = tmp_path / "split", tmp_path / "whole"
-    common = ["--steps", "30", "--save-every", "1000", "--log-every", "5"]
+    common = ["--steps", "30", "--save-every", "1000", "--log-every", "5", *noise]
     first = train_process(args(data, split, *common, "--call-steps", "12"),
                           stdout=subprocess.PIPE)
     assert first.wait(timeout=120) == 0

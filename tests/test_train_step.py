@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from engine.cardata import load_cars
-from engine.train_step import draw_batch, load_optimizer_state, make_optimizer, make_training_step
+from engine.train_step import (
+    BatchForward,
+    draw_batch,
+    load_optimizer_state,
+    make_optimizer,
+    make_training_step,
+)
 from models.lfn import LFNConfig, LightFieldNetwork
 from models.mlp import mlp_forward
 from tests.synthetic_cars import write_synthetic_dataset
@@ -53,6 +59,24 @@ def test_fast_step_loss_and_gradients_match_the_reference_in_fp32(cars):
         assert grad.abs().max() > 0, name  # every parameter takes part
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-6 * grad.abs().max(),
                                    msg=name)
+
+
+def test_latent_noise_renders_from_a_nearby_code_and_returns_the_clean_one(cars):
+    views = torch.nonzero(cars.train_view).flatten()
+    batch = draw_batch(cars, views, 3, 32, torch.Generator().manual_seed(5), "fast")
+    model = trained_a_little()
+    forward = BatchForward(model, folded=True, latent_noise=0.3)
+    torch.manual_seed(11)
+    noisy_colors, codes = forward(batch.objects, batch.origins, batch.dirs)
+    assert torch.equal(codes, model.latents(batch.objects))  # what the latent penalty reads
+    torch.manual_seed(11)
+    shifted = codes + 0.3 * torch.randn_like(codes)
+    expected = model(batch.origins, batch.dirs, shifted, folded=True)
+    torch.testing.assert_close(noisy_colors, expected, rtol=0, atol=0)
+    clean_colors, _ = BatchForward(model, folded=True)(batch.objects, batch.origins, batch.dirs)
+    assert (noisy_colors - clean_colors).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="latent noise -0.1"):
+        make_training_step(model, "fast", 1e-3, 1e-3, 1e-4, torch.device("cpu"), latent_noise=-0.1)
 
 
 def test_specialize_still_folds_one_latent_into_the_plain_mlp():

@@ -20,6 +20,8 @@ is skipped and counted (`skipped_steps` in the log and the state).
 --geometry-weight W > 0 adds a geometry term (engine/reprojection.py, fast step and LFN only): on
 --geometry-rays rays of each car the LFN's gradient depth is pulled toward the depth at which a
 patch of the ray's photo matches the nearest --geometry-neighbours training views (stereo).
+--latent-noise S > 0 renders each drawn car from its code plus N(0, S²) noise (the penalty still
+reads the clean code), so the network learns to render a car from every code near a training one.
 --init CKPT starts from a checkpoint's network and the latent codes of the cars it shares by name
 (a fine-tune); a raw-ray LFN may start a run with --frequencies F > 0 (the same function at first).
 """
@@ -93,6 +95,7 @@ class TrainConfig:
     geometry_weight: float = 0.0  # the reprojection term's weight; 0 = off (engine/reprojection.py)
     geometry_rays: int = 128  # rays of each drawn car that the term checks (≤ rays_per_object)
     geometry_neighbours: int = 3  # training views each checked ray's depth is judged in
+    latent_noise: float = 0.0  # σ of the noise added to each drawn code (engine/train_step.py)
 
     @property
     def step_budget(self) -> int | None:
@@ -433,7 +436,8 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
         wrap = lambda forward: torch.nn.parallel.DistributedDataParallel(  # noqa: E731
             forward, device_ids=device_ids)
     step_fn = make_training_step(model, cfg.step_impl, cfg.lr, cfg.latent_lr, cfg.latent_weight,
-                                 env.device, wrap, cfg.compile, geometry=geometry)
+                                 env.device, wrap, cfg.compile, geometry=geometry,
+                                 latent_noise=cfg.latent_noise)
     step, seconds = 0, 0.0
     if cfg.resume and (saved := load_latest_state(out)) is not None:
         path, state = saved
