@@ -61,10 +61,10 @@ class BatchForward(nn.Module):
     folded forward only) it also returns the first K colors' derivatives along them.
 
     `latent_noise` σ > 0 renders each drawn car from its code plus fresh N(0, σ²) noise (drawn
-    from torch's global generator of the device, which training states save): the network must
-    then render a car from every code near it, not only from the point the table holds, so codes
-    a single-image fit lands on between the training cars still render a car. The returned codes
-    are the clean ones, which the latent penalty reads."""
+    from torch's global generator of the device, which training states save), so that the
+    network renders a car from every code near a training one, not only from the table's point
+    (the variational auto-decoder's idea; measured without gain, RESULTS.md "Noise on the
+    training codes"). The returned codes are the clean ones, which the latent penalty reads."""
 
     def __init__(self, model: nn.Module, folded: bool, latent_noise: float = 0.0):
         super().__init__()
