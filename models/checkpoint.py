@@ -11,7 +11,7 @@ Contents (plain dicts, lists, strings, numbers and tensors only):
     meta          {"steps": int, "dataset": str, "metrics": {...}, ...}
 Optional (an LFN with cars fitted past their latents, models/modulation_fit.py; a reader that
 ignores it shows those cars as their latents):
-    modulation_offsets  {"rows": [int, ...], "offsets": (len(rows), 2 · hidden_layers · width)}:
+    modulation_offsets  {"rows": [int, ...], "offsets": (len(rows), net.modulation_width)}:
                   the FiLM modulations each listed instance adds to its latent's
 """
 
@@ -184,7 +184,7 @@ def parse_modulation_offsets(data: Any, model: Model, path: str | os.PathLike) -
         return {}
     if model.kind != "lfn":
         raise CheckpointError(path, "a volumetric checkpoint cannot hold modulation offsets")
-    width = 2 * model.config.hidden_layers * model.config.width
+    width = model.net.modulation_width
     rows, offsets = (data.get("rows"), data.get("offsets")) if isinstance(data, dict) else (None, None)
     if not (isinstance(rows, list) and all(isinstance(r, int) for r in rows)
             and isinstance(offsets, torch.Tensor) and offsets.shape == (len(rows), width)):

@@ -7,6 +7,9 @@ The MLP maps a ray's 6-D Plücker coordinates to an RGB color: one evaluation pe
 FiLM was chosen over the paper's hypernetwork because the full hypernetwork (~100 M parameters)
 cannot fit the 16 MiB checkpoint limit, and because a FiLM-conditioned layer folds into plain
 weights (models/mlp.py), so the specialized per-ray network is a plain MLP that fast kernels run.
+Between the two, LFNConfig.weight_rank R > 0 has the conditioning network also generate a rank-R
+change of every layer's weight (U V^T, U and V from the code): a hypernetwork at a rank that fits
+the limit, and one that still folds into plain weights.
 """
 
 from __future__ import annotations
@@ -34,47 +37,85 @@ class LFNConfig:
     # Fourier features of the Plücker coordinates (models/encoding.py); 0 = the raw coordinates,
     # as the paper's LFN and every checkpoint before 2026-12-07
     frequencies: int = 0
+    # the rank of the weight change the code generates for each layer (FiLMNetwork); 0 = FiLM alone
+    weight_rank: int = 0
 
 
 class FiLMNetwork(nn.Module):
     """A latent-conditioned MLP: `hidden_layers` FiLM-modulated ReLU layers and a linear head.
 
     Shared by the LFN (6-D rays → RGB) and the volumetric baseline (encoded points → density, RGB),
-    so that both have the same width and depth.
+    so that both have the same width and depth. With `weight_rank` R > 0 the conditioning network
+    also outputs, for every hidden layer, factors U (width × R) and V (inputs × R) of a change U V^T
+    of its weight: layer i computes relu(gamma_i * ((W_i + U_i V_i^T) h + b_i) + beta_i).
+    "Modulations" below are all the conditioning's outputs: every scale, every shift, then each
+    layer's U and V.
     """
 
     def __init__(
         self, in_dim: int, out_dim: int, latent_dim: int, width: int, hidden_layers: int,
-        cond_width: int,
+        cond_width: int, weight_rank: int = 0,
     ):
         super().__init__()
-        self.width, self.hidden_layers = width, hidden_layers
+        self.width, self.hidden_layers, self.weight_rank = width, hidden_layers, weight_rank
         self.layers = nn.ModuleList(
             [nn.Linear(in_dim, width)] + [nn.Linear(width, width) for _ in range(hidden_layers - 1)]
         )
         self.head = nn.Linear(width, out_dim)
+        self.film_width = 2 * hidden_layers * width
+        self.factor_sizes = [size for layer in self.layers if weight_rank
+                             for size in (width * weight_rank, layer.in_features * weight_rank)]
         self.conditioning = nn.Sequential(
-            nn.Linear(latent_dim, cond_width), nn.ReLU(), nn.Linear(cond_width, 2 * hidden_layers * width)
+            nn.Linear(latent_dim, cond_width), nn.ReLU(),
+            nn.Linear(cond_width, self.film_width + sum(self.factor_sizes)),
         )
-        # Start as the identity modulation (gamma = 1, beta = 0) so training begins from a plain MLP.
+        # Start as the identity modulation (gamma = 1, beta = 0) and no weight change, so training
+        # begins from a plain MLP.
         nn.init.zeros_(self.conditioning[-1].weight)
         with torch.no_grad():
-            self.conditioning[-1].bias.copy_(
-                torch.cat([torch.ones(hidden_layers * width), torch.zeros(hidden_layers * width)])
-            )
+            self.conditioning[-1].bias.copy_(self.initial_bias(0))
+
+    @property
+    def modulation_width(self) -> int:
+        """How many numbers the conditioning outputs for one object."""
+        return self.conditioning[-1].out_features
+
+    def initial_bias(self, start: int) -> torch.Tensor:
+        """The conditioning's starting bias from output `start` on (0: all of it): scales of 1,
+        shifts of 0, and weight changes U V^T of 0 with U = 0 and V of unit-variance columns
+        (U's gradient is V's, so the change can grow: LoRA's start)."""
+        factors = []
+        for i, size in enumerate(self.factor_sizes):
+            inputs = size // self.weight_rank
+            factors.append(torch.zeros(size) if i % 2 == 0 else torch.randn(size) / inputs ** 0.5)
+        half = self.film_width // 2
+        full = torch.cat([torch.ones(half), torch.zeros(half), *factors])
+        return full[start:]
 
     def split_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 2 · hidden_layers · width) conditioning outputs → gamma, beta, each
-        (B, hidden_layers, width): every layer's scales, then every layer's shifts."""
-        out = modulations.view(-1, 2, self.hidden_layers, self.width)
+        """(B, modulation_width) conditioning outputs → gamma, beta, each (B, hidden_layers, width):
+        every layer's scales, then every layer's shifts."""
+        out = modulations[:, :self.film_width].reshape(-1, 2, self.hidden_layers, self.width)
         return out[:, 0], out[:, 1]
+
+    def weight_changes(self, modulations: torch.Tensor) -> list[torch.Tensor | None]:
+        """(B, modulation_width) → each hidden layer's generated change U V^T (B, width, inputs);
+        None for every layer when weight_rank is 0."""
+        if not self.weight_rank:
+            return [None] * self.hidden_layers
+        factors = modulations[:, self.film_width:].split(self.factor_sizes, dim=1)
+        b, r = modulations.shape[0], self.weight_rank
+        return [torch.bmm(u.view(b, -1, r), v.view(b, -1, r).transpose(1, 2))
+                for u, v in zip(factors[0::2], factors[1::2], strict=True)]
 
     def forward(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """x (B, N, in_dim), latents (B, latent_dim) → (B, N, out_dim)."""
         return self.modulated(x, self.conditioning(latents))
 
     def modulated(self, x: torch.Tensor, modulations: torch.Tensor) -> torch.Tensor:
-        """`forward` with the conditioning's outputs (B, 2 · hidden_layers · width) given."""
+        """`forward` with the conditioning's outputs (B, modulation_width) given."""
+        if self.weight_rank:  # the changed weights differ per object: fold them
+            return self.run_folded(x, self.folded_modulated_layers(modulations))
         gamma, beta = self.split_modulations(modulations)
         h = x
         for i, layer in enumerate(self.layers):
@@ -86,17 +127,23 @@ class FiLMNetwork(nn.Module):
         return self.folded_modulated_layers(self.conditioning(latents))
 
     def folded_modulated_layers(self, modulations: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """`folded_layers` of the conditioning's outputs (B, 2 · hidden_layers · width)."""
+        """`folded_layers` of the conditioning's outputs (B, modulation_width)."""
         gamma, beta = self.split_modulations(modulations)
-        return [(gamma[:, i, :, None] * layer.weight, gamma[:, i] * layer.bias + beta[:, i])
-                for i, layer in enumerate(self.layers)]
+        changes = self.weight_changes(modulations)
+        return [(gamma[:, i, :, None] * (layer.weight if change is None else layer.weight + change),
+                 gamma[:, i] * layer.bias + beta[:, i])
+                for i, (layer, change) in enumerate(zip(self.layers, changes, strict=True))]
 
     def forward_folded(self, x: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """`forward`, equal up to rounding, with each object's FiLM folded into its own weights:
         one batched matmul per layer (bmm over objects) instead of a matmul and two per-ray
         elementwise passes, the same in backward. For training, where the ray batch is large."""
+        return self.run_folded(x, self.folded_layers(latents))
+
+    def run_folded(self, x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """x (B, N, in) through each object's folded layers (`folded_layers`) and the head."""
         h = x
-        for weight, bias in self.folded_layers(latents):
+        for weight, bias in layers:
             # bmm, then bias and ReLU: torch.compile fuses the two into one pass, where baddbmm
             # first writes the broadcast bias over the whole (B, N, width) output (profiled on
             # an H100: a sixth of a compiled training step).
@@ -130,7 +177,7 @@ class FiLMNetwork(nn.Module):
         return self.specialize_modulations(self.conditioning(latent[None])[0])
 
     def specialize_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """`specialize` of the conditioning's outputs (2 · hidden_layers · width,) for one object."""
+        """`specialize` of the conditioning's outputs (modulation_width,) for one object."""
         w, b = zip(*[(weight[0], bias[0])
                      for weight, bias in self.folded_modulated_layers(modulations[None])], strict=True)
         return (
@@ -151,7 +198,7 @@ class LightFieldNetwork(nn.Module):
         nn.init.normal_(self.latents.weight, std=0.01)
         self.net = FiLMNetwork(
             encoded_dim(config.in_dim, config.frequencies), config.out_dim, config.latent_dim,
-            config.width, config.hidden_layers, config.cond_width,
+            config.width, config.hidden_layers, config.cond_width, config.weight_rank,
         )
 
     def forward(
@@ -187,15 +234,15 @@ class LightFieldNetwork(nn.Module):
         return self.net.specialize(latent)
 
     def modulations(self, latents: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, latent_dim) → the FiLM modulations (B, 2 · hidden_layers · width) they stand for:
-        every scale, then every shift; plus `offsets` (B or 1, same width), the part of a car
-        fitted past its latent (models/modulation_fit.py)."""
+        """(B, latent_dim) → the modulations (B, net.modulation_width) they stand for: every
+        scale, every shift (and the weight changes' factors); plus `offsets` (B or 1, same width),
+        the part of a car fitted past its latent (models/modulation_fit.py)."""
         modulations = self.net.conditioning(latents)
         return modulations if offsets is None else modulations + offsets.to(modulations)
 
     def modulated_colors(self, origins: torch.Tensor, dirs: torch.Tensor,
                          modulations: torch.Tensor) -> torch.Tensor:
-        """`forward` with modulations (B, 2 · hidden_layers · width) in place of latents."""
+        """`forward` with modulations (B, net.modulation_width) in place of latents."""
         rays = fourier_features(plucker(origins, dirs), self.config.frequencies)
         return torch.sigmoid(self.net.modulated(rays, modulations))
 

@@ -52,7 +52,7 @@ def refine_modulations(
     mirror_weight: float = MIRROR_WEIGHT, rays_per_step: int = 4096,
     on_step: Callable[[FitStep], None] | None = None, cuda_graph: bool = False,
 ) -> torch.Tensor:
-    """The offset (2 · hidden_layers · width,) that `latent`'s modulations take, fitted for `steps`
+    """The offset (model.net.modulation_width,) that `latent`'s modulations take, fitted for `steps`
     steps on the views `rgb` (V, H, W, 3) uint8 seen from cam2world (V, 4, 4) (a pose the latent
     fit refined is passed as its camera), the network frozen; fit_latent's ray draws and mirrored
     rays and, with `cuda_graph`, its replayed steps; `on_step` sees each step (its `latent` is the

@@ -23,7 +23,8 @@ patch of the ray's photo matches the nearest --geometry-neighbours training view
 --latent-noise S > 0 renders each drawn car from its code plus N(0, S²) noise (the penalty still
 reads the clean code), so the network learns to render a car from every code near a training one.
 --init CKPT starts from a checkpoint's network and the latent codes of the cars it shares by name
-(a fine-tune); a raw-ray LFN may start a run with --frequencies F > 0 (the same function at first).
+(a fine-tune); a raw-ray LFN may start a run with --frequencies F > 0, and a FiLM-only one with
+--weight-rank R > 0 (each the same function at first).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class TrainConfig:
     hidden_layers: int = 6
     cond_width: int = 256  # the conditioning network's hidden width (latent → FiLM modulations)
     frequencies: int = 0  # the LFN's Fourier features of its rays (models/encoding.py); 0 = raw
+    weight_rank: int = 0  # the LFN's generated rank-R weight changes (models/lfn.py); 0 = FiLM alone
     save_every: int = 1000
     eval_every: int = 1000
     eval_cars: int = 8
@@ -198,9 +200,11 @@ def replica_check(model, drawn: torch.Tensor) -> dict:
 def build_model(cfg: TrainConfig, num_instances: int) -> LightFieldNetwork | VolumetricField:
     arch = dict(latent_dim=cfg.latent_dim, width=cfg.width, hidden_layers=cfg.hidden_layers,
                 cond_width=cfg.cond_width)
+    if cfg.weight_rank < 0 or (cfg.weight_rank and cfg.model != "lfn"):
+        raise ValueError(f"--weight-rank {cfg.weight_rank}: 0 (FiLM alone) or more, for an LFN")
     if cfg.model == "lfn":
         return LightFieldNetwork(LFNConfig(num_instances=num_instances, frequencies=cfg.frequencies,
-                                           **arch))
+                                           weight_rank=cfg.weight_rank, **arch))
     if cfg.model == "volumetric":
         return VolumetricField(VolumetricConfig(num_instances=num_instances, **arch))
     raise ValueError(f"--model {cfg.model!r}: choose lfn or volumetric")
@@ -222,16 +226,21 @@ def initialize_from(model, path: str, car_ids: list[str]) -> InitializedFrom:
     (steps, time, data, device) after the runs it was itself started from."""
     ckpt = load_checkpoint(path)
     theirs = ckpt.model.config
-    encodes_theirs = model.kind == "lfn" and theirs.frequencies == 0 and model.config.frequencies > 0
+    lfn = model.kind == "lfn"
+    encodes_theirs = lfn and theirs.frequencies == 0 and model.config.frequencies > 0
+    changes_theirs = lfn and theirs.weight_rank == 0 and model.config.weight_rank > 0
     if ckpt.model.kind != model.kind or theirs != dataclasses.replace(
             model.config, num_instances=theirs.num_instances,
-            **({"frequencies": 0} if encodes_theirs else {})):
+            **({"frequencies": 0} if encodes_theirs else {}),
+            **({"weight_rank": 0} if changes_theirs else {})):
         raise ValueError(f"--init {path}: its architecture {theirs} differs from this "
                          f"run's {model.config}")
     network = {k: v for k, v in ckpt.model.state_dict().items() if not k.startswith("latents")}
     if encodes_theirs:
         network["net.layers.0.weight"] = with_encoding_columns(network["net.layers.0.weight"],
                                                                model.net.layers[0].in_features)
+    if changes_theirs:
+        network.update(with_weight_change_outputs(network, model.net))
     missing = model.load_state_dict(network, strict=False).missing_keys
     assert missing == ["latents.weight"], missing  # the same architecture: only the table differs
     row = {name: i for i, name in enumerate(ckpt.instance_names)}
@@ -248,6 +257,16 @@ def with_encoding_columns(w_in: torch.Tensor, encoded_inputs: int) -> torch.Tens
     the sines and cosines (they follow the raw coordinates, models/encoding.py): the network starts
     as the checkpoint's, and training gives the new columns their weights."""
     return torch.cat([w_in, w_in.new_zeros(w_in.shape[0], encoded_inputs - w_in.shape[1])], 1)
+
+
+def with_weight_change_outputs(network: dict[str, torch.Tensor], net) -> dict[str, torch.Tensor]:
+    """A FiLM-only conditioning's last layer with outputs added for `net`'s weight changes, at
+    their starting values (zero weights, FiLMNetwork.initial_bias: no change yet): the network
+    starts as the checkpoint's, and training grows the changes."""
+    weight, bias = network["net.conditioning.2.weight"], network["net.conditioning.2.bias"]
+    added = net.modulation_width - weight.shape[0]
+    return {"net.conditioning.2.weight": torch.cat([weight, weight.new_zeros(added, weight.shape[1])]),
+            "net.conditioning.2.bias": torch.cat([bias, net.initial_bias(bias.shape[0]).to(bias)])}
 
 
 def state_files(out: Path) -> list[Path]:
@@ -268,7 +287,8 @@ def load_latest_state(out: Path) -> tuple[Path, dict] | None:
     return None
 
 
-ARCHITECTURE = ("model", "latent_dim", "width", "hidden_layers", "cond_width", "frequencies")
+ARCHITECTURE = ("model", "latent_dim", "width", "hidden_layers", "cond_width", "frequencies",
+                "weight_rank")
 
 
 def check_resumable(path: Path, state: dict, cars: CarViews, cfg: TrainConfig) -> None:
