@@ -8,8 +8,11 @@ from models.backends.triton import TritonBackend
 from models.checkpoint import save_checkpoint
 from models.encoding import encoded_dim, fourier_features, fourier_tangents
 from models.lfn import LFNConfig, LightFieldNetwork, encoding_frequencies
-from models.plucker import plucker
-from models.renderer import LFNRenderer
+from tests.lfn_paths import (
+    assert_cpu_backend_renders_the_module,
+    assert_folded_forward_and_derivatives_match,
+    random_rays,
+)
 from tools.train import initialize_from
 
 TINY = dict(width=32, hidden_layers=3, latent_dim=8, cond_width=16)
@@ -22,13 +25,6 @@ def random_lfn(frequencies: int, instances: int = 3, seed: int = 0) -> LightFiel
         for p in model.parameters():  # FiLM away from the identity, colors away from 0.5
             p.normal_(std=0.3)
     return model.double()
-
-
-def random_rays(objects: int, n: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1)
-    origins = 3 * torch.nn.functional.normalize(torch.randn(objects, n, 3, generator=gen), dim=-1)
-    targets = 0.5 * torch.randn(objects, n, 3, generator=gen)
-    return plucker(origins, targets - origins).double()
 
 
 def test_features_are_the_input_then_sines_then_cosines_at_octaves():
@@ -49,29 +45,12 @@ def test_tangents_are_the_features_derivative():
 
 
 def test_folded_forward_and_its_derivatives_match_the_module():
-    model = random_lfn(frequencies=4)
-    rays, latents = random_rays(3, 10), model.latents.weight
-    colors = model.plucker_colors(rays, latents)
-    assert torch.allclose(model.plucker_colors(rays, latents, folded=True), colors)
-    tangents = torch.randn(2, 3, 4, 6, dtype=torch.float64)
-    with_derivatives, derivatives = model.colors_with_derivatives(rays, tangents, latents)
-    assert torch.allclose(with_derivatives, colors)
-    for i in range(2):
-        _, expected = torch.func.jvp(
-            lambda head: model.plucker_colors(torch.cat([head, rays[:, 4:]], 1), latents)[:, :4],
-            (rays[:, :4],), (tangents[i],))
-        assert torch.allclose(derivatives[i], expected)
+    assert_folded_forward_and_derivatives_match(random_lfn(frequencies=4))
 
 
 @pytest.mark.parametrize("backend", ["eager", "torchscript", "export"])
 def test_every_cpu_backend_renders_the_encoded_rays(backend):
-    model = random_lfn(frequencies=3).float()
-    renderer = LFNRenderer(model, "cpu", "fp32", backend, bounded=False)
-    rays = random_rays(1, 64)[0].float()
-    for index in range(3):
-        renderer.set_latent(model.latents.weight[index])
-        expected = model.plucker_colors(rays[None], model.latents.weight[index:index + 1])[0]
-        assert torch.allclose(renderer.colors(rays), expected, atol=1e-5)
+    assert_cpu_backend_renders_the_module(random_lfn(frequencies=3).float(), backend)
 
 
 def test_the_first_layer_names_the_encoding_and_triton_refuses_one():

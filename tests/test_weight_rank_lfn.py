@@ -7,9 +7,12 @@ import torch
 
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.lfn import LFNConfig, LightFieldNetwork
-from models.plucker import plucker
-from models.renderer import LFNRenderer
 from tests.conftest import names
+from tests.lfn_paths import (
+    assert_cpu_backend_renders_the_module,
+    assert_folded_forward_and_derivatives_match,
+    random_rays,
+)
 from tests.synthetic_cars import write_synthetic_dataset
 from tools.train import initialize_from, load_latest_state, parse_args, train
 
@@ -24,13 +27,6 @@ def random_lfn(weight_rank: int, instances: int = 3, seed: int = 0) -> LightFiel
         for p in model.parameters():  # FiLM and the changes away from their start
             p.normal_(std=0.3)
     return model.double()
-
-
-def random_rays(objects: int, n: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1)
-    origins = 3 * torch.nn.functional.normalize(torch.randn(objects, n, 3, generator=gen), dim=-1)
-    targets = 0.5 * torch.randn(objects, n, 3, generator=gen)
-    return plucker(origins, targets - origins).double()
 
 
 def test_each_layer_computes_film_of_its_weight_plus_the_generated_product():
@@ -54,29 +50,12 @@ def test_each_layer_computes_film_of_its_weight_plus_the_generated_product():
 
 
 def test_folded_forward_and_its_derivatives_match_the_module():
-    model = random_lfn(weight_rank=3)
-    rays, latents = random_rays(3, 10), model.latents.weight
-    colors = model.plucker_colors(rays, latents)
-    assert torch.allclose(model.plucker_colors(rays, latents, folded=True), colors)
-    tangents = torch.randn(2, 3, 4, 6, dtype=torch.float64)
-    with_derivatives, derivatives = model.colors_with_derivatives(rays, tangents, latents)
-    assert torch.allclose(with_derivatives, colors)
-    for i in range(2):
-        _, expected = torch.func.jvp(
-            lambda head: model.plucker_colors(torch.cat([head, rays[:, 4:]], 1), latents)[:, :4],
-            (rays[:, :4],), (tangents[i],))
-        assert torch.allclose(derivatives[i], expected)
+    assert_folded_forward_and_derivatives_match(random_lfn(weight_rank=3))
 
 
 @pytest.mark.parametrize("backend", ["eager", "torchscript", "export"])
 def test_every_cpu_backend_renders_the_changed_weights(backend):
-    model = random_lfn(weight_rank=2).float()
-    renderer = LFNRenderer(model, "cpu", "fp32", backend, bounded=False)
-    rays = random_rays(1, 64)[0].float()
-    for index in range(3):
-        renderer.set_latent(model.latents.weight[index])
-        expected = model.plucker_colors(rays[None], model.latents.weight[index:index + 1])[0]
-        assert torch.allclose(renderer.colors(rays), expected, atol=1e-5)
+    assert_cpu_backend_renders_the_module(random_lfn(weight_rank=2).float(), backend)
 
 
 def test_a_film_checkpoint_starts_a_ranked_run_as_the_same_function_that_can_grow(tmp_path):
