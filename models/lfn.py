@@ -82,15 +82,13 @@ class FiLMNetwork(nn.Module):
 
     def initial_bias(self, start: int) -> torch.Tensor:
         """The conditioning's starting bias from output `start` on (0: all of it): scales of 1,
-        shifts of 0, and weight changes U V^T of 0 with U = 0 and V of unit-variance columns
+        shifts of 0, and weight changes U V^T of 0 with U = 0 and V's entries N(0, 1 / inputs)
         (U's gradient is V's, so the change can grow: LoRA's start)."""
-        factors = []
-        for i, size in enumerate(self.factor_sizes):
-            inputs = size // self.weight_rank
-            factors.append(torch.zeros(size) if i % 2 == 0 else torch.randn(size) / inputs ** 0.5)
-        half = self.film_width // 2
-        full = torch.cat([torch.ones(half), torch.zeros(half), *factors])
-        return full[start:]
+        r, half = self.weight_rank, self.film_width // 2
+        factors = [factor for layer in self.layers if r
+                   for factor in (torch.zeros(self.width * r),
+                                  torch.randn(layer.in_features * r) / layer.in_features ** 0.5)]
+        return torch.cat([torch.ones(half), torch.zeros(half), *factors])[start:]
 
     def split_modulations(self, modulations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, modulation_width) conditioning outputs → gamma, beta, each (B, hidden_layers, width):

@@ -53,7 +53,7 @@ from engine.train_step import draw_batch, load_optimizer_state, make_training_st
 from models.cameras import rays_through_pixels
 from models.checkpoint import atomic_save, checkpoint_dict, load_checkpoint
 from models.fitting import psnr_from_mse
-from models.lfn import LFNConfig, LightFieldNetwork
+from models.lfn import FiLMNetwork, LFNConfig, LightFieldNetwork
 from models.volumetric import VolumetricConfig, VolumetricField
 
 STATE_GLOB = "state_*.pt"
@@ -259,7 +259,7 @@ def with_encoding_columns(w_in: torch.Tensor, encoded_inputs: int) -> torch.Tens
     return torch.cat([w_in, w_in.new_zeros(w_in.shape[0], encoded_inputs - w_in.shape[1])], 1)
 
 
-def with_weight_change_outputs(network: dict[str, torch.Tensor], net) -> dict[str, torch.Tensor]:
+def with_weight_change_outputs(network: dict[str, torch.Tensor], net: FiLMNetwork) -> dict[str, torch.Tensor]:
     """A FiLM-only conditioning's last layer with outputs added for `net`'s weight changes, at
     their starting values (zero weights, FiLMNetwork.initial_bias: no change yet): the network
     starts as the checkpoint's, and training grows the changes."""
