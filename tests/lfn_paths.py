@@ -3,9 +3,22 @@ optional parts (Fourier features of the rays, generated weight changes)."""
 
 import torch
 
-from models.lfn import LightFieldNetwork
+from models.lfn import LFNConfig, LightFieldNetwork
 from models.plucker import plucker
 from models.renderer import LFNRenderer
+
+TINY = dict(width=32, hidden_layers=3, latent_dim=8, cond_width=16)
+
+
+def random_lfn(instances: int = 3, seed: int = 0, **options) -> LightFieldNetwork:
+    """A float64 TINY LFN with LFNConfig `options`, every parameter drawn N(0, 0.3²): FiLM and
+    any generated change away from their start, colors away from 0.5."""
+    torch.manual_seed(seed)
+    model = LightFieldNetwork(LFNConfig(num_instances=instances, **TINY, **options))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(std=0.3)
+    return model.double()
 
 
 def random_rays(objects: int, n: int) -> torch.Tensor:

@@ -9,22 +9,13 @@ from models.checkpoint import save_checkpoint
 from models.encoding import encoded_dim, fourier_features, fourier_tangents
 from models.lfn import LFNConfig, LightFieldNetwork, encoding_frequencies
 from tests.lfn_paths import (
+    TINY,
     assert_cpu_backend_renders_the_module,
     assert_folded_forward_and_derivatives_match,
+    random_lfn,
     random_rays,
 )
 from tools.train import initialize_from
-
-TINY = dict(width=32, hidden_layers=3, latent_dim=8, cond_width=16)
-
-
-def random_lfn(frequencies: int, instances: int = 3, seed: int = 0) -> LightFieldNetwork:
-    torch.manual_seed(seed)
-    model = LightFieldNetwork(LFNConfig(num_instances=instances, frequencies=frequencies, **TINY))
-    with torch.no_grad():
-        for p in model.parameters():  # FiLM away from the identity, colors away from 0.5
-            p.normal_(std=0.3)
-    return model.double()
 
 
 def test_features_are_the_input_then_sines_then_cosines_at_octaves():
@@ -56,7 +47,7 @@ def test_every_cpu_backend_renders_the_encoded_rays(backend):
 def test_the_first_layer_names_the_encoding_and_triton_refuses_one():
     folded = random_lfn(frequencies=5).specialize(torch.zeros(8, dtype=torch.float64))
     assert encoding_frequencies(folded[0]) == 5
-    assert encoding_frequencies(random_lfn(0).specialize(torch.zeros(8, dtype=torch.float64))[0]) == 0
+    assert encoding_frequencies(random_lfn().specialize(torch.zeros(8, dtype=torch.float64))[0]) == 0
     with pytest.raises(ValueError, match="encodes no 6-D ray"):
         encoding_frequencies(torch.zeros(32, 9))
     with pytest.raises(ValueError, match="raw Plücker rays"):
@@ -78,4 +69,4 @@ def test_a_raw_checkpoint_starts_an_encoded_run_as_the_same_function(tmp_path):
     # the other way (an encoded start for a raw run) is another architecture
     save_checkpoint(encoded, ["c", "new"], {}, tmp_path / "encoded.pt")
     with pytest.raises(ValueError, match="architecture"):
-        initialize_from(random_lfn(0).float(), str(tmp_path / "encoded.pt"), ["c"])
+        initialize_from(random_lfn().float(), str(tmp_path / "encoded.pt"), ["c"])

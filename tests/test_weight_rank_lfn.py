@@ -9,24 +9,16 @@ from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.lfn import LFNConfig, LightFieldNetwork
 from tests.conftest import names
 from tests.lfn_paths import (
+    TINY,
     assert_cpu_backend_renders_the_module,
     assert_folded_forward_and_derivatives_match,
+    random_lfn,
     random_rays,
 )
 from tests.synthetic_cars import write_synthetic_dataset
 from tools.train import initialize_from, load_latest_state, parse_args, train
 
-TINY = dict(width=32, hidden_layers=3, latent_dim=8, cond_width=16)
 META = {"steps": 0, "dataset": "none", "metrics": {}}
-
-
-def random_lfn(weight_rank: int, instances: int = 3, seed: int = 0) -> LightFieldNetwork:
-    torch.manual_seed(seed)
-    model = LightFieldNetwork(LFNConfig(num_instances=instances, weight_rank=weight_rank, **TINY))
-    with torch.no_grad():
-        for p in model.parameters():  # FiLM and the changes away from their start
-            p.normal_(std=0.3)
-    return model.double()
 
 
 def test_each_layer_computes_film_of_its_weight_plus_the_generated_product():
@@ -75,7 +67,7 @@ def test_a_film_checkpoint_starts_a_ranked_run_as_the_same_function_that_can_gro
     # the other way (a ranked start for a FiLM-only run) is another architecture
     save_checkpoint(ranked, ["c", "new"], META, tmp_path / "ranked.pt")
     with pytest.raises(ValueError, match="architecture"):
-        initialize_from(random_lfn(0).float(), str(tmp_path / "ranked.pt"), ["c"])
+        initialize_from(random_lfn().float(), str(tmp_path / "ranked.pt"), ["c"])
 
 
 def test_checkpoint_keeps_the_rank_and_offsets_of_the_wider_modulations(tmp_path):
