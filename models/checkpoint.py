@@ -5,7 +5,8 @@ Contents (plain dicts, lists, strings, numbers and tensors only):
     version       FORMAT_VERSION
     kind          "lfn" or "volumetric"
     config        the architecture's dataclass fields
-    state_dict    network weights (without the latent table)
+    state_dict    network weights (without the latent table): float32, or float16 where the
+                  file would otherwise pass the size limit (WEIGHT_DTYPES; the latents stay float32)
     latents       (num_instances, latent_dim) float32, one code per object
     instance_names
     meta          {"steps": int, "dataset": str, "metrics": {...}, ...}
@@ -33,6 +34,9 @@ FORMAT_NAME = "lfn-viewer-checkpoint"
 FORMAT_VERSION = 1
 MODEL_KINDS = {"lfn": (LFNConfig, LightFieldNetwork), "volumetric": (VolumetricConfig, VolumetricField)}
 REQUIRED_KEYS = ("format", "version", "kind", "config", "state_dict", "latents", "instance_names", "meta")
+# How a file may store the network's weights. Loading widens them to float32, so a float16 file
+# holds exactly the weights it renders with, and saving a loaded one again loses nothing.
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 Model = LightFieldNetwork | VolumetricField
 
@@ -51,6 +55,7 @@ class Checkpoint:
     meta: dict[str, Any]
     # instance → the FiLM modulations it adds to its latent's; most instances have none
     modulation_offsets: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
+    weights_dtype: torch.dtype = torch.float32  # how the file stores them; a re-save keeps it
 
     @property
     def latents(self) -> torch.Tensor:
@@ -70,8 +75,12 @@ class Checkpoint:
 
 
 def checkpoint_dict(model: Model, instance_names: list[str], meta: dict[str, Any],
-                    modulation_offsets: dict[int, torch.Tensor] | None = None) -> dict:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if k != "latents.weight"}
+                    modulation_offsets: dict[int, torch.Tensor] | None = None,
+                    weights_dtype: torch.dtype = torch.float32) -> dict:
+    if weights_dtype not in WEIGHT_DTYPES.values():
+        raise ValueError(f"weights are stored as {', '.join(WEIGHT_DTYPES)}, not {weights_dtype}")
+    state = {k: v.detach().cpu().to(weights_dtype) if v.is_floating_point() else v.detach().cpu()
+             for k, v in model.state_dict().items() if k != "latents.weight"}
     extra = {}
     if modulation_offsets:
         rows = sorted(modulation_offsets)
@@ -110,8 +119,10 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
 def save_checkpoint(
     model: Model, instance_names: list[str], meta: dict[str, Any], path: str | os.PathLike,
     modulation_offsets: dict[int, torch.Tensor] | None = None,
+    weights_dtype: torch.dtype = torch.float32,
 ) -> None:
-    atomic_save(checkpoint_dict(model, instance_names, meta, modulation_offsets), path)
+    atomic_save(checkpoint_dict(model, instance_names, meta, modulation_offsets, weights_dtype),
+                path)
 
 
 def read_torch_file(path: str | os.PathLike) -> Any:
@@ -165,6 +176,7 @@ def parse_checkpoint(data: Any, path: str | os.PathLike) -> Checkpoint:
     if not isinstance(names, list) or len(names) != config.num_instances:
         raise CheckpointError(path, "instance_names does not list one name per latent")
     model = model_cls(config)
+    weights_dtype = stored_weights_dtype(data["state_dict"], path)
     state = dict(data["state_dict"], **{"latents.weight": latents})
     try:
         model.load_state_dict(state)
@@ -175,7 +187,19 @@ def parse_checkpoint(data: Any, path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(path, "holds NaN or infinite weights")
     model.eval()
     offsets = parse_modulation_offsets(data.get("modulation_offsets"), model, path)
-    return Checkpoint(model, [str(n) for n in names], dict(data["meta"]), offsets)
+    return Checkpoint(model, [str(n) for n in names], dict(data["meta"]), offsets, weights_dtype)
+
+
+def stored_weights_dtype(state: Any, path: str | os.PathLike) -> torch.dtype:
+    """The one floating dtype of a state_dict's weights (WEIGHT_DTYPES), or a CheckpointError."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(path, "state_dict is not a table of tensors")
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) > 1 or not dtypes <= set(WEIGHT_DTYPES.values()):
+        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+        raise CheckpointError(path, f"weights stored as {names}: expected one of "
+                              f"{', '.join(WEIGHT_DTYPES)}")
+    return dtypes.pop() if dtypes else torch.float32
 
 
 def parse_modulation_offsets(data: Any, model: Model, path: str | os.PathLike) -> dict[int, torch.Tensor]:

@@ -22,4 +22,5 @@ def with_instance(ckpt: Checkpoint, latent: torch.Tensor, name: str, meta: dict,
     offsets = dict(ckpt.modulation_offsets)
     if modulation_offset is not None:
         offsets[len(ckpt.instance_names)] = modulation_offset.detach().cpu().float()
-    return Checkpoint(model.eval(), [*ckpt.instance_names, name], {**ckpt.meta, **meta}, offsets)
+    return Checkpoint(model.eval(), [*ckpt.instance_names, name], {**ckpt.meta, **meta}, offsets,
+                      ckpt.weights_dtype)

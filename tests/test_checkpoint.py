@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointError, checkpoint_dict, load_checkpoint, save_checkpoint
+from models.instances import with_instance
 from tests.conftest import names, tiny_lfn, tiny_volumetric
 
 META = {"steps": 5, "dataset": "d", "metrics": {"psnr_heldout_views": 1.0}}
@@ -62,6 +63,58 @@ def test_bad_modulation_offsets_give_one_clear_error(tmp_path, offsets, expected
                                               modulation_offsets={"rows": [], "offsets": torch.zeros(0, 1)}))
     with pytest.raises(CheckpointError, match="volumetric checkpoint cannot hold modulation"):
         load_checkpoint(volumetric)
+
+
+@pytest.mark.parametrize("tiny", [tiny_lfn, tiny_volumetric])
+def test_half_weights_are_stored_as_float16_and_load_as_the_rounded_network(tmp_path, tiny):
+    model = tiny()
+    with torch.no_grad():
+        model.latents.weight.normal_()  # codes that float16 would round
+    save_checkpoint(model, names(3), META, tmp_path / "half.pt", weights_dtype=torch.float16)
+    data = torch.load(tmp_path / "half.pt", weights_only=True)
+    assert {v.dtype for v in data["state_dict"].values()} == {torch.float16}
+    assert torch.equal(data["latents"], model.latents.weight)  # the codes stay float32
+    ckpt = load_checkpoint(tmp_path / "half.pt")
+    assert ckpt.weights_dtype == torch.float16
+    assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
+    for key, value in model.state_dict().items():
+        rounded = value if key == "latents.weight" else value.half().float()
+        assert torch.equal(ckpt.model.state_dict()[key], rounded), key
+    assert load_checkpoint(write(tmp_path, "f.pt", good_dict())).weights_dtype == torch.float32
+
+
+def test_a_half_checkpoint_saved_again_stays_half_and_loses_nothing(tmp_path):
+    save_checkpoint(tiny_lfn(), names(3), META, tmp_path / "half.pt", weights_dtype=torch.float16)
+    ckpt = load_checkpoint(tmp_path / "half.pt")
+    grown = with_instance(ckpt, torch.randn(ckpt.model.config.latent_dim), "new", {})
+    assert grown.weights_dtype == torch.float16
+    save_checkpoint(grown.model, grown.instance_names, grown.meta, tmp_path / "grown.pt",
+                    weights_dtype=grown.weights_dtype)
+    again = load_checkpoint(tmp_path / "grown.pt")
+    for key, value in ckpt.model.state_dict().items():
+        if key != "latents.weight":
+            assert torch.equal(again.model.state_dict()[key], value), key
+
+
+def all_bfloat16(state):
+    return {k: v.bfloat16() for k, v in state.items()}
+
+
+def head_in_float16(state):
+    return dict(state, **{"net.head.weight": state["net.head.weight"].half()})
+
+
+@pytest.mark.parametrize("retype, expected", [
+    (all_bfloat16, "weights stored as bfloat16: expected one of float32, float16"),
+    (head_in_float16, "weights stored as float16, float32: expected one of"),
+])
+def test_weights_in_another_or_mixed_dtype_give_one_clear_error(tmp_path, retype, expected):
+    bad = good_dict()
+    bad["state_dict"] = retype(bad["state_dict"])
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        load_checkpoint(write(tmp_path, "d.pt", bad))
+    with pytest.raises(ValueError, match="stored as float32, float16, not torch.bfloat16"):
+        checkpoint_dict(tiny_lfn(), names(3), META, weights_dtype=torch.bfloat16)
 
 
 def test_volumetric_round_trip(tmp_path):

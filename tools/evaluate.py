@@ -112,7 +112,7 @@ def score(args: argparse.Namespace) -> None:
     if args.write_metrics:
         ckpt.meta["metrics"] = result.meta_metrics()
         save_checkpoint(ckpt.model.cpu(), ckpt.instance_names, ckpt.meta, args.ckpt,
-                        ckpt.modulation_offsets)
+                        ckpt.modulation_offsets, ckpt.weights_dtype)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
                                          round(pose.radius, 3)]},
                            result.modulation_offset)
     save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, config.out,
-                    fitted.modulation_offsets)
+                    fitted.modulation_offsets, fitted.weights_dtype)
     source = "estimated" if result.pose_estimated else "given"
     past = f" + {result.modulation_steps} modulation steps" if result.modulation_steps else ""
     print(f"wrote {config.out}: instance {len(fitted.instance_names) - 1} "

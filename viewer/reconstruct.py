@@ -13,6 +13,7 @@ the newest latent's FiLM modulations, and the car is then that latent and its of
 from __future__ import annotations
 
 import copy
+import dataclasses
 import enum
 import json
 import threading
@@ -344,12 +345,11 @@ def save_fitted(ckpt: Checkpoint, latent: torch.Tensor, name: str, meta: dict, p
     if not path.parent.is_dir():
         raise ReconstructError(f"{path}: folder {path.parent} does not exist")
     # with_instance concatenates on the CPU; a copy leaves the viewer's (maybe CUDA) model alone
-    on_cpu = Checkpoint(copy.deepcopy(ckpt.model).cpu(), ckpt.instance_names, ckpt.meta,
-                        ckpt.modulation_offsets)
+    on_cpu = dataclasses.replace(ckpt, model=copy.deepcopy(ckpt.model).cpu())
     fitted = with_instance(on_cpu, latent, name, meta, modulation_offset)
     try:
         save_checkpoint(fitted.model, fitted.instance_names, fitted.meta, path,
-                        fitted.modulation_offsets)
+                        fitted.modulation_offsets, fitted.weights_dtype)
     except OSError as error:
         raise ReconstructError(f"{path}: {error.strerror or error}") from None
     return len(fitted.instance_names) - 1
