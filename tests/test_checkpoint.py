@@ -216,3 +216,11 @@ def test_the_wide_prior_names_its_cars_and_scores():
     origins = {name.split("-")[0] for name in ckpt.instance_names}
     assert origins == {"torcs", "sumo", "fg", "proc2"} and len(ckpt.instance_names) == 520
     assert set(ckpt.meta["metrics"]["per_source"]) == {"real", "procedural"}
+
+
+def test_the_rank8_prior_stores_half_weights_for_cars_pts_cars():
+    folder = Path(__file__).parent.parent / "checkpoints"
+    rank8, default = load_checkpoint(folder / "cars_rank8.pt"), load_checkpoint(folder / "cars.pt")
+    assert rank8.weights_dtype == torch.float16 and rank8.model.config.weight_rank == 8
+    assert rank8.instance_names == default.instance_names  # fine-tuned from it, car for car
+    assert rank8.meta["started_from"][-1]["checkpoint"] == "cars.pt"
