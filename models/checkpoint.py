@@ -68,6 +68,11 @@ class Checkpoint:
             raise IndexError(f"{index} is out of range: this checkpoint has {n} instances")
         return index % n
 
+    def save(self, path: str | os.PathLike) -> None:
+        """Write it as it was loaded: the same weight storage, its offsets kept."""
+        save_checkpoint(self.model, self.instance_names, self.meta, path, self.modulation_offsets,
+                        self.weights_dtype)
+
     def instance_code(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Instance `index`'s latent and modulation offset (None: the latent alone), as
         Renderer.set_latent takes them."""

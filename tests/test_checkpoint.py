@@ -88,8 +88,7 @@ def test_a_half_checkpoint_saved_again_stays_half_and_loses_nothing(tmp_path):
     ckpt = load_checkpoint(tmp_path / "half.pt")
     grown = with_instance(ckpt, torch.randn(ckpt.model.config.latent_dim), "new", {})
     assert grown.weights_dtype == torch.float16
-    save_checkpoint(grown.model, grown.instance_names, grown.meta, tmp_path / "grown.pt",
-                    weights_dtype=grown.weights_dtype)
+    grown.save(tmp_path / "grown.pt")
     again = load_checkpoint(tmp_path / "grown.pt")
     for key, value in ckpt.model.state_dict().items():
         if key != "latents.weight":

@@ -25,7 +25,7 @@ import torch
 
 from engine.cli import OneLineParser, non_negative_float, non_negative_int, run_entry_point, write_json
 from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import load_checkpoint
 from models.encoder import encoder_path, find_encoder
 from models.fitting import MIRROR_WEIGHT
 
@@ -111,8 +111,7 @@ def score(args: argparse.Namespace) -> None:
         write_json(args.json, result.to_json())
     if args.write_metrics:
         ckpt.meta["metrics"] = result.meta_metrics()
-        save_checkpoint(ckpt.model.cpu(), ckpt.instance_names, ckpt.meta, args.ckpt,
-                        ckpt.modulation_offsets, ckpt.weights_dtype)
+        ckpt.save(args.ckpt)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from engine.cli import UsageError
 from engine.config import FitImageConfig
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
-from models.checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from models.checkpoint import Checkpoint, CheckpointError
 from models.encoder import encoder_path, find_encoder
 from models.fitting import MIRROR_WEIGHT
 from models.inference import (
@@ -73,8 +73,7 @@ def run_fit_image(config: FitImageConfig, ckpt: Checkpoint) -> int:
                             "fit_pose": [round(pose.azimuth, 3), round(pose.elevation, 3),
                                          round(pose.radius, 3)]},
                            result.modulation_offset)
-    save_checkpoint(fitted.model.cpu(), fitted.instance_names, fitted.meta, config.out,
-                    fitted.modulation_offsets, fitted.weights_dtype)
+    fitted.save(config.out)
     source = "estimated" if result.pose_estimated else "given"
     past = f" + {result.modulation_steps} modulation steps" if result.modulation_steps else ""
     print(f"wrote {config.out}: instance {len(fitted.instance_names) - 1} "

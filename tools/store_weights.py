@@ -22,7 +22,7 @@ import torch
 
 from engine.cli import OneLineParser, UsageError, positive_int, run_entry_point
 from models.cameras import DEFAULT_RADIUS
-from models.checkpoint import WEIGHT_DTYPES, Checkpoint, load_checkpoint, save_checkpoint
+from models.checkpoint import WEIGHT_DTYPES, Checkpoint, load_checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +67,7 @@ def store_weights(config: StoreWeightsConfig) -> StoredWeights:
     if config.out.resolve() == config.checkpoint.resolve():
         raise UsageError(f"--out {config.out}: that is --ckpt; write the copy elsewhere")
     before = load_checkpoint(config.checkpoint)
-    save_checkpoint(before.model, before.instance_names, before.meta, config.out,
-                    before.modulation_offsets, config.dtype)
+    dataclasses.replace(before, weights_dtype=config.dtype).save(config.out)
     after = load_checkpoint(config.out)
     differences = color_differences(before, after, config.check_cars, config.check_rays)
     mse = differences.square().mean().item()

@@ -27,7 +27,7 @@ import torch
 from engine.memory import trim_heap
 from engine.photo import DEFAULT_FIT_RES, ImageError, load_photo
 from models.cameras import DEFAULT_RADIUS, Orbit, intrinsics
-from models.checkpoint import Checkpoint, save_checkpoint
+from models.checkpoint import Checkpoint
 from models.encoder import CarEncoder
 from models.fitting import MIRROR_WEIGHT, FitStep
 from models.inference import (
@@ -348,8 +348,7 @@ def save_fitted(ckpt: Checkpoint, latent: torch.Tensor, name: str, meta: dict, p
     on_cpu = dataclasses.replace(ckpt, model=copy.deepcopy(ckpt.model).cpu())
     fitted = with_instance(on_cpu, latent, name, meta, modulation_offset)
     try:
-        save_checkpoint(fitted.model, fitted.instance_names, fitted.meta, path,
-                        fitted.modulation_offsets, fitted.weights_dtype)
+        fitted.save(path)
     except OSError as error:
         raise ReconstructError(f"{path}: {error.strerror or error}") from None
     return len(fitted.instance_names) - 1
