@@ -107,3 +107,26 @@ def test_stereo_scores_the_refined_depth_beside_the_gradient_depth(tmp_path) -> 
     for scores in (result, *result["per_source"].values()):
         assert scores["stereo_depth_coverage"] == scores["depth_coverage"]
     assert result["stereo_depth_absrel_median"] is not None
+
+
+def test_cars_loaded_a_few_at_a_time_score_as_all_at_once(tmp_path, monkeypatch) -> None:
+    """The cars' views are loaded CARS_PER_LOAD at a time (all 710 training cars' would not fit
+    24 GB); the scores do not depend on where the loads split."""
+    from models.checkpoint import save_checkpoint
+    from tests.conftest import tiny_lfn
+    from tests.synthetic_cars import write_synthetic_dataset
+    from tools import evaluate_depth
+
+    data = write_synthetic_dataset(tmp_path / "cars", cars=3, views=6, test_views=2, test_cars=0, res=24)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(tiny_lfn(num_instances=3), [f"sphere00{i}" for i in range(3)],
+                    {"steps": 0, "dataset": "cars", "metrics": {}}, ckpt)
+    config = evaluate_depth.DepthEvaluationConfig(checkpoint=ckpt, data=data, device=torch.device("cpu"),
+                                                  max_views=2)
+    together = evaluate_depth.evaluate_depth(config)
+    monkeypatch.setattr(evaluate_depth, "CARS_PER_LOAD", 2)  # loads of 2 and 1
+    assert [car_id for _, _, car_id in evaluate_depth.training_cars(data, ["sphere002", "sphere000"])] \
+        == ["sphere000", "sphere002"]  # the data set's order
+    apart = evaluate_depth.evaluate_depth(config)
+    assert together["views_scored"] == apart["views_scored"] == 6
+    assert apart == together

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine.cardata import CarSource, car_source, load_cars, read_manifest
+from engine.cardata import CarSource, CarViews, car_source, load_cars, read_manifest
 from engine.cli import OneLineParser, run_entry_point, write_json
 from models.checkpoint import load_checkpoint
 from models.depth import gradient_depth, normals_from_depth
@@ -41,6 +43,7 @@ from models.stereo_depth import StereoConfig, refine_depth
 THRESHOLDS_DEG = (10, 20, 30)
 # the estimates scored, by JSON key prefix: the LFN's gradient depth, the same refined by the
 # wide-baseline search (--stereo), the volumetric baseline's expected depth (--volumetric)
+CARS_PER_LOAD = 32  # training cars whose views are in memory at once (~1.3 GB)
 LABELS = {"": "LFN", "stereo_": "LFN + stereo", "volumetric_": "volumetric"}
 
 
@@ -73,6 +76,18 @@ def select_cars(data: Path, per_source: int) -> dict[str, str]:
         ids = [c["id"] for c in cars if car_source(c) is source][:per_source]
         chosen.update(dict.fromkeys(ids, str(source)))
     return chosen
+
+
+def training_cars(data: Path, ids: Iterable[str]) -> Iterator[tuple[CarViews, int, str]]:
+    """(the views it was loaded with, its index there, its id) for each training car of `ids`,
+    with depth and normals, in the data set's order. Loaded CARS_PER_LOAD cars at a time:
+    every view of all 710 training cars of every source would take ~28 GB."""
+    wanted = set(ids)
+    ordered = [c["id"] for c in read_manifest(data)["cars"]
+               if c["split"] == "train" and c["id"] in wanted]
+    for start in range(0, len(ordered), CARS_PER_LOAD):
+        cars = load_cars(data, "train", with_depth=True, ids=ordered[start:start + CARS_PER_LOAD])
+        yield from ((cars, c, car_id) for c, car_id in enumerate(cars.ids))
 
 
 def colorize(depth: np.ndarray, valid: np.ndarray, near: float, far: float) -> np.ndarray:
@@ -158,9 +173,10 @@ def evaluate_depth(config: DepthEvaluationConfig) -> dict:
     ground truth."""
     ckpt = load_checkpoint(config.checkpoint)
     sources = select_cars(config.data, config.cars_per_source)
-    cars = load_cars(config.data, "train", with_depth=True, ids=list(sources))
-    views = torch.nonzero(~cars.train_view).flatten()[:config.max_views].tolist()
-    res = cars.resolution
+    training = training_cars(config.data, sources)
+    first = next(training)
+    views = torch.nonzero(~first[0].train_view).flatten()[:config.max_views].tolist()
+    res, mesh_normals = first[0].resolution, first[0].normal is not None
     renderer = make_renderer(ckpt.model, config.device, config.precision, config.backend)
     index = {name: i for i, name in enumerate(ckpt.instance_names)}
     vol = cache = None
@@ -175,7 +191,7 @@ def evaluate_depth(config: DepthEvaluationConfig) -> dict:
     real_ids = [i for i, s in sources.items() if s == CarSource.REAL]
     figure_ids = {*real_ids[:2], *[i for i, s in sources.items() if s == CarSource.PROCEDURAL][:1]}
     rows, scored = [], 0
-    for c, car_id in enumerate(cars.ids):
+    for cars, c, car_id in itertools.chain([first], training):
         if car_id not in index or (vol and car_id not in vol[1]):
             continue
         renderer.set_latent(ckpt.latents[index[car_id]])
@@ -245,7 +261,7 @@ def evaluate_depth(config: DepthEvaluationConfig) -> dict:
         "window": config.window, "precision": config.precision, "backend": config.backend,
         "equations": "summed" if config.summed else "per-channel",
         "stereo": asdict(StereoConfig()) if config.stereo else None,
-        "normal_truth": "mesh" if cars.normal is not None else "ground-truth depth",
+        "normal_truth": "mesh" if mesh_normals else "ground-truth depth",
         **summary(list(stats)),
         "per_source": {s: summary([s]) for s in stats},
     }
