@@ -2,7 +2,7 @@
 changes: the file's size and how far its colors move over rays of its cars (largest difference,
 and the PSNR of one against the other).
 
-    python -m tools.store_weights --ckpt runs/lfn/model.pt --out checkpoints/cars.pt --dtype float16
+    python -m tools.store_weights --ckpt runs/rank8/model.pt --out checkpoints/cars_rank8.pt --dtype float16
 
 Half the bytes, for a network that would pass the 16 MiB limit in float32 (an LFN with generated
 weight changes of a high rank, TRAINING.md). The latent table and any modulation offsets stay
