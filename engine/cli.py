@@ -9,6 +9,7 @@ that knows which flag carried the value names the flag.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -37,6 +38,43 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def option(default: object, help: str) -> object:
+    """A settings dataclass field: its default and the --help line config_parser gives its flag."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def required(help: str) -> object:
+    """A settings dataclass field without a default: its flag must be given."""
+    return dataclasses.field(metadata={"help": help})
+
+
+# the flag types of a settings field, by its annotation's first type ("int | None" is an int)
+FIELD_TYPES = {"int": int, "float": float, "str": str}
+
+
+def config_parser(config: type, description: str) -> OneLineParser:
+    """A parser with one flag per field of the settings dataclass `config` (`--field-name`), each
+    with the help `option` or `required` gave it and its default (a default of None is explained
+    by the help itself); a bool field is a switch. Parse, drop `debug`, and the rest are
+    `config`'s keyword arguments."""
+    parser = OneLineParser(description=description)
+    for field in dataclasses.fields(config):
+        flag, help_text = "--" + field.name.replace("_", "-"), field.metadata.get("help")
+        if help_text is None:
+            raise TypeError(f"{config.__name__}.{field.name} has no help: declare it with option()")
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %-placeholders
+        annotation = str(field.type).split(" |")[0]
+        if annotation == "bool":
+            parser.add_argument(flag, action="store_true", help=help_text)
+        elif field.default is dataclasses.MISSING:
+            parser.add_argument(flag, type=FIELD_TYPES[annotation], required=True, help=help_text)
+        else:
+            shown = "" if field.default is None else f" (default: {field.default})"
+            parser.add_argument(flag, type=FIELD_TYPES[annotation], default=field.default,
+                                help=help_text + shown)
+    return parser
 
 
 def resolution_argument(text: str) -> Resolution:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from engine.budget import budget_progress, step_budget
 from engine.cardata import CarViews, load_cars
-from engine.cli import OneLineParser, debug_requested, run_entry_point
+from engine.cli import config_parser, debug_requested, option, required, run_entry_point
 from engine.metrics import psnr
 from engine.reprojection import GeometryConfig, ReprojectionLoss
 from engine.train_step import draw_batch, load_optimizer_state, make_training_step
@@ -62,42 +62,53 @@ DEFAULT_STEPS = 200_000
 
 @dataclasses.dataclass
 class TrainConfig:
-    data: str
-    out: str
-    model: str = "lfn"
-    steps: int | None = None  # the step budget; unset: 200 000, or none when --minutes sets a time one
-    minutes: float | None = None
-    objects_per_step: int = 64
-    rays_per_object: int = 1024
-    lr: float = 5e-4
-    latent_lr: float = 1e-3
-    final_lr_fraction: float = 0.1
-    latent_weight: float = 1e-4
-    latent_dim: int = 256
-    width: int = 256
-    hidden_layers: int = 6
-    cond_width: int = 256  # the conditioning network's hidden width (latent → FiLM modulations)
-    frequencies: int = 0  # the LFN's Fourier features of its rays (models/encoding.py); 0 = raw
-    weight_rank: int = 0  # the LFN's generated rank-R weight changes (models/lfn.py); 0 = FiLM alone
-    save_every: int = 1000
-    eval_every: int = 1000
-    eval_cars: int = 8
-    eval_views: int = 25
-    log_every: int = 50
-    keep_states: int = 2
-    seed: int = 0
-    resume: bool = False
-    max_cars: int | None = None
-    device: str = "auto"
-    step_impl: str = "fast"  # or "reference" (engine/train_step.py)
-    compile: str = "off"  # torch.compile mode around the fast step's forward and loss
-    call_steps: int | None = None  # end this process after this many steps, with a state
-    call_minutes: float | None = None  # ... or after this much wall time (checked every window)
-    init: str | None = None  # a checkpoint to start from: its network, its codes of shared cars
-    geometry_weight: float = 0.0  # the reprojection term's weight; 0 = off (engine/reprojection.py)
-    geometry_rays: int = 128  # rays of each drawn car that the term checks (≤ rays_per_object)
-    geometry_neighbours: int = 3  # training views each checked ray's depth is judged in
-    latent_noise: float = 0.0  # σ of the noise added to each drawn code (engine/train_step.py)
+    data: str = required("the data set folder (tools.make_dataset)")
+    out: str = required("the run's folder: log, training states, model.pt")
+    model: str = option("lfn", "lfn, or volumetric for the baseline")
+    steps: int | None = option(None, "the step budget; unset: 200 000, or none when --minutes "
+                                     "gives a time budget (with both, whichever ends first)")
+    minutes: float | None = option(None, "a training-time budget, which the lr decay then follows")
+    objects_per_step: int = option(64, "cars drawn each step")
+    rays_per_object: int = option(1024, "random pixels of each drawn car's training views")
+    lr: float = option(5e-4, "the network's Adam learning rate, decayed over the budget")
+    latent_lr: float = option(1e-3, "the latent codes' learning rate, decayed alike")
+    final_lr_fraction: float = option(0.1, "the rates at the budget's end, as a fraction of the start")
+    latent_weight: float = option(1e-4, "the latent-norm penalty's weight")
+    latent_dim: int = option(256, "a car's latent code size")
+    width: int = option(256, "hidden units of each layer of the per-ray network")
+    hidden_layers: int = option(6, "hidden layers of the per-ray network")
+    cond_width: int = option(256, "the conditioning network's hidden width (code → modulations)")
+    frequencies: int = option(0, "Fourier features of the rays (models/encoding.py); 0: raw Plücker "
+                                 "coordinates")
+    weight_rank: int = option(0, "rank of the weight changes the conditioning network generates "
+                                 "per car (models/lfn.py); 0: FiLM alone")
+    save_every: int = option(1000, "steps between training states")
+    eval_every: int = option(1000, "steps between held-out-view PSNR checks")
+    eval_cars: int = option(8, "cars in each check")
+    eval_views: int = option(25, "held-out views of each car in each check")
+    log_every: int = option(50, "steps between log lines")
+    keep_states: int = option(2, "training states kept, newest first")
+    seed: int = option(0, "seeds the codes, the drawn rays and the weights")
+    resume: bool = option(False, "continue from the newest training state in --out")
+    max_cars: int | None = option(None, "train on the first N cars only; unset: all")
+    device: str = option("auto", "auto (a GPU if there is one) or cpu")
+    step_impl: str = option("fast", "fast, or reference: the plain step it is tested against "
+                                    "(engine/train_step.py)")
+    compile: str = option("off", "torch.compile mode around the fast step's forward and loss: off, "
+                                 "default, reduce-overhead, max-autotune-no-cudagraphs")
+    call_steps: int | None = option(None, "end this process after this many steps, with a state "
+                                          "(--resume goes on)")
+    call_minutes: float | None = option(None, "... or after this much wall time (checked every "
+                                              "window)")
+    init: str | None = option(None, "start from this checkpoint's network and the codes of the "
+                                    "cars it shares by name")
+    geometry_weight: float = option(0.0, "the reprojection term's weight (engine/reprojection.py); "
+                                         "0: off")
+    geometry_rays: int = option(128, "rays of each drawn car the geometry term checks (at most "
+                                     "--rays-per-object)")
+    geometry_neighbours: int = option(3, "training views each checked ray's depth is judged in")
+    latent_noise: float = option(0.0, "σ of the noise added to each drawn code "
+                                      "(engine/train_step.py); 0: off")
 
     @property
     def step_budget(self) -> int | None:
@@ -572,19 +583,7 @@ def train_until_stopped(cfg: TrainConfig, stop: StopRequest) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = OneLineParser(description=__doc__.split("\n\n")[0])
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type == "bool":
-            p.add_argument(flag, action="store_true")
-        elif field.default is dataclasses.MISSING:
-            p.add_argument(flag, required=True)
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(
-                str(field.type).split(" |")[0], float
-            )
-            p.add_argument(flag, type=kind, default=field.default)
-    options = vars(p.parse_args(argv))
+    options = vars(config_parser(TrainConfig, __doc__.split("\n\n")[0]).parse_args(argv))
     del options["debug"]  # the entry-point contract's flag (main below), not a training setting
     return TrainConfig(**options)
 

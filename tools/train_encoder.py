@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from engine.budget import budget_progress, step_budget
 from engine.cardata import load_cars
-from engine.cli import OneLineParser, run_entry_point
+from engine.cli import config_parser, option, required, run_entry_point
 from models.cameras import orbit_from_cam2world
 from models.checkpoint import load_checkpoint
 from models.encoder import (
@@ -54,29 +54,33 @@ DEFAULT_STEPS = 20_000
 
 @dataclasses.dataclass
 class EncoderTrainConfig:
-    data: str
-    ckpt: str
-    out: str | None = None  # default: beside the checkpoint
-    init: str | None = None  # start from this encoder's weights, not from the table's mean code
-    steps: int | None = None  # unset: 20 000, or none when --minutes gives a time budget
-    minutes: float | None = None  # a time budget; with --steps, stops at whichever comes first
-    batch: int = 64
-    lr: float = 2e-3
-    warmup_steps: int = 500
-    final_lr_fraction: float = 0.05
-    weight_decay: float = 1e-4
-    pose_weight: float = 1.0
-    photo_rays: int = 0
-    photo_weight: float = 10.0
-    photo_views: int = 1  # the input view and photo_views - 1 other views of the car
-    input_res: int = 128
-    channels: str = "16,32,48,64,96,128"
-    hidden: int = 256
-    azimuth_bins: int = 72
-    max_cars: int | None = None
-    log_every: int = 50
-    seed: int = 0
-    device: str = "auto"
+    data: str = required("the data set folder the checkpoint was trained on")
+    ckpt: str = required("the trained LFN checkpoint whose latent table the encoder learns")
+    out: str | None = option(None, "where to write the encoder; unset: beside the checkpoint")
+    init: str | None = option(None, "start from this encoder's weights, not from the table's "
+                                    "mean code")
+    steps: int | None = option(None, "the step budget; unset: 20 000, or none when --minutes gives "
+                                     "a time budget")
+    minutes: float | None = option(None, "a time budget; with --steps, whichever ends first")
+    batch: int = option(64, "views in each step")
+    lr: float = option(2e-3, "AdamW's learning rate after the warm-up, then decayed")
+    warmup_steps: int = option(500, "steps over which the rate rises from 0")
+    final_lr_fraction: float = option(0.05, "the rate at the budget's end, as a fraction of --lr")
+    weight_decay: float = option(1e-4, "AdamW's weight decay")
+    pose_weight: float = option(1.0, "the pose terms' weight beside the latent's")
+    photo_rays: int = option(0, "pixels of each view the frozen LFN renders from the predicted code "
+                                "for a color term; 0: off")
+    photo_weight: float = option(10.0, "the color term's weight")
+    photo_views: int = option(1, "draw the color term's pixels from the input view and "
+                                 "photo_views - 1 other views of the car")
+    input_res: int = option(128, "the encoder's input side in pixels")
+    channels: str = option("16,32,48,64,96,128", "channels of each stride-2 stage, comma-separated")
+    hidden: int = option(256, "width of the layer the three heads share")
+    azimuth_bins: int = option(72, "soft azimuth classes around the circle")
+    max_cars: int | None = option(None, "train on the first N cars only; unset: all")
+    log_every: int = option(50, "steps between log lines")
+    seed: int = option(0, "seeds the weights and the drawn views")
+    device: str = option("auto", "auto (a GPU if there is one), cpu or cuda")
 
     @property
     def step_budget(self) -> int | None:
@@ -253,15 +257,7 @@ def train_encoder(cfg: EncoderTrainConfig) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[EncoderTrainConfig, bool]:
-    p = OneLineParser(description=__doc__.split("\n\n")[0])
-    for field in dataclasses.fields(EncoderTrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.default is dataclasses.MISSING:
-            p.add_argument(flag, required=True)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(field.type).split(" |")[0]]
-            p.add_argument(flag, type=kind, default=field.default)
-    args = vars(p.parse_args(argv))
+    args = vars(config_parser(EncoderTrainConfig, __doc__.split("\n\n")[0]).parse_args(argv))
     debug = args.pop("debug")
     return EncoderTrainConfig(**args), debug
 
