@@ -102,10 +102,16 @@ def main(args) -> int:
 
 if __name__ == "__main__":
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt")
-    parser.add_argument("--volumetric", type=Path, default=ROOT / "checkpoints" / "cars_volumetric.pt")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 80, 96, 112, 128, 144])
-    parser.add_argument("--latents", type=int, default=4)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt",
+                        help="LFN checkpoint (default checkpoints/cars.pt)")
+    parser.add_argument("--volumetric", type=Path, default=ROOT / "checkpoints" / "cars_volumetric.pt",
+                        help="volumetric baseline checkpoint (default checkpoints/cars_volumetric.pt)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 80, 96, 112, 128, 144],
+                        help="square frame sizes in pixels, one LFN and one volumetric frame each "
+                             "(default 64 80 96 112 128 144)")
+    parser.add_argument("--latents", type=int, default=4,
+                        help="then one volumetric frame, at the first size, of each of this many "
+                             "more cars (default 4)")
+    parser.add_argument("--json", type=Path, help="also write the settings and rest sizes here")
     args = parser.parse_args()
     sys.exit(run_entry_point(lambda: main(args), args.debug))

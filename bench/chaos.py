@@ -574,11 +574,14 @@ def judge(counts: Counter, memory: list[Reading],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt")
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--res", type=int, default=128)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt",
+                        help="the viewer's checkpoint, run from a copy (default checkpoints/cars.pt)")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="length of the run from the window's appearance, the prelude included "
+                             "(default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random input (default 0)")
+    parser.add_argument("--res", type=int, default=128, help="the viewer's --res (default 128)")
+    parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     report = chaos_run(ChaosConfig(args.ckpt, args.minutes, args.seed, args.res))
     text = json.dumps(asdict(report), indent=2)

@@ -171,17 +171,26 @@ def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", help="the car data set both runs train on")
     p.add_argument("--minutes", type=float, default=3.0, help="training time of each run")
-    p.add_argument("--gpus", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("runs/ddp_scaling"))
-    p.add_argument("--json", type=Path)
+    p.add_argument("--gpus", type=int, default=2,
+                   help="GPUs of the data-parallel run, compared with 1 (at least 2; default 2)")
+    p.add_argument("--out", type=Path, default=Path("runs/ddp_scaling"),
+                   help="folder the runs train into, gpus_1/ and gpus_N/ (no earlier run there; "
+                        "default runs/ddp_scaling)")
+    p.add_argument("--json", type=Path, help="write the result here (chart it later with --from)")
     p.add_argument("--chart", type=Path, help="write the curves chart here")
     p.add_argument("--views-png", type=Path, help="ground truth | 1 GPU | N GPUs, a held-out view")
     p.add_argument("--from", dest="from_json", type=Path, help="chart an earlier --json, train nothing")
-    p.add_argument("--eval-cars", type=int, default=12)
-    p.add_argument("--eval-views", type=int, default=10)
-    p.add_argument("--fit-steps", type=int, default=300)
+    p.add_argument("--eval-cars", type=int, default=12,
+                   help="cars per split tools.evaluate scores of each checkpoint, and the rows of "
+                        "--views-png (default 12)")
+    p.add_argument("--eval-views", type=int, default=10,
+                   help="views per car tools.evaluate scores (default 10)")
+    p.add_argument("--fit-steps", type=int, default=300,
+                   help="steps of each single-image fit in the evaluation (default 300)")
     p.add_argument("--device", type=torch.device,
-                   default=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+                   default=torch.device("cuda" if torch.cuda.is_available() else "cpu"),
+                   help="where the checkpoints are evaluated; cpu also trains on the CPU "
+                        "(default: cuda when available)")
     p.add_argument("train_args", nargs="*", help="after --: more tools.train flags for both runs")
     args = p.parse_args(argv)
     if args.gpus < 2:

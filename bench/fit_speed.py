@@ -131,9 +131,12 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
-    p.add_argument("--data", type=Path, default=Path("data/cars_small"))
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
+                   help="the LFN checkpoint, network frozen (default checkpoints/cars.pt)")
+    p.add_argument("--data", type=Path, default=Path("data/cars_small"),
+                   help="a data set with held-out (test) cars (default data/cars_small)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the fits run (default: cuda when available, else cpu)")
     p.add_argument("--json", type=Path, help="also write the result as JSON")
     p.add_argument("--cars", type=int, default=3, help="held-out cars to fit (default 3)")
     p.add_argument("--views", type=int, help="score at most this many test views per car")

@@ -115,12 +115,16 @@ def report(result: dict, json_path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
+    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
+                   help="LFN checkpoint; its first car is the photo (default checkpoints/cars.pt)")
     p.add_argument("--device", default="auto", help="auto: cuda when available")
-    p.add_argument("--rays", type=int, default=4096)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--json", type=Path)
+    p.add_argument("--rays", type=int, default=4096,
+                   help="photo rays a fitting step draws (default 4096; the mirrored fits add their "
+                        "reflections)")
+    p.add_argument("--steps", type=int, default=300, help="timed steps of each fit (default 300)")
+    p.add_argument("--warmup", type=int, default=10,
+                   help="untimed steps before them, the graph's capture among them (default 10)")
+    p.add_argument("--json", type=Path, help="also write the result here")
     args = p.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)

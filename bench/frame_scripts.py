@@ -78,10 +78,12 @@ def run(description: str, measurer: Callable[[LFNRenderer], Measure],
     """A frame script's main: its command line (--ckpt, --res, --json, --debug, and --device where
     it `runs_on_cpu`), then time_frames under the entry-point contract (engine/cli.py)."""
     parser = OneLineParser(description=description.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
+    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
+                        help="LFN checkpoint; its first car is rendered (default checkpoints/cars.pt)")
     parser.add_argument("--res", type=resolution_argument, nargs="+", metavar="N|WxH",
-                        default=[Resolution.square(side) for side in (256, 512, 1024)])
-    parser.add_argument("--json", type=Path, default=None)
+                        default=[Resolution.square(side) for side in (256, 512, 1024)],
+                        help="frame sizes timed, each N for N x N or WxH (default 256 512 1024)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.set_defaults(device="cuda")
     if runs_on_cpu:
         parser.add_argument("--device", choices=("cuda", "cpu"),

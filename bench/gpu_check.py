@@ -321,10 +321,13 @@ def floors_for(config: LFNConfig, resolutions: list[int], errors: list[str]) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--res", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--res", type=int, nargs="+", default=[512, 1024],
+                        help="square frame sizes in pixels, each checked and timed (default 512 1024)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="untimed frames before each variant's timing (default 20)")
+    parser.add_argument("--reps", type=int, default=200,
+                        help="timed frames of each variant, one per orbit camera (default 200)")
     args = parser.parse_args(argv)
     return run_entry_point(lambda: check(args.res, args.json, args.warmup, args.reps), args.debug)
 

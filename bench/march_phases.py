@@ -235,14 +235,16 @@ if __name__ == "__main__":
     parser = volumetric_parser(__doc__.splitlines()[0], default_res=[Resolution.square(128)])
     parser.add_argument("--occupancy-res", type=int, default=None,
                         help="occupancy grid cells per axis (default: the renderer's for the device)")
-    parser.add_argument("--azimuth", type=float, default=0.0)
+    parser.add_argument("--azimuth", type=float, default=0.0,
+                        help="the camera's azimuth on the benchmark's orbit, degrees (default 0)")
     parser.add_argument("--rounds", type=int, nargs="+",
                         help="samples a ray takes in each marching round, the last repeating "
                              "(default: the renderer's schedule for the device)")
     parser.add_argument("--stop-slack", type=float,
                         help="a ray takes at most this times the samples its optical depth says it "
                              "needs in a round (default: the device's schedule)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed marches after the warm-up; each phase's median is over them (default 5)")
     parser.add_argument("--marcher", nargs="+", choices=MARCHERS, default=["dynamic"],
                         help="the marchers to time, a row each (graph: CUDA only)")
     parser.add_argument("--network", nargs="+", choices=NETWORKS,

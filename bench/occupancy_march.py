@@ -98,7 +98,9 @@ def main(args) -> int:
 if __name__ == "__main__":
     parser = volumetric_parser(__doc__.splitlines()[0],
                                default_res=[Resolution.square(side) for side in (64, 128)])
-    parser.add_argument("--frames", type=int, default=3)
-    parser.add_argument("--occupancy-res", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--frames", type=int, default=3,
+                        help="orbit poses, spread evenly in azimuth, rendered at each size (default 3)")
+    parser.add_argument("--occupancy-res", type=int, nargs="+", default=[64, 128],
+                        help="occupancy grid cells per axis, a row each (default 64 128)")
     args = parse_volumetric_args(parser)
     sys.exit(run_entry_point(lambda: main(args), args.debug))

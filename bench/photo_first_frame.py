@@ -360,9 +360,11 @@ def report(result: dict, json_path: Path | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt")
+    p.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt",
+                   help="the viewer's LFN checkpoint (default checkpoints/cars.pt)")
     p.add_argument("--encoder", type=Path,
-                   default=ROOT / "checkpoints" / "cars.encoder.pt")
+                   default=ROOT / "checkpoints" / "cars.encoder.pt",
+                   help="the viewer's encoder for --ckpt (default checkpoints/cars.encoder.pt)")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "cars",
                    help="data set whose test-split cars give the photos")
     p.add_argument("--photos", type=int, default=6, help="distinct cars (default 6)")

@@ -153,7 +153,8 @@ def parse_args(argv: list[str] | None) -> tuple[SoakConfig, bool]:
     p.add_argument("--warmup", type=int, default=WARMUP_FRAMES, help="frames before the first reading")
     p.add_argument("--res", type=int, default=None,
                    help="square resolution, 16..4096 (default 64 on the CPU, 256 on CUDA)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the frames render; auto: cuda when available (default auto)")
     p.add_argument("--json", type=Path, help="write the result, with every memory reading, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary")
     args = p.parse_args(argv)

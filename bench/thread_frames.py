@@ -104,13 +104,16 @@ def report(result: dict, json_path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"))
-    p.add_argument("--res", type=int, default=256)
-    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["bf16", "fp32"])
-    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
+                   help="LFN checkpoint; its first car is rendered (default checkpoints/cars.pt)")
+    p.add_argument("--res", type=int, default=256, help="square frame size in pixels (default 256)")
+    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["bf16", "fp32"],
+                   help="the precisions rendered in each setting, a row each (default bf16 fp32)")
+    p.add_argument("--frames", type=int, default=9,
+                   help="timed frames per precision, after 2 warm-up frames (default 9)")
     p.add_argument("--top-pad-mib", type=float, nargs="+", default=[GLIBC_TOP_PAD_MIB, TOP_PAD_BYTES / MB],
                    help="top pads to time with the thresholds fixed, MiB")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--json", type=Path, help="also write the result here")
     args = p.parse_args(argv)
     return run_entry_point(
         lambda: report(run(args.ckpt.resolve(), args.res, args.frames, args.precision, args.top_pad_mib),

@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
+                   help="where it trains; auto: cuda when available (default auto)")
     p.add_argument("--data", help="a data set folder (default: random cars of its shape)")
     p.add_argument("--cars", type=int, help="random cars (default 304 on CUDA, 16 on a CPU)")
     p.add_argument("--views", type=int, help="random views per car (default 50 / 8)")
@@ -173,9 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=15, help="untimed steps first")
     p.add_argument("--compile", nargs="*", default=[], choices=COMPILE_MODES[1:],
                    help="also time the fast step under torch.compile in these modes")
-    p.add_argument("--width", type=int, default=256)
-    p.add_argument("--hidden-layers", type=int, default=6)
-    p.add_argument("--latent-dim", type=int, default=256)
+    p.add_argument("--width", type=int, default=256, help="the LFN's hidden units per layer (default 256)")
+    p.add_argument("--hidden-layers", type=int, default=6, help="the LFN's hidden layers (default 6)")
+    p.add_argument("--latent-dim", type=int, default=256,
+                   help="length of each car's latent code (default 256)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile N more steps of each variant (torch.profiler; "
                         "tables in the JSON, the last one printed)")

@@ -18,12 +18,17 @@ def volumetric_parser(description: str, default_res: list[Resolution]) -> OneLin
     """A parser with --volumetric, --instance, --device, --precision, --res and --json; a script adds
     its own."""
     parser = OneLineParser(description=description)
-    parser.add_argument("--volumetric", type=Path, default=Path("checkpoints/cars_volumetric.pt"))
-    parser.add_argument("--instance", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--volumetric", type=Path, default=Path("checkpoints/cars_volumetric.pt"),
+                        help="volumetric checkpoint (default checkpoints/cars_volumetric.pt)")
+    parser.add_argument("--instance", type=int, default=0,
+                        help="which car's latent code to render; negative counts from the end (default 0)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where it renders (default: cuda when available, else cpu)")
     parser.add_argument("--precision", choices=tuple(PRECISIONS), default=None,
                         help="default: fp16 on CUDA, fp32 on a CPU")
-    parser.add_argument("--res", type=resolution_argument, nargs="+", metavar="N|WxH", default=default_res)
+    parser.add_argument("--res", type=resolution_argument, nargs="+", metavar="N|WxH", default=default_res,
+                        help="frame sizes, each N for N x N or WxH "
+                             f"(default {' '.join(map(str, default_res))})")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     return parser
 

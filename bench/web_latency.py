@@ -574,7 +574,8 @@ def screenshot(ckpt: Path, res: int, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, nargs="+", required=True)
+    parser.add_argument("--ckpt", type=Path, nargs="+", required=True,
+                        help="checkpoints the `main.py --web` server loads, each measured in turn")
     parser.add_argument("--res", type=int, nargs="+", default=[256], choices=RESOLUTIONS,
                         help="square render resolutions, each measured (default 256)")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each drag")

@@ -87,7 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--volumetric-sampling", default="accelerated",
                    help="the baseline's sampler: accelerated (occupancy marching, ≥ 100 dB against "
                         "dense, BENCHMARKS.md) or dense (196 samples a ray; minutes a frame on a CPU)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the networks render (default: cuda when available, else cpu)")
     p.add_argument("--json", help="also write the scores here")
     args = p.parse_args(argv)
     if not 0 < args.crop <= args.res:

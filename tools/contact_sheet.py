@@ -70,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--torcs", help="extracted torcs-data (see tools.make_dataset)")
     parser.add_argument("--sumo", help="SUMO's car models (see tools.make_dataset)")
     parser.add_argument("--flightgear", help="FlightGear's road vehicles (see tools.make_dataset)")
-    parser.add_argument("--procedural", type=int, default=12)
-    parser.add_argument("--procedural-style", choices=PROCEDURAL_STYLES, default="v1")
+    parser.add_argument("--procedural", type=int, default=12, help="procedural cars shown (default 12)")
+    parser.add_argument("--procedural-style", choices=PROCEDURAL_STYLES, default="v1",
+                        help="v1: the shipped prior's cars; v2: more body types, liveries, glass, "
+                             "wheels (tools/procedural_variety.py)")
     parser.add_argument("--tile", type=int, default=128, help="pixels per view")
     parser.add_argument("--per-row", type=int, default=2, help="cars per row")
     parser.add_argument("--palette", action="store_true",
                         help="save with 256 colors (about a third of the bytes)")
-    parser.add_argument("--out", default="docs/contact_sheet.png")
+    parser.add_argument("--out", default="docs/contact_sheet.png",
+                        help="the PNG to write (default docs/contact_sheet.png)")
     args = parser.parse_args(argv)
     return run_entry_point(lambda: write_sheet(args), args.debug)
 

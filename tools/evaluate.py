@@ -56,13 +56,16 @@ def source_table(result: Evaluation) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--fit-steps", type=int, default=300)
+    p.add_argument("--ckpt", type=Path, required=True, help="the checkpoint to score (LFN or volumetric)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="the data set folder (tools.make_dataset's --out)")
+    p.add_argument("--json", type=Path, help="also write the result, per-car rows included, here")
+    p.add_argument("--fit-steps", type=int, default=300,
+                   help="optimizer steps of each single-image latent fit (default %(default)s)")
     p.add_argument("--max-cars", type=int, help="score at most this many cars per split")
     p.add_argument("--max-views", type=int, help="score at most this many views per car")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the model runs (default: cuda when available, else cpu)")
     p.add_argument("--write-metrics", action="store_true",
                    help="store the headline metrics, overall and per source, in the "
                         "checkpoint's meta")

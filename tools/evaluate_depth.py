@@ -315,10 +315,13 @@ def save_comparison(folder: Path, name: str, depth, valid, truth, mask) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--json", type=Path)
-    p.add_argument("--volumetric", type=Path)
+    p.add_argument("--ckpt", type=Path, required=True, help="the LFN checkpoint scored")
+    p.add_argument("--data", type=Path, required=True,
+                   help="the data set the checkpoint was trained on, with ground-truth depth")
+    p.add_argument("--json", type=Path, help="also write the scores here")
+    p.add_argument("--volumetric", type=Path,
+                   help="a volumetric baseline checkpoint, its expected depth scored beside the LFN "
+                        "(default: none)")
     p.add_argument("--volumetric-cache", type=Path,
                    help="keep the volumetric depth here (.npz), reused while checkpoint and res match")
     p.add_argument("--images", type=Path, help="write depth-vs-ground-truth PNGs here")
@@ -326,10 +329,12 @@ def main(argv: list[str] | None = None) -> int:
                                                "LFN angular error for 3 views to this PNG")
     p.add_argument("--cars-per-source", type=int, default=DepthEvaluationConfig.cars_per_source,
                    help="training cars scored from each source (TORCS, procedural)")
-    p.add_argument("--max-views", type=int, default=DepthEvaluationConfig.max_views)
+    p.add_argument("--max-views", type=int, default=DepthEvaluationConfig.max_views,
+                   help="held-out views scored per car, the first ones (default %(default)s)")
     p.add_argument("--window", type=int, default=DepthEvaluationConfig.window,
                    help="pooling window of the least squares")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the LFN and the volumetric baseline run (default: cuda when available)")
     p.add_argument("--precision", choices=sorted(PRECISIONS), default=DepthEvaluationConfig.precision,
                    help="the LFN's precision")
     p.add_argument("--backend", choices=BACKENDS, default=DepthEvaluationConfig.backend,

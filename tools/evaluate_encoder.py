@@ -59,22 +59,25 @@ def config_from(args: argparse.Namespace) -> InferenceEvaluationConfig:
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     defaults = InferenceEvaluationConfig
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--ckpt", type=Path, required=True, help="the LFN checkpoint the encoder was trained for")
+    p.add_argument("--data", type=Path, required=True, help="a data set with held-out (test) cars")
     p.add_argument("--encoder", type=Path, help="default: beside the checkpoint")
     p.add_argument("--cars-per-source", type=int,
                    help="held-out cars scored per source, spread over the ids (default: all; "
                         "0: the front/back evidence alone)")
     p.add_argument("--novel-views", type=int, default=defaults.novel_views,
                    help="held-out views scored per car")
-    p.add_argument("--refine-steps", type=int, default=defaults.refine_steps)
+    p.add_argument("--refine-steps", type=int, default=defaults.refine_steps,
+                   help="latent steps of refine, and of the autodecode run beside it "
+                        "(default %(default)s)")
     p.add_argument("--autodecode-steps", type=int, default=defaults.autodecode_steps,
                    help="the long auto-decoding baseline; 0 leaves it out")
     p.add_argument("--front-back-views", type=int, default=defaults.front_back_views,
                    help="views per held-out car (all of them) for the front/back evidence")
     p.add_argument("--res", type=int, default=128, help="photo size for the latency measurement")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--json", type=Path)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="where the LFN and the encoder run (default: cuda when available)")
+    p.add_argument("--json", type=Path, help="also write the result, per-car rows included, here")
     p.add_argument("--mirror-weight", type=non_negative_float, default=defaults.mirror_weight,
                    help="weight of the photo's mirrored rays in the refine and autodecode steps "
                         "(default %(default)s; 0: the observed rays alone)")

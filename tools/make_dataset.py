@@ -183,14 +183,18 @@ def make_dataset(args: argparse.Namespace) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", help="output folder")
-    parser.add_argument("--source", choices=("all", "torcs", "procedural"), default="all")
+    parser.add_argument("--source", choices=("all", "torcs", "procedural"), default="all",
+                        help="which cars: all; torcs: only the real ones (--torcs, --sumo, "
+                             "--flightgear; needs --torcs); procedural: only generated ones")
     parser.add_argument("--torcs", help="extracted torcs-data (the folder holding cars/, or the "
                                         "root of a dpkg -x extraction, or a --pack-torcs pack)")
     parser.add_argument("--cars", type=int, default=None, help="at most this many cars")
     parser.add_argument("--views", type=int, default=50, help="training views per car")
     parser.add_argument("--test-views", type=int, default=25, help="held-out views per car")
-    parser.add_argument("--res", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--res", type=int, default=128, help="pixels per side of each view (default 128)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the camera poses, the paints and reshapes of real cars, and "
+                             "which procedural cars are made (their ids carry it)")
     parser.add_argument("--sumo", help="SUMO's car models (the folder holding car-*.obj, or the "
                                        "root of an unzipped eclipse-sumo wheel): adds them and "
                                        "their repaints (--paints per model), all for training")
@@ -215,7 +219,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"move coplanar overlapping faces {COPLANAR_GAP:g} apart before rendering, "
                              "so no view shows two of them fighting in the depth buffer (off: the "
                              "default data set stays what cars.pt was trained on)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes rendering cars in parallel (default: one per CPU core)")
     parser.add_argument("--overwrite", action="store_true", help="re-render existing cars")
     parser.add_argument("--pack-torcs", nargs=2, metavar=("SRC", "DST"),
                         help="copy just the TORCS files the data set needs, textures as PNG")

@@ -87,11 +87,17 @@ def report(config: StoreWeightsConfig, stored: StoredWeights) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--dtype", choices=sorted(WEIGHT_DTYPES), default="float16")
-    p.add_argument("--check-cars", type=positive_int, default=StoreWeightsConfig.check_cars)
-    p.add_argument("--check-rays", type=positive_int, default=StoreWeightsConfig.check_rays)
+    p.add_argument("--ckpt", type=Path, required=True, help="the checkpoint to read (left as it is)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="where to write the rewritten checkpoint (not --ckpt itself)")
+    p.add_argument("--dtype", choices=sorted(WEIGHT_DTYPES), default="float16",
+                   help="how the network weights are stored; latents stay float32 (default float16)")
+    p.add_argument("--check-cars", type=positive_int, default=StoreWeightsConfig.check_cars,
+                   help="cars whose colors are compared, spread over the latent table "
+                        f"(default {StoreWeightsConfig.check_cars})")
+    p.add_argument("--check-rays", type=positive_int, default=StoreWeightsConfig.check_rays,
+                   help="probe rays per compared car, from the orbit's sphere toward the car "
+                        f"(default {StoreWeightsConfig.check_rays})")
     args = p.parse_args(argv)
     config = config_from(args)
     return run_entry_point(lambda: report(config, store_weights(config)), args.debug)
