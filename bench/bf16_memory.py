@@ -27,6 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/bf16_memory.py` from anywhere
 
+from bench import DEFAULT_CKPT  # noqa: E402
 from engine.cli import OneLineParser, run_entry_point, write_json  # noqa: E402
 
 SETTINGS = (("fp32", True), ("bf16", True), ("bf16", False))  # (precision, rows bucketed)
@@ -102,8 +103,8 @@ def main(args) -> int:
 
 if __name__ == "__main__":
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt",
-                        help="LFN checkpoint (default checkpoints/cars.pt)")
+    parser.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                        help="LFN checkpoint (default: the repository's checkpoints/cars.pt)")
     parser.add_argument("--volumetric", type=Path, default=ROOT / "checkpoints" / "cars_volumetric.pt",
                         help="volumetric baseline checkpoint (default checkpoints/cars_volumetric.pt)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 80, 96, 112, 128, 144],

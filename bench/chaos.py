@@ -39,7 +39,6 @@ verdict of runs G and G2) and over all, and each minute's floor.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -59,7 +58,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/chaos.py` from anywhere
 
+from bench import DEFAULT_CKPT  # noqa: E402
 from bench.chaos_prelude import STEPS, Prelude, PreludeStep, StepFailed  # noqa: E402
+from engine.cli import OneLineParser, UsageError, run_entry_point  # noqa: E402
 from engine.display_mode import DisplayMode  # noqa: E402
 from engine.widget_map import EXPORTING, FITTING, WIDGET_MAP_ENV, Widget, read_widget_map  # noqa: E402
 from models.encoder import encoder_path  # noqa: E402
@@ -415,10 +416,10 @@ def chaos_run(config: ChaosConfig, progress=print) -> ChaosReport:
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed (apt-get install xvfb xdotool)")
     rng = random.Random(config.seed)
-    server, display = start_xvfb()
     folder = Path(tempfile.mkdtemp(prefix="lfn-chaos-"))  # screenshots and saved fits land here
     widget_map = folder / "widgets.json"
-    ckpt = checkpoint_copy(config.ckpt, folder)
+    ckpt = checkpoint_copy(config.ckpt, folder)  # a bad --ckpt fails here, before the X server starts
+    server, display = start_xvfb()
     env = dict(os.environ, DISPLAY=display, **{WIDGET_MAP_ENV: str(widget_map)})
     stats_path = folder / "stats.json"
     viewer = subprocess.Popen(
@@ -573,9 +574,10 @@ def judge(counts: Counter, memory: list[Reading],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt",
-                        help="the viewer's checkpoint, run from a copy (default checkpoints/cars.pt)")
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                        help="the viewer's checkpoint, run from a copy "
+                             "(default: the repository's checkpoints/cars.pt)")
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="length of the run from the window's appearance, the prelude included "
                              "(default 10)")
@@ -583,11 +585,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--res", type=int, default=128, help="the viewer's --res (default 128)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
-    report = chaos_run(ChaosConfig(args.ckpt, args.minutes, args.seed, args.res))
+    return run_entry_point(lambda: run(ChaosConfig(args.ckpt, args.minutes, args.seed, args.res), args.json),
+                           args.debug)
+
+
+def run(config: ChaosConfig, json_path: Path | None) -> int:
+    """The run, its report on stdout (and in `json_path`), and the verdict: 1 when anything failed."""
+    if not config.ckpt.exists():
+        raise UsageError(f"--ckpt {config.ckpt}: no such file")
+    if not config.ckpt.is_file():
+        raise UsageError(f"--ckpt {config.ckpt}: not a checkpoint file")
+    report = chaos_run(config)
     text = json.dumps(asdict(report), indent=2)
     print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
+    if json_path is not None:
+        json_path.write_text(text + "\n")
     return 1 if report.failures else 0
 
 

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/fit_speed.py` from anywhere
 
+from bench import DEFAULT_CKPT  # noqa: E402
 from engine.benchmark import device_name  # noqa: E402
 from engine.cardata import load_cars  # noqa: E402
 from engine.cli import OneLineParser, run_entry_point  # noqa: E402
@@ -131,8 +132,8 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
-                   help="the LFN checkpoint, network frozen (default checkpoints/cars.pt)")
+    p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                   help="the LFN checkpoint, network frozen (default: the repository's checkpoints/cars.pt)")
     p.add_argument("--data", type=Path, default=Path("data/cars_small"),
                    help="a data set with held-out (test) cars (default data/cars_small)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",

@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/fit_step.py` anywhere
 
+from bench import DEFAULT_CKPT  # noqa: E402
 from engine.benchmark import device_name  # noqa: E402
 from engine.cli import OneLineParser, run_entry_point, write_json  # noqa: E402
 from engine.timing import median_p90  # noqa: E402
@@ -115,8 +116,9 @@ def report(result: dict, json_path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
-                   help="LFN checkpoint; its first car is the photo (default checkpoints/cars.pt)")
+    p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                   help="LFN checkpoint; its first car is the photo "
+                        "(default: the repository's checkpoints/cars.pt)")
     p.add_argument("--device", default="auto", help="auto: cuda when available")
     p.add_argument("--rays", type=int, default=4096,
                    help="photo rays a fitting step draws (default 4096; the mirrored fits add their "

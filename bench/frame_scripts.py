@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from bench import DEFAULT_CKPT
 from engine.benchmark import device_name
 from engine.benchmark_report import ms_table
 from engine.cli import OneLineParser, resolution_argument, run_entry_point
@@ -78,8 +79,9 @@ def run(description: str, measurer: Callable[[LFNRenderer], Measure],
     """A frame script's main: its command line (--ckpt, --res, --json, --debug, and --device where
     it `runs_on_cpu`), then time_frames under the entry-point contract (engine/cli.py)."""
     parser = OneLineParser(description=description.splitlines()[0])
-    parser.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
-                        help="LFN checkpoint; its first car is rendered (default checkpoints/cars.pt)")
+    parser.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                        help="LFN checkpoint; its first car is rendered "
+                             "(default: the repository's checkpoints/cars.pt)")
     parser.add_argument("--res", type=resolution_argument, nargs="+", metavar="N|WxH",
                         default=[Resolution.square(side) for side in (256, 512, 1024)],
                         help="frame sizes timed, each N for N x N or WxH (default 256 512 1024)")

@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/photo_first_frame.py` anywhere
 
+from bench import DEFAULT_CKPT  # noqa: E402
 from bench.chaos import start_xvfb  # noqa: E402
 from bench.xdnd import drop  # noqa: E402
 from engine.cli import OneLineParser, UsageError, run_entry_point, write_json  # noqa: E402
@@ -360,8 +361,8 @@ def report(result: dict, json_path: Path | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "cars.pt",
-                   help="the viewer's LFN checkpoint (default checkpoints/cars.pt)")
+    p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                   help="the viewer's LFN checkpoint (default: the repository's checkpoints/cars.pt)")
     p.add_argument("--encoder", type=Path,
                    default=ROOT / "checkpoints" / "cars.encoder.pt",
                    help="the viewer's encoder for --ckpt (default checkpoints/cars.encoder.pt)")

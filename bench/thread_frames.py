@@ -28,6 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python bench/thread_frames.py` from anywhere
 
+from bench import DEFAULT_CKPT  # noqa: E402
 from engine.cli import OneLineParser, run_entry_point, write_json  # noqa: E402
 from engine.memory import MB, TOP_PAD_BYTES  # noqa: E402
 
@@ -104,8 +105,9 @@ def report(result: dict, json_path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"),
-                   help="LFN checkpoint; its first car is rendered (default checkpoints/cars.pt)")
+    p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                   help="LFN checkpoint; its first car is rendered "
+                        "(default: the repository's checkpoints/cars.pt)")
     p.add_argument("--res", type=int, default=256, help="square frame size in pixels (default 256)")
     p.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["bf16", "fp32"],
                    help="the precisions rendered in each setting, a row each (default bf16 fp32)")

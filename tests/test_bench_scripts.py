@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench import chaos, fit_speed, fit_step, frame_scripts, photo_first_frame, thread_frames
 from bench.depth_skip import TILE, saturated_share
+from engine.cli import OneLineParser
 from models.fitting import MIRROR_WEIGHT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,3 +149,37 @@ def test_march_phases_times_the_static_marcher_beside_the_dynamic_one(tiny_volum
     assert static["evaluations"] == dynamic["evaluations"] and static["static_rounds"] > dynamic["rounds"]
     phases = {phase["phase"] for phase in static["phases"]}
     assert {f"round {k} network" for k in range(1, static["static_rounds"] + 1)} | {"read demand"} <= phases
+
+
+class Parsed(Exception):
+    """Stops an entry point right after its command line is parsed, with what argparse made of it."""
+
+    def __init__(self, namespace):
+        super().__init__()
+        self.namespace = namespace
+
+
+# Each entry point's main on an empty command line (frame_scripts.run: the frame scripts' main).
+PARSING_MAINS = {
+    "thread_frames": thread_frames.main,
+    "fit_step": fit_step.main,
+    "fit_speed": fit_speed.main,
+    "frame_scripts": lambda argv: frame_scripts.run("a frame script", None, argv),
+    "chaos": chaos.main,
+    "photo_first_frame": photo_first_frame.main,
+}
+
+
+@pytest.mark.parametrize("name", list(PARSING_MAINS))
+def test_the_default_checkpoint_is_the_repositorys_from_any_folder(name, tmp_path, monkeypatch):
+    parse = OneLineParser.parse_args
+
+    def parse_and_stop(self, *args, **kwargs):
+        raise Parsed(parse(self, *args, **kwargs))
+
+    monkeypatch.setattr(OneLineParser, "parse_args", parse_and_stop)
+    monkeypatch.chdir(tmp_path)  # another folder: a default relative to it names no file
+    with pytest.raises(Parsed) as parsed:
+        PARSING_MAINS[name]([])
+    ckpt = parsed.value.namespace.ckpt
+    assert ckpt.is_absolute() and ckpt == ROOT / "checkpoints" / "cars.pt" and ckpt.is_file(), ckpt

@@ -116,6 +116,10 @@ BAD_INPUTS = [
     bad("bench/depth_skip.py", "--ckpt a_folder", 1, "a_folder"),
     bad("bench/gpu_check.py", "--res big", 2, "--res"),
     bad("bench.kernel_stats", "--arch sm90", 2, "--arch"),
+    bad("bench/chaos.py", "--bogus", 2, "--bogus"),
+    bad("bench.chaos", "--minutes soon", 2, "--minutes"),
+    bad("bench/chaos.py", "--ckpt missing.pt", 1, "--ckpt missing.pt"),
+    bad("bench.chaos", "--ckpt a_folder", 1, "--ckpt a_folder"),
 ]
 
 
@@ -182,7 +186,7 @@ def test_a_bad_input_is_one_error_line_and_its_exit_code(outcomes, index):
     assert outcome.exit_code == case.exit_code, lines[0]
 
 
-@pytest.mark.parametrize("entry", ["main.py", "tools.evaluate", "bench.soak"])
+@pytest.mark.parametrize("entry", ["main.py", "tools.evaluate", "bench.soak", "bench/chaos.py"])
 def test_debug_shows_the_traceback(entry, tmp_path):
     args = ("--ckpt", "missing.pt", "--debug") + (("--data", "x") if entry == "tools.evaluate" else ())
     outcome = run_one(BadInput(entry, args, 1, "missing.pt"), tmp_path)
