@@ -1,10 +1,6 @@
-"""Benchmark mode: LFN versus the volumetric baseline, per method and resolution (issue 8).
-
-    benchmark.py   the run: methods × resolutions over one orbit path → a result dict; the CLI entry
-    methods.py     what one "frame" is for each method (LFN backends, depth, volumetric, GL frame)
-    timing.py      per-frame milliseconds: CUDA events on a GPU, synchronized perf_counter on the CPU
-    memory.py      peak memory a render adds: CUDA allocator peak, or resident-set growth on the CPU
-    report.py      the stdout table and the PNG chart
+"""Benchmark scripts: each measures one thing (a frame's path, a fit's step, training throughput,
+memory, latency under load...) and writes its JSON under results/. The viewer's own benchmark mode
+(`main.py --benchmark`) lives in engine/benchmark*.py.
 
 What the scripts share: DEFAULT_CKPT, the checkpoint their --ckpt defaults to, found from the
 repository's root, so a script run from any folder finds it.

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/soak.py` from anywhere
 
+from bench import DEFAULT_CKPT  # noqa: E402
 from engine.benchmark import device_name  # noqa: E402
 from engine.cli import OneLineParser, UsageError, run_entry_point  # noqa: E402
 from engine.display_mode import DisplayMode  # noqa: E402
@@ -148,7 +149,8 @@ class SoakConfig:
 def parse_args(argv: list[str] | None) -> tuple[SoakConfig, bool]:
     """The soak's settings from the command line, and whether --debug was given."""
     p = OneLineParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", type=Path, default=Path("checkpoints/cars.pt"), help="LFN checkpoint")
+    p.add_argument("--ckpt", type=Path, default=DEFAULT_CKPT,
+                   help="LFN checkpoint (default: the repository's checkpoints/cars.pt)")
     p.add_argument("--frames", type=int, default=10_000, help="frames after the warm-up")
     p.add_argument("--warmup", type=int, default=WARMUP_FRAMES, help="frames before the first reading")
     p.add_argument("--res", type=int, default=None,

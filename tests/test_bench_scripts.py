@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import chaos, fit_speed, fit_step, frame_scripts, photo_first_frame, thread_frames
+from bench import chaos, fit_speed, fit_step, frame_scripts, photo_first_frame, soak, thread_frames
 from bench.depth_skip import TILE, saturated_share
 from engine.cli import OneLineParser
 from models.fitting import MIRROR_WEIGHT
@@ -167,6 +167,7 @@ PARSING_MAINS = {
     "frame_scripts": lambda argv: frame_scripts.run("a frame script", None, argv),
     "chaos": chaos.main,
     "photo_first_frame": photo_first_frame.main,
+    "soak": soak.main,
 }
 
 
