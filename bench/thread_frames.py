@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))  # `python bench/thread_frames.py` from anywhere
 from bench import DEFAULT_CKPT  # noqa: E402
 from engine.cli import OneLineParser, run_entry_point, write_json  # noqa: E402
 from engine.memory import MB, TOP_PAD_BYTES  # noqa: E402
+from models.checkpoint import load_checkpoint  # noqa: E402
 
 GLIBC_TOP_PAD_MIB = 0.125
 
@@ -85,6 +86,8 @@ def measure(setting: str, ckpt: Path, res: int, frames: int, precisions: list[st
 
 
 def run(ckpt: Path, res: int, frames: int, precisions: list[str], pads_mib: list[float]) -> dict:
+    load_checkpoint(ckpt)  # a bad --ckpt is one plain error here, not a child's traceback
+    ckpt = ckpt.resolve()  # the children run in the repository's root
     settings = ["glibc"] + [str(round(pad * MB)) for pad in pads_mib]
     rows = [row for setting in settings for row in measure(setting, ckpt, res, frames, precisions)]
     cpu = platform.processor() or platform.machine()
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the result here")
     args = p.parse_args(argv)
     return run_entry_point(
-        lambda: report(run(args.ckpt.resolve(), args.res, args.frames, args.precision, args.top_pad_mib),
+        lambda: report(run(args.ckpt, args.res, args.frames, args.precision, args.top_pad_mib),
                        args.json),
         args.debug)
 

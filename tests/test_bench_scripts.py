@@ -4,6 +4,7 @@ their CPU-side helpers work."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,9 +72,11 @@ def test_fit_step_times_the_eager_step_on_a_cpu(tiny_ckpt, tmp_path):
 
 def test_thread_frames_times_each_malloc_setting_in_its_own_process(tiny_ckpt, tmp_path):
     out = tmp_path / "thread_frames.json"
+    shutil.copy(tiny_ckpt, tmp_path / "mine.pt")  # named relative to the user's folder
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "thread_frames.py"), "--ckpt",
-                             str(tiny_ckpt), "--res", "16", "--frames", "2", "--precision", "fp32",
-                             "--json", str(out)], capture_output=True, text=True, timeout=300)
+                             "mine.pt", "--res", "16", "--frames", "2", "--precision", "fp32",
+                             "--json", str(out)], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [row["setting"] for row in rows] == ["glibc", "fixed, top pad 0.125 MiB", "fixed, top pad 8 MiB"]
