@@ -222,4 +222,7 @@ def test_the_rank8_prior_stores_half_weights_for_cars_pts_cars():
     rank8, default = load_checkpoint(folder / "cars_rank8.pt"), load_checkpoint(folder / "cars.pt")
     assert rank8.weights_dtype == torch.float16 and rank8.model.config.weight_rank == 8
     assert rank8.instance_names == default.instance_names  # fine-tuned from it, car for car
-    assert rank8.meta["started_from"][-1]["checkpoint"] == "cars.pt"
+    # cars.pt's own three runs, then the first rank-8 run, which the shipped file continues
+    lineage = [run["checkpoint"] for run in rank8.meta["started_from"]]
+    assert lineage == ["cars.pt"] * 3 + ["cars_rank8.pt"]
+    assert lineage[:3] == [run["checkpoint"] for run in default.meta["started_from"]] + ["cars.pt"]
