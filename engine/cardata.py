@@ -12,6 +12,7 @@ A data set made elsewhere can be read if it keeps this format:
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -99,7 +100,7 @@ def read_manifest(data_dir: str | Path) -> dict:
 
 def load_cars(
     data_dir: str | Path, split: str, with_depth: bool = False, limit: int | None = None,
-    ids: list[str] | None = None,
+    ids: Collection[str] | None = None,
 ) -> CarViews:
     """Load every car of a split ('train' or 'test') from the data set folder, or only `ids`."""
     data_dir = Path(data_dir)

@@ -10,6 +10,7 @@ data set lacks leaves its metrics absent, with a note.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -175,9 +176,11 @@ class Evaluation:
 def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int, *,
              max_cars: int | None = None, max_views: int | None = None,
              any_resolution: bool = False, encoder: CarEncoder | None = None,
-             mirror_weight: float = MIRROR_WEIGHT, modulation_steps: int = 0) -> Evaluation:
-    """Score every car of each split the data set has (at most max_cars per split and max_views
-    views per car where given: the first ones, in manifest order). Views of another resolution
+             mirror_weight: float = MIRROR_WEIGHT, modulation_steps: int = 0,
+             tasks: Collection[str] = tuple(TASK_OF_SPLIT.values())) -> Evaluation:
+    """Score every car of each split the data set has, for each of `tasks` (at most max_cars per
+    split and max_views views per car where given: the first ones, in manifest order; training
+    cars the checkpoint has no code for are noted and not loaded). Views of another resolution
     than the checkpoint's are refused unless `any_resolution` (an LFN's rays are continuous, so a
     128² model can be scored on 256² views; the result notes it). A single-image fit starts from
     the latent table's mean, or with `encoder` from its code for the input view (the pose is
@@ -194,10 +197,22 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
     where_from = {car["id"]: (car_source(car), car_origin(car)) for car in entries}
     rows, notes, resolution = [], [], None
     for split, task in TASK_OF_SPLIT.items():
-        if not any(car["split"] == split for car in entries):
+        if task not in tasks:
+            notes.append(f"{task} not asked for: its metrics absent")
+            continue
+        in_split = [car["id"] for car in entries if car["split"] == split]
+        if not in_split:
             notes.append(f"no {split}-split cars in the data set: {task} metrics absent")
             continue
-        cars = load_cars(data, split, limit=max_cars)
+        ids = None
+        if split == "train":  # only cars with a code: a data set may hold many more (cars_all)
+            ids = set(ckpt.instance_names).intersection(in_split)
+            if unknown := [car_id for car_id in in_split if car_id not in ids]:
+                notes.append(f"{len(unknown)} training cars are not in the checkpoint, not "
+                             f"scored (first: {unknown[0]})")
+            if not ids:
+                continue
+        cars = load_cars(data, split, limit=max_cars, ids=ids)
         resolution = cars.resolution
         trained_at = ckpt.meta.get("resolution")
         if trained_at is not None and trained_at != resolution:
@@ -212,7 +227,7 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
             notes.append(f"the data set has no held-out (test) views: {task} metrics absent")
             continue
         if split == "train":
-            rows += score_heldout_views(ckpt, renderer, cars, views, where_from, notes)
+            rows += score_heldout_views(ckpt, renderer, cars, views, where_from)
         else:
             rows += score_single_images(ckpt.model, renderer, cars, views, where_from, fit_steps,
                                         encoder, mirror_weight, modulation_steps)
@@ -227,20 +242,14 @@ def evaluate(ckpt: Checkpoint, data: Path, device: torch.device, fit_steps: int,
 
 
 def score_heldout_views(ckpt: Checkpoint, renderer, cars: CarViews, views: torch.Tensor,
-                        where_from: dict[str, tuple[CarSource, str]],
-                        notes: list[str]) -> list[CarScore]:
-    """Training cars, each with its learned latent, on its held-out views."""
+                        where_from: dict[str, tuple[CarSource, str]]) -> list[CarScore]:
+    """Training cars (all in the checkpoint), each with its learned latent, on its held-out views."""
     index = {name: i for i, name in enumerate(ckpt.instance_names)}
-    unknown = [car_id for car_id in cars.ids if car_id not in index]
-    if unknown:
-        notes.append(f"{len(unknown)} training cars are not in the checkpoint, not scored "
-                     f"(first: {unknown[0]})")
     rows = []
     for c, car_id in enumerate(tqdm(cars.ids, desc="held-out views", leave=False)):
-        if car_id in index:
-            renderer.set_latent(ckpt.latents[index[car_id]])
-            scores = score_views(renderer, cars.rgb[c], cars.cam2world[c], views)
-            rows.append(car_row(car_id, where_from[car_id], "train", scores))
+        renderer.set_latent(ckpt.latents[index[car_id]])
+        scores = score_views(renderer, cars.rgb[c], cars.cam2world[c], views)
+        rows.append(car_row(car_id, where_from[car_id], "train", scores))
     return rows
 
 

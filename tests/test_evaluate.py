@@ -116,6 +116,41 @@ def test_a_data_set_with_one_split_scores_that_split_and_notes_the_other(data, c
         assert len(result.cars) == 4 and any("2 training cars" in n for n in result.notes)
 
 
+def test_training_cars_without_a_code_are_noted_and_not_loaded(data, tmp_path, monkeypatch):
+    path = tmp_path / "two.pt"  # a checkpoint trained on two of the four training cars
+    save_checkpoint(tiny_lfn(num_instances=2), ["sphere003", "sphere001"],
+                    {"steps": 0, "dataset": "cars", "metrics": {}}, path)
+    loaded, load_cars = [], engine.evaluation.load_cars
+
+    def recording_load_cars(data_dir, split, **kwargs):
+        cars = load_cars(data_dir, split, **kwargs)
+        loaded.append((split, list(cars.ids)))
+        return cars
+
+    monkeypatch.setattr(engine.evaluation, "load_cars", recording_load_cars)
+    result = evaluate(load_checkpoint(path), data, CPU, fit_steps=1, max_views=1)
+    assert loaded == [("train", ["sphere001", "sphere003"]), ("test", ["sphere004", "sphere005"])]
+    assert [r.car_id for r in result.cars if r.split == "train"] == ["sphere001", "sphere003"]
+    assert "2 training cars are not in the checkpoint, not scored (first: sphere000)" in result.notes
+
+
+@pytest.mark.parametrize("task", ["heldout-views", "single-image"])
+def test_one_task_is_scored_alone_and_the_other_noted(data, ckpt_path, tmp_path, task, capsys):
+    out = tmp_path / "eval.json"
+    main(["--ckpt", str(ckpt_path), "--data", str(data), "--fit-steps", "1", "--device", "cpu",
+          "--max-views", "1", "--tasks", task, "--json", str(out)])
+    report = json.loads(out.read_text())
+    asked, other = ("heldout_views", "single_image")[:: 1 if task == "heldout-views" else -1]
+    assert report[f"psnr_{asked}"] > 0 and report[f"psnr_{other}"] is None
+    assert {r["split"] for r in report["cars"]} == {"train" if task == "heldout-views" else "test"}
+    assert f"{other} not asked for: its metrics absent" in report["notes"]
+    with pytest.raises(SystemExit) as stop:
+        main(["--ckpt", str(ckpt_path), "--data", str(data), "--tasks", task, "--write-metrics"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --write-metrics stores every headline metric: not with --tasks naming one")
+
+
 def test_the_command_prints_a_table_per_source_and_stores_metrics(data, ckpt_path, tmp_path,
                                                                   capsys):
     out = tmp_path / "eval.json"

@@ -7,11 +7,13 @@ single-image reconstruction of held-out cars (network frozen, a fresh latent fit
         [--any-resolution]   # e.g. a 128² checkpoint on 256² views (refused otherwise)
         [--fit-start encoder]   # single-image fits start from the encoder's code, not the mean
         [--mirror-weight 0]   # single-image fits without the photo's mirrored rays
+        [--tasks heldout-views]   # one task only (or single-image); both by default
 
 Every car of each split is scored by default. Prints the JSON (per-car rows included), then a
 table per source (real cars, procedural cars, all) and, where the real cars come from several
 collections, per origin (TORCS, SUMO, FlightGear, procedural). A data set with only one split gets the
-other split's metrics absent, with a note.
+other split's metrics absent, with a note. Training cars the checkpoint has no code for (a data
+set with more cars than it was trained on) are noted and not loaded.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from engine.evaluation import ALL, TASK_OF_SPLIT, Evaluation, evaluate
 from models.checkpoint import load_checkpoint
 from models.encoder import encoder_path, find_encoder
 from models.fitting import MIRROR_WEIGHT
+
+TASK_FLAGS = {task.replace("_", "-"): task for task in TASK_OF_SPLIT.values()}  # --tasks names
 
 
 def source_table(result: Evaluation) -> str:
@@ -82,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modulation-steps", type=non_negative_int, default=0,
                    help="after each single-image fit, refine the LFN's FiLM modulations from the "
                         "photo this many steps, past what a latent reaches (default 0: none)")
+    p.add_argument("--tasks", nargs="+", choices=TASK_FLAGS, default=list(TASK_FLAGS),
+                   metavar="TASK", help="what to score: heldout-views (of training cars), "
+                                        "single-image (reconstruction of held-out cars); "
+                                        "default: both")
     args = p.parse_args(argv)
+    if args.write_metrics and len(set(args.tasks)) < len(TASK_FLAGS):
+        p.error("--write-metrics stores every headline metric: not with --tasks naming one")
     if args.any_resolution and args.write_metrics:
         p.error("--write-metrics stores the checkpoint's own scores: not with --any-resolution")
     if args.fit_start == "encoder" and args.write_metrics:
@@ -107,7 +117,8 @@ def score(args: argparse.Namespace) -> None:
     result = evaluate(ckpt, args.data, torch.device(args.device), args.fit_steps,
                       max_cars=args.max_cars, max_views=args.max_views,
                       any_resolution=args.any_resolution, encoder=encoder,
-                      mirror_weight=args.mirror_weight, modulation_steps=args.modulation_steps)
+                      mirror_weight=args.mirror_weight, modulation_steps=args.modulation_steps,
+                      tasks={TASK_FLAGS[flag] for flag in args.tasks})
     print(json.dumps(result.to_json(), indent=1))
     print(source_table(result))
     if args.json:
