@@ -25,6 +25,9 @@ import os
 import sys
 import time
 import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -95,6 +98,7 @@ def render_car(instance: Instance, settings: Settings, roots: CarRoots,
 
 
 _worker: dict = {}
+POOL_RESTARTS = 3  # fresh worker pools after a worker dies, before the run gives up
 
 
 def _init_worker(settings: Settings, roots: CarRoots, threads: int) -> None:
@@ -114,8 +118,37 @@ def _write_car(instance: Instance, out: Path) -> str:
     return instance.id
 
 
-def _write_car_star(job: tuple[Instance, Path]) -> str:
-    return _write_car(*job)
+def render_in_workers(todo: list[Instance], out: Path, workers: int, init: tuple,
+                      initializer: Callable = _init_worker, write: Callable = _write_car) -> None:
+    """`write(instance, out)` for each of `todo` in `workers` spawned processes set up by
+    `initializer(*init)` (spawn: GL contexts and torch threads do not survive fork). A worker that
+    dies (llvmpipe segfaulted once in ~1 200 cars on a 2-core CPU) breaks its pool, on which
+    multiprocessing.Pool waited forever: here the cars not yet written go to a fresh pool, up to
+    POOL_RESTARTS times, and the cars written are kept either way."""
+    context = multiprocessing.get_context("spawn")
+    left = {instance.id: instance for instance in todo}
+    with tqdm(total=len(todo), unit="car") as bar:
+        for restart in range(POOL_RESTARTS + 1):
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer,
+                                       initargs=init)
+            try:
+                for done in as_completed([pool.submit(write, i, out) for i in left.values()]):
+                    del left[done.result()]
+                    bar.update()
+                return
+            except BrokenProcessPool:
+                written = [car_id for car_id in left if (out / f"{car_id}.npz").is_file()]
+                for car_id in written:  # finished as the pool broke, before their results came
+                    del left[car_id]
+                bar.update(len(written))
+                if restart == POOL_RESTARTS:
+                    raise RuntimeError(
+                        f"rendering workers died {restart + 1} times (a crash in the GL driver?); "
+                        f"the {len(todo) - len(left)} cars written are kept: the same command "
+                        f"renders the other {len(left)}") from None
+                tqdm.write(f"a rendering worker died: {len(left)} cars go to a fresh pool")
+            finally:  # a car that fails stops the run without waiting for the queued ones
+                pool.shutdown(cancel_futures=True)
 
 
 def plan(args: argparse.Namespace, roots: CarRoots) -> list[Instance]:
@@ -167,12 +200,7 @@ def make_dataset(args: argparse.Namespace) -> None:
         for instance in tqdm(todo, unit="car"):
             _write_car(instance, out)
     else:
-        # spawn: GL contexts and torch threads do not survive fork
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers, initializer=_init_worker, initargs=init) as pool:
-            jobs = [(i, out) for i in todo]
-            for _ in tqdm(pool.imap_unordered(_write_car_star, jobs), total=len(jobs), unit="car"):
-                pass
+        render_in_workers(todo, out, workers, init)
     manifest = {"cars": [i.manifest_entry() for i in instances], **{
         k: v for k, v in asdict(settings).items() if k in ("res", "views", "test_views",
                                                              "fov_deg", "radius")}}
