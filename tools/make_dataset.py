@@ -122,9 +122,9 @@ def render_in_workers(todo: list[Instance], out: Path, workers: int, init: tuple
                       initializer: Callable = _init_worker, write: Callable = _write_car) -> None:
     """`write(instance, out)` for each of `todo` in `workers` spawned processes set up by
     `initializer(*init)` (spawn: GL contexts and torch threads do not survive fork). A worker that
-    dies (llvmpipe segfaulted once in ~1 200 cars on a 2-core CPU) breaks its pool, on which
-    multiprocessing.Pool waited forever: here the cars not yet written go to a fresh pool, up to
-    POOL_RESTARTS times, and the cars written are kept either way."""
+    dies (one segfaulted under llvmpipe in ~1 200 cars on a 2-core CPU) breaks its pool; where
+    multiprocessing.Pool waited forever for the car it lost, the cars not yet written go to a
+    fresh pool, up to POOL_RESTARTS times, and the cars written are kept either way."""
     context = multiprocessing.get_context("spawn")
     left = {instance.id: instance for instance in todo}
     with tqdm(total=len(todo), unit="car") as bar:
