@@ -13,7 +13,9 @@ probabilities near its peak, with the probability mass there. models/inference.p
 the two by that mass and, before refinement, by how well each renders the photo.
 
 The encoder is stored beside its checkpoint (`cars.pt` → `cars.encoder.pt`), loaded with
-weights_only=True, and carries a fingerprint of the network it was trained for.
+weights_only=True, and carries a fingerprint of the network it was trained for. Its weights may be
+stored as float16 (`python -m tools.store_weights`), so that it and a large checkpoint stay under
+the size limit together; loading widens them to float32.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import CheckpointError, atomic_save, read_torch_file
+from models.checkpoint import WEIGHT_DTYPES, CheckpointError, atomic_save, read_torch_file
 
 ENCODER_FORMAT = "lfn-viewer-encoder"
 ENCODER_VERSION = 1
@@ -166,21 +168,48 @@ def encoder_path(checkpoint: str | os.PathLike) -> Path:
 
 
 def save_encoder(encoder: CarEncoder, fingerprint: str, meta: dict[str, Any],
-                 path: str | os.PathLike) -> None:
+                 path: str | os.PathLike, weights_dtype: torch.dtype = torch.float32) -> None:
+    if weights_dtype not in WEIGHT_DTYPES.values():
+        raise ValueError(f"weights are stored as {', '.join(WEIGHT_DTYPES)}, not {weights_dtype}")
     config = dataclasses.asdict(encoder.config)
     config["channels"] = list(encoder.config.channels)
+    # Only the weights are rounded: the batch norms' running statistics (a few KB) stay float32.
+    # Rounded, they moved the codes of held-out cars' views twice as far as every weight did
+    # (median 0.45 % against 0.25 % of a code's length, 63 views).
+    weights = {name for name, _ in encoder.named_parameters()}
     atomic_save({
         "format": ENCODER_FORMAT, "version": ENCODER_VERSION, "config": config,
-        "state_dict": {k: v.detach().cpu() for k, v in encoder.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().to(weights_dtype) if k in weights else v.detach().cpu()
+                       for k, v in encoder.state_dict().items()},
         "network_fingerprint": fingerprint, "meta": meta,
     }, path)
 
 
-def load_encoder(path: str | os.PathLike, model: nn.Module | None = None) -> CarEncoder:
-    """Load an encoder file; with `model`, refuse one trained for another network."""
+def is_encoder_file(path: str | os.PathLike) -> bool:
+    data = read_torch_file(path)
+    return isinstance(data, dict) and data.get("format") == ENCODER_FORMAT
+
+
+def store_encoder_as(path: str | os.PathLike, out: str | os.PathLike,
+                     weights_dtype: torch.dtype) -> None:
+    """Rewrite an encoder file with its weights in `weights_dtype`, keeping its network
+    fingerprint and meta."""
+    data = encoder_file(path)
+    save_encoder(load_encoder(path), data["network_fingerprint"], data.get("meta", {}), out,
+                 weights_dtype)
+
+
+def encoder_file(path: str | os.PathLike) -> dict:
     data = read_torch_file(path)
     if not isinstance(data, dict) or data.get("format") != ENCODER_FORMAT:
         raise CheckpointError(path, "is a torch file but not an LFN viewer encoder")
+    return data
+
+
+def load_encoder(path: str | os.PathLike, model: nn.Module | None = None) -> CarEncoder:
+    """Load an encoder file (float16 weights are widened to float32); with `model`, refuse one
+    trained for another network."""
+    data = encoder_file(path)
     if data.get("version") != ENCODER_VERSION:
         raise CheckpointError(path, f"encoder format version {data.get('version')!r} is not "
                               f"supported (expected {ENCODER_VERSION})")
