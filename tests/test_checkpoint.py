@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointError, checkpoint_dict, load_checkpoint, save_checkpoint
+from models.encoder import encoder_path, load_encoder
 from models.instances import with_instance
 from tests.conftest import names, tiny_lfn, tiny_volumetric
 
@@ -208,6 +209,16 @@ SHIPPED = sorted(p for p in (Path(__file__).parent.parent / "checkpoints").glob(
 def test_every_shipped_checkpoint_is_small_and_loads_weights_only(path):
     assert path.stat().st_size <= 16 * 2**20, f"{path.name}: over the 16 MiB a checkpoint may take"
     torch.load(path, weights_only=True, map_location="cpu")  # raises on anything but tensors and plain data
+
+
+PAIRED = [p for p in SHIPPED if encoder_path(p).exists()]
+
+
+@pytest.mark.parametrize("path", PAIRED, ids=[p.name for p in PAIRED])
+def test_a_shipped_checkpoint_and_its_encoder_fit_16_mib_together_and_belong_together(path):
+    together = path.stat().st_size + encoder_path(path).stat().st_size
+    assert together <= 16 * 2**20, f"{path.name} and its encoder: {together / 2**20:.2f} MiB"
+    load_encoder(encoder_path(path), load_checkpoint(path).model)  # refuses another network's
 
 
 def test_the_wide_prior_names_its_cars_and_scores():
