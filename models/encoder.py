@@ -186,7 +186,10 @@ def save_encoder(encoder: CarEncoder, fingerprint: str, meta: dict[str, Any],
 
 
 def is_encoder_file(path: str | os.PathLike) -> bool:
-    data = read_torch_file(path)
+    return has_encoder_format(read_torch_file(path))
+
+
+def has_encoder_format(data: Any) -> bool:
     return isinstance(data, dict) and data.get("format") == ENCODER_FORMAT
 
 
@@ -200,8 +203,9 @@ def store_encoder_as(path: str | os.PathLike, out: str | os.PathLike,
 
 
 def encoder_file(path: str | os.PathLike) -> dict:
+    """An encoder file's contents, read with weights_only=True; anything else is refused."""
     data = read_torch_file(path)
-    if not isinstance(data, dict) or data.get("format") != ENCODER_FORMAT:
+    if not has_encoder_format(data):
         raise CheckpointError(path, "is a torch file but not an LFN viewer encoder")
     return data
 
