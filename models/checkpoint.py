@@ -79,11 +79,16 @@ class Checkpoint:
         return self.latents[index], self.modulation_offsets.get(index)
 
 
+def require_weight_dtype(dtype: torch.dtype) -> None:
+    """A file's weights are stored in one of WEIGHT_DTYPES (checkpoints and encoders alike)."""
+    if dtype not in WEIGHT_DTYPES.values():
+        raise ValueError(f"weights are stored as {', '.join(WEIGHT_DTYPES)}, not {dtype}")
+
+
 def checkpoint_dict(model: Model, instance_names: list[str], meta: dict[str, Any],
                     modulation_offsets: dict[int, torch.Tensor] | None = None,
                     weights_dtype: torch.dtype = torch.float32) -> dict:
-    if weights_dtype not in WEIGHT_DTYPES.values():
-        raise ValueError(f"weights are stored as {', '.join(WEIGHT_DTYPES)}, not {weights_dtype}")
+    require_weight_dtype(weights_dtype)
     state = {k: v.detach().cpu().to(weights_dtype) if v.is_floating_point() else v.detach().cpu()
              for k, v in model.state_dict().items() if k != "latents.weight"}
     extra = {}

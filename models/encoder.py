@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import WEIGHT_DTYPES, CheckpointError, atomic_save, read_torch_file
+from models.checkpoint import CheckpointError, atomic_save, read_torch_file, require_weight_dtype
 
 ENCODER_FORMAT = "lfn-viewer-encoder"
 ENCODER_VERSION = 1
@@ -169,8 +169,7 @@ def encoder_path(checkpoint: str | os.PathLike) -> Path:
 
 def save_encoder(encoder: CarEncoder, fingerprint: str, meta: dict[str, Any],
                  path: str | os.PathLike, weights_dtype: torch.dtype = torch.float32) -> None:
-    if weights_dtype not in WEIGHT_DTYPES.values():
-        raise ValueError(f"weights are stored as {', '.join(WEIGHT_DTYPES)}, not {weights_dtype}")
+    require_weight_dtype(weights_dtype)
     config = dataclasses.asdict(encoder.config)
     config["channels"] = list(encoder.config.channels)
     # Only the weights are rounded: the batch norms' running statistics (a few KB) stay float32.
